@@ -1,0 +1,1 @@
+"""The cloud stub: legal check, human review, threshold signing, escrow, evidence custody."""

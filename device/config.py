@@ -1,0 +1,160 @@
+"""The agent's configuration: one TOML file, typed and closed.
+
+An unknown key, a missing required key or an ill-typed value raises `ConfigError`
+whose message names the key (dotted path) and the file. Defaults follow DESIGN.md and
+the record-and-seal issue. Owner settings under ``[release]`` may only tighten the trust
+root's limits; the release code enforces that, this file only types them.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from device.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AgentSettings(_Section):
+    device_id: str = "sim-doorbell"
+    state_dir: Path = Path("/var/lib/doorbell")
+    control_socket: Path | None = None  # default: {state_dir}/agent.sock
+
+
+class CameraSettings(_Section):
+    source: Literal["sim", "file", "v4l2", "pi"] = "sim"
+    scene: Literal["visitor", "passerby", "empty"] = "visitor"
+    seed: int = 1
+    width: int = Field(default=1280, ge=64, le=4096)
+    height: int = Field(default=720, ge=64, le=4096)
+    fps: int = Field(default=30, ge=1, le=120)
+    lores_width: int = Field(default=320, ge=32, le=1280)
+    lores_height: int = Field(default=240, ge=32, le=960)
+    file: Path | None = None
+    v4l2_device: str = "/dev/video0"
+    realtime: bool = True  # pace simulated/file frames at the frame rate
+
+
+class MotionSettings(_Section):
+    threshold: int = Field(default=25, ge=1, le=255)  # per-pixel difference, 0..255
+    min_area: float = Field(default=0.004, gt=0, lt=1)  # fraction of the frame that must change
+    blur: int = Field(default=5, ge=1, le=31)  # Gaussian kernel size (odd)
+    background_alpha: float = Field(default=0.05, gt=0, le=1)  # running-average weight
+    exclusion_zones: list[tuple[float, float, float, float]] = []  # x, y, w, h as fractions
+
+
+class RecorderSettings(_Section):
+    pre_roll_s: float = Field(default=5.0, ge=0, le=30)
+    post_roll_s: float = Field(default=10.0, ge=0.5, le=300)
+    max_clip_s: float = Field(default=120.0, ge=5, le=3600)
+    keyframe_interval_s: float = Field(default=1.0, gt=0, le=10)
+    bitrate: int = Field(default=2_000_000, ge=100_000)
+
+
+class StorageSettings(_Section):
+    max_age_days: float = Field(default=30, gt=0)
+    quota_bytes: int = Field(default=8 * 1024**3, gt=0)
+    min_free_bytes: int = Field(default=256 * 1024**2, ge=0)
+
+
+class KeySettings(_Section):
+    owner_recipient: str  # age1...
+    escrow_recipient: str  # age1... of the cloud's escrow identity
+    epoch_s: int = Field(default=3600, ge=60, le=86400)
+    identity_key: Path | None = None  # Ed25519 PEM from the device bundle
+    transport_identity: Path | None = None  # age identity from the device bundle
+
+
+class MqttSettings(_Section):
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = Field(default=8883, ge=1, le=65535)
+    prefix: str = "doorbell/v1"
+    ca_cert: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    session_expiry_s: int = Field(default=7 * 86400, ge=0)
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024**2)
+    inbound_queue: int = Field(default=64, ge=1, le=10_000)
+
+
+class ReleaseSettings(_Section):
+    trust_root: Path | None = None
+    cloud_url: str | None = None
+    # Owner tightening: None keeps the trust root's limit, a number may only lower it.
+    allowed_bases: list[Literal["warrant", "emergency", "preservation"]] | None = None
+    max_window_s: dict[str, int] = {}
+    max_token_life_s: dict[str, int] = {}
+    clock_skew_s: int = Field(default=60, ge=0, le=600)
+
+
+class ButtonSettings(_Section):
+    kind: Literal["sim", "gpio"] = "sim"
+    pin: int = Field(default=17, ge=0, le=40)
+    pull_up: bool = True
+    bounce_s: float = Field(default=0.05, ge=0, le=2)
+
+
+class HomeAssistantSettings(_Section):
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    discovery_prefix: str = "homeassistant"
+
+
+class AgentConfig(_Section):
+    agent: AgentSettings = AgentSettings()
+    camera: CameraSettings = CameraSettings()
+    motion: MotionSettings = MotionSettings()
+    recorder: RecorderSettings = RecorderSettings()
+    storage: StorageSettings = StorageSettings()
+    keys: KeySettings
+    mqtt: MqttSettings = MqttSettings()
+    release: ReleaseSettings = ReleaseSettings()
+    button: ButtonSettings = ButtonSettings()
+    home_assistant: HomeAssistantSettings = HomeAssistantSettings()
+
+
+def _describe(error: ValidationError, path: Path) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{path}: unknown key '{key}'")
+        elif item["type"] == "missing":
+            lines.append(f"{path}: missing required key '{key}'")
+        else:
+            lines.append(f"{path}: key '{key}': {item['msg']}")
+    return "; ".join(lines)
+
+
+def parse_config(text: str, path: Path) -> AgentConfig:
+    """Parse TOML text. Raises ConfigError naming the key and `path`."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return AgentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from exc
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and parse the config file. Raises ConfigError (also for an unreadable file)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: config is not UTF-8 text") from exc
+    return parse_config(text, path)

@@ -1,0 +1,146 @@
+"""File names of a deployment directory and of a device bundle.
+
+`cloud-stub init DIR` writes a deployment directory; `cloud-stub devices enroll`
+writes a device bundle inside it. The agent reads the bundle. Both sides import these
+names from here so that they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentLayout:
+    """A deployment directory, owned by the operator of the cloud stub."""
+
+    root: Path
+
+    @property
+    def settings(self) -> Path:  # deployment.toml: cloud id, broker host/port, prefix, URLs
+        return self.root / "deployment.toml"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.root / "ca" / "ca.pem"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.root / "ca" / "ca.key"
+
+    @property
+    def broker_cert(self) -> Path:
+        return self.root / "broker" / "broker.pem"
+
+    @property
+    def broker_key(self) -> Path:
+        return self.root / "broker" / "broker.key"
+
+    @property
+    def cloud_dir(self) -> Path:
+        return self.root / "cloud"
+
+    @property
+    def cloud_mqtt_cert(self) -> Path:
+        return self.cloud_dir / "mqtt.pem"
+
+    @property
+    def cloud_mqtt_key(self) -> Path:
+        return self.cloud_dir / "mqtt.key"
+
+    def signer_key(self, name: str) -> Path:
+        """Ed25519 private key (PKCS#8 PEM) of one signer: root-1, root-2, policy, review."""
+        return self.cloud_dir / "signers" / f"{name}.key"
+
+    @property
+    def escrow_identity(self) -> Path:  # age identity, AGE-SECRET-KEY-...
+        return self.cloud_dir / "escrow.key"
+
+    @property
+    def escrow_recipient(self) -> Path:  # age1...
+        return self.cloud_dir / "escrow.pub"
+
+    @property
+    def trust_root(self) -> Path:
+        return self.cloud_dir / "trust-root.json"
+
+    @property
+    def court_registry(self) -> Path:  # JSON: court id -> Ed25519 public key
+        return self.cloud_dir / "courts.json"
+
+    def court_key(self, court_id: str) -> Path:  # for testers: the court's private key
+        return self.root / "courts" / f"{court_id}.key"
+
+    @property
+    def store_url_file(self) -> Path:
+        return self.cloud_dir / "store-url"
+
+    @property
+    def evidence_dir(self) -> Path:
+        return self.cloud_dir / "evidence"
+
+    @property
+    def devices_dir(self) -> Path:
+        return self.root / "devices"
+
+    def device_bundle(self, device_id: str) -> BundleLayout:
+        return BundleLayout(self.devices_dir / device_id)
+
+    def agency_dir(self, name: str) -> Path:
+        return self.root / "agencies" / name
+
+
+@dataclass(frozen=True, slots=True)
+class BundleLayout:
+    """What a Pi receives: exactly what it needs and never a cloud private key."""
+
+    root: Path
+
+    @property
+    def device_id_file(self) -> Path:
+        return self.root / "device-id"
+
+    @property
+    def identity_key(self) -> Path:  # Ed25519 private key, PKCS#8 PEM, 0600
+        return self.root / "identity.key"
+
+    @property
+    def identity_pub(self) -> Path:
+        return self.root / "identity.pub"
+
+    @property
+    def transport_identity(self) -> Path:  # age identity, 0600
+        return self.root / "transport.key"
+
+    @property
+    def transport_recipient(self) -> Path:
+        return self.root / "transport.pub"
+
+    @property
+    def mqtt_cert(self) -> Path:
+        return self.root / "mqtt.pem"
+
+    @property
+    def mqtt_key(self) -> Path:
+        return self.root / "mqtt.key"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.root / "ca.pem"
+
+    @property
+    def trust_root(self) -> Path:
+        return self.root / "trust-root.json"
+
+    @property
+    def escrow_recipient(self) -> Path:
+        return self.root / "escrow.pub"
+
+    @property
+    def owner_recipient(self) -> Path:
+        return self.root / "owner.pub"
+
+    @property
+    def config(self) -> Path:  # agent config TOML pre-filled with the above paths
+        return self.root / "agent.toml"

@@ -1,0 +1,58 @@
+"""MQTT topic names of the v1 wire contract (DESIGN section 4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "doorbell/v1"
+
+
+def _check_segment(name: str, value: str) -> None:
+    if not value or any(c in value for c in "/+#\x00") or value != value.strip():
+        raise ValueError(f"{name} {value!r} is not a valid MQTT topic segment")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTopics:
+    """The five topics of one device under a prefix.
+
+    Raises ValueError when the device id could escape its own subtree
+    (it contains ``/``, ``+``, ``#`` or NUL, or is empty).
+    """
+
+    device_id: str
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        _check_segment("device id", self.device_id)
+        if not self.prefix or any(c in self.prefix for c in "+#\x00"):
+            raise ValueError(f"topic prefix {self.prefix!r} is not valid")
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}/{self.device_id}"
+
+    @property
+    def release(self) -> str:
+        return f"{self.base}/release"
+
+    @property
+    def result(self) -> str:
+        return f"{self.base}/result"
+
+    @property
+    def escrow(self) -> str:
+        return f"{self.base}/escrow"
+
+    @property
+    def status(self) -> str:
+        return f"{self.base}/status"
+
+    @property
+    def notice(self) -> str:
+        return f"{self.base}/notice"
+
+
+def all_devices(prefix: str, leaf: str) -> str:
+    """A subscription filter for one leaf topic of every device, for the cloud."""
+    return f"{prefix}/+/{leaf}"

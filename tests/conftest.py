@@ -1,0 +1,1 @@
+"""Shared fixtures. Broker and database fixtures live in tests/fixtures/ and are loaded here."""
