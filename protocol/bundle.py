@@ -84,8 +84,14 @@ class DeploymentLayout:
     def devices_dir(self) -> Path:
         return self.root / "devices"
 
+    def device_record(self, device_id: str) -> Path:
+        """Public parts the cloud keeps: identity.pub, transport.pub, owner.pub, mqtt.pem."""
+        return self.devices_dir / device_id
+
     def device_bundle(self, device_id: str) -> BundleLayout:
-        return BundleLayout(self.devices_dir / device_id)
+        """Default place of the bundle handed to the Pi (holds device private keys;
+        the operator moves it to the device and deletes it here)."""
+        return BundleLayout(self.devices_dir / device_id / "bundle")
 
     def agency_dir(self, name: str) -> Path:
         return self.root / "agencies" / name
