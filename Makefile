@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: demo test setup system-packages bench
 
 demo: setup
-	$(BIN)/python -m device.demo --out demo-out
+	$(BIN)/python -m demo --out demo-out
 
 test: setup
 	$(BIN)/ruff check .
