@@ -1,0 +1,103 @@
+"""The release side's SQLite database: WAL, `synchronous=FULL`, one schema.
+
+One connection shared by the release service's threads behind a lock; every write is
+its own transaction and is on disk (fsync'd by SQLite) when the call returns, which is
+what lets the handler persist the replay state *before* acting on a token.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from device.release.errors import ReleaseStateError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accepted (
+    jti TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    basis TEXT NOT NULL,
+    accepted_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deferred (
+    sha256 TEXT PRIMARY KEY,
+    token BLOB NOT NULL,
+    received_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    jti TEXT PRIMARY KEY,
+    token BLOB NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('running', 'done', 'failed')),
+    detail TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS job_clips (
+    jti TEXT NOT NULL REFERENCES jobs(jti),
+    clip_id TEXT NOT NULL,
+    start TEXT NOT NULL,
+    end TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'sealed', 'uploaded')),
+    bytes INTEGER,
+    sha256 TEXT,
+    PRIMARY KEY (jti, clip_id)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    retain INTEGER NOT NULL,
+    due_at TEXT NOT NULL
+);
+"""
+
+
+class ReleaseDb:
+    """Open (and create) the database. Raises ReleaseStateError."""
+
+    def __init__(self, path: Path) -> None:
+        self.lock = threading.RLock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.executescript(_SCHEMA)
+            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise ReleaseStateError(f"cannot open release state {path}: {exc}") from exc
+        path.chmod(0o600)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One durable transaction. Raises ReleaseStateError on any SQLite error."""
+        with self.lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise ReleaseStateError(f"release state: {exc}") from exc
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """Run a read-only query. Raises ReleaseStateError."""
+        with self.lock:
+            try:
+                return list(self._conn.execute(sql, params).fetchall())
+            except sqlite3.Error as exc:
+                raise ReleaseStateError(f"release state: {exc}") from exc
+
+    def close(self) -> None:
+        with self.lock:
+            self._conn.close()

@@ -1,0 +1,246 @@
+"""The MQTT link behind a narrow seam: connect, publish, a bounded inbound queue, ack, close.
+
+`PahoLink` speaks MQTT v5 over TLS with the device's client certificate (the broker maps
+the certificate CN to the user name its ACL checks). The session is persistent
+(`clean_start=False` and a session expiry), so QoS 1 tokens the cloud publishes while
+the device is offline are held by the broker and delivered when it reconnects. Inbound
+messages are acknowledged manually, only after the release handler has made its
+decision durable (`ack`), so a token is never lost between receipt and decision: if the
+agent dies in between, the broker delivers it again.
+
+The link fails closed: it is not `connected()` until a successful CONNACK. paho errors
+never escape it: they become `TransportError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import ssl
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from device.errors import TransportError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One message from the broker. `oversized` is the true size when the payload was
+    above the cap (then `payload` is empty and the bytes were never kept)."""
+
+    topic: str
+    payload: bytes
+    mid: int = 0
+    qos: int = 0
+    oversized: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSettings:
+    """Everything the link needs; times in seconds, sizes in bytes."""
+
+    host: str
+    port: int
+    client_id: str
+    ca_cert: Path
+    client_cert: Path
+    client_key: Path
+    subscriptions: tuple[str, ...]
+    will_topic: str
+    will_payload: bytes
+    keepalive_s: int = 30
+    session_expiry_s: int = 7 * 86400
+    max_payload_bytes: int = 256 * 1024
+    inbound_queue: int = 64
+    reconnect_min_s: int = 1
+    reconnect_max_s: int = 60
+    online_payload: Callable[[], bytes] | None = field(default=None, compare=False)
+
+
+class MqttLink(Protocol):
+    """The seam the release service talks to."""
+
+    def connect(self) -> None: ...
+
+    def connected(self) -> bool: ...
+
+    def wait_connected(self, timeout: float) -> bool: ...
+
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> None: ...
+
+    def receive(self, timeout: float) -> Inbound | None: ...
+
+    def ack(self, message: Inbound) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class PahoLink:
+    """paho-mqtt 2.x (VERSION2 callbacks), MQTT v5, TLS client certificate.
+
+    Raises TransportError from `connect` when the TLS material cannot be loaded, from
+    `publish` when the link is down or the broker does not acknowledge in time.
+    """
+
+    def __init__(self, settings: LinkSettings, *, publish_timeout_s: float = 10.0) -> None:
+        self._settings = settings
+        self._publish_timeout_s = publish_timeout_s
+        self._inbound: queue.Queue[Inbound] = queue.Queue(maxsize=settings.inbound_queue)
+        self._connected = threading.Event()
+        self._closed = False
+        self.dropped = 0  # messages dropped because the inbound queue was full
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
+        )
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
+        self._client.will_set(settings.will_topic, settings.will_payload, qos=1, retain=True)
+
+    def connect(self) -> None:
+        """Start connecting in the background (retrying with backoff until `close`)."""
+        s = self._settings
+        try:
+            self._client.tls_set(
+                ca_certs=str(s.ca_cert),
+                certfile=str(s.client_cert),
+                keyfile=str(s.client_key),
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+            self._client.tls_insecure_set(False)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = s.session_expiry_s
+            self._client.connect_async(
+                s.host, s.port, keepalive=s.keepalive_s, clean_start=False, properties=props
+            )
+            self._client.loop_start()
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            raise TransportError(f"cannot start the MQTT link to {s.host}:{s.port}: {exc}") from exc
+
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.warning("broker refused the connection: %s", reason)
+            self._connected.clear()
+            return
+        for topic in self._settings.subscriptions:
+            client.subscribe(topic, qos=1)
+        self._connected.set()
+        log.info("MQTT link up (session present: %s)", flags.session_present)
+        if self._settings.online_payload is not None:
+            try:
+                payload = self._settings.online_payload()
+            except Exception:  # the health reporter must not take the link down
+                log.exception("health reporter failed; publishing a bare online status")
+                payload = b'{"v":1,"state":"online"}'
+            client.publish(self._settings.will_topic, payload, qos=1, retain=True)
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._connected.clear()
+        if not self._closed:
+            log.warning("MQTT link down (%s); reconnecting with backoff", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        size = len(msg.payload)
+        if size > self._settings.max_payload_bytes:
+            item = Inbound(msg.topic, b"", msg.mid, msg.qos, oversized=size)
+        else:
+            item = Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
+        try:
+            self._inbound.put_nowait(item)
+        except queue.Full:
+            # Not acknowledged: the broker redelivers it on the next session resume.
+            self.dropped += 1
+            log.warning("inbound queue full; dropped a message on %s unacknowledged", msg.topic)
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        """Publish and wait for the broker's acknowledgement (QoS 1).
+
+        Raises TransportError when the link is down or the broker does not acknowledge
+        within the publish timeout.
+        """
+        if not self._connected.is_set():
+            raise TransportError(f"MQTT link is down; cannot publish to {topic}")
+        try:
+            info = self._client.publish(topic, payload, qos=qos, retain=retain)
+            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
+                raise TransportError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+            info.wait_for_publish(self._publish_timeout_s)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise TransportError(f"publish to {topic} failed: {exc}") from exc
+        if not info.is_published():
+            raise TransportError(f"broker did not acknowledge a publish to {topic} in time")
+
+    def receive(self, timeout: float) -> Inbound | None:
+        try:
+            return self._inbound.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def ack(self, message: Inbound) -> None:
+        """Acknowledge a QoS 1 message once its outcome is durable (no-op for QoS 0)."""
+        if message.qos == 0 or not self._connected.is_set():
+            return
+        try:
+            self._client.ack(message.mid, message.qos)
+        except (RuntimeError, ValueError, OSError) as exc:
+            log.warning("could not acknowledge message %d: %s", message.mid, exc)
+
+    def close(self, *, final_payload: bytes | None = None) -> None:
+        """Publish `final_payload` on the status topic (if given), disconnect, stop."""
+        self._closed = True
+        if final_payload is not None and self._connected.is_set():
+            try:
+                info = self._client.publish(
+                    self._settings.will_topic, final_payload, qos=1, retain=True
+                )
+                info.wait_for_publish(2.0)
+            except (RuntimeError, ValueError, OSError):
+                log.warning("could not publish the final status")
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+
+
+def health_payload(state: str, health: Mapping[str, Any]) -> bytes:
+    """The `status` payload: `{"v": 1, "state": ..., **health}` as compact JSON."""
+    body = {k: v for k, v in health.items() if k not in ("v", "state")}
+    return json.dumps({"v": 1, "state": state, **body}, separators=(",", ":")).encode()
