@@ -1,0 +1,97 @@
+"""The cloud stub's error hierarchy.
+
+Two roots, as on the device and in python-tuf: `HostileInputError` for anything that came
+from outside and cannot be trusted (HTTP bodies, MQTT payloads, uploaded files, device
+signatures), and `EnvironmentFault` for the world failing under us (database, disk,
+broker). `ServiceError` carries the refusals the service decides on purpose (not found,
+forbidden, conflict); every one of them has a stable machine-readable ``code``.
+Third-party exceptions (SQLAlchemy, pyrage, paho) are translated at the seam that calls
+the library.
+"""
+
+from __future__ import annotations
+
+
+class CloudError(Exception):
+    """Base of every error the cloud stub raises on purpose."""
+
+    code: str = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.code
+
+
+class ConfigError(CloudError):
+    """The deployment directory or the service settings are missing or ill-formed."""
+
+    code = "config_error"
+
+
+class HostileInputError(CloudError):
+    """Input from outside was rejected (bad body, bad signature, bad file). Never retried."""
+
+    code = "bad_input"
+
+
+class AuthenticationError(HostileInputError):
+    """No credentials, or credentials that do not match a principal or an issued token."""
+
+    code = "unauthenticated"
+
+
+class ServiceError(CloudError):
+    """A refusal the service decides on purpose."""
+
+
+class NotFound(ServiceError):
+    """The named object does not exist, or the caller may not know that it does."""
+
+    code = "not_found"
+
+
+class Forbidden(ServiceError):
+    """The caller is authenticated but its role or organisation may not do this."""
+
+    code = "forbidden"
+
+
+class Conflict(ServiceError):
+    """The object is not in a state that allows the action (already decided, wrong offset)."""
+
+    code = "conflict"
+
+
+class TooLarge(HostileInputError):
+    """A body, chunk or file is over its cap."""
+
+    code = "too_large"
+
+
+class SigningError(ServiceError):
+    """A token could not be built or signed (no escrowed keys, unreadable signer key)."""
+
+    code = "signing_failed"
+
+
+class EnvironmentFault(CloudError):
+    """The world failed under us (database, disk, broker). May be retried."""
+
+    code = "environment_fault"
+
+
+class StoreError(EnvironmentFault):
+    """The database refused or lost an operation."""
+
+    code = "store_error"
+
+
+class TransportError(EnvironmentFault):
+    """The MQTT broker could not be reached or refused a publish."""
+
+    code = "transport_error"

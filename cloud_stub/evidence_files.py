@@ -1,0 +1,195 @@
+"""Evidence on disk: resumable staging files and the content-addressed store.
+
+Layout under the deployment's evidence directory::
+
+    staging/<jti>/<clip_id>.part     bytes received so far (the size is the resume offset)
+    sha256/<aa>/<aabbcc...>          accepted files, named by the sha256 of their bytes
+
+Appends are serialized per file by a lock and fsync'd before the new offset is reported,
+so an offset the device was told is always on disk. Accepted files are moved into the
+content-addressed store with ``os.replace`` after their hash was checked, and the
+directory is fsync'd; a file that is already there with the same hash is not rewritten.
+Nothing here decides whether an upload is allowed: that is `evidence.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloud_stub.errors import Conflict, EnvironmentFault, HostileInputError, TooLarge
+
+CLIP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+JTI = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+RESERVED_NAMES = frozenset({"manifest"})
+READ_BLOCK = 1024 * 1024
+
+
+def check_clip_id(clip_id: str) -> str:
+    """Raises `HostileInputError` for a clip id that could not be a safe file name."""
+    if not CLIP_ID.match(clip_id) or clip_id in RESERVED_NAMES or ".." in clip_id:
+        raise HostileInputError(
+            f"clip id {clip_id[:40]!r} must be 1-128 letters, digits, '.', '_' or '-'",
+            code="bad_clip_id",
+        )
+    return clip_id
+
+
+def check_jti(jti: str) -> str:
+    if not JTI.match(jti):
+        raise HostileInputError("the token id is not a UUID", code="bad_jti")
+    return jti
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class StagedFile:
+    clip_id: str
+    path: Path
+    size: int
+
+
+class EvidenceFiles:
+    """The evidence directory. Raises `EnvironmentFault` when the disk fails."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, jti: str, clip_id: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault((jti, clip_id), threading.Lock())
+
+    def staging_dir(self, jti: str) -> Path:
+        return self.root / "staging" / check_jti(jti)
+
+    def staging_path(self, jti: str, clip_id: str) -> Path:
+        return self.staging_dir(jti) / f"{check_clip_id(clip_id)}.part"
+
+    def blob_path(self, sha256: str) -> Path:
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise HostileInputError("not a sha256 hex digest", code="bad_sha256")
+        return self.root / "sha256" / sha256[:2] / sha256
+
+    def offset(self, jti: str, clip_id: str) -> int:
+        """Bytes held for this clip (0 when none)."""
+        try:
+            return self.staging_path(jti, clip_id).stat().st_size
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise EnvironmentFault(f"cannot read the upload state: {exc}") from exc
+
+    def staged(self, jti: str) -> list[StagedFile]:
+        """Every staging file of a token, by clip id."""
+        directory = self.staging_dir(jti)
+        if not directory.is_dir():
+            return []
+        out = []
+        for path in sorted(directory.glob("*.part")):
+            out.append(StagedFile(path.name[: -len(".part")], path, path.stat().st_size))
+        return out
+
+    def staged_total(self, jti: str) -> int:
+        return sum(f.size for f in self.staged(jti))
+
+    def append(self, jti: str, clip_id: str, offset: int, data: bytes, cap: int) -> int:
+        """Append ``data`` at ``offset`` and return the new offset, durably.
+
+        Raises `Conflict` (code ``wrong_offset``, the true offset in the message and in
+        ``.offset``) when ``offset`` is not the bytes held, and `TooLarge` when the token's
+        total would pass ``cap`` bytes.
+        """
+        path = self.staging_path(jti, clip_id)
+        with self._lock(jti, clip_id):
+            current = self.offset(jti, clip_id)
+            if offset != current:
+                raise WrongOffset(current)
+            total = self.staged_total(jti) + len(data)
+            if total > cap:
+                raise TooLarge(
+                    f"the upload would hold {total} bytes; this token allows at most {cap}",
+                    code="token_size_cap",
+                )
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        written = os.write(fd, view)
+                        view = view[written:]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                if current == 0:
+                    _fsync_dir(path.parent)
+            except OSError as exc:
+                raise EnvironmentFault(f"cannot store the upload: {exc}") from exc
+            return current + len(data)
+
+    def digest(self, path: Path) -> str:
+        h = hashlib.sha256()
+        try:
+            with path.open("rb") as fh:
+                while block := fh.read(READ_BLOCK):
+                    h.update(block)
+        except OSError as exc:
+            raise EnvironmentFault(f"cannot read {path.name}: {exc}") from exc
+        return h.hexdigest()
+
+    def commit(self, staged: Path, sha256: str) -> Path:
+        """Move a checked staging file to its content address (idempotent). Returns its path."""
+        target = self.blob_path(sha256)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                staged.unlink()
+            else:
+                os.replace(staged, target)
+                os.chmod(target, 0o440)
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            raise EnvironmentFault(f"cannot commit evidence {sha256[:12]}: {exc}") from exc
+        return target
+
+    def discard_staging(self, jti: str) -> list[str]:
+        """Remove what is left of a token's staging directory; returns the clip ids dropped."""
+        directory = self.staging_dir(jti)
+        dropped = [f.clip_id for f in self.staged(jti)]
+        if directory.exists():
+            shutil.rmtree(directory, ignore_errors=True)
+        return dropped
+
+    def read_blob(self, sha256: str) -> Iterator[bytes]:
+        path = self.blob_path(sha256)
+        try:
+            with path.open("rb") as fh:
+                while block := fh.read(READ_BLOCK):
+                    yield block
+        except OSError as exc:
+            raise EnvironmentFault(f"cannot read evidence {sha256[:12]}: {exc}") from exc
+
+
+class WrongOffset(Conflict):
+    """The device's offset is not the bytes held; ``offset`` is the true resume point."""
+
+    code = "wrong_offset"
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(f"the upload holds {offset} bytes; resume at offset {offset}")
+        self.offset = offset

@@ -1,0 +1,125 @@
+"""Human review as a pure state machine: who may decide, and what a decision does.
+
+`decide` takes the request's current state, the decisions already recorded and the
+reviewer who is acting, and returns the verdict or raises. It does no I/O; the API and
+the CLI load the rows, call it, and store what it returns inside one transaction.
+
+Rules (DESIGN section 5, separation of duties):
+- only a reviewer decides, only on a request waiting for review;
+- a reviewer of the submitting organisation cannot review it;
+- a reviewer decides once per request (cannot approve twice, cannot change sides);
+- a decision carries a written reason;
+- one denial ends the request; it is approved once ``approvals_required`` distinct
+  reviewers approved (two for an emergency).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from cloud_stub.errors import Conflict, Forbidden, HostileInputError
+
+MIN_REASON_CHARS = 10
+MAX_REASON_CHARS = 4000
+
+
+class Status(StrEnum):
+    """Where a request stands. The first four are decided here; the rest by release."""
+
+    REFUSED = "refused"  # the policy engine refused it: terminal
+    PENDING_REVIEW = "pending_review"
+    DENIED = "denied"  # a reviewer denied it: terminal
+    APPROVED = "approved"  # approvals are in; signing follows in the same transaction
+    RELEASED = "released"  # tokens issued and handed to the broker
+    NO_FOOTAGE = "no_footage"  # approved, but no escrowed epoch overlaps the window
+    EVIDENCE_RECEIVED = "evidence_received"  # a signed manifest was accepted
+    UPLOADED = "uploaded"  # the device reported the upload complete
+    REJECTED = "rejected"  # the device refused the token (with its code)
+    DEFERRED = "deferred"  # the device deferred it (clock not synchronized)
+    PRESERVED = "preserved"  # the device pinned the clips (preservation)
+
+
+class Action(StrEnum):
+    APPROVE = "approve"
+    DENY = "deny"
+
+
+@dataclass(frozen=True, slots=True)
+class Reviewer:
+    id: str
+    role: str
+    org: str
+
+
+@dataclass(frozen=True, slots=True)
+class PriorDecision:
+    reviewer_id: str
+    action: Action
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The new status and the number of distinct approvals after this decision."""
+
+    status: Status
+    approvals: int
+    required: int
+
+    @property
+    def complete(self) -> bool:
+        return self.status is Status.APPROVED
+
+
+def check_reason(reason: str) -> str:
+    """The trimmed reason. Raises `HostileInputError` when too short or too long."""
+    text = reason.strip()
+    if len(text) < MIN_REASON_CHARS:
+        raise HostileInputError(
+            f"a decision needs a written reason of at least {MIN_REASON_CHARS} characters",
+            code="reason_required",
+        )
+    if len(text) > MAX_REASON_CHARS:
+        raise HostileInputError(
+            f"the reason is longer than {MAX_REASON_CHARS} characters", code="reason_too_long"
+        )
+    return text
+
+
+def decide(
+    *,
+    status: str,
+    submitter_org: str,
+    approvals_required: int,
+    prior: Sequence[PriorDecision],
+    reviewer: Reviewer,
+    action: Action,
+    reason: str,
+) -> Verdict:
+    """Apply one decision.
+
+    Raises `Forbidden` (role, separation of duties), `Conflict` (not waiting for review,
+    already decided by this reviewer) or `HostileInputError` (reason missing).
+    """
+    if reviewer.role != "reviewer":
+        raise Forbidden("only a reviewer may approve or deny a request", code="not_a_reviewer")
+    if reviewer.org == submitter_org:
+        raise Forbidden(
+            "a reviewer of the submitting organisation cannot review this request",
+            code="separation_of_duties",
+        )
+    if status != Status.PENDING_REVIEW:
+        raise Conflict(f"the request is {status}, not waiting for review", code="not_pending")
+    if any(d.reviewer_id == reviewer.id for d in prior):
+        raise Conflict("this reviewer already decided on this request", code="already_decided")
+    check_reason(reason)
+    if approvals_required < 1:
+        raise Conflict("the request requires no approvals; refusing to release", code="bad_state")
+    approvers = {d.reviewer_id for d in prior if d.action is Action.APPROVE}
+    if action is Action.DENY:
+        return Verdict(Status.DENIED, len(approvers), approvals_required)
+    approvers.add(reviewer.id)
+    if len(approvers) >= approvals_required:
+        return Verdict(Status.APPROVED, len(approvers), approvals_required)
+    return Verdict(Status.PENDING_REVIEW, len(approvers), approvals_required)
