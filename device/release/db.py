@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from device.release.errors import ReleaseStateError
 
@@ -90,7 +91,7 @@ class ReleaseDb:
             except sqlite3.Error as exc:
                 raise ReleaseStateError(f"release state: {exc}") from exc
 
-    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         """Run a read-only query. Raises ReleaseStateError."""
         with self.lock:
             try:

@@ -1,0 +1,192 @@
+"""Durable records of the release handler: deferred tokens, per-token jobs, the outbox.
+
+- `deferred`: the bytes of tokens that arrived while the clock was unsynchronized, kept
+  until the clock can judge them (bounded: the oldest is dropped past `max_deferred`).
+- `jobs` / `job_clips`: one job per accepted release token and one row per clip in its
+  window, moving `pending -> sealed -> uploaded`; a clip is re-sealed at most once and
+  its bytes are sent at most once per token, also across restarts.
+- `outbox`: results and owner notices waiting to be published, each with the time it is
+  due (a delayed notice under a non-disclosure order waits for `notify_after`).
+
+Every method is one SQLite transaction; raises ReleaseStateError.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from device.release.db import ReleaseDb
+from protocol.timefmt import format_time, parse_time
+
+
+@dataclass(frozen=True, slots=True)
+class JobClip:
+    clip_id: str
+    start: datetime
+    end: datetime
+    state: str  # pending | sealed | uploaded
+    bytes: int | None
+    sha256: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    jti: str
+    token: bytes
+    state: str  # running | done | failed
+    clips: tuple[JobClip, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    topic: str
+    payload: bytes
+    retain: bool
+    due_at: datetime
+
+
+def _now() -> str:
+    return format_time(datetime.now(UTC))
+
+
+class JobStore:
+    """Deferred tokens, jobs and the outbox in the release database."""
+
+    def __init__(self, db: ReleaseDb, *, max_deferred: int = 64) -> None:
+        self._db = db
+        self._max_deferred = max_deferred
+
+    # deferred tokens ---------------------------------------------------------------
+    def defer(self, sha256: str, token: bytes) -> bool:
+        """Keep a token for later; False when the same bytes are already waiting."""
+        with self._db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM deferred WHERE sha256 = ?", (sha256,)).fetchone():
+                return False
+            conn.execute(
+                "INSERT INTO deferred (sha256, token, received_at) VALUES (?, ?, ?)",
+                (sha256, token, _now()),
+            )
+            conn.execute(
+                "DELETE FROM deferred WHERE sha256 NOT IN "
+                "(SELECT sha256 FROM deferred ORDER BY received_at DESC, rowid DESC LIMIT ?)",
+                (self._max_deferred,),
+            )
+            return True
+
+    def deferred(self) -> list[tuple[str, bytes]]:
+        rows = self._db.query("SELECT sha256, token FROM deferred ORDER BY rowid")
+        return [(str(sha), bytes(tok)) for sha, tok in rows]
+
+    def drop_deferred(self, sha256: str) -> None:
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM deferred WHERE sha256 = ?", (sha256,))
+
+    # jobs --------------------------------------------------------------------------
+    def create_job(
+        self, jti: str, token: bytes, clips: list[tuple[str, datetime, datetime]]
+    ) -> None:
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO jobs (jti, token, state, created_at) VALUES (?, ?, 'running', ?)",
+                (jti, token, _now()),
+            )
+            conn.executemany(
+                "INSERT INTO job_clips (jti, clip_id, start, end, state) "
+                "VALUES (?, ?, ?, ?, 'pending')",
+                [(jti, cid, format_time(s), format_time(e)) for cid, s, e in clips],
+            )
+
+    def running_jobs(self) -> list[Job]:
+        rows = self._db.query("SELECT jti FROM jobs WHERE state = 'running' ORDER BY rowid")
+        return [job for (jti,) in rows if (job := self.job(str(jti))) is not None]
+
+    def job(self, jti: str) -> Job | None:
+        rows = self._db.query("SELECT token, state FROM jobs WHERE jti = ?", (jti,))
+        if not rows:
+            return None
+        token, state = rows[0]
+        clips = self._db.query(
+            "SELECT clip_id, start, end, state, bytes, sha256 FROM job_clips "
+            "WHERE jti = ? ORDER BY start, clip_id",
+            (jti,),
+        )
+        return Job(
+            jti=jti,
+            token=bytes(token),
+            state=str(state),
+            clips=tuple(
+                JobClip(
+                    clip_id=str(cid),
+                    start=parse_time(start),
+                    end=parse_time(end),
+                    state=str(cstate),
+                    bytes=int(size) if isinstance(size, int) else None,
+                    sha256=str(sha) if sha is not None else None,
+                )
+                for cid, start, end, cstate, size, sha in clips
+            ),
+        )
+
+    def clip_sealed(self, jti: str, clip_id: str, size: int, sha256: str) -> None:
+        with self._db.transaction() as conn:
+            conn.execute(
+                "UPDATE job_clips SET state = 'sealed', bytes = ?, sha256 = ? "
+                "WHERE jti = ? AND clip_id = ? AND state = 'pending'",
+                (size, sha256, jti, clip_id),
+            )
+
+    def clip_uploaded(self, jti: str, clip_id: str) -> None:
+        with self._db.transaction() as conn:
+            conn.execute(
+                "UPDATE job_clips SET state = 'uploaded' "
+                "WHERE jti = ? AND clip_id = ? AND state = 'sealed'",
+                (jti, clip_id),
+            )
+
+    def drop_clip(self, jti: str, clip_id: str) -> None:
+        """Forget a clip that can no longer be released (gone from the store)."""
+        with self._db.transaction() as conn:
+            conn.execute(
+                "DELETE FROM job_clips WHERE jti = ? AND clip_id = ? AND state = 'pending'",
+                (jti, clip_id),
+            )
+
+    def finish_job(
+        self, jti: str, state: str, detail: str, outbox: list[tuple[str, bytes, bool, datetime]]
+    ) -> None:
+        """Mark a job done or failed and queue its messages in the same transaction."""
+        with self._db.transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET state = ?, detail = ? WHERE jti = ?", (state, detail, jti)
+            )
+            self._queue(conn, outbox)
+
+    # outbox ------------------------------------------------------------------------
+    def enqueue(self, topic: str, payload: bytes, *, retain: bool, due_at: datetime) -> None:
+        with self._db.transaction() as conn:
+            self._queue(conn, [(topic, payload, retain, due_at)])
+
+    @staticmethod
+    def _queue(conn: sqlite3.Connection, items: list[tuple[str, bytes, bool, datetime]]) -> None:
+        conn.executemany(
+            "INSERT INTO outbox (topic, payload, retain, due_at) VALUES (?, ?, ?, ?)",
+            [(t, p, int(r), format_time(d.replace(microsecond=0))) for t, p, r, d in items],
+        )
+
+    def due(self, now: datetime) -> list[OutboxItem]:
+        rows = self._db.query("SELECT id, topic, payload, retain, due_at FROM outbox ORDER BY id")
+        items = [
+            OutboxItem(int(i), str(t), bytes(p), bool(r), parse_time(d)) for i, t, p, r, d in rows
+        ]
+        return [item for item in items if item.due_at <= now]
+
+    def pending_outbox(self) -> int:
+        rows = self._db.query("SELECT COUNT(*) FROM outbox")
+        return int(rows[0][0])
+
+    def sent(self, item_id: int) -> None:
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM outbox WHERE id = ?", (item_id,))

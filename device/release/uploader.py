@@ -1,0 +1,191 @@
+"""The `Uploader` seam and its HTTP implementation (docs/architecture.md, "Evidence upload").
+
+Every request is signed by the device identity key over
+`protocol.request_signing.signing_input(...)`. A file is uploaded resumably: the device
+asks the cloud how many bytes it holds (`GET {upload}/{clip_id}`), then sends the rest
+in chunks (`PUT {upload}/{clip_id}?offset=N`); a 409 carries the cloud's true offset and
+the upload continues from there. A broken connection, a timeout or a 5xx is retried with
+exponential backoff, a bounded number of times in a row (any progress resets the count).
+Other 4xx answers are final. Then the signed manifest is posted.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from protocol.request_signing import signing_input
+
+from device.release.errors import UploadFailed, UploadRefused
+
+log = logging.getLogger(__name__)
+
+
+class Uploader(Protocol):
+    """Moves one re-sealed file, then the manifest, to the evidence endpoint."""
+
+    def upload_file(self, *, upload: str, jti: str, clip_id: str, path: Path) -> int:
+        """Upload `path` completely; returns the number of bytes the cloud holds."""
+        ...
+
+    def upload_manifest(self, *, upload: str, jti: str, manifest: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UploadLimits:
+    """Bounds of one upload. Sizes in bytes, times in seconds."""
+
+    chunk_bytes: int = 1024 * 1024  # one PUT; bounded memory per request
+    max_failures: int = 8  # consecutive failed attempts before giving up
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 10.0
+    timeout_s: float = 30.0
+
+
+class _Retryable(Exception):
+    pass
+
+
+class HttpUploader:
+    """httpx against the cloud stub's evidence endpoint.
+
+    Raises UploadRefused for a final 4xx, UploadFailed when the bounded retries are used
+    up, and OSError when the local file cannot be read.
+    """
+
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        identity: Ed25519PrivateKey,
+        limits: UploadLimits = UploadLimits(),
+        sleep: Callable[[float], None] = time.sleep,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self._device = device_id
+        self._identity = identity
+        self._limits = limits
+        self._sleep = sleep
+        self._stop = stop or threading.Event()
+        self._client = httpx.Client(timeout=limits.timeout_s, follow_redirects=False)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _headers(self, method: str, url: str, jti: str, body: bytes) -> dict[str, str]:
+        parts = urlsplit(url)
+        timestamp = int(time.time())
+        message = signing_input(
+            method,
+            parts.path,
+            parts.query,
+            timestamp,
+            hashlib.sha256(body).hexdigest(),
+            self._device,
+            jti,
+        )
+        signature = base64.urlsafe_b64encode(self._identity.sign(message)).rstrip(b"=")
+        return {
+            "X-Doorbell-Device": self._device,
+            "X-Doorbell-Jti": jti,
+            "X-Doorbell-Timestamp": str(timestamp),
+            "X-Doorbell-Signature": signature.decode("ascii"),
+        }
+
+    def _request(self, method: str, url: str, jti: str, body: bytes = b"") -> httpx.Response:
+        headers = self._headers(method, url, jti, body)
+        if body:
+            headers["Content-Type"] = "application/octet-stream"
+        try:
+            response = self._client.request(method, url, content=body, headers=headers)
+        except httpx.HTTPError as exc:  # connection reset, timeout, protocol error
+            raise _Retryable(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise _Retryable(f"{method} {url}: {response.status_code}")
+        return response
+
+    def _offset_of(self, response: httpx.Response) -> int:
+        try:
+            body: Any = response.json()
+            offset = body["offset"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UploadRefused(response.status_code, "answer carries no offset") from exc
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise UploadRefused(response.status_code, f"invalid offset {offset!r:.40}")
+        return offset
+
+    def _final(self, response: httpx.Response) -> UploadRefused:
+        return UploadRefused(response.status_code, response.text[:300])
+
+    def _with_retries(self, what: str, step: Callable[[], bool]) -> None:
+        """Call `step` until it returns True; it returns False after progress."""
+        failures = 0
+        delay = self._limits.backoff_initial_s
+        while True:
+            if self._stop.is_set():
+                raise UploadFailed(f"{what}: stopped")
+            try:
+                if step():
+                    return
+                failures = 0
+                delay = self._limits.backoff_initial_s
+            except _Retryable as exc:
+                failures += 1
+                if failures >= self._limits.max_failures:
+                    raise UploadFailed(f"{what}: gave up after {failures} failures: {exc}") from exc
+                log.info("%s: %s; retrying in %.1f s", what, exc, delay)
+                if self._stop.wait(delay):
+                    raise UploadFailed(f"{what}: stopped") from exc
+                delay = min(delay * 2, self._limits.backoff_max_s)
+
+    def upload_file(self, *, upload: str, jti: str, clip_id: str, path: Path) -> int:
+        url = f"{upload.rstrip('/')}/{clip_id}"
+        size = path.stat().st_size
+
+        def step() -> bool:
+            response = self._request("GET", url, jti)
+            if response.status_code != 200:
+                raise self._final(response)
+            offset = self._offset_of(response)
+            if offset > size:
+                raise UploadRefused(409, f"cloud holds {offset} bytes of a {size}-byte file")
+            with path.open("rb") as handle:
+                while offset < size:
+                    handle.seek(offset)
+                    chunk = handle.read(self._limits.chunk_bytes)
+                    response = self._request("PUT", f"{url}?offset={offset}", jti, chunk)
+                    if response.status_code == 409:
+                        offset = self._offset_of(response)
+                        if offset > size:
+                            raise UploadRefused(409, f"cloud holds {offset} of {size} bytes")
+                        continue
+                    if response.status_code not in (200, 201, 204):
+                        raise self._final(response)
+                    offset += len(chunk)
+            return True
+
+        self._with_retries(f"upload of {clip_id}", step)
+        return size
+
+    def upload_manifest(self, *, upload: str, jti: str, manifest: bytes) -> None:
+        url = f"{upload.rstrip('/')}/manifest"
+
+        def step() -> bool:
+            response = self._request("POST", url, jti, manifest)
+            if response.status_code not in (200, 201, 204):
+                raise self._final(response)
+            return True
+
+        self._with_retries("manifest", step)
