@@ -1,0 +1,317 @@
+"""Home Assistant MQTT discovery on the owner's local broker (opt-in, metadata only).
+
+With ``[home_assistant] enabled = true`` the agent announces itself to Home Assistant
+through MQTT discovery: a doorbell ``event`` entity (event type ``pressed``), a motion
+``binary_sensor`` (device class ``motion``) and their shared availability topic. The
+discovery payloads use the field names of Home Assistant's MQTT integration
+(``unique_id``, ``device`` with ``identifiers``/``name``/``manufacturer``/``model``/
+``sw_version``, ``state_topic``, ``availability_topic``, ``payload_available``,
+``payload_not_available``, ``event_types``, ``device_class``), are published retained on
+``{discovery_prefix}/{component}/{node_id}/{object_id}/config``, and are sent again
+whenever Home Assistant announces itself online on ``{discovery_prefix}/status``.
+
+What crosses to Home Assistant is metadata: that the bell was pressed and when, and
+whether motion is seen. Never video, thumbnails, clip ids or keys: the owner's home
+automation broker is outside the sealed store's protection.
+
+This broker is the owner's, not the deployment broker: plain MQTT on the LAN with an
+optional user name and password. The bridge never blocks or crashes the agent: it
+connects in the background, reconnects by itself, and a publish while disconnected is
+dropped with a log line (a doorbell press from an hour ago is no news).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from device.config import HomeAssistantSettings
+from device.errors import ConfigError, TransportError
+
+log = logging.getLogger(__name__)
+
+MANUFACTURER = "sealed-doorbell"
+MODEL = "Raspberry Pi sealed doorbell"
+STATE_ROOT = "sealed_doorbell"
+PAYLOAD_AVAILABLE = "online"
+PAYLOAD_NOT_AVAILABLE = "offline"
+MOTION_ON = "ON"
+MOTION_OFF = "OFF"
+EVENT_PRESSED = "pressed"
+_ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+_PREFIX_OK = re.compile(r"^[^#+\s]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One MQTT publication: topic, UTF-8 payload, retain flag."""
+
+    topic: str
+    payload: str
+    retain: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Entities:
+    """The topics of one doorbell's Home Assistant entities."""
+
+    node_id: str
+    discovery_prefix: str
+
+    @classmethod
+    def for_device(cls, device_id: str, discovery_prefix: str) -> Entities:
+        """Raises ConfigError for an empty device id or a discovery prefix with wildcards."""
+        if not device_id.strip():
+            raise ConfigError("home_assistant: agent.device_id is empty")
+        prefix = discovery_prefix.strip("/")
+        if not prefix or not _PREFIX_OK.match(prefix):
+            raise ConfigError(
+                f"home_assistant.discovery_prefix {discovery_prefix!r} is not a plain MQTT topic"
+            )
+        # Home Assistant accepts only [a-zA-Z0-9_-] in node and object ids.
+        return cls(node_id="doorbell_" + _ID_CHARS.sub("_", device_id), discovery_prefix=prefix)
+
+    @property
+    def availability_topic(self) -> str:
+        return f"{STATE_ROOT}/{self.node_id}/availability"
+
+    @property
+    def press_topic(self) -> str:
+        return f"{STATE_ROOT}/{self.node_id}/doorbell"
+
+    @property
+    def motion_topic(self) -> str:
+        return f"{STATE_ROOT}/{self.node_id}/motion"
+
+    @property
+    def status_topic(self) -> str:
+        """Where Home Assistant announces its own birth (``online``) and will."""
+        return f"{self.discovery_prefix}/status"
+
+    def config_topic(self, component: str, object_id: str) -> str:
+        return f"{self.discovery_prefix}/{component}/{self.node_id}/{object_id}/config"
+
+
+def software_version() -> str:
+    try:
+        return metadata.version("sealed-doorbell")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def discovery_messages(
+    entities: Entities, *, device_name: str, sw_version: str
+) -> tuple[Message, ...]:
+    """The retained discovery configs for the doorbell event and the motion sensor."""
+    device = {
+        "identifiers": [entities.node_id],
+        "name": device_name,
+        "manufacturer": MANUFACTURER,
+        "model": MODEL,
+        "sw_version": sw_version,
+    }
+    origin = {"name": MANUFACTURER, "sw_version": sw_version}
+    common: dict[str, Any] = {
+        "availability_topic": entities.availability_topic,
+        "payload_available": PAYLOAD_AVAILABLE,
+        "payload_not_available": PAYLOAD_NOT_AVAILABLE,
+        "device": device,
+        "origin": origin,
+        "qos": 1,
+    }
+    event = {
+        "name": "Doorbell",
+        "unique_id": f"{entities.node_id}_doorbell",
+        "device_class": "doorbell",
+        "event_types": [EVENT_PRESSED],
+        "state_topic": entities.press_topic,
+        **common,
+    }
+    motion = {
+        "name": "Motion",
+        "unique_id": f"{entities.node_id}_motion",
+        "device_class": "motion",
+        "state_topic": entities.motion_topic,
+        "payload_on": MOTION_ON,
+        "payload_off": MOTION_OFF,
+        **common,
+    }
+    return (
+        Message(entities.config_topic("event", "doorbell"), _json(event), retain=True),
+        Message(entities.config_topic("binary_sensor", "motion"), _json(motion), retain=True),
+    )
+
+
+def withdrawal_messages(entities: Entities) -> tuple[Message, ...]:
+    """Empty retained configs: Home Assistant removes the entities (owner opted out)."""
+    return (
+        Message(entities.config_topic("event", "doorbell"), "", retain=True),
+        Message(entities.config_topic("binary_sensor", "motion"), "", retain=True),
+        Message(entities.availability_topic, "", retain=True),
+    )
+
+
+def press_message(entities: Entities, at: datetime) -> Message:
+    """A doorbell press: the event type and the time, nothing else. Not retained (an
+    event replayed to a Home Assistant that restarts would ring the bell again)."""
+    if at.tzinfo is None:
+        raise ValueError("press time must be timezone-aware")
+    stamp = at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return Message(
+        entities.press_topic, _json({"event_type": EVENT_PRESSED, "at": stamp}), retain=False
+    )
+
+
+def motion_message(entities: Entities, active: bool) -> Message:
+    """The motion sensor's state, retained so a restarted Home Assistant sees it."""
+    return Message(entities.motion_topic, MOTION_ON if active else MOTION_OFF, retain=True)
+
+
+def _json(value: dict[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+class HomeAssistantBridge:
+    """Publishes discovery, availability and states to the owner's broker.
+
+    `start()` connects in the background (raises TransportError only when the
+    connection cannot even be attempted, e.g. an unresolvable host); `pressed()` and
+    `motion()` never raise; `stop()` publishes ``offline`` and disconnects. The broker
+    publishes the retained ``offline`` last will if the agent dies without `stop()`.
+    """
+
+    def __init__(
+        self,
+        settings: HomeAssistantSettings,
+        *,
+        device_id: str,
+        sw_version: str | None = None,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        self._settings = settings
+        self.entities = Entities.for_device(device_id, settings.discovery_prefix)
+        self._device_name = f"Doorbell {device_id}"
+        self._sw_version = sw_version or software_version()
+        self._connected = threading.Event()
+        self._last_motion: bool | None = None
+        self._lock = threading.Lock()
+        self._connect_timeout_s = connect_timeout_s
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"{self.entities.node_id}-ha",
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        if settings.username is not None:
+            client.username_pw_set(settings.username, settings.password)
+        client.will_set(self.entities.availability_topic, PAYLOAD_NOT_AVAILABLE, qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=60)
+        client.max_queued_messages_set(256)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self._client = client
+
+    def start(self) -> None:
+        """Begin connecting (background thread, reconnects by itself).
+
+        Raises TransportError when the broker address cannot be used at all.
+        """
+        try:
+            self._client.connect_async(self._settings.host, self._settings.port, keepalive=30)
+        except (OSError, ValueError) as exc:
+            raise TransportError(
+                f"home assistant broker {self._settings.host}:{self._settings.port}: {exc}"
+            ) from exc
+        if self._client.loop_start() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise TransportError("home assistant bridge: cannot start the MQTT network loop")
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def pressed(self, at: datetime) -> None:
+        """The bell was pressed at `at` (timezone-aware)."""
+        self._send(press_message(self.entities, at))
+
+    def motion(self, active: bool) -> None:
+        """Motion started (True) or ended (False); repeated states are not re-sent."""
+        with self._lock:
+            if self._last_motion is active:
+                return
+            self._last_motion = active
+        self._send(motion_message(self.entities, active))
+
+    def withdraw(self) -> None:
+        """Remove the entities from Home Assistant (empty retained configs)."""
+        for message in withdrawal_messages(self.entities):
+            self._send(message)
+
+    def stop(self) -> None:
+        """Publish ``offline`` (retained) and disconnect. Idempotent, never raises."""
+        if self._connected.is_set():
+            info = self._client.publish(
+                self.entities.availability_topic, PAYLOAD_NOT_AVAILABLE, qos=1, retain=True
+            )
+            try:
+                info.wait_for_publish(timeout=self._connect_timeout_s)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("home assistant: offline not confirmed: %s", exc)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+
+    def _announce(self) -> None:
+        for message in discovery_messages(
+            self.entities, device_name=self._device_name, sw_version=self._sw_version
+        ):
+            self._send(message)
+        self._send(Message(self.entities.availability_topic, PAYLOAD_AVAILABLE, retain=True))
+        with self._lock:
+            last = self._last_motion
+        self._send(motion_message(self.entities, bool(last)))
+
+    def _send(self, message: Message) -> None:
+        if not self._connected.is_set():
+            log.info("home assistant: not connected, dropped %s", message.topic)
+            return
+        info = self._client.publish(message.topic, message.payload, qos=1, retain=message.retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            log.warning("home assistant: publish to %s failed: %s", message.topic, info.rc)
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: Any,
+        reason: Any,
+        properties: Any,
+    ) -> None:
+        if reason.is_failure:
+            log.warning("home assistant broker refused the connection: %s", reason)
+            return
+        self._connected.set()
+        client.subscribe(self.entities.status_topic, qos=1)
+        self._announce()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        self._connected.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        # Home Assistant's birth message: it (re)started and needs the configs again.
+        if msg.topic == self.entities.status_topic and msg.payload == b"online":
+            self._announce()

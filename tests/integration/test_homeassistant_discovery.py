@@ -1,0 +1,222 @@
+"""Home Assistant discovery against a real mosquitto (plain, loopback, started here).
+
+The owner's Home Assistant broker is a plain local broker, not the deployment's TLS
+broker, so the test starts its own mosquitto on a free 127.0.0.1 port with a minimal
+configuration written here. A second client plays Home Assistant: it subscribes after
+the bridge has announced itself, so every config it receives with the retain flag set
+proves the config was retained on the broker.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from device.config import HomeAssistantSettings
+from device.errors import ConfigError
+from device.homeassistant import Entities, HomeAssistantBridge, discovery_messages
+
+pytestmark = pytest.mark.broker
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[int]:
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen(
+        [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("mosquitto did not start") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+@dataclass(frozen=True)
+class Seen:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+class HomeAssistantSide:
+    """A plain MQTT client standing where Home Assistant would."""
+
+    def __init__(self, port: int, topics: list[str]) -> None:
+        self.inbox: queue.Queue[Seen] = queue.Queue()
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+        self.client.on_message = self._on_message
+        subscribed = queue.Queue[int]()
+        self.client.on_subscribe = lambda *args: subscribed.put(1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.client.subscribe([(topic, 1) for topic in topics])
+        subscribed.get(timeout=5)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self.inbox.put(Seen(msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    def next(self, timeout: float = 5) -> Seen:
+        return self.inbox.get(timeout=timeout)
+
+    def until(self, topic: str, timeout: float = 5) -> Seen:
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.inbox.get(timeout=max(0.01, deadline - time.monotonic()))
+            if seen.topic == topic:
+                return seen
+
+    def publish(self, topic: str, payload: str) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(timeout=5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def settings(port: int) -> HomeAssistantSettings:
+    return HomeAssistantSettings(enabled=True, host="127.0.0.1", port=port)
+
+
+def test_discovery_is_retained_then_states_follow(broker: int) -> None:
+    bridge = HomeAssistantBridge(settings(broker), device_id="porch.1", sw_version="9.9.9")
+    bridge.start()
+    assert bridge.wait_connected(10)
+    ents = bridge.entities
+    event_topic = "homeassistant/event/doorbell_porch_1/doorbell/config"
+    motion_topic = "homeassistant/binary_sensor/doorbell_porch_1/motion/config"
+    ha = HomeAssistantSide(broker, ["homeassistant/#", "sealed_doorbell/#"])
+    try:
+        retained: dict[str, Seen] = {}
+        while len(retained) < 4:  # two configs, availability, motion state
+            seen = ha.next()
+            assert seen.retain, f"{seen.topic} was not retained"
+            retained[seen.topic] = seen
+        assert set(retained) == {
+            event_topic,
+            motion_topic,
+            ents.availability_topic,
+            ents.motion_topic,
+        }
+
+        event = json.loads(retained[event_topic].payload)
+        assert event["unique_id"] == "doorbell_porch_1_doorbell"
+        assert event["event_types"] == ["pressed"]
+        assert event["device_class"] == "doorbell"
+        assert event["state_topic"] == ents.press_topic
+        motion = json.loads(retained[motion_topic].payload)
+        assert motion["unique_id"] == "doorbell_porch_1_motion"
+        assert motion["device_class"] == "motion"
+        assert motion["state_topic"] == ents.motion_topic
+        assert (motion["payload_on"], motion["payload_off"]) == ("ON", "OFF")
+        for config in (event, motion):
+            assert config["availability_topic"] == ents.availability_topic
+            assert config["payload_available"] == "online"
+            assert config["payload_not_available"] == "offline"
+            assert config["device"] == {
+                "identifiers": ["doorbell_porch_1"],
+                "name": "Doorbell porch.1",
+                "manufacturer": "sealed-doorbell",
+                "model": "Raspberry Pi sealed doorbell",
+                "sw_version": "9.9.9",
+            }
+        assert retained[ents.availability_topic].payload == b"online"
+        assert retained[ents.motion_topic].payload == b"OFF"
+
+        # Live states follow, in order.
+        bridge.motion(True)
+        bridge.motion(True)  # unchanged state is not sent twice
+        at = datetime(2025, 5, 1, 18, 30, 5, tzinfo=UTC)
+        bridge.pressed(at)
+        bridge.motion(False)
+        first, second, third = ha.next(), ha.next(), ha.next()
+        assert (first.topic, first.payload) == (ents.motion_topic, b"ON")
+        assert second.topic == ents.press_topic
+        assert not second.retain
+        assert json.loads(second.payload) == {
+            "event_type": "pressed",
+            "at": "2025-05-01T18:30:05Z",
+        }
+        assert (third.topic, third.payload) == (ents.motion_topic, b"OFF")
+
+        # Home Assistant restarts and announces itself: the configs come again.
+        ha.publish("homeassistant/status", "online")
+        again = ha.until(event_topic)
+        assert json.loads(again.payload) == event
+        assert ha.until(ents.availability_topic).payload == b"online"
+
+        bridge.stop()
+        offline = ha.until(ents.availability_topic)
+        assert offline.payload == b"offline"
+    finally:
+        bridge.stop()
+        ha.close()
+
+
+def test_dead_agent_is_marked_offline_by_the_last_will(broker: int) -> None:
+    bridge = HomeAssistantBridge(settings(broker), device_id="porch")
+    bridge.start()
+    assert bridge.wait_connected(10)
+    ha = HomeAssistantSide(broker, [bridge.entities.availability_topic])
+    try:
+        assert ha.next().payload == b"online"
+        # Cut the TCP connection without DISCONNECT, as a crash or power cut would.
+        sock = bridge._client.socket()
+        assert isinstance(sock, socket.socket)
+        sock.shutdown(socket.SHUT_RDWR)
+        assert ha.until(bridge.entities.availability_topic, timeout=10).payload == b"offline"
+    finally:
+        bridge.stop()
+        ha.close()
+
+
+def test_payloads_carry_no_video_keys_or_clip_ids() -> None:
+    ents = Entities.for_device("porch", "homeassistant")
+    for message in discovery_messages(ents, device_name="Doorbell porch", sw_version="1"):
+        text = message.payload.lower()
+        for word in ("age1", "age-secret", "clip", "key", "mp4", "token"):
+            assert word not in text, (message.topic, word)
+
+
+@pytest.mark.parametrize("prefix", ["", "home/#", "home/+/x", "has space"])
+def test_a_wildcard_discovery_prefix_is_refused(prefix: str) -> None:
+    with pytest.raises(ConfigError, match="discovery_prefix"):
+        Entities.for_device("porch", prefix)
