@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS deferred (
 );
 CREATE TABLE IF NOT EXISTS jobs (
     jti TEXT PRIMARY KEY,
-    token BLOB NOT NULL,
+    basis TEXT NOT NULL,
+    claims TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('running', 'done', 'failed')),
     detail TEXT NOT NULL DEFAULT '',
     created_at TEXT NOT NULL

@@ -34,7 +34,8 @@ class JobClip:
 @dataclass(frozen=True, slots=True)
 class Job:
     jti: str
-    token: bytes
+    basis: str
+    claims: str  # the verified claims as JSON (ReleaseClaims.to_payload)
     state: str  # running | done | failed
     clips: tuple[JobClip, ...]
 
@@ -86,28 +87,49 @@ class JobStore:
 
     # jobs --------------------------------------------------------------------------
     def create_job(
-        self, jti: str, token: bytes, clips: list[tuple[str, datetime, datetime]]
+        self,
+        jti: str,
+        basis: str,
+        claims: str,
+        clips: list[tuple[str, datetime, datetime]],
+        *,
+        conn: sqlite3.Connection | None = None,
     ) -> None:
-        with self._db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO jobs (jti, token, state, created_at) VALUES (?, ?, 'running', ?)",
-                (jti, token, _now()),
-            )
-            conn.executemany(
-                "INSERT INTO job_clips (jti, clip_id, start, end, state) "
-                "VALUES (?, ?, ?, ?, 'pending')",
-                [(jti, cid, format_time(s), format_time(e)) for cid, s, e in clips],
-            )
+        """Create a running job; inside `conn`'s transaction when given."""
+        if conn is None:
+            with self._db.transaction() as own:
+                self._insert_job(own, jti, basis, claims, clips)
+        else:
+            self._insert_job(conn, jti, basis, claims, clips)
+
+    @staticmethod
+    def _insert_job(
+        conn: sqlite3.Connection,
+        jti: str,
+        basis: str,
+        claims: str,
+        clips: list[tuple[str, datetime, datetime]],
+    ) -> None:
+        conn.execute(
+            "INSERT INTO jobs (jti, basis, claims, state, created_at) "
+            "VALUES (?, ?, ?, 'running', ?)",
+            (jti, basis, claims, _now()),
+        )
+        conn.executemany(
+            "INSERT INTO job_clips (jti, clip_id, start, end, state) "
+            "VALUES (?, ?, ?, ?, 'pending')",
+            [(jti, cid, format_time(s), format_time(e)) for cid, s, e in clips],
+        )
 
     def running_jobs(self) -> list[Job]:
         rows = self._db.query("SELECT jti FROM jobs WHERE state = 'running' ORDER BY rowid")
         return [job for (jti,) in rows if (job := self.job(str(jti))) is not None]
 
     def job(self, jti: str) -> Job | None:
-        rows = self._db.query("SELECT token, state FROM jobs WHERE jti = ?", (jti,))
+        rows = self._db.query("SELECT basis, claims, state FROM jobs WHERE jti = ?", (jti,))
         if not rows:
             return None
-        token, state = rows[0]
+        basis, claims, state = rows[0]
         clips = self._db.query(
             "SELECT clip_id, start, end, state, bytes, sha256 FROM job_clips "
             "WHERE jti = ? ORDER BY start, clip_id",
@@ -115,7 +137,8 @@ class JobStore:
         )
         return Job(
             jti=jti,
-            token=bytes(token),
+            basis=str(basis),
+            claims=str(claims),
             state=str(state),
             clips=tuple(
                 JobClip(

@@ -3,11 +3,13 @@
 The handler records a token here *before* it acts on it (opens a key, re-seals a byte,
 pins a clip), in one SQLite transaction with `synchronous=FULL`, so a crash or a power
 cut after acting can never let the same token, or an older one, run again. It is read
-by the protocol's verifier through the `ReplayView` methods (`seen`, `highest_seq`).
+by the protocol's verifier through the `ReplayView` methods (`seen`, `last_seq`).
 """
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from device.release.db import ReleaseDb
@@ -30,11 +32,24 @@ class ReplayState:
         value = rows[0][0] if rows else None
         return int(value) if isinstance(value, int) else None
 
-    def record(self, jti: str, seq: int, basis: str) -> None:
+    def last_seq(self) -> int:
+        """`ReplayView`: the highest accepted seq, 0 before the first token (seq starts at 1)."""
+        return self.highest_seq() or 0
+
+    def record(
+        self,
+        jti: str,
+        seq: int,
+        basis: str,
+        *,
+        also: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
         """Persist an accepted token; durable when this returns.
 
-        Raises ReleaseStateError when the jti is already recorded or seq does not rise
-        (a second check, inside the transaction, against a race with the verifier's view).
+        `also` runs inside the same transaction (the handler creates the token's job
+        there, so a crash leaves either both or neither). Raises ReleaseStateError when
+        the jti is already recorded or seq does not rise (a second check, inside the
+        transaction, against a race with the verifier's view).
         """
         with self._db.transaction() as conn:
             if conn.execute("SELECT 1 FROM accepted WHERE jti = ?", (jti,)).fetchone():
@@ -46,3 +61,5 @@ class ReplayState:
                 "INSERT INTO accepted (jti, seq, basis, accepted_at) VALUES (?, ?, ?, ?)",
                 (jti, seq, basis, datetime.now(UTC).isoformat()),
             )
+            if also is not None:
+                also(conn)

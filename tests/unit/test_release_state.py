@@ -70,7 +70,7 @@ def test_job_clips_move_forward_only(tmp_path: Path) -> None:
     db = ReleaseDb(tmp_path / "r.sqlite3")
     jobs = JobStore(db)
     t = datetime(2026, 1, 1, tzinfo=UTC)
-    jobs.create_job("j", b"tok", [("c1", t, t + timedelta(seconds=5))])
+    jobs.create_job("j", "warrant", "{}", [("c1", t, t + timedelta(seconds=5))])
     jobs.clip_uploaded("j", "c1")  # not sealed yet: no effect
     assert jobs.job("j") is not None
     assert jobs.job("j").clips[0].state == "pending"  # type: ignore[union-attr]
