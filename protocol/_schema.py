@@ -1,0 +1,96 @@
+"""Small strict readers for untrusted JSON values.
+
+Each reader raises `SchemaError` naming the field and the problem; the public modules
+translate it into their own `ProtocolError` subclass with the right code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from protocol.keys import is_hex64
+
+
+class SchemaError(ValueError):
+    """An untrusted JSON value does not have the expected shape."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise SchemaError(f"JSON constant {name} is not allowed")
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise SchemaError(f"duplicate member {key!r:.40}")
+        obj[key] = value
+    return obj
+
+
+def loads_strict(data: bytes) -> Any:
+    """Decode UTF-8 JSON refusing duplicate members, NaN/Infinity and invalid UTF-8.
+
+    Raises SchemaError (also for a document nested deeper than Python's recursion limit).
+    """
+    try:
+        text = data.decode("utf-8")
+        return json.loads(
+            text, object_pairs_hook=_unique_object, parse_constant=_reject_constant
+        )
+    except SchemaError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise SchemaError(f"not valid UTF-8 JSON: {type(exc).__name__}") from None
+
+
+def obj(value: Any, name: str, required: frozenset[str], optional: frozenset[str] = frozenset()
+        ) -> Mapping[str, Any]:
+    """A JSON object with exactly the required members and possibly the optional ones."""
+    if not isinstance(value, dict):
+        raise SchemaError(f"{name} must be a JSON object")
+    keys = set(value)
+    missing = required - keys
+    if missing:
+        raise SchemaError(f"{name} is missing {', '.join(sorted(missing))}")
+    unknown = keys - required - optional
+    if unknown:
+        shown = ", ".join(repr(k)[:40] for k in sorted(unknown)[:3])
+        raise SchemaError(f"{name} has unknown member(s) {shown}")
+    return value
+
+
+def string(value: Any, name: str, *, max_len: int = 256, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise SchemaError(f"{name} must be a string")
+    if not value and not allow_empty:
+        raise SchemaError(f"{name} must not be empty")
+    if len(value) > max_len:
+        raise SchemaError(f"{name} is longer than {max_len} characters")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise SchemaError(f"{name} contains control characters")
+    return value
+
+
+def integer(value: Any, name: str, *, minimum: int = 0, maximum: int = 2**53 - 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise SchemaError(f"{name} must be an integer")
+    if not minimum <= value <= maximum:
+        raise SchemaError(f"{name} must be between {minimum} and {maximum}")
+    return value
+
+
+def hex64(value: Any, name: str) -> str:
+    if not is_hex64(value):
+        raise SchemaError(f"{name} must be 64 lowercase hex characters")
+    return str(value)
+
+
+def array(value: Any, name: str, *, max_len: int) -> list[Any]:
+    if not isinstance(value, list):
+        raise SchemaError(f"{name} must be an array")
+    if len(value) > max_len:
+        raise SchemaError(f"{name} has more than {max_len} items")
+    return value
