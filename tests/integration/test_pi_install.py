@@ -1,0 +1,136 @@
+"""deploy/raspberry-pi/install.sh: shellcheck-clean, and it checks before it changes.
+
+The script cannot run to the end here (no Raspberry Pi OS, no camera): these tests
+prove that it is shellcheck-clean, parses, and refuses bad input and a wrong platform
+with a message naming the problem before it touches the system. The install steps
+themselves are verified only by reading (see docs/raspberry-pi.md, "What was verified").
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "deploy" / "raspberry-pi" / "install.sh"
+PRIVATE = ("identity.key", "transport.key", "mqtt.key")
+PUBLIC = (
+    "device-id",
+    "identity.pub",
+    "transport.pub",
+    "mqtt.pem",
+    "ca.pem",
+    "trust-root.json",
+    "escrow.pub",
+    "owner.pub",
+    "agent.toml",
+)
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def fake_bundle(root: Path, device: str = "porch") -> Path:
+    bundle = root / device
+    bundle.mkdir(mode=0o700)
+    for name in PRIVATE + PUBLIC:
+        (bundle / name).write_text("public\n", encoding="utf-8")
+    (bundle / "device-id").write_text(f"{device}\n", encoding="utf-8")
+    (bundle / "identity.key").write_text(
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n",
+        encoding="utf-8",
+    )
+    (bundle / "transport.key").write_text("AGE-SECRET-KEY-1QQQ\n", encoding="utf-8")
+    return bundle
+
+
+def test_shellcheck_is_clean() -> None:
+    assert shutil.which("shellcheck"), "shellcheck missing: run make setup"
+    result = subprocess.run(
+        ["shellcheck", "--severity=style", str(SCRIPT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+def test_strict_mode_and_syntax() -> None:
+    text = SCRIPT.read_text(encoding="utf-8")
+    assert "set -euo pipefail" in text
+    assert subprocess.run(["bash", "-n", str(SCRIPT)], check=False).returncode == 0
+
+
+def test_help_names_every_option() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for option in ("--bundle", "--source", "--replace-bundle", "--no-start"):
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "--bundle is required"),
+        (("--bundle",), "--bundle needs a path"),
+        (("--bundle", "/nonexistent/porch.tar"), "does not exist"),
+        (("--bundle", "x", "--colour"), "unknown argument: --colour"),
+    ],
+)
+def test_bad_arguments_are_named(args: tuple[str, ...], message: str) -> None:
+    result = run(*args)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("missing", ["identity.key", "transport.key", "trust-root.json"])
+def test_an_incomplete_bundle_names_the_missing_file(tmp_path: Path, missing: str) -> None:
+    bundle = fake_bundle(tmp_path)
+    (bundle / missing).unlink()
+    result = run("--bundle", str(bundle))
+    assert result.returncode == 1
+    assert f"lacks {missing}" in result.stderr
+
+
+def test_a_bundle_with_a_wrong_key_is_refused(tmp_path: Path) -> None:
+    bundle = fake_bundle(tmp_path)
+    (bundle / "transport.key").write_text("not a key\n", encoding="utf-8")
+    result = run("--bundle", str(bundle))
+    assert "transport.key is not an age identity" in result.stderr
+
+
+def test_a_tarball_with_two_top_directories_is_refused(tmp_path: Path) -> None:
+    one, two = fake_bundle(tmp_path, "one"), fake_bundle(tmp_path, "two")
+    archive = tmp_path / "bundle.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(one, arcname="one")
+        tar.add(two, arcname="two")
+    result = run("--bundle", str(archive))
+    assert "exactly one top-level directory" in result.stderr
+
+
+@pytest.mark.skipif(
+    platform.machine() == "aarch64", reason="on a 64-bit ARM machine the script would install"
+)
+@pytest.mark.parametrize("as_tar", [False, True])
+def test_a_good_bundle_then_stops_at_the_platform_check(tmp_path: Path, as_tar: bool) -> None:
+    bundle = fake_bundle(tmp_path)
+    target = bundle
+    if as_tar:
+        target = tmp_path / "porch.tar"
+        with tarfile.open(target, "w") as tar:
+            tar.add(bundle, arcname="porch")
+    result = run("--bundle", str(target))
+    assert result.returncode == 1
+    assert "needs 64-bit Raspberry Pi OS (aarch64)" in result.stderr
+    assert "==>" not in result.stdout  # nothing was done
