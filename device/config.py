@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from device.errors import ConfigError
 
@@ -47,6 +47,18 @@ class MotionSettings(_Section):
     blur: int = Field(default=5, ge=1, le=31)  # Gaussian kernel size (odd)
     background_alpha: float = Field(default=0.05, gt=0, le=1)  # running-average weight
     exclusion_zones: list[tuple[float, float, float, float]] = []  # x, y, w, h as fractions
+    start_frames: int = Field(default=2, ge=1, le=30)  # consecutive changed frames to start
+    quiet_s: float = Field(default=1.0, gt=0, le=60)  # no change for this long ends motion
+
+    @field_validator("exclusion_zones")
+    @classmethod
+    def _zones_inside_frame(
+        cls, zones: list[tuple[float, float, float, float]]
+    ) -> list[tuple[float, float, float, float]]:
+        for x, y, w, h in zones:
+            if not (0 <= x < 1 and 0 <= y < 1 and w > 0 and h > 0 and x + w <= 1 and y + h <= 1):
+                raise ValueError(f"zone {[x, y, w, h]} is not inside the frame (fractions 0..1)")
+        return zones
 
 
 class RecorderSettings(_Section):

@@ -129,7 +129,7 @@ class Scene:
 _VISITOR = Walk(
     width=0.16,
     height=0.62,
-    luma=52,
+    luma=30,
     chroma=(150, 110),
     path=(
         Waypoint(5.0, -0.08, 0.92),

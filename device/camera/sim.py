@@ -105,7 +105,7 @@ def _background(rng: np.random.Generator, width: int, height: int) -> npt.NDArra
     door_w, door_h = int(width * 0.22), int(height * 0.7)
     left = int(width * (0.5 + rng.uniform(-0.08, 0.08))) - door_w // 2
     top = int(height * 0.18)
-    base[top : top + door_h, left : left + door_w] = 75 + rng.uniform(-10, 10)
+    base[top : top + door_h, left : left + door_w] = 100 + rng.uniform(-8, 8)
     base[int(height * 0.9) :, :] -= 25  # the step and the mat
     return np.clip(base, 0, 255).astype(np.uint8)
 

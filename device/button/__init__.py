@@ -1,0 +1,5 @@
+"""The button seam: the simulated button, the GPIO button (lazy), the control socket."""
+
+from device.button.base import Button, make_button
+
+__all__ = ["Button", "make_button"]

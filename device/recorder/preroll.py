@@ -1,0 +1,55 @@
+"""The pre-roll ring: the last few seconds of encoded video, always from a keyframe.
+
+A clip can only start on a keyframe (a decoder needs the IDR and its SPS/PPS), so the
+ring keeps whole groups of pictures: it drops the oldest group only while the group
+after it still starts at or before ``newest - pre_roll_s``. The ring therefore always
+covers at least `pre_roll_s` (once that much video has been seen) and at most one GOP
+more; it starts on a keyframe or is empty. Memory is bounded by
+``(pre_roll_s + GOP) * bitrate``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from device.camera.base import EncodedPacket
+
+
+class PreRoll:
+    """Bounded ring of packets. `push` drops non-keyframes that cannot start a clip."""
+
+    def __init__(self, pre_roll_s: float) -> None:
+        self._span = pre_roll_s
+        self._packets: deque[EncodedPacket] = deque()
+        self._keyframes: deque[float] = deque()  # pts of the keyframes held, oldest first
+
+    def __len__(self) -> int:
+        return len(self._packets)
+
+    @property
+    def bytes(self) -> int:
+        return sum(len(p.data) for p in self._packets)
+
+    def push(self, packet: EncodedPacket) -> None:
+        if not self._packets and not packet.keyframe:
+            return  # nothing to decode it against
+        self._packets.append(packet)
+        if packet.keyframe:
+            self._keyframes.append(packet.pts_s)
+        horizon = packet.pts_s - self._span
+        while len(self._keyframes) >= 2 and self._keyframes[1] <= horizon:
+            self._keyframes.popleft()
+            cut = self._keyframes[0]
+            while self._packets and self._packets[0].pts_s < cut:
+                self._packets.popleft()
+
+    def drain(self) -> list[EncodedPacket]:
+        """Everything held, oldest first (starting on a keyframe); the ring is emptied."""
+        packets = list(self._packets)
+        self._packets.clear()
+        self._keyframes.clear()
+        return packets
+
+    def clear(self) -> None:
+        self._packets.clear()
+        self._keyframes.clear()
