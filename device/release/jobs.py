@@ -49,6 +49,9 @@ class OutboxItem:
     due_at: datetime
 
 
+IMMEDIATE = datetime(1970, 1, 1, tzinfo=UTC)  # due time of a message to send at once
+
+
 def _now() -> str:
     return format_time(datetime.now(UTC))
 

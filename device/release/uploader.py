@@ -11,7 +11,6 @@ Other 4xx answers are final. Then the signed manifest is posted.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import threading
@@ -24,9 +23,16 @@ from urllib.parse import urlsplit
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from protocol.request_signing import signing_input
 
 from device.release.errors import UploadFailed, UploadRefused
+from protocol.errors import RequestSignatureError
+from protocol.request_signing import (
+    HEADER_DEVICE,
+    HEADER_JTI,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    sign_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +79,9 @@ class HttpUploader:
         limits: UploadLimits = UploadLimits(),
         sleep: Callable[[float], None] = time.sleep,
         stop: threading.Event | None = None,
+        now: Callable[[], float] = time.time,
     ) -> None:
+        self._now = now
         self._device = device_id
         self._identity = identity
         self._limits = limits
@@ -86,22 +94,25 @@ class HttpUploader:
 
     def _headers(self, method: str, url: str, jti: str, body: bytes) -> dict[str, str]:
         parts = urlsplit(url)
-        timestamp = int(time.time())
-        message = signing_input(
-            method,
-            parts.path,
-            parts.query,
-            timestamp,
-            hashlib.sha256(body).hexdigest(),
-            self._device,
-            jti,
-        )
-        signature = base64.urlsafe_b64encode(self._identity.sign(message)).rstrip(b"=")
+        timestamp = int(self._now())
+        try:
+            signature = sign_request(
+                self._identity,
+                method=method,
+                path=parts.path,
+                query=parts.query,
+                timestamp=timestamp,
+                body_sha256=hashlib.sha256(body).hexdigest(),
+                device=self._device,
+                jti=jti,
+            )
+        except RequestSignatureError as exc:
+            raise UploadRefused(0, f"cannot sign the request: {exc}") from exc
         return {
-            "X-Doorbell-Device": self._device,
-            "X-Doorbell-Jti": jti,
-            "X-Doorbell-Timestamp": str(timestamp),
-            "X-Doorbell-Signature": signature.decode("ascii"),
+            HEADER_DEVICE: self._device,
+            HEADER_JTI: jti,
+            HEADER_TIMESTAMP: str(timestamp),
+            HEADER_SIGNATURE: signature,
         }
 
     def _request(self, method: str, url: str, jti: str, body: bytes = b"") -> httpx.Response:

@@ -1,0 +1,260 @@
+"""The release handler: token bytes in, a durable decision out.
+
+`handle(data)` never raises for anything in `data`. It records the token's sha256 in the
+audit log, runs the protocol's `verify_token` with the trust root, the clock and the
+owner-tightened limits, and then:
+
+- `clock_unsynchronized`: the bytes wait in the durable deferred queue and a `deferred`
+  result is queued; `recheck_deferred` runs them again once the clock is synchronized
+  (a token that expired meanwhile is then rejected with `expired`);
+- any other rejection, and any exception raised while judging hostile bytes: a
+  `rejected` result with the rule's code (`malformed` for an unexpected exception);
+- acceptance: the delivered epoch keys are opened and checked against the recorded
+  epoch recipients (`keys_mismatch`, `bad_keys`); then, in ONE transaction, the jti and
+  seq are recorded and a job is created listing the clips that overlap the window. Only
+  after that does anything act on the token: `JobRunner` re-seals, uploads and
+  publishes; for preservation it pins the clips.
+
+Results go to the durable outbox; `ReleaseService` publishes them. Raises only
+EnvironmentFault (the release database or audit log failing), in which case the caller
+must not acknowledge the message so that the broker delivers it again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from device.config import ReleaseSettings
+from device.errors import DoorbellError, EnvironmentFault
+from device.release.audit import AuditLog
+from device.release.clock import Clock
+from device.release.jobs import IMMEDIATE, JobStore
+from device.release.messages import result_payload
+from device.release.replay import ReplayState
+from device.release.vaultview import RELEASABLE, ClipVault
+from protocol.errors import KeyFormatError, RejectionCode, TokenRejected
+from protocol.token import (
+    ID_PATTERN,
+    ReleaseClaims,
+    VerificationContext,
+    open_delivered_keys,
+    verify_token,
+)
+from protocol.topics import DeviceTopics
+from protocol.trust_root import TrustRoot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The handler's decision on one token."""
+
+    status: str  # accepted | rejected | deferred | duplicate
+    jti: str
+    reason: str = ""
+    detail: str = ""
+    clips: tuple[str, ...] = field(default=())
+
+
+def claimed_jti(data: bytes) -> str:
+    """The jti a token claims, read WITHOUT verification, for reporting only ("" if none)."""
+    try:
+        envelope = json.loads(data)
+        payload = envelope["payload"]
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        jti = json.loads(raw)["jti"]
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError):
+        return ""
+    return jti if isinstance(jti, str) and ID_PATTERN.fullmatch(jti) else ""
+
+
+class ReleaseHandler:
+    """Judges tokens. Thread-compatible: the service calls it from one worker thread."""
+
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        topics: DeviceTopics,
+        root: TrustRoot,
+        settings: ReleaseSettings,
+        clock: Clock,
+        replay: ReplayState,
+        jobs: JobStore,
+        audit: AuditLog,
+        vault: ClipVault,
+        transport_identity: str,
+        max_token_bytes: int | None = None,
+    ) -> None:
+        self._device_id = device_id
+        self._topics = topics
+        self._root = root
+        self._settings = settings
+        self._clock = clock
+        self._replay = replay
+        self._jobs = jobs
+        self._audit = audit
+        self._vault = vault
+        self._transport_identity = transport_identity
+        self._max_token_bytes = max_token_bytes
+
+    @property
+    def root(self) -> TrustRoot:
+        return self._root
+
+    def context(self) -> VerificationContext:
+        """The verification context at this instant (raises ValueError on a bad setting)."""
+        s = self._settings
+        extra: dict[str, Any] = {}
+        if self._max_token_bytes is not None:
+            extra["max_token_bytes"] = self._max_token_bytes
+        return VerificationContext(
+            device_id=self._device_id,
+            now=self._clock.now(),
+            clock_synchronized=self._clock.synchronized(),
+            skew_s=s.clock_skew_s,
+            allowed_bases=None if s.allowed_bases is None else frozenset(s.allowed_bases),
+            max_window_s=dict(s.max_window_s),
+            max_token_life_s=dict(s.max_token_life_s),
+            **extra,
+        )
+
+    # ------------------------------------------------------------------------------
+    def handle(self, data: bytes, *, oversized: int = 0, source: str = "mqtt") -> Outcome:
+        """Decide on one token. Raises only EnvironmentFault (see the module docstring)."""
+        sha = hashlib.sha256(data).hexdigest()
+        self._audit.append(
+            "token_received",
+            {"sha256": sha, "bytes": oversized or len(data), "source": source},
+        )
+        if oversized:
+            return self._reject(
+                "", sha, RejectionCode.oversized, f"payload of {oversized} bytes was not kept"
+            )
+        return self._judge(data, sha, deferred=False)
+
+    def recheck_deferred(self) -> list[Outcome]:
+        """Judge the deferred tokens again once the clock is synchronized."""
+        if not self._clock.synchronized():
+            return []
+        outcomes = []
+        for sha, data in self._jobs.deferred():
+            outcome = self._judge(data, sha, deferred=True)
+            if outcome.status != "deferred":
+                self._jobs.drop_deferred(sha)
+            outcomes.append(outcome)
+        return outcomes
+
+    # ------------------------------------------------------------------------------
+    def _judge(self, data: bytes, sha: str, *, deferred: bool) -> Outcome:
+        jti = claimed_jti(data)
+        try:
+            claims = verify_token(
+                data, root=self._root, context=self.context(), replay=self._replay
+            )
+            clips = self._clips_for(claims)
+            if not claims.is_preservation:
+                self._check_keys(claims)
+        except TokenRejected as exc:
+            if exc.code is RejectionCode.clock_unsynchronized:
+                return self._defer(jti, sha, data, exc.detail, again=deferred)
+            return self._reject(jti, sha, exc.code, exc.detail)
+        except EnvironmentFault:
+            raise
+        except Exception as exc:  # hostile bytes must never take the agent down
+            log.exception("unexpected error while judging token %s", sha[:16])
+            return self._reject(
+                jti, sha, RejectionCode.malformed, f"{type(exc).__name__} while verifying"
+            )
+        return self._accept(claims, sha, clips)
+
+    def _clips_for(self, claims: ReleaseClaims) -> list[tuple[str, datetime, datetime]]:
+        window = claims.window
+        out = []
+        for clip in self._vault.list_clips(window.start, window.end, RELEASABLE):
+            end = clip.end or clip.start
+            if window.overlaps(clip.start, end):  # the rule the cloud checks the manifest by
+                out.append((clip.id, clip.start, end))
+        return out
+
+    def _check_keys(self, claims: ReleaseClaims) -> None:
+        recorded = {e.id: e.recipient for e in self._vault.epochs()}
+        try:
+            identities = open_delivered_keys(claims, self._transport_identity, recorded)
+        except KeyFormatError as exc:
+            raise EnvironmentFault(f"the device transport identity is unusable: {exc}") from exc
+        identities.clear()  # opened again by the job runner, only while re-sealing
+
+    def _accept(
+        self, claims: ReleaseClaims, sha: str, clips: list[tuple[str, datetime, datetime]]
+    ) -> Outcome:
+        claims_json = json.dumps(claims.to_payload(), sort_keys=True, separators=(",", ":"))
+        self._replay.record(
+            claims.jti,
+            claims.seq,
+            claims.basis,
+            also=lambda conn: self._jobs.create_job(
+                claims.jti, claims.basis, claims_json, clips, conn=conn
+            ),
+        )
+        ids = tuple(c[0] for c in clips)
+        if ids and not claims.is_preservation:
+            try:  # retention must not remove them while the job runs
+                self._vault.mark_pending_upload(ids)
+            except DoorbellError as exc:
+                log.warning("cannot mark clips of %s as pending upload: %s", claims.jti, exc)
+        self._audit.append(
+            "decision",
+            {
+                "sha256": sha,
+                "jti": claims.jti,
+                "seq": claims.seq,
+                "basis": claims.basis,
+                "status": "accepted",
+                "code": "",
+                "clips": list(ids),
+            },
+        )
+        log.info("accepted %s token %s for %d clip(s)", claims.basis, claims.jti, len(ids))
+        return Outcome("accepted", claims.jti, clips=ids)
+
+    def _defer(self, jti: str, sha: str, data: bytes, detail: str, *, again: bool) -> Outcome:
+        if again:
+            return Outcome("deferred", jti, RejectionCode.clock_unsynchronized.value, detail)
+        fresh = self._jobs.defer(sha, data)
+        self._audit.append(
+            "decision",
+            {"sha256": sha, "jti": jti, "status": "deferred", "code": "clock_unsynchronized"},
+        )
+        if fresh:
+            self._queue_result(jti, "deferred", RejectionCode.clock_unsynchronized.value, detail)
+        return Outcome("deferred", jti, RejectionCode.clock_unsynchronized.value, detail)
+
+    def _reject(self, jti: str, sha: str, code: RejectionCode, detail: str) -> Outcome:
+        self._audit.append(
+            "decision",
+            {
+                "sha256": sha,
+                "jti": jti,
+                "status": "rejected",
+                "code": code.value,
+                "detail": detail[:300],
+            },
+        )
+        self._queue_result(jti, "rejected", code.value, detail)
+        log.info("rejected token %s (%s): %s", jti or sha[:16], code.value, detail)
+        return Outcome("rejected", jti, code.value, detail)
+
+    def _queue_result(
+        self, jti: str, status: str, reason: str, detail: str, clips: tuple[str, ...] = ()
+    ) -> None:
+        payload = result_payload(jti=jti, status=status, reason=reason, detail=detail, clips=clips)
+        self._jobs.enqueue(self._topics.result, payload, retain=False, due_at=IMMEDIATE)

@@ -1,0 +1,271 @@
+"""Runs the jobs of accepted tokens: re-seal, upload, manifest, result and owner notice.
+
+A release job moves each clip `pending -> sealed -> uploaded` in the release database:
+
+- re-seal: the clip's sealed file is stream-decrypted with the delivered epoch identity
+  and re-sealed to the token's recipient (the vault's `agestream.reseal`: plaintext only
+  in memory, one 64 KiB chunk at a time) into `{state}/release/work/{jti}/{clip}.age`,
+  written as `.part`, fsync'd and renamed; identities are dropped when the pass ends;
+- upload: resumable, from whatever offset the cloud holds (`Uploader`);
+- then the manifest, signed by the device identity key, and in one transaction the
+  job's end with its `uploaded` result and the owner notice (due at `notify_after` when
+  the court delayed notice).
+
+Each step is recorded before the next begins, so after a crash the job continues where
+it stopped: a clip is never re-sealed once sealed and its bytes are sent once per token.
+A preservation job pins the window's clips with `hold(..., hold_until)` and reports
+`preserved`. Transport failures leave the job running (the service retries it with
+backoff); a final refusal by the cloud ends it with a `rejected` result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from device.errors import DoorbellError, TransportError
+from device.release.audit import AuditLog
+from device.release.clock import Clock
+from device.release.errors import UploadRefused
+from device.release.jobs import IMMEDIATE, Job, JobClip, JobStore
+from device.release.messages import notice_payload, result_payload
+from device.release.uploader import Uploader
+from device.release.vaultview import RELEASABLE, ClipVault
+from device.vault.reseal import reseal
+from protocol.errors import ProtocolError, TokenRejected
+from protocol.manifest import EvidenceManifest, ManifestClip, sign_manifest
+from protocol.token import ReleaseClaims, open_delivered_keys
+from protocol.topics import DeviceTopics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """`finished` is False when the job must be tried again later (transport failure)."""
+
+    finished: bool
+    status: str = ""
+    detail: str = ""
+
+
+class JobRunner:
+    """Executes jobs one at a time. Raises nothing but EnvironmentFault from the disk."""
+
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        topics: DeviceTopics,
+        identity_key: Ed25519PrivateKey,
+        transport_identity: str,
+        vault: ClipVault,
+        jobs: JobStore,
+        audit: AuditLog,
+        uploader: Uploader,
+        work_dir: Path,
+        clock: Clock,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self._device_id = device_id
+        self._topics = topics
+        self._identity_key = identity_key
+        self._transport_identity = transport_identity
+        self._vault = vault
+        self._jobs = jobs
+        self._audit = audit
+        self._uploader = uploader
+        self._work_dir = work_dir
+        self._clock = clock
+        self._stop = stop or threading.Event()
+
+    def run(self, job: Job) -> RunResult:
+        claims = ReleaseClaims.from_payload(json.loads(job.claims))
+        if claims.is_preservation:
+            return self._preserve(job, claims)
+        try:
+            self._reseal_pending(job, claims)
+            job = self._jobs.job(job.jti) or job
+            self._upload_sealed(job, claims)
+            job = self._jobs.job(job.jti) or job
+            return self._finish_release(job, claims)
+        except TransportError as exc:
+            log.warning("release %s: %s; will retry", job.jti, exc)
+            self._audit.append("upload_retry", {"jti": job.jti, "detail": str(exc)[:300]})
+            return RunResult(False, "", str(exc))
+        except UploadRefused as exc:
+            return self._fail(job, "upload_refused", str(exc))
+        except TokenRejected as exc:  # the stored keys no longer open: cannot proceed
+            return self._fail(job, exc.code.value, exc.detail)
+
+    # --- preservation ---------------------------------------------------------------
+    def _preserve(self, job: Job, claims: ReleaseClaims) -> RunResult:
+        assert claims.hold_until is not None
+        ids = [c.clip_id for c in job.clips]
+        self._vault.hold(ids, claims.hold_until)
+        result = result_payload(jti=job.jti, status="preserved", reason="", detail="", clips=ids)
+        self._jobs.finish_job(
+            job.jti, "done", "", [(self._topics.result, result, False, IMMEDIATE)]
+        )
+        self._audit.append(
+            "preserved", {"jti": job.jti, "clips": ids, "hold_until": claims.hold_until.isoformat()}
+        )
+        return RunResult(True, "preserved")
+
+    # --- release --------------------------------------------------------------------
+    def _work_path(self, jti: str, clip_id: str) -> Path:
+        return self._work_dir / jti / f"{clip_id}.age"
+
+    def _reseal_pending(self, job: Job, claims: ReleaseClaims) -> None:
+        pending = [c for c in job.clips if c.state == "pending"]
+        if not pending:
+            return
+        assert claims.recipient is not None
+        recorded = {e.id: e.recipient for e in self._vault.epochs()}
+        identities = open_delivered_keys(claims, self._transport_identity, recorded)
+        try:
+            records = {
+                r.id: r
+                for r in self._vault.list_clips(claims.window.start, claims.window.end, RELEASABLE)
+            }
+            for clip in pending:
+                if self._stop.is_set():
+                    raise TransportError("stopping")
+                record = records.get(clip.clip_id)
+                if record is None:
+                    self._drop(job.jti, clip, "clip is no longer in the store")
+                    continue
+                identity = identities.get(record.epoch_id)
+                if identity is None:
+                    self._drop(job.jti, clip, f"no key delivered for epoch {record.epoch_id}")
+                    continue
+                self._reseal_one(
+                    job.jti, clip, identity, claims.recipient, truncated=not record.complete
+                )
+        finally:
+            identities.clear()
+
+    def _reseal_one(
+        self, jti: str, clip: JobClip, identity: str, recipient: str, *, truncated: bool
+    ) -> None:
+        target = self._work_path(jti, clip.clip_id)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        part = target.with_suffix(".part")
+        try:
+            with self._vault.sealed_path(clip.clip_id).open("rb") as source:
+                fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as sink:
+                    size, sha = reseal(
+                        source, sink, [identity], [recipient], allow_truncated=truncated
+                    )
+                    sink.flush()
+                    os.fsync(sink.fileno())
+            os.replace(part, target)
+        except (DoorbellError, OSError) as exc:
+            part.unlink(missing_ok=True)
+            self._drop(jti, clip, f"cannot re-seal: {exc}")
+            return
+        self._jobs.clip_sealed(jti, clip.clip_id, size, sha)
+        self._audit.append(
+            "resealed", {"jti": jti, "clip": clip.clip_id, "bytes": size, "sha256": sha}
+        )
+
+    def _drop(self, jti: str, clip: JobClip, why: str) -> None:
+        log.warning("release %s: skipping clip %s: %s", jti, clip.clip_id, why)
+        self._jobs.drop_clip(jti, clip.clip_id)
+        self._audit.append("clip_skipped", {"jti": jti, "clip": clip.clip_id, "reason": why})
+
+    def _upload_sealed(self, job: Job, claims: ReleaseClaims) -> None:
+        assert claims.upload is not None
+        for clip in job.clips:
+            if clip.state != "sealed":
+                continue
+            path = self._work_path(job.jti, clip.clip_id)
+            if not path.exists():
+                raise UploadRefused(0, f"re-sealed file of {clip.clip_id} is gone from the disk")
+            size = self._uploader.upload_file(
+                upload=claims.upload, jti=job.jti, clip_id=clip.clip_id, path=path
+            )
+            self._jobs.clip_uploaded(job.jti, clip.clip_id)
+            self._audit.append(
+                "uploaded",
+                {"jti": job.jti, "clip": clip.clip_id, "bytes": size, "sha256": clip.sha256},
+            )
+
+    def _finish_release(self, job: Job, claims: ReleaseClaims) -> RunResult:
+        assert claims.upload is not None
+        done = [c for c in job.clips if c.state == "uploaded"]
+        manifest = EvidenceManifest(
+            jti=job.jti,
+            device=self._device_id,
+            clips=tuple(
+                ManifestClip(
+                    clip_id=c.clip_id,
+                    start=c.start,
+                    end=c.end,
+                    bytes=c.bytes or 0,
+                    sha256=c.sha256 or "",
+                )
+                for c in done
+            ),
+            created=self._clock.now().replace(microsecond=0),
+        )
+        try:
+            signed = sign_manifest(manifest, self._identity_key)
+        except (ProtocolError, ValueError) as exc:
+            return self._fail(job, "manifest_invalid", str(exc))
+        self._uploader.upload_manifest(upload=claims.upload, jti=job.jti, manifest=signed)
+        self._audit.append("manifest", {"jti": job.jti, "clips": [c.clip_id for c in done]})
+        ids = [c.clip_id for c in done]
+        now = self._clock.now()
+        result = result_payload(jti=job.jti, status="uploaded", reason="", detail="", clips=ids)
+        notice = notice_payload(
+            jti=job.jti,
+            basis=claims.basis,
+            case=claims.case.to_payload(),
+            window=claims.window.to_payload(),
+            clips=ids,
+            released_at=now,
+        )
+        notice_due: datetime = claims.notify_after or IMMEDIATE
+        self._jobs.finish_job(
+            job.jti,
+            "done",
+            "",
+            [
+                (self._topics.result, result, False, IMMEDIATE),
+                (self._topics.notice, notice, True, notice_due),
+            ],
+        )
+        self._cleanup(job)
+        log.info("release %s: uploaded %d clip(s)", job.jti, len(ids))
+        return RunResult(True, "uploaded")
+
+    def _fail(self, job: Job, reason: str, detail: str) -> RunResult:
+        result = result_payload(
+            jti=job.jti, status="rejected", reason=reason, detail=detail, clips=()
+        )
+        self._jobs.finish_job(
+            job.jti,
+            "failed",
+            detail[:300],
+            [(self._topics.result, result, False, IMMEDIATE)],
+        )
+        self._audit.append("job_failed", {"jti": job.jti, "code": reason, "detail": detail[:300]})
+        self._cleanup(job)
+        return RunResult(True, "rejected", detail)
+
+    def _cleanup(self, job: Job) -> None:
+        try:
+            self._vault.clear_pending_upload([c.clip_id for c in job.clips])
+        except DoorbellError as exc:
+            log.warning("release %s: cannot clear pending-upload marks: %s", job.jti, exc)
+        shutil.rmtree(self._work_dir / job.jti, ignore_errors=True)

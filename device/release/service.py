@@ -1,0 +1,317 @@
+"""`ReleaseService`: the release side wired into the agent, with start() and stop().
+
+One worker thread does everything in order, so no two decisions race: it takes a
+message from the MQTT link's bounded queue and hands a token to the handler (then
+acknowledges it, once the decision is durable) or an `escrow-ack` to the escrow
+publisher; re-checks deferred tokens once the clock is synchronized; runs accepted jobs
+(a job that hit a transport failure waits with exponential backoff); publishes the
+durable outbox (results now, owner notices when due; a delayed notice waits for a
+synchronized clock); re-publishes unacknowledged escrow blobs; and refreshes the
+retained status with the agent's health.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from device.config import AgentConfig
+from device.errors import ConfigError, DoorbellError, EnvironmentFault, TransportError
+from device.release.audit import AuditLog
+from device.release.clock import Clock
+from device.release.db import ReleaseDb
+from device.release.escrow import EscrowPublisher, EscrowSource
+from device.release.handler import ReleaseHandler
+from device.release.jobs import IMMEDIATE, JobStore
+from device.release.layout import ReleaseLayout
+from device.release.link import Inbound, LinkSettings, MqttLink, PahoLink, health_payload
+from device.release.replay import ReplayState
+from device.release.runner import JobRunner
+from device.release.uploader import HttpUploader, Uploader
+from device.release.vaultview import ClipVault
+from protocol.errors import KeyFormatError, TrustRootError
+from protocol.keys import private_key_from_pem
+from protocol.topics import DeviceTopics
+from protocol.trust_root import TrustRoot, load_trust_root
+
+log = logging.getLogger(__name__)
+
+ESCROW_ACK_LEAF = "escrow-ack"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceTiming:
+    """Seconds. `poll_s` bounds how long the worker waits for a message between chores."""
+
+    poll_s: float = 0.2
+    status_every_s: float = 60.0
+    retry_initial_s: float = 2.0
+    retry_max_s: float = 300.0
+
+
+def _read_secret(path: Path | None, what: str) -> bytes:
+    if path is None:
+        raise ConfigError(f"[keys] {what} is required when mqtt.enabled is true")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
+
+
+def load_root(config: AgentConfig, now: datetime) -> TrustRoot:
+    """The trust root named in `[release] trust_root`. Raises ConfigError."""
+    path = config.release.trust_root
+    if path is None:
+        raise ConfigError("[release] trust_root is required when mqtt.enabled is true")
+    try:
+        return load_trust_root(path.read_bytes(), now=now)
+    except OSError as exc:
+        raise ConfigError(f"cannot read trust root {path}: {exc.strerror}") from exc
+    except TrustRootError as exc:
+        raise ConfigError(f"trust root {path} refused: {exc}") from exc
+
+
+def link_settings(
+    config: AgentConfig, topics: DeviceTopics, online: Callable[[], bytes]
+) -> LinkSettings:
+    """The MQTT link's settings from `[mqtt]`. Raises ConfigError for missing TLS files."""
+    m = config.mqtt
+    if m.ca_cert is None or m.client_cert is None or m.client_key is None:
+        raise ConfigError("[mqtt] ca_cert, client_cert and client_key are required (TLS)")
+    return LinkSettings(
+        host=m.host,
+        port=m.port,
+        client_id=config.agent.device_id,
+        ca_cert=m.ca_cert,
+        client_cert=m.client_cert,
+        client_key=m.client_key,
+        subscriptions=(topics.release, f"{topics.base}/{ESCROW_ACK_LEAF}"),
+        will_topic=topics.status,
+        will_payload=health_payload("offline", {}),
+        keepalive_s=m.keepalive_s,
+        session_expiry_s=m.session_expiry_s,
+        max_payload_bytes=m.max_payload_bytes,
+        inbound_queue=m.inbound_queue,
+        online_payload=online,
+    )
+
+
+class ReleaseService:
+    """The release side of the agent. Raises ConfigError from the constructor when a key,
+    the trust root or the TLS files cannot be loaded; ReleaseStateError for the database."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        vault: ClipVault,
+        clock: Clock,
+        *,
+        escrow_outbox: EscrowSource | None = None,
+        link: MqttLink | None = None,
+        uploader: Uploader | None = None,
+        health: Callable[[], Mapping[str, Any]] | None = None,
+        timing: ServiceTiming = ServiceTiming(),
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._timing = timing
+        self._health = health
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        device_id = config.agent.device_id
+        self.topics = DeviceTopics(device_id, config.mqtt.prefix)
+        self._escrow_ack_topic = f"{self.topics.base}/{ESCROW_ACK_LEAF}"
+        try:
+            identity = private_key_from_pem(_read_secret(config.keys.identity_key, "identity_key"))
+        except KeyFormatError as exc:
+            raise ConfigError(f"[keys] identity_key: {exc}") from exc
+        transport = (
+            _read_secret(config.keys.transport_identity, "transport_identity")
+            .decode("utf-8", errors="replace")
+            .strip()
+        )
+        root = load_root(config, clock.now())
+        self.layout = ReleaseLayout(config.agent.state_dir)
+        self.db = ReleaseDb(self.layout.state_db)
+        self.audit = AuditLog(self.layout.audit_log)
+        self.replay = ReplayState(self.db)
+        self.jobs = JobStore(self.db)
+        self.link: MqttLink = link or PahoLink(
+            link_settings(config, self.topics, self._online_payload)
+        )
+        self.uploader: Uploader = uploader or HttpUploader(
+            device_id=device_id, identity=identity, stop=self._stop
+        )
+        self.handler = ReleaseHandler(
+            device_id=device_id,
+            topics=self.topics,
+            root=root,
+            settings=config.release,
+            clock=clock,
+            replay=self.replay,
+            jobs=self.jobs,
+            audit=self.audit,
+            vault=vault,
+            transport_identity=transport,
+        )
+        self.runner = JobRunner(
+            device_id=device_id,
+            topics=self.topics,
+            identity_key=identity,
+            transport_identity=transport,
+            vault=vault,
+            jobs=self.jobs,
+            audit=self.audit,
+            uploader=self.uploader,
+            work_dir=self.layout.root / "work",
+            clock=clock,
+            stop=self._stop,
+        )
+        self.escrow = (
+            EscrowPublisher(escrow_outbox, self.link, self.topics.escrow)
+            if escrow_outbox is not None
+            else None
+        )
+        self._retry_at: dict[str, tuple[float, float]] = {}  # jti -> (monotonic due, delay)
+        self._was_connected = False
+        self._last_status = 0.0
+        self.idle = threading.Event()  # set whenever the worker has nothing left to do
+
+    # --- lifecycle --------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect the link and start the worker thread. Raises TransportError."""
+        self.link.connect()
+        self._thread = threading.Thread(target=self._loop, name="release", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the worker (an upload stops between chunks), publish `offline`, close."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        close = self.link.close
+        try:
+            close(final_payload=health_payload("offline", {}))
+        except TypeError:
+            close()
+        self.uploader.close()
+        self.audit.close()
+        self.db.close()
+
+    # --- status -------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if self._health is not None:
+            try:
+                body.update(self._health())
+            except Exception:  # the agent's health reporter must not stop the release side
+                log.exception("health reporter failed")
+        try:
+            body["release"] = {
+                "jobs_running": len(self.jobs.running_jobs()),
+                "deferred": len(self.jobs.deferred()),
+                "outbox": self.jobs.pending_outbox(),
+                "clock_synchronized": self._clock.synchronized(),
+            }
+        except DoorbellError as exc:
+            body["release"] = {"error": str(exc)[:200]}
+        return body
+
+    def _online_payload(self) -> bytes:
+        return health_payload("online", self.health())
+
+    def publish_status(self) -> None:
+        """Publish the retained `online` status with the current health now."""
+        try:
+            self.link.publish(self.topics.status, self._online_payload(), qos=1, retain=True)
+        except TransportError as exc:
+            log.info("status not published: %s", exc)
+
+    # --- the worker ---------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self._tick()
+            except Exception:  # nothing may end the worker; the next tick tries again
+                log.exception("release worker error")
+                busy = False
+                self._stop.wait(1.0)
+            if busy:
+                self.idle.clear()
+            else:
+                self.idle.set()
+
+    def _tick(self) -> bool:
+        message = self.link.receive(self._timing.poll_s)
+        busy = message is not None
+        if message is not None:
+            self._on_message(message)
+        connected = self.link.connected()
+        if connected and not self._was_connected and self.escrow is not None:
+            self.escrow.reset()
+        self._was_connected = connected
+        for outcome in self.handler.recheck_deferred():
+            log.info("deferred token %s: %s", outcome.jti, outcome.status)
+            busy = True
+        busy |= self._run_jobs()
+        busy |= self._flush_outbox()
+        if self.escrow is not None and self.escrow.flush():
+            busy = True
+        now = time.monotonic()
+        if connected and now - self._last_status >= self._timing.status_every_s:
+            self._last_status = now
+            self.publish_status()
+        return busy
+
+    def _on_message(self, message: Inbound) -> None:
+        if message.topic == self.topics.release:
+            try:
+                self.handler.handle(message.payload, oversized=message.oversized)
+            except EnvironmentFault as exc:
+                log.error("release state unavailable, token left unacknowledged: %s", exc)
+                return
+            self.link.ack(message)
+        elif message.topic == self._escrow_ack_topic:
+            if self.escrow is not None:
+                self.escrow.on_ack(message.payload)
+            self.link.ack(message)
+        else:
+            log.warning("message on unexpected topic %s ignored", message.topic[:200])
+            self.link.ack(message)
+
+    def _run_jobs(self) -> bool:
+        ran = False
+        now = time.monotonic()
+        for job in self.jobs.running_jobs():
+            due, delay = self._retry_at.get(job.jti, (0.0, 0.0))
+            if now < due or self._stop.is_set():
+                continue
+            ran = True
+            result = self.runner.run(job)
+            if result.finished:
+                self._retry_at.pop(job.jti, None)
+            else:
+                delay = min(max(delay * 2, self._timing.retry_initial_s), self._timing.retry_max_s)
+                self._retry_at[job.jti] = (time.monotonic() + delay, delay)
+        return ran
+
+    def _flush_outbox(self) -> bool:
+        if not self.link.connected():
+            return False
+        horizon = self._clock.now() if self._clock.synchronized() else IMMEDIATE
+        sent = False
+        for item in self.jobs.due(horizon):
+            try:
+                self.link.publish(item.topic, item.payload, qos=1, retain=item.retain)
+            except TransportError as exc:
+                log.info("outbox publish deferred: %s", exc)
+                break
+            self.jobs.sent(item.id)
+            sent = True
+        return sent
