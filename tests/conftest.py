@@ -1,1 +1,8 @@
 """Shared fixtures. Broker and database fixtures live in tests/fixtures/ and are loaded here."""
+
+pytest_plugins = [
+    "tests.fixtures.deployment",
+    "tests.fixtures.broker",
+    "tests.fixtures.vault",
+    "tests.fixtures.policy",
+]

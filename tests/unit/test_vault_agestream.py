@@ -1,0 +1,286 @@
+"""Our age v1 stream writer and reader against the real `age` CLI and pyrage, both ways.
+
+Interoperability is the test: whatever we write, `age -d` and `pyrage.decrypt` open;
+whatever `age -r` and `pyrage.encrypt` write, we open. Then the attacks on a sealed
+file on a stolen or tampered card: altered header, altered/reordered/appended chunks,
+and truncation (which must yield only the authenticated prefix).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+from collections.abc import Callable
+
+import pyrage
+import pytest
+
+from device.vault.agestream import (
+    CHUNK_SIZE,
+    ENCRYPTED_CHUNK_SIZE,
+    AgeStreamReader,
+    AgeStreamWriter,
+    decrypt_all,
+)
+from device.vault.errors import (
+    AgeFormatError,
+    InvalidAgeKey,
+    NoMatchingIdentity,
+    TamperedStream,
+    TruncatedStream,
+)
+from device.vault.reseal import reseal
+from tests.fixtures.vault import AgeKey
+
+SIZES = [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE, 200_001]
+
+
+def seal(data: bytes, recipients: list[str], pieces: int = 7) -> bytes:
+    """Seal with our writer, pushing `data` in uneven pieces as an encoder would."""
+    sink = io.BytesIO()
+    writer = AgeStreamWriter(sink, recipients)
+    pos, step = 0, max(1, len(data) // pieces)
+    while pos < len(data):
+        size = step + (pos % 1013)
+        writer.write(data[pos : pos + size])
+        pos += size
+    writer.close()
+    return sink.getvalue()
+
+
+def collect(reader: AgeStreamReader, into: bytearray) -> None:
+    """Drain `reader` into `into`, so a test sees what was yielded before an error."""
+    for chunk in reader:
+        into += chunk
+
+
+def age_decrypt(ciphertext: bytes, key: AgeKey) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["age", "-d", "-i", str(key.path)], input=ciphertext, capture_output=True, check=False
+    )
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_our_files_open_with_age_cli_and_pyrage(
+    size: int, age_key: Callable[[str], AgeKey]
+) -> None:
+    owner, epoch = age_key("owner"), age_key("epoch")
+    data = os.urandom(size)
+    ciphertext = seal(data, [epoch.recipient, owner.recipient])
+    for key in (owner, epoch):
+        result = age_decrypt(ciphertext, key)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == data
+        assert pyrage.decrypt(ciphertext, [pyrage.x25519.Identity.from_str(key.identity)]) == data
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_files_from_age_cli_and_pyrage_open_with_our_reader(
+    size: int, age_key: Callable[[str], AgeKey]
+) -> None:
+    owner = age_key("owner")
+    data = os.urandom(size)
+    from_cli = subprocess.run(
+        ["age", "-r", owner.recipient], input=data, capture_output=True, check=True
+    ).stdout
+    assert decrypt_all(io.BytesIO(from_cli), [owner.identity]) == data
+    # pyrage (rage) adds a grease stanza of an unknown type: the reader must skip it
+    from_pyrage = pyrage.encrypt(data, [pyrage.x25519.Recipient.from_str(owner.recipient)])
+    assert decrypt_all(io.BytesIO(from_pyrage), [owner.identity]) == data
+
+
+def test_byte_at_a_time_and_one_big_write_give_the_same_plaintext(
+    age_key: Callable[[str], AgeKey],
+) -> None:
+    owner = age_key("owner")
+    data = os.urandom(CHUNK_SIZE + 300)
+    sink = io.BytesIO()
+    writer = AgeStreamWriter(sink, [owner.recipient])
+    for i in range(len(data)):
+        writer.write(data[i : i + 1])
+    writer.close()
+    big = seal(data, [owner.recipient], pieces=1)
+    assert len(sink.getvalue()) == len(big)  # same chunking whatever the write sizes
+    assert age_decrypt(sink.getvalue(), owner).stdout == data
+
+
+def test_reader_yields_bounded_chunks(age_key: Callable[[str], AgeKey]) -> None:
+    owner = age_key("owner")
+    data = os.urandom(5 * CHUNK_SIZE + 17)
+    chunks = list(AgeStreamReader(io.BytesIO(seal(data, [owner.recipient])), [owner.identity]))
+    assert [len(c) for c in chunks] == [CHUNK_SIZE] * 5 + [17]
+    assert b"".join(chunks) == data
+
+
+def test_wrong_identity_is_refused(age_key: Callable[[str], AgeKey]) -> None:
+    owner, stranger = age_key("owner"), age_key("stranger")
+    ciphertext = seal(b"hello", [owner.recipient])
+    with pytest.raises(NoMatchingIdentity):
+        AgeStreamReader(io.BytesIO(ciphertext), [stranger.identity])
+
+
+def test_altered_header_is_detected(age_key: Callable[[str], AgeKey]) -> None:
+    owner = age_key("owner")
+    ciphertext = bytearray(seal(b"x" * 1000, [owner.recipient, age_key("other").recipient]))
+    # Attack: add a stanza of the attacker's own before the MAC line.
+    mac_at = ciphertext.index(b"\n--- ") + 1
+    forged = ciphertext[:mac_at] + b"-> X25519 AAAA\nAAAA\n" + ciphertext[mac_at:]
+    with pytest.raises(TamperedStream, match="MAC"):
+        decrypt_all(io.BytesIO(bytes(forged)), [owner.identity])
+    flipped = bytearray(ciphertext)
+    flipped[mac_at + 6] ^= 0x01  # a bit of the MAC itself
+    with pytest.raises((TamperedStream, AgeFormatError)):
+        decrypt_all(io.BytesIO(bytes(flipped)), [owner.identity])
+
+
+def _payload_start(ciphertext: bytes) -> int:
+    return ciphertext.index(b"\n--- ") + 1 + ciphertext[ciphertext.index(b"\n--- ") + 1 :].index(
+        b"\n"
+    ) + 1 + 16
+
+
+def test_flipped_payload_byte_is_tampering_and_nothing_after_it_is_yielded(
+    age_key: Callable[[str], AgeKey],
+) -> None:
+    owner = age_key("owner")
+    data = os.urandom(3 * CHUNK_SIZE + 5)
+    ciphertext = bytearray(seal(data, [owner.recipient]))
+    start = _payload_start(bytes(ciphertext))
+    ciphertext[start + ENCRYPTED_CHUNK_SIZE + 100] ^= 0x80  # inside chunk 1
+    got = bytearray()
+    with pytest.raises(TamperedStream) as caught:
+        collect(AgeStreamReader(io.BytesIO(bytes(ciphertext)), [owner.identity]), got)
+    assert bytes(got) == data[:CHUNK_SIZE]
+    assert caught.value.verified_bytes == CHUNK_SIZE
+    assert age_decrypt(bytes(ciphertext), owner).returncode != 0
+
+
+def test_reordered_chunks_and_appended_bytes_are_tampering(
+    age_key: Callable[[str], AgeKey],
+) -> None:
+    owner = age_key("owner")
+    data = os.urandom(3 * CHUNK_SIZE + 5)
+    ciphertext = seal(data, [owner.recipient])
+    start = _payload_start(ciphertext)
+    c0 = ciphertext[start : start + ENCRYPTED_CHUNK_SIZE]
+    c1 = ciphertext[start + ENCRYPTED_CHUNK_SIZE : start + 2 * ENCRYPTED_CHUNK_SIZE]
+    swapped = ciphertext[:start] + c1 + c0 + ciphertext[start + 2 * ENCRYPTED_CHUNK_SIZE :]
+    with pytest.raises(TamperedStream):
+        decrypt_all(io.BytesIO(swapped), [owner.identity])
+    # Attack: append a copy of a chunk after the final one (extension)
+    with pytest.raises(TamperedStream):
+        decrypt_all(io.BytesIO(ciphertext + c0), [owner.identity])
+
+
+@pytest.mark.parametrize("cut_chunks", [1, 2])
+def test_truncation_at_a_chunk_boundary_yields_the_verified_prefix(
+    cut_chunks: int, age_key: Callable[[str], AgeKey]
+) -> None:
+    owner = age_key("owner")
+    data = os.urandom(3 * CHUNK_SIZE + 999)
+    ciphertext = seal(data, [owner.recipient])
+    cut = ciphertext[: _payload_start(ciphertext) + cut_chunks * ENCRYPTED_CHUNK_SIZE]
+    got = bytearray()
+    with pytest.raises(TruncatedStream) as caught:
+        collect(AgeStreamReader(io.BytesIO(cut), [owner.identity]), got)
+    assert bytes(got) == data[: cut_chunks * CHUNK_SIZE]
+    assert caught.value.verified_bytes == cut_chunks * CHUNK_SIZE
+    # age itself streams the authenticated chunks, then fails with "unexpected EOF"
+    result = age_decrypt(cut, owner)
+    assert result.returncode == 1
+    assert b"unexpected EOF" in result.stderr
+    assert data.startswith(result.stdout)
+
+
+def test_truncation_inside_a_chunk_yields_the_whole_chunks_before_it(
+    age_key: Callable[[str], AgeKey],
+) -> None:
+    owner = age_key("owner")
+    data = os.urandom(3 * CHUNK_SIZE + 999)
+    ciphertext = seal(data, [owner.recipient])
+    cut = ciphertext[: _payload_start(ciphertext) + 2 * ENCRYPTED_CHUNK_SIZE + 5000]
+    got = bytearray()
+    with pytest.raises(TruncatedStream) as caught:
+        collect(AgeStreamReader(io.BytesIO(cut), [owner.identity]), got)
+    assert bytes(got) == data[: 2 * CHUNK_SIZE]
+    assert caught.value.verified_bytes == 2 * CHUNK_SIZE
+    result = age_decrypt(cut, owner)
+    assert result.returncode == 1
+    assert b"failed to decrypt and authenticate payload chunk" in result.stderr
+    assert data.startswith(result.stdout)
+
+
+def test_truncated_header_and_empty_file_are_format_errors(
+    age_key: Callable[[str], AgeKey],
+) -> None:
+    owner = age_key("owner")
+    ciphertext = seal(b"abc", [owner.recipient])
+    for cut in (b"", ciphertext[:10], ciphertext[: ciphertext.index(b"\n--- ") + 3]):
+        with pytest.raises(AgeFormatError):
+            decrypt_all(io.BytesIO(cut), [owner.identity])
+    with pytest.raises(TruncatedStream) as caught:
+        decrypt_all(io.BytesIO(ciphertext[: _payload_start(ciphertext) - 3]), [owner.identity])
+    assert caught.value.verified_bytes == 0
+
+
+def test_armored_and_foreign_files_get_a_clear_error(age_key: Callable[[str], AgeKey]) -> None:
+    owner = age_key("owner")
+    armored = subprocess.run(
+        ["age", "-a", "-r", owner.recipient], input=b"x", capture_output=True, check=True
+    ).stdout
+    with pytest.raises(AgeFormatError, match="armored"):
+        AgeStreamReader(io.BytesIO(armored), [owner.identity])
+    with pytest.raises(AgeFormatError, match="not an age v1 file"):
+        AgeStreamReader(io.BytesIO(b"\x00\x00\x00\x18ftypisom" + bytes(100)), [owner.identity])
+
+
+def test_bad_key_strings_are_refused_with_the_reason(age_key: Callable[[str], AgeKey]) -> None:
+    owner = age_key("owner")
+    typo = owner.recipient[:-1] + ("q" if owner.recipient[-1] != "q" else "p")
+    with pytest.raises(InvalidAgeKey, match="checksum"):
+        AgeStreamWriter(io.BytesIO(), [typo])
+    with pytest.raises(InvalidAgeKey):
+        AgeStreamWriter(io.BytesIO(), [])
+    with pytest.raises(InvalidAgeKey):
+        AgeStreamWriter(io.BytesIO(), [owner.identity])  # an identity is not a recipient
+    with pytest.raises(InvalidAgeKey):
+        AgeStreamReader(io.BytesIO(b""), [owner.recipient])  # nor the other way round
+    with pytest.raises(InvalidAgeKey, match="mix"):
+        AgeStreamWriter(io.BytesIO(), ["Age1" + owner.recipient[4:]])
+
+
+def test_identity_file_text_is_accepted(age_key: Callable[[str], AgeKey]) -> None:
+    owner = age_key("owner")
+    ciphertext = seal(b"door", [owner.recipient])
+    assert decrypt_all(io.BytesIO(ciphertext), [owner.path.read_text()]) == b"door"
+
+
+def test_reseal_streams_to_the_new_recipient(age_key: Callable[[str], AgeKey]) -> None:
+    epoch, agency = age_key("epoch"), age_key("agency")
+    data = os.urandom(4 * CHUNK_SIZE + 123)
+    source = seal(data, [epoch.recipient])
+    sink = io.BytesIO()
+    result = reseal(io.BytesIO(source), sink, [epoch.identity], [agency.recipient])
+    out = sink.getvalue()
+    assert result == (len(out), hashlib.sha256(out).hexdigest())
+    assert age_decrypt(out, agency).stdout == data
+    with pytest.raises(NoMatchingIdentity):
+        reseal(io.BytesIO(out), io.BytesIO(), [epoch.identity], [agency.recipient])
+
+
+def test_reseal_of_a_truncated_clip_refuses_unless_asked(
+    age_key: Callable[[str], AgeKey],
+) -> None:
+    epoch, agency = age_key("epoch"), age_key("agency")
+    data = os.urandom(3 * CHUNK_SIZE + 10)
+    source = seal(data, [epoch.recipient])
+    cut = source[: _payload_start(source) + 2 * ENCRYPTED_CHUNK_SIZE + 7]
+    half = io.BytesIO()
+    with pytest.raises(TruncatedStream):
+        reseal(io.BytesIO(cut), half, [epoch.identity], [agency.recipient])
+    assert age_decrypt(half.getvalue(), agency).returncode != 0  # never looks complete
+    sink = io.BytesIO()
+    reseal(io.BytesIO(cut), sink, [epoch.identity], [agency.recipient], allow_truncated=True)
+    assert age_decrypt(sink.getvalue(), agency).stdout == data[: 2 * CHUNK_SIZE]
