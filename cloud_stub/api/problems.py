@@ -1,0 +1,109 @@
+"""Turning errors into HTTP answers: one JSON shape, a stable code, never a 500 for input.
+
+Every error body is ``{"error": {"code": "...", "message": "..."}}`` (plus fields a
+client needs, such as the true ``offset`` of a resumable upload). Validation errors name
+the field and the problem; malformed JSON names the position.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cloud_stub.errors import (
+    AuthenticationError,
+    CloudError,
+    Conflict,
+    EnvironmentFault,
+    Forbidden,
+    HostileInputError,
+    NotFound,
+    TooLarge,
+)
+from cloud_stub.evidence_files import WrongOffset
+
+log = logging.getLogger(__name__)
+
+_STATUS: tuple[tuple[type[CloudError], int], ...] = (
+    (AuthenticationError, 401),
+    (TooLarge, 413),
+    (HostileInputError, 400),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (EnvironmentFault, 503),
+)
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def status_for(exc: CloudError) -> int:
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 400
+
+
+def _describe_validation(exc: RequestValidationError) -> tuple[str, str]:
+    errors = exc.errors()
+    if not errors:
+        return "invalid_request", "the request is not valid"
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        ctx = first.get("ctx") or {}
+        return "malformed_json", f"the body is not valid JSON: {ctx.get('error', 'parse error')}"
+    parts = []
+    for err in errors[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "invalid_request", "; ".join(parts) + more
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on an app."""
+
+    @app.exception_handler(CloudError)
+    async def _cloud_error(_request: Request, exc: CloudError) -> JSONResponse:
+        status = status_for(exc)
+        extra: dict[str, Any] = {}
+        headers: dict[str, str] = {}
+        if isinstance(exc, WrongOffset):
+            extra["offset"] = exc.offset
+        if isinstance(exc, AuthenticationError):
+            headers["WWW-Authenticate"] = "Bearer"
+        if isinstance(exc, EnvironmentFault):
+            log.error("environment fault: %s", exc)
+        return JSONResponse(
+            error_body(exc.code, exc.message, **extra), status_code=status, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        code, message = _describe_validation(exc)
+        status = 400 if code == "malformed_json" else 422
+        return JSONResponse(error_body(code, message), status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            error_body(code, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return JSONResponse(
+            error_body("internal_error", "the service failed; the operator has the log"),
+            status_code=500,
+        )

@@ -1,0 +1,1 @@
+"""One router per area; `cloud_stub.api.app` includes them all."""

@@ -1,0 +1,57 @@
+"""Requests for footage: submit (agency), list and read (agency: its own only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from cloud_stub.api.deps import principal, service_of
+from cloud_stub.api.problems import error_body
+from cloud_stub.policy.requests import AgencyRequest
+from cloud_stub.review import Status
+from cloud_stub.service import PrincipalCaller
+from cloud_stub.views import RequestView, as_json
+
+router = APIRouter(prefix="/v1/requests", tags=["requests"])
+
+Agency = Annotated[PrincipalCaller, Depends(principal("agency"))]
+Reader = Annotated[PrincipalCaller, Depends(principal("agency", "reviewer", "admin"))]
+RequestId = Annotated[str, Query(max_length=64)]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=RequestView,
+    responses={
+        422: {"description": "refused by the legal check (error.code) or an invalid body"},
+    },
+    summary="Submit a request for footage (agency)",
+)
+def submit(request: Request, body: AgencyRequest, caller: Agency) -> JSONResponse:
+    view = service_of(request).intake.submit(caller, body)
+    location = {"Location": f"/v1/requests/{view.id}"}
+    if view.status == Status.REFUSED:
+        first = view.reasons[0]
+        payload = error_body(first.code, first.reason)
+        payload["request"] = as_json(view)
+        return JSONResponse(payload, status_code=422, headers=location)
+    return JSONResponse(as_json(view), status_code=201, headers=location)
+
+
+@router.get("", response_model=list[RequestView], summary="List requests")
+def list_requests(
+    request: Request,
+    caller: Reader,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[RequestView]:
+    return service_of(request).intake.list_for(caller, status=status, limit=limit, offset=offset)
+
+
+@router.get("/{request_id}", response_model=RequestView, summary="One request")
+def get_request(request: Request, request_id: str, caller: Reader) -> RequestView:
+    return service_of(request).intake.get(caller, request_id)

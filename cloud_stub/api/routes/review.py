@@ -1,0 +1,45 @@
+"""Human review: the queue, approve and deny with a written reason (reviewer)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloud_stub.api.deps import principal, service_of
+from cloud_stub.review import MAX_REASON_CHARS, Action
+from cloud_stub.service import PrincipalCaller
+from cloud_stub.views import RequestView
+
+router = APIRouter(tags=["review"])
+
+Reviewer = Annotated[PrincipalCaller, Depends(principal("reviewer"))]
+QueueReader = Annotated[PrincipalCaller, Depends(principal("reviewer", "admin"))]
+
+
+class DecisionBody(BaseModel):
+    """A decision's written reason (kept in the store and the audit chain)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=MAX_REASON_CHARS)
+
+
+@router.get("/v1/review/queue", response_model=list[RequestView], summary="Waiting for review")
+def queue(request: Request, caller: QueueReader) -> list[RequestView]:
+    return service_of(request).intake.queue(caller)
+
+
+@router.post("/v1/requests/{request_id}/approve", response_model=RequestView,
+             summary="Approve (reviewer of another organisation)")
+def approve(request: Request, request_id: str, body: DecisionBody, caller: Reviewer
+            ) -> RequestView:
+    return service_of(request).reviewing.decide(caller, request_id, Action.APPROVE, body.reason)
+
+
+@router.post("/v1/requests/{request_id}/deny", response_model=RequestView,
+             summary="Deny (reviewer of another organisation)")
+def deny(request: Request, request_id: str, body: DecisionBody, caller: Reviewer
+         ) -> RequestView:
+    return service_of(request).reviewing.decide(caller, request_id, Action.DENY, body.reason)

@@ -1,0 +1,135 @@
+"""What devices tell the cloud over MQTT: escrowed keys, token results, status, notices.
+
+Each handler takes a message the strict parser already accepted and the device id from
+the topic (a device can only publish under its own id: the broker's ACL), and records it
+with an audit entry. A message naming another device than its topic is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud_stub.core import ServiceCore
+from cloud_stub.errors import HostileInputError
+from cloud_stub.escrow import EpochEscrow, Escrow
+from cloud_stub.review import Status
+from cloud_stub.store.models import Device, OwnerNotice, Request, Token
+
+log = logging.getLogger(__name__)
+
+RESULT_STATUSES = ("uploaded", "rejected", "deferred", "preserved")
+_REQUEST_STATUS = {
+    "uploaded": Status.UPLOADED,
+    "rejected": Status.REJECTED,
+    "deferred": Status.DEFERRED,
+    "preserved": Status.PRESERVED,
+}
+_FINAL_REQUEST = (Status.UPLOADED.value, Status.REJECTED.value, Status.PRESERVED.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    jti: str
+    status: str
+    reason: str
+    detail: str
+    clips: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    jti: str
+    released_at: str
+
+
+class DeviceEvents:
+    """Record inbound device messages."""
+
+    def __init__(self, core: ServiceCore, escrow: Escrow) -> None:
+        self.core = core
+        self.escrow = escrow
+
+    def _device_known(self, session: Session, device_id: str) -> None:
+        if session.get(Device, device_id) is None:
+            raise HostileInputError(f"device {device_id!r} is not enrolled", code="unknown_device")
+
+    def escrow_received(self, topic_device: str, item: EpochEscrow) -> bool:
+        """Store a sealed epoch key; True when it is stored (new or a redelivery) and may
+        be acknowledged. Raises `HostileInputError` for a foreign or conflicting blob."""
+        if item.device_id != topic_device:
+            raise HostileInputError("escrow names another device than its topic",
+                                    code="device_mismatch")
+        now = self.core.now()
+        with self.core.store.transaction() as session:
+            self._device_known(session, topic_device)
+            new = self.escrow.store(session, item, now)
+            if new:
+                self.core.audit.append(
+                    session, at=now, actor=f"device:{topic_device}", action="escrow.stored",
+                    subject=f"epoch:{topic_device}/{item.epoch_id}",
+                    detail={"start": item.start.isoformat(), "end": item.end.isoformat(),
+                            "recipient": item.recipient},
+                )
+        return True
+
+    def result_received(self, topic_device: str, result: Result) -> None:
+        """Update the token and its request. Raises `HostileInputError` for a token not
+        issued to this device or an unknown status."""
+        if result.status not in RESULT_STATUSES:
+            raise HostileInputError(f"unknown result status {result.status!r:.30}")
+        now = self.core.now()
+        with self.core.store.transaction() as session:
+            token = session.get(Token, result.jti)
+            if token is None or token.device_id != topic_device:
+                raise HostileInputError("result for a token not issued to this device",
+                                        code="unknown_token")
+            token.status = result.status
+            token.status_reason = result.reason[:200]
+            token.updated_at = now
+            request = session.get(Request, token.request_id)
+            if request is not None and request.status not in _FINAL_REQUEST:
+                request.status = _REQUEST_STATUS[result.status].value
+                request.updated_at = now
+            self.core.audit.append(
+                session, at=now, actor=f"device:{topic_device}",
+                action=f"token.{result.status}", subject=f"token:{result.jti}",
+                detail={"reason": result.reason, "detail": result.detail[:500],
+                        "clips": list(result.clips)[:1000]},
+            )
+
+    def status_received(self, topic_device: str, state: str, at: datetime | None = None) -> None:
+        now = at or self.core.now()
+        with self.core.store.transaction() as session:
+            device = session.get(Device, topic_device)
+            if device is None:
+                raise HostileInputError(f"device {topic_device!r} is not enrolled",
+                                        code="unknown_device")
+            device.last_status = state[:16]
+            device.last_status_at = now
+
+    def notice_received(self, topic_device: str, notice: Notice) -> bool:
+        """Record that the owner was notified of a release; False for a repeat."""
+        now = self.core.now()
+        with self.core.store.transaction() as session:
+            token = session.get(Token, notice.jti)
+            if token is None or token.device_id != topic_device:
+                raise HostileInputError("notice for a token not issued to this device",
+                                        code="unknown_token")
+            seen = session.execute(
+                select(OwnerNotice).where(OwnerNotice.device_id == topic_device,
+                                          OwnerNotice.jti == notice.jti)
+            ).scalar_one_or_none()
+            if seen is not None:
+                return False
+            session.add(OwnerNotice(device_id=topic_device, jti=notice.jti,
+                                    released_at=notice.released_at[:40], received_at=now))
+            self.core.audit.append(
+                session, at=now, actor=f"device:{topic_device}", action="owner.notified",
+                subject=f"token:{notice.jti}", detail={"released_at": notice.released_at[:40]},
+            )
+            return True

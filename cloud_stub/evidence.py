@@ -1,0 +1,283 @@
+"""Evidence custody: resumable uploads from devices, manifest acceptance, agency access.
+
+Uploads (device, signed requests): ``GET {upload}/{clip_id}`` answers the bytes held,
+``PUT {upload}/{clip_id}?offset=N`` appends (409 with the true offset when N is wrong,
+413 past the token's size cap), ``POST {upload}/manifest`` accepts the device-signed
+manifest only when its signature verifies under the enrolled identity, it names this
+token and device, every clip lies inside the token's window, and every staged file has
+exactly the manifest's size and sha256. Then each file moves to its content address and
+gets a chain-of-custody record (token, device, manifest hash, file hash, times), and the
+acceptance is appended to the audit chain, in one transaction.
+
+Access (agency): the listing with the manifests, and each age file, only for the agency
+that made the request; for anyone else the request and its files do not exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud_stub.core import DeviceCaller, PrincipalCaller, ServiceCore
+from cloud_stub.device_auth import IssuedToken, check_device_request, parse_headers
+from cloud_stub.errors import Conflict, Forbidden, HostileInputError, NotFound
+from cloud_stub.evidence_files import check_clip_id, check_jti
+from cloud_stub.review import Status
+from cloud_stub.store.models import (
+    CustodyRecord,
+    Device,
+    EvidenceFile,
+    Manifest,
+    Request,
+    Token,
+    Upload,
+)
+from cloud_stub.views import EvidenceListing, ManifestAccepted, custody_view
+from protocol.errors import KeyFormatError, ManifestError
+from protocol.keys import public_key_from_hex
+from protocol.manifest import check_manifest_window, verify_manifest
+from protocol.token import Window
+
+TOKEN_CLOSED = ("evidence_received", "uploaded", "rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    sha256: str
+    size: int
+    clip_id: str
+    chunks: Iterator[bytes]
+
+
+class Evidence:
+    """The evidence endpoint's logic."""
+
+    def __init__(self, core: ServiceCore) -> None:
+        self.core = core
+
+    # --- device side --------------------------------------------------------------------
+
+    def authenticate(self, *, method: str, path: str, query: str,
+                     headers: Mapping[str, str], body: bytes) -> DeviceCaller:
+        """Raises `AuthenticationError` naming the failed rule."""
+        parsed = parse_headers(headers)
+        with self.core.store.transaction() as session:
+            row = session.get(Token, parsed.jti) if len(parsed.jti) <= 36 else None
+            issued = None
+            if row is not None:
+                device = session.get(Device, row.device_id)
+                if device is not None:
+                    issued = IssuedToken(
+                        jti=row.jti,
+                        device_id=row.device_id,
+                        identity_pub=device.identity_pub,
+                        expires_at=row.expires_at,
+                        preservation=row.basis == "preservation",
+                    )
+        check_device_request(
+            parsed=parsed, token=issued, method=method, path=path, query=query, body=body,
+            now=self.core.now(), skew_s=self.core.limits.request_skew_s,
+        )
+        return DeviceCaller(device_id=parsed.device_id, jti=parsed.jti, body=body)
+
+    def _token_for(self, caller: DeviceCaller, jti: str) -> Token:
+        if caller.jti != jti:
+            raise Forbidden("the signed jti is not the token in the URL", code="jti_mismatch")
+        with self.core.store.transaction() as session:
+            token = session.get(Token, jti)
+            if token is None or token.device_id != caller.device_id:
+                raise NotFound("no such token for this device")
+            return token
+
+    def offset(self, caller: DeviceCaller, jti: str, clip_id: str) -> int:
+        self._token_for(caller, jti)
+        return self.core.files.offset(check_jti(jti), check_clip_id(clip_id))
+
+    def append(self, caller: DeviceCaller, jti: str, clip_id: str, offset: int) -> int:
+        """Raises `WrongOffset` (409), `TooLarge` (413), `Conflict` after acceptance."""
+        token = self._token_for(caller, jti)
+        check_clip_id(clip_id)
+        if token.status in TOKEN_CLOSED:
+            raise Conflict("the evidence of this token was already accepted", code="closed")
+        if offset < 0:
+            raise HostileInputError("offset must not be negative", code="bad_offset")
+        now = self.core.now()
+        new_offset = self.core.files.append(jti, clip_id, offset, caller.body, token.size_cap)
+        with self.core.store.transaction() as session:
+            upload = session.get(Upload, (jti, clip_id))
+            if upload is None:
+                session.add(Upload(jti=jti, clip_id=clip_id, received=new_offset,
+                                   started_at=now, updated_at=now))
+            else:
+                upload.received = new_offset
+                upload.updated_at = now
+        return new_offset
+
+    def accept_manifest(self, caller: DeviceCaller, jti: str) -> ManifestAccepted:
+        """Check the manifest against the signature, the token and the staged files, then
+        store the files content-addressed with their custody records.
+
+        Raises `HostileInputError` (code ``bad_manifest``, ``manifest_mismatch``,
+        ``clip_outside_window``, ``file_missing``, ``size_mismatch``, ``hash_mismatch``)
+        and `Conflict` when a manifest was already accepted for the token.
+        """
+        token = self._token_for(caller, jti)
+        now = self.core.now()
+        with self.core.store.transaction() as session:
+            device = session.get(Device, caller.device_id)
+            if device is None:
+                raise NotFound("the device is no longer enrolled")
+            identity_pub = device.identity_pub
+            if session.get(Manifest, jti) is not None:
+                raise Conflict("a manifest was already accepted for this token", code="closed")
+        try:
+            manifest = verify_manifest(caller.body, public_key_from_hex(identity_pub))
+        except (ManifestError, KeyFormatError) as exc:
+            raise HostileInputError(f"manifest refused: {exc}", code="bad_manifest") from exc
+        if manifest.jti != jti or manifest.device != caller.device_id:
+            raise HostileInputError(
+                "the manifest names another token or device", code="manifest_mismatch"
+            )
+        window = Window(start=token.window_start, end=token.window_end)
+        try:
+            check_manifest_window(manifest, window)
+        except ManifestError as exc:
+            raise HostileInputError(str(exc), code="clip_outside_window") from exc
+        if len(manifest.clips) > self.core.limits.max_clips_per_token:
+            raise HostileInputError("the manifest lists too many clips", code="bad_manifest")
+        files = self.core.files
+        checked: list[tuple[str, str, int, datetime, datetime]] = []
+        for clip in manifest.clips:
+            path = files.staging_path(jti, clip.clip_id)
+            if not path.exists():
+                raise HostileInputError(
+                    f"clip {clip.clip_id} was not uploaded", code="file_missing"
+                )
+            size = path.stat().st_size
+            if size != clip.bytes:
+                raise HostileInputError(
+                    f"clip {clip.clip_id}: {size} bytes received, the manifest says"
+                    f" {clip.bytes}",
+                    code="size_mismatch",
+                )
+            digest = files.digest(path)
+            if digest != clip.sha256:
+                raise HostileInputError(
+                    f"clip {clip.clip_id}: sha256 of the received bytes is not the manifest's",
+                    code="hash_mismatch",
+                )
+            checked.append((clip.clip_id, digest, size, clip.start, clip.end))
+        manifest_sha = hashlib.sha256(caller.body).hexdigest()
+        with self.core.store.transaction() as session:
+            if session.get(Manifest, jti) is not None:
+                raise Conflict("a manifest was already accepted for this token", code="closed")
+            row = session.get(Token, jti)
+            if row is None:
+                raise NotFound("no such token")
+            session.add(Manifest(jti=jti, device_id=caller.device_id,
+                                 jws=caller.body.decode("utf-8"), sha256=manifest_sha,
+                                 accepted_at=now))
+            for clip_id, digest, size, start, end in checked:
+                upload = session.get(Upload, (jti, clip_id))
+                files.commit(files.staging_path(jti, clip_id), digest)
+                if session.get(EvidenceFile, digest) is None:
+                    session.add(EvidenceFile(sha256=digest, bytes=size, stored_at=now))
+                    session.flush()
+                session.add(
+                    CustodyRecord(
+                        jti=jti,
+                        request_id=row.request_id,
+                        device_id=caller.device_id,
+                        clip_id=clip_id,
+                        sha256=digest,
+                        bytes=size,
+                        clip_start=start,
+                        clip_end=end,
+                        manifest_sha256=manifest_sha,
+                        upload_started_at=upload.started_at if upload else now,
+                        received_at=upload.updated_at if upload else now,
+                        accepted_at=now,
+                    )
+                )
+            row.status = "evidence_received"
+            row.updated_at = now
+            request = session.get(Request, row.request_id)
+            if request is not None and request.status == Status.RELEASED:
+                request.status = Status.EVIDENCE_RECEIVED.value
+                request.updated_at = now
+            dropped = files.discard_staging(jti)
+            self.core.audit.append(
+                session,
+                at=now,
+                actor=caller.label,
+                action="evidence.accepted",
+                subject=f"token:{jti}",
+                detail={
+                    "manifest_sha256": manifest_sha,
+                    "files": [{"clip_id": c, "sha256": d, "bytes": s} for c, d, s, _, _ in checked],
+                    "discarded_unlisted": dropped,
+                },
+            )
+        return ManifestAccepted(jti=jti, accepted=len(checked), manifest_sha256=manifest_sha)
+
+    # --- agency side --------------------------------------------------------------------
+
+    def _own_request(self, session: Session, caller: PrincipalCaller, request_id: str
+                     ) -> Request:
+        if caller.role != "agency":
+            raise Forbidden("only the requesting agency reads evidence")
+        row = session.get(Request, request_id)
+        if row is None or row.agency_id != caller.id:
+            raise NotFound(f"no request {request_id[:40]!r}")
+        return row
+
+    def listing(self, caller: PrincipalCaller, request_id: str) -> EvidenceListing:
+        with self.core.store.transaction() as session:
+            self._own_request(session, caller, request_id)
+            records = session.execute(
+                select(CustodyRecord)
+                .where(CustodyRecord.request_id == request_id)
+                .order_by(CustodyRecord.jti, CustodyRecord.clip_start, CustodyRecord.clip_id)
+            ).scalars().all()
+            jtis = sorted({r.jti for r in records})
+            manifests = {
+                m.jti: m.jws
+                for m in session.execute(select(Manifest).where(Manifest.jti.in_(jtis))).scalars()
+            }
+            api = self.core.settings.api.url
+            return EvidenceListing(
+                request_id=request_id,
+                files=[custody_view(r, api) for r in records],
+                manifests=manifests,
+            )
+
+    def download(self, caller: PrincipalCaller, jti: str, clip_id: str) -> Download:
+        """The age file of one clip. Raises `NotFound` unless the caller's request owns it."""
+        check_jti(jti)
+        check_clip_id(clip_id)
+        with self.core.store.transaction() as session:
+            record = session.execute(
+                select(CustodyRecord).where(
+                    CustodyRecord.jti == jti, CustodyRecord.clip_id == clip_id
+                )
+            ).scalar_one_or_none()
+            if record is None:
+                raise NotFound("no such evidence file")
+            self._own_request(session, caller, record.request_id)
+            now = self.core.now()
+            self.core.audit.append(
+                session,
+                at=now,
+                actor=caller.label,
+                action="evidence.downloaded",
+                subject=f"token:{jti}",
+                detail={"clip_id": clip_id, "sha256": record.sha256},
+            )
+            sha, size = record.sha256, record.bytes
+        return Download(sha256=sha, size=size, clip_id=clip_id,
+                        chunks=self.core.files.read_blob(sha))

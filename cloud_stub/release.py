@@ -1,0 +1,238 @@
+"""Turning an approved request into signed tokens, and handing them to the broker.
+
+`issue` runs inside the transaction that recorded the last approval, so a request is
+never approved without its tokens nor tokens issued for an unapproved request. Per named
+device it allocates the next ``seq``, opens the escrowed epoch keys overlapping
+``[window.start - 1 h, window.end]`` and seals them at once to the device's transport
+recipient, builds the claims (``jti`` uuid4, token life from the basis, capped by the
+trust root) and signs them with the threshold of release keys. A device with no escrowed
+epoch in the window gets no token: there is nothing it could decrypt. Publishing happens
+after the commit (`publish`); a token the broker did not take stays ``issued`` and is
+published again when the MQTT link reconnects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from cloud_stub.core import ServiceCore
+from cloud_stub.errors import CloudError, SigningError
+from cloud_stub.escrow import Escrow
+from cloud_stub.review import Status
+from cloud_stub.signer import TokenSigner
+from cloud_stub.store.models import Device, Request, Token
+from cloud_stub.store.sequence import allocate_seq
+from protocol.errors import KeyFormatError
+from protocol.keys import canonical_json
+from protocol.timefmt import parse_time
+from protocol.token import CaseRef, ReleaseClaims, Window, seal_keys_for_device, unix_time
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOLD_DAYS = 90
+
+
+class TokenStatus:
+    ISSUED = "issued"  # signed and stored, not yet taken by the broker
+    PUBLISHED = "published"  # the broker acknowledged the QoS 1 publish
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    jti: str
+    device_id: str
+    seq: int
+
+
+def _document_sha256(row: Request) -> str:
+    given = row.body.get("document_sha256")
+    if row.basis == "warrant" and isinstance(given, str) and len(given) == 64:
+        return given.lower()
+    return hashlib.sha256(canonical_json(row.body)).hexdigest()
+
+
+def case_ref(row: Request, agency_name: str) -> CaseRef:
+    body: dict[str, Any] = row.body
+    if row.basis == "warrant":
+        docket = str(body.get("docket") or row.id)
+        authority = str(body.get("court_id") or agency_name)
+    else:
+        docket = str(body.get("agency_case_number") or row.id)
+        authority = str(body.get("agency") or agency_name)
+    return CaseRef(
+        request_id=row.id,
+        docket=docket[:256],
+        authority=authority[:256],
+        document_sha256=_document_sha256(row),
+    )
+
+
+class Releaser:
+    """Issues and publishes tokens for approved requests."""
+
+    def __init__(self, core: ServiceCore, *, signer: TokenSigner, escrow: Escrow) -> None:
+        self.core = core
+        self.signer = signer
+        self.escrow = escrow
+
+    def upload_url(self, jti: str) -> str:
+        return f"{self.core.settings.api.url.rstrip('/')}/v1/evidence/{jti}"
+
+    def _life_s(self, row: Request) -> int:
+        limit = self.signer.limits(row.basis).max_token_life_s
+        asked = row.body.get("token_lifetime_s")
+        if isinstance(asked, int) and 0 < asked < limit:
+            return asked
+        return limit
+
+    def issue(self, session: Any, row: Request, agency_name: str, now: datetime
+              ) -> list[Issued]:
+        """Sign one token per named device and store them; set the request's status.
+
+        Raises `SigningError` when a token cannot be built (unreadable escrow, bad key).
+        """
+        if row.window_start is None or row.window_end is None:
+            raise SigningError(f"request {row.id} has no window", code="bad_state")
+        window = Window(start=row.window_start, end=row.window_end)
+        case = case_ref(row, agency_name)
+        life = self._life_s(row)
+        preservation = row.basis == "preservation"
+        notify_after = row.body.get("notify_after")
+        issued: list[Issued] = []
+        skipped: list[str] = []
+        lead = timedelta(seconds=self.core.limits.epoch_lead_s)
+        for device_id in [str(d) for d in row.devices]:
+            device = session.get(Device, device_id)
+            if device is None:
+                raise SigningError(f"device {device_id} is not enrolled", code="bad_state")
+            jti = str(uuid.uuid4())
+            extra: dict[str, Any] = {}
+            if preservation:
+                days = int(row.body.get("hold_days") or DEFAULT_HOLD_DAYS)
+                extra["hold_until"] = now + timedelta(days=days)
+            else:
+                epochs = self.escrow.covering(session, device_id, window.start, window.end, lead)
+                if not epochs:
+                    skipped.append(device_id)
+                    continue
+                try:
+                    keys = seal_keys_for_device(self.escrow.open(epochs),
+                                                device.transport_recipient)
+                except KeyFormatError as exc:
+                    raise SigningError(f"cannot seal keys for {device_id}: {exc}") from exc
+                extra["recipient"] = str(row.body.get("recipient") or "")
+                extra["keys"] = keys
+                extra["upload"] = self.upload_url(jti)
+                if notify_after:
+                    extra["notify_after"] = parse_time(str(notify_after).replace("+00:00", "Z"))
+            seq = allocate_seq(session, device_id)
+            iat = unix_time(now)
+            claims = ReleaseClaims(
+                v=1,
+                iss=self.signer.issuer,
+                aud=device_id,
+                jti=jti,
+                seq=seq,
+                iat=iat,
+                nbf=iat,
+                exp=iat + life,
+                basis=row.basis,
+                case=case,
+                window=window,
+                **extra,
+            )
+            jws = self.signer.sign(claims)
+            session.add(
+                Token(
+                    jti=jti,
+                    request_id=row.id,
+                    device_id=device_id,
+                    seq=seq,
+                    basis=row.basis,
+                    window_start=window.start,
+                    window_end=window.end,
+                    issued_at=now,
+                    expires_at=now + timedelta(seconds=life),
+                    hold_until=extra.get("hold_until"),
+                    size_cap=0 if preservation else self.core.limits.max_evidence_per_token,
+                    status=TokenStatus.ISSUED,
+                    status_reason="",
+                    jws=jws.decode("utf-8"),
+                    updated_at=now,
+                )
+            )
+            session.flush()
+            self.core.audit.append(
+                session,
+                at=now,
+                actor="service:signer",
+                action="token.issued",
+                subject=f"token:{jti}",
+                detail={
+                    "request": row.id,
+                    "device": device_id,
+                    "seq": seq,
+                    "basis": row.basis,
+                    "window": window.to_payload(),
+                    "exp": iat + life,
+                    "signers": ["policy", "review"],
+                },
+            )
+            issued.append(Issued(jti, device_id, seq))
+        row.status = (Status.RELEASED if issued else Status.NO_FOOTAGE).value
+        if skipped:
+            row.reasons = [*row.reasons, {
+                "code": "no_escrowed_epochs",
+                "reason": "no escrowed epoch key overlaps the window for "
+                          + ", ".join(skipped),
+            }]
+        row.updated_at = now
+        return issued
+
+    def publish(self, jtis: list[str]) -> None:
+        """Hand issued tokens to the broker; a failure leaves them ``issued`` for a retry."""
+        publisher = self.core.publisher
+        if publisher is None:
+            return
+        for jti in jtis:
+            with self.core.store.transaction() as session:
+                token = session.get(Token, jti)
+                if token is None or token.status != TokenStatus.ISSUED:
+                    continue
+                device_id, jws = token.device_id, token.jws
+            try:
+                publisher.publish_release(device_id, jws.encode("utf-8"))
+            except CloudError as exc:
+                log.warning("token %s not published yet: %s", jti, exc)
+                continue
+            with self.core.store.transaction() as session:
+                token = session.get(Token, jti)
+                if token is not None and token.status == TokenStatus.ISSUED:
+                    token.status = TokenStatus.PUBLISHED
+                    token.updated_at = self.core.now()
+                    self.core.audit.append(
+                        session,
+                        at=self.core.now(),
+                        actor="service:mqtt",
+                        action="token.published",
+                        subject=f"token:{jti}",
+                        detail={"device": device_id},
+                    )
+
+    def pending(self) -> list[str]:
+        """Tokens issued but not yet taken by the broker, oldest first."""
+        with self.core.store.transaction() as session:
+            return list(
+                session.execute(
+                    select(Token.jti)
+                    .where(Token.status == TokenStatus.ISSUED)
+                    .order_by(Token.issued_at, Token.seq)
+                ).scalars()
+            )

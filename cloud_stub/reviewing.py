@@ -1,0 +1,94 @@
+"""Applying a reviewer's decision: the state machine of `review`, the store, the audit
+chain and, on the last approval, the release, all in one transaction."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from cloud_stub.core import PrincipalCaller, ServiceCore
+from cloud_stub.errors import NotFound
+from cloud_stub.release import Releaser
+from cloud_stub.review import Action, PriorDecision, Reviewer, Status, check_reason, decide
+from cloud_stub.store.models import Decision, Principal
+from cloud_stub.views import RequestView
+
+
+class Reviewing:
+    """Approve or deny a request waiting for review."""
+
+    def __init__(self, core: ServiceCore, releaser: Releaser) -> None:
+        self.core = core
+        self.releaser = releaser
+
+    def decide(self, caller: PrincipalCaller, request_id: str, action: Action, reason: str
+               ) -> RequestView:
+        """Record the decision; on the last approval issue the tokens, then publish them.
+
+        Raises `Forbidden` (not a reviewer, separation of duties), `Conflict` (not
+        pending, already decided), `HostileInputError` (no reason), `NotFound`,
+        `SigningError`.
+        """
+        now = self.core.now()
+        issued_jtis: list[str] = []
+        with self.core.store.transaction() as session:
+            row = self.core.load_request(session, request_id, lock=True)
+            prior = [
+                PriorDecision(d.reviewer_id, Action(d.action))
+                for d in session.execute(
+                    select(Decision).where(Decision.request_id == row.id)
+                ).scalars()
+            ]
+            verdict = decide(
+                status=row.status,
+                submitter_org=row.org,
+                approvals_required=row.approvals_required,
+                prior=prior,
+                reviewer=Reviewer(caller.id, caller.role, caller.org),
+                action=action,
+                reason=reason,
+            )
+            text = check_reason(reason)
+            session.add(
+                Decision(
+                    request_id=row.id,
+                    reviewer_id=caller.id,
+                    org=caller.org,
+                    action=action.value,
+                    reason=text,
+                    at=now,
+                )
+            )
+            row.status = verdict.status.value
+            row.updated_at = now
+            session.flush()
+            self.core.audit.append(
+                session,
+                at=now,
+                actor=caller.label,
+                action=f"request.{action.value}",
+                subject=f"request:{row.id}",
+                detail={
+                    "reason": text,
+                    "org": caller.org,
+                    "approvals": verdict.approvals,
+                    "required": verdict.required,
+                    "status": verdict.status.value,
+                },
+            )
+            if verdict.status is Status.APPROVED:
+                agency = session.get(Principal, row.agency_id)
+                if agency is None:
+                    raise NotFound(f"the agency of request {row.id} no longer exists")
+                issued = self.releaser.issue(session, row, agency.name, now)
+                issued_jtis = [i.jti for i in issued]
+                self.core.audit.append(
+                    session,
+                    at=now,
+                    actor="service:signer",
+                    action=f"request.{row.status}",
+                    subject=f"request:{row.id}",
+                    detail={"tokens": issued_jtis},
+                )
+        self.releaser.publish(issued_jtis)
+        with self.core.store.transaction() as session:
+            return self.core.view(session, self.core.load_request(session, request_id))

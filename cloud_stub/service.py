@@ -1,0 +1,122 @@
+"""`CloudService`: the cloud stub's parts wired together over one store.
+
+`CloudService.open` reads the deployment directory (settings, trust root and release
+signers, escrow identity, court registry, policy file), opens the store, creates the
+schema and syncs the device registry. Raises `ConfigError` when anything is missing or
+ill-formed, naming the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from cloud_stub.config import ServiceLimits, default_store_url, load_deployment
+from cloud_stub.core import (
+    Clock,
+    DeviceCaller,
+    PrincipalCaller,
+    ReleasePublisher,
+    ServiceCore,
+    utc_now,
+)
+from cloud_stub.device_events import DeviceEvents
+from cloud_stub.escrow import Escrow, load_escrow_identity
+from cloud_stub.evidence import Evidence
+from cloud_stub.intake import Intake
+from cloud_stub.policy import Basis, build_policy, load_court_registry, load_limits
+from cloud_stub.policy.config import Limits
+from cloud_stub.release import Releaser
+from cloud_stub.reviewing import Reviewing
+from cloud_stub.signer import TokenSigner
+from cloud_stub.store import Store
+from protocol.bundle import DeploymentLayout
+
+__all__ = ["CloudService", "DeviceCaller", "PrincipalCaller", "ReleasePublisher"]
+
+
+def policy_file(layout: DeploymentLayout) -> Path | None:
+    """``cloud/policy.toml`` when the operator wrote one, else the packaged defaults."""
+    path = layout.cloud_dir / "policy.toml"
+    return path if path.exists() else None
+
+
+class CloudService:
+    """The service facade the API, the MQTT link and the CLI use."""
+
+    def __init__(
+        self,
+        core: ServiceCore,
+        *,
+        signer: TokenSigner,
+        escrow: Escrow,
+        policy_limits: Limits,
+        courts: Mapping[str, object],
+    ) -> None:
+        self.core = core
+        self.signer = signer
+        self.escrow = escrow
+        self.policy_limits = policy_limits
+        self.intake = Intake(
+            core,
+            policy=build_policy(policy_file(core.layout)),
+            courts=courts,  # type: ignore[arg-type]
+            approvals_for=self.approvals_for,
+        )
+        self.releaser = Releaser(core, signer=signer, escrow=escrow)
+        self.reviewing = Reviewing(core, self.releaser)
+        self.evidence = Evidence(core)
+        self.events = DeviceEvents(core, escrow)
+
+    @classmethod
+    def open(
+        cls,
+        deployment: Path,
+        *,
+        store_url: str | None = None,
+        limits: ServiceLimits | None = None,
+        clock: Clock = utc_now,
+    ) -> CloudService:
+        layout = DeploymentLayout(deployment)
+        settings = load_deployment(layout)
+        store = Store(store_url or default_store_url(layout))
+        store.create_schema()
+        core = ServiceCore(
+            layout=layout, settings=settings, store=store,
+            limits=limits or ServiceLimits(), clock=clock,
+        )
+        signer = TokenSigner.load(layout, core.now())
+        escrow = Escrow(load_escrow_identity(layout.escrow_identity))
+        path = policy_file(layout)
+        service = cls(
+            core,
+            signer=signer,
+            escrow=escrow,
+            policy_limits=load_limits(path),
+            courts=load_court_registry(layout.court_registry),
+        )
+        core.sync_devices()
+        return service
+
+    def approvals_for(self, basis: Basis) -> int:
+        if basis is Basis.VOLUNTARY:
+            return 1
+        return self.policy_limits.for_basis(basis).approvals
+
+    @property
+    def store(self) -> Store:
+        return self.core.store
+
+    def authenticate(self, api_key: str) -> PrincipalCaller:
+        return self.core.authenticate(api_key)
+
+    def authenticate_device(self, *, method: str, path: str, query: str,
+                            headers: Mapping[str, str], body: bytes) -> DeviceCaller:
+        return self.evidence.authenticate(method=method, path=path, query=query,
+                                          headers=headers, body=body)
+
+    def set_publisher(self, publisher: ReleasePublisher | None) -> None:
+        self.core.set_publisher(publisher)
+
+    def close(self) -> None:
+        self.core.store.dispose()

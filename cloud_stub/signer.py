@@ -1,0 +1,96 @@
+"""Threshold signing of release tokens with the cloud's ``release`` role keys.
+
+The trust root names the release keys and the threshold (2: the ``policy`` key signs
+once the automated check passed, the ``review`` key once the required approvals are
+in). `TokenSigner` loads both keys, checks at start-up that they are release keys of
+the deployment's trust root and together meet its threshold, and signs a token with
+the policy key first, then adds the review key's signature, the same two steps a
+split deployment would run on two machines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cloud_stub.errors import ConfigError, SigningError
+from protocol.bundle import DeploymentLayout
+from protocol.errors import KeyFormatError, TrustRootError
+from protocol.keys import key_id, private_key_from_pem
+from protocol.token import ReleaseClaims, add_signature, sign_token
+from protocol.trust_root import BasisLimits, TrustRoot, load_trust_root
+
+POLICY_SIGNER = "policy"
+REVIEW_SIGNER = "review"
+
+
+def _load_key(layout: DeploymentLayout, name: str) -> Ed25519PrivateKey:
+    path = layout.signer_key(name)
+    try:
+        return private_key_from_pem(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {name} signer key: {exc}") from exc
+    except KeyFormatError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def load_deployment_root(layout: DeploymentLayout, now: datetime) -> TrustRoot:
+    """The deployment's trust root, verified. Raises `ConfigError`."""
+    try:
+        data = layout.trust_root.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{layout.trust_root}: cannot read the trust root: {exc}") from exc
+    try:
+        return load_trust_root(data, now=now)
+    except TrustRootError as exc:
+        raise ConfigError(f"{layout.trust_root}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSigner:
+    """The two release signers and the trust root they belong to."""
+
+    root: TrustRoot
+    policy_key: Ed25519PrivateKey
+    review_key: Ed25519PrivateKey
+
+    @classmethod
+    def load(cls, layout: DeploymentLayout, now: datetime) -> TokenSigner:
+        """Raises `ConfigError` when a key is unreadable or the pair cannot meet the
+        trust root's release threshold."""
+        root = load_deployment_root(layout, now)
+        signer = cls(root, _load_key(layout, POLICY_SIGNER), _load_key(layout, REVIEW_SIGNER))
+        signer.check()
+        return signer
+
+    def check(self) -> None:
+        release = self.root.roles["release"]
+        kids = {key_id(self.policy_key.public_key()), key_id(self.review_key.public_key())}
+        if len(kids) != 2:
+            raise ConfigError("the policy and review signers are the same key")
+        unknown = kids - release.keyids
+        if unknown:
+            raise ConfigError("a signer key is not a release key of the trust root")
+        if len(kids) < release.threshold:
+            raise ConfigError(
+                f"the trust root needs {release.threshold} release signatures; this"
+                f" service holds {len(kids)} release keys"
+            )
+
+    @property
+    def issuer(self) -> str:
+        return self.root.issuer
+
+    def limits(self, basis: str) -> BasisLimits:
+        return self.root.limits[basis]
+
+    def sign(self, claims: ReleaseClaims) -> bytes:
+        """The token with both signatures. Raises `SigningError` for claims that a device
+        would refuse as malformed."""
+        try:
+            token = sign_token(claims, [self.policy_key])
+            return add_signature(token, self.review_key)
+        except ValueError as exc:
+            raise SigningError(f"cannot sign token {claims.jti}: {exc}") from exc

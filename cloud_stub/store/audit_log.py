@@ -1,0 +1,107 @@
+"""The audit chain in the store: appends serialized, verification over the stored rows.
+
+The hash of each entry and the verification of a chain are `cloud_stub.audit`'s; this
+module only persists entries and serializes appends. An append locks the single
+``audit_lock`` row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN
+IMMEDIATE`` already serializes writers), reads the head, links the new entry to it and
+moves the head, all in the caller's transaction: a rolled-back state change leaves no
+audit entry, and a committed one always has its entry.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud_stub import audit
+from cloud_stub.store.engine import Store
+from cloud_stub.store.models import AuditLock, AuditRow
+
+LOCK_ID = 1
+
+
+def _row_to_entry(row: AuditRow) -> audit.AuditEntry:
+    return audit.AuditEntry(
+        seq=row.seq,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        subject=row.subject,
+        detail=dict(row.detail),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+class AuditTrail:
+    """Appends to and reads the audit chain kept in the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _head(self, session: Session) -> AuditLock:
+        stmt = select(AuditLock).where(AuditLock.id == LOCK_ID)
+        if self.store.locks_rows:
+            stmt = stmt.with_for_update()
+        head = session.execute(stmt).scalar_one_or_none()
+        if head is None:
+            head = AuditLock(id=LOCK_ID, head_seq=0, head_hash=audit.GENESIS_HASH)
+            session.add(head)
+            session.flush()
+            if self.store.locks_rows:
+                head = session.execute(stmt).scalar_one()
+        return head
+
+    def append(
+        self,
+        session: Session,
+        *,
+        at: datetime,
+        actor: str,
+        action: str,
+        subject: str,
+        detail: dict[str, Any],
+    ) -> audit.AuditEntry:
+        """Link a new entry to the head inside the caller's transaction."""
+        head = self._head(session)
+        entry = audit.make_entry(
+            seq=head.head_seq + 1,
+            at=at,
+            actor=actor,
+            action=action,
+            subject=subject,
+            detail=detail,
+            prev_hash=head.head_hash,
+        )
+        session.add(
+            AuditRow(
+                seq=entry.seq,
+                at=entry.at,
+                actor=entry.actor,
+                action=entry.action,
+                subject=entry.subject,
+                detail=dict(entry.detail),
+                prev_hash=entry.prev_hash,
+                hash=entry.hash,
+            )
+        )
+        head.head_seq = entry.seq
+        head.head_hash = entry.hash
+        session.flush()
+        return entry
+
+    def entries(self, session: Session) -> list[audit.AuditEntry]:
+        rows = session.execute(select(AuditRow).order_by(AuditRow.seq)).scalars().all()
+        return [_row_to_entry(r) for r in rows]
+
+    def verify(self) -> audit.ChainReport:
+        """Verify the stored chain against the recorded head (detects a truncated tail)."""
+        with self.store.transaction() as session:
+            entries = self.entries(session)
+            head = session.get(AuditLock, LOCK_ID)
+            head_seq = head.head_seq if head is not None else 0
+            head_hash = head.head_hash if head is not None else audit.GENESIS_HASH
+        return audit.verify_chain(entries, head_seq=head_seq, head_hash=head_hash)
