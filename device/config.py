@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
 from device.errors import ConfigError
 
@@ -102,9 +102,12 @@ class ReleaseSettings(_Section):
     cloud_url: str | None = None
     # Owner tightening: None keeps the trust root's limit, a number may only lower it.
     allowed_bases: list[Literal["warrant", "emergency", "preservation"]] | None = None
-    max_window_s: dict[str, int] = {}
-    max_token_life_s: dict[str, int] = {}
+    max_window_s: dict[Literal["warrant", "emergency", "preservation"], PositiveInt] = {}
+    max_token_life_s: dict[Literal["warrant", "emergency", "preservation"], PositiveInt] = {}
     clock_skew_s: int = Field(default=60, ge=0, le=600)
+    # "kernel": trust the clock only once NTP has synchronized it (adjtimex; ADR 0009).
+    # "unsafe-assume-synchronized": development machines and containers only.
+    clock: Literal["kernel", "unsafe-assume-synchronized"] = "kernel"
 
 
 class ButtonSettings(_Section):

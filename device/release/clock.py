@@ -155,3 +155,12 @@ class OffsetClock:
     def set_synchronized(self, value: bool) -> None:
         with self._lock:
             self._synchronized = value
+
+
+def clock_from_setting(name: str) -> Clock:
+    """The clock named by `[release] clock`. Raises ValueError for an unknown name."""
+    if name == "kernel":
+        return KernelClock()
+    if name == "unsafe-assume-synchronized":
+        return UnsafeAssumedSynchronizedClock()
+    raise ValueError(f"unknown clock {name!r}")

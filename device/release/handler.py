@@ -122,8 +122,8 @@ class ReleaseHandler:
             clock_synchronized=self._clock.synchronized(),
             skew_s=s.clock_skew_s,
             allowed_bases=None if s.allowed_bases is None else frozenset(s.allowed_bases),
-            max_window_s=dict(s.max_window_s),
-            max_token_life_s=dict(s.max_token_life_s),
+            max_window_s={str(k): v for k, v in s.max_window_s.items()},
+            max_token_life_s={str(k): v for k, v in s.max_token_life_s.items()},
             **extra,
         )
 

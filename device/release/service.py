@@ -160,6 +160,10 @@ class ReleaseService:
             vault=vault,
             transport_identity=transport,
         )
+        try:
+            self.handler.context()  # an owner limit the protocol refuses is a config error
+        except ValueError as exc:
+            raise ConfigError(f"[release]: {exc}") from exc
         self.runner = JobRunner(
             device_id=device_id,
             topics=self.topics,
