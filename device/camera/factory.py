@@ -40,7 +40,7 @@ def make_camera(
     clock: Clock,
     *,
     encoder: EncoderSettings,
-    on_bell: Callable[[datetime], None] | None = None,
+    on_bell: Callable[[datetime], object] | None = None,
 ) -> Camera:
     """The camera named by `settings.source`.
 

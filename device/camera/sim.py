@@ -154,7 +154,7 @@ class SimCamera:
         clock: Clock,
         *,
         encoder: EncoderSettings,
-        on_bell: Callable[[datetime], None] | None = None,
+        on_bell: Callable[[datetime], object] | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock

@@ -1,0 +1,133 @@
+"""`doorbell-agent run | simulate | ring | status`: the agent's own commands.
+
+Thin: parse, load the configuration, build the `Agent`, install signal handlers, run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from device.agent import Agent, read_status
+from device.button.control import send_command
+from device.config import AgentConfig, load_config
+from device.errors import ConfigError, DoorbellError
+from device.release.clock import Clock, KernelClock, ManualClock
+from device.systemd import Notifier, Watchdog
+
+SCENES = ("visitor", "passerby", "empty")
+
+
+def register(sub: Any) -> None:
+    run = sub.add_parser("run", help="run the agent (the daemon)")
+    run.set_defaults(handler=cmd_run)
+
+    sim = sub.add_parser(
+        "simulate", help="run the agent on the simulated camera for a while, then exit"
+    )
+    sim.add_argument("--scene", choices=SCENES, required=True)
+    sim.add_argument("--duration", type=float, required=True, help="seconds of scene time")
+    sim.add_argument("--state-dir", type=Path, help="override agent.state_dir")
+    sim.add_argument("--seed", type=int, help="override camera.seed")
+    sim.add_argument(
+        "--fast", action="store_true", help="run as fast as possible instead of in real time"
+    )
+    sim.set_defaults(handler=cmd_simulate)
+
+    ring = sub.add_parser("ring", help="press the simulated doorbell of a running agent")
+    ring.add_argument("--state-dir", type=Path, help="override agent.state_dir")
+    ring.set_defaults(handler=cmd_ring)
+
+    status = sub.add_parser("status", help="print the agent's status (JSON)")
+    status.add_argument("--state-dir", type=Path, help="override agent.state_dir")
+    status.set_defaults(handler=cmd_status)
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _install_signals(agent: Agent) -> None:
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger(__name__).info("signal %d: stopping", signum)
+        agent.request_stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def _with_state_dir(config: AgentConfig, state_dir: Path | None) -> AgentConfig:
+    if state_dir is None:
+        return config
+    agent = config.agent.model_copy(update={"state_dir": state_dir})
+    return config.model_copy(update={"agent": agent})
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _logging()
+    config = load_config(args.config)
+    notifier = Notifier.from_environment()
+    try:
+        watchdog = Watchdog.from_environment(notifier)
+    except ValueError as exc:
+        raise ConfigError(f"systemd watchdog environment: {exc}") from exc
+    agent = Agent.from_config(config, clock=KernelClock(), notifier=notifier)
+    _install_signals(agent)
+    agent.run(watchdog=watchdog)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    _logging()
+    if args.duration <= 0:
+        raise ConfigError("--duration must be a positive number of seconds")
+    config = _with_state_dir(load_config(args.config), args.state_dir)
+    camera_update: dict[str, Any] = {"source": "sim", "scene": args.scene}
+    if args.fast:
+        camera_update["realtime"] = False
+    if args.seed is not None:
+        camera_update["seed"] = args.seed
+    camera = config.camera.model_copy(update=camera_update)
+    button = config.button.model_copy(update={"kind": "sim"})
+    config = config.model_copy(update={"camera": camera, "button": button})
+    clock: Clock = ManualClock(datetime.now(UTC))
+    agent = Agent.from_config(config, clock=clock, simulated=True)
+    _install_signals(agent)
+    agent.run(duration_s=args.duration)
+    status = agent.status()
+    print(json.dumps({"clips_sealed": status["clips_sealed"], "last_clip": status["last_clip"]}))
+    return 0
+
+
+def _socket_and_state(args: argparse.Namespace) -> tuple[Path, Path]:
+    config = _with_state_dir(load_config(args.config), args.state_dir)
+    state = config.agent.state_dir
+    return config.agent.control_socket or state / "agent.sock", state
+
+
+def cmd_ring(args: argparse.Namespace) -> int:
+    sock, _ = _socket_and_state(args)
+    print(send_command(sock, "ring"))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """The live status from a running agent, or the last status file it wrote."""
+    sock, state = _socket_and_state(args)
+    if sock.exists():
+        try:
+            print(json.dumps(json.loads(send_command(sock, "status")), indent=2, sort_keys=True))
+            return 0
+        except (DoorbellError, ValueError) as exc:
+            print(f"doorbell-agent: no live answer ({exc}); last status file:", file=sys.stderr)
+    print(json.dumps(read_status(state), indent=2, sort_keys=True))
+    return 0
