@@ -11,7 +11,14 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "cloud_stub.cli.provision",
+    "cloud_stub.cli.serve",
+    "cloud_stub.cli.principals",
+    "cloud_stub.cli.requests",
+    "cloud_stub.cli.devices",
+    "cloud_stub.cli.audit",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,142 @@
+"""`cloud-stub requests list|show|approve|deny`: the operator's view of the queue.
+
+``approve`` and ``deny`` act as a named reviewer (``--reviewer``) with the same rules as
+the API: another organisation than the submitter's, once per reviewer, a written reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sqlalchemy import select
+
+from cloud_stub.cli._common import (
+    add_deployment_args,
+    guarded,
+    open_service,
+    print_json,
+    print_table,
+)
+from cloud_stub.core import caller_of
+from cloud_stub.errors import NotFound
+from cloud_stub.review import Action
+from cloud_stub.service import CloudService, PrincipalCaller
+from cloud_stub.store.models import Principal
+from cloud_stub.views import RequestView, as_json
+
+OPERATOR = PrincipalCaller(id="operator", name="operator", role="admin", org="operator")
+
+
+def _when(value: object) -> str:
+    return str(value)[:19].replace("T", " ") if value else ""
+
+
+def _list(args: argparse.Namespace) -> int:
+    service = open_service(args)
+    try:
+        views = service.intake.list_for(OPERATOR, status=args.status, limit=args.limit)
+    finally:
+        service.close()
+    if args.json:
+        print_json([as_json(v) for v in views])
+        return 0
+    print_table(
+        ("ID", "BASIS", "STATUS", "AGENCY", "DEVICES", "APPROVALS", "CREATED", "CODE"),
+        [
+            (v.id, v.basis, v.status, v.agency, ",".join(v.devices),
+             f"{v.approvals.received}/{v.approvals.required}", _when(v.created_at),
+             v.reasons[0].code if v.reasons else "")
+            for v in views
+        ],
+    )
+    return 0
+
+
+def _show_text(v: RequestView) -> None:
+    print(f"request   {v.id}")
+    print(f"basis     {v.basis}")
+    print(f"status    {v.status}")
+    print(f"agency    {v.agency} ({v.org})")
+    print(f"devices   {', '.join(v.devices) or '-'}")
+    if v.window:
+        print(f"window    {_when(v.window.start)} .. {_when(v.window.end)} UTC")
+    print(f"approvals {v.approvals.received} of {v.approvals.required}")
+    if v.follow_up_due:
+        print(f"follow-up due {_when(v.follow_up_due)} UTC")
+    for r in v.reasons:
+        print(f"reason    {r.code}: {r.reason}")
+    if v.decisions:
+        print("decisions:")
+        print_table(("REVIEWER", "ORG", "ACTION", "AT", "REASON"),
+                    [(d.reviewer, d.org, d.action, _when(d.at), d.reason) for d in v.decisions])
+    if v.tokens:
+        print("tokens:")
+        print_table(("JTI", "DEVICE", "SEQ", "STATUS", "EXPIRES", "REASON"),
+                    [(t.jti, t.device, t.seq, t.status, _when(t.expires_at), t.status_reason)
+                     for t in v.tokens])
+
+
+def _show(args: argparse.Namespace) -> int:
+    service = open_service(args)
+    try:
+        view = service.intake.get(OPERATOR, args.request_id)
+    finally:
+        service.close()
+    if args.json:
+        print_json(as_json(view))
+    else:
+        _show_text(view)
+    return 0
+
+
+def _reviewer(service: CloudService, name: str) -> PrincipalCaller:
+    with service.store.transaction() as session:
+        row = session.execute(select(Principal).where(Principal.name == name)).scalar_one_or_none()
+        if row is None:
+            raise NotFound(f"no principal named {name!r}")
+        return caller_of(row)
+
+
+def _decide(action: Action) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        service = open_service(args)
+        try:
+            caller = _reviewer(service, args.reviewer)
+            view = service.reviewing.decide(caller, args.request_id, action, args.reason)
+        finally:
+            service.close()
+        if args.json:
+            print_json(as_json(view))
+        else:
+            print(f"{action.value}d by {caller.name}: request {view.id} is now {view.status}")
+        return 0
+
+    return run
+
+
+def register(sub: Any) -> None:
+    group = sub.add_parser("requests", help="list, show, approve or deny requests")
+    group_sub = group.add_subparsers(dest="requests_command", required=True, metavar="COMMAND")
+
+    ls = group_sub.add_parser("list", help="requests, newest first")
+    ls.add_argument("--status", default=None, help="only requests in this status")
+    ls.add_argument("--limit", type=int, default=100)
+    ls.add_argument("--json", action="store_true")
+    add_deployment_args(ls)
+    ls.set_defaults(handler=guarded("requests list", _list))
+
+    show = group_sub.add_parser("show", help="one request with decisions and tokens")
+    show.add_argument("request_id")
+    show.add_argument("--json", action="store_true")
+    add_deployment_args(show)
+    show.set_defaults(handler=guarded("requests show", _show))
+
+    for action in (Action.APPROVE, Action.DENY):
+        cmd = group_sub.add_parser(action.value, help=f"{action.value} as a named reviewer")
+        cmd.add_argument("request_id")
+        cmd.add_argument("--reviewer", required=True, help="the reviewer's principal name")
+        cmd.add_argument("--reason", required=True, help="the written reason")
+        cmd.add_argument("--json", action="store_true")
+        add_deployment_args(cmd)
+        cmd.set_defaults(handler=guarded(f"requests {action.value}", _decide(action)))

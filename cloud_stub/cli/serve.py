@@ -1,0 +1,50 @@
+"""`cloud-stub serve`: the HTTP API under uvicorn, and the MQTT link to the broker."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+import uvicorn
+
+from cloud_stub.api import create_app
+from cloud_stub.cli._common import add_deployment_args, guarded
+from cloud_stub.mqtt import CloudMqtt, MqttOptions
+from cloud_stub.service import CloudService
+
+log = logging.getLogger(__name__)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    service = CloudService.open(args.deployment, store_url=args.store_url)
+    link: CloudMqtt | None = None
+    if not args.no_mqtt:
+        options = MqttOptions.from_service(service, host=args.broker_host, port=args.broker_port)
+        link = CloudMqtt(service, options)
+        link.start()
+    app = create_app(service)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=True)
+    finally:
+        if link is not None:
+            link.stop()
+        service.close()
+    return 0
+
+
+def register(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="run the HTTP API and the MQTT link")
+    add_deployment_args(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--broker-host", default=None,
+                       help="broker address (default: deployment.toml's broker.host)")
+    serve.add_argument("--broker-port", type=int, default=None,
+                       help="broker port (default: deployment.toml's broker.port)")
+    serve.add_argument("--no-mqtt", action="store_true",
+                       help="run the API only; issued tokens wait until a link publishes them")
+    serve.set_defaults(handler=guarded("serve", _serve))
+
+

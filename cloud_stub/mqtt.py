@@ -1,0 +1,257 @@
+"""The cloud's MQTT link (paho-mqtt 2.x, VERSION2 callbacks, MQTT v5 persistent session).
+
+Outbound: release tokens to ``{prefix}/{device}/release`` (QoS 1; `publish_release`
+returns once the broker acknowledged, else raises `TransportError` and the token stays
+``issued`` for the next connect), and ``{"epoch": id}`` to ``{prefix}/{device}/escrow-ack``
+once an escrowed key is stored.
+
+Inbound: ``escrow``, ``result``, ``status`` and ``notice`` of every device. Messages are
+acknowledged manually, only after they were handled: the network thread puts them on a
+bounded queue, one worker parses each strictly (`protocol.messages`) and records it; a
+hostile or malformed payload is logged and dropped (acknowledged, so it is not redelivered
+forever), a store failure leaves it unacknowledged so the broker redelivers it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from cloud_stub.device_events import Notice, Result
+from cloud_stub.errors import CloudError, EnvironmentFault, HostileInputError, TransportError
+from cloud_stub.escrow import EpochEscrow
+from cloud_stub.service import CloudService
+from protocol.errors import MessageError
+from protocol.messages import EscrowAck, parse_escrow, parse_notice, parse_result, parse_status
+from protocol.topics import DeviceTopics, all_devices
+
+log = logging.getLogger(__name__)
+
+INBOUND_LEAVES = ("escrow", "result", "status", "notice")
+SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our subscriptions and queued QoS 1
+PUBLISH_TIMEOUT_S = 10.0
+QUEUE_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class MqttOptions:
+    host: str
+    port: int
+    prefix: str
+    client_id: str
+    ca_cert: Path
+    cert: Path
+    key: Path
+    server_hostname: str | None = None  # the name in the broker certificate, if not host
+    keepalive_s: int = 30
+    max_payload: int = 256 * 1024
+
+    @classmethod
+    def from_service(cls, service: CloudService, *, host: str | None = None,
+                     port: int | None = None) -> MqttOptions:
+        settings = service.core.settings
+        layout = service.core.layout
+        return cls(
+            host=host or settings.broker.host,
+            port=port or settings.broker.port,
+            prefix=settings.prefix,
+            client_id=settings.cloud_id,
+            ca_cert=layout.ca_cert,
+            cert=layout.cloud_mqtt_cert,
+            key=layout.cloud_mqtt_key,
+            server_hostname=settings.broker.host if host else None,
+            max_payload=service.core.limits.max_mqtt_payload,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Inbound:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+
+
+class CloudMqtt:
+    """The cloud's connection to the broker; also the service's `ReleasePublisher`."""
+
+    def __init__(self, service: CloudService, options: MqttOptions) -> None:
+        self.service = service
+        self.options = options
+        self._queue: queue.Queue[_Inbound | None] = queue.Queue(maxsize=QUEUE_SIZE)
+        self._connected = threading.Event()
+        self._stopping = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=options.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
+        )
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(options.ca_cert))
+        context.load_cert_chain(str(options.cert), str(options.key))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if options.server_hostname and options.server_hostname != options.host:
+            context.check_hostname = False  # the certificate is still verified against the CA
+        self._client.tls_set_context(context)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self, wait_s: float = 10.0) -> bool:
+        """Connect (asynchronously, retried forever) and start the worker; True when
+        connected within ``wait_s``."""
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        self._worker = threading.Thread(target=self._work, name="cloud-mqtt-worker", daemon=True)
+        self._worker.start()
+        self.service.set_publisher(self)
+        self._client.connect_async(
+            self.options.host, self.options.port, keepalive=self.options.keepalive_s,
+            clean_start=False, properties=props,
+        )
+        self._client.loop_start()
+        return self._connected.wait(wait_s)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.service.set_publisher(None)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._queue.put(None)
+        if self._worker is not None:
+            self._worker.join(timeout=10)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # --- callbacks (network thread) -----------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any,
+                    reason: ReasonCode, _props: Properties | None) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        client.subscribe([(all_devices(self.options.prefix, leaf), 1) for leaf in INBOUND_LEAVES])
+        self._connected.set()
+        log.info("connected to the broker at %s:%s", self.options.host, self.options.port)
+        threading.Thread(target=self._republish, name="cloud-mqtt-republish", daemon=True).start()
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any,
+                       reason: ReasonCode, _props: Properties | None) -> None:
+        self._connected.clear()
+        if not self._stopping.is_set():
+            log.warning("disconnected from the broker: %s; reconnecting", reason)
+
+    def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        item = _Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            log.error("inbound queue full: %s left unacknowledged for redelivery", msg.topic)
+
+    # --- outbound -----------------------------------------------------------------------
+
+    def _publish(self, topic: str, payload: bytes) -> None:
+        if not self._connected.is_set():
+            raise TransportError("not connected to the broker")
+        info = self._client.publish(topic, payload, qos=1)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise TransportError(f"publish to {topic} refused: {mqtt.error_string(info.rc)}")
+        try:
+            info.wait_for_publish(timeout=PUBLISH_TIMEOUT_S)
+        except (RuntimeError, ValueError) as exc:
+            raise TransportError(f"publish to {topic} failed: {exc}") from exc
+        if not info.is_published():
+            raise TransportError(f"the broker did not acknowledge {topic} in time")
+
+    def publish_release(self, device_id: str, payload: bytes) -> None:
+        self._publish(DeviceTopics(device_id, self.options.prefix).release, payload)
+
+    def _republish(self) -> None:
+        try:
+            self.service.releaser.publish(self.service.releaser.pending())
+        except CloudError as exc:
+            log.warning("republishing issued tokens failed: %s", exc)
+
+    # --- inbound (worker thread) --------------------------------------------------------
+
+    def _split(self, topic: str) -> tuple[str, str]:
+        prefix = self.options.prefix + "/"
+        if not topic.startswith(prefix):
+            raise HostileInputError(f"topic {topic[:80]!r} is outside the prefix")
+        parts = topic[len(prefix):].split("/")
+        if len(parts) != 2 or parts[1] not in INBOUND_LEAVES:
+            raise HostileInputError(f"unexpected topic {topic[:80]!r}")
+        DeviceTopics(parts[0], self.options.prefix)
+        return parts[0], parts[1]
+
+    def handle(self, topic: str, payload: bytes) -> None:
+        """Parse and record one inbound message. Raises `HostileInputError` for a bad
+        payload or topic and `EnvironmentFault` when the store fails."""
+        if len(payload) > self.options.max_payload:
+            raise HostileInputError(f"payload of {len(payload)} bytes over the cap")
+        device_id, leaf = self._split(topic)
+        events = self.service.events
+        try:
+            if leaf == "escrow":
+                msg = parse_escrow(payload)
+                events.escrow_received(device_id, EpochEscrow(
+                    device_id=msg.device, epoch_id=msg.epoch, start=msg.start, end=msg.end,
+                    recipient=msg.recipient, sealed_b64=msg.sealed,
+                ))
+                ack = f"{DeviceTopics(device_id, self.options.prefix).base}/escrow-ack"
+                self._publish(ack, EscrowAck(epoch=msg.epoch).to_bytes())
+            elif leaf == "result":
+                res = parse_result(payload)
+                events.result_received(device_id, Result(
+                    jti=res.jti, status=str(res.status), reason=res.reason, detail=res.detail,
+                    clips=res.clips,
+                ))
+            elif leaf == "status":
+                status = parse_status(payload)
+                events.status_received(device_id, str(status.state))
+            else:
+                notice = parse_notice(payload)
+                events.notice_received(device_id, Notice(
+                    jti=notice.jti, released_at=notice.released_at.isoformat(),
+                ))
+        except MessageError as exc:
+            raise HostileInputError(f"{leaf} from {device_id}: {exc}") from exc
+        except ValueError as exc:
+            raise HostileInputError(f"{leaf} from {device_id}: {exc}") from exc
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                self.handle(item.topic, item.payload)
+            except HostileInputError as exc:
+                log.warning("dropped message on %s: %s", item.topic[:120], exc)
+            except (EnvironmentFault, TransportError) as exc:
+                log.error("message on %s not handled (will be redelivered): %s",
+                          item.topic[:120], exc)
+                continue
+            except CloudError as exc:
+                log.warning("dropped message on %s: %s", item.topic[:120], exc)
+            except Exception:
+                log.exception("unexpected error handling %s; dropped", item.topic[:120])
+            if item.qos > 0:
+                self._client.ack(item.mid, item.qos)
