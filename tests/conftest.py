@@ -3,6 +3,8 @@
 pytest_plugins = [
     "tests.fixtures.deployment",
     "tests.fixtures.broker",
+    "tests.fixtures.release",
     "tests.fixtures.vault",
     "tests.fixtures.policy",
+    "tests.fixtures.agent",
 ]
