@@ -1,0 +1,106 @@
+"""`cloud-stub init` and `cloud-stub devices enroll`: the operator's provisioning commands."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any
+
+from cloud_stub.provision.agent_config import DEFAULT_INSTALL_DIR
+from cloud_stub.provision.deployment import InitOptions, init_deployment
+from cloud_stub.provision.enroll import EnrollOptions, enroll_device
+from cloud_stub.provision.errors import ProvisionError
+from protocol.bundle import DeploymentLayout
+from protocol.topics import DEFAULT_PREFIX
+
+
+def _init(args: argparse.Namespace) -> int:
+    options = InitOptions(
+        cloud_id=args.cloud_id,
+        prefix=args.prefix,
+        broker_host=args.broker_host,
+        broker_port=args.broker_port,
+        api_url=args.api_url,
+        broker_user=args.broker_user,
+        broker_bind=args.broker_bind,
+    )
+    try:
+        layout = init_deployment(args.directory, options, now=dt.datetime.now(dt.UTC))
+    except ProvisionError as exc:
+        print(f"cloud-stub init: {exc}", file=sys.stderr)
+        return 1
+    print(f"deployment created in {layout.root}")
+    print(f"  trust root      {layout.trust_root}")
+    print(f"  broker config   {layout.broker_cert.parent / 'mosquitto.conf'}")
+    print(f"  escrow          {layout.escrow_recipient}")
+    return 0
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    options = EnrollOptions(
+        owner_recipient=args.owner_recipient,
+        out_dir=args.out,
+        tar_path=args.tar,
+        install_dir=args.install_dir,
+    )
+    try:
+        result = enroll_device(
+            DeploymentLayout(args.deployment), args.device_id, options,
+            now=dt.datetime.now(dt.UTC),
+        )
+    except ProvisionError as exc:
+        print(f"cloud-stub devices enroll: {exc}", file=sys.stderr)
+        return 1
+    where = result.tar_path if result.tar_path is not None else result.bundle and result.bundle.root
+    print(f"device {result.device_id} enrolled; cloud record in {result.record}")
+    print(f"bundle (holds the device's private keys) at {where}")
+    print(f"install it on the device under {args.install_dir}, then delete it here.")
+    return 0
+
+
+def _group(sub: Any, name: str, help_text: str) -> Any:
+    """The sub-command group `name`, reused when another command module made it first."""
+    existing = sub.choices.get(name)
+    if existing is None:
+        parser = sub.add_parser(name, help=help_text)
+        return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+    for action in existing._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return existing.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+
+
+def register(sub: Any) -> None:
+    """Add `init` and `devices enroll` to the `cloud-stub` parser."""
+    init = sub.add_parser("init", help="create a deployment directory (CA, keys, trust root)")
+    init.add_argument("directory", type=Path, help="new or empty directory")
+    init.add_argument("--prefix", default=DEFAULT_PREFIX, help="MQTT topic prefix")
+    init.add_argument("--broker-host", default="localhost",
+                      help="name the devices use for the broker (goes into its certificate)")
+    init.add_argument("--broker-port", type=int, default=8883)
+    init.add_argument("--api-url", default="http://127.0.0.1:8080",
+                      help="the cloud stub's URL as devices reach it")
+    init.add_argument("--cloud-id", default="cloud-stub", help="issuer of release tokens")
+    init.add_argument("--broker-user", default="mosquitto",
+                      help="user mosquitto drops to when started as root")
+    init.add_argument("--broker-bind", default=None,
+                      help="listen address (default 127.0.0.1 for a loopback broker host, "
+                           "else all addresses)")
+    init.set_defaults(handler=_init)
+
+    enroll = _group(sub, "devices", "device enrolment and registry").add_parser("enroll", help="create a device's keys and bundle")
+    enroll.add_argument("device_id", help="[a-z0-9][a-z0-9-]{0,62}; the certificate CN")
+    enroll.add_argument("--owner-recipient", required=True,
+                        help="the owner's age recipient (age1...)")
+    enroll.add_argument("--deployment", type=Path, default=Path("."),
+                        help="deployment directory (default: current directory)")
+    target = enroll.add_mutually_exclusive_group()
+    target.add_argument("--out", type=Path, default=None,
+                        help="write the bundle to this new directory")
+    target.add_argument("--tar", type=Path, default=None,
+                        help="write the bundle as this new tarball (0600)")
+    enroll.add_argument("--install-dir", type=Path, default=DEFAULT_INSTALL_DIR,
+                        help="where the bundle will live on the device (paths in agent.toml)")
+    enroll.set_defaults(handler=_enroll)

@@ -1,0 +1,79 @@
+"""Render the broker's config and ACL from the templates in ``deploy/mosquitto/``.
+
+The templates are the reviewed source of truth; rendering only fills ``${...}`` fields
+with values that were validated (`names`), so no operator input can add a directive or
+an ACL line. Raises `DeploymentError` when a template is missing or names an unknown
+field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from cloud_stub.provision.errors import DeploymentError
+from cloud_stub.provision.names import check_prefix
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
+CONFIG_TEMPLATE = "mosquitto.conf.template"
+ACL_TEMPLATE = "acl.template"
+DEFAULT_AUTOSAVE_S = 30
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerFiles:
+    """Where the broker finds its files and how it listens."""
+
+    port: int
+    bind_address: str
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    acl_file: Path
+    persistence_dir: Path
+    user: str = "mosquitto"
+    autosave_interval: int = DEFAULT_AUTOSAVE_S
+
+
+def _no_line_breaks(name: str, value: str) -> str:
+    if any(c in value for c in "\r\n\x00") or value != value.strip() or not value:
+        raise DeploymentError(f"broker setting {name} {value!r} cannot go into a config line")
+    return value
+
+
+def _render(template_dir: Path, name: str, fields: dict[str, str]) -> str:
+    path = template_dir / name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DeploymentError(f"{path}: cannot read the broker template: {exc}") from exc
+    try:
+        return Template(text).substitute(fields)
+    except KeyError as exc:
+        raise DeploymentError(f"{path}: template field {exc} has no value") from exc
+    except ValueError as exc:
+        raise DeploymentError(f"{path}: {exc}") from exc
+
+
+def render_config(files: BrokerFiles, *, template_dir: Path = TEMPLATE_DIR) -> str:
+    """mosquitto.conf text for `files`."""
+    fields = {
+        "port": str(files.port),
+        "bind_address": files.bind_address,
+        "ca_file": str(files.ca_file),
+        "cert_file": str(files.cert_file),
+        "key_file": str(files.key_file),
+        "acl_file": str(files.acl_file),
+        "persistence_dir": str(files.persistence_dir),
+        "user": files.user,
+        "autosave_interval": str(files.autosave_interval),
+    }
+    for key, value in fields.items():
+        _no_line_breaks(key, value)
+    return _render(template_dir, CONFIG_TEMPLATE, fields)
+
+
+def render_acl(prefix: str, *, template_dir: Path = TEMPLATE_DIR) -> str:
+    """ACL text for the topic `prefix`. Raises InvalidName for an unsafe prefix."""
+    return _render(template_dir, ACL_TEMPLATE, {"prefix": check_prefix(prefix)})

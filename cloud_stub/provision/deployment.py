@@ -1,0 +1,244 @@
+"""`cloud-stub init DIR`: create a deployment directory (`protocol.bundle.DeploymentLayout`).
+
+Everything is generated into a private temporary directory next to DIR and renamed into
+place as the last step, so an interrupted or failed init leaves nothing behind and a
+successful one is complete. DIR must not exist or must be an empty directory.
+
+Written (modes in brackets; every private file is 0600 from creation):
+
+- ``deployment.toml`` [0644]: cloud id, prefix, broker host/port, API URL
+- ``ca/ca.pem`` [0644], ``ca/ca.key`` [0600]: the MQTT CA (ECDSA P-256)
+- ``broker/``: ``broker.pem``, ``broker.key`` [0600], ``ca.pem``, rendered
+  ``mosquitto.conf`` and ``acl``, persistence ``data/`` [0700]
+- ``cloud/mqtt.pem``, ``cloud/mqtt.key`` [0600]: the cloud's MQTT identity (CN ``cloud``)
+- ``cloud/signers/{root-1,root-2,policy,review}.key`` [0600] and ``.pub`` (hex)
+- ``cloud/escrow.key`` [0600], ``cloud/escrow.pub``: the escrow age identity
+- ``cloud/trust-root.json``: version 1, signed by root-1 and root-2
+- ``cloud/courts.json`` and ``courts/demo-district-court.key`` [0600]: the test court
+- ``devices/``: empty, filled by `enroll`
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import os
+import pwd
+import secrets
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import tomli_w
+
+from cloud_stub.config import DeploymentSettings
+from cloud_stub.provision.broker_config import BrokerFiles, render_acl, render_config
+from cloud_stub.provision.ca import CertificateAuthority
+from cloud_stub.provision.errors import AlreadyExists, WriteError
+from cloud_stub.provision.keys import (
+    PRIVATE_DIR_MODE,
+    make_dir,
+    new_age_key,
+    new_signer_key,
+    write_private,
+    write_public,
+)
+from cloud_stub.provision.names import (
+    CLOUD_MQTT_USER,
+    check_cloud_id,
+    check_host,
+    check_port,
+    check_prefix,
+    check_url,
+    check_user_name,
+)
+from cloud_stub.provision.trust import DEFAULT_ROOT_LIFETIME, SIGNERS, first_trust_root
+from protocol.bundle import DeploymentLayout
+from protocol.keys import public_key_hex
+from protocol.topics import DEFAULT_PREFIX
+
+DEMO_COURT_ID = "demo-district-court"
+DEMO_COURT_NAME = "Demo District Court (test only)"
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerPaths:
+    """The broker's own files inside a deployment (not part of the shared layout)."""
+
+    layout: DeploymentLayout
+
+    @property
+    def directory(self) -> Path:
+        return self.layout.broker_cert.parent
+
+    @property
+    def config(self) -> Path:
+        return self.directory / "mosquitto.conf"
+
+    @property
+    def acl(self) -> Path:
+        return self.directory / "acl"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.directory / "ca.pem"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.directory / "data"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InitOptions:
+    """What `cloud-stub init` asks for. Every field is validated by `init_deployment`."""
+
+    cloud_id: str = "cloud-stub"
+    prefix: str = DEFAULT_PREFIX
+    broker_host: str = "localhost"
+    broker_port: int = 8883
+    api_url: str = "http://127.0.0.1:8080"
+    broker_user: str = "mosquitto"
+    broker_bind: str | None = None  # None: 127.0.0.1 for a loopback host, else all addresses
+    root_lifetime: dt.timedelta = DEFAULT_ROOT_LIFETIME
+    organization: str = "sealed-doorbell"
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bind_address(options: InitOptions) -> str:
+    if options.broker_bind is not None:
+        return check_host(options.broker_bind)
+    return "127.0.0.1" if _is_loopback(options.broker_host) else "0.0.0.0"  # noqa: S104
+
+
+def _claim_target(root: Path) -> None:
+    if root.is_symlink() or (root.exists() and not root.is_dir()):
+        raise AlreadyExists(f"{root} exists and is not a directory; refusing to overwrite it")
+    if root.is_dir() and any(root.iterdir()):
+        raise AlreadyExists(f"{root} is not empty; refusing to overwrite a deployment")
+
+
+def _give_to_broker_user(paths: BrokerPaths, user: str) -> None:
+    """As root, hand broker/ to the user mosquitto drops to, so it can read its key."""
+    if os.geteuid() != 0:
+        return
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return  # mosquitto falls back to `nobody`; the operator installs broker/ by hand
+    for path in (paths.directory, paths.data_dir, *paths.directory.iterdir()):
+        os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+
+def _write_tree(stage: DeploymentLayout, final: DeploymentLayout, options: InitOptions,
+                now: dt.datetime) -> None:
+    settings = DeploymentSettings.model_validate(
+        {
+            "cloud_id": options.cloud_id,
+            "prefix": options.prefix,
+            "broker": {"host": options.broker_host, "port": options.broker_port},
+            "api": {"url": options.api_url},
+        }
+    )
+    write_public(stage.settings, tomli_w.dumps(settings.model_dump(mode="json")).encode())
+
+    # The MQTT CA and the broker's and cloud's TLS identities.
+    make_dir(stage.ca_cert.parent)
+    ca = CertificateAuthority.create(organization=options.organization, now=now)
+    write_private(stage.ca_key, ca.key_pem)
+    write_public(stage.ca_cert, ca.cert_pem)
+
+    broker = BrokerPaths(stage)
+    make_dir(broker.directory, mode=PRIVATE_DIR_MODE)
+    make_dir(broker.data_dir, mode=PRIVATE_DIR_MODE)
+    hosts = [options.broker_host, "localhost", "127.0.0.1"]
+    server = ca.issue_server(hosts=hosts, now=now)
+    write_private(stage.broker_key, server.key_pem)
+    write_public(stage.broker_cert, server.cert_pem)
+    write_public(broker.ca_cert, ca.cert_pem)
+    final_broker = BrokerPaths(final)
+    files = BrokerFiles(
+        port=options.broker_port,
+        bind_address=_bind_address(options),
+        ca_file=final_broker.ca_cert,
+        cert_file=final.broker_cert,
+        key_file=final.broker_key,
+        acl_file=final_broker.acl,
+        persistence_dir=final_broker.data_dir,
+        user=options.broker_user,
+    )
+    write_public(broker.config, render_config(files).encode())
+    write_public(broker.acl, render_acl(options.prefix).encode())
+
+    make_dir(stage.cloud_dir, mode=PRIVATE_DIR_MODE)
+    cloud_mqtt = ca.issue_client(common_name=CLOUD_MQTT_USER, now=now)
+    write_private(stage.cloud_mqtt_key, cloud_mqtt.key_pem)
+    write_public(stage.cloud_mqtt_cert, cloud_mqtt.cert_pem)
+
+    # Release signers and the trust root they define.
+    make_dir(stage.signer_key("root-1").parent, mode=PRIVATE_DIR_MODE)
+    signers = {name: new_signer_key() for name in SIGNERS}
+    for name, signer in signers.items():
+        write_private(stage.signer_key(name), signer.pem)
+        write_public(stage.signer_key(name).with_suffix(".pub"), f"{signer.public_hex}\n".encode())
+    trust_root = first_trust_root(
+        {name: signer.private for name, signer in signers.items()},
+        issuer=options.cloud_id,
+        now=now,
+        lifetime=options.root_lifetime,
+    )
+    write_public(stage.trust_root, trust_root)
+
+    escrow = new_age_key()
+    write_private(stage.escrow_identity, escrow.identity_file)
+    write_public(stage.escrow_recipient, escrow.recipient_file)
+
+    # The court registry with one test court whose key the testers hold.
+    make_dir(stage.court_key(DEMO_COURT_ID).parent, mode=PRIVATE_DIR_MODE)
+    court = new_signer_key()
+    write_private(stage.court_key(DEMO_COURT_ID), court.pem)
+    registry = {"courts": {DEMO_COURT_ID: {"name": DEMO_COURT_NAME,
+                                           "public_key": public_key_hex(court.private)}}}
+    write_public(stage.court_registry, (json.dumps(registry, indent=2) + "\n").encode())
+
+    make_dir(stage.devices_dir)
+    _give_to_broker_user(broker, options.broker_user)
+
+
+def init_deployment(root: Path, options: InitOptions, *, now: dt.datetime) -> DeploymentLayout:
+    """Create a complete deployment at `root` and return its layout.
+
+    Raises InvalidName for a bad option, AlreadyExists when `root` is a file or a
+    non-empty directory, WriteError when the disk refuses (nothing is left behind).
+    """
+    check_cloud_id(options.cloud_id)
+    check_prefix(options.prefix)
+    check_host(options.broker_host)
+    check_port(options.broker_port)
+    check_user_name(options.broker_user)
+    options = replace(options, api_url=check_url(options.api_url))
+    root = root.absolute()
+    _claim_target(root)
+    make_dir(root.parent)
+    stage_root = root.parent / f".{root.name}.init-{secrets.token_hex(6)}"
+    make_dir(stage_root, mode=0o755, exist_ok=False)
+    try:
+        _write_tree(DeploymentLayout(stage_root), DeploymentLayout(root), options, now)
+        _claim_target(root)
+        os.replace(stage_root, root)
+    except OSError as exc:
+        shutil.rmtree(stage_root, ignore_errors=True)
+        raise WriteError(f"cannot create the deployment {root}: {exc.strerror or exc}") from exc
+    except BaseException:
+        shutil.rmtree(stage_root, ignore_errors=True)
+        raise
+    return DeploymentLayout(root)

@@ -1,0 +1,204 @@
+"""The broker's TLS and ACL, as a deployment renders them, against a real mosquitto.
+
+Every absence is proven with a positive control on the same connection: MQTT delivers
+one publisher's messages in order, and each forbidden publish is acknowledged by the
+broker before the control message is even sent, so once the control has arrived the
+forbidden message can no longer be in flight.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import ssl
+from pathlib import Path
+
+import pytest
+from paho.mqtt.enums import MQTTProtocolVersion
+
+from cloud_stub.provision.ca import CertificateAuthority
+from cloud_stub.provision.keys import write_private, write_public
+from protocol.topics import DeviceTopics, all_devices
+from tests.fixtures.broker import Broker, Inbox, publish, subscribe, tls_context
+from tests.fixtures.deployment import ClientCredentials, TestDeployment
+
+pytestmark = pytest.mark.broker
+
+PROTOCOLS = [MQTTProtocolVersion.MQTTv5, MQTTProtocolVersion.MQTTv311]
+
+
+def _topics(deployment: TestDeployment, device_id: str) -> DeviceTopics:
+    return DeviceTopics(device_id, prefix=deployment.prefix)
+
+
+def test_device_cannot_receive_another_devices_release(
+    broker: Broker, deployment: TestDeployment
+) -> None:
+    """Attack: a compromised doorbell listens for its neighbour's release tokens."""
+    a = deployment.enroll_device(deployment.new_device_id("a")).root.parent.name
+    b = deployment.enroll_device(deployment.new_device_id("b")).root.parent.name
+    a_topics, b_topics = _topics(deployment, a), _topics(deployment, b)
+
+    cloud = broker.client("cloud")
+    device_a = broker.client(a)
+    inbox_a = Inbox(device_a)
+    subscribe(device_a, b_topics.release)  # the neighbour's topic by name
+    subscribe(device_a, all_devices(deployment.prefix, "release"))  # and by wildcard
+    subscribe(device_a, f"{deployment.prefix}/#")
+    subscribe(device_a, a_topics.release)
+    device_b = broker.client(b)
+    inbox_b = Inbox(device_b)
+    subscribe(device_b, b_topics.release)
+
+    publish(cloud, b_topics.release, b"token for b")
+    publish(cloud, a_topics.release, b"token for a")
+
+    assert inbox_b.get().payload == b"token for b"  # B's token really went out
+    first = inbox_a.get()
+    assert (first.topic, first.payload) == (a_topics.release, b"token for a")
+    assert all(m.topic != b_topics.release for m in inbox_a.drain())
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS, ids=["mqtt5", "mqtt311"])
+def test_device_cannot_publish_to_its_own_release_topic(
+    broker: Broker, deployment: TestDeployment, protocol: MQTTProtocolVersion
+) -> None:
+    """Attack: a device (or whoever holds its key) forges a release token for itself."""
+    device_id = deployment.enroll_device(deployment.new_device_id("forger")).root.parent.name
+    topics = _topics(deployment, device_id)
+    cloud = broker.client("cloud")
+    listener = broker.client(device_id)  # the only identity that may read this topic
+    inbox = Inbox(listener)
+    subscribe(listener, topics.release)
+
+    forger = broker.client(device_id, protocol=protocol)
+    reason = publish(forger, topics.release, b"forged token")
+    if protocol == MQTTProtocolVersion.MQTTv5:
+        assert reason is not None
+        assert reason.getName() == "Not authorized"
+    publish(forger, f"{topics.base}/escrow-ack", b'{"epoch": "forged"}')
+    publish(cloud, topics.release, b"real token")
+
+    message = inbox.get()
+    assert message.payload == b"real token"
+    assert inbox.drain() == []
+
+
+def test_device_cannot_write_as_another_device(broker: Broker, deployment: TestDeployment) -> None:
+    """Attack: device B forges A's result, escrow and notice to mislead the cloud."""
+    a = deployment.enroll_device(deployment.new_device_id("honest")).root.parent.name
+    b = deployment.enroll_device(deployment.new_device_id("liar")).root.parent.name
+    a_topics = _topics(deployment, a)
+    cloud = broker.client("cloud")
+    inbox = Inbox(cloud)
+    for leaf in ("result", "escrow", "notice", "status"):
+        subscribe(cloud, all_devices(deployment.prefix, leaf))
+
+    liar = broker.client(b)
+    for topic in (a_topics.result, a_topics.escrow, a_topics.notice, a_topics.status):
+        publish(liar, topic, b"forged")
+    honest = broker.client(a)
+    publish(honest, a_topics.result, b"genuine")
+
+    message = inbox.get()
+    assert (message.topic, message.payload) == (a_topics.result, b"genuine")
+    assert inbox.drain() == []
+
+
+def test_owner_reads_notices_but_not_tokens(broker: Broker, deployment: TestDeployment) -> None:
+    device_id = deployment.enroll_device(deployment.new_device_id("home")).root.parent.name
+    topics = _topics(deployment, device_id)
+    owner = broker.client("owner")
+    inbox = Inbox(owner)
+    subscribe(owner, topics.release)
+    subscribe(owner, topics.notice)
+    cloud = broker.client("cloud")
+    device = broker.client(device_id)
+    publish(cloud, topics.release, b"token")
+    publish(device, topics.notice, b"notice", retain=True)
+
+    message = inbox.get()
+    assert (message.topic, message.payload) == (topics.notice, b"notice")
+    assert inbox.drain() == []
+
+
+# --- TLS: who may connect at all -------------------------------------------------------
+
+CONNECT = bytes.fromhex("101000044d5154540402003c000474657374")  # MQTT 3.1.1, id "test"
+CONNACK_OK = bytes.fromhex("20020000")
+
+
+def _raw_connect(broker: Broker, context: ssl.SSLContext) -> bytes:
+    """TLS handshake, MQTT CONNECT, and the broker's first bytes back (b"" on a close).
+
+    In TLS 1.3 a rejected client certificate surfaces only at the first read, so the
+    answer to a CONNECT is what proves acceptance or refusal.
+    """
+    with socket.create_connection((broker.host, broker.port), timeout=5) as raw:
+        try:
+            with context.wrap_socket(raw, server_hostname=broker.host) as tls:
+                tls.sendall(CONNECT)
+                return tls.recv(4)
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+            return b""
+
+
+def test_client_without_certificate_is_refused(
+    broker: Broker, deployment: TestDeployment
+) -> None:
+    device_id = deployment.enroll_device(deployment.new_device_id("ok")).root.parent.name
+    assert _raw_connect(broker, tls_context(deployment.credentials(device_id), broker.ca)) == (
+        CONNACK_OK
+    )  # positive control: same routine, with a certificate
+    assert _raw_connect(broker, tls_context(None, broker.ca)) == b""
+
+
+def test_client_with_certificate_from_another_ca_is_refused(
+    broker: Broker, deployment: TestDeployment, tmp_path: Path
+) -> None:
+    """Attack: a self-made CA issues a certificate claiming an enrolled device's id."""
+    victim = deployment.enroll_device(deployment.new_device_id("victim")).root.parent.name
+    now = dt.datetime.now(dt.UTC)
+    rogue_ca = CertificateAuthority.create(organization="sealed-doorbell", now=now)
+    rogue = rogue_ca.issue_client(common_name=victim, now=now)
+    write_private(tmp_path / "rogue.key", rogue.key_pem)
+    write_public(tmp_path / "rogue.pem", rogue.cert_pem)
+    creds = ClientCredentials(broker.ca, tmp_path / "rogue.pem", tmp_path / "rogue.key")
+
+    assert _raw_connect(broker, tls_context(deployment.credentials(victim), broker.ca)) == (
+        CONNACK_OK
+    )
+    assert _raw_connect(broker, tls_context(creds, broker.ca)) == b""
+
+
+def test_plain_mqtt_is_refused(broker: Broker) -> None:
+    with socket.create_connection((broker.host, broker.port), timeout=5) as raw:
+        raw.sendall(CONNECT)
+        try:
+            answer = raw.recv(4)
+        except ConnectionResetError:
+            answer = b""
+    assert not answer.startswith(b"\x20")
+
+
+def test_restart_keeps_queued_messages(broker: Broker, deployment: TestDeployment) -> None:
+    """The harness's restart keeps persistence: a token queued for an offline device
+    survives a broker restart (what the release engineer's offline test relies on)."""
+    device_id = deployment.enroll_device(deployment.new_device_id("sleepy")).root.parent.name
+    topics = _topics(deployment, device_id)
+    client_id = f"{device_id}-agent"
+    # clean_start=False from the first connection: mosquitto 2.0.11 does not restore,
+    # after a restart, a session that began with clean_start=True (even with an expiry).
+    device = broker.client(device_id, client_id=client_id, clean_start=False,
+                           session_expiry_s=3600)
+    subscribe(device, topics.release)
+    device.disconnect()
+    device.loop_stop()
+    publish(broker.client("cloud"), topics.release, b"queued token")
+
+    broker.restart()
+
+    inbox = Inbox()
+    broker.client(device_id, client_id=client_id, clean_start=False, session_expiry_s=3600,
+                  inbox=inbox)
+    assert inbox.get().payload == b"queued token"
