@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.vault",
     "tests.fixtures.policy",
     "tests.fixtures.agent",
+    "tests.fixtures.cloud",
 ]

@@ -111,7 +111,8 @@ class Limits:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: "5" is not 5 and true is not 1 in a file that decides who sees footage
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class WarrantSection(_Section):
