@@ -1,0 +1,382 @@
+"""`PiCamera`: the Raspberry Pi camera module through picamera2, behind the Camera seam.
+
+One libcamera video configuration with two streams of the same sensor frames:
+
+- ``main`` (default 1280x720, YUV420) goes to picamera2's `H264Encoder` (the VideoCore
+  hardware encoder on a Pi 4 or Zero 2; libx264 through PyAV on a Pi 5, which picamera2
+  substitutes under the same name). It runs with ``repeat=True`` (SPS and PPS before
+  every IDR) and ``iperiod`` = the configured GOP, so a clip may start on any keyframe.
+  The encoder thread hands each access unit to `PacketOutput.outputframe`, which copies
+  it into a bounded in-memory queue: encoded bytes never touch the disk in plaintext.
+- ``lores`` (default 320x240, YUV420) is captured per frame with
+  `capture_request()`; its Y plane is the grayscale image for motion analysis, and the
+  request's ``SensorTimestamp`` places the frame and the packets on one timeline.
+
+Timeline (the Camera seam's contract): frame 0's timestamp is the wall clock when it is
+read; later frames add the sensor's own elapsed time, so the timeline never jumps with
+the wall clock. Packet times are the encoder's (microseconds since its first frame,
+whose sensor time picamera2 keeps in ``encoder.firsttimestamp``), rebased on frame 0.
+A wall clock that steps away from that timeline (NTP setting a Pi's clock after boot)
+raises `CameraError`, so the agent restarts the camera on the corrected time instead of
+sealing clips with times that are off by hours.
+
+Pre-roll: picamera2's `CircularOutput2` is not used; the recorder's keyframe-aligned
+ring serves the simulated and the Pi paths alike (ADR 0010 says why).
+
+The encoder thread never raises into picamera2: a failure flags the output dead and the
+next `read()` raises `CameraError` naming it. A consumer too slow for the queue loses
+packets up to the next keyframe (counted in `dropped_packets`), never a corrupt GOP.
+
+picamera2 is imported only here, and only when this camera is built; a missing
+picamera2 raises `CameraError` saying how to install it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from device.camera.base import CameraFrame, EncodedPacket, parameter_sets
+from device.camera.factory import EncoderSettings
+from device.config import CameraSettings
+from device.errors import CameraError
+from device.release.clock import Clock
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "picamera2 is not importable. On Raspberry Pi OS install it with "
+    "`sudo apt install python3-picamera2` and run the agent from a venv created with "
+    "`python3 -m venv --system-site-packages` (deploy/raspberry-pi/install.sh does both); "
+    "picamera2 and libcamera's Python bindings exist only as system packages"
+)
+QUEUE_SECONDS = 4.0  # packets held between two reads before the queue counts as overrun
+STALL_SECONDS = 5.0  # frames arriving but no packet for this long: the encoder is stuck
+CLOCK_STEP_SECONDS = 2.0  # wall clock this far from the sensor timeline: a clock step
+
+
+@dataclass(frozen=True, slots=True)
+class _Unit:
+    data: bytes
+    keyframe: bool
+    timestamp_us: int
+
+
+class PacketSink:
+    """The bounded hand-over from picamera2's encoder thread to the camera loop.
+
+    `accept` runs on the encoder thread and never raises; `drain` runs on the loop.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("packet queue capacity must be at least 1")
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._queue: deque[_Unit] = deque()
+        self._resync = False
+        self._headers: bytes | None = None
+        self.dead: str | None = None
+        self.received = 0
+        self.dropped = 0
+
+    def accept(self, frame: object, keyframe: bool, timestamp_us: object) -> None:
+        """Take one access unit from the encoder. Never raises (picamera2's thread)."""
+        try:
+            self._accept(frame, keyframe, timestamp_us)
+        except Exception as exc:  # the encoder thread must never see an exception
+            self.fail(f"{type(exc).__name__}: {exc}")
+
+    def _accept(self, frame: object, keyframe: bool, timestamp_us: object) -> None:
+        if self.dead is not None:
+            return
+        if frame is None:
+            raise ValueError("the encoder delivered no buffer")
+        if not isinstance(frame, bytes | bytearray | memoryview):
+            raise TypeError(f"the encoder delivered {type(frame).__name__}, not bytes")
+        if not isinstance(timestamp_us, int) or isinstance(timestamp_us, bool):
+            raise ValueError(f"the encoder delivered timestamp {timestamp_us!r}")
+        data = bytes(frame)
+        if not data:
+            return
+        key = bool(keyframe)
+        if key:
+            data = self._with_headers(data)
+        with self._lock:
+            self.received += 1
+            if self._resync:
+                if not key:
+                    self.dropped += 1
+                    return
+                self._resync = False
+            if len(self._queue) >= self._capacity:
+                # The loop fell behind: drop this unit and everything up to the next
+                # keyframe, so what reaches the recorder always decodes.
+                self.dropped += 1
+                self._resync = True
+                return
+            self._queue.append(_Unit(data, key, timestamp_us))
+
+    def _with_headers(self, data: bytes) -> bytes:
+        # repeat=True puts SPS/PPS before every IDR; if an encoder ever does not, the
+        # last seen parameter sets are put back in front (the seam promises them).
+        try:
+            self._headers = parameter_sets(data)
+            return data
+        except ValueError:
+            if self._headers is None:
+                raise ValueError("first keyframe carries no SPS/PPS (repeat=False?)") from None
+            return self._headers + data
+
+    def fail(self, reason: str) -> None:
+        with self._lock:
+            if self.dead is None:
+                self.dead = reason
+            self._queue.clear()
+
+    def drain(self) -> list[_Unit]:
+        with self._lock:
+            units = list(self._queue)
+            self._queue.clear()
+            return units
+
+
+def load_picamera2() -> tuple[ModuleType, ModuleType, ModuleType]:
+    """picamera2, picamera2.encoders and picamera2.outputs. Raises CameraError with the
+    install instructions when picamera2 (or libcamera under it) cannot be imported."""
+    try:
+        return (
+            importlib.import_module("picamera2"),
+            importlib.import_module("picamera2.encoders"),
+            importlib.import_module("picamera2.outputs"),
+        )
+    except ImportError as exc:
+        raise CameraError(f"{INSTALL_HINT} ({exc})") from exc
+
+
+def make_output(base: type, sink: PacketSink) -> Any:
+    """An instance of a picamera2 `Output` subclass that feeds `sink`.
+
+    Built at run time because the base class comes from the lazily imported picamera2.
+    The signature is 0.3.x's: ``outputframe(frame, keyframe=True, timestamp=None,
+    packet=None, audio=False)`` (0.3.12-0.3.22 pass only the first three).
+    """
+
+    def outputframe(
+        self: Any,
+        frame: object,
+        keyframe: bool = True,
+        timestamp: object = None,
+        packet: object = None,
+        audio: bool = False,
+    ) -> None:
+        if audio:
+            return
+        sink.accept(frame, keyframe, timestamp)
+
+    cls = type("SealedPacketOutput", (base,), {"outputframe": outputframe})
+    return cls()
+
+
+class PiCamera:
+    """The Pi camera module. `start` opens it, `read` blocks for the next frame.
+
+    Raises CameraError: at construction when picamera2 is missing or the sizes are
+    impossible; in `start` when no camera is attached or libcamera refuses the
+    configuration; in `read` when the camera, the encoder or the wall clock fails.
+    """
+
+    def __init__(
+        self,
+        settings: CameraSettings,
+        clock: Clock,
+        *,
+        encoder: EncoderSettings,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        for name, value in (
+            ("camera.width", settings.width),
+            ("camera.height", settings.height),
+            ("camera.lores_width", settings.lores_width),
+            ("camera.lores_height", settings.lores_height),
+        ):
+            if value % 2:
+                raise CameraError(f"{name} = {value}: YUV420 needs an even size")
+        if settings.lores_width > settings.width or settings.lores_height > settings.height:
+            raise CameraError("the lores stream cannot be larger than the main stream")
+        self._settings = settings
+        self._clock = clock
+        self._encoder_settings = encoder
+        self._monotonic = monotonic
+        self._picamera2, self._encoders, self._outputs = load_picamera2()
+        self._gop = max(1, round(encoder.keyframe_interval_s * settings.fps))
+        self._sink = PacketSink(max(8, round(QUEUE_SECONDS * settings.fps)))
+        self._camera: Any = None
+        self._encoder: Any = None
+        self._index = 0
+        self._anchor_wall: datetime | None = None
+        self._anchor_sensor_us = 0
+        self._last_pts_us = -1
+        self._last_received = 0
+        self._last_progress = 0.0
+
+    @property
+    def width(self) -> int:
+        return self._settings.width
+
+    @property
+    def height(self) -> int:
+        return self._settings.height
+
+    @property
+    def fps(self) -> float:
+        return float(self._settings.fps)
+
+    @property
+    def dropped_packets(self) -> int:
+        return self._sink.dropped
+
+    def start(self) -> None:
+        """Configure both streams and start the camera with the H.264 encoder running."""
+        if self._camera is not None:
+            return
+        picamera2_class = self._picamera2.Picamera2
+        try:
+            cameras = picamera2_class.global_camera_info()
+        except Exception as exc:
+            raise CameraError(f"libcamera cannot list cameras: {exc}") from exc
+        if not cameras:
+            raise CameraError(
+                "no camera found: check the ribbon cable and run `rpicam-hello --list-cameras`"
+            )
+        s = self._settings
+        try:
+            camera = picamera2_class()
+        except Exception as exc:
+            raise CameraError(
+                f"cannot open the camera (is another program using it?): {exc}"
+            ) from exc
+        try:
+            config = camera.create_video_configuration(
+                main={"size": (s.width, s.height), "format": "YUV420"},
+                lores={"size": (s.lores_width, s.lores_height), "format": "YUV420"},
+                controls={"FrameRate": float(s.fps)},
+            )
+            camera.configure(config)
+            encoder = self._encoders.H264Encoder(
+                bitrate=self._encoder_settings.bitrate, repeat=True, iperiod=self._gop
+            )
+            output = make_output(self._outputs.Output, self._sink)
+            camera.start_recording(encoder, output)
+        except Exception as exc:
+            _close_quietly(camera)
+            raise CameraError(f"camera refused {s.width}x{s.height}@{s.fps}: {exc}") from exc
+        self._camera = camera
+        self._encoder = encoder
+        self._last_progress = self._monotonic()
+
+    def read(self) -> CameraFrame | None:
+        """The next frame with the packets the encoder finished since the last one."""
+        camera = self._camera
+        if camera is None:
+            raise CameraError("read() before start()")
+        if self._sink.dead is not None:
+            raise CameraError(f"the H.264 output failed: {self._sink.dead}")
+        try:
+            request = camera.capture_request()
+            try:
+                yuv = request.make_array("lores")
+                metadata = request.get_metadata()
+            finally:
+                request.release()
+        except Exception as exc:
+            raise CameraError(f"the camera stopped delivering frames: {exc}") from exc
+        sensor_ns = metadata.get("SensorTimestamp") if isinstance(metadata, dict) else None
+        if not isinstance(sensor_ns, int):
+            raise CameraError("the camera's frame metadata has no SensorTimestamp")
+        lores = self._y_plane(yuv)
+        sensor_us = sensor_ns // 1000
+        now = self._clock.now()
+        if self._anchor_wall is None:
+            self._anchor_wall = now
+            self._anchor_sensor_us = sensor_us
+        timestamp = self._anchor_wall + timedelta(microseconds=sensor_us - self._anchor_sensor_us)
+        step = abs((now - timestamp).total_seconds())
+        if step > CLOCK_STEP_SECONDS:
+            raise CameraError(
+                f"the wall clock stepped {step:.1f} s away from the camera's timeline "
+                "(NTP synchronized?); restart the camera to continue on the new time"
+            )
+        packets = self._packets()
+        self._watch_encoder()
+        frame = CameraFrame(timestamp=timestamp, index=self._index, lores=lores, packets=packets)
+        self._index += 1
+        return frame
+
+    def stop(self) -> None:
+        """Stop recording and release the camera. Idempotent, never raises."""
+        camera, self._camera = self._camera, None
+        if camera is None:
+            return
+        try:
+            camera.stop_recording()
+        except Exception as exc:
+            log.warning("picamera2 stop_recording failed: %s", exc)
+        _close_quietly(camera)
+        self._sink.drain()
+
+    def _y_plane(self, yuv: object) -> np.ndarray[Any, np.dtype[np.uint8]]:
+        s = self._settings
+        if (
+            not isinstance(yuv, np.ndarray)
+            or yuv.dtype != np.uint8
+            or yuv.ndim != 2
+            or yuv.shape[0] < s.lores_height * 3 // 2
+            or yuv.shape[1] < s.lores_width
+        ):
+            shape = getattr(yuv, "shape", None)
+            raise CameraError(
+                f"lores buffer {shape} is not YUV420 {s.lores_width}x{s.lores_height}"
+            )
+        # YUV420 arrives as (height * 3/2, stride): Y is the first `height` rows.
+        return np.ascontiguousarray(yuv[: s.lores_height, : s.lores_width])
+
+    def _packets(self) -> tuple[EncodedPacket, ...]:
+        first = getattr(self._encoder, "firsttimestamp", None)
+        base_us = first if isinstance(first, int) else self._anchor_sensor_us
+        out: list[EncodedPacket] = []
+        for unit in self._sink.drain():
+            pts_us = unit.timestamp_us + base_us - self._anchor_sensor_us
+            if pts_us < 0:
+                continue  # encoded before frame 0 of this timeline
+            pts_us = max(pts_us, self._last_pts_us + 1)
+            self._last_pts_us = pts_us
+            out.append(EncodedPacket(data=unit.data, pts_s=pts_us / 1e6, keyframe=unit.keyframe))
+        return tuple(out)
+
+    def _watch_encoder(self) -> None:
+        now = self._monotonic()
+        if self._sink.received != self._last_received:
+            self._last_received = self._sink.received
+            self._last_progress = now
+        elif now - self._last_progress > STALL_SECONDS:
+            raise CameraError(
+                f"the H.264 encoder delivered nothing for {now - self._last_progress:.1f} s"
+            )
+
+
+def _close_quietly(camera: Any) -> None:
+    try:
+        camera.close()
+    except Exception as exc:
+        log.warning("picamera2 close failed: %s", exc)
