@@ -8,7 +8,6 @@ with a broker restart is sent again.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -16,10 +15,10 @@ from typing import Protocol
 
 from device.errors import DoorbellError, TransportError
 from device.release.link import MqttLink
+from protocol.errors import MessageError
+from protocol.messages import parse_escrow_ack
 
 log = logging.getLogger(__name__)
-
-MAX_ACK_BYTES = 1024
 
 
 class _Item(Protocol):
@@ -36,27 +35,6 @@ class EscrowSource(Protocol):
     def pending(self) -> Sequence[_Item]: ...
 
     def acknowledge(self, epoch_id: str) -> bool: ...
-
-
-def parse_ack(payload: bytes) -> str:
-    """The epoch id of an `escrow-ack` payload `{"epoch": "<id>"}`.
-
-    Raises ValueError for anything else (size, JSON, shape, an id that is not
-    `<unix seconds>-<8 hex>`).
-    """
-    if len(payload) > MAX_ACK_BYTES:
-        raise ValueError("escrow-ack payload larger than 1 KiB")
-    try:
-        body = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"escrow-ack is not UTF-8 JSON: {exc}") from None
-    if not isinstance(body, dict) or not isinstance(body.get("epoch"), str):
-        raise ValueError("escrow-ack must be an object with a string 'epoch'")
-    epoch = str(body["epoch"])
-    head, _, tail = epoch.partition("-")
-    if not (head.isdigit() and len(tail) == 8 and all(c in "0123456789abcdef" for c in tail)):
-        raise ValueError(f"escrow-ack epoch {epoch[:40]!r} is not '<unix seconds>-<8 hex>'")
-    return epoch
 
 
 class EscrowPublisher:
@@ -112,8 +90,8 @@ class EscrowPublisher:
     def on_ack(self, payload: bytes) -> str | None:
         """Handle an `escrow-ack`; returns the acknowledged epoch id, or None if refused."""
         try:
-            epoch = parse_ack(payload)
-        except ValueError as exc:
+            epoch = parse_escrow_ack(payload).epoch
+        except MessageError as exc:
             log.warning("ignoring escrow-ack: %s", exc)
             return None
         try:

@@ -36,7 +36,7 @@ from device.errors import DoorbellError, EnvironmentFault
 from device.release.audit import AuditLog
 from device.release.clock import Clock
 from device.release.jobs import IMMEDIATE, JobStore
-from device.release.messages import result_payload
+from device.release.messages import result_payload, unverified_id
 from device.release.replay import ReplayState
 from device.release.vaultview import RELEASABLE, ClipVault
 from protocol.errors import KeyFormatError, RejectionCode, TokenRejected
@@ -137,7 +137,10 @@ class ReleaseHandler:
         )
         if oversized:
             return self._reject(
-                "", sha, RejectionCode.oversized, f"payload of {oversized} bytes was not kept"
+                unverified_id(sha),
+                sha,
+                RejectionCode.oversized,
+                f"payload of {oversized} bytes was not kept",
             )
         return self._judge(data, sha, deferred=False)
 
@@ -155,7 +158,7 @@ class ReleaseHandler:
 
     # ------------------------------------------------------------------------------
     def _judge(self, data: bytes, sha: str, *, deferred: bool) -> Outcome:
-        jti = claimed_jti(data)
+        jti = claimed_jti(data) or unverified_id(sha)
         try:
             claims = verify_token(
                 data, root=self._root, context=self.context(), replay=self._replay

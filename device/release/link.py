@@ -14,12 +14,11 @@ never escape it: they become `TransportError`.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import ssl
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -163,7 +162,7 @@ class PahoLink:
                 payload = self._settings.online_payload()
             except Exception:  # the health reporter must not take the link down
                 log.exception("health reporter failed; publishing a bare online status")
-                payload = b'{"v":1,"state":"online"}'
+                payload = b'{"state":"online","v":1}'
             client.publish(self._settings.will_topic, payload, qos=1, retain=True)
 
     def _on_disconnect(
@@ -238,9 +237,3 @@ class PahoLink:
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
-
-
-def health_payload(state: str, health: Mapping[str, Any]) -> bytes:
-    """The `status` payload: `{"v": 1, "state": ..., **health}` as compact JSON."""
-    body = {k: v for k, v in health.items() if k not in ("v", "state")}
-    return json.dumps({"v": 1, "state": state, **body}, separators=(",", ":")).encode()

@@ -1,59 +1,110 @@
-"""The device's outgoing MQTT payloads (docs/architecture.md, "MQTT"): result, notice.
+"""The device's outgoing MQTT payloads, built with `protocol.messages` (which re-parses
+every message it builds, so the device never emits what the cloud would refuse).
 
-All are compact UTF-8 JSON objects with `"v": 1`. `detail` is bounded so that a hostile
-token cannot make the device publish an arbitrarily large message.
+Text that came from a hostile token (a rejection's detail) is cleaned of control
+characters and bounded before it is published. A token whose jti cannot be read is
+reported under `sha256-<first 32 hex of its bytes>`, which the cloud can match
+against what it sent.
 """
 
 from __future__ import annotations
 
-import json
+import logging
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from protocol.timefmt import format_time
+from protocol.errors import MessageError
+from protocol.messages import (
+    MAX_DETAIL,
+    MAX_HEALTH_ITEMS,
+    DeviceState,
+    HealthValue,
+    NoticeMessage,
+    ResultMessage,
+    ResultStatus,
+    StatusMessage,
+)
+from protocol.token import CaseRef, Window
 
-MAX_DETAIL = 300
+log = logging.getLogger(__name__)
 
 
-def _dump(body: Mapping[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode("utf-8")
+def clean_text(text: str, limit: int = MAX_DETAIL) -> str:
+    """Control characters become '?', and the text is cut to `limit` characters."""
+    return "".join("?" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in text[:limit])
+
+
+def unverified_id(sha256: str) -> str:
+    """The id a result uses for a token whose jti could not be read."""
+    return f"sha256-{sha256[:32]}"
 
 
 def result_payload(
     *, jti: str, status: str, reason: str, detail: str, clips: Sequence[str] = ()
 ) -> bytes:
-    """`{"v":1, "jti", "status", "reason", "detail", "clips"}`."""
-    return _dump(
-        {
-            "v": 1,
-            "jti": jti,
-            "status": status,
-            "reason": reason,
-            "detail": detail[:MAX_DETAIL],
-            "clips": list(clips),
-        }
+    """`{"v":1, "jti", "status", "reason", "detail", "clips"}`. Raises MessageError only
+    for a jti, status or reason this module's callers never produce."""
+    message = ResultMessage(
+        jti=jti,
+        status=ResultStatus(status),
+        reason=reason,
+        detail=clean_text(detail),
+        clips=tuple(clips),
     )
+    try:
+        return message.to_bytes()
+    except MessageError:
+        log.exception("result for %s could not be built with its detail; sending without", jti)
+        return ResultMessage(jti=jti, status=ResultStatus(status), reason=reason).to_bytes()
 
 
 def notice_payload(
     *,
     jti: str,
     basis: str,
-    case: Mapping[str, Any],
-    window: Mapping[str, Any],
+    case: CaseRef,
+    window: Window,
     clips: Sequence[str],
     released_at: datetime,
 ) -> bytes:
     """`{"v":1, "jti", "basis", "case", "window", "clips", "released_at"}`."""
-    return _dump(
-        {
-            "v": 1,
-            "jti": jti,
-            "basis": basis,
-            "case": dict(case),
-            "window": dict(window),
-            "clips": list(clips),
-            "released_at": format_time(released_at.replace(microsecond=0)),
-        }
-    )
+    return NoticeMessage(
+        jti=jti,
+        basis=basis,
+        case=case,
+        window=window,
+        clips=tuple(clips),
+        released_at=released_at.replace(microsecond=0),
+    ).to_bytes()
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, HealthValue]) -> None:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            name = f"{prefix}_{key}" if prefix else str(key)
+            _flatten(name, item, out)
+        return
+    name = "".join(c if c.isalnum() else "_" for c in prefix.lower())[:64].strip("_")
+    if not name or name in ("v", "state") or len(out) >= MAX_HEALTH_ITEMS:
+        return
+    if isinstance(value, bool | int) or value is None:
+        out[name] = value
+    elif isinstance(value, float):
+        out[name] = value if math.isfinite(value) else None
+    elif isinstance(value, str):
+        out[name] = clean_text(value, 256)
+
+
+def status_payload(online: bool, health: Mapping[str, Any]) -> bytes:
+    """The retained `status`: state plus the health flattened to snake_case scalars
+    (nested names joined with `_`, other values dropped, at most 64 items)."""
+    flat: dict[str, HealthValue] = {}
+    _flatten("", health, flat)
+    state = DeviceState.online if online else DeviceState.offline
+    try:
+        return StatusMessage(state=state, health=flat).to_bytes()
+    except MessageError:
+        log.exception("health could not be published; sending the bare state")
+        return StatusMessage(state=state).to_bytes()

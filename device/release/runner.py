@@ -230,8 +230,8 @@ class JobRunner:
         notice = notice_payload(
             jti=job.jti,
             basis=claims.basis,
-            case=claims.case.to_payload(),
-            window=claims.window.to_payload(),
+            case=claims.case,
+            window=claims.window,
             clips=ids,
             released_at=now,
         )

@@ -30,7 +30,8 @@ from device.release.escrow import EscrowPublisher, EscrowSource
 from device.release.handler import ReleaseHandler
 from device.release.jobs import IMMEDIATE, JobStore
 from device.release.layout import ReleaseLayout
-from device.release.link import Inbound, LinkSettings, MqttLink, PahoLink, health_payload
+from device.release.link import Inbound, LinkSettings, MqttLink, PahoLink
+from device.release.messages import status_payload
 from device.release.replay import ReplayState
 from device.release.runner import JobRunner
 from device.release.uploader import HttpUploader, Uploader
@@ -93,7 +94,7 @@ def link_settings(
         client_key=m.client_key,
         subscriptions=(topics.release, f"{topics.base}/{ESCROW_ACK_LEAF}"),
         will_topic=topics.status,
-        will_payload=health_payload("offline", {}),
+        will_payload=status_payload(False, {}),
         keepalive_s=m.keepalive_s,
         session_expiry_s=m.session_expiry_s,
         max_payload_bytes=m.max_payload_bytes,
@@ -199,11 +200,7 @@ class ReleaseService:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        close = self.link.close
-        try:
-            close(final_payload=health_payload("offline", {}))
-        except TypeError:
-            close()
+        self.link.close(final_payload=status_payload(False, {}))
         self.uploader.close()
         self.audit.close()
         self.db.close()
@@ -228,7 +225,7 @@ class ReleaseService:
         return body
 
     def _online_payload(self) -> bytes:
-        return health_payload("online", self.health())
+        return status_payload(True, self.health())
 
     def publish_status(self) -> None:
         """Publish the retained `online` status with the current health now."""
@@ -253,9 +250,15 @@ class ReleaseService:
 
     def _tick(self) -> bool:
         message = self.link.receive(self._timing.poll_s)
-        busy = message is not None
         if message is not None:
             self._on_message(message)
+        return self.run_chores() or message is not None
+
+    def run_chores(self) -> bool:
+        """One pass of everything but receiving: deferred tokens, jobs, the outbox,
+        escrow, status. Returns True when it did something. The worker calls it after
+        each message; tests without a broker call it directly."""
+        busy = False
         connected = self.link.connected()
         if connected and not self._was_connected and self.escrow is not None:
             self.escrow.reset()
