@@ -14,7 +14,6 @@ inside its epoch. Epoch ids are ``<unix start seconds>-<8 hex random>``.
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 import threading
 from collections.abc import Callable
@@ -27,7 +26,8 @@ from device.vault.agekeys import X25519Recipient
 from device.vault.errors import EscrowError, InvalidAgeKey
 from device.vault.index import ClipIndex, EpochRecord
 from device.vault.outbox import EscrowOutbox
-from protocol.timefmt import format_time
+from protocol.errors import MessageError
+from protocol.messages import EscrowMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,17 +42,22 @@ class Epoch:
 
 
 def escrow_message(device_id: str, epoch: Epoch, sealed: bytes) -> bytes:
-    """The escrow payload of docs/architecture.md (MQTT section), UTF-8 JSON."""
-    message = {
-        "v": 1,
-        "device": device_id,
-        "epoch": epoch.id,
-        "start": format_time(epoch.start),
-        "end": format_time(epoch.end),
-        "recipient": epoch.recipient,
-        "sealed": base64.b64encode(sealed).decode("ascii"),
-    }
-    return json.dumps(message, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    """The escrow payload of docs/architecture.md, built by `protocol.messages`.
+
+    Raises EscrowError when the protocol would refuse it (e.g. a malformed device id).
+    """
+    message = EscrowMessage(
+        device=device_id,
+        epoch=epoch.id,
+        start=epoch.start,
+        end=epoch.end,
+        recipient=epoch.recipient,
+        sealed=base64.b64encode(sealed).decode("ascii"),
+    )
+    try:
+        return message.to_bytes()
+    except MessageError as exc:
+        raise EscrowError(f"escrow message for epoch {epoch.id} refused: {exc}") from exc
 
 
 class EpochKeeper:

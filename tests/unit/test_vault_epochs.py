@@ -14,6 +14,7 @@ from device.vault.epochs import EpochKeeper
 from device.vault.errors import InvalidAgeKey, OutboxError
 from device.vault.index import ClipIndex
 from device.vault.outbox import EscrowOutbox
+from protocol.messages import parse_escrow
 from protocol.timefmt import parse_time
 from tests.fixtures.vault import SECRET_MARKER, VaultWorld, files_containing
 
@@ -72,6 +73,7 @@ def test_escrow_message_opens_to_the_recorded_epoch_key(vault_world: VaultWorld)
     recorded = {e.id: e for e in ClipIndex(vault_world.root / "index.sqlite").epochs()}
     for item, epoch in zip(pending, epochs, strict=True):
         message, secret = open_escrow(vault_world, item.payload)
+        assert parse_escrow(item.payload).epoch == epoch.id  # what the cloud will accept
         assert message["v"] == 1
         assert message["device"] == "test-doorbell"
         assert message["epoch"] == epoch.id
