@@ -14,7 +14,7 @@ from pathlib import Path
 
 from device.errors import DoorbellError
 
-COMMAND_MODULES: tuple[str, ...] = ("device.cli.agent", "device.cli.audit")
+COMMAND_MODULES: tuple[str, ...] = ("device.cli.agent", "device.cli.audit", "device.cli.clips")
 
 
 def build_parser() -> argparse.ArgumentParser:

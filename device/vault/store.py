@@ -577,6 +577,11 @@ class SealedStore:
         self.index.close()
 
 
+def vault_root(config: AgentConfig) -> Path:
+    """Where the store lives: ``{state_dir}/vault``."""
+    return config.agent.state_dir / "vault"
+
+
 def open_store(
     config: AgentConfig,
     *,
@@ -587,7 +592,7 @@ def open_store(
     Raises InvalidAgeKey (owner or escrow recipient), VaultIndexError, OutboxError.
     """
     now = clock if clock is not None else (lambda: datetime.now(UTC))
-    root = config.agent.state_dir / "vault"
+    root = vault_root(config)
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     index = ClipIndex(root / "index.sqlite")
     outbox = EscrowOutbox(root / "outbox")
