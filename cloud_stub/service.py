@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from cloud_stub.config import ServiceLimits, default_store_url, load_deployment
+from cloud_stub.config import ApiSection, ServiceLimits, default_store_url, load_deployment
 from cloud_stub.core import (
     Clock,
     DeviceCaller,
@@ -76,9 +76,14 @@ class CloudService:
         store_url: str | None = None,
         limits: ServiceLimits | None = None,
         clock: Clock = utc_now,
+        api_url: str | None = None,
     ) -> CloudService:
+        """Open the deployment's service. ``api_url`` overrides ``[api] url`` (the base of
+        upload URLs in tokens) for a service reached at another address."""
         layout = DeploymentLayout(deployment)
         settings = load_deployment(layout)
+        if api_url is not None:
+            settings = settings.model_copy(update={"api": ApiSection(url=api_url)})
         store = Store(store_url or default_store_url(layout))
         store.create_schema()
         core = ServiceCore(
