@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cloud_stub.cli.requests",
     "cloud_stub.cli.devices",
     "cloud_stub.cli.audit",
+    "cloud_stub.cli.court",
 )
 
 

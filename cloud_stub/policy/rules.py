@@ -31,9 +31,10 @@ from cloud_stub.policy.requests import (
     VoluntaryRequest,
     WarrantRequest,
 )
+from cloud_stub.provision.names import DEVICE_ID
 
-DEVICE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-"""What a named device id looks like (also a safe MQTT topic segment)."""
+DEVICE_ID_RE = DEVICE_ID
+"""What a named device id looks like: exactly what enrollment allows."""
 
 # An entry made only of these words is a request for every device ("all", "any camera").
 _QUANTIFIERS = frozenset({"all", "any", "every", "each", "everything", "entire", "whole"})

@@ -105,7 +105,9 @@ def test_particularity_refuses_wildcards_all_and_areas(
     assert refused(policy_world, body) is Code.PARTICULARITY_WILDCARD
 
 
-@pytest.mark.parametrize("entry", ["porch cam", "porch/cam", "-porch", "porch#1", "é-cam"])
+@pytest.mark.parametrize(
+    "entry", ["porch cam", "porch/cam", "-porch", "porch#1", "é-cam", "Porch-Cam", "porch_cam"]
+)
 def test_malformed_device_ids_are_refused(policy_world: PolicyWorld, entry: str) -> None:
     body = policy_world.warrant(device_ids=[entry])
     assert refused(policy_world, body) is Code.DEVICE_ID_INVALID

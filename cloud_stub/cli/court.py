@@ -1,0 +1,199 @@
+"""`cloud-stub court sign|verify|list`: a tester's court, from the deployment directory.
+
+``court sign`` hashes a warrant document, builds the canonical warrant statement and
+signs it with the court's key (``courts/<court_id>.key``), then prints the fields an
+agency copies into its warrant request (JSON). ``court verify`` checks a request body
+(JSON file) against the registry, as the policy engine will. ``court list`` shows the
+registry. Only the key file and the registry are read; nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from cloud_stub.errors import CloudError
+from cloud_stub.policy.courts import (
+    WarrantStatement,
+    load_court_key,
+    load_court_registry,
+    request_fields,
+    sign_warrant,
+    verify_warrant_signature,
+)
+from cloud_stub.policy.errors import PolicyViolation
+from cloud_stub.policy.requests import OrderType, WarrantRequest, parse_request_json
+from protocol.bundle import DeploymentLayout
+from protocol.keys import key_id
+
+MAX_REQUEST_FILE = 256 * 1024
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _instant(text: str, name: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise _UsageError(f"{name}: {text!r} is not an RFC 3339 time") from None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise _UsageError(f"{name}: {text!r} has no UTC offset (add Z or +hh:mm)")
+    return value.astimezone(UTC)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    except OSError as exc:
+        raise _UsageError(f"--document: cannot read {path}: {exc}") from exc
+    return digest.hexdigest()
+
+
+def _devices(values: list[str]) -> tuple[str, ...]:
+    devices = tuple(d.strip() for value in values for d in value.split(",") if d.strip())
+    if not devices:
+        raise _UsageError("--devices: name at least one device")
+    return devices
+
+
+def _sign(args: argparse.Namespace) -> int:
+    layout = DeploymentLayout(args.deployment)
+    issued = _instant(args.issued, "--issued") if args.issued else datetime.now(UTC)
+    issued = issued.replace(microsecond=0)
+    expires = (
+        _instant(args.expires, "--expires")
+        if args.expires
+        else issued + timedelta(days=args.valid_days)
+    )
+    statement = WarrantStatement(
+        court_id=args.court,
+        docket=args.docket,
+        judge=args.judge,
+        order_type=OrderType(args.order_type),
+        issued=issued,
+        expires=expires,
+        document_sha256=_sha256_file(args.document),
+        device_ids=_devices(args.devices),
+        window_start=_instant(args.window_start, "--window-start"),
+        window_end=_instant(args.window_end, "--window-end"),
+        notify_after=_instant(args.notify_after, "--notify-after") if args.notify_after else None,
+    )
+    registry = load_court_registry(layout.court_registry)
+    court_key = load_court_key(layout.court_key(args.court))
+    court = registry.get(args.court)
+    if court is None:
+        raise _UsageError(f"--court: {args.court!r} is not in {layout.court_registry}")
+    if key_id(court.public_key) != key_id(court_key.public_key()):
+        raise _UsageError(f"{layout.court_key(args.court)} is not the key the registry holds")
+    fields = request_fields(statement, sign_warrant(statement, court_key))
+    json.dump(fields, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    layout = DeploymentLayout(args.deployment)
+    registry = load_court_registry(layout.court_registry)
+    try:
+        with args.request.open("rb") as fh:
+            body = fh.read(MAX_REQUEST_FILE + 1)
+    except OSError as exc:
+        raise _UsageError(f"cannot read {args.request}: {exc}") from exc
+    if len(body) > MAX_REQUEST_FILE:
+        raise _UsageError(f"{args.request}: larger than {MAX_REQUEST_FILE} bytes")
+    try:
+        request = parse_request_json(body)
+    except ValidationError as exc:
+        raise _UsageError(
+            f"{args.request}: not a valid request: {exc.errors()[0]['msg']}"
+        ) from None
+    if not isinstance(request, WarrantRequest):
+        raise _UsageError(f"{args.request}: not a warrant request")
+    try:
+        statement = WarrantStatement.from_request(request)
+        if request.court_signature is None:
+            raise _UsageError(f"{args.request}: no court_signature")
+        court = verify_warrant_signature(statement, request.court_signature, registry)
+    except PolicyViolation as violation:
+        print(f"NOT signed: {violation.reason} [{violation.code}]", file=sys.stderr)
+        return 2
+    print(f"signed by {court.name} ({court.court_id}), docket {statement.docket}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    registry = load_court_registry(DeploymentLayout(args.deployment).court_registry)
+    rows = [(c.court_id, c.name, key_id(c.public_key)[:16]) for c in registry.values()]
+    if args.json:
+        json.dump([{"court_id": r[0], "name": r[1], "kid": r[2]} for r in rows], sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    if not rows:
+        print("(no courts)")
+        return 0
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(("court", "name"))]
+    print(f"{'court'.ljust(widths[0])}  {'name'.ljust(widths[1])}  kid")
+    for court_id, name, kid in sorted(rows):
+        print(f"{court_id.ljust(widths[0])}  {name.ljust(widths[1])}  {kid}")
+    return 0
+
+
+def _guard(name: str, fn: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(fn(args))
+        except _UsageError as exc:
+            print(f"cloud-stub court {name}: {exc}", file=sys.stderr)
+            return 2
+        except CloudError as exc:
+            print(f"cloud-stub court {name}: {exc.message} [{exc.code}]", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def register(sub: Any) -> None:
+    group = sub.add_parser("court", help="a tester's court: sign and verify warrants")
+    group_sub = group.add_subparsers(dest="court_command", required=True, metavar="COMMAND")
+
+    sign = group_sub.add_parser("sign", help="sign a warrant; print the request's fields (JSON)")
+    sign.add_argument("--deployment", type=Path, default=Path("."), help="deployment directory")
+    sign.add_argument("--court", required=True, help="court id in cloud/courts.json")
+    sign.add_argument("--document", type=Path, required=True, help="the warrant document")
+    sign.add_argument("--docket", required=True)
+    sign.add_argument("--judge", required=True)
+    sign.add_argument(
+        "--devices", action="append", required=True, help="device ids (comma-separated)"
+    )
+    sign.add_argument("--window-start", required=True, help="RFC 3339, e.g. 2026-11-28T06:00Z")
+    sign.add_argument("--window-end", required=True, help="RFC 3339")
+    sign.add_argument("--issued", help="RFC 3339 (default: now)")
+    sign.add_argument("--expires", help="RFC 3339 (default: issued + --valid-days)")
+    sign.add_argument("--valid-days", type=int, default=10)
+    sign.add_argument(
+        "--order-type", choices=[o.value for o in OrderType], default=OrderType.SEARCH_WARRANT
+    )
+    sign.add_argument("--notify-after", help="RFC 3339: delay the owner's notice until then")
+    sign.set_defaults(handler=_guard("sign", _sign))
+
+    verify = group_sub.add_parser("verify", help="check a warrant request's court signature")
+    verify.add_argument("request", type=Path, help="request body (JSON file)")
+    verify.add_argument("--deployment", type=Path, default=Path("."), help="deployment directory")
+    verify.set_defaults(handler=_guard("verify", _verify))
+
+    listing = group_sub.add_parser("list", help="the court registry")
+    listing.add_argument("--deployment", type=Path, default=Path("."), help="deployment directory")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_guard("list", _list))
