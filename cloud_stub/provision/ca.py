@@ -29,6 +29,7 @@ CA_VALIDITY = dt.timedelta(days=3650)  # the deployment's lifetime; re-keying re
 SERVER_VALIDITY = dt.timedelta(days=825)  # the CA/B ceiling habit for server certificates
 CLIENT_VALIDITY = dt.timedelta(days=1825)  # a doorbell's service life between re-enrolments
 BACKDATE = dt.timedelta(minutes=5)  # tolerate a verifier whose clock is slightly behind
+CLIENT_URN_PREFIX = "urn:sealed-doorbell:mqtt-client:"
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -199,10 +200,16 @@ class CertificateAuthority:
         )
 
     def issue_client(self, *, common_name: str, now: dt.datetime) -> IssuedCert:
-        """An MQTT client certificate; the broker takes its CN as the MQTT username."""
+        """An MQTT client certificate; the broker takes its CN as the MQTT username.
+
+        The subject alternative name repeats the identity as a URN (RFC 5280 profiles
+        want a SAN on every end-entity certificate); it is never a DNS name or an IP
+        address, so no client certificate could name a host.
+        """
         return self._leaf(
             common_name=common_name,
             now=now,
             validity=CLIENT_VALIDITY,
             usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+            sans=[x509.UniformResourceIdentifier(f"{CLIENT_URN_PREFIX}{common_name}")],
         )

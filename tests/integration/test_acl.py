@@ -143,9 +143,7 @@ def _raw_connect(broker: Broker, context: ssl.SSLContext) -> bytes:
             return b""
 
 
-def test_client_without_certificate_is_refused(
-    broker: Broker, deployment: TestDeployment
-) -> None:
+def test_client_without_certificate_is_refused(broker: Broker, deployment: TestDeployment) -> None:
     device_id = deployment.enroll_device(deployment.new_device_id("ok")).root.parent.name
     assert _raw_connect(broker, tls_context(deployment.credentials(device_id), broker.ca)) == (
         CONNACK_OK
@@ -189,8 +187,7 @@ def test_restart_keeps_queued_messages(broker: Broker, deployment: TestDeploymen
     client_id = f"{device_id}-agent"
     # clean_start=False from the first connection: mosquitto 2.0.11 does not restore,
     # after a restart, a session that began with clean_start=True (even with an expiry).
-    device = broker.client(device_id, client_id=client_id, clean_start=False,
-                           session_expiry_s=3600)
+    device = broker.client(device_id, client_id=client_id, clean_start=False, session_expiry_s=3600)
     subscribe(device, topics.release)
     device.disconnect()
     device.loop_stop()
@@ -199,6 +196,7 @@ def test_restart_keeps_queued_messages(broker: Broker, deployment: TestDeploymen
     broker.restart()
 
     inbox = Inbox()
-    broker.client(device_id, client_id=client_id, clean_start=False, session_expiry_s=3600,
-                  inbox=inbox)
+    broker.client(
+        device_id, client_id=client_id, clean_start=False, session_expiry_s=3600, inbox=inbox
+    )
     assert inbox.get().payload == b"queued token"
