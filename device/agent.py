@@ -48,7 +48,7 @@ from device.vault import SealedStore, open_store
 log = logging.getLogger(__name__)
 
 # Modules that contribute optional services; each exposes make_service(AgentContext).
-SERVICE_MODULES: tuple[str, ...] = ()
+SERVICE_MODULES: tuple[str, ...] = ("device.release.service",)
 
 STATUS_FILE = "status.json"
 STATUS_EVERY_S = 1.0  # wall-clock seconds between status rewrites

@@ -19,12 +19,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device.config import AgentConfig
 from device.errors import ConfigError, DoorbellError, EnvironmentFault, TransportError
 from device.release.audit import AuditLog
-from device.release.clock import Clock
+from device.release.clock import Clock, clock_from_setting
 from device.release.db import ReleaseDb
 from device.release.escrow import EscrowPublisher, EscrowSource
 from device.release.handler import ReleaseHandler
@@ -35,11 +35,15 @@ from device.release.messages import status_payload
 from device.release.replay import ReplayState
 from device.release.runner import JobRunner
 from device.release.uploader import HttpUploader, Uploader
-from device.release.vaultview import ClipVault
+from device.release.vaultview import ClipVault, StoreVault
+from device.vault.outbox import EscrowOutbox
 from protocol.errors import KeyFormatError, TrustRootError
 from protocol.keys import private_key_from_pem
 from protocol.topics import DeviceTopics
 from protocol.trust_root import TrustRoot, load_trust_root
+
+if TYPE_CHECKING:
+    from device.agent import AgentContext
 
 log = logging.getLogger(__name__)
 
@@ -322,3 +326,23 @@ class ReleaseService:
             self.jobs.sent(item.id)
             sent = True
         return sent
+
+
+def make_service(context: AgentContext) -> ReleaseService | None:
+    """The agent's hook (`device.agent.SERVICE_MODULES`): the release service when
+    `[mqtt] enabled`, else None. The clock is the agent's (the kernel's in `run`, the
+    frame clock in `simulate`) unless `[release] clock` says to assume it synchronized.
+    Raises ConfigError for a missing key, trust root or TLS file."""
+    config = context.config
+    if not config.mqtt.enabled:
+        return None
+    clock: Clock = context.clock
+    if config.release.clock != "kernel":
+        clock = clock_from_setting(config.release.clock)
+    return ReleaseService(
+        config,
+        StoreVault(context.store),
+        clock,
+        escrow_outbox=EscrowOutbox(config.agent.state_dir / "vault" / "outbox"),
+        health=context.status,
+    )

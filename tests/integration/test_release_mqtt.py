@@ -1,0 +1,137 @@
+"""The release side over a real mosquitto (TLS, client certificates, the deployment's
+ACL): tokens in on `release`, results out on `result`, notices retained on `notice`,
+status with a last will; persistent sessions across device downtime and a broker restart;
+deferral while the clock is unsynchronized."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.broker import Broker
+from tests.fixtures.deployment import TestDeployment
+from tests.fixtures.release import (
+    DeviceRig,
+    EvidenceServer,
+    Minter,
+    ResultWatcher,
+    make_rig,
+)
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def mqtt_rig(deployment: TestDeployment, broker: Broker, tmp_path: Path) -> Iterator[DeviceRig]:
+    rig = make_rig(deployment, tmp_path, broker_port=broker.port)
+    try:
+        yield rig
+    finally:
+        rig.close()
+
+
+@pytest.fixture
+def cloud_side(mqtt_rig: DeviceRig) -> Iterator[EvidenceServer]:
+    server = EvidenceServer(mqtt_rig.device_id, mqtt_rig.identity_public)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_token_over_mqtt_uploads_and_reports(
+    mqtt_rig: DeviceRig, cloud_side: EvidenceServer, broker: Broker, deployment: TestDeployment
+) -> None:
+    rig = mqtt_rig
+    now = rig.clock.now()
+    clip = rig.record(now - timedelta(minutes=30), 5)
+    watcher = ResultWatcher(broker, rig.device_id, deployment.prefix)
+    minter = Minter(rig, cloud_side.base)
+    claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
+    cloud_side.allowed.add(claims.jti)
+    service = rig.service()
+    service.start()
+    try:
+        status = watcher.wait(watcher.topics.status, lambda b: b["state"] == "online")
+        assert "release_deferred" in status
+        watcher.publish_token(minter.sign(claims))
+        result = watcher.result(claims.jti, "uploaded")
+        assert result["clips"] == [clip.id]
+        notice = watcher.wait(watcher.topics.notice, lambda b: b["jti"] == claims.jti)
+        assert notice["clips"] == [clip.id]
+        assert cloud_side.manifest_posts == {claims.jti: 1}
+    finally:
+        service.stop()
+    # the retained status now says offline; the retained notice stays for the owner
+    owner = ResultWatcher(broker, rig.device_id, deployment.prefix)
+    assert owner.wait(owner.topics.status)["state"] == "offline"
+    assert owner.wait(owner.topics.notice)["jti"] == claims.jti
+
+
+def test_token_sent_while_offline_runs_on_reconnect_also_across_a_broker_restart(
+    mqtt_rig: DeviceRig, cloud_side: EvidenceServer, broker: Broker, deployment: TestDeployment
+) -> None:
+    rig = mqtt_rig
+    now = rig.clock.now()
+    rig.record(now - timedelta(minutes=30), 5)
+    minter = Minter(rig, cloud_side.base)
+    service = rig.service()
+    service.start()  # the first connection creates the persistent session
+    assert service.link.wait_connected(10)
+    service.stop()
+
+    watcher = ResultWatcher(broker, rig.device_id, deployment.prefix)
+    first = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
+    cloud_side.allowed.add(first.jti)
+    watcher.publish_token(minter.sign(first))  # the device is offline
+    broker.restart()  # the queued QoS 1 message must survive this
+    watcher = ResultWatcher(broker, rig.device_id, deployment.prefix)
+    second = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=2))
+    cloud_side.allowed.add(second.jti)
+    watcher.publish_token(minter.sign(second))  # offline again, after the restart
+
+    service = rig.service()
+    service.start()
+    try:
+        assert watcher.result(first.jti, "uploaded")["status"] == "uploaded"
+        assert watcher.result(second.jti, "uploaded")["status"] == "uploaded"
+        assert cloud_side.manifest_posts == {first.jti: 1, second.jti: 1}
+    finally:
+        service.stop()
+
+
+def test_token_waits_for_a_synchronized_clock(
+    mqtt_rig: DeviceRig, cloud_side: EvidenceServer, broker: Broker, deployment: TestDeployment
+) -> None:
+    rig = mqtt_rig
+    now = rig.clock.now()
+    rig.record(now - timedelta(minutes=30), 5)
+    minter = Minter(rig, cloud_side.base)
+    fresh = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1), life_s=3600)
+    short = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=2), life_s=120)
+    cloud_side.allowed.update({fresh.jti, short.jti})
+    watcher = ResultWatcher(broker, rig.device_id, deployment.prefix)
+    rig.clock.set_synchronized(False)  # a Pi that just booted without NTP yet
+    service = rig.service()
+    service.start()
+    try:
+        # the device's session (and its subscription) exists before the cloud publishes
+        watcher.wait(watcher.topics.status, lambda b: b["state"] == "online")
+        watcher.publish_token(minter.sign(fresh))
+        watcher.publish_token(minter.sign(short))
+        deferred = watcher.result(fresh.jti, "deferred")
+        assert deferred["reason"] == "clock_unsynchronized"
+        watcher.result(short.jti, "deferred")
+        assert cloud_side.files == {}
+        # NTP synchronizes; ten minutes have passed: the short token expired meanwhile
+        rig.clock.set(now + timedelta(minutes=10), synchronized=True)
+        assert watcher.result(fresh.jti, "uploaded")["status"] == "uploaded"
+        assert watcher.result(short.jti, "rejected")["reason"] == "expired"
+        assert list(cloud_side.manifest_posts) == [fresh.jti]
+        assert service.jobs.deferred() == []
+    finally:
+        service.stop()
