@@ -14,6 +14,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 demo: setup
 	$(BIN)/python -m demo --out demo-out
 
+# pytest exits 5 when it collected no tests; make treats that, like any failure, as one.
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -24,8 +25,10 @@ bench: setup
 
 setup: system-packages $(STAMP)
 
-# System packages the agent, the cloud stub and the tests need. Installed through
-# apt only when missing, so a second run does no work.
+# System packages the agent, the cloud stub and the tests need. Each is looked for
+# first and installed through apt only when missing, so a second run does no work.
+# An apt-installed mosquitto would start a broker on port 1883 as a service; the tests
+# start their own brokers, so that service is stopped and disabled right after install.
 system-packages:
 	@missing=""; \
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
@@ -36,12 +39,17 @@ system-packages:
 	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
-	if [ -n "$$missing" ]; then \
-		echo "installing system packages:$$missing"; \
-		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
-		if [ -x /usr/sbin/mosquitto ]; then $(SUDO) systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi; \
-	fi
+	[ -z "$$missing" ] && exit 0; \
+	echo "installing system packages:$$missing"; \
+	command -v apt-get >/dev/null || { echo "apt-get not found: install$$missing by hand" >&2; exit 1; }; \
+	[ -z "$(SUDO)" ] || command -v sudo >/dev/null || { echo "not root and no sudo: install$$missing as root" >&2; exit 1; }; \
+	$(SUDO) apt-get update -qq || exit 1; \
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing || exit 1; \
+	case " $$missing " in *" mosquitto "*) \
+		if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now mosquitto >/dev/null 2>&1 || true; \
+		elif [ -x /etc/init.d/mosquitto ]; then $(SUDO) /etc/init.d/mosquitto stop >/dev/null 2>&1 || true; \
+		$(SUDO) update-rc.d mosquitto disable >/dev/null 2>&1 || true; fi;; \
+	esac
 
 $(STAMP): pyproject.toml
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
