@@ -264,7 +264,7 @@ class PiCamera:
             camera = picamera2_class()
         except Exception as exc:
             raise CameraError(
-                f"cannot open the camera (is another program using it?): {exc}"
+                f"cannot open the camera (in use by another program?): {exc}"
             ) from exc
         try:
             config = camera.create_video_configuration(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -77,6 +78,8 @@ class Rig:
     calls: list[str] = field(default_factory=list)
     sensor_base_ns: int = 1_234_000_000_000
     unreleased: int = 0
+    encoders: list[Any] = field(default_factory=list)  # every H264Encoder built
+    encoder_stalled: bool = False  # the encoder takes frames but delivers nothing
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, call: str) -> None:
@@ -88,6 +91,8 @@ class Rig:
         self.cameras = Rig().cameras
         self.calls = []
         self.unreleased = 0
+        self.encoders = []
+        self.encoder_stalled = False
 
 
 RIG = Rig()

@@ -138,6 +138,7 @@ class H264Encoder(Encoder):
         self._frames: queue.Queue[tuple[np.ndarray[Any, Any], int] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._ctx: Any = None
+        RIG.encoders.append(self)
 
     def _start(self) -> None:
         if self.format != "YUV420":
@@ -185,6 +186,8 @@ class H264Encoder(Encoder):
                 frame.pts = timestamp_us
                 packets = self._ctx.encode(frame)
             for packet in packets:
+                if RIG.encoder_stalled:
+                    continue
                 self.outputframe(bytes(packet), packet.is_keyframe, packet.pts)
             if item is None:
                 return
