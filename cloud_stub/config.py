@@ -43,6 +43,7 @@ class ServiceLimits:
 
     max_json_body: int = 64 * 1024  # bytes: a request for footage, a decision, a manifest
     max_chunk: int = 8 * 1024 * 1024  # bytes: one PUT of an evidence upload
+    max_manifest: int = 1024 * 1024  # bytes: a signed manifest (protocol.manifest's cap)
     max_evidence_per_token: int = 2 * 1024**3  # bytes: everything uploaded under one token
     max_clips_per_token: int = 10_000  # files in one manifest
     max_mqtt_payload: int = 256 * 1024  # bytes: escrow blobs and results are small

@@ -1,7 +1,8 @@
 """Body size caps, enforced before anything parses the body (a pure ASGI middleware).
 
 The cap depends on the route: evidence chunks (``PUT /v1/evidence/...``) may carry up to
-``max_chunk`` bytes, everything else (JSON documents) ``max_json_body``. A declared
+``max_chunk`` bytes, signed manifests ``max_manifest``, everything else (JSON documents)
+``max_json_body``. A declared
 ``Content-Length`` over the cap is refused at once; a body streamed without one is
 counted as it arrives and refused as soon as it passes the cap. Either way the answer is
 413 with a JSON error naming the limit, and the application never sees the body.
@@ -25,6 +26,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 def body_cap(method: str, path: str, limits: ServiceLimits) -> int:
     if method == "PUT" and path.startswith("/v1/evidence/"):
         return limits.max_chunk
+    if method == "POST" and path.startswith("/v1/evidence/") and path.endswith("/manifest"):
+        return limits.max_manifest
     return limits.max_json_body
 
 
