@@ -3,7 +3,8 @@
 The templates are the reviewed source of truth; rendering only fills ``${...}`` fields
 with values that were validated (`names`), so no operator input can add a directive or
 an ACL line. Raises `DeploymentError` when a template is missing or names an unknown
-field.
+field. The templates are read from the source tree (the supported install is a clone
+with ``pip install -e``); `template_dir` points elsewhere for other layouts.
 """
 
 from __future__ import annotations
