@@ -90,7 +90,8 @@ def register(sub: Any) -> None:
                            "else all addresses)")
     init.set_defaults(handler=_init)
 
-    enroll = _group(sub, "devices", "device enrolment and registry").add_parser("enroll", help="create a device's keys and bundle")
+    devices = _group(sub, "devices", "device enrolment and registry")
+    enroll = devices.add_parser("enroll", help="create a device's keys and bundle")
     enroll.add_argument("device_id", help="[a-z0-9][a-z0-9-]{0,62}; the certificate CN")
     enroll.add_argument("--owner-recipient", required=True,
                         help="the owner's age recipient (age1...)")
