@@ -46,9 +46,24 @@ class PreRoll:
     def drain(self) -> list[EncodedPacket]:
         """Everything held, oldest first (starting on a keyframe); the ring is emptied."""
         packets = list(self._packets)
-        self._packets.clear()
-        self._keyframes.clear()
+        self.clear()
         return packets
+
+    def since(self, covered_until: float | None) -> list[EncodedPacket]:
+        """The held packets from the latest keyframe at or before the first packet after
+        `covered_until` (None: everything held). The ring is left as it is.
+
+        The recorder passes the time of the last packet a finished clip holds, so a new
+        clip overlaps the previous one by less than a GOP and never leaves a gap.
+        """
+        packets = list(self._packets)
+        if covered_until is None:
+            return packets
+        first_new = next((i for i, p in enumerate(packets) if p.pts_s > covered_until), None)
+        if first_new is None:
+            return []
+        start = max((i for i in range(first_new + 1) if packets[i].keyframe), default=0)
+        return packets[start:]
 
     def clear(self) -> None:
         self._packets.clear()

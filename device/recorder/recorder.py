@@ -90,6 +90,7 @@ class Recorder:
         self._last_keyframe: float | None = None
         self._gop_s = settings.keyframe_interval_s
         self._last_pts: float | None = None
+        self._covered_until: float | None = None  # pts of the last packet in a sealed clip
         self.storage_full = False
         self.last_clip: ClipSummary | None = None
         self.clips_finished = 0
@@ -179,34 +180,33 @@ class Recorder:
         if self._last_pts is not None and packet.pts_s <= self._last_pts:
             log.warning("camera packet at %.3fs does not advance time; dropped", packet.pts_s)
             return
+        self._last_pts = packet.pts_s
         if packet.keyframe:
             if self._last_keyframe is not None:
                 self._gop_s = packet.pts_s - self._last_keyframe
             self._last_keyframe = packet.pts_s
-        clip = self._clip
-        if clip is not None:
-            elapsed = packet.pts_s - clip.first_pts
-            limit = self._settings.max_clip_s + 1e-6
-            if packet.keyframe and elapsed + self._gop_s > limit:
-                # Rotate on this keyframe so the next clip starts on it, without a gap.
-                self._finish(self._time(packet.pts_s))
-                self._last_pts = packet.pts_s
-                self._ring.push(packet)
-                if self._last_activity is not None and (
-                    self._time(packet.pts_s) - self._last_activity < self._post_roll
-                ):
-                    self._try_open(self._time(packet.pts_s), continued=True)
-                return
-            if elapsed + self._frame_s > limit:
-                # An irregular GOP: stop at the hard limit, continue at the next keyframe.
-                self._finish(self._time(packet.pts_s))
-                self._last_pts = packet.pts_s
-                return
-            self._last_pts = packet.pts_s
-            self._write(clip, packet)
-            return
-        self._last_pts = packet.pts_s
+        # The ring always runs, also while recording: after a dead clip or a cut at the
+        # maximum length the next clip starts from it without losing video.
         self._ring.push(packet)
+        clip = self._clip
+        if clip is None:
+            return
+        elapsed = packet.pts_s - clip.first_pts
+        limit = self._settings.max_clip_s + 1e-6
+        if packet.keyframe and elapsed + self._gop_s > limit:
+            # Cut on this keyframe so the next clip starts on it: no gap, no overlap.
+            self._finish(self._time(packet.pts_s))
+            if self._last_activity is not None and (
+                self._time(packet.pts_s) - self._last_activity < self._post_roll
+            ):
+                self._try_open(self._time(packet.pts_s), continued=True)
+            return
+        if elapsed + self._frame_s > limit:
+            # An irregular GOP: stop at the hard limit; the next clip starts on the
+            # keyframe before this packet (overlapping by less than a GOP).
+            self._finish(self._time(packet.pts_s))
+            return
+        self._write(clip, packet)
 
     def _write(self, clip: _Clip, packet: EncodedPacket) -> None:
         try:
@@ -221,9 +221,9 @@ class Recorder:
     def _try_open(self, now: datetime, *, continued: bool) -> None:
         if self._retry_at is not None and now < self._retry_at:
             return
-        if len(self._ring) == 0:
+        packets = self._ring.since(self._covered_until)
+        if not packets:
             return  # no keyframe yet: the clip opens at the next one
-        packets = self._ring.drain()
         start = self._time(packets[0].pts_s)
         try:
             writer = self._store.open_clip(start)
@@ -232,14 +232,11 @@ class Recorder:
                 log.error("storage full, not recording until space returns: %s", exc)
             self.storage_full = True
             self._retry_at = now + self._retry
-            self._refill(packets)
             return
-        except Exception as exc:
+        except Exception:
             log.exception("could not open a clip; retrying in %s", self._retry)
             self.clips_failed += 1
             self._retry_at = now + self._retry
-            self._refill(packets)
-            del exc
             return
         if self.storage_full:
             log.info("storage available again; recording resumes")
@@ -260,10 +257,6 @@ class Recorder:
                 break
             self._write(clip, packet)
 
-    def _refill(self, packets: list[EncodedPacket]) -> None:
-        for packet in packets:
-            self._ring.push(packet)
-
     def _finish(self, end: datetime) -> None:
         clip, self._clip = self._clip, None
         if clip is None:
@@ -277,6 +270,7 @@ class Recorder:
             self._kill(SinkFailed(f"could not finish the clip: {cause}", cause))
             return
         self.clips_finished += 1
+        self._covered_until = clip.muxer.last_pts_s
         self.last_clip = ClipSummary(
             start=clip.start,
             end=end,
@@ -301,7 +295,9 @@ class Recorder:
         self.clips_failed += 1
         if isinstance(failure.cause, StorageFull):
             self.storage_full = True
-            self._retry_at = self._time(self._last_pts or 0.0) + self._retry
+        # Back off before the next clip, so a store that keeps failing is not handed a
+        # new clip every frame; the pre-roll ring keeps the video of the gap meanwhile.
+        self._retry_at = self._time(self._last_pts or 0.0) + self._retry
         clip.muxer.discard()
         try:
             clip.writer.abort()
