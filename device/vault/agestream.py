@@ -7,9 +7,10 @@ HKDF(file key, 16-byte nonce, "payload")) is written here on `cryptography`'s
 primitives (docs/adr/0002-age-stream-writer.md). Files are standard: ``age -d`` and
 ``pyrage.decrypt`` open them, and this reader opens files written by ``age -r``.
 
-Memory is bounded by one chunk: the writer holds at most 64 KiB of plaintext (a full
-chunk waits for one more byte, because only then is it known not to be the last), the
-reader at most one encrypted chunk plus one byte of look-ahead.
+Memory is bounded: the writer holds at most 64 KiB of plaintext (a full chunk waits for
+one more byte, because only then is it known not to be the last) and a reused 1 MiB
+ciphertext batch, so each `write` call costs one sink write instead of one per chunk;
+the reader holds one encrypted chunk plus a little look-ahead.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ TAG_SIZE = 16
 ENCRYPTED_CHUNK_SIZE = CHUNK_SIZE + TAG_SIZE
 NONCE_SIZE = 16
 _MAX_COUNTER = (1 << 88) - 1
+_BATCH_CHUNKS = 16  # ciphertext handed to the sink in writes of up to 1 MiB
 
 
 class Sink(Protocol):
@@ -63,6 +65,8 @@ class AgeStreamWriter:
         del file_key
         self._sink = sink
         self._buffer = bytearray()
+        self._out = memoryview(bytearray(_BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE))
+        self._batched = 0
         self._counter = 0
         self._closed = False
         self._dead = False
@@ -71,7 +75,7 @@ class AgeStreamWriter:
         self._put(header + nonce)
         self.header_bytes = self.ciphertext_bytes
 
-    def _put(self, data: bytes) -> None:
+    def _put(self, data: bytes | bytearray | memoryview) -> None:
         try:
             self._sink.write(data)
         except BaseException:
@@ -79,15 +83,29 @@ class AgeStreamWriter:
             raise
         self.ciphertext_bytes += len(data)
 
-    def _emit(self, plaintext: bytes | bytearray | memoryview, last: bool) -> None:
+    def _seal_into(self, plaintext: bytes | bytearray | memoryview, last: bool) -> None:
+        """Encrypt one chunk into the output batch (no per-chunk allocation)."""
         if self._counter > _MAX_COUNTER:
             raise AgeFormatError("age stream too long: chunk counter exhausted")
-        sealed = self._aead.encrypt(_chunk_nonce(self._counter, last), plaintext, None)
+        end = self._batched + len(plaintext) + TAG_SIZE
+        self._aead.encrypt_into(
+            _chunk_nonce(self._counter, last), plaintext, None, self._out[self._batched : end]
+        )
         self._counter += 1
-        self._put(sealed)
+        self._batched = end
+        if self._batched + ENCRYPTED_CHUNK_SIZE > len(self._out):
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._batched:
+            batched, self._batched = self._batched, 0
+            self._put(self._out[:batched])
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Seal `data` (any length). Returns len(data). Raises ValueError when closed."""
+        """Seal `data` (any length). Returns len(data). Raises ValueError when closed.
+
+        Every chunk completed by this call reaches the sink before it returns.
+        """
         if self._closed or self._dead:
             raise ValueError("write to a closed or failed AgeStreamWriter")
         view = memoryview(data).cast("B")
@@ -100,12 +118,13 @@ class AgeStreamWriter:
             if buffered:
                 pos = CHUNK_SIZE - buffered
                 self._buffer += view[:pos]
-                self._emit(self._buffer, last=False)
+                self._seal_into(self._buffer, last=False)
                 self._buffer.clear()
             while size - pos > CHUNK_SIZE:  # a full chunk followed by more bytes
-                self._emit(view[pos : pos + CHUNK_SIZE], last=False)
+                self._seal_into(view[pos : pos + CHUNK_SIZE], last=False)
                 pos += CHUNK_SIZE
             self._buffer += view[pos:]
+            self._flush()
         self.plaintext_bytes += size
         return size
 
@@ -115,7 +134,8 @@ class AgeStreamWriter:
             return
         if self._dead:
             raise ValueError("cannot close an AgeStreamWriter whose sink failed")
-        self._emit(self._buffer, last=True)
+        self._seal_into(self._buffer, last=True)
+        self._flush()
         self._buffer.clear()
         self._closed = True
 
