@@ -74,7 +74,7 @@ Signature = Annotated[str, StringConstraints(max_length=512), AfterValidator(_si
 Instant = Annotated[AwareDatetime, AfterValidator(_utc_in_range)]
 """An RFC 3339 instant with an offset; stored as UTC."""
 DeviceIds = Annotated[list[Identifier], Field(max_length=MAX_DEVICES_IN_BODY)]
-TokenLifetime = Annotated[int, Field(ge=1, le=30 * 86400)]  # seconds
+TokenLifetime = Annotated[int, Field(strict=True, ge=1, le=30 * 86400)]  # seconds
 
 
 class Basis(StrEnum):
@@ -172,7 +172,7 @@ class PreservationRequest(_AgencyFields):
     basis: Literal["preservation"]
     device_ids: DeviceIds | None = None
     window: Window | None = None
-    hold_days: Annotated[int, Field(ge=1, le=3650)] | None = None  # default: the limit
+    hold_days: Annotated[int, Field(strict=True, ge=1, le=3650)] | None = None  # default: the limit
     renews: Identifier | None = None  # id of an earlier preservation being renewed
     recipient: Recipient | None = None  # accepted only to be refused: no content
 
