@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import pyrage
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from device.vault.agestream import (
     CHUNK_SIZE,
@@ -136,9 +138,13 @@ def test_altered_header_is_detected(age_key: Callable[[str], AgeKey]) -> None:
 
 
 def _payload_start(ciphertext: bytes) -> int:
-    return ciphertext.index(b"\n--- ") + 1 + ciphertext[ciphertext.index(b"\n--- ") + 1 :].index(
-        b"\n"
-    ) + 1 + 16
+    return (
+        ciphertext.index(b"\n--- ")
+        + 1
+        + ciphertext[ciphertext.index(b"\n--- ") + 1 :].index(b"\n")
+        + 1
+        + 16
+    )
 
 
 def test_flipped_payload_byte_is_tampering_and_nothing_after_it_is_yielded(
@@ -284,3 +290,35 @@ def test_reseal_of_a_truncated_clip_refuses_unless_asked(
     sink = io.BytesIO()
     reseal(io.BytesIO(cut), sink, [epoch.identity], [agency.recipient], allow_truncated=True)
     assert age_decrypt(sink.getvalue(), agency).stdout == data[: 2 * CHUNK_SIZE]
+
+
+_FUZZ_IDENTITY = pyrage.x25519.Identity.generate()
+_FUZZ_PLAIN = os.urandom(2 * CHUNK_SIZE + 77)
+_FUZZ_FILE = seal(_FUZZ_PLAIN, [str(_FUZZ_IDENTITY.to_public())])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, len(_FUZZ_FILE) - 1), st.integers(1, 255)), max_size=4
+    ),
+    cut=st.integers(0, len(_FUZZ_FILE)),
+    garbage=st.binary(max_size=300),
+)
+def test_hostile_bytes_only_ever_raise_format_errors(
+    edits: list[tuple[int, int]], cut: int, garbage: bytes
+) -> None:
+    """A stolen or tampered card: flipped bytes, cuts, appended garbage, pure garbage.
+
+    The reader either returns the exact plaintext or raises AgeFormatError; never another
+    exception, never a wrong plaintext.
+    """
+    data = bytearray(_FUZZ_FILE)
+    for position, mask in edits:
+        data[position] ^= mask
+    for candidate in (bytes(data[:cut]) + garbage, garbage):
+        try:
+            got = decrypt_all(io.BytesIO(candidate), [str(_FUZZ_IDENTITY)])
+        except AgeFormatError:
+            continue
+        assert got == _FUZZ_PLAIN
