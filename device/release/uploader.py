@@ -128,8 +128,11 @@ class HttpUploader:
         return response
 
     def _offset_of(self, response: httpx.Response) -> int:
+        """The offset in `{"offset": N}` (also inside `{"error": {...}}`, a 409's shape)."""
         try:
             body: Any = response.json()
+            if isinstance(body, dict) and "offset" not in body and "error" in body:
+                body = body["error"]
             offset = body["offset"]
         except (ValueError, KeyError, TypeError) as exc:
             raise UploadRefused(response.status_code, "answer carries no offset") from exc
