@@ -53,7 +53,8 @@ def parse_key(token: str) -> tuple[str, str]:
         raise AuthenticationError("the API key is malformed")
     key_id, encoded = match.groups()
     secret = base64.urlsafe_b64decode(encoded + "=")
-    if len(secret) != SECRET_BYTES:
+    canonical = base64.urlsafe_b64encode(secret).rstrip(b"=").decode("ascii")
+    if len(secret) != SECRET_BYTES or canonical != encoded:  # one spelling per key
         raise AuthenticationError("the API key is malformed")
     return key_id, hashlib.sha256(secret).hexdigest()
 

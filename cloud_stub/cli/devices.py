@@ -26,7 +26,7 @@ def _list(args: argparse.Namespace) -> int:
             counts = dict(
                 session.execute(
                     select(EscrowedEpoch.device_id, func.count()).group_by(EscrowedEpoch.device_id)
-                ).tuples().all()
+                ).all()
             )
             rows = [
                 {
