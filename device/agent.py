@@ -48,7 +48,7 @@ from device.vault import SealedStore, open_store
 log = logging.getLogger(__name__)
 
 # Modules that contribute optional services; each exposes make_service(AgentContext).
-SERVICE_MODULES: tuple[str, ...] = ("device.release.service",)
+SERVICE_MODULES: tuple[str, ...] = ("device.release.service", "device.homeassistant")
 
 STATUS_FILE = "status.json"
 STATUS_EVERY_S = 1.0  # wall-clock seconds between status rewrites
@@ -321,6 +321,7 @@ class Agent:
                 "errors": self._counters.camera_errors,
             },
             "button_presses": self._counters.presses,
+            "motion": {"active": self._motion.active},
             "clock": {
                 "now": self.clock.now().isoformat(),
                 "synchronized": self.clock.synchronized(),
@@ -381,4 +382,3 @@ def read_status(state_dir: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise DoorbellError(f"status file {path} does not hold a JSON object")
     return data
-

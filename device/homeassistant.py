@@ -26,16 +26,20 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from device.config import HomeAssistantSettings
 from device.errors import ConfigError, TransportError
+
+if TYPE_CHECKING:
+    from device.agent import AgentContext
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +209,8 @@ class HomeAssistantBridge:
         self._last_motion: bool | None = None
         self._lock = threading.Lock()
         self._connect_timeout_s = connect_timeout_s
+        self._announced = threading.Event()
+        self._announcement: list[mqtt.MQTTMessageInfo] = []
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=f"{self.entities.node_id}-ha",
@@ -273,23 +279,44 @@ class HomeAssistantBridge:
         self._client.loop_stop()
         self._connected.clear()
 
+    def wait_announced(self, timeout: float) -> bool:
+        """Block until the broker has acknowledged the discovery configs, availability
+        and motion state of the latest announcement (so they are retained there)."""
+        if not self._announced.wait(timeout):
+            return False
+        with self._lock:
+            infos = list(self._announcement)
+        try:
+            for info in infos:
+                info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError):
+            return False
+        return all(info.is_published() for info in infos)
+
     def _announce(self) -> None:
-        for message in discovery_messages(
-            self.entities, device_name=self._device_name, sw_version=self._sw_version
-        ):
-            self._send(message)
-        self._send(Message(self.entities.availability_topic, PAYLOAD_AVAILABLE, retain=True))
+        messages = [
+            *discovery_messages(
+                self.entities, device_name=self._device_name, sw_version=self._sw_version
+            ),
+            Message(self.entities.availability_topic, PAYLOAD_AVAILABLE, retain=True),
+        ]
         with self._lock:
             last = self._last_motion
-        self._send(motion_message(self.entities, bool(last)))
+        messages.append(motion_message(self.entities, bool(last)))
+        infos = [info for info in map(self._send, messages) if info is not None]
+        with self._lock:
+            self._announcement = infos
+        self._announced.set()
 
-    def _send(self, message: Message) -> None:
+    def _send(self, message: Message) -> mqtt.MQTTMessageInfo | None:
         if not self._connected.is_set():
             log.info("home assistant: not connected, dropped %s", message.topic)
-            return
+            return None
         info = self._client.publish(message.topic, message.payload, qos=1, retain=message.retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             log.warning("home assistant: publish to %s failed: %s", message.topic, info.rc)
+            return None
+        return info
 
     def _on_connect(
         self,
@@ -310,8 +337,81 @@ class HomeAssistantBridge:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         self._connected.clear()
+        self._announced.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         # Home Assistant's birth message: it (re)started and needs the configs again.
         if msg.topic == self.entities.status_topic and msg.payload == b"online":
             self._announce()
+
+
+class HomeAssistantService:
+    """The agent's Home Assistant service: the bridge plus a watcher of the agent's
+    status that turns new button presses and motion changes into states.
+
+    It reads only the agent's status (press counter, motion flag): it cannot see
+    footage or keys, by construction.
+    """
+
+    def __init__(
+        self,
+        bridge: HomeAssistantBridge,
+        status: Callable[[], dict[str, Any]],
+        now: Callable[[], datetime],
+        *,
+        poll_s: float = 0.5,
+    ) -> None:
+        self.bridge = bridge
+        self._status = status
+        self._now = now
+        self._poll_s = poll_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._presses: int | None = None
+
+    def start(self) -> None:
+        """Connect in the background and start watching. Raises TransportError only for
+        a broker address that cannot be used at all."""
+        self.bridge.start()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._watch, name="home-assistant", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.poll()  # a press in the last half second still reaches Home Assistant
+        self.bridge.stop()
+
+    def poll(self) -> None:
+        """Publish what changed since the last look. Never raises."""
+        try:
+            status = self._status()
+        except Exception as exc:
+            log.warning("home assistant: agent status unavailable: %s", exc)
+            return
+        presses = status.get("button_presses")
+        if isinstance(presses, int):
+            if self._presses is not None and presses > self._presses:
+                for _ in range(presses - self._presses):
+                    self.bridge.pressed(self._now())
+            self._presses = presses
+        motion = status.get("motion")
+        if isinstance(motion, dict) and isinstance(motion.get("active"), bool):
+            self.bridge.motion(motion["active"])
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._poll_s):
+            self.poll()
+
+
+def make_service(context: AgentContext) -> HomeAssistantService | None:
+    """The agent's hook (`device.agent.SERVICE_MODULES`): the Home Assistant service
+    when ``[home_assistant] enabled``, else None. Raises ConfigError for a bad prefix."""
+    settings = context.config.home_assistant
+    if not settings.enabled:
+        return None
+    bridge = HomeAssistantBridge(settings, device_id=context.config.agent.device_id)
+    return HomeAssistantService(bridge, context.status, context.clock.now)

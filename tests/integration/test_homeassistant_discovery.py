@@ -27,7 +27,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from device.config import HomeAssistantSettings
 from device.errors import ConfigError
-from device.homeassistant import Entities, HomeAssistantBridge, discovery_messages
+from device.homeassistant import (
+    Entities,
+    HomeAssistantBridge,
+    HomeAssistantService,
+    discovery_messages,
+)
+from tests.fixtures.agent import AgentEnv
 
 pytestmark = pytest.mark.broker
 
@@ -97,11 +103,12 @@ class HomeAssistantSide:
     def next(self, timeout: float = 5) -> Seen:
         return self.inbox.get(timeout=timeout)
 
-    def until(self, topic: str, timeout: float = 5) -> Seen:
+    def until(self, topic: str, payload: bytes | None = None, timeout: float = 5) -> Seen:
+        """The next message on `topic` (with `payload`, if given), skipping others."""
         deadline = time.monotonic() + timeout
         while True:
             seen = self.inbox.get(timeout=max(0.01, deadline - time.monotonic()))
-            if seen.topic == topic:
+            if seen.topic == topic and payload in (None, seen.payload):
                 return seen
 
     def publish(self, topic: str, payload: str) -> None:
@@ -119,7 +126,7 @@ def settings(port: int) -> HomeAssistantSettings:
 def test_discovery_is_retained_then_states_follow(broker: int) -> None:
     bridge = HomeAssistantBridge(settings(broker), device_id="porch.1", sw_version="9.9.9")
     bridge.start()
-    assert bridge.wait_connected(10)
+    assert bridge.wait_announced(10)
     ents = bridge.entities
     event_topic = "homeassistant/event/doorbell_porch_1/doorbell/config"
     motion_topic = "homeassistant/binary_sensor/doorbell_porch_1/motion/config"
@@ -220,3 +227,56 @@ def test_payloads_carry_no_video_keys_or_clip_ids() -> None:
 def test_a_wildcard_discovery_prefix_is_refused(prefix: str) -> None:
     with pytest.raises(ConfigError, match="discovery_prefix"):
         Entities.for_device("porch", prefix)
+
+
+def test_the_service_turns_agent_status_into_states(broker: int) -> None:
+    status: dict[str, Any] = {"button_presses": 0, "motion": {"active": False}}
+    at = datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
+    bridge = HomeAssistantBridge(settings(broker), device_id="porch")
+    service = HomeAssistantService(bridge, lambda: dict(status), lambda: at, poll_s=0.05)
+    service.start()
+    assert bridge.wait_announced(10)
+    ents = bridge.entities
+    ha = HomeAssistantSide(broker, [ents.press_topic, ents.motion_topic])
+    try:
+        assert ha.next().payload == b"OFF"  # the retained initial state
+        status["motion"] = {"active": True}
+        assert ha.until(ents.motion_topic, b"ON").retain is False
+        status["button_presses"] = 2  # two presses since the last look: two events
+        first, second = ha.until(ents.press_topic), ha.until(ents.press_topic)
+        for seen in (first, second):
+            assert json.loads(seen.payload) == {
+                "event_type": "pressed",
+                "at": "2026-05-04T09:30:00Z",
+            }
+        status["button_presses"] = 3
+        service.stop()  # the last press is still published before going offline
+        assert ha.until(ents.press_topic).topic == ents.press_topic
+    finally:
+        service.stop()
+        ha.close()
+
+
+@pytest.mark.slow
+def test_the_agent_publishes_a_visitor_to_home_assistant(broker: int, agent_env: AgentEnv) -> None:
+    agent_env.write_config(
+        agent={"device_id": "porch"},
+        home_assistant={"enabled": True, "host": "127.0.0.1", "port": broker},
+    )
+    ents = Entities.for_device("porch", "homeassistant")
+    ha = HomeAssistantSide(broker, ["sealed_doorbell/#"])
+    try:
+        agent_env.run("visitor", 30.0)
+        seen: list[Seen] = []
+        while True:
+            try:
+                seen.append(ha.next(timeout=2))
+            except queue.Empty:
+                break
+    finally:
+        ha.close()
+    by_topic = [(s.topic, s.payload) for s in seen]
+    assert (ents.availability_topic, b"online") in by_topic
+    assert (ents.motion_topic, b"ON") in by_topic
+    assert any(topic == ents.press_topic for topic, _ in by_topic)
+    assert by_topic[-1] == (ents.availability_topic, b"offline")  # a clean stop
