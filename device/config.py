@@ -49,6 +49,7 @@ class MotionSettings(_Section):
     exclusion_zones: list[tuple[float, float, float, float]] = []  # x, y, w, h as fractions
     start_frames: int = Field(default=2, ge=1, le=30)  # consecutive changed frames to start
     quiet_s: float = Field(default=1.0, gt=0, le=60)  # no change for this long ends motion
+    downscale: int = Field(default=2, ge=1, le=8)  # analyse blocks of NxN lores pixels
 
     @field_validator("exclusion_zones")
     @classmethod

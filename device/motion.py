@@ -1,6 +1,7 @@
 """Motion detection on the low-resolution grayscale stream.
 
-Per frame: Gaussian blur (sensor noise), subtract the frame's global brightness change
+Per frame: average `downscale` x `downscale` blocks (cv2.INTER_AREA: a cheap first
+noise filter that also cuts the work by its square), Gaussian blur (sensor noise), subtract the frame's global brightness change
 against the background (a cloud, a streetlight switching on), absolute difference
 against a running average of past frames (`cv2.accumulateWeighted`, which follows slow
 daylight drift), threshold, drop excluded zones, and count the changed fraction of the
@@ -50,7 +51,12 @@ class MotionDetector:
 
     def __init__(self, settings: MotionSettings, *, width: int, height: int) -> None:
         self._settings = settings
+        self._input_shape = (height, width)
+        factor = settings.downscale
+        self._scaled = (max(1, width // factor), max(1, height // factor))
+        width, height = self._scaled
         self._shape = (height, width)
+        self._small = np.empty(self._shape, dtype=np.uint8) if factor > 1 else None
         kernel = settings.blur if settings.blur % 2 else settings.blur + 1
         self._kernel = (kernel, kernel)
         self._mask = exclusion_mask(settings.exclusion_zones, width=width, height=height)
@@ -72,9 +78,15 @@ class MotionDetector:
 
     def update(self, lores: npt.NDArray[np.uint8], at: datetime) -> MotionUpdate:
         """Feed one grayscale frame captured at `at`."""
-        if lores.shape != self._shape:
-            raise ValueError(f"motion detector expects {self._shape} frames, got {lores.shape}")
-        cv2.GaussianBlur(lores, self._kernel, 0, dst=self._blurred)
+        if lores.shape != self._input_shape:
+            raise ValueError(
+                f"motion detector expects {self._input_shape} frames, got {lores.shape}"
+            )
+        source = lores
+        if self._small is not None:
+            cv2.resize(lores, self._scaled, dst=self._small, interpolation=cv2.INTER_AREA)
+            source = self._small
+        cv2.GaussianBlur(source, self._kernel, 0, dst=self._blurred)
         np.copyto(self._float, self._blurred, casting="unsafe")
         if self._average is None:
             self._average = self._float.copy()
