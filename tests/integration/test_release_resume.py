@@ -1,0 +1,131 @@
+"""An upload cut at an arbitrary byte resumes from what the cloud holds and completes with
+a matching sha256; a job interrupted by an agent restart continues where it stopped and
+never sends a clip twice."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from device.release.uploader import HttpUploader, UploadLimits
+from protocol.token import ReleaseClaims
+from tests.fixtures.release import (
+    CuttingProxy,
+    DeviceRig,
+    EvidenceServer,
+    Minter,
+    identity_key,
+)
+
+CLIP_BYTES = 1_500_000
+RANDOM_CUT = int.from_bytes(os.urandom(3)) % CLIP_BYTES + 1  # a different byte each run
+
+
+@pytest.fixture
+def proxy_factory(evidence: EvidenceServer) -> Iterator[list[CuttingProxy]]:
+    proxies: list[CuttingProxy] = []
+    yield proxies
+    for proxy in proxies:
+        proxy.stop()
+
+
+@pytest.mark.parametrize(
+    "cut_after",
+    [1, 150, 700, 64 * 1024 + 3, 1_048_576 + 1_000, CLIP_BYTES - 5, RANDOM_CUT],
+)
+def test_upload_cut_at_a_byte_resumes_to_a_matching_sha256(
+    release_rig: DeviceRig,
+    evidence: EvidenceServer,
+    proxy_factory: list[CuttingProxy],
+    cut_after: int,
+) -> None:
+    rig = release_rig
+    now = rig.clock.now()
+    clip = rig.record(now - timedelta(minutes=30), 5, payload=os.urandom(CLIP_BYTES))
+    proxy = CuttingProxy(evidence.port, cut_after=cut_after, cuts=2)  # two drops in a row
+    proxy.start()
+    proxy_factory.append(proxy)
+    minter = Minter(rig, f"http://127.0.0.1:{proxy.port}/v1/evidence")
+    claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
+    evidence.allowed.add(claims.jti)
+    uploader = HttpUploader(
+        device_id=rig.device_id,
+        identity=identity_key(rig),
+        limits=UploadLimits(backoff_initial_s=0.01, backoff_max_s=0.05, timeout_s=5),
+    )
+    service = rig.service(uploader=uploader)
+    try:
+        assert service.handler.handle(minter.sign(claims)).status == "accepted"
+        for _ in range(20):  # the worker's passes; a failed pass is retried later
+            if not service.jobs.running_jobs():
+                break
+            service.run_chores()
+            service._retry_at.clear()  # no waiting between passes in this test
+        assert service.jobs.running_jobs() == []
+        assert proxy.cut_done >= 1
+        job = service.jobs.job(claims.jti)
+        assert job is not None
+        assert job.state == "done"
+        [sent] = job.clips
+        assert sent.clip_id == clip.id
+        assert evidence.sha256(claims.jti, clip.id) == sent.sha256
+        manifest = evidence.manifests[claims.jti]
+        assert manifest.clips[0].sha256 == sent.sha256
+        assert manifest.clips[0].bytes == len(evidence.files[(claims.jti, clip.id)].data)
+    finally:
+        service.stop()
+
+
+def test_restart_mid_job_continues_without_resending(
+    release_rig: DeviceRig, evidence: EvidenceServer
+) -> None:
+    """The agent dies after the first clip went up: the second run uploads only the rest."""
+    rig = release_rig
+    now = rig.clock.now()
+    first = rig.record(now - timedelta(minutes=40), 5)
+    second = rig.record(now - timedelta(minutes=30), 5)
+    minter = Minter(rig, evidence.base)
+    claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
+    evidence.allowed.add(claims.jti)
+    service = rig.service()
+    try:
+        assert service.handler.handle(minter.sign(claims)).status == "accepted"
+        job = service.jobs.job(claims.jti)
+        assert job is not None
+        # run the job only up to the first clip's upload, as a crash would leave it
+        service.runner._reseal_pending(job, _claims(job.claims))
+        job = service.jobs.job(claims.jti)
+        assert job is not None
+        sealed = {c.clip_id: c.sha256 for c in job.clips}
+        head = job.clips[0]
+        service.uploader.upload_file(
+            upload=claims.upload or "",
+            jti=claims.jti,
+            clip_id=head.clip_id,
+            path=service.runner._work_path(claims.jti, head.clip_id),
+        )
+        service.jobs.clip_uploaded(claims.jti, head.clip_id)
+    finally:
+        service.stop()
+    puts_before = {k: v.puts for k, v in evidence.files.items()}
+    service = rig.service()  # the agent restarts
+    try:
+        service.run_chores()
+        job = service.jobs.job(claims.jti)
+        assert job is not None
+        assert job.state == "done"
+        # nothing re-sealed (same sha256), the first clip's bytes not sent again
+        assert {c.clip_id: c.sha256 for c in job.clips} == sealed
+        assert evidence.files[(claims.jti, first.id)].puts == puts_before[(claims.jti, first.id)]
+        assert evidence.sha256(claims.jti, second.id) == sealed[second.id]
+        assert evidence.manifest_posts == {claims.jti: 1}
+    finally:
+        service.stop()
+
+
+def _claims(text: str) -> ReleaseClaims:
+    return ReleaseClaims.from_payload(json.loads(text))
