@@ -157,12 +157,19 @@ def parse(data: bytes, *, max_bytes: int) -> RawEnvelope:
                 raise s.SchemaError(f"signature entry: {exc}") from None
             if len(sig) != 64:
                 raise s.SchemaError("an Ed25519 signature is 64 bytes")
-            signatures.append(RawSignature(protected_segment=protected_segment, header=header,
-                                           signature=sig, has_unprotected="header" in entry))
+            signatures.append(
+                RawSignature(
+                    protected_segment=protected_segment,
+                    header=header,
+                    signature=sig,
+                    has_unprotected="header" in entry,
+                )
+            )
     except s.SchemaError as exc:
         raise JwsFormatError("malformed", str(exc)) from None
-    return RawEnvelope(payload_segment=payload_segment, payload=payload,
-                       signatures=tuple(signatures))
+    return RawEnvelope(
+        payload_segment=payload_segment, payload=payload, signatures=tuple(signatures)
+    )
 
 
 def check_headers(raw: RawEnvelope, *, typ: str) -> Envelope:
@@ -186,13 +193,16 @@ def check_headers(raw: RawEnvelope, *, typ: str) -> Envelope:
             raise JwsFormatError("bad_header", f"typ must be {typ!r}")
         if not is_hex64(header["kid"]):
             raise JwsFormatError("bad_header", "kid must be 64 lowercase hex characters")
-        signatures.append(Signature(
-            kid=header["kid"],
-            signing_input=f"{entry.protected_segment}.{raw.payload_segment}".encode("ascii"),
-            signature=entry.signature,
-        ))
-    return Envelope(payload_segment=raw.payload_segment, payload=raw.payload,
-                    signatures=tuple(signatures))
+        signatures.append(
+            Signature(
+                kid=header["kid"],
+                signing_input=f"{entry.protected_segment}.{raw.payload_segment}".encode("ascii"),
+                signature=entry.signature,
+            )
+        )
+    return Envelope(
+        payload_segment=raw.payload_segment, payload=raw.payload, signatures=tuple(signatures)
+    )
 
 
 def verify_one(key: Ed25519PublicKey, signature: Signature) -> bool:
@@ -204,8 +214,7 @@ def verify_one(key: Ed25519PublicKey, signature: Signature) -> bool:
     return True
 
 
-def add_signature(data: bytes, *, typ: str, max_bytes: int, signer: Ed25519PrivateKey
-                  ) -> bytes:
+def add_signature(data: bytes, *, typ: str, max_bytes: int, signer: Ed25519PrivateKey) -> bytes:
     """Append one signature by `signer` over the same payload (threshold collection).
 
     Raises JwsFormatError for an envelope that does not parse and ValueError when the

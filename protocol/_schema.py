@@ -37,17 +37,16 @@ def loads_strict(data: bytes) -> Any:
     """
     try:
         text = data.decode("utf-8")
-        return json.loads(
-            text, object_pairs_hook=_unique_object, parse_constant=_reject_constant
-        )
+        return json.loads(text, object_pairs_hook=_unique_object, parse_constant=_reject_constant)
     except SchemaError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise SchemaError(f"not valid UTF-8 JSON: {type(exc).__name__}") from None
 
 
-def obj(value: Any, name: str, required: frozenset[str], optional: frozenset[str] = frozenset()
-        ) -> Mapping[str, Any]:
+def obj(
+    value: Any, name: str, required: frozenset[str], optional: frozenset[str] = frozenset()
+) -> Mapping[str, Any]:
     """A JSON object with exactly the required members and possibly the optional ones."""
     if not isinstance(value, dict):
         raise SchemaError(f"{name} must be a JSON object")

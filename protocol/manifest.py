@@ -48,8 +48,13 @@ class ManifestClip:
     sha256: str
 
     def to_payload(self) -> dict[str, Any]:
-        return {"clip_id": self.clip_id, "start": format_time(self.start),
-                "end": format_time(self.end), "bytes": self.bytes, "sha256": self.sha256}
+        return {
+            "clip_id": self.clip_id,
+            "start": format_time(self.start),
+            "end": format_time(self.end),
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +65,13 @@ class EvidenceManifest:
     created: datetime
 
     def to_payload(self) -> dict[str, Any]:
-        return {"v": MANIFEST_VERSION, "jti": self.jti, "device": self.device,
-                "created": format_time(self.created),
-                "clips": [clip.to_payload() for clip in self.clips]}
+        return {
+            "v": MANIFEST_VERSION,
+            "jti": self.jti,
+            "device": self.device,
+            "created": format_time(self.created),
+            "clips": [clip.to_payload() for clip in self.clips],
+        }
 
 
 def _time(value: Any, name: str) -> datetime:
@@ -91,8 +100,9 @@ def _parse_payload(value: Any) -> EvidenceManifest:
             clip_id=_identifier(entry["clip_id"], f"clips[{index}].clip_id"),
             start=_time(entry["start"], f"clips[{index}].start"),
             end=_time(entry["end"], f"clips[{index}].end"),
-            bytes=s.integer(entry["bytes"], f"clips[{index}].bytes", minimum=1,
-                            maximum=MAX_CLIP_BYTES),
+            bytes=s.integer(
+                entry["bytes"], f"clips[{index}].bytes", minimum=1, maximum=MAX_CLIP_BYTES
+            ),
             sha256=s.hex64(entry["sha256"], f"clips[{index}].sha256"),
         )
         if clip.end < clip.start:
@@ -121,8 +131,9 @@ def sign_manifest(manifest: EvidenceManifest, key: Ed25519PrivateKey) -> bytes:
         _parse_payload(payload)
     except s.SchemaError as exc:
         raise ValueError(f"manifest would be refused: {exc}") from None
-    raw = json.dumps(payload, sort_keys=True, separators=(",", ":"),
-                     ensure_ascii=False).encode("utf-8")
+    raw = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
     return _jws.encode(_jws.sign(raw, MANIFEST_TYP, [key]))
 
 
@@ -159,7 +170,8 @@ def check_manifest_window(manifest: EvidenceManifest, window: Window) -> None:
             raise ManifestError(
                 f"clip {clip.clip_id} ({format_time(clip.start)} to {format_time(clip.end)}) "
                 f"lies outside the window {format_time(window.start)} to "
-                f"{format_time(window.end)}")
+                f"{format_time(window.end)}"
+            )
 
 
 def manifest_clip_ids(manifest: EvidenceManifest) -> Sequence[str]:

@@ -138,19 +138,29 @@ class EscrowMessage:
 
     def to_bytes(self) -> bytes:
         """Raises MessageError when the message would be refused by `parse_escrow`."""
-        return _checked(lambda: {
-            "v": MESSAGE_VERSION, "device": self.device, "epoch": self.epoch,
-            "start": format_time(self.start), "end": format_time(self.end),
-            "recipient": self.recipient, "sealed": self.sealed,
-        }, parse_escrow)
+        return _checked(
+            lambda: {
+                "v": MESSAGE_VERSION,
+                "device": self.device,
+                "epoch": self.epoch,
+                "start": format_time(self.start),
+                "end": format_time(self.end),
+                "recipient": self.recipient,
+                "sealed": self.sealed,
+            },
+            parse_escrow,
+        )
 
 
 def parse_escrow(data: bytes) -> EscrowMessage:
     """Raises MessageError."""
     raw = _load(data, MAX_ESCROW_BYTES, "escrow")
     try:
-        item = s.obj(raw, "escrow", frozenset(
-            {"v", "device", "epoch", "start", "end", "recipient", "sealed"}))
+        item = s.obj(
+            raw,
+            "escrow",
+            frozenset({"v", "device", "epoch", "start", "end", "recipient", "sealed"}),
+        )
         _version(item, "escrow")
         start, end = _time(item["start"], "start"), _time(item["end"], "end")
         if end <= start:
@@ -165,7 +175,8 @@ def parse_escrow(data: bytes) -> EscrowMessage:
         return EscrowMessage(
             device=s.string(item["device"], "device", max_len=128),
             epoch=_epoch(item["epoch"]),
-            start=start, end=end,
+            start=start,
+            end=end,
             recipient=_recipient(item["recipient"], "recipient"),
             sealed=sealed,
         )
@@ -214,25 +225,31 @@ class ResultMessage:
 
     def to_bytes(self) -> bytes:
         """Raises MessageError when the message would be refused by `parse_result`."""
-        return _checked(lambda: {
-            "v": MESSAGE_VERSION, "jti": self.jti, "status": str(self.status),
-            "reason": self.reason, "detail": self.detail[:MAX_DETAIL],
-            "clips": list(self.clips),
-        }, parse_result)
+        return _checked(
+            lambda: {
+                "v": MESSAGE_VERSION,
+                "jti": self.jti,
+                "status": str(self.status),
+                "reason": self.reason,
+                "detail": self.detail[:MAX_DETAIL],
+                "clips": list(self.clips),
+            },
+            parse_result,
+        )
 
 
 def parse_result(data: bytes) -> ResultMessage:
     """Raises MessageError."""
     raw = _load(data, MAX_RESULT_BYTES, "result")
     try:
-        item = s.obj(raw, "result", frozenset({"v", "jti", "status", "reason", "detail",
-                                                "clips"}))
+        item = s.obj(raw, "result", frozenset({"v", "jti", "status", "reason", "detail", "clips"}))
         _version(item, "result")
         try:
             status = ResultStatus(item["status"])
         except ValueError:
             raise s.SchemaError(
-                f"status must be one of {', '.join(m.value for m in ResultStatus)}") from None
+                f"status must be one of {', '.join(m.value for m in ResultStatus)}"
+            ) from None
         reason = s.string(item["reason"], "reason", max_len=64, allow_empty=True)
         if reason and _CODE.fullmatch(reason) is None:
             raise s.SchemaError("reason must be a snake_case code")
@@ -240,7 +257,8 @@ def parse_result(data: bytes) -> ResultMessage:
             raise s.SchemaError("a rejected result must name its reason")
         return ResultMessage(
             jti=s.string(item["jti"], "jti", max_len=128),
-            status=status, reason=reason,
+            status=status,
+            reason=reason,
             detail=s.string(item["detail"], "detail", max_len=MAX_DETAIL, allow_empty=True),
             clips=_clip_ids(item["clips"]),
         )
@@ -318,19 +336,29 @@ class NoticeMessage:
 
     def to_bytes(self) -> bytes:
         """Raises MessageError when the message would be refused by `parse_notice`."""
-        return _checked(lambda: {
-            "v": MESSAGE_VERSION, "jti": self.jti, "basis": self.basis,
-            "case": self.case.to_payload(), "window": self.window.to_payload(),
-            "clips": list(self.clips), "released_at": format_time(self.released_at),
-        }, parse_notice)
+        return _checked(
+            lambda: {
+                "v": MESSAGE_VERSION,
+                "jti": self.jti,
+                "basis": self.basis,
+                "case": self.case.to_payload(),
+                "window": self.window.to_payload(),
+                "clips": list(self.clips),
+                "released_at": format_time(self.released_at),
+            },
+            parse_notice,
+        )
 
 
 def parse_notice(data: bytes) -> NoticeMessage:
     """Raises MessageError."""
     raw = _load(data, MAX_NOTICE_BYTES, "notice")
     try:
-        item = s.obj(raw, "notice", frozenset(
-            {"v", "jti", "basis", "case", "window", "clips", "released_at"}))
+        item = s.obj(
+            raw,
+            "notice",
+            frozenset({"v", "jti", "basis", "case", "window", "clips", "released_at"}),
+        )
         _version(item, "notice")
         if item["basis"] not in BASES:
             raise s.SchemaError(f"basis must be one of {', '.join(BASES)}")

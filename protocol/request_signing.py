@@ -73,8 +73,14 @@ def signing_input(
     if not device or not jti:
         raise RequestSignatureError("device and jti must not be empty")
     lines = [
-        CONTEXT, method, _field("path", path), _field("query", query), str(timestamp),
-        body_sha256, _field("device", device), _field("jti", jti),
+        CONTEXT,
+        method,
+        _field("path", path),
+        _field("query", query),
+        str(timestamp),
+        body_sha256,
+        _field("device", device),
+        _field("jti", jti),
     ]
     return "\n".join(lines).encode("utf-8")
 
@@ -94,8 +100,15 @@ def sign_request(
 
     Raises RequestSignatureError as `signing_input` does.
     """
-    data = signing_input(method=method, path=path, query=query, timestamp=timestamp,
-                         body_sha256=body_sha256, device=device, jti=jti)
+    data = signing_input(
+        method=method,
+        path=path,
+        query=query,
+        timestamp=timestamp,
+        body_sha256=body_sha256,
+        device=device,
+        jti=jti,
+    )
     return b64url_encode(key.sign(data))
 
 
@@ -119,11 +132,19 @@ def verify_request(
     Raises RequestSignatureError naming the failure: malformed field or signature,
     stale or future timestamp, or a signature that does not verify.
     """
-    data = signing_input(method=method, path=path, query=query, timestamp=timestamp,
-                         body_sha256=body_sha256, device=device, jti=jti)
+    data = signing_input(
+        method=method,
+        path=path,
+        query=query,
+        timestamp=timestamp,
+        body_sha256=body_sha256,
+        device=device,
+        jti=jti,
+    )
     if abs(now - timestamp) > max_age_s:
         raise RequestSignatureError(
-            f"timestamp {timestamp} is more than {max_age_s} s from now ({now})")
+            f"timestamp {timestamp} is more than {max_age_s} s from now ({now})"
+        )
     try:
         raw = b64url_decode(signature) if isinstance(signature, str) else b""
     except ValueError:

@@ -169,9 +169,17 @@ class ReleaseClaims:
     def to_payload(self) -> dict[str, Any]:
         """The claims as a JSON object (absent optional claims are left out)."""
         out: dict[str, Any] = {
-            "v": self.v, "iss": self.iss, "aud": self.aud, "jti": self.jti, "seq": self.seq,
-            "iat": self.iat, "nbf": self.nbf, "exp": self.exp, "basis": self.basis,
-            "case": self.case.to_payload(), "window": self.window.to_payload(),
+            "v": self.v,
+            "iss": self.iss,
+            "aud": self.aud,
+            "jti": self.jti,
+            "seq": self.seq,
+            "iat": self.iat,
+            "nbf": self.nbf,
+            "exp": self.exp,
+            "basis": self.basis,
+            "case": self.case.to_payload(),
+            "window": self.window.to_payload(),
         }
         for name in ("recipient", "keys", "upload"):
             value = getattr(self, name)
@@ -221,7 +229,9 @@ def _parse_claims(value: Any) -> ReleaseClaims:
         aud=s.string(item["aud"], "aud", max_len=128),
         jti=jti,
         seq=s.integer(item["seq"], "seq", minimum=1),
-        iat=iat, nbf=nbf, exp=exp,
+        iat=iat,
+        nbf=nbf,
+        exp=exp,
         basis=basis,
         case=CaseRef.from_payload(item["case"]),
         window=Window.from_payload(item["window"]),
@@ -246,8 +256,9 @@ def _parse_claims(value: Any) -> ReleaseClaims:
     keys = item["keys"]
     if not isinstance(recipient, str) or not isinstance(keys, str):
         raise s.SchemaError("recipient and keys must be strings")
-    return _replace(claims, recipient=recipient, keys=keys, upload=upload,
-                    notify_after=notify_after)
+    return _replace(
+        claims, recipient=recipient, keys=keys, upload=upload, notify_after=notify_after
+    )
 
 
 def _replace(claims: ReleaseClaims, **changes: Any) -> ReleaseClaims:
@@ -269,8 +280,9 @@ def encode_claims(claims: ReleaseClaims) -> bytes:
         ReleaseClaims.from_payload(payload)
     except TokenRejected as exc:
         raise ValueError(f"these claims would be rejected as malformed: {exc.detail}") from None
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode("utf-8")
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
 
 
 def sign_token(claims: ReleaseClaims, signers: Sequence[Ed25519PrivateKey]) -> bytes:
@@ -329,8 +341,10 @@ class VerificationContext:
             raise ValueError("skew_s must be between 0 and 3600 seconds")
         if not 0 < self.max_token_bytes <= MAX_TOKEN_BYTES:
             raise ValueError(f"max_token_bytes must be between 1 and {MAX_TOKEN_BYTES}")
-        for name, limits in (("max_window_s", self.max_window_s),
-                             ("max_token_life_s", self.max_token_life_s)):
+        for name, limits in (
+            ("max_window_s", self.max_window_s),
+            ("max_token_life_s", self.max_token_life_s),
+        ):
             for basis, value in limits.items():
                 if basis not in BASES or not isinstance(value, int) or value <= 0:
                     raise ValueError(f"{name}[{basis!r}] must be a positive int for a basis")
@@ -366,8 +380,10 @@ def verify_token(
     if not isinstance(data, bytes):
         raise _reject(RejectionCode.malformed, "a token must be given as bytes")
     if len(data) > context.max_token_bytes:
-        raise _reject(RejectionCode.oversized,
-                      f"token is {len(data)} bytes, the cap is {context.max_token_bytes}")
+        raise _reject(
+            RejectionCode.oversized,
+            f"token is {len(data)} bytes, the cap is {context.max_token_bytes}",
+        )
     try:
         raw = _jws.parse(data, max_bytes=context.max_token_bytes)
         try:
@@ -387,44 +403,59 @@ def verify_token(
         if sig.kid not in role.keyids:
             continue  # an unknown key neither counts nor rejects
         if not _jws.verify_one(root.keys[sig.kid], sig):
-            raise _reject(RejectionCode.bad_signature,
-                          f"signature under release key {sig.kid[:16]}... does not verify")
+            raise _reject(
+                RejectionCode.bad_signature,
+                f"signature under release key {sig.kid[:16]}... does not verify",
+            )
         valid.add(sig.kid)
     if len(valid) < role.threshold:
-        raise _reject(RejectionCode.below_threshold,
-                      f"{len(valid)} valid signature(s) from distinct release keys, "
-                      f"{role.threshold} required")
+        raise _reject(
+            RejectionCode.below_threshold,
+            f"{len(valid)} valid signature(s) from distinct release keys, "
+            f"{role.threshold} required",
+        )
 
     # 5: addressed to this device by our issuer.
     if claims.aud != context.device_id:
-        raise _reject(RejectionCode.wrong_device,
-                      f"token is for device {claims.aud!r:.80}, this is {context.device_id!r}")
+        raise _reject(
+            RejectionCode.wrong_device,
+            f"token is for device {claims.aud!r:.80}, this is {context.device_id!r}",
+        )
     if claims.iss != root.issuer:
-        raise _reject(RejectionCode.wrong_issuer,
-                      f"token issued by {claims.iss!r:.80}, the trust root names {root.issuer!r}")
+        raise _reject(
+            RejectionCode.wrong_issuer,
+            f"token issued by {claims.iss!r:.80}, the trust root names {root.issuer!r}",
+        )
 
     # 6: time, only on a synchronized clock.
     if not context.clock_synchronized:
-        raise _reject(RejectionCode.clock_unsynchronized,
-                      "the clock is not synchronized: defer and check again")
+        raise _reject(
+            RejectionCode.clock_unsynchronized,
+            "the clock is not synchronized: defer and check again",
+        )
     now = context.now.timestamp()
     if claims.iat - context.skew_s > now:
-        raise _reject(RejectionCode.not_yet_valid,
-                      f"issued at {claims.iat}, in the future (now {int(now)})")
+        raise _reject(
+            RejectionCode.not_yet_valid, f"issued at {claims.iat}, in the future (now {int(now)})"
+        )
     if claims.nbf - context.skew_s > now:
-        raise _reject(RejectionCode.not_yet_valid,
-                      f"valid from {claims.nbf} (skew {context.skew_s} s), now {int(now)}")
+        raise _reject(
+            RejectionCode.not_yet_valid,
+            f"valid from {claims.nbf} (skew {context.skew_s} s), now {int(now)}",
+        )
     if now >= claims.exp:
         raise _reject(RejectionCode.expired, f"expired at {claims.exp}, now {int(now)}")
 
     # 7: token life.
     limits = root.limits[claims.basis]
-    life_limit = min(limits.max_token_life_s,
-                     context.max_token_life_s.get(claims.basis, limits.max_token_life_s))
+    life_limit = min(
+        limits.max_token_life_s, context.max_token_life_s.get(claims.basis, limits.max_token_life_s)
+    )
     if claims.exp - claims.iat > life_limit:
-        raise _reject(RejectionCode.token_life_too_long,
-                      f"exp - iat is {claims.exp - claims.iat} s, the {claims.basis} limit "
-                      f"is {life_limit} s")
+        raise _reject(
+            RejectionCode.token_life_too_long,
+            f"exp - iat is {claims.exp - claims.iat} s, the {claims.basis} limit is {life_limit} s",
+        )
 
     # 8: replay.
     if replay is not None:
@@ -432,28 +463,37 @@ def verify_token(
             raise _reject(RejectionCode.replayed, f"jti {claims.jti!r} was already seen")
         last = replay.last_seq()
         if claims.seq <= last:
-            raise _reject(RejectionCode.stale_seq,
-                          f"seq {claims.seq} is not above the last accepted {last}")
+            raise _reject(
+                RejectionCode.stale_seq, f"seq {claims.seq} is not above the last accepted {last}"
+            )
 
     # 9: basis.
     if context.allowed_bases is not None and claims.basis not in context.allowed_bases:
-        raise _reject(RejectionCode.basis_not_allowed,
-                      f"basis {claims.basis!r} is not allowed by the owner's settings")
+        raise _reject(
+            RejectionCode.basis_not_allowed,
+            f"basis {claims.basis!r} is not allowed by the owner's settings",
+        )
 
     # 10: window.
-    window_limit = min(limits.max_window_s,
-                       context.max_window_s.get(claims.basis, limits.max_window_s))
+    window_limit = min(
+        limits.max_window_s, context.max_window_s.get(claims.basis, limits.max_window_s)
+    )
     if claims.window.length_s > window_limit:
-        raise _reject(RejectionCode.window_too_long,
-                      f"window is {claims.window.length_s:.0f} s, the {claims.basis} limit "
-                      f"is {window_limit} s")
+        raise _reject(
+            RejectionCode.window_too_long,
+            f"window is {claims.window.length_s:.0f} s, the {claims.basis} limit "
+            f"is {window_limit} s",
+        )
     if claims.window.end.timestamp() > claims.iat:
-        raise _reject(RejectionCode.window_in_future,
-                      f"window ends at {format_time(claims.window.end)}, after iat {claims.iat}")
+        raise _reject(
+            RejectionCode.window_in_future,
+            f"window ends at {format_time(claims.window.end)}, after iat {claims.iat}",
+        )
     if claims.hold_until is not None and claims.hold_until.timestamp() - claims.iat > MAX_HOLD_S:
-        raise _reject(RejectionCode.hold_too_long,
-                      f"hold_until {format_time(claims.hold_until)} is more than 90 days "
-                      f"after iat")
+        raise _reject(
+            RejectionCode.hold_too_long,
+            f"hold_until {format_time(claims.hold_until)} is more than 90 days after iat",
+        )
 
     # 11: recipient and keys parse.
     if claims.recipient is not None:
@@ -509,8 +549,9 @@ def open_delivered_keys(
     try:
         plaintext = pyrage.decrypt(sealed, [identity])
     except pyrage.DecryptError as exc:
-        raise _reject(RejectionCode.bad_keys,
-                      f"keys could not be opened with the transport identity: {exc}") from None
+        raise _reject(
+            RejectionCode.bad_keys, f"keys could not be opened with the transport identity: {exc}"
+        ) from None
     try:
         doc = s.obj(s.loads_strict(plaintext), "keys plaintext", frozenset({"epochs"}))
         epochs = doc["epochs"]
@@ -527,16 +568,19 @@ def open_delivered_keys(
         try:
             public = str(pyrage.x25519.Identity.from_str(secret).to_public())
         except pyrage.IdentityError:
-            raise _reject(RejectionCode.bad_keys,
-                          f"epoch {epoch}: not an age X25519 identity") from None
+            raise _reject(
+                RejectionCode.bad_keys, f"epoch {epoch}: not an age X25519 identity"
+            ) from None
         recorded = recorded_recipients.get(epoch)
         if recorded is None:
-            raise _reject(RejectionCode.keys_mismatch,
-                          f"epoch {epoch} was never recorded by this device")
+            raise _reject(
+                RejectionCode.keys_mismatch, f"epoch {epoch} was never recorded by this device"
+            )
         if public != recorded:
-            raise _reject(RejectionCode.keys_mismatch,
-                          f"epoch {epoch}: delivered identity does not match the recorded "
-                          f"recipient")
+            raise _reject(
+                RejectionCode.keys_mismatch,
+                f"epoch {epoch}: delivered identity does not match the recorded recipient",
+            )
         out[epoch] = secret
     return out
 
@@ -559,8 +603,9 @@ def seal_keys_for_device(epochs: Mapping[str, str], transport_recipient: str) ->
         recipient = pyrage.x25519.Recipient.from_str(transport_recipient.strip())
     except pyrage.RecipientError:
         raise KeyFormatError("the transport recipient is not an age X25519 recipient") from None
-    plaintext = json.dumps({"epochs": dict(epochs)}, sort_keys=True,
-                           separators=(",", ":")).encode("utf-8")
+    plaintext = json.dumps({"epochs": dict(epochs)}, sort_keys=True, separators=(",", ":")).encode(
+        "utf-8"
+    )
     try:
         sealed = pyrage.encrypt(plaintext, [recipient])
     except pyrage.EncryptError as exc:

@@ -163,14 +163,22 @@ def _parse_limits(value: Any) -> dict[str, BasisLimits]:
     limits = s.obj(value, "limits", frozenset(BASES))
     out = {}
     for basis in BASES:
-        item = s.obj(limits[basis], f"limits.{basis}",
-                     frozenset({"max_window_s", "max_token_life_s"}))
+        item = s.obj(
+            limits[basis], f"limits.{basis}", frozenset({"max_window_s", "max_token_life_s"})
+        )
         out[basis] = BasisLimits(
-            max_window_s=s.integer(item["max_window_s"], f"limits.{basis}.max_window_s",
-                                   minimum=1, maximum=366 * 24 * _HOUR),
-            max_token_life_s=s.integer(item["max_token_life_s"],
-                                       f"limits.{basis}.max_token_life_s",
-                                       minimum=1, maximum=366 * 24 * _HOUR),
+            max_window_s=s.integer(
+                item["max_window_s"],
+                f"limits.{basis}.max_window_s",
+                minimum=1,
+                maximum=366 * 24 * _HOUR,
+            ),
+            max_token_life_s=s.integer(
+                item["max_token_life_s"],
+                f"limits.{basis}.max_token_life_s",
+                minimum=1,
+                maximum=366 * 24 * _HOUR,
+            ),
         )
     return out
 
@@ -179,13 +187,16 @@ def _parse(data: bytes) -> _Parsed:
     if not isinstance(data, bytes):
         raise _fail(RejectionCode.malformed, "a trust root must be given as bytes")
     if len(data) > MAX_ROOT_BYTES:
-        raise _fail(RejectionCode.oversized,
-                    f"trust root is {len(data)} bytes, the cap is {MAX_ROOT_BYTES}")
+        raise _fail(
+            RejectionCode.oversized, f"trust root is {len(data)} bytes, the cap is {MAX_ROOT_BYTES}"
+        )
     try:
         doc = s.obj(s.loads_strict(data), "trust root", frozenset({"signed", "signatures"}))
-        signed = s.obj(doc["signed"], "signed",
-                       frozenset({"_type", "version", "expires", "issuer", "keys", "roles",
-                                  "limits"}))
+        signed = s.obj(
+            doc["signed"],
+            "signed",
+            frozenset({"_type", "version", "expires", "issuer", "keys", "roles", "limits"}),
+        )
         if signed["_type"] != ROOT_TYPE:
             raise s.SchemaError(f"_type must be {ROOT_TYPE!r}")
         version = s.integer(signed["version"], "version", minimum=1)
@@ -219,8 +230,9 @@ def _parse(data: bytes) -> _Parsed:
                     raise s.SchemaError(f"roles.{name} names a key that is not in keys")
             if len(set(keyids)) != len(keyids):
                 raise s.SchemaError(f"roles.{name}.keyids repeats a key")
-            threshold = s.integer(item["threshold"], f"roles.{name}.threshold", minimum=1,
-                                  maximum=len(keyids))
+            threshold = s.integer(
+                item["threshold"], f"roles.{name}.threshold", minimum=1, maximum=len(keyids)
+            )
             roles[name] = Role(keyids=frozenset(keyids), threshold=threshold)
         limits = _parse_limits(signed["limits"])
         raw_sigs = s.array(doc["signatures"], "signatures", max_len=MAX_SIGNATURES)
@@ -235,9 +247,14 @@ def _parse(data: bytes) -> _Parsed:
                 sigs.append((kid, bytes.fromhex(sig_hex)))
             except ValueError:
                 raise s.SchemaError("sig must be 128 hex characters") from None
-        root = TrustRoot(version=version, expires=expires, issuer=issuer,
-                         keys=MappingProxyType(keys), roles=MappingProxyType(roles),
-                         limits=MappingProxyType(limits))
+        root = TrustRoot(
+            version=version,
+            expires=expires,
+            issuer=issuer,
+            keys=MappingProxyType(keys),
+            roles=MappingProxyType(roles),
+            limits=MappingProxyType(limits),
+        )
         body = canonical_json(signed)
     except s.SchemaError as exc:
         raise _fail(RejectionCode.malformed, str(exc)) from None
@@ -246,8 +263,9 @@ def _parse(data: bytes) -> _Parsed:
     return _Parsed(root=root, body=body, signatures=tuple(sigs))
 
 
-def _check_threshold(parsed: _Parsed, role: Role, keys: Mapping[str, Ed25519PublicKey],
-                     whose: str) -> None:
+def _check_threshold(
+    parsed: _Parsed, role: Role, keys: Mapping[str, Ed25519PublicKey], whose: str
+) -> None:
     """Require `role.threshold` valid signatures over the body from distinct role keys.
 
     A signature under a kid of the role that does not verify is an attack (or corruption)
@@ -260,19 +278,24 @@ def _check_threshold(parsed: _Parsed, role: Role, keys: Mapping[str, Ed25519Publ
         try:
             keys[kid].verify(sig, parsed.body)
         except InvalidSignature:
-            raise _fail(RejectionCode.bad_signature,
-                        f"signature by {whose} root key {kid[:16]}... does not verify") from None
+            raise _fail(
+                RejectionCode.bad_signature,
+                f"signature by {whose} root key {kid[:16]}... does not verify",
+            ) from None
         valid.add(kid)
     if len(valid) < role.threshold:
-        raise _fail(RejectionCode.below_threshold,
-                    f"{len(valid)} valid signature(s) of {whose} root keys, "
-                    f"{role.threshold} required")
+        raise _fail(
+            RejectionCode.below_threshold,
+            f"{len(valid)} valid signature(s) of {whose} root keys, {role.threshold} required",
+        )
 
 
 def _check_expiry(root: TrustRoot, now: datetime) -> None:
     if now >= root.expires:
-        raise _fail(RejectionCode.root_expired,
-                    f"trust root version {root.version} expired at {format_time(root.expires)}")
+        raise _fail(
+            RejectionCode.root_expired,
+            f"trust root version {root.version} expired at {format_time(root.expires)}",
+        )
 
 
 def load_trust_root(data: bytes, *, now: datetime) -> TrustRoot:
@@ -302,9 +325,10 @@ def update_trust_root(current: TrustRoot, data: bytes, *, now: datetime) -> Trus
     parsed = _parse(data)
     new = parsed.root
     if new.version != current.version + 1:
-        raise _fail(RejectionCode.bad_version,
-                    f"new trust root has version {new.version}, "
-                    f"expected exactly {current.version + 1}")
+        raise _fail(
+            RejectionCode.bad_version,
+            f"new trust root has version {new.version}, expected exactly {current.version + 1}",
+        )
     _check_threshold(parsed, current.roles["root"], current.keys, "the current")
     _check_threshold(parsed, new.roles["root"], new.keys, "the new")
     _check_expiry(new, now)

@@ -58,21 +58,39 @@ class World:
     def claims(self, **changes: object) -> ReleaseClaims:
         iat = int(NOW.timestamp()) - 10
         base = ReleaseClaims(
-            v=1, iss=ISSUER, aud=DEVICE, jti="tok-1", seq=1,
-            iat=iat, nbf=iat, exp=iat + 3600, basis="warrant",
-            case=CaseRef(request_id="req-1", docket="2026-MJ-0042",
-                         authority="demo-district-court", document_sha256="ab" * 32),
+            v=1,
+            iss=ISSUER,
+            aud=DEVICE,
+            jti="tok-1",
+            seq=1,
+            iat=iat,
+            nbf=iat,
+            exp=iat + 3600,
+            basis="warrant",
+            case=CaseRef(
+                request_id="req-1",
+                docket="2026-MJ-0042",
+                authority="demo-district-court",
+                document_sha256="ab" * 32,
+            ),
             window=Window(start=NOW - timedelta(hours=3), end=NOW - timedelta(hours=1)),
             recipient=str(pyrage.x25519.Identity.from_str(AGENCY_IDENTITY).to_public()),
-            keys=seal_keys_for_device({self.epoch_id: str(self.epoch_identity)},
-                                      str(self.transport.to_public())),
+            keys=seal_keys_for_device(
+                {self.epoch_id: str(self.epoch_identity)}, str(self.transport.to_public())
+            ),
             upload="http://127.0.0.1:8080/v1/evidence/tok-1",
         )
         return replace(base, **changes)  # type: ignore[arg-type]
 
     def preservation_claims(self, **changes: object) -> ReleaseClaims:
-        base = replace(self.claims(), basis="preservation", recipient=None, keys=None,
-                       upload=None, hold_until=NOW + timedelta(days=30))
+        base = replace(
+            self.claims(),
+            basis="preservation",
+            recipient=None,
+            keys=None,
+            upload=None,
+            hold_until=NOW + timedelta(days=30),
+        )
         return replace(base, **changes)  # type: ignore[arg-type]
 
     def token(self, claims: ReleaseClaims | None = None) -> bytes:
@@ -91,15 +109,20 @@ def make_world(*, release_threshold: int = 2, expires: datetime | None = None) -
         expires=expires or NOW + timedelta(days=365),
         issuer=ISSUER,
         keys=MappingProxyType({key_id(k.public_key()): k.public_key() for k in every}),
-        roles=MappingProxyType({
-            "root": Role(frozenset(key_id(k.public_key()) for k in root_keys), 2),
-            "release": Role(frozenset(key_id(k.public_key()) for k in release_keys),
-                            release_threshold),
-        }),
+        roles=MappingProxyType(
+            {
+                "root": Role(frozenset(key_id(k.public_key()) for k in root_keys), 2),
+                "release": Role(
+                    frozenset(key_id(k.public_key()) for k in release_keys), release_threshold
+                ),
+            }
+        ),
         limits=DEFAULT_LIMITS,
     )
     return World(
-        root_keys=root_keys, release_keys=release_keys, root=root,
+        root_keys=root_keys,
+        release_keys=release_keys,
+        root=root,
         root_bytes=sign_trust_root(root, root_keys),
         transport=pyrage.x25519.Identity.generate(),
         epoch_identity=pyrage.x25519.Identity.generate(),

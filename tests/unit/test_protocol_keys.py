@@ -54,15 +54,16 @@ def test_private_key_from_pem_refuses_garbage_and_other_key_types() -> None:
         with pytest.raises(KeyFormatError):
             private_key_from_pem(garbage)
     ec_pem = generate_private_key(SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption())
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     with pytest.raises(KeyFormatError, match="Ed25519"):
         private_key_from_pem(ec_pem)
 
 
 def test_canonical_json_is_sorted_compact_utf8_and_refuses_nan() -> None:
     assert canonical_json({"b": 1, "a": ["é", {"d": 2, "c": 3}]}) == (
-        '{"a":["é",{"c":3,"d":2}],"b":1}'.encode())
+        '{"a":["é",{"c":3,"d":2}],"b":1}'.encode()
+    )
     with pytest.raises(ValueError, match="JSON compliant"):
         canonical_json({"x": float("nan")})
 
@@ -73,8 +74,14 @@ def test_times_have_one_spelling() -> None:
     assert format_time(t) == "2026-06-01T12:00:00Z"
     assert format_time(t.astimezone(timezone(timedelta(hours=2)))) == "2026-06-01T12:00:00Z"
     assert format_time(parse_time("2026-06-01T12:00:00.25Z")) == "2026-06-01T12:00:00.250000Z"
-    for bad in ("2026-06-01T12:00:00+00:00", "2026-06-01 12:00:00Z", "2026-06-01T12:00Z",
-                "2026-02-30T00:00:00Z", "2026-06-01t12:00:00z", 1780315200):
+    for bad in (
+        "2026-06-01T12:00:00+00:00",
+        "2026-06-01 12:00:00Z",
+        "2026-06-01T12:00Z",
+        "2026-02-30T00:00:00Z",
+        "2026-06-01t12:00:00z",
+        1780315200,
+    ):
         with pytest.raises(ValueError, match="time"):
             parse_time(bad)
     with pytest.raises(ValueError, match="naive"):

@@ -27,20 +27,29 @@ WINDOW = Window(start=NOW - timedelta(hours=3), end=NOW - timedelta(hours=1))
 
 
 def clip(clip_id: str, start_h: float, end_h: float) -> ManifestClip:
-    return ManifestClip(clip_id=clip_id, start=NOW - timedelta(hours=start_h),
-                        end=NOW - timedelta(hours=end_h), bytes=1234, sha256="cd" * 32)
+    return ManifestClip(
+        clip_id=clip_id,
+        start=NOW - timedelta(hours=start_h),
+        end=NOW - timedelta(hours=end_h),
+        bytes=1234,
+        sha256="cd" * 32,
+    )
 
 
-MANIFEST = EvidenceManifest(jti="tok-1", device="porch-1", created=NOW,
-                            clips=(clip("c1", 2.5, 2.4), clip("c2", 1.1, 0.9)))
+MANIFEST = EvidenceManifest(
+    jti="tok-1", device="porch-1", created=NOW, clips=(clip("c1", 2.5, 2.4), clip("c2", 1.1, 0.9))
+)
 
 
 def test_round_trip() -> None:
     data = sign_manifest(MANIFEST, DEVICE_KEY)
     assert verify_manifest(data, DEVICE_KEY.public_key()) == MANIFEST
     header = json.loads(b64url_decode(json.loads(data)["signatures"][0]["protected"]))
-    assert header == {"alg": "Ed25519", "kid": key_id(DEVICE_KEY.public_key()),
-                      "typ": "doorbell-manifest+jws"}
+    assert header == {
+        "alg": "Ed25519",
+        "kid": key_id(DEVICE_KEY.public_key()),
+        "typ": "doorbell-manifest+jws",
+    }
 
 
 def test_other_device_key_is_refused() -> None:
@@ -81,26 +90,34 @@ def test_garbage_is_refused(data: bytes) -> None:
 
 
 def test_sign_refuses_manifests_the_cloud_would_refuse() -> None:
-    dup = EvidenceManifest(jti="tok-1", device="porch-1", created=NOW,
-                           clips=(clip("c1", 2, 1), clip("c1", 2, 1)))
+    dup = EvidenceManifest(
+        jti="tok-1", device="porch-1", created=NOW, clips=(clip("c1", 2, 1), clip("c1", 2, 1))
+    )
     with pytest.raises(ValueError, match="twice"):
         sign_manifest(dup, DEVICE_KEY)
-    backwards = EvidenceManifest(jti="tok-1", device="porch-1", created=NOW,
-                                 clips=(clip("c1", 1, 2),))
+    backwards = EvidenceManifest(
+        jti="tok-1", device="porch-1", created=NOW, clips=(clip("c1", 1, 2),)
+    )
     with pytest.raises(ValueError, match="ends before"):
         sign_manifest(backwards, DEVICE_KEY)
     with pytest.raises(ValueError, match="clip_id"):
-        sign_manifest(EvidenceManifest(jti="tok-1", device="porch-1", created=NOW,
-                                       clips=(clip("../x", 2, 1),)), DEVICE_KEY)
+        sign_manifest(
+            EvidenceManifest(
+                jti="tok-1", device="porch-1", created=NOW, clips=(clip("../x", 2, 1),)
+            ),
+            DEVICE_KEY,
+        )
 
 
 def test_window_check() -> None:
     check_manifest_window(MANIFEST, WINDOW)
     # A clip that straddles the window's start overlaps it and may be released.
-    check_manifest_window(EvidenceManifest(jti="t", device="d", created=NOW,
-                                           clips=(clip("edge", 3.2, 2.9),)), WINDOW)
-    outside = EvidenceManifest(jti="t", device="d", created=NOW,
-                               clips=(clip("c1", 2, 1.5), clip("late", 0.9, 0.5)))
+    check_manifest_window(
+        EvidenceManifest(jti="t", device="d", created=NOW, clips=(clip("edge", 3.2, 2.9),)), WINDOW
+    )
+    outside = EvidenceManifest(
+        jti="t", device="d", created=NOW, clips=(clip("c1", 2, 1.5), clip("late", 0.9, 0.5))
+    )
     with pytest.raises(ManifestError, match="late"):
         check_manifest_window(outside, WINDOW)
     # A clip ending exactly at the window's start does not overlap the half-open window.

@@ -32,13 +32,21 @@ from tests.unit.protocol_world import NOW
 EPOCH_KEY = pyrage.x25519.Identity.generate()
 ESCROW_KEY = pyrage.x25519.Identity.generate()
 ESCROW = EscrowMessage(
-    device="porch-1", epoch="1780315200-0a1b2c3d", start=NOW, end=NOW + timedelta(hours=1),
+    device="porch-1",
+    epoch="1780315200-0a1b2c3d",
+    start=NOW,
+    end=NOW + timedelta(hours=1),
     recipient=str(EPOCH_KEY.to_public()),
-    sealed=base64.b64encode(pyrage.encrypt(str(EPOCH_KEY).encode(),
-                                           [ESCROW_KEY.to_public()])).decode(),
+    sealed=base64.b64encode(
+        pyrage.encrypt(str(EPOCH_KEY).encode(), [ESCROW_KEY.to_public()])
+    ).decode(),
 )
-CASE = CaseRef(request_id="req-1", docket="2026-MJ-0042", authority="demo-district-court",
-               document_sha256="ab" * 32)
+CASE = CaseRef(
+    request_id="req-1",
+    docket="2026-MJ-0042",
+    authority="demo-district-court",
+    document_sha256="ab" * 32,
+)
 WINDOW = Window(start=NOW - timedelta(hours=3), end=NOW - timedelta(hours=1))
 
 
@@ -51,12 +59,20 @@ def test_escrow_round_trip_and_the_sealed_key_opens() -> None:
     assert str(pyrage.x25519.Identity.from_str(opened).to_public()) == got.recipient
 
 
-@pytest.mark.parametrize("edit", [
-    lambda d: d.update(v=2), lambda d: d.pop("sealed"), lambda d: d.update(extra=1),
-    lambda d: d.update(epoch="12"), lambda d: d.update(recipient="age1nope"),
-    lambda d: d.update(sealed="aGVsbG8="), lambda d: d.update(sealed="***"),
-    lambda d: d.update(end=d["start"]), lambda d: d.update(start="now"),
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d.update(v=2),
+        lambda d: d.pop("sealed"),
+        lambda d: d.update(extra=1),
+        lambda d: d.update(epoch="12"),
+        lambda d: d.update(recipient="age1nope"),
+        lambda d: d.update(sealed="aGVsbG8="),
+        lambda d: d.update(sealed="***"),
+        lambda d: d.update(end=d["start"]),
+        lambda d: d.update(start="now"),
+    ],
+)
 def test_escrow_refusals(edit: object) -> None:
     doc = json.loads(ESCROW.to_bytes())
     edit(doc)  # type: ignore[operator]
@@ -82,13 +98,22 @@ def test_escrow_ack() -> None:
 def test_result_round_trip_and_rules() -> None:
     ok = ResultMessage(jti="tok-1", status=ResultStatus.uploaded, clips=("c1", "c2"))
     assert parse_result(ok.to_bytes()) == ok
-    rejected = ResultMessage(jti="tok-2", status=ResultStatus.rejected, reason="stale_seq",
-                             detail="seq 3 is not above the last accepted 5")
+    rejected = ResultMessage(
+        jti="tok-2",
+        status=ResultStatus.rejected,
+        reason="stale_seq",
+        detail="seq 3 is not above the last accepted 5",
+    )
     assert parse_result(rejected.to_bytes()) == rejected
     with pytest.raises(MessageError, match="reason"):
         ResultMessage(jti="tok-2", status=ResultStatus.rejected).to_bytes()
-    for bad in ({"status": "maybe"}, {"reason": "Not A Code"}, {"clips": ["c1", "c1"]},
-                {"clips": "c1"}, {"detail": 5}):
+    for bad in (
+        {"status": "maybe"},
+        {"reason": "Not A Code"},
+        {"clips": ["c1", "c1"]},
+        {"clips": "c1"},
+        {"detail": 5},
+    ):
         doc = json.loads(ok.to_bytes())
         doc.update(bad)
         with pytest.raises(MessageError):
@@ -97,30 +122,52 @@ def test_result_round_trip_and_rules() -> None:
 
 def test_status_and_last_will() -> None:
     assert json.loads(LAST_WILL.to_bytes()) == {"v": 1, "state": "offline"}
-    online = StatusMessage(state=DeviceState.online,
-                           health={"free_bytes": 123, "clock_synchronized": True,
-                                   "camera": "ok", "temp_c": 51.5, "last_error": None})
+    online = StatusMessage(
+        state=DeviceState.online,
+        health={
+            "free_bytes": 123,
+            "clock_synchronized": True,
+            "camera": "ok",
+            "temp_c": 51.5,
+            "last_error": None,
+        },
+    )
     assert parse_status(online.to_bytes()) == online
     with pytest.raises(MessageError, match="reserved"):
         StatusMessage(state=DeviceState.online, health={"v": 2}).to_bytes()
-    for bad in (b'{"v":1,"state":"asleep"}', b'{"v":1,"state":"online","x":{"a":1}}',
-                b'{"v":1,"state":"online","Bad Name":1}', b'{"v":1}'):
+    for bad in (
+        b'{"v":1,"state":"asleep"}',
+        b'{"v":1,"state":"online","x":{"a":1}}',
+        b'{"v":1,"state":"online","Bad Name":1}',
+        b'{"v":1}',
+    ):
         with pytest.raises(MessageError):
             parse_status(bad)
 
 
 def test_notice_round_trip_and_rules() -> None:
-    notice = NoticeMessage(jti="tok-1", basis="warrant", case=CASE, window=WINDOW,
-                           clips=("c1",), released_at=NOW)
+    notice = NoticeMessage(
+        jti="tok-1", basis="warrant", case=CASE, window=WINDOW, clips=("c1",), released_at=NOW
+    )
     assert parse_notice(notice.to_bytes()) == notice
-    bads: list[dict[str, object]] = [{"basis": "voluntary"}, {"case": {}},
-                                      {"window": {"start": "x", "end": "y"}}, {"released_at": 5}]
+    bads: list[dict[str, object]] = [
+        {"basis": "voluntary"},
+        {"case": {}},
+        {"window": {"start": "x", "end": "y"}},
+        {"released_at": 5},
+    ]
     for bad in bads:
         doc = json.loads(notice.to_bytes())
         doc.update(bad)
         with pytest.raises(MessageError):
             parse_notice(json.dumps(doc).encode())
-    naive = NoticeMessage(jti="tok-1", basis="warrant", case=CASE, window=WINDOW, clips=(),
-                          released_at=NOW.replace(tzinfo=None))
+    naive = NoticeMessage(
+        jti="tok-1",
+        basis="warrant",
+        case=CASE,
+        window=WINDOW,
+        clips=(),
+        released_at=NOW.replace(tzinfo=None),
+    )
     with pytest.raises(MessageError, match="naive"):
         naive.to_bytes()

@@ -22,20 +22,31 @@ from tests.unit.protocol_world import seeded_key
 KEY = seeded_key("device-identity")
 BODY = hashlib.sha256(b"chunk").hexdigest()
 REQ: dict[str, Any] = {
-    "method": "PUT", "path": "/v1/evidence/tok-1/clip-7", "query": "offset=1024",
-    "timestamp": 1_780_000_000, "body_sha256": BODY, "device": "porch-1", "jti": "tok-1",
+    "method": "PUT",
+    "path": "/v1/evidence/tok-1/clip-7",
+    "query": "offset=1024",
+    "timestamp": 1_780_000_000,
+    "body_sha256": BODY,
+    "device": "porch-1",
+    "jti": "tok-1",
 }
 
 
 def test_headers_are_the_contract_names() -> None:
     assert (HEADER_DEVICE, HEADER_JTI, HEADER_TIMESTAMP, HEADER_SIGNATURE) == (
-        "X-Doorbell-Device", "X-Doorbell-Jti", "X-Doorbell-Timestamp", "X-Doorbell-Signature")
+        "X-Doorbell-Device",
+        "X-Doorbell-Jti",
+        "X-Doorbell-Timestamp",
+        "X-Doorbell-Signature",
+    )
 
 
 def test_signing_input_is_the_documented_lines() -> None:
     assert signing_input(**REQ) == (
         b"doorbell-request-v1\nPUT\n/v1/evidence/tok-1/clip-7\noffset=1024\n1780000000\n"
-        + BODY.encode() + b"\nporch-1\ntok-1")
+        + BODY.encode()
+        + b"\nporch-1\ntok-1"
+    )
 
 
 def test_round_trip() -> None:
@@ -45,11 +56,18 @@ def test_round_trip() -> None:
     verify_request(KEY.public_key(), sig, now=REQ["timestamp"] - 300, **REQ)
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("method", "GET"), ("path", "/v1/evidence/tok-1/clip-8"), ("query", "offset=0"),
-    ("timestamp", 1_780_000_001), ("body_sha256", "00" * 32), ("device", "porch-2"),
-    ("jti", "tok-2"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("method", "GET"),
+        ("path", "/v1/evidence/tok-1/clip-8"),
+        ("query", "offset=0"),
+        ("timestamp", 1_780_000_001),
+        ("body_sha256", "00" * 32),
+        ("device", "porch-2"),
+        ("jti", "tok-2"),
+    ],
+)
 def test_every_field_is_bound(field: str, value: Any) -> None:
     sig = sign_request(KEY, **REQ)
     changed = {**REQ, field: value}
@@ -73,10 +91,19 @@ def test_other_key_and_garbage_signatures_are_refused() -> None:
             verify_request(KEY.public_key(), garbage, now=REQ["timestamp"], **REQ)
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("method", "put"), ("path", "no-slash"), ("query", "a\nb"), ("device", "x\ny"),
-    ("jti", ""), ("timestamp", -1), ("timestamp", True), ("body_sha256", "AB" * 32),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("method", "put"),
+        ("path", "no-slash"),
+        ("query", "a\nb"),
+        ("device", "x\ny"),
+        ("jti", ""),
+        ("timestamp", -1),
+        ("timestamp", True),
+        ("body_sha256", "AB" * 32),
+    ],
+)
 def test_fields_that_could_collide_are_refused(field: str, value: Any) -> None:
     with pytest.raises(RequestSignatureError):
         signing_input(**{**REQ, field: value})

@@ -41,10 +41,20 @@ def ctx(**changes: Any) -> VerificationContext:
     return VerificationContext(**base)
 
 
-def verify(world: World, token: bytes, *, root: TrustRoot | None = None,
-           replay: Replay | None = None, **context: Any) -> ReleaseClaims:
-    return verify_token(token, root=root or world.root, context=ctx(**context),
-                        replay=replay if replay is not None else Replay())
+def verify(
+    world: World,
+    token: bytes,
+    *,
+    root: TrustRoot | None = None,
+    replay: Replay | None = None,
+    **context: Any,
+) -> ReleaseClaims:
+    return verify_token(
+        token,
+        root=root or world.root,
+        context=ctx(**context),
+        replay=replay if replay is not None else Replay(),
+    )
 
 
 def code_of(world: World, token: bytes, **kwargs: Any) -> RejectionCode:
@@ -85,7 +95,8 @@ def test_token_is_a_general_json_jws_that_joserfc_verifies(world: World) -> None
         assert header["kid"] in world.root.roles["release"].keyids
     keys = {kid: OKPKey.import_key(pub) for kid, pub in world.root.keys.items()}
     obj = joserfc_jws.deserialize_json(
-        doc, lambda m: keys[m.headers()["kid"]], algorithms=["Ed25519"])
+        doc, lambda m: keys[m.headers()["kid"]], algorithms=["Ed25519"]
+    )
     assert json.loads(obj.payload) == claims.to_payload()
 
 
@@ -111,8 +122,9 @@ def test_untrusted_key_using_a_trusted_kid_is_bad_signature(world: World) -> Non
     review_kid = key_id(world.release_keys[1].public_key())
     one = sign_token(world.claims(), world.release_keys[:1])
     forged = json.loads(sign_token(world.claims(), [intruder]))
-    header = b64url_encode(json.dumps(
-        {"alg": "Ed25519", "kid": review_kid, "typ": "doorbell-release+jws"}).encode())
+    header = b64url_encode(
+        json.dumps({"alg": "Ed25519", "kid": review_kid, "typ": "doorbell-release+jws"}).encode()
+    )
     signing_input = f"{header}.{forged['payload']}".encode()
     entry = {"protected": header, "signature": b64url_encode(intruder.sign(signing_input))}
     token = reshape(one, lambda d: d["signatures"].append(entry))
@@ -136,19 +148,21 @@ def test_payload_swapped_under_valid_signatures_is_bad_signature(world: World) -
 
 
 def test_kid_in_unprotected_header_is_refused(world: World) -> None:
-    token = reshape(world.token(), lambda d: d["signatures"][0].update(
-        header={"kid": "00" * 32}))
+    token = reshape(world.token(), lambda d: d["signatures"][0].update(header={"kid": "00" * 32}))
     assert code_of(world, token) is RejectionCode.bad_header
 
 
-@pytest.mark.parametrize("header", [
-    {"alg": "EdDSA", "typ": "doorbell-release+jws"},
-    {"alg": "none", "typ": "doorbell-release+jws"},
-    {"alg": "Ed25519", "typ": "JWT"},
-    {"alg": "Ed25519", "typ": "doorbell-manifest+jws"},
-    {"alg": "Ed25519", "typ": "doorbell-release+jws", "crit": ["b64"]},
-    {"alg": "Ed25519"},
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"alg": "EdDSA", "typ": "doorbell-release+jws"},
+        {"alg": "none", "typ": "doorbell-release+jws"},
+        {"alg": "Ed25519", "typ": "JWT"},
+        {"alg": "Ed25519", "typ": "doorbell-manifest+jws"},
+        {"alg": "Ed25519", "typ": "doorbell-release+jws", "crit": ["b64"]},
+        {"alg": "Ed25519"},
+    ],
+)
 def test_wrong_header_is_bad_header(world: World, header: dict[str, Any]) -> None:
     key = world.release_keys[0]
     doc = json.loads(world.token())
@@ -164,35 +178,47 @@ def test_oversized_is_refused_before_parsing(world: World) -> None:
     assert code_of(world, world.token(), max_token_bytes=100) is RejectionCode.oversized
 
 
-@pytest.mark.parametrize("data", [
-    b"", b"null", b"[]", b"{}", b'{"payload":"","signatures":[]}', b"\xff",
-    b'{"payload":"e30","signatures":[{"protected":"e30","signature":"AA"}]}',
-    b'{"payload":"e30","payload":"e30","signatures":[]}', b'{"payload":NaN}',
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"null",
+        b"[]",
+        b"{}",
+        b'{"payload":"","signatures":[]}',
+        b"\xff",
+        b'{"payload":"e30","signatures":[{"protected":"e30","signature":"AA"}]}',
+        b'{"payload":"e30","payload":"e30","signatures":[]}',
+        b'{"payload":NaN}',
+    ],
+)
 def test_garbage_is_malformed(world: World, data: bytes) -> None:
     assert code_of(world, data) is RejectionCode.malformed
 
 
-@pytest.mark.parametrize("edit", [
-    lambda p: p.update(v=2),
-    lambda p: p.update(v=True),
-    lambda p: p.update(extra="x"),
-    lambda p: p.pop("jti"),
-    lambda p: p.update(jti="../../etc"),
-    lambda p: p.update(seq=0),
-    lambda p: p.update(seq="1"),
-    lambda p: p.update(exp=p["iat"]),
-    lambda p: p.update(nbf=p["iat"] - 1),
-    lambda p: p.update(basis="voluntary"),
-    lambda p: p["window"].update(end=p["window"]["start"]),
-    lambda p: p["window"].update(start="yesterday"),
-    lambda p: p["case"].pop("docket"),
-    lambda p: p["case"].update(document_sha256="AB" * 32),
-    lambda p: p.pop("keys"),
-    lambda p: p.update(hold_until="2026-07-01T00:00:00Z"),
-    lambda p: p.update(upload="ftp://x/y"),
-    lambda p: p.update(notify_after="soon"),
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda p: p.update(v=2),
+        lambda p: p.update(v=True),
+        lambda p: p.update(extra="x"),
+        lambda p: p.pop("jti"),
+        lambda p: p.update(jti="../../etc"),
+        lambda p: p.update(seq=0),
+        lambda p: p.update(seq="1"),
+        lambda p: p.update(exp=p["iat"]),
+        lambda p: p.update(nbf=p["iat"] - 1),
+        lambda p: p.update(basis="voluntary"),
+        lambda p: p["window"].update(end=p["window"]["start"]),
+        lambda p: p["window"].update(start="yesterday"),
+        lambda p: p["case"].pop("docket"),
+        lambda p: p["case"].update(document_sha256="AB" * 32),
+        lambda p: p.pop("keys"),
+        lambda p: p.update(hold_until="2026-07-01T00:00:00Z"),
+        lambda p: p.update(upload="ftp://x/y"),
+        lambda p: p.update(notify_after="soon"),
+    ],
+)
 def test_claims_outside_the_schema_are_malformed(world: World, edit: Any) -> None:
     payload = world.claims().to_payload()
     edit(payload)
@@ -219,11 +245,19 @@ def test_other_issuer_is_wrong_issuer(world: World) -> None:
 
 def test_unsynchronized_clock_defers_before_judging_time(world: World) -> None:
     expired = world.claims(iat=0, nbf=0, exp=60, window=world.claims().window)
-    token = world.token(replace(expired, window=replace(
-        expired.window, start=expired.window.start.replace(year=1969),
-        end=expired.window.start.replace(year=1969, hour=13))))
+    token = world.token(
+        replace(
+            expired,
+            window=replace(
+                expired.window,
+                start=expired.window.start.replace(year=1969),
+                end=expired.window.start.replace(year=1969, hour=13),
+            ),
+        )
+    )
     assert code_of(world, world.token(), clock_synchronized=False) is (
-        RejectionCode.clock_unsynchronized)
+        RejectionCode.clock_unsynchronized
+    )
     assert code_of(world, token, clock_synchronized=False) is RejectionCode.clock_unsynchronized
 
 
@@ -241,17 +275,18 @@ def test_time_rules_with_skew(world: World) -> None:
 
 def test_token_life_limit_per_basis_and_owner_tightening(world: World) -> None:
     now = int(NOW.timestamp())
-    emergency = world.claims(basis="emergency", iat=now - 10, nbf=now - 10,
-                             exp=now - 10 + 3601)
+    emergency = world.claims(basis="emergency", iat=now - 10, nbf=now - 10, exp=now - 10 + 3601)
     assert code_of(world, world.token(emergency)) is RejectionCode.token_life_too_long
     ok = world.claims(iat=now - 10, nbf=now - 10, exp=now + 1800)
     assert verify(world, world.token(ok)).exp == now + 1800
     assert code_of(world, world.token(ok), max_token_life_s={"warrant": 600}) is (
-        RejectionCode.token_life_too_long)
+        RejectionCode.token_life_too_long
+    )
     # The owner cannot loosen: a huge owner limit leaves the root's 24 h in force.
     long = world.claims(iat=now - 10, nbf=now - 10, exp=now - 10 + 25 * 3600)
     assert code_of(world, world.token(long), max_token_life_s={"warrant": 10**7}) is (
-        RejectionCode.token_life_too_long)
+        RejectionCode.token_life_too_long
+    )
 
 
 def test_replay_and_stale_seq(world: World) -> None:
@@ -267,29 +302,37 @@ def test_replay_and_stale_seq(world: World) -> None:
 def test_basis_refused_by_owner(world: World) -> None:
     token = world.token(world.claims(basis="emergency"))
     assert code_of(world, token, allowed_bases=frozenset({"warrant"})) is (
-        RejectionCode.basis_not_allowed)
+        RejectionCode.basis_not_allowed
+    )
 
 
 def test_window_length_per_basis_and_owner_tightening(world: World) -> None:
     end = NOW - timedelta(hours=1)
-    long_emergency = world.claims(basis="emergency", window=replace(
-        world.claims().window, start=end - timedelta(hours=12, seconds=1), end=end))
+    long_emergency = world.claims(
+        basis="emergency",
+        window=replace(world.claims().window, start=end - timedelta(hours=12, seconds=1), end=end),
+    )
     assert code_of(world, world.token(long_emergency)) is RejectionCode.window_too_long
-    twelve = replace(long_emergency, window=replace(long_emergency.window,
-                                                    start=end - timedelta(hours=12)))
+    twelve = replace(
+        long_emergency, window=replace(long_emergency.window, start=end - timedelta(hours=12))
+    )
     assert verify(world, world.token(twelve)).basis == "emergency"
     assert code_of(world, world.token(twelve), max_window_s={"emergency": 3600}) is (
-        RejectionCode.window_too_long)
-    long_warrant = world.claims(window=replace(
-        world.claims().window, start=end - timedelta(hours=73), end=end))
+        RejectionCode.window_too_long
+    )
+    long_warrant = world.claims(
+        window=replace(world.claims().window, start=end - timedelta(hours=73), end=end)
+    )
     assert code_of(world, world.token(long_warrant), max_window_s={"warrant": 10**8}) is (
-        RejectionCode.window_too_long)
+        RejectionCode.window_too_long
+    )
 
 
 def test_window_ending_after_iat_is_in_future(world: World) -> None:
     claims = world.claims()
-    future = replace(claims, window=replace(
-        claims.window, end=NOW, start=NOW - timedelta(hours=1)))  # iat is NOW - 10 s
+    future = replace(
+        claims, window=replace(claims.window, end=NOW, start=NOW - timedelta(hours=1))
+    )  # iat is NOW - 10 s
     assert code_of(world, world.token(future)) is RejectionCode.window_in_future
 
 
@@ -298,15 +341,24 @@ def test_preservation_hold_limit(world: World) -> None:
     assert code_of(world, token) is RejectionCode.hold_too_long
 
 
-@pytest.mark.parametrize("recipient", ["age1nope", "not-age", "age1" + "q" * 58,
-                                       "AGE-SECRET-KEY-1QQQ"])
+@pytest.mark.parametrize(
+    "recipient", ["age1nope", "not-age", "age1" + "q" * 58, "AGE-SECRET-KEY-1QQQ"]
+)
 def test_recipient_must_parse(world: World, recipient: str) -> None:
     token = world.token(world.claims(recipient=recipient))
     assert code_of(world, token) is RejectionCode.bad_recipient
 
 
-@pytest.mark.parametrize("keys", ["", "%%%", "aGVsbG8", base64.b64encode(b"hello").decode(),
-                                  base64.urlsafe_b64encode(b"age-encryption.org/v1\n??").decode()])
+@pytest.mark.parametrize(
+    "keys",
+    [
+        "",
+        "%%%",
+        "aGVsbG8",
+        base64.b64encode(b"hello").decode(),
+        base64.urlsafe_b64encode(b"age-encryption.org/v1\n??").decode(),
+    ],
+)
 def test_keys_must_be_base64_of_an_age_file(world: World, keys: str) -> None:
     assert code_of(world, world.token(world.claims(keys=keys))) is RejectionCode.bad_keys
 
@@ -330,8 +382,9 @@ def test_delivered_identity_must_match_recorded_recipient(world: World) -> None:
 
 def test_keys_for_another_transport_key_are_bad_keys(world: World) -> None:
     stranger = pyrage.x25519.Identity.generate()
-    sealed = seal_keys_for_device({world.epoch_id: str(world.epoch_identity)},
-                                  str(stranger.to_public()))
+    sealed = seal_keys_for_device(
+        {world.epoch_id: str(world.epoch_identity)}, str(stranger.to_public())
+    )
     claims = verify(world, world.token(world.claims(keys=sealed)))
     with pytest.raises(TokenRejected) as exc:
         open_delivered_keys(claims, str(world.transport), world.recorded)
@@ -339,8 +392,12 @@ def test_keys_for_another_transport_key_are_bad_keys(world: World) -> None:
 
 
 def test_keys_plaintext_of_wrong_shape_is_bad_keys(world: World) -> None:
-    for plaintext in (b"AGE-SECRET-KEY-1", b'{"epochs": []}', b'{"epochs": {"x": "y"}}',
-                      b'{"epochs": {"1-0a1b2c3d": "AGE-SECRET-KEY-1QQ"}}'):
+    for plaintext in (
+        b"AGE-SECRET-KEY-1",
+        b'{"epochs": []}',
+        b'{"epochs": {"x": "y"}}',
+        b'{"epochs": {"1-0a1b2c3d": "AGE-SECRET-KEY-1QQ"}}',
+    ):
         sealed = pyrage.encrypt(plaintext, [world.transport.to_public()])
         keys = base64.b64encode(sealed).decode()
         claims = verify(world, world.token(world.claims(keys=keys)))
@@ -363,19 +420,26 @@ def test_bad_local_transport_identity_is_a_key_error(world: World) -> None:
     with pytest.raises(KeyFormatError):
         seal_keys_for_device({world.epoch_id: "nonsense"}, str(world.transport.to_public()))
     with pytest.raises(KeyFormatError):
-        seal_keys_for_device({"bad id": str(world.epoch_identity)},
-                             str(world.transport.to_public()))
+        seal_keys_for_device(
+            {"bad id": str(world.epoch_identity)}, str(world.transport.to_public())
+        )
 
 
 def test_first_failing_rule_wins(world: World) -> None:
     # Wrong device AND expired AND replayed: the earlier rule (aud) is reported.
     now = int(NOW.timestamp())
-    claims = world.claims(aud="porch-2", iat=now - 7200, nbf=now - 7200, exp=now - 3600,
-                          window=replace(world.claims().window,
-                                         start=NOW - timedelta(hours=4),
-                                         end=NOW - timedelta(hours=3)))
+    claims = world.claims(
+        aud="porch-2",
+        iat=now - 7200,
+        nbf=now - 7200,
+        exp=now - 3600,
+        window=replace(
+            world.claims().window, start=NOW - timedelta(hours=4), end=NOW - timedelta(hours=3)
+        ),
+    )
     assert code_of(world, world.token(claims), replay=Replay(jtis={"tok-1"})) is (
-        RejectionCode.wrong_device)
+        RejectionCode.wrong_device
+    )
 
 
 def test_context_refuses_loosening_shapes() -> None:

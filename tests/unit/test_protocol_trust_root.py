@@ -128,8 +128,9 @@ def test_key_entry_whose_id_is_not_its_hash_is_malformed() -> None:
     assert _code(exc) is RejectionCode.malformed
 
 
-@pytest.mark.parametrize("data", [b"", b"{", b"[]", b"null", b"\xff\xfe", b'{"signed":1}',
-                                  b'{"signed":{},"signed":{}}'])
+@pytest.mark.parametrize(
+    "data", [b"", b"{", b"[]", b"null", b"\xff\xfe", b'{"signed":1}', b'{"signed":{},"signed":{}}']
+)
 def test_garbage_is_malformed(data: bytes) -> None:
     with pytest.raises(TrustRootError) as exc:
         load_trust_root(data, now=NOW)
@@ -142,14 +143,19 @@ def test_oversized_root_is_refused_before_parsing() -> None:
     assert _code(exc) is RejectionCode.oversized
 
 
-def _successor(world_root: TrustRoot, new_root_keys: list[Ed25519PrivateKey], version: int
-               ) -> TrustRoot:
+def _successor(
+    world_root: TrustRoot, new_root_keys: list[Ed25519PrivateKey], version: int
+) -> TrustRoot:
     keys = dict(world_root.keys)
     for k in new_root_keys:
         keys[key_id(k.public_key())] = k.public_key()
     ids = frozenset(key_id(k.public_key()) for k in new_root_keys)
-    return replace(world_root, version=version, keys=MappingProxyType(keys),
-                   roles=MappingProxyType({**world_root.roles, "root": Role(ids, 2)}))
+    return replace(
+        world_root,
+        version=version,
+        keys=MappingProxyType(keys),
+        roles=MappingProxyType({**world_root.roles, "root": Role(ids, 2)}),
+    )
 
 
 def test_rotation_to_new_root_keys_needs_old_and_new_thresholds() -> None:
@@ -199,8 +205,13 @@ def test_mix_and_match_signatures_from_another_root_do_not_count() -> None:
     world = make_world()
     genuine = replace(world.root, version=2)
     genuine_doc = json.loads(sign_trust_root(genuine, world.root_keys))
-    loosened = replace(world.root, version=2, limits=MappingProxyType(
-        {**world.root.limits, "emergency": BasisLimits(30 * 24 * 3600, 30 * 24 * 3600)}))
+    loosened = replace(
+        world.root,
+        version=2,
+        limits=MappingProxyType(
+            {**world.root.limits, "emergency": BasisLimits(30 * 24 * 3600, 30 * 24 * 3600)}
+        ),
+    )
     forged = json.loads(sign_trust_root(loosened, []))
     forged["signatures"] = genuine_doc["signatures"]
     with pytest.raises(TrustRootError) as exc:

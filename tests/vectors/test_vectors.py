@@ -43,14 +43,16 @@ class VectorReplay:
 
 def context_of(vector: Mapping[str, Any]) -> VerificationContext:
     ctx = vector["context"]
-    owner = ctx["owner"] or {"allowed_bases": None, "max_window_s": {},
-                             "max_token_life_s": {}}
+    owner = ctx["owner"] or {"allowed_bases": None, "max_window_s": {}, "max_token_life_s": {}}
     allowed = owner["allowed_bases"]
     return VerificationContext(
-        device_id=ctx["device_id"], now=parse_time(ctx["now"]),
-        clock_synchronized=ctx["clock_synchronized"], skew_s=ctx["skew_s"],
+        device_id=ctx["device_id"],
+        now=parse_time(ctx["now"]),
+        clock_synchronized=ctx["clock_synchronized"],
+        skew_s=ctx["skew_s"],
         allowed_bases=None if allowed is None else frozenset(allowed),
-        max_window_s=owner["max_window_s"], max_token_life_s=owner["max_token_life_s"],
+        max_window_s=owner["max_window_s"],
+        max_token_life_s=owner["max_token_life_s"],
     )
 
 
@@ -58,23 +60,26 @@ def root_at(now: str) -> TrustRoot:
     return load_trust_root(ROOT_BYTES, now=parse_time(now))
 
 
-def run_token_vector(vector: Mapping[str, Any]) -> tuple[bool, str | None, ReleaseClaims | None,
-                                                        dict[str, str] | None]:
+def run_token_vector(
+    vector: Mapping[str, Any],
+) -> tuple[bool, str | None, ReleaseClaims | None, dict[str, str] | None]:
     """(accepted, code, claims, epochs) as a device would reach them."""
     token = base64.b64decode(vector["token_b64"])
     ctx = vector["context"]
     replay = VectorReplay(ctx["replay"]) if ctx["replay"] is not None else None
     try:
-        claims = verify_token(token, root=root_at(ctx["now"]), context=context_of(vector),
-                              replay=replay)
+        claims = verify_token(
+            token, root=root_at(ctx["now"]), context=context_of(vector), replay=replay
+        )
     except TokenRejected as exc:
         return False, exc.code.value, None, None
     if claims.keys is None:
         return True, None, claims, None
     device = VECTORS["device"]
     try:
-        epochs = open_delivered_keys(claims, device["transport_identity"],
-                                     device["recorded_epochs"])
+        epochs = open_delivered_keys(
+            claims, device["transport_identity"], device["recorded_epochs"]
+        )
     except TokenRejected as exc:
         return False, exc.code.value, claims, None
     return True, None, claims, epochs
