@@ -9,21 +9,30 @@ forbidden message can no longer be in flight.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import pwd
+import shutil
 import socket
 import ssl
+import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 from paho.mqtt.enums import MQTTProtocolVersion
 
 from cloud_stub.provision.ca import CertificateAuthority
-from cloud_stub.provision.keys import write_private, write_public
+from cloud_stub.provision.deployment import BrokerPaths, InitOptions, init_deployment
+from cloud_stub.provision.enroll import EnrollOptions, enroll_device
+from cloud_stub.provision.keys import new_age_key, write_private, write_public
 from protocol.topics import DeviceTopics, all_devices
-from tests.fixtures.broker import Broker, Inbox, publish, subscribe, tls_context
+from tests.fixtures.broker import Broker, Inbox, free_port, publish, subscribe, tls_context
 from tests.fixtures.deployment import ClientCredentials, TestDeployment
 
 pytestmark = pytest.mark.broker
 
+NOW = dt.datetime.now(dt.UTC)
 PROTOCOLS = [MQTTProtocolVersion.MQTTv5, MQTTProtocolVersion.MQTTv311]
 
 
@@ -129,14 +138,19 @@ CONNACK_OK = bytes.fromhex("20020000")
 
 
 def _raw_connect(broker: Broker, context: ssl.SSLContext) -> bytes:
+    return _raw_connect_to(broker.host, broker.port, context)
+
+
+def _raw_connect_to(host: str, port: int, context: ssl.SSLContext) -> bytes:
     """TLS handshake, MQTT CONNECT, and the broker's first bytes back (b"" on a close).
 
     In TLS 1.3 a rejected client certificate surfaces only at the first read, so the
-    answer to a CONNECT is what proves acceptance or refusal.
+    answer to a CONNECT is what proves acceptance or refusal. Raises OSError when
+    nothing listens.
     """
-    with socket.create_connection((broker.host, broker.port), timeout=5) as raw:
+    with socket.create_connection((host, port), timeout=5) as raw:
         try:
-            with context.wrap_socket(raw, server_hostname=broker.host) as tls:
+            with context.wrap_socket(raw, server_hostname=host) as tls:
                 tls.sendall(CONNECT)
                 return tls.recv(4)
         except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
@@ -200,3 +214,53 @@ def test_restart_keeps_queued_messages(broker: Broker, deployment: TestDeploymen
         device_id, client_id=client_id, clean_start=False, session_expiry_s=3600, inbox=inbox
     )
     assert inbox.get().payload == b"queued token"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_production_config_runs_as_the_mosquitto_user(tmp_path: Path) -> None:
+    """The config exactly as `init` renders it (user mosquitto, broker/ handed to that
+    user) starts, drops root, and serves an enrolled device."""
+    try:
+        mosquitto_user = pwd.getpwnam("mosquitto")
+    except KeyError:
+        pytest.skip("no mosquitto system user")
+    # pytest's temporary tree is 0700 root; a production deployment directory is not.
+    base = Path(tempfile.mkdtemp(prefix="doorbell-prod-"))
+    try:
+        base.chmod(0o755)
+        port = free_port()
+        layout = init_deployment(base / "deployment",
+                                 InitOptions(prefix="prod/v1", broker_port=port), now=NOW)
+        paths = BrokerPaths(layout)
+        assert f"listener {port} 127.0.0.1\n" in paths.config.read_text()
+        assert "user mosquitto\n" in paths.config.read_text()
+        assert paths.directory.stat().st_uid == mosquitto_user.pw_uid
+        owner = new_age_key().recipient
+        enroll_device(layout, "porch", EnrollOptions(owner_recipient=owner), now=NOW)
+        process = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(paths.config)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            context = tls_context(
+                ClientCredentials(layout.ca_cert, layout.device_bundle("porch").mqtt_cert,
+                                  layout.device_bundle("porch").mqtt_key),
+                layout.ca_cert,
+            )
+            deadline = time.monotonic() + 10
+            answer = b""
+            while time.monotonic() < deadline and process.poll() is None:
+                try:
+                    answer = _raw_connect_to("127.0.0.1", port, context)
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            assert answer == CONNACK_OK
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+            assert uid_line.split()[1:3] == [str(mosquitto_user.pw_uid)] * 2
+        finally:
+            process.terminate()
+            output, _ = process.communicate(timeout=10)
+        assert process.returncode == 0, output.decode(errors="replace")
+        assert (paths.data_dir / "mosquitto.db").is_file()  # written as mosquitto at exit
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
