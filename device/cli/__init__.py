@@ -14,7 +14,12 @@ from pathlib import Path
 
 from device.errors import DoorbellError
 
-COMMAND_MODULES: tuple[str, ...] = ("device.cli.agent", "device.cli.audit", "device.cli.clips")
+COMMAND_MODULES: tuple[str, ...] = (
+    "device.cli.agent",
+    "device.cli.audit",
+    "device.cli.clips",
+    "device.cli.token",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
