@@ -1,10 +1,13 @@
-"""`cloud-stub court sign|verify|list`: a tester's court, from the deployment directory.
+"""`cloud-stub court sign|verify|check|list`: a tester's court, from the deployment directory.
 
 ``court sign`` hashes a warrant document, builds the canonical warrant statement and
 signs it with the court's key (``courts/<court_id>.key``), then prints the fields an
-agency copies into its warrant request (JSON). ``court verify`` checks a request body
-(JSON file) against the registry, as the policy engine will. ``court list`` shows the
-registry. Only the key file and the registry are read; nothing is written.
+agency copies into its warrant request (JSON). ``court verify`` checks only the court's
+signature of a request body (JSON file). ``court check`` runs the whole legal check on a
+request body offline, with the deployment's policy file (``cloud/policy.toml`` when
+present) and registry, as the service will (without the agency's earlier preservations
+or the device registry). ``court list`` shows the registry. Only the key, the registry
+and the policy file are read; nothing is written.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from cloud_stub.errors import CloudError
+from cloud_stub.policy.base import PolicyContext
+from cloud_stub.policy.config import build_policy
 from cloud_stub.policy.courts import (
     WarrantStatement,
     load_court_key,
@@ -29,7 +34,13 @@ from cloud_stub.policy.courts import (
     verify_warrant_signature,
 )
 from cloud_stub.policy.errors import PolicyViolation
-from cloud_stub.policy.requests import OrderType, WarrantRequest, parse_request_json
+from cloud_stub.policy.requests import (
+    AnyRequest,
+    OrderType,
+    WarrantRequest,
+    basis_of,
+    parse_request_json,
+)
 from protocol.bundle import DeploymentLayout
 from protocol.keys import key_id
 
@@ -103,9 +114,7 @@ def _sign(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify(args: argparse.Namespace) -> int:
-    layout = DeploymentLayout(args.deployment)
-    registry = load_court_registry(layout.court_registry)
+def _read_request(args: argparse.Namespace) -> AnyRequest:
     try:
         with args.request.open("rb") as fh:
             body = fh.read(MAX_REQUEST_FILE + 1)
@@ -119,6 +128,13 @@ def _verify(args: argparse.Namespace) -> int:
         raise _UsageError(
             f"{args.request}: not a valid request: {exc.errors()[0]['msg']}"
         ) from None
+    return request
+
+
+def _verify(args: argparse.Namespace) -> int:
+    layout = DeploymentLayout(args.deployment)
+    registry = load_court_registry(layout.court_registry)
+    request = _read_request(args)
     if not isinstance(request, WarrantRequest):
         raise _UsageError(f"{args.request}: not a warrant request")
     try:
@@ -130,6 +146,27 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"NOT signed: {violation.reason} [{violation.code}]", file=sys.stderr)
         return 2
     print(f"signed by {court.name} ({court.court_id}), docket {statement.docket}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    layout = DeploymentLayout(args.deployment)
+    policy_path: Path | None = args.policy
+    if policy_path is None and (layout.cloud_dir / "policy.toml").is_file():
+        policy_path = layout.cloud_dir / "policy.toml"
+    policy = build_policy(policy_path)
+    ctx = PolicyContext(
+        now=_instant(args.now, "--now") if args.now else datetime.now(UTC),
+        courts=load_court_registry(layout.court_registry),
+        requester=args.requester,
+    )
+    request = _read_request(args)
+    try:
+        policy.check(request, ctx)
+    except PolicyViolation as violation:
+        print(f"REFUSED [{violation.code}]: {violation.reason}")
+        return 3
+    print(f"passes the legal check ({basis_of(request)}); a reviewer decides next")
     return 0
 
 
@@ -192,6 +229,14 @@ def register(sub: Any) -> None:
     verify.add_argument("request", type=Path, help="request body (JSON file)")
     verify.add_argument("--deployment", type=Path, default=Path("."), help="deployment directory")
     verify.set_defaults(handler=_guard("verify", _verify))
+
+    check = group_sub.add_parser("check", help="run the whole legal check on a request (JSON)")
+    check.add_argument("request", type=Path, help="request body (JSON file)")
+    check.add_argument("--deployment", type=Path, default=Path("."), help="deployment directory")
+    check.add_argument("--policy", type=Path, help="policy file (default: cloud/policy.toml)")
+    check.add_argument("--now", help="RFC 3339 (default: the system clock)")
+    check.add_argument("--requester", default="offline-check", help="the agency asking")
+    check.set_defaults(handler=_guard("check", _check))
 
     listing = group_sub.add_parser("list", help="the court registry")
     listing.add_argument("--deployment", type=Path, default=Path("."), help="deployment directory")

@@ -262,3 +262,37 @@ def test_the_installed_command_runs(deployment: TestDeployment) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert DEMO_COURT_ID in result.stdout
+
+
+def test_court_check_runs_the_whole_legal_check_offline(
+    deployment: TestDeployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = tmp_path / "warrant.pdf"
+    document.write_bytes(b"%PDF-1.7 the warrant")
+    assert cloud_stub_main(sign_args(deployment, document)) == 0
+    body = {
+        **json.loads(capsys.readouterr().out),
+        "agency": "Metro Police Department",
+        "investigator": "Det. Sam Ortiz",
+        "contact": "s.ortiz@metro-pd.example",
+        "agency_case_number": "MPD-2026-1187",
+        "recipient": new_recipient(),
+    }
+    request_file = tmp_path / "request.json"
+    request_file.write_text(json.dumps(body), encoding="utf-8")
+    root = str(deployment.layout.root)
+    check = ["court", "check", str(request_file), "--deployment", root]
+    assert cloud_stub_main([*check, "--now", "2026-11-29T12:00:00Z"]) == 0
+    assert "passes the legal check (warrant)" in capsys.readouterr().out
+    # Three weeks later the same warrant has expired.
+    assert cloud_stub_main([*check, "--now", "2026-12-20T12:00:00Z"]) == 3
+    assert "[warrant_expired]" in capsys.readouterr().out
+    # A stricter policy file refuses the 24 h window.
+    policy = tmp_path / "policy.toml"
+    policy.write_text("version = 1\n[warrant]\nmax_window_hours = 6\n", encoding="utf-8")
+    assert cloud_stub_main([*check, "--now", "2026-11-29T12:00:00Z", "--policy", str(policy)]) == 3
+    assert "[window_too_long]" in capsys.readouterr().out
+    # A body that is not a request is a usage error naming the file.
+    request_file.write_text('{"basis": "warrant", "area": "downtown"}', encoding="utf-8")
+    assert cloud_stub_main([*check, "--now", "2026-11-29T12:00:00Z"]) == 2
+    assert str(request_file) in capsys.readouterr().err
