@@ -11,6 +11,7 @@ from __future__ import annotations
 import platform
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -134,3 +135,36 @@ def test_a_good_bundle_then_stops_at_the_platform_check(tmp_path: Path, as_tar: 
     assert result.returncode == 1
     assert "needs 64-bit Raspberry Pi OS (aarch64)" in result.stderr
     assert "==>" not in result.stdout  # nothing was done
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    platform.machine() == "aarch64", reason="on a 64-bit ARM machine the script would install"
+)
+def test_bundles_from_cloud_stub_devices_enroll_are_accepted(tmp_path: Path) -> None:
+    cloud_stub = str(Path(sys.executable).parent / "cloud-stub")
+    owner = subprocess.run(["age-keygen"], capture_output=True, text=True, check=True).stdout
+    recipient = next(
+        line.split(": ", 1)[1] for line in owner.splitlines() if line.startswith("# public key")
+    )
+    deployment = tmp_path / "deployment"
+    subprocess.run(
+        [cloud_stub, "init", str(deployment)], capture_output=True, check=True, timeout=120
+    )
+    for device, option, target in [
+        ("porch-1", "--out", tmp_path / "porch-1"),
+        ("porch-2", "--tar", tmp_path / "porch-2.tar"),
+    ]:
+        subprocess.run(
+            [
+                *(cloud_stub, "devices", "enroll", device, "--owner-recipient", recipient),
+                *("--deployment", str(deployment), option, str(target)),
+            ],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+        result = run("--bundle", str(target))
+        # Every bundle check passed; only the platform stops it here.
+        assert result.returncode == 1
+        assert "needs 64-bit Raspberry Pi OS (aarch64)" in result.stderr, result.stderr
