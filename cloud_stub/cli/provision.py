@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud_stub.provision.agent_config import DEFAULT_INSTALL_DIR
-from cloud_stub.provision.deployment import InitOptions, init_deployment
+from cloud_stub.provision.deployment import BrokerPaths, InitOptions, init_deployment
 from cloud_stub.provision.enroll import EnrollOptions, enroll_device
 from cloud_stub.provision.errors import ProvisionError
 from protocol.bundle import DeploymentLayout
@@ -33,7 +33,7 @@ def _init(args: argparse.Namespace) -> int:
         return 1
     print(f"deployment created in {layout.root}")
     print(f"  trust root      {layout.trust_root}")
-    print(f"  broker config   {layout.broker_cert.parent / 'mosquitto.conf'}")
+    print(f"  broker config   {BrokerPaths(layout).config}")
     print(f"  escrow          {layout.escrow_recipient}")
     return 0
 

@@ -2,9 +2,10 @@
 
 The templates are the reviewed source of truth; rendering only fills ``${...}`` fields
 with values that were validated (`names`), so no operator input can add a directive or
-an ACL line. Raises `DeploymentError` when a template is missing or names an unknown
-field. The templates are read from the source tree (the supported install is a clone
-with ``pip install -e``); `template_dir` points elsewhere for other layouts.
+an ACL line. Raises `InvalidName` for a value mosquitto could not read (a path with a
+space) and `DeploymentError` when a template is missing or names an unknown field.
+The templates are read from the source tree (the supported install is a clone with
+``pip install -e``); `template_dir` points elsewhere for other layouts.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from cloud_stub.provision.errors import DeploymentError
+from cloud_stub.provision.errors import DeploymentError, InvalidName
 from cloud_stub.provision.names import check_prefix
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
@@ -37,9 +38,14 @@ class BrokerFiles:
     autosave_interval: int = DEFAULT_AUTOSAVE_S
 
 
-def _no_line_breaks(name: str, value: str) -> str:
-    if any(c in value for c in "\r\n\x00") or value != value.strip() or not value:
-        raise DeploymentError(f"broker setting {name} {value!r} cannot go into a config line")
+def check_config_value(name: str, value: str) -> str:
+    """Return `value` if it fits one mosquitto config word: mosquitto cannot quote, so no
+    whitespace or control character. Raises InvalidName otherwise."""
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        raise InvalidName(
+            f"{name} {value!r} cannot go into the broker config: mosquitto reads it up to "
+            "the first space and cannot quote (choose a path without spaces)"
+        )
     return value
 
 
@@ -71,7 +77,7 @@ def render_config(files: BrokerFiles, *, template_dir: Path = TEMPLATE_DIR) -> s
         "autosave_interval": str(files.autosave_interval),
     }
     for key, value in fields.items():
-        _no_line_breaks(key, value)
+        check_config_value(key, value)
     return _render(template_dir, CONFIG_TEMPLATE, fields)
 
 

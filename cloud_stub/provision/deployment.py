@@ -33,7 +33,12 @@ from pathlib import Path
 import tomli_w
 
 from cloud_stub.config import DeploymentSettings
-from cloud_stub.provision.broker_config import BrokerFiles, render_acl, render_config
+from cloud_stub.provision.broker_config import (
+    BrokerFiles,
+    check_config_value,
+    render_acl,
+    render_config,
+)
 from cloud_stub.provision.ca import CertificateAuthority
 from cloud_stub.provision.errors import AlreadyExists, WriteError
 from cloud_stub.provision.keys import (
@@ -227,6 +232,7 @@ def init_deployment(root: Path, options: InitOptions, *, now: dt.datetime) -> De
     check_user_name(options.broker_user)
     options = replace(options, api_url=check_url(options.api_url))
     root = root.absolute()
+    check_config_value("deployment directory", str(root))
     _claim_target(root)
     make_dir(root.parent)
     stage_root = root.parent / f".{root.name}.init-{secrets.token_hex(6)}"

@@ -507,6 +507,12 @@ def test_existing_outputs_are_refused(fresh_deployment: TestDeployment, tmp_path
     assert not layout.device_record("d1").exists()  # a refused enrolment registers nothing
 
 
+def test_init_refuses_a_path_mosquitto_cannot_read(tmp_path: Path) -> None:
+    with pytest.raises(InvalidName, match="without spaces"):
+        init_deployment(tmp_path / "my deployment", InitOptions(), now=NOW)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
     layout = init_deployment(tmp_path / "d", InitOptions(), now=NOW)
     ca = layout.ca_cert.read_bytes()
