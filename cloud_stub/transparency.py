@@ -22,7 +22,7 @@ Definitions (docs/policy.md):
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -192,8 +192,8 @@ def build_report(
 
     by_basis: Counter[str] = Counter()
     by_outcome: Counter[str] = Counter({o: 0 for o in OUTCOMES})
-    cross: dict[str, Counter[str]] = {}
-    agencies: dict[str, Counter[str]] = {}
+    cross: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    agencies: defaultdict[str, Counter[str]] = defaultdict(Counter)
     agency_data: Counter[str] = Counter()
     refusals: Counter[str] = Counter()
     devices: set[str] = set()
@@ -206,8 +206,8 @@ def build_report(
         outcome = _outcome(r.status)
         by_basis[r.basis] += 1
         by_outcome[outcome] += 1
-        cross.setdefault(r.basis, Counter())[outcome] += 1
-        agencies.setdefault(r.agency, Counter())[outcome] += 1
+        cross[r.basis][outcome] += 1
+        agencies[r.agency][outcome] += 1
         devices.update(r.devices)
         device_requests += len(r.devices)
         if outcome == "refused":
