@@ -93,9 +93,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error"
+        )
+        message = str(exc.detail)
+        if exc.status_code == 400:
+            message = f"the body could not be parsed as JSON ({message})"
         return JSONResponse(
-            error_body(code, str(exc.detail)),
+            error_body(code, message),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
