@@ -3,6 +3,7 @@
 #
 #   sudo deploy/raspberry-pi/install.sh --bundle /path/to/<device>.tar
 #   sudo deploy/raspberry-pi/install.sh --bundle /path/to/bundle-directory
+#   sudo deploy/raspberry-pi/install.sh            # upgrade an installed doorbell
 #
 # The bundle is what `cloud-stub devices enroll` wrote for this device (a directory, or
 # a tarball made with --tar). Run from a checkout of this repository on the Pi. Every
@@ -48,9 +49,10 @@ die() {
 
 usage() {
   cat <<USAGE
-usage: sudo $0 --bundle PATH [--source DIR] [--replace-bundle] [--no-start]
+usage: sudo $0 [--bundle PATH] [--source DIR] [--replace-bundle] [--no-start]
 
-  --bundle PATH      the device bundle from 'cloud-stub devices enroll' (directory or .tar)
+  --bundle PATH      the device bundle from 'cloud-stub devices enroll' (directory or .tar);
+                     needed for the first install, optional for an upgrade
   --source DIR       the sealed-doorbell checkout to install from (default: ${SOURCE})
   --replace-bundle   install a bundle for a different device id than the one installed
   --no-start         install everything but do not enable or start the service
@@ -94,10 +96,10 @@ parse_args() {
         ;;
     esac
   done
-  [[ -n "${BUNDLE}" ]] || {
+  if [[ -z "${BUNDLE}" && ! -f "${ETC}/device-id" ]]; then
     usage >&2
-    die "--bundle is required"
-  }
+    die "--bundle is required for the first install"
+  fi
 }
 
 # Unpack a tarball bundle into the private ${WORK} directory; print the bundle directory.
@@ -151,7 +153,7 @@ check_platform() {
     bookworm | trixie) ;;
     *) die "needs Raspberry Pi OS Bookworm or Trixie; this system is '${codename:-unknown}'" ;;
   esac
-  [[ "$(id -u)" -eq 0 ]] || die "run as root: sudo $0 --bundle ${BUNDLE}"
+  [[ "$(id -u)" -eq 0 ]] || die "run as root (sudo)"
   [[ -f "${SOURCE}/pyproject.toml" && -d "${SOURCE}/device" ]] \
     || die "${SOURCE} is not a sealed-doorbell checkout (use --source)"
   printf '%s\n' "${codename}"
@@ -270,15 +272,22 @@ main() {
   trap cleanup EXIT
   WORK="$(mktemp -d)"
   chmod 0700 "${WORK}"
-  local dir device codename
-  dir="$(open_bundle)"
-  device="$(check_bundle "${dir}")"
+  local dir="" device codename
+  if [[ -n "${BUNDLE}" ]]; then
+    dir="$(open_bundle)"
+    device="$(check_bundle "${dir}")"
+  else
+    device="$(tr -d '[:space:]' <"${ETC}/device-id")"
+    say "upgrading the installed device ${device}; its bundle and config stay as they are"
+  fi
   codename="$(check_platform)"
   say "installing sealed-doorbell for device ${device} on Raspberry Pi OS ${codename}"
   install_packages
   create_user
   install_agent "${codename}"
-  install_bundle "${dir}"
+  if [[ -n "${dir}" ]]; then
+    install_bundle "${dir}"
+  fi
   install_config
   install_unit
   say "done: device ${device} is installed"

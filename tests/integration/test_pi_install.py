@@ -82,7 +82,7 @@ def test_help_names_every_option() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((), "--bundle is required"),
+        ((), "--bundle is required for the first install"),
         (("--bundle",), "--bundle needs a path"),
         (("--bundle", "/nonexistent/porch.tar"), "does not exist"),
         (("--bundle", "x", "--colour"), "unknown argument: --colour"),
