@@ -9,6 +9,7 @@ docs/policy.md lists every rule, its codes, its default limit and where it comes
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import ClassVar
@@ -143,7 +144,12 @@ class NamedDevices:
 
     @staticmethod
     def is_wildcard(entry: str) -> bool:
-        """True when an entry asks for every device or an area instead of naming one."""
+        """True when an entry asks for every device or an area instead of naming one.
+
+        Compatibility forms are folded first (NFKC), so fullwidth letters and asterisks
+        count too.
+        """
+        entry = unicodedata.normalize("NFKC", entry)
         if any(ch in _GLOB_CHARS for ch in entry):
             return True
         lowered = entry.casefold().strip()
