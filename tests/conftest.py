@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.policy",
     "tests.fixtures.agent",
     "tests.fixtures.cloud",
+    "tests.fixtures.postgres",
 ]

@@ -1,0 +1,209 @@
+"""The store on SQLite and on a real PostgreSQL: the same tests, both backends.
+
+Covers what the service relies on the database for: API keys kept only as hashes,
+``seq`` strictly increasing per device under concurrent signers, the audit chain's
+appends serialized under concurrency, and the chain detecting any edited, removed or
+reordered row (and a removed tail) in the real store. The last test runs the whole
+submit-approve-release flow over HTTP against PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from cloud_stub.audit import AuditChainBroken
+from cloud_stub.errors import AuthenticationError
+from cloud_stub.store import Store
+from cloud_stub.store.audit_log import AuditTrail
+from cloud_stub.store.models import AuditRow, Principal
+from cloud_stub.store.principals import authenticate, create_principal
+from cloud_stub.store.sequence import allocate_seq, ensure_counter
+from tests.fixtures.cloud import open_cloud
+from tests.fixtures.deployment import TestDeployment
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    url: str = request.getfixturevalue("postgres_store_url")
+    return url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    s = Store(store_url)
+    s.create_schema()
+    yield s
+    s.dispose()
+
+
+def test_api_keys_are_stored_only_as_hashes(store: Store) -> None:
+    with store.transaction() as session:
+        row, key = create_principal(session, name="metro-pd", role="agency", org="metro-pd",
+                                    now=NOW)
+        assert key not in (row.key_sha256, row.key_id)
+    with store.transaction() as session:
+        stored = session.execute(select(Principal)).scalar_one()
+        assert key.split("_")[-1] not in stored.key_sha256
+        assert authenticate(session, key).name == "metro-pd"
+        with pytest.raises(AuthenticationError):
+            authenticate(session, key[:-2] + ("AA" if not key.endswith("AA") else "BB"))
+        stored.disabled = True
+    with store.transaction() as session, pytest.raises(AuthenticationError):
+        authenticate(session, key)
+
+
+def test_seq_is_strictly_increasing_under_concurrent_signers(store: Store) -> None:
+    with store.transaction() as session:
+        ensure_counter(session, "porch-cam")
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def signer() -> None:
+        for _ in range(15):
+            with store.transaction() as session:
+                value = allocate_seq(session, "porch-cam")
+            with lock:
+                got.append(value)
+
+    threads = [threading.Thread(target=signer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == list(range(1, 61))
+
+
+def _fill(store: Store, n: int) -> AuditTrail:
+    trail = AuditTrail(store)
+    for i in range(n):
+        with store.transaction() as session:
+            trail.append(session, at=NOW + timedelta(seconds=i), actor="reviewer:alice",
+                         action="request.approve", subject=f"request:{i}",
+                         detail={"reason": f"reason {i}", "n": i})
+    return trail
+
+
+def test_concurrent_appends_keep_one_chain(store: Store) -> None:
+    trail = AuditTrail(store)
+
+    def writer(k: int) -> None:
+        for i in range(10):
+            with store.transaction() as session:
+                trail.append(session, at=NOW, actor=f"w{k}", action="x", subject=f"s{i}",
+                             detail={"i": i})
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    report = trail.verify()
+    assert report.entries == 40
+    assert report.head_seq == 40
+
+
+def test_a_rolled_back_change_leaves_no_audit_entry(store: Store) -> None:
+    trail = _fill(store, 2)
+
+    def failing_change() -> None:
+        with store.transaction() as session:
+            trail.append(session, at=NOW, actor="a", action="b", subject="c", detail={})
+            raise RuntimeError("the state change failed after its audit entry")
+
+    with pytest.raises(RuntimeError):
+        failing_change()
+    assert trail.verify().entries == 2
+
+
+def test_the_audit_chain_detects_an_edited_row(store: Store) -> None:
+    trail = _fill(store, 6)
+    assert trail.verify().entries == 6
+    with store.transaction() as session:
+        session.execute(update(AuditRow).where(AuditRow.seq == 3)
+                        .values(detail={"reason": "nothing to see", "n": 2}))
+    with pytest.raises(AuditChainBroken) as info:
+        trail.verify()
+    assert info.value.seq == 3
+    assert "edited" in info.value.reason
+
+
+def test_the_audit_chain_detects_an_edited_actor(store: Store) -> None:
+    trail = _fill(store, 4)
+    with store.transaction() as session:
+        session.execute(update(AuditRow).where(AuditRow.seq == 2).values(actor="reviewer:bob"))
+    with pytest.raises(AuditChainBroken) as info:
+        trail.verify()
+    assert info.value.seq == 2
+
+
+def test_the_audit_chain_detects_a_removed_row(store: Store) -> None:
+    trail = _fill(store, 6)
+    with store.transaction() as session:
+        session.execute(delete(AuditRow).where(AuditRow.seq == 4))
+    with pytest.raises(AuditChainBroken) as info:
+        trail.verify()
+    assert info.value.seq == 4
+    assert "removed" in info.value.reason
+
+
+def test_the_audit_chain_detects_reordered_rows(store: Store) -> None:
+    trail = _fill(store, 6)
+    with store.transaction() as session:
+        two, three = (session.get(AuditRow, 2), session.get(AuditRow, 3))
+        assert two is not None
+        assert three is not None
+        fields = ("at", "actor", "action", "subject", "detail", "prev_hash", "hash")
+        a = {f: getattr(two, f) for f in fields}
+        b = {f: getattr(three, f) for f in fields}
+        for f in fields:
+            setattr(two, f, b[f])
+            setattr(three, f, a[f])
+    with pytest.raises(AuditChainBroken) as info:
+        trail.verify()
+    assert info.value.seq == 2
+
+
+def test_the_audit_chain_detects_a_removed_tail(store: Store) -> None:
+    trail = _fill(store, 6)
+    with store.transaction() as session:
+        session.execute(delete(AuditRow).where(AuditRow.seq >= 5))
+    with pytest.raises(AuditChainBroken) as info:
+        trail.verify()
+    assert "head" in info.value.reason
+
+
+@pytest.mark.slow
+def test_the_service_runs_on_the_store(store_url: str, deployment: TestDeployment,
+                                       tmp_path: Path) -> None:
+    """Submit, review and release over HTTP with this backend behind the service."""
+    for cloud in open_cloud(deployment, tmp_path, store_url=store_url):
+        agency = cloud.principal("agency", org="metro-pd")
+        reviewer = cloud.principal("reviewer", org="legal")
+        device = cloud.enroll()
+        now = datetime.now(UTC)
+        cloud.escrow_epoch(device.device_id, now - timedelta(hours=20),
+                           now - timedelta(hours=19))
+        world = cloud.world(agency, device.device_id)
+        submitted = cloud.submit(agency, world.warrant(device_ids=[device.device_id]))
+        assert submitted.status_code == 201, submitted.text
+        refused = cloud.submit(agency, {"basis": "voluntary"})
+        assert refused.json()["error"]["code"] == "voluntary_requests_discontinued"
+        request_id = submitted.json()["id"]
+        approved = cloud.http.post(f"/v1/requests/{request_id}/approve",
+                                   json={"reason": "Warrant verified with the court."},
+                                   headers=reviewer.headers)
+        assert approved.json()["status"] == "released", approved.text
+        report = cloud.http.get("/v1/transparency").json()
+        assert report["requests"] == 2
+        assert report["refusals_by_code"] == {"voluntary_requests_discontinued": 1}
+        assert cloud.service.core.audit.verify().entries >= 5
