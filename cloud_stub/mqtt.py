@@ -53,7 +53,6 @@ class MqttOptions:
     ca_cert: Path
     cert: Path
     key: Path
-    server_hostname: str | None = None  # the name in the broker certificate, if not host
     keepalive_s: int = 30
     max_payload: int = 256 * 1024
 
@@ -70,7 +69,6 @@ class MqttOptions:
             ca_cert=layout.ca_cert,
             cert=layout.cloud_mqtt_cert,
             key=layout.cloud_mqtt_key,
-            server_hostname=settings.broker.host if host else None,
             max_payload=service.core.limits.max_mqtt_payload,
         )
 
@@ -101,9 +99,7 @@ class CloudMqtt:
         )
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(options.ca_cert))
         context.load_cert_chain(str(options.cert), str(options.key))
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if options.server_hostname and options.server_hostname != options.host:
-            context.check_hostname = False  # the certificate is still verified against the CA
+        context.minimum_version = ssl.TLSVersion.TLSv1_2  # and the broker's name is checked
         self._client.tls_set_context(context)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
