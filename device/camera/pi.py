@@ -39,14 +39,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from device.camera.base import CameraFrame, EncodedPacket, parameter_sets
+from device.camera.base import ANNEX_B_START, CameraFrame, EncodedPacket
 from device.camera.factory import EncoderSettings
 from device.config import CameraSettings
 from device.errors import CameraError
@@ -65,11 +64,25 @@ STALL_SECONDS = 5.0  # frames arriving but no packet for this long: the encoder 
 CLOCK_STEP_SECONDS = 2.0  # wall clock this far from the sensor timeline: a clock step
 
 
-@dataclass(frozen=True, slots=True)
-class _Unit:
+class _Unit(NamedTuple):  # a tuple: built on the encoder thread for every frame
     data: bytes
     keyframe: bool
     timestamp_us: int
+
+
+def header_prefix(unit: bytes) -> bytes | None:
+    """The bytes before the first slice of an Annex-B access unit, if they hold an SPS
+    and a PPS; else None. Scans only up to the first slice (not the whole picture)."""
+    seen: set[int] = set()
+    at = unit.find(ANNEX_B_START)
+    while at != -1 and at + 3 < len(unit):
+        kind = unit[at + 3] & 0x1F
+        if kind in (1, 5):  # a coded slice: the parameter sets must have come already
+            end = at - 1 if at > 0 and unit[at - 1] == 0 else at
+            return unit[:end] if {7, 8} <= seen else None
+        seen.add(kind)
+        at = unit.find(ANNEX_B_START, at + 3)
+    return None
 
 
 class PacketSink:
@@ -130,13 +143,13 @@ class PacketSink:
     def _with_headers(self, data: bytes) -> bytes:
         # repeat=True puts SPS/PPS before every IDR; if an encoder ever does not, the
         # last seen parameter sets are put back in front (the seam promises them).
-        try:
-            self._headers = parameter_sets(data)
+        headers = header_prefix(data)
+        if headers is not None:
+            self._headers = headers
             return data
-        except ValueError:
-            if self._headers is None:
-                raise ValueError("first keyframe carries no SPS/PPS (repeat=False?)") from None
-            return self._headers + data
+        if self._headers is None:
+            raise ValueError("first keyframe carries no SPS/PPS (repeat=False?)")
+        return self._headers + data
 
     def fail(self, reason: str) -> None:
         with self._lock:

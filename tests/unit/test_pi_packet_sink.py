@@ -3,7 +3,7 @@ broken GOP through, and keeps the seam's promise of SPS/PPS before every keyfram
 
 from __future__ import annotations
 
-from device.camera.pi import PacketSink
+from device.camera.pi import PacketSink, header_prefix
 
 SPS = b"\x00\x00\x00\x01\x67\x42\x00\x1e"
 PPS = b"\x00\x00\x00\x01\x68\xce\x3c\x80"
@@ -63,3 +63,13 @@ def test_memoryview_buffers_are_copied() -> None:
     sink.accept(memoryview(buffer), True, 0)
     buffer[:] = b"\x00" * len(buffer)  # picamera2 reuses its mmap'd buffer
     assert sink.drain()[0].data == SPS + PPS + IDR
+
+
+def test_header_prefix_stops_at_the_first_slice() -> None:
+    aud = b"\x00\x00\x00\x01\x09\xf0"
+    sei = b"\x00\x00\x01\x06\x05\x01"
+    assert header_prefix(aud + SPS + PPS + IDR) == aud + SPS + PPS
+    assert header_prefix(SPS + sei + PPS + b"\x00\x00\x01\x65\x88") == SPS + sei + PPS
+    assert header_prefix(SPS + IDR) is None  # no PPS before the slice
+    assert header_prefix(IDR + SPS + PPS) is None  # parameter sets after the slice
+    assert header_prefix(b"") is None
