@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cloud_stub.cli.devices",
     "cloud_stub.cli.audit",
     "cloud_stub.cli.court",
+    "cloud_stub.cli.report",
 )
 
 
