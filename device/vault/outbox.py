@@ -75,12 +75,22 @@ class EscrowOutbox:
     def put(self, epoch_id: str, payload: bytes) -> Path:
         """Store one message durably. Raises OutboxError (also for a malformed message)."""
         self._check(epoch_id, payload)
-        path = self.directory / f"{time.time_ns():020d}-{epoch_id}.json"
+        path = self.directory / f"{self._next_sequence():020d}-{epoch_id}.json"
         try:
             write_atomic(path, payload)
         except OSError as exc:
             raise OutboxError(f"cannot write escrow message for epoch {epoch_id}: {exc}") from exc
         return path
+
+    def _next_sequence(self) -> int:
+        """Wall-clock nanoseconds, but always above every queued name: a Pi's clock may
+        step backwards when it first synchronizes, and the order must still be age order."""
+        highest = 0
+        for path in self.directory.glob("*.json"):
+            match = _NAME.fullmatch(path.name)
+            if match is not None:
+                highest = max(highest, int(match.group(1)))
+        return max(time.time_ns(), highest + 1)
 
     @staticmethod
     def _check(epoch_id: str, payload: bytes) -> None:

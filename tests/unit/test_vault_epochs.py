@@ -157,3 +157,12 @@ def test_bad_escrow_recipient_fails_at_start(vault_world: VaultWorld) -> None:
             vault_world.clock,
             device_id="d",
         )
+
+
+def test_outbox_keeps_age_order_when_the_wall_clock_steps_back(tmp_path: Path) -> None:
+    outbox = EscrowOutbox(tmp_path / "outbox")
+    # a message queued under a clock far in the future (before an NTP correction)
+    future = tmp_path / "outbox" / "09999999999999999999-1700000000-0123abcd.json"
+    future.write_bytes(b'{"epoch":"1700000000-0123abcd"}')
+    outbox.put("1700000060-0123abce", b'{"epoch":"1700000060-0123abce"}')
+    assert [p.epoch_id for p in outbox.pending()] == ["1700000000-0123abcd", "1700000060-0123abce"]
