@@ -18,6 +18,8 @@ end the loop; the clip in progress is finished and sealed before the process exi
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import importlib
 import json
 import logging
@@ -52,6 +54,7 @@ SERVICE_MODULES: tuple[str, ...] = ("device.release.service", "device.homeassist
 
 STATUS_FILE = "status.json"
 STATUS_EVERY_S = 1.0  # wall-clock seconds between status rewrites
+STORAGE_STATUS_EVERY_S = 10.0  # wall-clock seconds between reads of the store's health
 RETENTION_EVERY = timedelta(minutes=1)
 CAMERA_RETRY_S = 5.0
 
@@ -126,6 +129,7 @@ class Agent:
         self._last_status_write = 0.0
         self._last_retention: datetime | None = None
         self._camera_state = "stopped"
+        self._storage_cache: tuple[int, float, dict[str, Any]] | None = None
 
     @classmethod
     def from_config(
@@ -284,17 +288,7 @@ class Agent:
     def status(self) -> dict[str, Any]:
         """The agent's health as JSON-ready data (no footage, no keys)."""
         rec = self._recorder
-        try:
-            health = self.store.health
-            storage: dict[str, Any] = {
-                "full": health.storage_full or rec.storage_full,
-                "reason": health.reason,
-                "free_bytes": health.free_bytes,
-                "used_bytes": health.used_bytes,
-                "clips": health.clips,
-            }
-        except DoorbellError as exc:
-            storage = {"full": rec.storage_full, "reason": f"index unavailable: {exc}"}
+        storage = self._storage_status()
         last = rec.last_clip
         last_clip = None
         if last is not None:
@@ -329,6 +323,30 @@ class Agent:
             },
         }
 
+    def _storage_status(self) -> dict[str, Any]:
+        """The store's health, re-read at most every STORAGE_STATUS_EVERY_S or after a
+        clip ended (it lists the index, too costly for every status write)."""
+        ended = self._recorder.clips_finished + self._recorder.clips_failed
+        mono = time.monotonic()
+        cached = self._storage_cache
+        if cached is not None and cached[0] == ended and mono - cached[1] < STORAGE_STATUS_EVERY_S:
+            storage = dict(cached[2])
+        else:
+            try:
+                health = self.store.health
+                storage = {
+                    "full": health.storage_full,
+                    "reason": health.reason,
+                    "free_bytes": health.free_bytes,
+                    "used_bytes": health.used_bytes,
+                    "clips": health.clips,
+                }
+            except DoorbellError as exc:
+                storage = {"full": False, "reason": f"index unavailable: {exc}"}
+            self._storage_cache = (ended, mono, dict(storage))
+        storage["full"] = bool(storage["full"]) or self._recorder.storage_full
+        return storage
+
     def _write_status(self, *, state: str, force: bool) -> None:
         mono = time.monotonic()
         if not force and mono - self._last_status_write < STATUS_EVERY_S:
@@ -346,6 +364,30 @@ class Agent:
             recording=self._recorder.recording,
             clock_synchronized=self.clock.synchronized(),
         )
+
+
+M_ARENA_MAX = -8  # glibc <malloc.h>
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas() -> bool:
+    """Cap glibc's malloc arenas for this process (a long-running daemon on a Pi).
+
+    Every thread that allocates (control socket, GPIO callbacks, MQTT) may otherwise get
+    its own 64 MiB-reserved arena whose touched pages stay resident. Returns False where
+    libc has no `mallopt` (musl) or refuses; the agent works either way.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(M_ARENA_MAX, MALLOC_ARENAS))
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -1,12 +1,13 @@
 """Motion detection on the low-resolution grayscale stream.
 
 Per frame: average `downscale` x `downscale` blocks (cv2.INTER_AREA: a cheap first
-noise filter that also cuts the work by its square), Gaussian blur (sensor noise), subtract the frame's global brightness change
-against the background (a cloud, a streetlight switching on), absolute difference
-against a running average of past frames (`cv2.accumulateWeighted`, which follows slow
-daylight drift), threshold, drop excluded zones, and count the changed fraction of the
-frame. Motion starts after `start_frames` consecutive changed frames (a single-frame
-glitch is not a visitor) and ends after `quiet_s` without a changed frame.
+noise filter that also cuts the work by its square), Gaussian blur (sensor noise),
+subtract the frame's global brightness change against the background (a cloud, a
+streetlight switching on), absolute difference against a running average of past
+frames (`cv2.accumulateWeighted`, which follows slow daylight drift), threshold, drop
+excluded zones, and count the changed fraction of the frame. Motion starts after
+`start_frames` consecutive changed frames (a single-frame glitch is not a visitor) and
+ends after `quiet_s` without a changed frame.
 
 The detector is a pure object with state: frames and their times in, a `MotionUpdate`
 out. No I/O, no clock: the caller passes each frame's timestamp.

@@ -57,7 +57,8 @@ class SceneRenderer:
         self._bg_lores = lores.astype(np.int16)
         sigma = chosen.noise_sigma
         self._noise = [
-            np.rint(rng.normal(0.0, sigma, (lores_height, lores_width))).astype(np.int16)
+            np.clip(np.rint(rng.normal(0.0, sigma, (lores_height, lores_width))), -127, 127)
+            .astype(np.int8)
             for _ in range(NOISE_BANK)
         ]
         self._main = np.empty((height * 3 // 2, width), dtype=np.uint8)
@@ -97,17 +98,27 @@ def _shift_table(offset: int) -> npt.NDArray[np.uint8]:
 
 
 def _background(rng: np.random.Generator, width: int, height: int) -> npt.NDArray[np.uint8]:
-    """A doorstep: a wall gradient, a door, a mat and some smooth texture, from the seed."""
-    rows = np.linspace(150, 110, height, dtype=np.float32)[:, None]
-    base = np.repeat(rows, width, axis=1)
+    """A doorstep: a wall gradient, a door, a mat and some smooth texture, from the seed.
+
+    The smooth parts are computed at a quarter of the size and scaled up, so building a
+    1280x720 scene never holds more than one full-size plane (the agent's peak memory).
+    """
+    sw, sh = max(2, width // 4), max(2, height // 4)
+    rows = np.linspace(150, 110, sh, dtype=np.float32)[:, None]
+    small = np.repeat(rows, sw, axis=1)
     texture = rng.normal(0.0, 8.0, (max(2, height // 40), max(2, width // 40))).astype(np.float32)
-    base += cv2.resize(texture, (width, height), interpolation=cv2.INTER_CUBIC)
+    small += cv2.resize(texture, (sw, sh), interpolation=cv2.INTER_CUBIC)
+    small_u8 = np.clip(small, 0, 255).astype(np.uint8)
+    base = np.asarray(
+        cv2.resize(small_u8, (width, height), interpolation=cv2.INTER_LINEAR), dtype=np.uint8
+    )
     door_w, door_h = int(width * 0.22), int(height * 0.7)
     left = int(width * (0.5 + rng.uniform(-0.08, 0.08))) - door_w // 2
     top = int(height * 0.18)
-    base[top : top + door_h, left : left + door_w] = 100 + rng.uniform(-8, 8)
-    base[int(height * 0.9) :, :] -= 25  # the step and the mat
-    return np.clip(base, 0, 255).astype(np.uint8)
+    base[top : top + door_h, left : left + door_w] = round(100 + rng.uniform(-8, 8))
+    mat = base[int(height * 0.9) :, :]
+    np.copyto(mat, cv2.LUT(mat, _shift_table(-25)))  # the step and the mat
+    return base
 
 
 def _draw_figure(

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from device.agent import Agent, read_status
+from device.agent import Agent, limit_malloc_arenas, read_status
 from device.button.control import send_command
 from device.config import AgentConfig, load_config
 from device.errors import ConfigError, DoorbellError
@@ -39,6 +39,11 @@ def register(sub: Any) -> None:
     sim.add_argument(
         "--fast", action="store_true", help="run as fast as possible instead of in real time"
     )
+    sim.add_argument(
+        "--start",
+        help="RFC 3339 time at which the scene starts (default: now), e.g. to record a "
+        "visit that happened ten minutes ago",
+    )
     sim.set_defaults(handler=cmd_simulate)
 
     ring = sub.add_parser("ring", help="press the simulated doorbell of a running agent")
@@ -51,6 +56,7 @@ def register(sub: Any) -> None:
 
 
 def _logging() -> None:
+    limit_malloc_arenas()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -99,13 +105,26 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     camera = config.camera.model_copy(update=camera_update)
     button = config.button.model_copy(update={"kind": "sim"})
     config = config.model_copy(update={"camera": camera, "button": button})
-    clock: Clock = ManualClock(datetime.now(UTC))
+    clock: Clock = ManualClock(_scene_start(args.start))
     agent = Agent.from_config(config, clock=clock, simulated=True)
     _install_signals(agent)
     agent.run(duration_s=args.duration)
     status = agent.status()
     print(json.dumps({"clips_sealed": status["clips_sealed"], "last_clip": status["last_clip"]}))
     return 0
+
+
+def _scene_start(text: str | None) -> datetime:
+    """--start as an aware UTC time. Raises ConfigError naming the option."""
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        start = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigError(f"--start {text!r} is not an RFC 3339 time") from exc
+    if start.tzinfo is None:
+        raise ConfigError(f"--start {text!r} has no time zone (add Z for UTC)")
+    return start.astimezone(UTC)
 
 
 def _socket_and_state(args: argparse.Namespace) -> tuple[Path, Path]:

@@ -31,7 +31,9 @@ def wait_for(path: Path, timeout: float = 30.0) -> None:
 def test_ring_and_status_reach_a_running_agent_and_sigterm_seals_the_clip(
     agent_env: AgentEnv,
 ) -> None:
-    agent_env.write_config(camera={"realtime": True})
+    # A long post-roll: the clip must still be open when `status` (a new process on a
+    # busy machine) asks, and SIGTERM must be what ends it.
+    agent_env.write_config(camera={"realtime": True}, recorder={"post_roll_s": 60.0})
     proc = subprocess.Popen(
         agent_env.cli_command("simulate", "--scene", "empty", "--duration", "120"),
         stdout=subprocess.PIPE,

@@ -1,0 +1,141 @@
+"""Peak memory of the agent recording 1280x720 for ten minutes of simulated time.
+
+Runs ``doorbell-agent simulate --scene visitor --duration 600 --fast`` as a child
+process with a post-roll long enough that it records the whole time (clips are cut at
+`max_clip_s` = 120 s and continue), and samples the child's VmRSS/VmHWM from /proc
+while reading the simulated time from its status file. Figures: peak RSS against the
+150 MiB budget, and RSS at minute ten against RSS at minute two (baseline, same run):
+the ratio must stay at 1 (no growth; a few MiB of allocator noise is tolerated).
+
+Run: .venv/bin/python bench/bench_agent_memory.py [--minutes 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pyrage
+import tomli_w
+
+from bench._report import ratio_line
+
+MiB = 1024 * 1024
+BUDGET_MIB = 150.0
+GROWTH_TOLERANCE_MIB = 8.0
+
+
+def proc_memory(pid: int) -> tuple[int, int] | None:
+    """(VmRSS, VmHWM) in bytes, None once the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    values = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) * 1024
+    if len(values) < 2:
+        return None
+    return values["VmRSS"], values["VmHWM"]
+
+
+def simulated_seconds(status: Path, start: datetime | None) -> tuple[float, datetime | None]:
+    try:
+        data = json.loads(status.read_text())
+    except (OSError, ValueError):
+        return 0.0, start
+    now = datetime.fromisoformat(data["clock"]["now"])
+    if start is None:
+        start = now
+    return (now - start).total_seconds(), start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=int, default=10)
+    args = parser.parse_args()
+    agent = Path(sys.executable).parent / "doorbell-agent"
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
+        root = Path(tmp)
+        state = root / "state"
+        config = root / "agent.toml"
+        config.write_text(
+            tomli_w.dumps(
+                {
+                    "agent": {"state_dir": str(state)},
+                    "camera": {"width": 1280, "height": 720, "fps": 30},
+                    "recorder": {"post_roll_s": 300.0, "max_clip_s": 120.0},
+                    "keys": {
+                        "owner_recipient": str(pyrage.x25519.Identity.generate().to_public()),
+                        "escrow_recipient": str(pyrage.x25519.Identity.generate().to_public()),
+                    },
+                }
+            )
+        )
+        duration = 60 * args.minutes + 20  # minute N is sampled while still recording
+        command = [
+            str(agent),
+            "--config",
+            str(config),
+            "simulate",
+            "--scene",
+            "visitor",
+            "--duration",
+            str(duration),
+            "--fast",
+        ]
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        per_minute: dict[int, int] = {}
+        peak = 0
+        start: datetime | None = None
+        began = time.monotonic()
+        while proc.poll() is None:
+            sample = proc_memory(proc.pid)
+            if sample is not None:
+                rss, hwm = sample
+                peak = max(peak, hwm)
+                seconds, start = simulated_seconds(state / "status.json", start)
+                minute = int(seconds // 60)
+                if 1 <= minute <= args.minutes and minute not in per_minute:
+                    per_minute[minute] = rss
+                    print(
+                        f"  minute {minute:2d}: RSS {rss / MiB:7.1f} MiB "
+                        f"(peak so far {peak / MiB:6.1f} MiB, "
+                        f"wall {time.monotonic() - began:5.0f} s)",
+                        flush=True,
+                    )
+            time.sleep(0.25)
+        out = proc.stdout.read().decode() if proc.stdout else ""
+        if proc.returncode != 0:
+            raise SystemExit(f"agent failed with {proc.returncode}")
+        clips = json.loads(out.strip().splitlines()[-1])["clips_sealed"]
+    print(f"  clips sealed: {clips}")
+    print(
+        ratio_line("agent peak RSS, 1280x720 (vs budget)", peak / MiB, BUDGET_MIB, "MiB", "<= 1.00")
+    )
+    first, last = 2, max(per_minute)
+    if first in per_minute:
+        growth = (per_minute[last] - per_minute[first]) / MiB
+        print(
+            ratio_line(
+                f"RSS at minute {last} (vs minute {first})",
+                per_minute[last] / MiB,
+                per_minute[first] / MiB,
+                "MiB",
+                f"~1.00, growth {growth:+.1f} MiB, tolerance {GROWTH_TOLERANCE_MIB} MiB",
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
