@@ -1,0 +1,161 @@
+"""The operator's command line against a real deployment and store: principals and
+their keys, requests list/show/approve/deny, devices list, the report, audit verify,
+and `cloud-stub serve` as a real process on a loopback port."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from cloud_stub.cli import main
+from cloud_stub.core import caller_of
+from cloud_stub.policy.courts import load_court_key
+from cloud_stub.policy.requests import parse_request
+from cloud_stub.service import CloudService
+from cloud_stub.store import Store
+from cloud_stub.store.models import AuditRow
+from cloud_stub.store.principals import authenticate
+from tests.fixtures.cloud import loopback_socket
+from tests.fixtures.deployment import TestDeployment
+from tests.fixtures.policy import COURT_ID, PolicyWorld
+
+
+class Cli:
+    def __init__(self, deployment: TestDeployment, store: Path,
+                 capsys: pytest.CaptureFixture[str]) -> None:
+        self.deployment = deployment
+        self.store_url = f"sqlite:///{store}"
+        self.capsys = capsys
+
+    def run(self, *argv: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = main([*argv, "--deployment", str(self.deployment.layout.root),
+                     "--store-url", self.store_url])
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def json(self, *argv: str) -> Any:
+        code, out, err = self.run(*argv, "--json")
+        assert code == 0, err
+        return json.loads(out)
+
+
+@pytest.fixture
+def cli(fresh_deployment: TestDeployment, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(fresh_deployment, tmp_path / "cli.sqlite3", capsys)
+
+
+def test_an_agency_gets_a_key_once_and_an_identity_file(cli: Cli) -> None:
+    code, out, _ = cli.run("agencies", "add", "metro-pd")
+    assert code == 0
+    assert "API key (shown once" in out
+    key_file = cli.deployment.layout.agency_dir("metro-pd") / "agency.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert key_file.read_text().startswith("AGE-SECRET-KEY-1")
+    code, _, err = cli.run("agencies", "add", "metro-pd")
+    assert code == 1
+    assert "already exists" in err
+    with pytest.raises(SystemExit) as info:  # --org is required for a reviewer
+        cli.run("reviewers", "add", "alice")
+    assert info.value.code == 2
+
+
+def test_requests_through_the_cli(cli: Cli) -> None:
+    agency = cli.json("agencies", "add", "metro-pd")
+    cli.json("reviewers", "add", "alice", "--org", "legal")
+    cli.json("reviewers", "add", "bob", "--org", "metro-pd")
+    device = cli.deployment.enroll_device(cli.deployment.new_device_id("cam"))
+    device_id = device.device_id_file.read_text().strip()
+    devices = cli.json("devices", "list")
+    assert device_id in [d["id"] for d in devices]
+
+    world = PolicyWorld(now=datetime.now(UTC).replace(microsecond=0),
+                        court_key=load_court_key(cli.deployment.layout.court_key(COURT_ID)),
+                        recipient=agency["recipient"])
+    service = CloudService.open(cli.deployment.layout.root, store_url=cli.store_url)
+    try:
+        with service.store.transaction() as session:
+            caller = caller_of(authenticate(session, agency["api_key"]))
+        view = service.intake.submit(caller,
+                                     parse_request(world.warrant(device_ids=[device_id])))
+    finally:
+        service.close()
+
+    listed = cli.json("requests", "list")
+    assert [r["id"] for r in listed] == [view.id]
+    code, out, _ = cli.run("requests", "list")
+    assert code == 0
+    assert "pending_review" in out
+    assert view.id in out
+
+    code, _, err = cli.run("requests", "approve", view.id, "--reviewer", "bob",
+                           "--reason", "Looks fine to me, same team.")
+    assert code == 1
+    assert "separation_of_duties" in err
+    shown = cli.json("requests", "approve", view.id, "--reviewer", "alice",
+                     "--reason", "Warrant verified with the court clerk.")
+    assert shown["status"] == "no_footage"  # nothing escrowed for this device yet
+    code, out, _ = cli.run("requests", "show", view.id)
+    assert "alice" in out
+    assert "no_escrowed_epochs" in out
+
+    report = cli.json("report")
+    assert report["requests"] == 1
+    code, out, _ = cli.run("report")
+    assert code == 0
+    assert out.strip()
+
+    verified = cli.json("audit", "verify")
+    assert verified["ok"] is True
+    store = Store(cli.store_url)
+    with store.transaction() as session:
+        session.execute(update(AuditRow).where(AuditRow.seq == 2).values(actor="someone"))
+    store.dispose()
+    code, _, err = cli.run("audit", "verify")
+    assert code == 2
+    assert "entry 2" in err
+
+
+def test_serve_runs_the_api(fresh_deployment: TestDeployment, tmp_path: Path) -> None:
+    sock = loopback_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "cloud-stub"), "serve", "--deployment",
+         str(fresh_deployment.layout.root), "--store-url", f"sqlite:///{tmp_path / 's.db'}",
+         "--port", str(port), "--no-mqtt"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(process.stdout.read().decode() if process.stdout
+                                         else "serve exited") from None
+                time.sleep(0.2)
+        assert response.json() == {"status": "ok"}
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/requests").status_code == 401
+        assert httpx.get(f"http://127.0.0.1:{port}/openapi.json").status_code == 200
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+        if process.stdout is not None:
+            process.stdout.close()
