@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud_stub.core import PrincipalCaller, ServiceCore
-from cloud_stub.errors import Forbidden
+from cloud_stub.errors import Conflict, Forbidden
 from cloud_stub.policy.base import Policy, PolicyContext, PreservationRecord
 from cloud_stub.policy.courts import Court
 from cloud_stub.policy.errors import PolicyViolation
@@ -203,3 +203,41 @@ class Intake:
 
 def preservation_hold(request: PreservationRequest, now: datetime) -> datetime:
     return now + timedelta(days=request.hold_days or DEFAULT_HOLD_DAYS)
+
+
+class FollowUp:
+    """The legal process an agency files after an emergency disclosure (due within 48 h)."""
+
+    def __init__(self, core: ServiceCore) -> None:
+        self.core = core
+
+    def record(self, caller: PrincipalCaller, request_id: str, *, docket: str,
+               court_id: str, document_sha256: str) -> RequestView:
+        """Record the follow-up on the agency's own emergency request.
+
+        Raises `NotFound` (not this agency's), `Conflict` (not an emergency, not granted,
+        already recorded).
+        """
+        now = self.core.now()
+        with self.core.store.transaction() as session:
+            row = self.core.visible_request(session, caller, request_id)
+            if caller.role != "agency":
+                raise Forbidden("only the requesting agency files the follow-up")
+            if row.basis != Basis.EMERGENCY.value:
+                raise Conflict("only an emergency request takes a follow-up", code="not_emergency")
+            if row.status in (Status.REFUSED, Status.DENIED, Status.PENDING_REVIEW):
+                raise Conflict(f"the request is {row.status}; nothing was disclosed",
+                               code="not_granted")
+            if row.follow_up_received:
+                raise Conflict("the follow-up was already recorded", code="already_recorded")
+            row.follow_up_received = True
+            row.updated_at = now
+            self.core.audit.append(
+                session, at=now, actor=caller.label, action="request.follow_up",
+                subject=f"request:{row.id}",
+                detail={"docket": docket, "court_id": court_id,
+                        "document_sha256": document_sha256,
+                        "due": row.follow_up_due.isoformat() if row.follow_up_due else None,
+                        "late": bool(row.follow_up_due and now > row.follow_up_due)},
+            )
+            return self.core.view(session, row)

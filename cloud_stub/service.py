@@ -23,7 +23,7 @@ from cloud_stub.core import (
 from cloud_stub.device_events import DeviceEvents
 from cloud_stub.escrow import Escrow, load_escrow_identity
 from cloud_stub.evidence import Evidence
-from cloud_stub.intake import Intake
+from cloud_stub.intake import FollowUp, Intake
 from cloud_stub.policy import Basis, build_policy, load_court_registry, load_limits
 from cloud_stub.policy.config import Limits
 from cloud_stub.release import Releaser
@@ -63,6 +63,7 @@ class CloudService:
             courts=courts,  # type: ignore[arg-type]
             approvals_for=self.approvals_for,
         )
+        self.follow_up = FollowUp(core)
         self.releaser = Releaser(core, signer=signer, escrow=escrow)
         self.reviewing = Reviewing(core, self.releaser)
         self.evidence = Evidence(core)

@@ -67,6 +67,7 @@ class RequestView(_View):
     decisions: list[DecisionView]
     tokens: list[TokenView]
     follow_up_due: datetime | None
+    follow_up_received: bool
     created_at: datetime
     updated_at: datetime
 
@@ -148,6 +149,7 @@ def request_view(
         ],
         tokens=[token_view(t) for t in tokens],
         follow_up_due=row.follow_up_due,
+        follow_up_received=row.follow_up_received,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )

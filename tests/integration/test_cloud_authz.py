@@ -92,6 +92,12 @@ MATRIX: dict[str, tuple[Call, dict[str, object]]] = {
     "GET /v1/requests/{id}": (call("GET", lambda w: f"/v1/requests/{w.closed.request_id}"), {
         "agency_a": ALLOW, "agency_b": 404, "reviewer": ALLOW, "admin": ALLOW,
         "none": 401, "device": 401}),
+    "POST /v1/requests/{id}/follow-up": (
+        call("POST", lambda w: f"/v1/requests/{w.closed.request_id}/follow-up",
+             json.dumps({"court_id": "demo-district-court", "docket": "2026-MJ-1",
+                         "document_sha256": "a" * 64}).encode()), {
+            "agency_a": ALLOW, "agency_b": 404, "reviewer": 403, "admin": 403,
+            "none": 401, "device": 401}),
     "GET /v1/review/queue": (call("GET", lambda w: "/v1/review/queue"), {
         "agency_a": 403, "agency_b": 403, "reviewer": ALLOW, "admin": ALLOW,
         "none": 401, "device": 401}),

@@ -166,6 +166,23 @@ def test_an_emergency_needs_two_distinct_reviewers(
     assert claims.basis == "emergency"
     assert claims.exp - claims.iat == 3600
 
+    # The follow-up legal process: pending in the report until the agency files it.
+    emergency = cloud.http.get("/v1/transparency").json()["emergency"]
+    assert emergency["granted"] == 1
+    assert emergency["followups_pending"] == 1
+    follow_up = {"court_id": "demo-district-court", "docket": "2026-MJ-00777",
+                 "document_sha256": "ab" * 32}
+    filed = cloud.http.post(f"/v1/requests/{request_id}/follow-up", json=follow_up,
+                            headers=agency.headers)
+    assert filed.status_code == 200, filed.text
+    assert filed.json()["follow_up_received"] is True
+    again = cloud.http.post(f"/v1/requests/{request_id}/follow-up", json=follow_up,
+                            headers=agency.headers)
+    assert again.status_code == 409
+    emergency = cloud.http.get("/v1/transparency").json()["emergency"]
+    assert emergency["followups_received"] == 1
+    assert emergency["followups_missing"] == []
+
 
 def test_separation_of_duties(
     cloud: CloudServer, parties: tuple[Principal, Principal, Principal, DeviceSigner]

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from cloud_stub.api.deps import principal, service_of
 from cloud_stub.api.problems import error_body
@@ -55,3 +56,23 @@ def list_requests(
 @router.get("/{request_id}", response_model=RequestView, summary="One request")
 def get_request(request: Request, request_id: str, caller: Reader) -> RequestView:
     return service_of(request).intake.get(caller, request_id)
+
+
+class FollowUpBody(BaseModel):
+    """The legal process filed after an emergency disclosure."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    court_id: str = Field(min_length=1, max_length=128)
+    docket: str = Field(min_length=1, max_length=128)
+    document_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+@router.post("/{request_id}/follow-up", response_model=RequestView,
+             summary="Record the follow-up legal process of an emergency (its agency)")
+def follow_up(request: Request, request_id: str, body: FollowUpBody, caller: Agency
+              ) -> RequestView:
+    return service_of(request).follow_up.record(
+        caller, request_id, docket=body.docket, court_id=body.court_id,
+        document_sha256=body.document_sha256,
+    )
