@@ -8,7 +8,7 @@ sqlite3, OSError) are translated into these where the library is called.
 
 from __future__ import annotations
 
-from device.errors import EnvironmentFault, HostileInputError
+from device.errors import EnvironmentFault, HostileInputError, StorageFull
 
 
 class InvalidAgeKey(HostileInputError):
@@ -54,6 +54,10 @@ class VaultIndexError(EnvironmentFault):
     """The SQLite index could not be opened, migrated, read or written."""
 
 
+class IndexFull(VaultIndexError, StorageFull):
+    """The index could not be written because the disk is full (SQLITE_FULL)."""
+
+
 class ClipWriteFailed(EnvironmentFault):
     """Writing a clip failed for a reason other than a full disk; the clip is truncated."""
 
@@ -71,6 +75,7 @@ __all__ = [
     "ClipStateError",
     "ClipWriteFailed",
     "EscrowError",
+    "IndexFull",
     "InvalidAgeKey",
     "NoMatchingIdentity",
     "OutboxError",

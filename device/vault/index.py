@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from device.vault.errors import VaultIndexError
+from device.vault.errors import IndexFull, VaultIndexError
 
 
 class ClipState(StrEnum):
@@ -141,7 +141,8 @@ def events_json(events: Iterable[ClipEvent]) -> str:
 
 
 class ClipIndex:
-    """The SQLite index file. Every method raises VaultIndexError on a database error."""
+    """The SQLite index file. Every method raises VaultIndexError on a database error
+    (IndexFull, which is also a StorageFull, when the disk is full)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -193,6 +194,8 @@ class ClipIndex:
                         self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
+                if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                    raise IndexFull(f"clip index {self.path}: disk full: {exc}") from exc
                 raise VaultIndexError(f"clip index {self.path}: {exc}") from exc
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:

@@ -39,7 +39,13 @@ from device.vault.clipfile import (
     sealed_file,
 )
 from device.vault.epochs import Epoch, EpochKeeper
-from device.vault.errors import ClipStateError, ClipWriteFailed, UnknownClip, VaultIndexError
+from device.vault.errors import (
+    ClipStateError,
+    ClipWriteFailed,
+    IndexFull,
+    UnknownClip,
+    VaultIndexError,
+)
 from device.vault.index import ClipEvent, ClipIndex, ClipRecord, ClipState
 from device.vault.outbox import EscrowOutbox
 from device.vault.retention import RetentionPlan, plan_retention
@@ -48,6 +54,7 @@ log = logging.getLogger(__name__)
 
 _EVENT_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 MAX_EVENTS = 1000
+RESUME_FREE_BYTES = 4 * 1024 * 1024  # "space is back" only with room for a few seconds
 
 
 def disk_free_bytes(path: Path) -> int:
@@ -165,7 +172,8 @@ class ClipWriter:
         """Seal the final chunk, fsync, record ``sealed`` and rename to ``.age``.
 
         Raises StorageFull / ClipWriteFailed (the clip is then ``truncated``),
-        VaultIndexError when the index cannot record it (recovery completes it).
+        VaultIndexError (IndexFull on a full disk) when the index cannot record it: the
+        sealed file is kept and its row is completed before the next clip opens.
         """
         self._check()
         if end.tzinfo is None:
@@ -181,9 +189,15 @@ class ClipWriter:
         self._done = True
         self._store._finished(self)
         size, digest = self._sink.bytes, self._sink.hasher.hexdigest()
-        self._store.index.finish(
-            self.clip_id, end=end, events=self._events, size=size, sha256=digest, complete=True
-        )
+        try:
+            self._store.index.finish(
+                self.clip_id, end=end, events=self._events, size=size, sha256=digest,
+                complete=True,
+            )
+        except VaultIndexError:
+            # The file is complete; only its row is behind. Retried before the next clip.
+            self._store._defer_finish(self.clip_id, end, self._events, size, digest)
+            raise
         self._store._publish(self.clip_id)
         record = self._store.index.get(self.clip_id)
         if record is None:
@@ -253,13 +267,15 @@ class SealedStore:
         self._lock = threading.RLock()
         self._writers: dict[str, ClipWriter] = {}
         self._unsettled: dict[str, list[ClipEvent]] = {}
+        self._unfinished: dict[str, tuple[datetime, list[ClipEvent], int, str]] = {}
         self._full_reason = ""
 
     # -- clips -------------------------------------------------------------------
 
     def open_clip(self, start: datetime) -> ClipWriter:
-        """Start a clip. Raises StorageFull when retention cannot make room, ValueError
-        for a naive `start`, ClipWriteFailed when the file cannot be created."""
+        """Start a clip. Raises StorageFull when retention cannot make room or the disk is
+        full, ValueError for a naive `start`, ClipWriteFailed when the file cannot be
+        created, EscrowError / OutboxError when a new epoch key cannot be escrowed."""
         if start.tzinfo is None:
             raise ValueError("start must be an aware datetime")
         with self._lock:
@@ -270,7 +286,11 @@ class SealedStore:
             epoch = self.epochs.current()
             clip_id = new_clip_id(start)
             directory = clip_dir(self.clips_dir, clip_id)
-            self.index.insert_recording(clip_id, start.astimezone(UTC), epoch.id)
+            try:
+                self.index.insert_recording(clip_id, start.astimezone(UTC), epoch.id)
+            except IndexFull as exc:
+                self._mark_full("disk full: the clip index cannot grow")
+                raise StorageFull(f"disk full: the clip index cannot grow ({exc})") from exc
             try:
                 if not directory.exists():
                     directory.mkdir(mode=0o700)
@@ -297,6 +317,9 @@ class SealedStore:
                     raise StorageFull("disk full: cannot write a clip header") from exc
                 raise ClipWriteFailed(f"cannot write clip header: {exc.strerror}") from exc
             self._writers[clip_id] = writer
+            if self._full_reason:
+                log.info("sealed store: a clip opened again; recording resumes")
+                self._full_reason = ""
             return writer
 
     def _finished(self, writer: ClipWriter) -> None:
@@ -318,9 +341,26 @@ class SealedStore:
             self._unsettled[clip_id] = list(events)
             self._settle_pending()
 
+    def _defer_finish(
+        self, clip_id: str, end: datetime, events: list[ClipEvent], size: int, digest: str
+    ) -> None:
+        with self._lock:
+            self._unfinished[clip_id] = (end, list(events), size, digest)
+
     def _settle_pending(self) -> None:
-        """End clips whose writer failed: truncated, or removed when empty. Retried later
-        when the disk or index is still failing."""
+        """Complete rows that could not be written at finish, and end clips whose writer
+        failed (truncated, or removed when empty). Retried later when the disk or index
+        is still failing."""
+        for clip_id, (end, evts, size, digest) in list(self._unfinished.items()):
+            try:
+                self.index.finish(
+                    clip_id, end=end, events=evts, size=size, sha256=digest, complete=True
+                )
+                self._publish(clip_id)
+            except (OSError, VaultIndexError) as exc:
+                log.warning("clip %s: cannot record its end yet (%s); will retry", clip_id, exc)
+                continue
+            del self._unfinished[clip_id]
         for clip_id, events in list(self._unsettled.items()):
             try:
                 self._settle_part(clip_id, events, _Recovery())
@@ -348,8 +388,9 @@ class SealedStore:
         report.truncated.append(clip_id)
 
     def _mark_full(self, reason: str) -> None:
+        if reason != self._full_reason:  # log a change of condition, not every retry
+            log.error("sealed store: %s", reason)
         self._full_reason = reason
-        log.error("sealed store: %s", reason)
 
     # -- retention ---------------------------------------------------------------
 
@@ -378,9 +419,8 @@ class SealedStore:
                     "retention removed %d clips (%d bytes)", len(plan.remove), plan.freed_bytes
                 )
             if plan.blocked:
-                if plan.reason != self._full_reason:
-                    self._mark_full(plan.reason)
-            elif self._full_reason:
+                self._mark_full(plan.reason)
+            elif self._full_reason and free + plan.freed_bytes >= RESUME_FREE_BYTES:
                 log.info("sealed store: space is back; recording resumes")
                 self._full_reason = ""
             return plan
@@ -418,7 +458,7 @@ class SealedStore:
                 free_bytes=free,
                 used_bytes=sum(c.bytes for c in clips),
                 clips=len(clips),
-                unsettled=len(self._unsettled),
+                unsettled=len(self._unsettled) + len(self._unfinished),
             )
 
     # -- queries and marks -----------------------------------------------------
@@ -477,6 +517,7 @@ class SealedStore:
         with self._lock:
             if self._writers:
                 raise ClipStateError("recover() while clips are being written")
+            self._settle_pending()  # what this process still knows beats guessing from disk
             report = _Recovery()
             files: dict[str, dict[str, Path]] = {}
             for directory in sorted(p for p in self.clips_dir.iterdir()):
@@ -498,6 +539,7 @@ class SealedStore:
             for clip_id, found in files.items():
                 self._adopt(clip_id, found, report)
             self._unsettled.clear()
+            self._unfinished.clear()
             result = report.freeze()
             if not result.clean:
                 log.warning("sealed store recovery: %s", result)

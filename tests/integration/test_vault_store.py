@@ -54,6 +54,10 @@ def write_forever(writer: ClipWriter) -> None:
     raise AssertionError("the disk never filled up")
 
 
+def open_and_write_forever(store: SealedStore, world: VaultWorld) -> None:
+    write_forever(store.open_clip(world.clock.now))
+
+
 def age_open(path: Path, key: Path) -> bytes:
     return subprocess.run(
         ["age", "-d", "-i", str(key), str(path)], capture_output=True, check=True
@@ -89,7 +93,9 @@ def test_a_clip_opens_with_the_owner_key_and_the_escrowed_epoch_key(
     assert item.epoch_id == record.epoch_id
     sealed = base64.b64decode(json.loads(item.payload)["sealed"])
     epoch_key = subprocess.run(
-        ["age", "-d", "-i", str(vault_world.escrow.path)], input=sealed, capture_output=True,
+        ["age", "-d", "-i", str(vault_world.escrow.path)],
+        input=sealed,
+        capture_output=True,
         check=True,
     ).stdout.decode()
     assert decrypt_all(path.open("rb"), [epoch_key]) == data
@@ -247,7 +253,9 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     mount.mkdir()
     result = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=6m,mode=0700", "tmpfs", str(mount)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs for the full-disk test: {result.stderr.strip()}")
@@ -319,3 +327,24 @@ def test_a_full_disk_with_nothing_to_free_refuses_clips(
     write_clip(store, vault_world, video(1000))
     assert not store.health.storage_full
     assert_consistent(store)
+
+
+def test_a_completely_full_disk_refuses_and_resumes(
+    vault_world: VaultWorld, small_tmpfs: Path
+) -> None:
+    root = small_tmpfs / "vault"
+    store = vault_world.make_store(root, limits=StorageSettings(min_free_bytes=0))
+    first = write_clip(store, vault_world, video(200_000))
+    filler = small_tmpfs / "filler"
+    fill(filler, leave=0)
+    for _ in range(3):  # however often the recorder retries, nothing breaks
+        with pytest.raises(StorageFull):
+            open_and_write_forever(store, vault_world)
+    assert store.health.storage_full
+    assert store.get(first).state is ClipState.SEALED
+    os.unlink(filler)
+    write_clip(store, vault_world, video(1000))
+    assert not store.health.storage_full
+    assert store.health.unsettled == 0
+    assert_consistent(store)
+    assert age_open(store.sealed_path(first), vault_world.owner.path) == video(200_000)
