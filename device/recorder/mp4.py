@@ -89,7 +89,9 @@ class FragmentedMp4Muxer:
             self._container.mux(av_packet)
         except av.error.FFmpegError as exc:
             self._raise_sink_error()
-            raise SinkFailed(f"mp4 muxer rejected a packet: {exc}", exc) from exc
+            raise SinkFailed(
+                f"mp4 muxer rejected a packet: {exc}", exc, from_writer=False
+            ) from exc
         self._raise_sink_error()
         self.last_pts_s = packet.pts_s
         self.packets += 1
@@ -103,7 +105,7 @@ class FragmentedMp4Muxer:
             container.close()
         except av.error.FFmpegError as exc:
             self._raise_sink_error()
-            raise SinkFailed(f"mp4 muxer failed to finish: {exc}", exc) from exc
+            raise SinkFailed(f"mp4 muxer failed to finish: {exc}", exc, from_writer=False) from exc
         self._raise_sink_error()
 
     def discard(self) -> None:
@@ -129,7 +131,7 @@ class FragmentedMp4Muxer:
             stream.time_base = TIME_BASE
             stream.codec_context.extradata = extradata
         except av.error.FFmpegError as exc:
-            raise SinkFailed(f"cannot start the mp4 muxer: {exc}", exc) from exc
+            raise SinkFailed(f"cannot start the mp4 muxer: {exc}", exc, from_writer=False) from exc
         self._container = container
         self._stream = stream
         self._base = first.pts_s

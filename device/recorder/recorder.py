@@ -164,7 +164,8 @@ class Recorder:
         try:
             clip.writer.add_event(kind, when)
         except Exception as exc:
-            self._kill(SinkFailed(f"clip writer refused event {kind}: {exc}", exc))
+            # A lost event label is not worth losing the video: log it and go on.
+            log.warning("clip writer refused event %s at %s: %s", kind, when.isoformat(), exc)
             return
         clip.events.append((kind, when))
 
@@ -216,7 +217,7 @@ class Recorder:
         except SinkFailed as exc:
             self._kill(exc)
         except Exception as exc:
-            self._kill(SinkFailed(f"muxing failed: {exc}", exc))
+            self._kill(SinkFailed(f"muxing failed: {exc}", exc, from_writer=False))
 
     def _try_open(self, now: datetime, *, continued: bool) -> None:
         if self._retry_at is not None and now < self._retry_at:
@@ -264,10 +265,13 @@ class Recorder:
         try:
             clip.muxer.close()
             record = clip.writer.finish(end)
+        except SinkFailed as exc:
+            self._clip = clip
+            self._kill(exc)
+            return
         except Exception as exc:
             self._clip = clip
-            cause = exc.cause if isinstance(exc, SinkFailed) else exc
-            self._kill(SinkFailed(f"could not finish the clip: {cause}", cause))
+            self._kill(SinkFailed(f"could not finish the clip: {exc}", exc))
             return
         self.clips_finished += 1
         self._covered_until = clip.muxer.last_pts_s
@@ -288,7 +292,13 @@ class Recorder:
         )
 
     def _kill(self, failure: SinkFailed) -> None:
-        """End a dead clip: drop the muxer, abort the writer, log, keep looping."""
+        """End a dead clip, log it, keep looping.
+
+        When the writer failed, the store has already ended the clip (kept as truncated
+        when it holds anything); `abort()` only releases the writer. When the muxer
+        failed, what was sealed so far is finished as a clip (a playable prefix up to
+        the last whole fragment); only if that fails too is the clip aborted.
+        """
         clip, self._clip = self._clip, None
         if clip is None:
             return
@@ -299,13 +309,22 @@ class Recorder:
         # new clip every frame; the pre-roll ring keeps the video of the gap meanwhile.
         self._retry_at = self._time(self._last_pts or 0.0) + self._retry
         clip.muxer.discard()
-        try:
-            clip.writer.abort()
-        except Exception:
-            log.exception("aborting the dead clip failed as well")
+        end = self._packet_end()
+        kept = False
+        if not failure.from_writer:
+            try:
+                clip.writer.finish(end)
+                kept = True
+            except Exception as exc:
+                log.error("finishing the dead clip's prefix failed too: %s", exc)
+        if not kept:
+            try:
+                clip.writer.abort()
+            except Exception:
+                log.exception("aborting the dead clip failed as well")
         self.last_clip = ClipSummary(
             start=clip.start,
-            end=self._packet_end(),
+            end=end,
             bytes=clip.muxer.bytes_written,
             events=tuple(clip.events),
             outcome="failed",
