@@ -243,16 +243,19 @@ class ClipIndex:
         sha256: str,
         complete: bool,
     ) -> None:
+        """End a clip: sealed or truncated (held instead, when a hold already covers it)."""
         state = ClipState.SEALED if complete else ClipState.TRUNCATED
         with self._tx() as db:
             db.execute(
-                "UPDATE clips SET end_us = ?, events = ?, bytes = ?, sha256 = ?, state = ?, "
+                "UPDATE clips SET end_us = ?, events = ?, bytes = ?, sha256 = ?, "
+                "state = CASE WHEN COALESCE(hold_until_us, 0) > ? THEN 'held' ELSE ? END, "
                 "complete = ? WHERE id = ?",
                 (
                     None if end is None else to_us(end),
                     events_json(events),
                     size,
                     sha256,
+                    to_us(end) if end is not None else 0,
                     state.value,
                     int(complete),
                     clip_id,

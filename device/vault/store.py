@@ -610,6 +610,8 @@ class SealedStore:
     def _quarantine(self, path: Path, reason: str, report: _Recovery) -> None:
         self.orphans_dir.mkdir(exist_ok=True, mode=0o700)
         target = self.orphans_dir / path.name
+        if target.exists():
+            target = self.orphans_dir / f"{path.name}.{os.getpid()}-{id(report)}"
         log.warning("sealed store: moving %s to %s: %s", path, self.orphans_dir, reason)
         shutil.move(str(path), str(target))
         report.quarantined.append(path.name)

@@ -197,7 +197,15 @@ def test_queries_holds_and_states(vault_world: VaultWorld) -> None:
         store.sealed_path(recording.clip_id)
     with pytest.raises(ClipStateError):
         store.set_state([recording.clip_id], ClipState.RELEASED)
-    recording.abort()
+    # a preservation hold that arrives while the clip is still recording sticks
+    store.hold([recording.clip_id], vault_world.clock.now + timedelta(days=1))
+    recording.write(b"x")
+    held = recording.finish(vault_world.clock.now + timedelta(seconds=5))
+    assert held.state is ClipState.HELD
+    assert held.complete
+    vault_world.clock.advance(2 * 86400)
+    store.enforce_retention()  # the hold ended: back to sealed
+    assert store.get(held.id).state is ClipState.SEALED
 
 
 def test_retention_by_age_keeps_held_and_pending(vault_world: VaultWorld) -> None:
