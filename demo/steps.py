@@ -37,6 +37,11 @@ class Progress:
         self._out.write(f"\n{self._bar()} step {number}/{self._total}: {title}\n")
         self._out.flush()
 
+    def section(self, title: str) -> None:
+        """An unnumbered phase (the set-up before the numbered steps)."""
+        self._out.write(f"\n{self._bar()} {title}\n")
+        self._out.flush()
+
     def say(self, line: str) -> None:
         self._out.write(f"    {line}\n")
         self._out.flush()

@@ -1,0 +1,595 @@
+"""The demonstration itself: six steps over real processes, real TLS MQTT and real HTTP.
+
+Every side effect goes through a real command (`cloud-stub`, `doorbell-agent`, `age`,
+`ffprobe`, `mosquitto`) or the cloud stub's HTTP API, exactly as an operator, an agency
+and an owner would use them. Nothing here reaches into another process's state.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from demo.agency import AGENCY_FIELDS, ApiClient, refusal_codes, submit
+from demo.checks import probe_video, scan_for_plaintext
+from demo.processes import Supervisor
+from demo.services import (
+    free_port,
+    http_ok,
+    mosquitto_binary,
+    start_and_wait,
+    tls_handshake_ok,
+    wait_for,
+)
+from demo.steps import Progress, Step, StepFailed
+from protocol.bundle import BundleLayout, DeploymentLayout
+from protocol.keys import public_key_from_hex
+from protocol.manifest import verify_manifest
+
+DEVICE_ID = "front-door"
+COURT_ID = "demo-district-court"
+MARKER = ".sealed-doorbell-demo"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    out: Path
+    width: int = 1280
+    height: int = 720
+    fps: int = 30
+    visitor_s: float = 32.0  # the visit ends at 19.5 s; 10 s post-roll after it
+    passerby_s: float = 21.0  # the crossing ends at 9 s; 10 s post-roll after it
+    post_roll_s: float = 10.0
+
+
+def _bin(name: str) -> str:
+    """The console script installed beside this interpreter (the project's venv)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def _run(argv: list[str], *, what: str, timeout: float = 120.0) -> str:
+    """Run a command to completion; StepFailed with its output when it fails."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise StepFailed(f"{what} did not finish within {timeout:.0f} s") from exc
+    if proc.returncode != 0:
+        detail = (proc.stderr.strip() or proc.stdout.strip())[-600:]
+        raise StepFailed(f"{what} exited with {proc.returncode}: {detail}")
+    return proc.stdout
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _rfc3339(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def prepare_out_dir(out: Path) -> None:
+    """Make `out` a fresh, empty demo directory. Refuses to delete a directory that is
+    not a previous demonstration's (no marker file) and is not empty."""
+    if out.exists():
+        if any(out.iterdir()) and not (out / MARKER).exists():
+            raise StepFailed(
+                f"{out} exists, is not empty and is not a previous demo's output; "
+                "choose another --out or remove it"
+            )
+        subprocess.run(["rm", "-rf", "--", str(out)], check=True)
+    out.mkdir(parents=True)
+    (out / MARKER).write_text("written by `make demo`; deleted and rewritten by the next run\n")
+
+
+@dataclass
+class Demo:
+    options: DemoOptions
+    progress: Progress
+    supervisor: Supervisor
+    report: dict[str, Any] = field(default_factory=dict)
+    broker_port: int = 0
+    api_port: int = 0
+    clients: dict[str, ApiClient] = field(default_factory=dict)
+    agency_recipient: str = ""
+    agency_identity: Path = Path()
+    clips: list[dict[str, Any]] = field(default_factory=list)
+    warrant_request_id: str = ""
+    warrant_jti: str = ""
+
+    # -- paths ---------------------------------------------------------------------
+
+    @property
+    def out(self) -> Path:
+        return self.options.out.resolve()
+
+    @property
+    def layout(self) -> DeploymentLayout:
+        return DeploymentLayout(self.out / "deployment")
+
+    @property
+    def bundle(self) -> BundleLayout:
+        return BundleLayout(self.out / "device-bundle")
+
+    @property
+    def state_dir(self) -> Path:
+        return self.out / "device-state"
+
+    @property
+    def agent_config(self) -> Path:
+        return self.out / "agent.toml"
+
+    @property
+    def owner_key(self) -> Path:
+        return self.out / "owner.key"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def client(self, role: str) -> ApiClient:
+        """The API client of one principal created at set-up (agency, reviewer, admin)."""
+        try:
+            return self.clients[role]
+        except KeyError:
+            raise StepFailed(f"set-up did not create the {role} principal") from None
+
+    def _say(self, line: str) -> None:
+        self.progress.say(line)
+
+    def _agent(self, *args: str) -> list[str]:
+        return [_bin("doorbell-agent"), "--config", str(self.agent_config), *args]
+
+    def _cloud(self, *args: str) -> list[str]:
+        return [_bin("cloud-stub"), *args, "--deployment", str(self.layout.root)]
+
+    # -- step 0: the deployment and the running services -------------------------------
+
+    def set_up(self) -> None:
+        self.broker_port, self.api_port = free_port(), free_port()
+        _run(
+            [
+                _bin("cloud-stub"),
+                "init",
+                str(self.layout.root),
+                "--broker-port",
+                str(self.broker_port),
+                "--api-url",
+                self.api_url,
+                "--broker-user",
+                getpass.getuser(),
+            ],
+            what="cloud-stub init",
+        )
+        self._say(f"deployment (CA, signer keys, trust root, broker config) in {self.layout.root}")
+
+        _run(["age-keygen", "-o", str(self.owner_key)], what="age-keygen (owner key)")
+        owner_recipient = _run(
+            ["age-keygen", "-y", str(self.owner_key)], what="age-keygen -y"
+        ).strip()
+        self._say(
+            f"owner key {self.owner_key} (the device only ever sees {owner_recipient[:16]}...)"
+        )
+
+        _run(
+            [
+                _bin("cloud-stub"),
+                "devices",
+                "enroll",
+                DEVICE_ID,
+                "--owner-recipient",
+                owner_recipient,
+                "--deployment",
+                str(self.layout.root),
+                "--out",
+                str(self.bundle.root),
+                "--install-dir",
+                str(self.bundle.root),
+            ],
+            what="cloud-stub devices enroll",
+        )
+        self._write_agent_config()
+        self._say(f"device {DEVICE_ID} enrolled; bundle in {self.bundle.root}")
+
+        agency = json.loads(
+            _run(self._cloud("agencies", "add", "metro-police", "--json"), what="agencies add")
+        )
+        reviewer = json.loads(
+            _run(
+                self._cloud("reviewers", "add", "rev-alice", "--org", "court-liaison", "--json"),
+                what="reviewers add",
+            )
+        )
+        admin = json.loads(
+            _run(
+                self._cloud("admins", "add", "ops", "--org", "operator", "--json"),
+                what="admins add",
+            )
+        )
+        self.clients = {
+            "agency": ApiClient(self.api_url, agency["api_key"]),
+            "reviewer": ApiClient(self.api_url, reviewer["api_key"]),
+            "admin": ApiClient(self.api_url, admin["api_key"]),
+        }
+        self.agency_recipient = agency["recipient"]
+        self.agency_identity = Path(agency["identity_file"])
+        self._say("agency metro-police, reviewer rev-alice (court-liaison) and admin ops created")
+
+        start_and_wait(
+            self.supervisor,
+            "mosquitto",
+            [mosquitto_binary(), "-c", str(self.layout.root / "broker" / "mosquitto.conf")],
+            lambda: tls_handshake_ok(
+                self.broker_port,
+                self.layout.ca_cert,
+                self.layout.cloud_mqtt_cert,
+                self.layout.cloud_mqtt_key,
+            ),
+        )
+        self._say(f"mosquitto on 127.0.0.1:{self.broker_port} (TLS, client certificates, ACL)")
+        start_and_wait(
+            self.supervisor,
+            "cloud-stub",
+            [
+                _bin("cloud-stub"),
+                "serve",
+                "--deployment",
+                str(self.layout.root),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.api_port),
+            ],
+            lambda: http_ok(f"{self.api_url}/healthz"),
+            timeout=30.0,
+        )
+        self._say(f"cloud stub on {self.api_url} (OpenAPI at {self.api_url}/docs)")
+
+    def _write_agent_config(self) -> None:
+        with self.bundle.config.open("rb") as fh:
+            config: dict[str, Any] = tomllib.load(fh)
+        opts = self.options
+        config["agent"]["state_dir"] = str(self.state_dir)
+        config["camera"] = {
+            "source": "sim",
+            "scene": "empty",
+            "width": opts.width,
+            "height": opts.height,
+            "fps": opts.fps,
+            "lores_width": 320,
+            "lores_height": 240,
+        }
+        config["recorder"] = {"post_roll_s": opts.post_roll_s}
+        # This sandbox has no NTP, so the kernel never reports a synchronized clock. A
+        # Pi must keep the default ("kernel"); see docs/adr/0009-clock-and-deferral.md.
+        config.setdefault("release", {})["clock"] = "unsafe-assume-synchronized"
+        self.agent_config.write_text(tomli_w.dumps(config))
+
+    # -- step 1 ----------------------------------------------------------------------
+
+    def record(self) -> None:
+        # The scenes play faster than real time; they are dated in the recent past (the
+        # visitor 10 minutes ago, the passer-by 5) so that their clips do not overlap.
+        base = _now()
+        scenes = (
+            ("visitor", self.options.visitor_s, base - timedelta(minutes=10)),
+            ("passerby", self.options.passerby_s, base - timedelta(minutes=5)),
+        )
+        for scene, seconds, start in scenes:
+            started = time.monotonic()
+            _run(
+                self._agent(
+                    "simulate",
+                    "--scene",
+                    scene,
+                    "--duration",
+                    str(seconds),
+                    "--fast",
+                    "--start",
+                    _rfc3339(start),
+                ),
+                what=f"doorbell-agent simulate --scene {scene}",
+                timeout=300.0,
+            )
+            self._say(
+                f"scene {scene!r}: {seconds:.0f} s of {self.options.width}x{self.options.height} "
+                f"video recorded and sealed in {time.monotonic() - started:.1f} s"
+            )
+        self.clips = json.loads(_run(self._agent("clips", "list", "--json"), what="clips list"))
+        if len(self.clips) != 2:
+            raise StepFailed(
+                f"expected 2 clips (visitor, passer-by), the index holds {len(self.clips)}"
+            )
+        for clip in self.clips:
+            events = ", ".join(str(e.get("kind")) for e in clip.get("events", [])) or "none"
+            self._say(
+                f"clip {clip['id']}: {clip['start']} .. {clip['end']}, {clip['bytes']} bytes, "
+                f"state {clip['state']}, events: {events}"
+            )
+        scan = scan_for_plaintext(self.state_dir)
+        if scan.hits:
+            raise StepFailed("plaintext on the device's storage: " + "; ".join(scan.hits))
+        self._say(
+            f"scanned {scan.files} files ({scan.bytes} bytes) under {self.state_dir}: no MP4 box "
+            "(ftyp/moof/mdat) and no AGE-SECRET-KEY anywhere: the card holds no readable video"
+        )
+        first = self.state_dir / "vault"
+        header = next(iter(sorted(first.rglob("*.age"))), None)
+        if header is not None:
+            self._say(f"a sealed clip begins {header.read_bytes()[:21]!r} (a standard age file)")
+
+        start_and_wait(
+            self.supervisor,
+            "doorbell-agent",
+            self._agent("run"),
+            self._escrow_acknowledged,
+            timeout=45.0,
+        )
+        self._say("agent running; its epoch keys are escrowed to the cloud and acknowledged")
+
+    def _escrow_acknowledged(self) -> bool:
+        outbox = self.state_dir / "vault" / "outbox"
+        if not outbox.is_dir():
+            return False
+        status = self.state_dir / "status.json"
+        if not status.exists():
+            return False
+        return not any(p.suffix == ".json" for p in outbox.iterdir())
+
+    # -- steps 2-4 ---------------------------------------------------------------------
+
+    def _window(self) -> dict[str, str]:
+        visitor = min(self.clips, key=lambda c: c["start"])
+        passerby = max(self.clips, key=lambda c: c["start"])
+        start = _parse_time(visitor["start"]) - timedelta(minutes=1)
+        visitor_end = _parse_time(visitor["end"])
+        gap_end = _parse_time(passerby["start"])
+        end = visitor_end + (gap_end - visitor_end) / 2
+        # The window must lie in the past when the court signs it.
+        wait_for("the visitor's window to be in the past", lambda: _now() > end, timeout=60.0)
+        return {"start": _rfc3339(start), "end": _rfc3339(end)}
+
+    def voluntary(self) -> None:
+        view = submit(
+            self.client("agency"),
+            {
+                "basis": "voluntary",
+                **AGENCY_FIELDS,
+                "device_ids": [DEVICE_ID],
+                "message": "Could you share any footage of the street from last night?",
+            },
+        )
+        codes = refusal_codes(view)
+        if view.get("status") != "refused" or "voluntary_requests_discontinued" not in codes:
+            raise StepFailed(f"the voluntary request was not refused as promised: {view}")
+        self.report["voluntary"] = {
+            "request_id": view["id"],
+            "status": view["status"],
+            "codes": codes,
+        }
+        self._say(f"request {view['id']}: {view['status']} with code {codes[0]}")
+
+    def _warrant_fields(self, window: dict[str, str], *, signed: bool) -> dict[str, Any]:
+        document = self.out / "warrant.txt"
+        document.write_text(
+            "IN THE DEMO DISTRICT COURT\nSEARCH WARRANT 2026-MJ-00421\n"
+            f"Device {DEVICE_ID}, footage from {window['start']} to {window['end']}.\n"
+        )
+        fields: dict[str, Any] = json.loads(
+            _run(
+                [
+                    _bin("cloud-stub"),
+                    "court",
+                    "sign",
+                    "--deployment",
+                    str(self.layout.root),
+                    "--court",
+                    COURT_ID,
+                    "--document",
+                    str(document),
+                    "--docket",
+                    "2026-MJ-00421",
+                    "--judge",
+                    "Hon. Ada Marsh",
+                    "--devices",
+                    DEVICE_ID,
+                    "--window-start",
+                    window["start"],
+                    "--window-end",
+                    window["end"],
+                    "--issued",
+                    _rfc3339(_now() - timedelta(minutes=1)),
+                ],
+                what="cloud-stub court sign",
+            )
+        )
+        if not signed:
+            fields.pop("court_signature", None)
+        return {**fields, **AGENCY_FIELDS, "recipient": self.agency_recipient}
+
+    def unsigned_warrant(self) -> None:
+        window = self._window()
+        view = submit(self.client("agency"), self._warrant_fields(window, signed=False))
+        codes = refusal_codes(view)
+        if view.get("status") != "refused" or not codes:
+            raise StepFailed(f"the warrant without a court signature was not refused: {view}")
+        reasons = [str(r.get("reason")) for r in view.get("reasons", [])]
+        self.report["unsigned_warrant"] = {
+            "request_id": view["id"],
+            "status": view["status"],
+            "codes": codes,
+            "reasons": reasons,
+        }
+        self._say(f"request {view['id']}: {view['status']} with code {', '.join(codes)}")
+        for reason in reasons:
+            self._say(f"  reason: {reason}")
+
+    def warrant(self) -> None:
+        window = self._window()
+        view = submit(self.client("agency"), self._warrant_fields(window, signed=True))
+        if view.get("status") == "refused":
+            raise StepFailed(f"the court-signed warrant was refused: {view.get('reasons')}")
+        self.warrant_request_id = view["id"]
+        self._say(
+            f"request {view['id']}: the legal check passed (court signature, particularity, "
+            f"window {window['start']} .. {window['end']}); status {view['status']}"
+        )
+        approved = self.client("reviewer").post(
+            f"/v1/requests/{view['id']}/approve",
+            {"reason": "Warrant verified with the clerk of the issuing court."},
+        )
+        tokens = approved.get("tokens") or []
+        if approved.get("status") != "released" or not tokens:
+            raise StepFailed(f"approval did not issue a token: {approved}")
+        self.warrant_jti = tokens[0]["jti"]
+        self._say(
+            f"reviewer rev-alice approved; token {self.warrant_jti} (seq {tokens[0]['seq']}) "
+            "signed by the policy and review keys and published to the device's release topic"
+        )
+
+        def uploaded() -> bool:
+            self.supervisor.check_alive("doorbell-agent")
+            current = self.agency_view(view["id"])
+            statuses = {t["status"] for t in current.get("tokens", [])}
+            if statuses & {"rejected", "failed"}:
+                raise StepFailed(f"the device did not execute the token: {current['tokens']}")
+            return "uploaded" in statuses
+
+        wait_for("the device to upload the evidence", uploaded, timeout=60.0)
+        self._say("the device verified the token, re-sealed the clips to the agency and uploaded")
+        notice = self._owner_notice()
+        self._say(
+            f"owner notice on {notice['topic']}: {len(notice['clips'])} clip(s) released "
+            f"under {notice['basis']} (case {notice['case']})"
+        )
+        self.report["owner_notice"] = notice
+
+    def agency_view(self, request_id: str) -> dict[str, Any]:
+        view: dict[str, Any] = self.client("agency").get(f"/v1/requests/{request_id}")
+        return view
+
+    def _owner_notice(self) -> dict[str, Any]:
+        """Read the retained owner notice from the broker, as the owner's app would."""
+        from demo.owner import read_retained_notice  # paho only when this step runs
+
+        notice = read_retained_notice(
+            port=self.broker_port,
+            layout=self.layout,
+            device_id=DEVICE_ID,
+            jti=self.warrant_jti,
+        )
+        return notice
+
+    # -- step 5 ----------------------------------------------------------------------
+
+    def retrieve(self) -> None:
+        listing = self.client("agency").get(f"/v1/requests/{self.warrant_request_id}/evidence")
+        files = listing.get("files", [])
+        if not files:
+            raise StepFailed("the evidence listing is empty")
+        manifest_text = listing["manifests"][self.warrant_jti]
+        identity = public_key_from_hex(
+            (self.layout.device_record(DEVICE_ID) / "identity.pub").read_text().strip()
+        )
+        manifest = verify_manifest(manifest_text.encode(), identity)
+        self._say(
+            f"manifest for {manifest.jti} verifies against {DEVICE_ID}'s enrolled identity key "
+            f"({len(manifest.clips)} clip(s))"
+        )
+        evidence = self.out / "evidence"
+        evidence.mkdir()
+        (evidence / "manifest.jws.json").write_text(manifest_text)
+        by_id = {c.clip_id: c for c in manifest.clips}
+        produced = []
+        for item in files:
+            sealed = evidence / f"{item['clip_id']}.mp4.age"
+            digest = self.client("agency").download(item["download"], sealed)
+            entry = by_id.get(item["clip_id"])
+            if entry is None or entry.sha256 != digest:
+                raise StepFailed(f"{sealed.name}: sha256 {digest} is not the manifest's")
+            mp4 = evidence / f"{item['clip_id']}.mp4"
+            _run(
+                ["age", "-d", "-i", str(self.agency_identity), "-o", str(mp4), str(sealed)],
+                what=f"age -d {sealed.name}",
+            )
+            info = probe_video(mp4)
+            if info.codec != "h264":
+                raise StepFailed(f"{mp4.name} is {info.codec}, not H.264")
+            produced.append(
+                {
+                    "clip_id": item["clip_id"],
+                    "file": str(mp4),
+                    "sha256_sealed": digest,
+                    "codec": info.codec,
+                    "width": info.width,
+                    "height": info.height,
+                    "duration_s": round(info.duration_s, 2),
+                }
+            )
+            self._say(
+                f"{mp4}: {info.codec} {info.width}x{info.height}, {info.duration_s:.1f} s "
+                f"(opened with age -d -i {self.agency_identity.name})"
+            )
+        self.report["evidence"] = produced
+
+    # -- step 6 ----------------------------------------------------------------------
+
+    def audit_and_report(self) -> None:
+        device_audit = _run(self._agent("audit", "verify"), what="doorbell-agent audit verify")
+        self._say(f"device audit chain: {device_audit.strip().splitlines()[-1]}")
+        cloud_audit = _run(self._cloud("audit", "verify"), what="cloud-stub audit verify")
+        self._say(f"cloud audit chain: {cloud_audit.strip().splitlines()[-1]}")
+        transparency = self.client("admin").get("/v1/transparency")
+        refusals = transparency.get("refusals_by_code", {})
+        self._say(
+            f"transparency: {transparency['requests']} requests, by outcome "
+            f"{transparency['by_outcome']}, refusals {refusals}, "
+            f"data produced {transparency['data_produced']}, "
+            f"owners notified {transparency['owners_notified']}"
+        )
+        self.report.update(
+            {
+                "device_audit": device_audit.strip(),
+                "cloud_audit": cloud_audit.strip(),
+                "transparency": transparency,
+                "counts": {
+                    "voluntary_refusals": refusals.get("voluntary_requests_discontinued", 0),
+                    "unsigned_warrant_refusals": sum(
+                        refusals.get(code, 0) for code in self.report["unsigned_warrant"]["codes"]
+                    ),
+                    "warrants_with_data_produced": transparency["data_produced"],
+                },
+            }
+        )
+        path = self.out / "report.json"
+        path.write_text(json.dumps(self.report, indent=2, sort_keys=True, default=str) + "\n")
+        self._say(f"report written to {path}")
+
+    def steps(self) -> list[Step]:
+        return [
+            Step(
+                "the doorbell records a visitor and a passer-by, sealed on the device", self.record
+            ),
+            Step("an agency sends a voluntary request", self.voluntary),
+            Step(
+                "the agency sends a warrant request without a court signature",
+                self.unsigned_warrant,
+            ),
+            Step("a court-signed warrant: legal check, review, token, device upload", self.warrant),
+            Step("the agency retrieves and opens its evidence", self.retrieve),
+            Step("audit chains and the transparency report", self.audit_and_report),
+        ]
