@@ -198,7 +198,14 @@ class ClipWriter:
             # The file is complete; only its row is behind. Retried before the next clip.
             self._store._defer_finish(self.clip_id, end, self._events, size, digest)
             raise
-        self._store._publish(self.clip_id)
+        try:
+            self._store._publish(self.clip_id)
+        except OSError as exc:
+            self._store._defer_finish(self.clip_id, end, self._events, size, digest)
+            raise ClipWriteFailed(
+                f"clip {self.clip_id} is sealed but could not be renamed ({exc.strerror}); "
+                "retried before the next clip"
+            ) from exc
         record = self._store.index.get(self.clip_id)
         if record is None:
             raise VaultIndexError(f"clip {self.clip_id} vanished from the index")
@@ -228,10 +235,11 @@ class ClipWriter:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             self._store._mark_full(f"disk full while writing clip {self.clip_id}")
             raise StorageFull(
-                f"disk full while writing clip {self.clip_id}; it was kept as truncated"
+                f"disk full while writing clip {self.clip_id}; it was ended as truncated "
+                "(or removed if nothing beyond its header was written)"
             ) from exc
         raise ClipWriteFailed(
-            f"writing clip {self.clip_id} failed ({exc.strerror}); it was kept as truncated"
+            f"writing clip {self.clip_id} failed ({exc.strerror}); it was ended as truncated"
         ) from exc
 
 

@@ -300,7 +300,7 @@ def test_a_real_full_disk_truncates_the_clip_and_recording_resumes(
     filler = small_tmpfs / "filler"
     fill(filler, leave=300_000)
     writer = store.open_clip(vault_world.clock.now)
-    with pytest.raises(StorageFull, match="kept as truncated"):
+    with pytest.raises(StorageFull, match="ended as truncated"):
         write_forever(writer)
     assert not writer.alive
     assert store.health.storage_full
