@@ -7,7 +7,7 @@ on the button. tests/standins is on sys.path only while these tests run.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
 import threading
 from collections.abc import Iterator
@@ -118,12 +118,49 @@ def test_no_gpio_header_is_named(gpio: Any) -> None:
         button.start(lambda at: None)
 
 
-def test_missing_gpiozero_says_how_to_install_it() -> None:
-    # No stand-in on sys.path, and gpiozero is not installed on a development machine.
+def test_missing_gpiozero_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     purge_standins()
-    if importlib.util.find_spec("gpiozero") is not None:
-        pytest.skip("gpiozero is installed here: the missing-library path cannot be shown")
+    monkeypatch.setitem(sys.modules, "gpiozero", None)  # import gpiozero -> ImportError
     with pytest.raises(ButtonError) as info:
         make_button(ButtonSettings(kind="gpio"), ManualClock(T0))
     assert "sudo apt install python3-gpiozero" in str(info.value)
     assert "--system-site-packages" in str(info.value)
+
+
+@pytest.fixture
+def real_gpiozero(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The real gpiozero (a dev dependency) on its MockFactory, its documented test pins."""
+    purge_standins()
+    gpiozero = importlib.import_module("gpiozero")
+    mock = importlib.import_module("gpiozero.pins.mock")
+    factory = mock.MockFactory()
+    monkeypatch.setattr(gpiozero.Device, "pin_factory", factory)
+    yield factory
+    factory.reset()
+    purge_standins()
+
+
+def test_the_real_gpiozero_delivers_a_press(real_gpiozero: Any) -> None:
+    clock = ManualClock(T0)
+    button = make_button(ButtonSettings(kind="gpio", pin=17, bounce_s=0.05), clock)
+    seen: list[datetime] = []
+    button.start(seen.append)
+    pin = real_gpiozero.pin(17)
+    assert pin.pull == "up"  # the internal pull-up: no resistor needed
+    pin.drive_low()  # the button closes the pin to ground
+    pin.drive_high()
+    assert seen == [T0]
+    button.stop()
+    pin.drive_low()  # after stop, nothing is delivered
+    assert seen == [T0]
+
+
+def test_the_real_gpiozero_refuses_a_pin_in_use(real_gpiozero: Any) -> None:
+    gpiozero = importlib.import_module("gpiozero")
+    holder = gpiozero.Button(22)
+    try:
+        button = make_button(ButtonSettings(kind="gpio", pin=22), ManualClock(T0))
+        with pytest.raises(ButtonError, match="GPIO22 is in use"):
+            button.start(lambda at: None)
+    finally:
+        holder.close()
