@@ -276,11 +276,12 @@ main() {
   if [[ -n "${BUNDLE}" ]]; then
     dir="$(open_bundle)"
     device="$(check_bundle "${dir}")"
+    codename="$(check_platform)"
   else
+    codename="$(check_platform)"
     device="$(tr -d '[:space:]' <"${ETC}/device-id")"
     say "upgrading the installed device ${device}; its bundle and config stay as they are"
   fi
-  codename="$(check_platform)"
   say "installing sealed-doorbell for device ${device} on Raspberry Pi OS ${codename}"
   install_packages
   create_user
