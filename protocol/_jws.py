@@ -12,7 +12,8 @@ signature is checked with `cryptography` over the RFC 7515 signing input
 from __future__ import annotations
 
 import base64
-import re
+import binascii
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -28,7 +29,8 @@ from protocol.keys import canonical_json, is_hex64, key_id
 
 ALG: Final = "Ed25519"
 MAX_SIGNATURES: Final = 16
-_B64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
+_B64URL_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_TO_STANDARD: Final = bytes.maketrans(b"-_", b"+/")
 _HEADER_KEYS: Final = frozenset({"alg", "kid", "typ"})
 _ALGORITHMS: Final = [ALG]
 
@@ -57,13 +59,30 @@ class Envelope:
 
 
 def b64url_decode(segment: str) -> bytes:
-    """Strict unpadded base64url (RFC 7515 section 2). Raises ValueError."""
-    if _B64URL.fullmatch(segment) is None or len(segment) % 4 == 1:
+    """Strict unpadded base64url (RFC 7515 section 2): no padding, no whitespace, no
+    characters of the standard alphabet, and zero trailing bits (one spelling per value).
+
+    Raises ValueError.
+    """
+    try:
+        data = segment.encode("ascii")
+    except (UnicodeEncodeError, AttributeError):
+        raise ValueError("not unpadded base64url") from None
+    if b"+" in data or b"/" in data or b"=" in data:
         raise ValueError("not unpadded base64url")
-    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    if b64url_encode(raw) != segment:  # refuse non-canonical trailing bits
-        raise ValueError("non-canonical base64url")
-    return raw
+    rem = len(data) % 4
+    if rem == 1:
+        raise ValueError("not unpadded base64url (impossible length)")
+    if rem:
+        last = _B64URL_ALPHABET.find(segment[-1])
+        if last < 0 or last & (0x0F if rem == 2 else 0x03):
+            raise ValueError("non-canonical base64url")
+    try:
+        return binascii.a2b_base64(
+            data.translate(_TO_STANDARD) + b"=" * (-rem % 4), strict_mode=True
+        )
+    except binascii.Error:
+        raise ValueError("not unpadded base64url") from None
 
 
 def b64url_encode(raw: bytes) -> str:
@@ -103,8 +122,7 @@ def encode(envelope: dict[str, Any]) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class RawSignature:
-    protected_segment: str
-    header: bytes  # decoded protected header, not yet checked
+    protected_segment: str  # base64url of the protected header, not yet checked
     signature: bytes
     has_unprotected: bool
 
@@ -121,7 +139,7 @@ def parse(data: bytes, *, max_bytes: int) -> RawEnvelope:
 
     Raises JwsFormatError("oversized") past `max_bytes` (before any parsing) and
     JwsFormatError("malformed") for anything that is not ``{"payload": <b64url>,
-    "signatures": [{"protected": <b64url>, "signature": <b64url of 64 bytes>}, ...]}``
+    "signatures": [{"protected": <string>, "signature": <b64url of 64 bytes>}, ...]}``
     with 1 to MAX_SIGNATURES signatures.
     """
     if not isinstance(data, bytes):
@@ -151,7 +169,6 @@ def parse(data: bytes, *, max_bytes: int) -> RawEnvelope:
             if not isinstance(protected_segment, str) or not isinstance(sig_segment, str):
                 raise s.SchemaError("protected and signature must be base64url strings")
             try:
-                header = b64url_decode(protected_segment)
                 sig = b64url_decode(sig_segment)
             except ValueError as exc:
                 raise s.SchemaError(f"signature entry: {exc}") from None
@@ -160,7 +177,6 @@ def parse(data: bytes, *, max_bytes: int) -> RawEnvelope:
             signatures.append(
                 RawSignature(
                     protected_segment=protected_segment,
-                    header=header,
                     signature=sig,
                     has_unprotected="header" in entry,
                 )
@@ -172,31 +188,44 @@ def parse(data: bytes, *, max_bytes: int) -> RawEnvelope:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _header_kid(protected_segment: str, typ: str) -> str:
+    """The kid of a protected header (base64url) that is exactly ``{"alg": "Ed25519", "kid":
+    <64 hex>, "typ": typ}``. A pure function, memoized: a device sees the same few
+    headers (one per signer) on every token, so only their first sight costs a parse.
+    Only successes are cached (lru_cache does not cache exceptions).
+
+    Raises JwsFormatError("bad_header").
+    """
+    try:
+        value = s.loads_strict(b64url_decode(protected_segment))
+    except (ValueError, s.SchemaError) as exc:
+        raise JwsFormatError("bad_header", f"protected header: {exc}") from None
+    if not isinstance(value, dict) or set(value) != _HEADER_KEYS:
+        raise JwsFormatError("bad_header", "protected header must be exactly alg, kid, typ")
+    if value["alg"] != ALG:
+        raise JwsFormatError("bad_header", f"alg must be {ALG!r}")
+    if value["typ"] != typ:
+        raise JwsFormatError("bad_header", f"typ must be {typ!r}")
+    if not is_hex64(value["kid"]):
+        raise JwsFormatError("bad_header", "kid must be 64 lowercase hex characters")
+    return str(value["kid"])
+
+
 def check_headers(raw: RawEnvelope, *, typ: str) -> Envelope:
     """Require every protected header to be exactly ``{"alg": "Ed25519", "kid": <64 hex>,
     "typ": typ}`` and no unprotected header (the kid is read from the protected header
     only). Raises JwsFormatError("bad_header").
     """
     signatures = []
+    payload_part = "." + raw.payload_segment
     for entry in raw.signatures:
         if entry.has_unprotected:
             raise JwsFormatError("bad_header", "unprotected headers are not accepted")
-        try:
-            header = s.loads_strict(entry.header)
-        except s.SchemaError as exc:
-            raise JwsFormatError("bad_header", f"protected header: {exc}") from None
-        if not isinstance(header, dict) or set(header) != _HEADER_KEYS:
-            raise JwsFormatError("bad_header", "protected header must be exactly alg, kid, typ")
-        if header["alg"] != ALG:
-            raise JwsFormatError("bad_header", f"alg must be {ALG!r}")
-        if header["typ"] != typ:
-            raise JwsFormatError("bad_header", f"typ must be {typ!r}")
-        if not is_hex64(header["kid"]):
-            raise JwsFormatError("bad_header", "kid must be 64 lowercase hex characters")
         signatures.append(
             Signature(
-                kid=header["kid"],
-                signing_input=f"{entry.protected_segment}.{raw.payload_segment}".encode("ascii"),
+                kid=_header_kid(entry.protected_segment, typ),
+                signing_input=(entry.protected_segment + payload_part).encode("ascii"),
                 signature=entry.signature,
             )
         )

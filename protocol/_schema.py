@@ -7,10 +7,13 @@ translate it into their own `ProtocolError` subclass with the right code.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from protocol.keys import is_hex64
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class SchemaError(ValueError):
@@ -30,14 +33,16 @@ def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_object, parse_constant=_reject_constant)
+
+
 def loads_strict(data: bytes) -> Any:
     """Decode UTF-8 JSON refusing duplicate members, NaN/Infinity and invalid UTF-8.
 
     Raises SchemaError (also for a document nested deeper than Python's recursion limit).
     """
     try:
-        text = data.decode("utf-8")
-        return json.loads(text, object_pairs_hook=_unique_object, parse_constant=_reject_constant)
+        return _DECODER.decode(data.decode("utf-8"))
     except SchemaError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -68,7 +73,7 @@ def string(value: Any, name: str, *, max_len: int = 256, allow_empty: bool = Fal
         raise SchemaError(f"{name} must not be empty")
     if len(value) > max_len:
         raise SchemaError(f"{name} is longer than {max_len} characters")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if _CONTROL.search(value) is not None:
         raise SchemaError(f"{name} contains control characters")
     return value
 

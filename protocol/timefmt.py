@@ -21,7 +21,7 @@ def parse_time(value: object) -> datetime:
     if not isinstance(value, str) or _RFC3339_UTC.fullmatch(value) is None:
         raise ValueError(f"not an RFC 3339 UTC time (YYYY-MM-DDTHH:MM:SSZ): {value!r:.60}")
     try:
-        return datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)
+        return datetime.fromisoformat(value)  # Python 3.11 reads "Z" as UTC
     except ValueError:
         raise ValueError(f"not a valid calendar time: {value!r:.60}") from None
 

@@ -43,7 +43,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
-from urllib.parse import urlsplit
 
 import pyrage
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -64,6 +63,9 @@ AGE_MAGIC: Final = b"age-encryption.org/v1\n"
 MAX_EPOCHS: Final = 1024
 ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 EPOCH_ID_PATTERN: Final = re.compile(r"\d{1,12}-[0-9a-f]{8}")
+_UPLOAD_URL: Final = re.compile(
+    r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~!$&'()*+,;=:@%/\-]*)?"
+)
 
 _CLAIMS_REQUIRED = frozenset(
     {"v", "iss", "aud", "jti", "seq", "iat", "nbf", "exp", "basis", "case", "window"}
@@ -223,7 +225,20 @@ def _parse_claims(value: Any) -> ReleaseClaims:
     exp = s.integer(item["exp"], "exp")
     if not iat <= nbf < exp:
         raise s.SchemaError("times must satisfy iat <= nbf < exp")
-    claims = ReleaseClaims(
+    recipient = keys = upload = None
+    notify_after = hold_until = None
+    if basis == "preservation":
+        hold_until = _claim_time(item["hold_until"], "hold_until")
+    else:
+        upload = s.string(item["upload"], "upload", max_len=2048)
+        if _UPLOAD_URL.fullmatch(upload) is None:
+            raise s.SchemaError("upload must be an http(s) URL without query or fragment")
+        if "notify_after" in item:
+            notify_after = _claim_time(item["notify_after"], "notify_after")
+        recipient, keys = item["recipient"], item["keys"]
+        if not isinstance(recipient, str) or not isinstance(keys, str):
+            raise s.SchemaError("recipient and keys must be strings")
+    return ReleaseClaims(
         v=TOKEN_VERSION,
         iss=s.string(item["iss"], "iss", max_len=128),
         aud=s.string(item["aud"], "aud", max_len=128),
@@ -235,36 +250,19 @@ def _parse_claims(value: Any) -> ReleaseClaims:
         basis=basis,
         case=CaseRef.from_payload(item["case"]),
         window=Window.from_payload(item["window"]),
-    )
-    if basis == "preservation":
-        try:
-            hold_until = parse_time(item["hold_until"])
-        except ValueError as exc:
-            raise s.SchemaError(f"hold_until: {exc}") from None
-        return _replace(claims, hold_until=hold_until)
-    upload = s.string(item["upload"], "upload", max_len=2048)
-    parts = urlsplit(upload)
-    if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
-        raise s.SchemaError("upload must be an http(s) URL without query or fragment")
-    notify_after = None
-    if "notify_after" in item:
-        try:
-            notify_after = parse_time(item["notify_after"])
-        except ValueError as exc:
-            raise s.SchemaError(f"notify_after: {exc}") from None
-    recipient = item["recipient"]
-    keys = item["keys"]
-    if not isinstance(recipient, str) or not isinstance(keys, str):
-        raise s.SchemaError("recipient and keys must be strings")
-    return _replace(
-        claims, recipient=recipient, keys=keys, upload=upload, notify_after=notify_after
+        recipient=recipient,
+        keys=keys,
+        upload=upload,
+        notify_after=notify_after,
+        hold_until=hold_until,
     )
 
 
-def _replace(claims: ReleaseClaims, **changes: Any) -> ReleaseClaims:
-    values = {name: getattr(claims, name) for name in ReleaseClaims.__dataclass_fields__}
-    values.update(changes)
-    return ReleaseClaims(**values)
+def _claim_time(value: Any, name: str) -> datetime:
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise s.SchemaError(f"{name}: {exc}") from None
 
 
 # --- signing (the cloud) -------------------------------------------------------------

@@ -451,3 +451,19 @@ def test_context_refuses_loosening_shapes() -> None:
         ctx(allowed_bases=frozenset({"voluntary"}))
     with pytest.raises(ValueError, match="aware"):
         ctx(now=NOW.replace(tzinfo=None))
+
+
+@pytest.mark.parametrize(
+    "segment", ["e30=", "e3+", "e3/", "e 30", "e", "e31", "ZZ", "é30", "e30\n"]
+)
+def test_base64url_has_one_spelling(segment: str) -> None:
+    # Padding, the standard alphabet, whitespace, impossible lengths and non-zero
+    # trailing bits ("e31" and "ZZ" decode, leniently, to the same bytes as other strings).
+    with pytest.raises(ValueError, match="base64url"):
+        b64url_decode(segment)
+
+
+def test_base64url_round_trip() -> None:
+    for size in range(0, 40):
+        raw = bytes(range(size))
+        assert b64url_decode(b64url_encode(raw)) == raw

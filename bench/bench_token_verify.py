@@ -1,0 +1,159 @@
+"""Token verification cost against its floor: two raw Ed25519 verifications.
+
+The full `verify_token` (size cap, strict JSON, headers, two signatures, every rule,
+age recipient and keys parse, with replay state) is timed against two bare
+`Ed25519PublicKey.verify` calls over the very same signing inputs, in the same run.
+Target (issue 5): at most 1.5x.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import MappingProxyType
+
+import pyrage
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._report import ratio_line
+from protocol._jws import b64url_decode
+from protocol.keys import key_id
+from protocol.token import (
+    CaseRef,
+    ReleaseClaims,
+    VerificationContext,
+    Window,
+    seal_keys_for_device,
+    sign_token,
+    verify_token,
+)
+from protocol.trust_root import DEFAULT_LIMITS, Role, TrustRoot
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+ROUNDS = 25
+LOOPS = 400
+
+
+@dataclass
+class _Replay:
+    last: int = 0
+
+    def seen(self, jti: str) -> bool:
+        return False
+
+    def last_seq(self) -> int:
+        return self.last
+
+
+def _key(seed: str) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed.encode()).digest())
+
+
+def _setup() -> tuple[
+    bytes, TrustRoot, VerificationContext, list[tuple[Ed25519PublicKey, bytes, bytes]]
+]:
+    root_keys = [_key("root-1"), _key("root-2")]
+    release = [_key("policy"), _key("review")]
+    every = root_keys + release
+    root = TrustRoot(
+        version=1,
+        expires=NOW + timedelta(days=365),
+        issuer="cloud-stub",
+        keys=MappingProxyType({key_id(k.public_key()): k.public_key() for k in every}),
+        roles=MappingProxyType(
+            {
+                "root": Role(frozenset(key_id(k.public_key()) for k in root_keys), 2),
+                "release": Role(frozenset(key_id(k.public_key()) for k in release), 2),
+            }
+        ),
+        limits=DEFAULT_LIMITS,
+    )
+    transport = pyrage.x25519.Identity.generate()
+    epochs = {
+        f"{int(NOW.timestamp()) - 3600 * i}-{i:08x}": str(pyrage.x25519.Identity.generate())
+        for i in range(1, 5)
+    }
+    iat = int(NOW.timestamp()) - 10
+    claims = ReleaseClaims(
+        v=1,
+        iss="cloud-stub",
+        aud="porch-1",
+        jti="bench-1",
+        seq=2,
+        iat=iat,
+        nbf=iat,
+        exp=iat + 3600,
+        basis="warrant",
+        case=CaseRef("req-1", "2026-MJ-1", "demo-district-court", "ab" * 32),
+        window=Window(NOW - timedelta(hours=3), NOW - timedelta(hours=1)),
+        recipient=str(pyrage.x25519.Identity.generate().to_public()),
+        keys=seal_keys_for_device(epochs, str(transport.to_public())),
+        upload="http://127.0.0.1:8080/v1/evidence/bench-1",
+    )
+    token = sign_token(claims, release)
+    context = VerificationContext(device_id="porch-1", now=NOW, clock_synchronized=True)
+    doc = json.loads(token)
+    raw = []
+    for entry in doc["signatures"]:
+        header = json.loads(b64url_decode(entry["protected"]))
+        raw.append(
+            (
+                root.keys[header["kid"]],
+                b64url_decode(entry["signature"]),
+                f"{entry['protected']}.{doc['payload']}".encode(),
+            )
+        )
+    return token, root, context, raw
+
+
+def _time(fn: Callable[[], None]) -> float:
+    """CPU microseconds of this process per call over LOOPS calls (process time, not
+    wall time: on a shared machine other processes then cost neither side)."""
+    start = time.process_time()
+    for _ in range(LOOPS):
+        fn()
+    return (time.process_time() - start) / LOOPS * 1e6
+
+
+def main() -> int:
+    token, root, context, raw = _setup()
+    replay = _Replay(last=1)
+
+    def full() -> None:
+        verify_token(token, root=root, context=context, replay=replay)
+
+    def baseline() -> None:
+        for key, sig, data in raw:
+            key.verify(sig, data)
+
+    full()
+    baseline()
+    # Alternate the two, ROUNDS times, and keep each side's best round: a noisy
+    # neighbour on the shared machine then hurts both sides alike.
+    base_us = full_us = float("inf")
+    for _ in range(ROUNDS):
+        base_us = min(base_us, _time(baseline))
+        full_us = min(full_us, _time(full))
+    print(f"token of {len(token)} bytes, 2 signatures, 4 epoch keys")
+    print(
+        ratio_line(
+            "verify_token (full rules) vs 2 raw Ed25519 verify",
+            full_us,
+            base_us,
+            "us",
+            "target <= 1.5x",
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
