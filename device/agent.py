@@ -221,6 +221,9 @@ class Agent:
                 if self.simulated:
                     raise
                 self._stop.wait(CAMERA_RETRY_S)
+                # The loop is alive while it waits for the camera: a missing camera must
+                # not make systemd restart the agent (tokens and escrow still run).
+                self._watchdog.beat()
                 continue
             if frame is None:
                 log.info("camera stream ended")

@@ -102,3 +102,43 @@ def test_ready_watchdog_status_and_stopping_reach_the_notify_socket(
         "clock synchronized" in line or "waiting for time synchronization" in line
         for line in statuses
     ), statuses
+
+
+@pytest.mark.slow
+def test_the_watchdog_is_fed_while_the_agent_waits_for_a_missing_camera(
+    agent_env: AgentEnv, tmp_path: Path
+) -> None:
+    # camera.source = "pi" on a machine without picamera2: every open fails with the
+    # install hint, the loop retries, and systemd must not restart an agent that is
+    # alive (tokens, escrow and the button do not need the camera).
+    agent_env.write_config(
+        camera={"source": "pi"}, agent={"control_socket": str(tmp_path / "ctl.sock")}
+    )
+    address = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(address))
+    sock.settimeout(0.5)
+    env = {**os.environ, "NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "30000000"}
+    proc = subprocess.Popen(
+        agent_env.cli_command("run"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    dogs = 0
+    try:
+        deadline = time.monotonic() + 60
+        while dogs < 2 and time.monotonic() < deadline:
+            try:
+                fields = parse(sock.recv(4096).decode("utf-8"))
+            except TimeoutError:
+                assert proc.poll() is None
+                continue
+            dogs += fields.get("WATCHDOG") == "1"
+        proc.send_signal(signal.SIGTERM)
+        stderr = proc.communicate(timeout=30)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sock.close()
+    assert dogs >= 2
+    assert proc.returncode == 0
+    assert b"sudo apt install python3-picamera2" in stderr
