@@ -92,7 +92,10 @@ class DeviceEvents:
             token.status_reason = result.reason[:200]
             token.updated_at = now
             request = session.get(Request, token.request_id)
-            if request is not None and request.status not in _FINAL_REQUEST:
+            regress = result.status == "deferred" and request is not None and (
+                request.status == Status.EVIDENCE_RECEIVED
+            )
+            if request is not None and request.status not in _FINAL_REQUEST and not regress:
                 request.status = _REQUEST_STATUS[result.status].value
                 request.updated_at = now
             self.core.audit.append(

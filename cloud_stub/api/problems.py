@@ -73,17 +73,17 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(CloudError)
     async def _cloud_error(_request: Request, exc: CloudError) -> JSONResponse:
         status = status_for(exc)
-        extra: dict[str, Any] = {}
         headers: dict[str, str] = {}
+        body = error_body(exc.code, exc.message)
         if isinstance(exc, WrongOffset):
-            extra["offset"] = exc.offset
+            # The device's uploader reads the true resume point at the top level.
+            body["offset"] = exc.offset
+            body["error"]["offset"] = exc.offset
         if isinstance(exc, AuthenticationError):
             headers["WWW-Authenticate"] = "Bearer"
         if isinstance(exc, EnvironmentFault):
             log.error("environment fault: %s", exc)
-        return JSONResponse(
-            error_body(exc.code, exc.message, **extra), status_code=status, headers=headers
-        )
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

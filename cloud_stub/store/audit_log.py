@@ -17,10 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud_stub import audit
-from cloud_stub.store.engine import Store
+from cloud_stub.store.engine import AUDIT_LOCK_ID, Store
 from cloud_stub.store.models import AuditLock, AuditRow
 
-LOCK_ID = 1
+LOCK_ID = AUDIT_LOCK_ID
 
 
 def _row_to_entry(row: AuditRow) -> audit.AuditEntry:

@@ -20,10 +20,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud_stub.audit import GENESIS_HASH
 from cloud_stub.errors import ConfigError, StoreError
-from cloud_stub.store.models import Base
+from cloud_stub.store.models import AuditLock, Base
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # writers wait this long for the database lock
+AUDIT_LOCK_ID = 1  # the single row that serializes audit appends
 
 
 def sqlite_url(path: Path) -> str:
@@ -81,6 +83,11 @@ class Store:
             Base.metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot create the schema: {exc}") from exc
+        # The audit head row exists before any append, so concurrent first appends lock
+        # it instead of racing to insert it.
+        with self.transaction() as session:
+            if session.get(AuditLock, AUDIT_LOCK_ID) is None:
+                session.add(AuditLock(id=AUDIT_LOCK_ID, head_seq=0, head_hash=GENESIS_HASH))
 
     @property
     def locks_rows(self) -> bool:

@@ -106,7 +106,8 @@ def test_upload_resume_manifest_and_download(cloud: CloudServer) -> None:
     # The connection broke and the device resends from an old offset: told the truth.
     stale = device_call(cloud, r, "PUT", f"{url}?offset=0", clip[:20_000])
     assert stale.status_code == 409
-    assert stale.json()["error"]["offset"] == 20_000
+    assert stale.json()["offset"] == 20_000  # where the device's uploader reads it
+    assert stale.json()["error"]["code"] == "wrong_offset"
     assert device_call(cloud, r, "GET", url).json() == {"offset": 20_000}
     ahead = device_call(cloud, r, "PUT", f"{url}?offset=30000", clip[30_000:])
     assert ahead.status_code == 409
