@@ -21,6 +21,9 @@ TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 CONFIG_TEMPLATE = "mosquitto.conf.template"
 ACL_TEMPLATE = "acl.template"
 DEFAULT_AUTOSAVE_S = 30
+# Whole MQTT packet: the 256 KiB payload cap of device and cloud plus 4 KiB for the topic
+# and MQTT 5 properties. The broker disconnects a client that sends a larger packet.
+MAX_PACKET_BYTES = 256 * 1024 + 4 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,7 @@ class BrokerFiles:
     persistence_dir: Path
     user: str = "mosquitto"
     autosave_interval: int = DEFAULT_AUTOSAVE_S
+    max_packet_size: int = MAX_PACKET_BYTES
 
 
 def check_config_value(name: str, value: str) -> str:
@@ -75,6 +79,7 @@ def render_config(files: BrokerFiles, *, template_dir: Path = TEMPLATE_DIR) -> s
         "persistence_dir": str(files.persistence_dir),
         "user": files.user,
         "autosave_interval": str(files.autosave_interval),
+        "max_packet_size": str(files.max_packet_size),
     }
     for key, value in fields.items():
         check_config_value(key, value)

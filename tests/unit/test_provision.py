@@ -55,12 +55,16 @@ def _store(layout: DeploymentLayout) -> Store:
     return Store([_cert(layout.ca_cert)])
 
 
+def _policy(layout: DeploymentLayout) -> PolicyBuilder:
+    """Verification against the deployment's CA at the current time (the suite may run
+    longer than the certificates' 5-minute backdating)."""
+    return PolicyBuilder().store(_store(layout)).time(dt.datetime.now(dt.UTC))
+
+
 def _verify_client(layout: DeploymentLayout, cert_path: Path, key_path: Path) -> str:
     """Chain, validity and client key usage against the CA; the key matches; return CN."""
     cert = _cert(cert_path)
-    verified = (
-        PolicyBuilder().store(_store(layout)).time(NOW).build_client_verifier().verify(cert, [])
-    )
+    verified = _policy(layout).build_client_verifier().verify(cert, [])
     assert verified.chain[-1] == _cert(layout.ca_cert)
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
@@ -169,7 +173,7 @@ def test_certificates_verify_against_the_ca(deployment: TestDeployment) -> None:
     )
 
     broker = _cert(layout.broker_cert)
-    builder = PolicyBuilder().store(_store(layout)).time(NOW)
+    builder = _policy(layout)
     for name in (DNSName("localhost"), IPAddress(ipaddress.ip_address("127.0.0.1"))):
         builder.build_server_verifier(name).verify(broker, [])
     broker_key = serialization.load_pem_private_key(layout.broker_key.read_bytes(), None)
@@ -189,7 +193,7 @@ def test_certificates_verify_against_the_ca(deployment: TestDeployment) -> None:
     rogue = CertificateAuthority.create(organization="sealed-doorbell", now=NOW)
     forged = rogue.issue_client(common_name=device_id, now=NOW).cert
     with pytest.raises(x509.verification.VerificationError):
-        PolicyBuilder().store(_store(layout)).time(NOW).build_client_verifier().verify(forged, [])
+        _policy(layout).build_client_verifier().verify(forged, [])
 
 
 def test_trust_root_loads_and_holds_the_keys_on_disk(deployment: TestDeployment) -> None:
