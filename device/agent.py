@@ -40,9 +40,9 @@ from device.button.sim import SimButton
 from device.camera.base import Camera
 from device.camera.factory import EncoderSettings, make_camera
 from device.config import AgentConfig
-from device.errors import CameraError, DoorbellError
+from device.errors import CameraError, DoorbellError, StorageFull
 from device.motion import MotionDetector
-from device.recorder import Recorder
+from device.recorder import ClipWriter, Recorder
 from device.release.clock import Clock, ManualClock
 from device.systemd import Notifier, ServiceStatus, Watchdog
 from device.vault import SealedStore, open_store
@@ -76,6 +76,20 @@ class AgentContext:
     store: SealedStore
     clock: Clock
     status: Callable[[], dict[str, Any]]
+
+
+class _RecoveryGate:
+    """The store as the recorder sees it: no clip opens before recovery has run."""
+
+    def __init__(self, store: SealedStore) -> None:
+        self._store = store
+        self.recovered = False
+        self.pending = ""
+
+    def open_clip(self, start: datetime, /) -> ClipWriter:
+        if not self.recovered:
+            raise StorageFull(self.pending or "the store has not been recovered yet")
+        return self._store.open_clip(start)
 
 
 @dataclass(slots=True)
@@ -113,8 +127,9 @@ class Agent:
         self._button: Button = make_button(config.button, clock)
         self._camera: Camera | None = None
         cam = config.camera
+        self._gate = _RecoveryGate(store)
         self._recorder = Recorder(
-            store, config.recorder, width=cam.width, height=cam.height, fps=float(cam.fps)
+            self._gate, config.recorder, width=cam.width, height=cam.height, fps=float(cam.fps)
         )
         self._motion = MotionDetector(config.motion, width=cam.lores_width, height=cam.lores_height)
         socket_path = config.agent.control_socket or (self.state_dir / "agent.sock")
@@ -146,16 +161,36 @@ class Agent:
         """
         config.agent.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         store = open_store(config, clock=clock.now)
-        report = store.recover()
-        if not report.clean:
-            log.warning("start-up recovery: %s", report)
         agent = cls(config, clock=clock, store=store, simulated=simulated, notifier=notifier)
+        agent.recover_store()
         context = AgentContext(config=config, store=store, clock=clock, status=agent.status)
         for name in SERVICE_MODULES:
             service = importlib.import_module(name).make_service(context)
             if service is not None:
                 agent.add_service(service)
         return agent
+
+    def recover_store(self) -> bool:
+        """Run the store's crash recovery; True once it has succeeded.
+
+        On a full disk recovery itself may fail (the index cannot grow): the agent then
+        runs without opening clips (the recorder sees `StorageFull`, the status says so)
+        and tries again at every retention tick, after retention has had its chance.
+        Other index errors are raised: the store cannot be trusted.
+        """
+        if self._gate.recovered:
+            return True
+        try:
+            report = self.store.recover()
+        except StorageFull as exc:
+            self._gate.pending = f"start-up recovery waits for space: {exc}"
+            log.error("%s", self._gate.pending)
+            return False
+        self._gate.recovered = True
+        self._gate.pending = ""
+        if not report.clean:
+            log.warning("start-up recovery: %s", report)
+        return True
 
     def add_service(self, service: Service) -> None:
         self._services.append(service)
@@ -273,6 +308,11 @@ class Agent:
             self.store.enforce_retention()
         except (DoorbellError, OSError) as exc:
             log.error("retention failed: %s", exc)
+        if not self._gate.recovered:
+            try:
+                self.recover_store()
+            except DoorbellError as exc:
+                log.error("recovery failed again: %s", exc)
 
     # -- control socket ------------------------------------------------------------
 
@@ -348,6 +388,9 @@ class Agent:
                 storage = {"full": False, "reason": f"index unavailable: {exc}"}
             self._storage_cache = (ended, mono, dict(storage))
         storage["full"] = bool(storage["full"]) or self._recorder.storage_full
+        if self._gate.pending:
+            storage["full"] = True
+            storage["reason"] = self._gate.pending
         return storage
 
     def _write_status(self, *, state: str, force: bool) -> None:

@@ -110,7 +110,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     _install_signals(agent)
     agent.run(duration_s=args.duration)
     status = agent.status()
-    print(json.dumps({"clips_sealed": status["clips_sealed"], "last_clip": status["last_clip"]}))
+    summary = {
+        key: status[key]
+        for key in ("clips_sealed", "clips_failed", "last_clip", "storage", "camera")
+    }
+    print(json.dumps(summary))
     return 0
 
 
