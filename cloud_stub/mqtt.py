@@ -211,7 +211,7 @@ class CloudMqtt:
                     device_id=msg.device, epoch_id=msg.epoch, start=msg.start, end=msg.end,
                     recipient=msg.recipient, sealed_b64=msg.sealed,
                 ))
-                ack = f"{DeviceTopics(device_id, self.options.prefix).base}/escrow-ack"
+                ack = DeviceTopics(device_id, self.options.prefix).escrow_ack
                 self._publish(ack, EscrowAck(epoch=msg.epoch).to_bytes())
             elif leaf == "result":
                 res = parse_result(payload)

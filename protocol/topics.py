@@ -45,6 +45,11 @@ class DeviceTopics:
         return f"{self.base}/escrow"
 
     @property
+    def escrow_ack(self) -> str:
+        """cloud -> device: the cloud has stored an escrowed epoch key (ADR 0003)."""
+        return f"{self.base}/escrow-ack"
+
+    @property
     def status(self) -> str:
         return f"{self.base}/status"
 

@@ -85,7 +85,7 @@ def test_device_cannot_publish_to_its_own_release_topic(
     if protocol == MQTTProtocolVersion.MQTTv5:
         assert reason is not None
         assert reason.getName() == "Not authorized"
-    publish(forger, f"{topics.base}/escrow-ack", b'{"epoch": "forged"}')
+    publish(forger, topics.escrow_ack, b'{"epoch": "forged"}')
     publish(cloud, topics.release, b"real token")
 
     message = inbox.get()
