@@ -8,8 +8,9 @@ messages are acknowledged manually, only after the release handler has made its
 decision durable (`ack`), so a token is never lost between receipt and decision: if the
 agent dies in between, the broker delivers it again.
 
-The link fails closed: it is not `connected()` until a successful CONNACK. paho errors
-never escape it: they become `TransportError`.
+The inbound queue is bounded and applies backpressure (see `_on_message`). The link
+fails closed: it is not `connected()` until a successful CONNACK. paho errors never
+escape it: they become `TransportError`.
 """
 
 from __future__ import annotations
@@ -63,9 +64,16 @@ class LinkSettings:
     session_expiry_s: int = 7 * 86400
     max_payload_bytes: int = 256 * 1024
     inbound_queue: int = 64
+    enqueue_timeout_s: float = 30.0
     reconnect_min_s: int = 1
     reconnect_max_s: int = 60
     online_payload: Callable[[], bytes] | None = field(default=None, compare=False)
+
+
+class Delivery(Protocol):
+    """A publish in flight: `done()` turns True when the broker acknowledged it."""
+
+    def done(self) -> bool: ...
 
 
 class MqttLink(Protocol):
@@ -79,7 +87,7 @@ class MqttLink(Protocol):
 
     def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
-    ) -> None: ...
+    ) -> Delivery: ...
 
     def receive(self, timeout: float) -> Inbound | None: ...
 
@@ -88,16 +96,23 @@ class MqttLink(Protocol):
     def close(self, *, final_payload: bytes | None = None) -> None: ...
 
 
+class _PahoDelivery:
+    def __init__(self, info: mqtt.MQTTMessageInfo) -> None:
+        self._info = info
+
+    def done(self) -> bool:
+        return self._info.is_published()
+
+
 class PahoLink:
     """paho-mqtt 2.x (VERSION2 callbacks), MQTT v5, TLS client certificate.
 
     Raises TransportError from `connect` when the TLS material cannot be loaded, from
-    `publish` when the link is down or the broker does not acknowledge in time.
+    `publish` when the link is down.
     """
 
-    def __init__(self, settings: LinkSettings, *, publish_timeout_s: float = 10.0) -> None:
+    def __init__(self, settings: LinkSettings) -> None:
         self._settings = settings
-        self._publish_timeout_s = publish_timeout_s
         self._inbound: queue.Queue[Inbound] = queue.Queue(maxsize=settings.inbound_queue)
         self._connected = threading.Event()
         self._closed = False
@@ -128,6 +143,9 @@ class PahoLink:
             self._client.tls_insecure_set(False)
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = s.session_expiry_s
+            # Flow control: ask the broker to keep fewer unacknowledged messages in
+            # flight to us than the inbound queue holds.
+            props.ReceiveMaximum = max(1, s.inbound_queue // 2)
             self._client.connect_async(
                 s.host, s.port, keepalive=s.keepalive_s, clean_start=False, properties=props
             )
@@ -184,29 +202,34 @@ class PahoLink:
         else:
             item = Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
         try:
-            self._inbound.put_nowait(item)
+            # Backpressure: while the queue is full the network thread waits, TCP stops
+            # reading and the broker holds the rest. Nothing that drains the queue ever
+            # waits on this thread (publishes are not awaited, see `publish`). Only a
+            # worker stuck for longer than `enqueue_timeout_s` makes us drop one,
+            # unacknowledged: the broker delivers it again when the session resumes.
+            self._inbound.put(item, timeout=self._settings.enqueue_timeout_s)
         except queue.Full:
-            # Not acknowledged: the broker redelivers it on the next session resume.
             self.dropped += 1
-            log.warning("inbound queue full; dropped a message on %s unacknowledged", msg.topic)
+            log.error("inbound queue full; dropped a message on %s unacknowledged", msg.topic)
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
-        """Publish and wait for the broker's acknowledgement (QoS 1).
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> Delivery:
+        """Queue a publish and return at once; the returned `Delivery` reports the
+        broker's acknowledgement. Never waits on the network thread (which may itself be
+        waiting for room in the inbound queue), so callers cannot deadlock with it.
 
-        Raises TransportError when the link is down or the broker does not acknowledge
-        within the publish timeout.
+        Raises TransportError when the link is down or paho refuses the message.
         """
         if not self._connected.is_set():
             raise TransportError(f"MQTT link is down; cannot publish to {topic}")
         try:
             info = self._client.publish(topic, payload, qos=qos, retain=retain)
-            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
-                raise TransportError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
-            info.wait_for_publish(self._publish_timeout_s)
         except (RuntimeError, ValueError, OSError) as exc:
             raise TransportError(f"publish to {topic} failed: {exc}") from exc
-        if not info.is_published():
-            raise TransportError(f"broker did not acknowledge a publish to {topic} in time")
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
+            raise TransportError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+        return _PahoDelivery(info)
 
     def receive(self, timeout: float) -> Inbound | None:
         try:

@@ -1,13 +1,14 @@
 """`ReleaseService`: the release side wired into the agent, with start() and stop().
 
-One worker thread does everything in order, so no two decisions race: it takes a
-message from the MQTT link's bounded queue and hands a token to the handler (then
-acknowledges it, once the decision is durable) or an `escrow-ack` to the escrow
-publisher; re-checks deferred tokens once the clock is synchronized; runs accepted jobs
-(a job that hit a transport failure waits with exponential backoff); publishes the
+Two threads. The intake thread does every decision in order, so no two decisions race:
+it takes a message from the MQTT link's bounded queue and hands a token to the handler
+(then acknowledges it, once the decision is durable) or an `escrow-ack` to the escrow
+publisher; re-checks deferred tokens once the clock is synchronized; publishes the
 durable outbox (results now, owner notices when due; a delayed notice waits for a
 synchronized clock); re-publishes unacknowledged escrow blobs; and refreshes the
-retained status with the agent's health.
+retained status with the agent's health. The job thread runs accepted jobs (re-seal and
+upload can take minutes; a job that hit a transport failure waits with exponential
+backoff), so a long upload never stalls the intake of tokens.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from device.release.escrow import EscrowPublisher, EscrowSource
 from device.release.handler import ReleaseHandler
 from device.release.jobs import IMMEDIATE, JobStore
 from device.release.layout import ReleaseLayout
-from device.release.link import Inbound, LinkSettings, MqttLink, PahoLink
+from device.release.link import Delivery, Inbound, LinkSettings, MqttLink, PahoLink
 from device.release.messages import status_payload
 from device.release.replay import ReplayState
 from device.release.runner import JobRunner
@@ -58,6 +59,7 @@ class ServiceTiming:
     status_every_s: float = 60.0
     retry_initial_s: float = 2.0
     retry_max_s: float = 300.0
+    publish_timeout_s: float = 30.0  # unacknowledged this long: publish again
 
 
 def _read_secret(path: Path | None, what: str) -> bytes:
@@ -190,24 +192,38 @@ class ReleaseService:
         self._retry_at: dict[str, tuple[float, float]] = {}  # jti -> (monotonic due, delay)
         self._was_connected = False
         self._last_status = 0.0
-        self.idle = threading.Event()  # set whenever the worker has nothing left to do
+        self._jobs_thread: threading.Thread | None = None
+        self._job_wakeup = threading.Event()
+        self._jobs_lock = threading.Lock()
+        self._outbox_lock = threading.Lock()
+        self._in_flight: dict[int, tuple[Delivery, float]] = {}
 
     # --- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
-        """Connect the link and start the worker thread. Raises TransportError."""
+        """Connect the link and start the two threads. Raises TransportError."""
         self.link.connect()
-        self._thread = threading.Thread(target=self._loop, name="release", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="release-intake", daemon=True)
+        self._jobs_thread = threading.Thread(
+            target=self._job_loop, name="release-jobs", daemon=True
+        )
         self._thread.start()
+        self._jobs_thread.start()
 
     def stop(self) -> None:
-        """Stop the worker (an upload stops between chunks), publish `offline`, close."""
+        """Stop both threads (an upload stops between chunks), publish `offline`, close."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        self._job_wakeup.set()
+        for thread in (self._thread, self._jobs_thread):
+            if thread is not None:
+                thread.join(timeout=30)
         self.link.close(final_payload=status_payload(False, {}))
         self.uploader.close()
         self.audit.close()
         self.db.close()
+
+    def alive(self) -> bool:
+        """True while both threads run (for health checks and tests)."""
+        return all(t is not None and t.is_alive() for t in (self._thread, self._jobs_thread))
 
     # --- status -------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -242,26 +258,34 @@ class ReleaseService:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                busy = self._tick()
-            except Exception:  # nothing may end the worker; the next tick tries again
-                log.exception("release worker error")
-                busy = False
+                message = self.link.receive(self._timing.poll_s)
+                if message is not None:
+                    self._on_message(message)
+                self._light_chores()
+            except Exception:  # nothing may end the intake; the next pass tries again
+                log.exception("release intake error")
                 self._stop.wait(1.0)
-            if busy:
-                self.idle.clear()
-            else:
-                self.idle.set()
 
-    def _tick(self) -> bool:
-        message = self.link.receive(self._timing.poll_s)
-        if message is not None:
-            self._on_message(message)
-        return self.run_chores() or message is not None
+    def _job_loop(self) -> None:
+        while not self._stop.is_set():
+            self._job_wakeup.wait(self._timing.poll_s * 5)
+            self._job_wakeup.clear()
+            try:
+                self._run_jobs()
+            except Exception:  # a job's unexpected error must not end the thread
+                log.exception("release job error")
+                self._stop.wait(1.0)
 
     def run_chores(self) -> bool:
-        """One pass of everything but receiving: deferred tokens, jobs, the outbox,
-        escrow, status. Returns True when it did something. The worker calls it after
-        each message; tests without a broker call it directly."""
+        """One synchronous pass of everything but receiving: deferred tokens, jobs, the
+        outbox, escrow, status. Returns True when it did something. For tests without a
+        broker (the threads do the same work when started)."""
+        busy = self._light_chores()
+        busy |= self._run_jobs()
+        busy |= self._flush_outbox()
+        return busy
+
+    def _light_chores(self) -> bool:
         busy = False
         connected = self.link.connected()
         if connected and not self._was_connected and self.escrow is not None:
@@ -269,8 +293,9 @@ class ReleaseService:
         self._was_connected = connected
         for outcome in self.handler.recheck_deferred():
             log.info("deferred token %s: %s", outcome.jti, outcome.status)
+            if outcome.status == "accepted":
+                self._job_wakeup.set()
             busy = True
-        busy |= self._run_jobs()
         busy |= self._flush_outbox()
         if self.escrow is not None and self.escrow.flush():
             busy = True
@@ -283,11 +308,13 @@ class ReleaseService:
     def _on_message(self, message: Inbound) -> None:
         if message.topic == self.topics.release:
             try:
-                self.handler.handle(message.payload, oversized=message.oversized)
+                outcome = self.handler.handle(message.payload, oversized=message.oversized)
             except EnvironmentFault as exc:
                 log.error("release state unavailable, token left unacknowledged: %s", exc)
                 return
             self.link.ack(message)
+            if outcome.status == "accepted":
+                self._job_wakeup.set()
         elif message.topic == self._escrow_ack_topic:
             if self.escrow is not None:
                 self.escrow.on_ack(message.payload)
@@ -297,6 +324,10 @@ class ReleaseService:
             self.link.ack(message)
 
     def _run_jobs(self) -> bool:
+        with self._jobs_lock:
+            return self._run_jobs_locked()
+
+    def _run_jobs_locked(self) -> bool:
         ran = False
         now = time.monotonic()
         for job in self.jobs.running_jobs():
@@ -313,19 +344,34 @@ class ReleaseService:
         return ran
 
     def _flush_outbox(self) -> bool:
+        with self._outbox_lock:
+            return self._flush_outbox_locked()
+
+    def _flush_outbox_locked(self) -> bool:
+        """Publish due items; an item leaves the durable outbox only once the broker
+        acknowledged it (checked on later passes, never waited for here)."""
+        progressed = False
+        for item_id, (delivery, sent_at) in list(self._in_flight.items()):
+            if delivery.done():
+                self.jobs.sent(item_id)
+                del self._in_flight[item_id]
+                progressed = True
+            elif time.monotonic() - sent_at > self._timing.publish_timeout_s:
+                del self._in_flight[item_id]  # sent again below
         if not self.link.connected():
-            return False
+            return progressed
         horizon = self._clock.now() if self._clock.synchronized() else IMMEDIATE
-        sent = False
         for item in self.jobs.due(horizon):
+            if item.id in self._in_flight:
+                continue
             try:
-                self.link.publish(item.topic, item.payload, qos=1, retain=item.retain)
+                delivery = self.link.publish(item.topic, item.payload, qos=1, retain=item.retain)
             except TransportError as exc:
                 log.info("outbox publish deferred: %s", exc)
                 break
-            self.jobs.sent(item.id)
-            sent = True
-        return sent
+            self._in_flight[item.id] = (delivery, time.monotonic())
+            progressed = True
+        return progressed
 
 
 def make_service(context: AgentContext) -> ReleaseService | None:
