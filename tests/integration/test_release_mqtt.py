@@ -135,3 +135,36 @@ def test_token_waits_for_a_synchronized_clock(
         assert service.jobs.deferred() == []
     finally:
         service.stop()
+
+
+def test_replay_after_an_agent_restart_is_rejected(
+    mqtt_rig: DeviceRig, cloud_side: EvidenceServer, broker: Broker, deployment: TestDeployment
+) -> None:
+    """Attack: the same signed token published again once the agent has restarted (the
+    replay state must be on disk, not in memory)."""
+    rig = mqtt_rig
+    now = rig.clock.now()
+    rig.record(now - timedelta(minutes=30), 5)
+    minter = Minter(rig, cloud_side.base)
+    claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
+    cloud_side.allowed.add(claims.jti)
+    token = minter.sign(claims)
+    watcher = ResultWatcher(broker, rig.device_id, deployment.prefix)
+    service = rig.service()
+    service.start()
+    try:
+        watcher.wait(watcher.topics.status, lambda b: b["state"] == "online")
+        watcher.publish_token(token)
+        watcher.result(claims.jti, "uploaded")
+    finally:
+        service.stop()
+    files = {k: bytes(v.data) for k, v in cloud_side.files.items()}
+    service = rig.service()  # the agent restarts
+    service.start()
+    try:
+        watcher.publish_token(token)
+        assert watcher.result(claims.jti, "rejected")["reason"] == "replayed"
+        assert cloud_side.manifest_posts == {claims.jti: 1}
+        assert {k: bytes(v.data) for k, v in cloud_side.files.items()} == files
+    finally:
+        service.stop()
