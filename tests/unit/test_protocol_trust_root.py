@@ -10,8 +10,9 @@ from types import MappingProxyType
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from protocol.errors import RejectionCode, TrustRootError
+from protocol.errors import RejectionCode, TokenRejected, TrustRootError
 from protocol.keys import canonical_json, key_id, public_key_hex
+from protocol.token import VerificationContext, sign_token, verify_token
 from protocol.trust_root import (
     DEFAULT_LIMITS,
     MAX_ROOT_BYTES,
@@ -22,7 +23,7 @@ from protocol.trust_root import (
     sign_trust_root,
     update_trust_root,
 )
-from tests.unit.protocol_world import NOW, make_world, seeded_key
+from tests.unit.protocol_world import DEVICE, NOW, Replay, make_world, seeded_key
 
 
 def _code(exc: pytest.ExceptionInfo[TrustRootError]) -> RejectionCode:
@@ -227,3 +228,31 @@ def test_trust_root_invariants_refuse_inconsistent_roots() -> None:
         replace(world.root, roles=MappingProxyType({"root": world.root.roles["root"]}))
     with pytest.raises(ValueError, match="sign"):
         sign_trust_root(world.root, [world.root_keys[0], world.root_keys[0]])
+
+
+def test_rotating_release_keys_retires_the_old_signers() -> None:
+    # A compromised release key is retired by rotating the root: tokens signed by the
+    # old release keys stop counting as soon as the device holds version 2.
+    world = make_world()
+    fresh = [seeded_key("policy-2"), seeded_key("review-2")]
+    keys = dict(world.root.keys)
+    keys.update({key_id(k.public_key()): k.public_key() for k in fresh})
+    v2 = replace(
+        world.root,
+        version=2,
+        keys=MappingProxyType(keys),
+        roles=MappingProxyType(
+            {
+                "root": world.root.roles["root"],
+                "release": Role(frozenset(key_id(k.public_key()) for k in fresh), 2),
+            }
+        ),
+    )
+    rotated = update_trust_root(world.root, sign_trust_root(v2, world.root_keys), now=NOW)
+    ctx = VerificationContext(device_id=DEVICE, now=NOW, clock_synchronized=True)
+    claims = world.claims()
+    with pytest.raises(TokenRejected) as exc:
+        verify_token(world.token(claims), root=rotated, context=ctx, replay=Replay())
+    assert exc.value.code is RejectionCode.below_threshold
+    accepted = verify_token(sign_token(claims, fresh), root=rotated, context=ctx, replay=Replay())
+    assert accepted.jti == claims.jti
