@@ -412,16 +412,24 @@ class Agent:
         )
 
 
-M_ARENA_MAX = -8  # glibc <malloc.h>
+M_TRIM_THRESHOLD = -1  # glibc <malloc.h> mallopt parameters
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 MALLOC_ARENAS = 2
+MMAP_THRESHOLD = 128 * 1024  # glibc's initial value, made fixed
+TRIM_THRESHOLD = 1024 * 1024
 
 
-def limit_malloc_arenas() -> bool:
-    """Cap glibc's malloc arenas for this process (a long-running daemon on a Pi).
+def tune_malloc() -> bool:
+    """Keep a long-running video daemon's heap from ratcheting up (glibc only).
 
-    Every thread that allocates (control socket, GPIO callbacks, MQTT) may otherwise get
-    its own 64 MiB-reserved arena whose touched pages stay resident. Returns False where
-    libc has no `mallopt` (musl) or refuses; the agent works either way.
+    Every frame allocates and frees buffers of a megabyte or more (raw frames for the
+    encoder). glibc's dynamic mmap threshold moves such blocks onto the heap after the
+    first free, where long-lived small objects (packets in the pre-roll ring, index
+    rows) pin them and the heap only grows: measured +25 MiB over ten minutes at 720p.
+    A fixed threshold keeps big blocks in their own mappings, returned on free; a
+    bounded number of arenas stops helper threads from each holding their own.
+    Returns False where libc has no `mallopt` (musl) or refuses; the agent works anyway.
     """
     name = ctypes.util.find_library("c")
     if name is None:
@@ -433,7 +441,12 @@ def limit_malloc_arenas() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(M_ARENA_MAX, MALLOC_ARENAS))
+    results = [
+        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+        mallopt(M_ARENA_MAX, MALLOC_ARENAS),
+    ]
+    return all(results)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from device.agent import Agent, limit_malloc_arenas, read_status
+from device.agent import Agent, read_status, tune_malloc
 from device.button.control import send_command
 from device.config import AgentConfig, load_config
 from device.errors import ConfigError, DoorbellError
@@ -56,7 +56,7 @@ def register(sub: Any) -> None:
 
 
 def _logging() -> None:
-    limit_malloc_arenas()
+    tune_malloc()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
