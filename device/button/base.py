@@ -12,15 +12,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
+from device.button.errors import ButtonError
 from device.config import ButtonSettings
-from device.errors import EnvironmentFault
 from device.release.clock import Clock
 
 PressHandler = Callable[[datetime], None]
-
-
-class ButtonError(EnvironmentFault):
-    """The button could not be set up (GPIO missing or busy)."""
 
 
 class Button(Protocol):
@@ -46,3 +42,5 @@ def make_button(settings: ButtonSettings, clock: Clock) -> Button:
         raise ButtonError(f"button.kind = 'gpio' needs gpiozero on a Raspberry Pi: {exc}") from exc
     button: Button = module.GpioButton(settings, clock)
     return button
+
+__all__ = ["Button", "ButtonError", "PressHandler", "make_button"]

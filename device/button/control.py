@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from device.errors import EnvironmentFault
+from device.button.errors import ControlError
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +27,6 @@ CLIENT_TIMEOUT_S = 2.0
 ACCEPT_POLL_S = 0.2
 
 CommandHandler = Callable[[], str]
-
-
-class ControlError(EnvironmentFault):
-    """The control socket could not be created, or the agent could not be reached."""
 
 
 class ControlServer:
