@@ -26,7 +26,7 @@ from cloud_stub.evidence_files import EvidenceFiles
 from cloud_stub.store import Store
 from cloud_stub.store.audit_log import AuditTrail
 from cloud_stub.store.devices import SyncReport, sync_devices
-from cloud_stub.store.models import Decision, Principal, Request, Token
+from cloud_stub.store.models import Decision, Device, Principal, Request, Token
 from cloud_stub.store.principals import authenticate
 from cloud_stub.views import RequestView, request_view
 from protocol.bundle import DeploymentLayout
@@ -161,6 +161,19 @@ class ServiceCore:
         for device_id, why in report.skipped:
             log.warning("device record %s skipped: %s", device_id, why)
         return report
+
+    def known_devices(self, session: Session, device_ids: list[str]) -> set[str]:
+        """Which of these devices are enrolled. A device enrolled while the service runs
+        is picked up here: an unknown id triggers one re-sync of the registry."""
+        def known() -> set[str]:
+            rows = session.execute(select(Device.id).where(Device.id.in_(device_ids)))
+            return set(rows.scalars().all())
+
+        found = known()
+        if len(found) < len(set(device_ids)):
+            sync_devices(session, self.layout, self.now())
+            found = known()
+        return found
 
     def principal_names(self, session: Session, ids: Mapping[str, str]) -> dict[str, str]:
         rows = session.execute(select(Principal).where(Principal.id.in_(list(ids)))).scalars()

@@ -55,7 +55,7 @@ class DeviceEvents:
         self.escrow = escrow
 
     def _device_known(self, session: Session, device_id: str) -> None:
-        if session.get(Device, device_id) is None:
+        if not self.core.known_devices(session, [device_id]):
             raise HostileInputError(f"device {device_id!r} is not enrolled", code="unknown_device")
 
     def escrow_received(self, topic_device: str, item: EpochEscrow) -> bool:
@@ -108,6 +108,7 @@ class DeviceEvents:
     def status_received(self, topic_device: str, state: str, at: datetime | None = None) -> None:
         now = at or self.core.now()
         with self.core.store.transaction() as session:
+            self._device_known(session, topic_device)
             device = session.get(Device, topic_device)
             if device is None:
                 raise HostileInputError(f"device {topic_device!r} is not enrolled",

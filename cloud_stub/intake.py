@@ -30,7 +30,7 @@ from cloud_stub.policy.requests import (
     basis_of,
 )
 from cloud_stub.review import Status
-from cloud_stub.store.models import Device, Request, Token
+from cloud_stub.store.models import Request, Token
 from cloud_stub.views import RequestView
 
 DEVICE_NOT_ENROLLED = "device_not_enrolled"
@@ -104,9 +104,7 @@ class Intake:
         except PolicyViolation as violation:
             return [{"code": str(violation.code), "reason": violation.reason}]
         devices = list(request.device_ids or [])
-        known = set(
-            session.execute(select(Device.id).where(Device.id.in_(devices))).scalars().all()
-        )
+        known = self.core.known_devices(session, devices)
         missing = [d for d in devices if d not in known]
         if missing:
             return [{

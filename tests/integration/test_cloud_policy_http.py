@@ -270,3 +270,13 @@ def test_the_emergency_follow_up_date_is_kept_for_the_report(
     due = response.json()["follow_up_due"]
     assert due is not None
     assert due.startswith((world.now + timedelta(hours=24)).strftime("%Y-%m-%dT%H"))
+
+
+def test_a_device_enrolled_while_the_service_runs_is_found(
+    setting: tuple[CloudServer, Any, str, PolicyWorld],
+) -> None:
+    cloud, agency, _device_id, world = setting
+    bundle = cloud.deployment.enroll_device(cloud.deployment.new_device_id("late"))
+    late = bundle.device_id_file.read_text().strip()  # no explicit registry sync
+    response = cloud.submit(agency, world.warrant(device_ids=[late]))
+    assert response.status_code == 201, response.text
