@@ -37,6 +37,7 @@ system-packages:
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v runuser >/dev/null || [ -x /usr/sbin/runuser ] || missing="$$missing util-linux"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	[ -z "$$missing" ] && exit 0; \
@@ -49,6 +50,11 @@ system-packages:
 		if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now mosquitto >/dev/null 2>&1 || true; \
 		elif [ -x /etc/init.d/mosquitto ]; then $(SUDO) /etc/init.d/mosquitto stop >/dev/null 2>&1 || true; \
 		$(SUDO) update-rc.d mosquitto disable >/dev/null 2>&1 || true; fi;; \
+	esac; \
+	case " $$missing " in *" postgresql "*) \
+		if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now postgresql >/dev/null 2>&1 || true; \
+		elif [ -x /etc/init.d/postgresql ]; then $(SUDO) /etc/init.d/postgresql stop >/dev/null 2>&1 || true; \
+		$(SUDO) update-rc.d postgresql disable >/dev/null 2>&1 || true; fi;; \
 	esac
 
 $(STAMP): pyproject.toml
