@@ -3,10 +3,12 @@
 A release job moves each clip `pending -> sealed -> uploaded` in the release database:
 
 - re-seal: the clip's sealed file is stream-decrypted with the delivered epoch identity
-  and re-sealed to the token's recipient (the vault's `agestream.reseal`: plaintext only
+  and re-sealed to the token's recipient (the vault's `reseal`: plaintext only
   in memory, one 64 KiB chunk at a time) into `{state}/release/work/{jti}/{clip}.age`,
   written as `.part`, fsync'd and renamed; identities are dropped when the pass ends;
-- upload: resumable, from whatever offset the cloud holds (`Uploader`);
+- upload: resumable, from whatever offset the cloud holds (`Uploader`), by a small pool
+  of threads that starts on each clip as soon as it is sealed (re-seal and upload
+  overlap; the cloud endpoint is the slower of the two);
 - then the manifest, signed by the device identity key, and in one transaction the
   job's end with its `uploaded` result and the owner notice (due at `notify_after` when
   the court delayed notice).
@@ -25,6 +27,8 @@ import logging
 import os
 import shutil
 import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -74,7 +78,11 @@ class JobRunner:
         work_dir: Path,
         clock: Clock,
         stop: threading.Event | None = None,
+        upload_workers: int = 2,
     ) -> None:
+        if upload_workers < 1:
+            raise ValueError("upload_workers must be at least 1")
+        self._upload_workers = upload_workers
         self._device_id = device_id
         self._topics = topics
         self._identity_key = identity_key
@@ -92,9 +100,7 @@ class JobRunner:
         if claims.is_preservation:
             return self._preserve(job, claims)
         try:
-            self._reseal_pending(job, claims)
-            job = self._jobs.job(job.jti) or job
-            self._upload_sealed(job, claims)
+            self._reseal_and_upload(job, claims)
             job = self._jobs.job(job.jti) or job
             return self._finish_release(job, claims)
         except TransportError as exc:
@@ -124,7 +130,40 @@ class JobRunner:
     def _work_path(self, jti: str, clip_id: str) -> Path:
         return self._work_dir / jti / f"{clip_id}.age"
 
+    def _reseal_and_upload(self, job: Job, claims: ReleaseClaims) -> None:
+        """Re-seal pending clips one after the other while `upload_workers` threads
+        upload each sealed clip as soon as it is ready (the cloud's evidence endpoint,
+        not the re-seal, is the slow part). Raises UploadRefused when any upload was
+        refused, TransportError when one failed for now, TokenRejected from the keys."""
+        errors: list[Exception] = []
+        with ThreadPoolExecutor(self._upload_workers, thread_name_prefix="release-up") as pool:
+            futures = [
+                pool.submit(self._upload_one, job.jti, claims, c.clip_id, c.sha256)
+                for c in job.clips
+                if c.state == "sealed"
+            ]
+            try:
+                for clip_id, sha in self._reseal_iter(job, claims):
+                    futures.append(pool.submit(self._upload_one, job.jti, claims, clip_id, sha))
+            finally:
+                for future in futures:
+                    try:
+                        future.result()
+                    except (TransportError, UploadRefused) as exc:
+                        errors.append(exc)
+        refused = [e for e in errors if isinstance(e, UploadRefused)]
+        if refused:
+            raise refused[0]
+        if errors:
+            raise errors[0]
+
     def _reseal_pending(self, job: Job, claims: ReleaseClaims) -> None:
+        """Re-seal every pending clip without uploading (recovery tests use it)."""
+        for _ in self._reseal_iter(job, claims):
+            pass
+
+    def _reseal_iter(self, job: Job, claims: ReleaseClaims) -> Iterator[tuple[str, str]]:
+        """Re-seal the pending clips; yields (clip id, sha256) as each is sealed."""
         pending = [c for c in job.clips if c.state == "pending"]
         if not pending:
             return
@@ -147,15 +186,18 @@ class JobRunner:
                 if identity is None:
                     self._drop(job.jti, clip, f"no key delivered for epoch {record.epoch_id}")
                     continue
-                self._reseal_one(
+                sha = self._reseal_one(
                     job.jti, clip, identity, claims.recipient, truncated=not record.complete
                 )
+                if sha is not None:
+                    yield clip.clip_id, sha
         finally:
             identities.clear()
 
     def _reseal_one(
         self, jti: str, clip: JobClip, identity: str, recipient: str, *, truncated: bool
-    ) -> None:
+    ) -> str | None:
+        """Re-seal one clip into the work directory; its sha256, or None if skipped."""
         target = self._work_path(jti, clip.clip_id)
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         part = target.with_suffix(".part")
@@ -172,33 +214,27 @@ class JobRunner:
         except (DoorbellError, OSError) as exc:
             part.unlink(missing_ok=True)
             self._drop(jti, clip, f"cannot re-seal: {exc}")
-            return
+            return None
         self._jobs.clip_sealed(jti, clip.clip_id, size, sha)
         self._audit.append(
             "resealed", {"jti": jti, "clip": clip.clip_id, "bytes": size, "sha256": sha}
         )
+        return sha
 
     def _drop(self, jti: str, clip: JobClip, why: str) -> None:
         log.warning("release %s: skipping clip %s: %s", jti, clip.clip_id, why)
         self._jobs.drop_clip(jti, clip.clip_id)
         self._audit.append("clip_skipped", {"jti": jti, "clip": clip.clip_id, "reason": why})
 
-    def _upload_sealed(self, job: Job, claims: ReleaseClaims) -> None:
+    def _upload_one(self, jti: str, claims: ReleaseClaims, clip_id: str, sha: str | None) -> None:
+        """Upload one sealed clip (resuming from the cloud's offset) and record it."""
         assert claims.upload is not None
-        for clip in job.clips:
-            if clip.state != "sealed":
-                continue
-            path = self._work_path(job.jti, clip.clip_id)
-            if not path.exists():
-                raise UploadRefused(0, f"re-sealed file of {clip.clip_id} is gone from the disk")
-            size = self._uploader.upload_file(
-                upload=claims.upload, jti=job.jti, clip_id=clip.clip_id, path=path
-            )
-            self._jobs.clip_uploaded(job.jti, clip.clip_id)
-            self._audit.append(
-                "uploaded",
-                {"jti": job.jti, "clip": clip.clip_id, "bytes": size, "sha256": clip.sha256},
-            )
+        path = self._work_path(jti, clip_id)
+        if not path.exists():
+            raise UploadRefused(0, f"re-sealed file of {clip_id} is gone from the disk")
+        size = self._uploader.upload_file(upload=claims.upload, jti=jti, clip_id=clip_id, path=path)
+        self._jobs.clip_uploaded(jti, clip_id)
+        self._audit.append("uploaded", {"jti": jti, "clip": clip_id, "bytes": size, "sha256": sha})
 
     def _finish_release(self, job: Job, claims: ReleaseClaims) -> RunResult:
         assert claims.upload is not None

@@ -53,7 +53,7 @@ class Uploader(Protocol):
 class UploadLimits:
     """Bounds of one upload. Sizes in bytes, times in seconds."""
 
-    chunk_bytes: int = 1024 * 1024  # one PUT; bounded memory per request
+    chunk_bytes: int = 4 * 1024 * 1024  # one PUT; bounded memory per request
     max_failures: int = 8  # consecutive failed attempts before giving up
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
