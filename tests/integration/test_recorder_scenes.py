@@ -120,3 +120,16 @@ def test_the_owner_opens_a_sealed_clip_with_age_and_gets_the_configured_h264(
     head = plain.read_bytes()
     assert b"mvex" in head[:4096]
     assert head.count(b"moof") >= int(expected) - 1
+
+
+def test_visitor_with_the_default_pre_and_post_roll(agent_env: AgentEnv) -> None:
+    # recorder defaults: 5 s pre-roll, 10 s post-roll (the numbers)
+    agent_env.write_config(recorder={"pre_roll_s": 5.0, "post_roll_s": 10.0})
+    clips = agent_env.run("visitor", 40.0)
+    assert len(clips) == 1
+    [(enter, leave)] = SCENES["visitor"].motion_spans(40.0)
+    clip = clips[0]
+    assert clip.end is not None
+    assert clip.start == T0 + scene_time(enter - 5.0)  # the keyframe at 0 s: all of it
+    assert abs(clip.end - (T0 + scene_time(leave + 10.0))) <= TOLERANCE
+    assert [e.kind for e in clip.events] == ["motion_start", "button", "motion_end"]
