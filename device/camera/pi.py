@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -115,11 +115,14 @@ class PacketSink:
             return
         if frame is None:
             raise ValueError("the encoder delivered no buffer")
-        if not isinstance(frame, bytes | bytearray | memoryview):
-            raise TypeError(f"the encoder delivered {type(frame).__name__}, not bytes")
+        try:
+            # bytes, an mmap'd buffer, an ndarray: any object with the buffer protocol
+            view = memoryview(cast(bytes, frame))
+        except TypeError:
+            raise TypeError(f"the encoder delivered {type(frame).__name__}, not a buffer") from None
         if not isinstance(timestamp_us, int) or isinstance(timestamp_us, bool):
             raise ValueError(f"the encoder delivered timestamp {timestamp_us!r}")
-        data = bytes(frame)
+        data = view.tobytes()
         if not data:
             return
         key = bool(keyframe)

@@ -3,6 +3,8 @@ broken GOP through, and keeps the seam's promise of SPS/PPS before every keyfram
 
 from __future__ import annotations
 
+import numpy as np
+
 from device.camera.pi import PacketSink, header_prefix
 
 SPS = b"\x00\x00\x00\x01\x67\x42\x00\x1e"
@@ -48,13 +50,21 @@ def test_a_first_keyframe_without_parameter_sets_kills_the_output() -> None:
 def test_bad_calls_from_the_encoder_flag_the_output_dead_without_raising() -> None:
     for frame, timestamp, reason in [
         (None, 0, "no buffer"),
-        (object(), 0, "not bytes"),
+        (object(), 0, "not a buffer"),
         (P, None, "timestamp"),
         (P, True, "timestamp"),
     ]:
         sink = PacketSink(8)
         sink.accept(frame, False, timestamp)
         assert reason in (sink.dead or ""), (frame, timestamp)
+
+
+def test_any_buffer_is_accepted_and_copied() -> None:
+    sink = PacketSink(8)
+    array = np.frombuffer(SPS + PPS + IDR, dtype=np.uint8).copy()
+    sink.accept(array, True, 0)
+    array[:] = 0
+    assert sink.drain()[0].data == SPS + PPS + IDR
 
 
 def test_memoryview_buffers_are_copied() -> None:
