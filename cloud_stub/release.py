@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,16 +78,20 @@ def case_ref(row: Request, agency_name: str) -> CaseRef:
 class Releaser:
     """Issues and publishes tokens for approved requests."""
 
-    def __init__(self, core: ServiceCore, *, signer: TokenSigner, escrow: Escrow) -> None:
+    def __init__(self, core: ServiceCore, *, signer: TokenSigner, escrow: Escrow,
+                 policy_life_s: Callable[[str], int] | None = None) -> None:
         self.core = core
         self.signer = signer
         self.escrow = escrow
+        self.policy_life_s = policy_life_s
 
     def upload_url(self, jti: str) -> str:
         return f"{self.core.settings.api.url.rstrip('/')}/v1/evidence/{jti}"
 
     def _life_s(self, row: Request) -> int:
         limit = self.signer.limits(row.basis).max_token_life_s
+        if self.policy_life_s is not None:  # the policy file may only shorten it
+            limit = min(limit, self.policy_life_s(row.basis))
         asked = row.body.get("token_lifetime_s")
         if isinstance(asked, int) and 0 < asked < limit:
             return asked

@@ -64,7 +64,8 @@ class CloudService:
             approvals_for=self.approvals_for,
         )
         self.follow_up = FollowUp(core)
-        self.releaser = Releaser(core, signer=signer, escrow=escrow)
+        self.releaser = Releaser(core, signer=signer, escrow=escrow,
+                                 policy_life_s=self.token_life_s)
         self.reviewing = Reviewing(core, self.releaser)
         self.evidence = Evidence(core)
         self.events = DeviceEvents(core, escrow)
@@ -103,6 +104,10 @@ class CloudService:
         )
         core.sync_devices()
         return service
+
+    def token_life_s(self, basis: str) -> int:
+        """The policy file's token lifetime for a basis, in seconds."""
+        return int(self.policy_limits.for_basis(basis).token_lifetime.total_seconds())
 
     def approvals_for(self, basis: Basis) -> int:
         if basis is Basis.VOLUNTARY:

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from cloud_stub.policy.config import default_policy_text
 from cloud_stub.store.models import EscrowedEpoch, Token
 from protocol.errors import TokenRejected
 from protocol.token import VerificationContext, open_delivered_keys, verify_token
 from protocol.trust_root import load_trust_root
-from tests.fixtures.cloud import CloudServer, DeviceSigner, Principal
+from tests.fixtures.cloud import CloudServer, DeviceSigner, Principal, open_cloud
+from tests.fixtures.deployment import TestDeployment
 
 REASON = "Warrant checked against the court docket; scope is one porch camera."
 
@@ -279,3 +282,27 @@ def test_every_step_is_in_the_audit_chain(
     state = cloud.http.get("/v1/audit/verify", headers=admin.headers).json()
     assert state["ok"] is True
     assert state["entries"] == len(entries)
+
+
+def test_the_policy_file_can_shorten_the_token_life(fresh_deployment: TestDeployment,
+                                                    tmp_path: Path) -> None:
+    text = default_policy_text()
+    assert "token_lifetime_minutes = 1440" in text
+    policy = fresh_deployment.layout.cloud_dir / "policy.toml"
+    policy.write_text(text.replace("token_lifetime_minutes = 1440", "token_lifetime_minutes = 90",
+                                   1))
+    try:
+        for cloud in open_cloud(fresh_deployment, tmp_path):
+            agency = cloud.principal("agency", org="metro-pd")
+            reviewer = cloud.principal("reviewer", org="legal")
+            device = cloud.enroll()
+            now = datetime.now(UTC)
+            cloud.escrow_epoch(device.device_id, now - timedelta(hours=20),
+                               now - timedelta(hours=19))
+            request_id = submit_warrant(cloud, agency, device)
+            assert approve(cloud, reviewer, request_id).json()["status"] == "released"
+            [token] = tokens_of(cloud, request_id)
+            claims = device_accepts(cloud, device, token.jws)
+            assert claims.exp - claims.iat == 90 * 60
+    finally:
+        policy.unlink()
