@@ -200,6 +200,14 @@ class ReleaseHandler:
         self, claims: ReleaseClaims, sha: str, clips: list[tuple[str, datetime, datetime]]
     ) -> Outcome:
         claims_json = json.dumps(claims.to_payload(), sort_keys=True, separators=(",", ":"))
+        ids = tuple(c[0] for c in clips)
+        if ids and not claims.is_preservation:
+            # before the job exists (the job thread may start it at once and clears the
+            # marks when it ends): retention must not remove these clips meanwhile
+            try:
+                self._vault.mark_pending_upload(ids)
+            except DoorbellError as exc:
+                log.warning("cannot mark clips of %s as pending upload: %s", claims.jti, exc)
         self._replay.record(
             claims.jti,
             claims.seq,
@@ -208,12 +216,6 @@ class ReleaseHandler:
                 claims.jti, claims.basis, claims_json, clips, conn=conn
             ),
         )
-        ids = tuple(c[0] for c in clips)
-        if ids and not claims.is_preservation:
-            try:  # retention must not remove them while the job runs
-                self._vault.mark_pending_upload(ids)
-            except DoorbellError as exc:
-                log.warning("cannot mark clips of %s as pending upload: %s", claims.jti, exc)
         self._audit.append(
             "decision",
             {
