@@ -168,3 +168,26 @@ def test_replay_after_an_agent_restart_is_rejected(
         assert {k: bytes(v.data) for k, v in cloud_side.files.items()} == files
     finally:
         service.stop()
+
+
+def test_link_reconnects_by_itself_after_a_broker_restart(
+    mqtt_rig: DeviceRig, cloud_side: EvidenceServer, broker: Broker, deployment: TestDeployment
+) -> None:
+    rig = mqtt_rig
+    now = rig.clock.now()
+    rig.record(now - timedelta(minutes=30), 5)
+    minter = Minter(rig, cloud_side.base)
+    service = rig.service()
+    service.start()
+    try:
+        assert service.link.wait_connected(10)
+        broker.restart()  # the running agent loses its connection
+        watcher = ResultWatcher(broker, rig.device_id, deployment.prefix)
+        claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
+        cloud_side.allowed.add(claims.jti)
+        watcher.publish_token(minter.sign(claims))  # queued if the device is not back yet
+        assert watcher.result(claims.jti, "uploaded", timeout=60)["status"] == "uploaded"
+        assert service.link.connected()
+        assert service.alive()
+    finally:
+        service.stop()
