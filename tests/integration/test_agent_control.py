@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from device.button.control import ControlError, ControlServer, send_command
+from device.button.control import ControlServer, send_command
+from device.button.errors import ControlError
 from device.vault import ClipState
 from tests.fixtures.agent import AgentEnv
 
