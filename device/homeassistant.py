@@ -16,8 +16,10 @@ automation broker is outside the sealed store's protection.
 
 This broker is the owner's, not the deployment broker: plain MQTT on the LAN with an
 optional user name and password. The bridge never blocks or crashes the agent: it
-connects in the background, reconnects by itself, and a publish while disconnected is
-dropped with a log line (a doorbell press from an hour ago is no news).
+connects in the background and reconnects by itself. A press while the broker is away
+waits up to a minute and is sent on reconnection; anything older is dropped (a doorbell
+press from an hour ago is no news), as is a motion change (the state is re-sent with
+the announcement).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import json
 import logging
 import re
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +55,8 @@ PAYLOAD_NOT_AVAILABLE = "offline"
 MOTION_ON = "ON"
 MOTION_OFF = "OFF"
 EVENT_PRESSED = "pressed"
+PRESS_HOLD_S = 60.0  # a press older than this when the broker returns is dropped
+PRESS_HOLD_COUNT = 16
 _ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
 _PREFIX_OK = re.compile(r"^[^#+\s]+$")
 
@@ -200,6 +206,7 @@ class HomeAssistantBridge:
         device_id: str,
         sw_version: str | None = None,
         connect_timeout_s: float = 10.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self.entities = Entities.for_device(device_id, settings.discovery_prefix)
@@ -211,6 +218,8 @@ class HomeAssistantBridge:
         self._connect_timeout_s = connect_timeout_s
         self._announced = threading.Event()
         self._announcement: list[mqtt.MQTTMessageInfo] = []
+        self._held: deque[tuple[float, Message]] = deque(maxlen=PRESS_HOLD_COUNT)
+        self._monotonic = monotonic
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=f"{self.entities.node_id}-ha",
@@ -249,8 +258,15 @@ class HomeAssistantBridge:
         return self._connected.is_set()
 
     def pressed(self, at: datetime) -> None:
-        """The bell was pressed at `at` (timezone-aware)."""
-        self._send(press_message(self.entities, at))
+        """The bell was pressed at `at` (timezone-aware). While the broker is away the
+        press waits (at most `PRESS_HOLD_S`, the last `PRESS_HOLD_COUNT`) and is sent on
+        reconnection; an older press is no news and is dropped."""
+        message = press_message(self.entities, at)
+        with self._lock:
+            if not self._connected.is_set():
+                self._held.append((self._monotonic(), message))
+                return
+        self._send(message)
 
     def motion(self, active: bool) -> None:
         """Motion started (True) or ended (False); repeated states are not re-sent."""
@@ -307,6 +323,12 @@ class HomeAssistantBridge:
         with self._lock:
             self._announcement = infos
         self._announced.set()
+        with self._lock:
+            held, now = list(self._held), self._monotonic()
+            self._held.clear()
+        for since, message in held:
+            if now - since <= PRESS_HOLD_S:
+                self._send(message)
 
     def _send(self, message: Message) -> mqtt.MQTTMessageInfo | None:
         if not self._connected.is_set():
@@ -372,6 +394,10 @@ class HomeAssistantService:
     def start(self) -> None:
         """Connect in the background and start watching. Raises TransportError only for
         a broker address that cannot be used at all."""
+        # The baseline is taken now, before the agent's loop runs, so that a press in
+        # the first half second is not mistaken for the starting count.
+        self._presses = 0
+        self.poll()
         self.bridge.start()
         self._stop.clear()
         self._thread = threading.Thread(target=self._watch, name="home-assistant", daemon=True)

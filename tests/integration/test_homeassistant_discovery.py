@@ -280,3 +280,24 @@ def test_the_agent_publishes_a_visitor_to_home_assistant(broker: int, agent_env:
     assert (ents.motion_topic, b"ON") in by_topic
     assert any(topic == ents.press_topic for topic, _ in by_topic)
     assert by_topic[-1] == (ents.availability_topic, b"offline")  # a clean stop
+
+
+def test_a_press_while_the_broker_is_away_is_sent_on_connection(broker: int) -> None:
+    mono = [100.0]
+    bridge = HomeAssistantBridge(settings(broker), device_id="porch", monotonic=lambda: mono[0])
+    ents = bridge.entities
+    ha = HomeAssistantSide(broker, [ents.press_topic])
+    try:
+        bridge.pressed(datetime(2026, 5, 4, 9, 0, tzinfo=UTC))  # an hour-old press
+        mono[0] += 3600
+        bridge.pressed(datetime(2026, 5, 4, 10, 0, tzinfo=UTC))  # a recent one
+        mono[0] += 5
+        bridge.start()
+        assert bridge.wait_announced(10)
+        seen = ha.until(ents.press_topic)
+        assert json.loads(seen.payload)["at"] == "2026-05-04T10:00:00Z"
+        with pytest.raises(queue.Empty):
+            ha.next(timeout=0.5)  # the hour-old press was not sent
+    finally:
+        bridge.stop()
+        ha.close()
