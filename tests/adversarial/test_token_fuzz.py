@@ -4,13 +4,17 @@ Five property tests, 10,300 examples in all: raw bytes, arbitrary JSON, JWS-shap
 documents with random members, correctly signed tokens with random claim values (so that
 the input reaches every later rule), and byte-level mutations of a valid token. Any
 exception other than TokenRejected, or an acceptance that breaks an invariant, fails.
+The trust root, manifest and MQTT payload parsers get 1,000 more examples: each may
+raise only its own ProtocolError subclass.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pyrage
@@ -19,14 +23,29 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol._jws import b64url_encode
-from protocol.errors import RejectionCode, TokenRejected
+from protocol.errors import (
+    ManifestError,
+    MessageError,
+    RejectionCode,
+    TokenRejected,
+    TrustRootError,
+)
 from protocol.keys import key_id
+from protocol.manifest import EvidenceManifest, ManifestClip, sign_manifest, verify_manifest
+from protocol.messages import (
+    parse_escrow,
+    parse_escrow_ack,
+    parse_notice,
+    parse_result,
+    parse_status,
+)
 from protocol.token import (
     ReleaseClaims,
     VerificationContext,
     open_delivered_keys,
     verify_token,
 )
+from protocol.trust_root import load_trust_root, update_trust_root
 from tests.unit.protocol_world import DEVICE, NOW, Replay, make_world
 
 pytestmark = pytest.mark.slow
@@ -257,3 +276,110 @@ def test_keys_do_not_open_with_another_transport_identity() -> None:
     with pytest.raises(TokenRejected) as exc:
         open_delivered_keys(claims, str(pyrage.x25519.Identity.generate()), WORLD.recorded)
     assert exc.value.code is RejectionCode.bad_keys
+
+
+# The other parsers of hostile bytes: the same promise, one error type each.
+
+ROOT_DOC = json.loads(WORLD.root_bytes)
+DEVICE_KEY = WORLD.release_keys[0]
+MANIFEST = sign_manifest(
+    EvidenceManifest(
+        jti="tok-1",
+        device=DEVICE,
+        created=NOW,
+        clips=(
+            ManifestClip(
+                clip_id="c1",
+                start=NOW - timedelta(hours=2),
+                end=NOW - timedelta(hours=1),
+                bytes=10,
+                sha256="ab" * 32,
+            ),
+        ),
+    ),
+    DEVICE_KEY,
+)
+PARSERS = (parse_escrow, parse_escrow_ack, parse_result, parse_status, parse_notice)
+
+
+@fuzz(300)
+@given(
+    st.one_of(
+        st.binary(max_size=512),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        st.dictionaries(
+            st.sampled_from(["version", "expires", "issuer", "keys", "roles", "limits", "_type"]),
+            small_json,
+            max_size=3,
+        ).map(
+            lambda changes: json.dumps(
+                {**ROOT_DOC, "signed": {**ROOT_DOC["signed"], **changes}}
+            ).encode()
+        ),
+    )
+)
+def test_trust_root_parsers_only_raise_trust_root_error(data: bytes) -> None:
+    with contextlib.suppress(TrustRootError):
+        load_trust_root(data, now=NOW)
+    with contextlib.suppress(TrustRootError):
+        update_trust_root(WORLD.root, data, now=NOW)
+
+
+@fuzz(300)
+@given(
+    st.one_of(
+        st.binary(max_size=512),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        st.lists(st.tuples(st.integers(0, len(MANIFEST) - 1), st.integers(0, 255)), min_size=1).map(
+            lambda flips: _flip(MANIFEST, flips)
+        ),
+    )
+)
+def test_manifest_parser_only_raises_manifest_error(data: bytes) -> None:
+    with contextlib.suppress(ManifestError):
+        verify_manifest(data, DEVICE_KEY.public_key())
+
+
+def _flip(data: bytes, flips: list[tuple[int, int]]) -> bytes:
+    out = bytearray(data)
+    for index, value in flips:
+        out[index] = value
+    return bytes(out)
+
+
+@fuzz(400)
+@given(
+    st.sampled_from(PARSERS),
+    st.one_of(
+        st.binary(max_size=256),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "v",
+                    "jti",
+                    "epoch",
+                    "status",
+                    "reason",
+                    "detail",
+                    "clips",
+                    "state",
+                    "device",
+                    "start",
+                    "end",
+                    "recipient",
+                    "sealed",
+                    "basis",
+                    "case",
+                    "window",
+                    "released_at",
+                ]
+            ),
+            claim_values,
+            max_size=8,
+        ).map(lambda v: json.dumps(v).encode()),
+    ),
+)
+def test_message_parsers_only_raise_message_error(parser: Any, data: bytes) -> None:
+    with contextlib.suppress(MessageError):
+        parser(data)
