@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -62,8 +62,24 @@ def principal(*roles: str) -> Callable[..., PrincipalCaller]:
     return dependency
 
 
-async def device_request(request: Request) -> DeviceCaller:
-    """A device request signed by its enrolled identity key under an issued token."""
+def _doc(text: str) -> Any:
+    return Header(description=text)
+
+
+async def device_request(
+    request: Request,
+    x_doorbell_device: Annotated[str | None, _doc("the device id")] = None,
+    x_doorbell_jti: Annotated[str | None, _doc("the jti of a token issued to it")] = None,
+    x_doorbell_timestamp: Annotated[str | None, _doc("unix seconds, within 300 s")] = None,
+    x_doorbell_signature: Annotated[
+        str | None, _doc("base64url Ed25519 by the identity key (request_signing)")
+    ] = None,
+) -> DeviceCaller:
+    """A device request signed by its enrolled identity key under an issued token.
+
+    The header parameters document the scheme in the OpenAPI description; the check
+    reads them from the request (`device_auth.parse_headers`).
+    """
     body = await request.body()
     return service_of(request).authenticate_device(
         method=request.method,
