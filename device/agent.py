@@ -98,6 +98,7 @@ class _Counters:
     camera_errors: int = 0
     started_at: datetime | None = None
     presses: int = 0
+    motion_starts: int = 0
 
 
 class Agent:
@@ -269,6 +270,7 @@ class Agent:
                 self.clock.set(frame.timestamp)
             presses = self._drain_presses()
             update = self._motion.update(frame.lores, frame.timestamp)
+            self._counters.motion_starts += int(update.started)
             finished = self._recorder.clips_finished + self._recorder.clips_failed
             self._recorder.process(frame, update, presses)
             self._counters.frames += 1
@@ -358,7 +360,7 @@ class Agent:
                 "errors": self._counters.camera_errors,
             },
             "button_presses": self._counters.presses,
-            "motion": {"active": self._motion.active},
+            "motion": {"active": self._motion.active, "starts": self._counters.motion_starts},
             "clock": {
                 "now": self.clock.now().isoformat(),
                 "synchronized": self.clock.synchronized(),

@@ -371,8 +371,8 @@ class HomeAssistantService:
     """The agent's Home Assistant service: the bridge plus a watcher of the agent's
     status that turns new button presses and motion changes into states.
 
-    It reads only the agent's status (press counter, motion flag): it cannot see
-    footage or keys, by construction.
+    It reads only the agent's status (press counter, motion flag and count of motion
+    starts): it cannot see footage or keys, by construction.
     """
 
     def __init__(
@@ -390,6 +390,7 @@ class HomeAssistantService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._presses: int | None = None
+        self._motion_starts: int | None = None
 
     def start(self) -> None:
         """Connect in the background and start watching. Raises TransportError only for
@@ -397,6 +398,7 @@ class HomeAssistantService:
         # The baseline is taken now, before the agent's loop runs, so that a press in
         # the first half second is not mistaken for the starting count.
         self._presses = 0
+        self._motion_starts = 0
         self.poll()
         self.bridge.start()
         self._stop.clear()
@@ -425,8 +427,15 @@ class HomeAssistantService:
                     self.bridge.pressed(self._now())
             self._presses = presses
         motion = status.get("motion")
-        if isinstance(motion, dict) and isinstance(motion.get("active"), bool):
-            self.bridge.motion(motion["active"])
+        if not isinstance(motion, dict) or not isinstance(motion.get("active"), bool):
+            return
+        starts = motion.get("starts")
+        if isinstance(starts, int):
+            # A visit shorter than the poll interval still shows as ON, then OFF.
+            if self._motion_starts is not None and starts > self._motion_starts:
+                self.bridge.motion(True)
+            self._motion_starts = starts
+        self.bridge.motion(motion["active"])
 
     def _watch(self) -> None:
         while not self._stop.wait(self._poll_s):

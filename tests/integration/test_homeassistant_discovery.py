@@ -230,7 +230,7 @@ def test_a_wildcard_discovery_prefix_is_refused(prefix: str) -> None:
 
 
 def test_the_service_turns_agent_status_into_states(broker: int) -> None:
-    status: dict[str, Any] = {"button_presses": 0, "motion": {"active": False}}
+    status: dict[str, Any] = {"button_presses": 0, "motion": {"active": False, "starts": 0}}
     at = datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
     bridge = HomeAssistantBridge(settings(broker), device_id="porch")
     service = HomeAssistantService(bridge, lambda: dict(status), lambda: at, poll_s=0.05)
@@ -240,8 +240,14 @@ def test_the_service_turns_agent_status_into_states(broker: int) -> None:
     ha = HomeAssistantSide(broker, [ents.press_topic, ents.motion_topic])
     try:
         assert ha.next().payload == b"OFF"  # the retained initial state
-        status["motion"] = {"active": True}
+        status["motion"] = {"active": True, "starts": 1}
         assert ha.until(ents.motion_topic, b"ON").retain is False
+        status["motion"] = {"active": False, "starts": 1}
+        assert ha.until(ents.motion_topic, b"OFF").retain is False
+        # A visit that began and ended between two looks still shows ON, then OFF.
+        status["motion"] = {"active": False, "starts": 2}
+        assert ha.until(ents.motion_topic).payload == b"ON"
+        assert ha.until(ents.motion_topic).payload == b"OFF"
         status["button_presses"] = 2  # two presses since the last look: two events
         first, second = ha.until(ents.press_topic), ha.until(ents.press_topic)
         for seen in (first, second):
