@@ -306,3 +306,29 @@ def test_the_policy_file_can_shorten_the_token_life(fresh_deployment: TestDeploy
             assert claims.exp - claims.iat == 90 * 60
     finally:
         policy.unlink()
+
+
+def test_a_request_naming_two_devices_gets_one_token_each(
+    cloud: CloudServer, parties: tuple[Principal, Principal, Principal, DeviceSigner]
+) -> None:
+    agency, reviewer, _, first = parties
+    second = cloud.enroll()
+    now = datetime.now(UTC)
+    for device in (first, second):
+        cloud.escrow_epoch(device.device_id, now - timedelta(hours=20),
+                           now - timedelta(hours=19))
+    world = cloud.world(agency, first.device_id)
+    body = world.warrant(device_ids=[first.device_id, second.device_id])
+    request_id = cloud.submit(agency, body).json()["id"]
+    assert approve(cloud, reviewer, request_id).json()["status"] == "released"
+    tokens = tokens_of(cloud, request_id)
+    assert sorted(t.device_id for t in tokens) == sorted([first.device_id, second.device_id])
+    for token, device in ((t, first if t.device_id == first.device_id else second)
+                          for t in tokens):
+        claims = device_accepts(cloud, device, token.jws)
+        assert claims.aud == device.device_id
+        assert claims.seq == 1  # each device's own counter
+        other = second if device is first else first
+        with pytest.raises(TokenRejected) as info:  # and only that device accepts it
+            device_accepts(cloud, other, token.jws)
+        assert info.value.code.value == "wrong_device"
