@@ -285,7 +285,13 @@ class Agent:
         self._counters.camera_errors += 1
         self._camera_state = f"error: {exc}"
         log.error("camera failed: %s", exc)
-        self._recorder.close()
+        # The reopened camera starts a new timeline (frame 0, pts 0) and may see a
+        # different picture: new stream for the recorder, new background for motion.
+        self._recorder.new_stream()
+        cam = self.config.camera
+        self._motion = MotionDetector(
+            self.config.motion, width=cam.lores_width, height=cam.lores_height
+        )
         if self._camera is not None:
             with contextlib.suppress(Exception):
                 self._camera.stop()

@@ -136,6 +136,21 @@ class Recorder:
         if self._clip is not None:
             self._finish(self._packet_end())
 
+    def new_stream(self) -> None:
+        """The camera was reopened: its frames and packet times start again from 0.
+
+        Finishes the clip in progress and forgets the old stream's timeline and pre-roll
+        (its packets cannot be decoded with the new stream's parameter sets). Triggers
+        still within their post-roll carry over, so a visit continues in a new clip.
+        """
+        self.close()
+        self._ring.clear()
+        self._origin = None
+        self._last_pts = None
+        self._last_keyframe = None
+        self._covered_until = None
+        self._gop_s = self._settings.keyframe_interval_s
+
     # -- internals -----------------------------------------------------------------
 
     def _touch(self, at: datetime) -> None:

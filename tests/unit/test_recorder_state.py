@@ -291,3 +291,25 @@ def test_a_trigger_soon_after_a_clip_continues_without_a_gap_or_duplicate_pre_ro
     # the first clip: it starts on the keyframe at the first packet not yet recorded.
     assert second.start == first.end == at(10.0)
     assert [kind for kind, _ in second.events] == ["button"]
+
+
+def test_a_reopened_camera_starts_a_new_timeline_and_recording_goes_on() -> None:
+    store = MemoryStore()
+    recorder = make(store)
+    for frame in frames(10):  # the first camera: a press at 6 s
+        pressed = [frame.timestamp] if frame.index == 60 else []
+        recorder.process(frame, QUIET, pressed)
+    recorder.new_stream()  # the camera failed and was reopened: pts start at 0 again
+    assert len(store.finished) == 1  # the clip in progress was finished, not lost
+    later = timedelta(seconds=30)
+    for frame in frames(10):
+        moved = CameraFrame(frame.timestamp + later, frame.index, frame.lores, frame.packets)
+        pressed = [moved.timestamp] if frame.index == 50 else []
+        recorder.process(moved, QUIET, pressed)
+    recorder.close()
+    first, second = store.finished
+    assert first.end is not None
+    assert first.end <= at(10.0)
+    assert second.start == at(30.0 + 2.0)  # keyframe at or before 5 s - 3 s, new stream
+    assert [kind for kind, _ in second.events] == ["button"]
+    assert second.data[4:8] == b"ftyp"
