@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from device.button.base import Button, make_button
 from device.button.control import ControlServer
@@ -50,7 +50,7 @@ from device.vault import SealedStore, open_store
 log = logging.getLogger(__name__)
 
 # Modules that contribute optional services; each exposes make_service(AgentContext).
-SERVICE_MODULES: tuple[str, ...] = ("device.release.service", "device.homeassistant")
+SERVICE_MODULES: tuple[str, ...] = ("device.release.supervisor", "device.homeassistant")
 
 STATUS_FILE = "status.json"
 STATUS_EVERY_S = 1.0  # wall-clock seconds between status rewrites
@@ -65,6 +65,17 @@ class Service(Protocol):
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+@runtime_checkable
+class ReportingService(Protocol):
+    """A service whose state the agent's status shows under ``services.<service_name>``
+    (e.g. the release side: running, or unavailable and why). `service_report` must not
+    call the agent's `status` (it is called from it)."""
+
+    service_name: str
+
+    def service_report(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +224,11 @@ class Agent:
         started: list[Service] = []
         try:
             for service in self._services:
-                service.start()
+                try:
+                    service.start()
+                except Exception:  # an optional service never stops the recording
+                    log.exception("service %s failed to start", type(service).__name__)
+                    continue
                 started.append(service)
             self._notifier.ready(f"{self.config.agent.device_id}: watching")
             self._loop(duration_s)
@@ -372,7 +387,18 @@ class Agent:
                 "synchronized": self.clock.synchronized(),
                 "simulated": self.simulated,
             },
+            "services": self._service_reports(),
         }
+
+    def _service_reports(self) -> dict[str, Any]:
+        reports: dict[str, Any] = {}
+        for service in self._services:
+            if isinstance(service, ReportingService):
+                try:
+                    reports[service.service_name] = service.service_report()
+                except Exception as exc:  # a report must not break the status
+                    reports[service.service_name] = {"state": "unknown", "reason": str(exc)}
+        return reports
 
     def _storage_status(self) -> dict[str, Any]:
         """The store's health, re-read at most every STORAGE_STATUS_EVERY_S or after a

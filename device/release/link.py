@@ -116,6 +116,7 @@ class PahoLink:
         self._inbound: queue.Queue[Inbound] = queue.Queue(maxsize=settings.inbound_queue)
         self._connected = threading.Event()
         self._closed = False
+        self._started = False
         self.dropped = 0  # messages dropped because the inbound queue was full
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -130,7 +131,10 @@ class PahoLink:
         self._client.will_set(settings.will_topic, settings.will_payload, qos=1, retain=True)
 
     def connect(self) -> None:
-        """Start connecting in the background (retrying with backoff until `close`)."""
+        """Start connecting in the background (retrying with backoff until `close`); a
+        second call does nothing. Raises TransportError when the TLS files do not load."""
+        if self._started:
+            return
         s = self._settings
         try:
             self._client.tls_set(
@@ -151,7 +155,11 @@ class PahoLink:
             )
             self._client.loop_start()
         except (OSError, ValueError, ssl.SSLError) as exc:
-            raise TransportError(f"cannot start the MQTT link to {s.host}:{s.port}: {exc}") from exc
+            raise TransportError(
+                f"cannot start the MQTT link to {s.host}:{s.port} with ca_cert {s.ca_cert}, "
+                f"client_cert {s.client_cert}, client_key {s.client_key}: {exc}"
+            ) from exc
+        self._started = True
 
     def connected(self) -> bool:
         return self._connected.is_set()

@@ -20,12 +20,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import pyrage
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from device.config import AgentConfig
 from device.errors import ConfigError, DoorbellError, EnvironmentFault, TransportError
 from device.release.audit import AuditLog
-from device.release.clock import Clock, clock_from_setting
+from device.release.clock import Clock
 from device.release.db import ReleaseDb
 from device.release.escrow import EscrowPublisher, EscrowSource
 from device.release.handler import ReleaseHandler
@@ -36,19 +39,13 @@ from device.release.messages import status_payload
 from device.release.replay import ReplayState
 from device.release.runner import JobRunner
 from device.release.uploader import HttpUploader, Uploader
-from device.release.vaultview import ClipVault, StoreVault
-from device.vault.outbox import EscrowOutbox
+from device.release.vaultview import ClipVault
 from protocol.errors import KeyFormatError, TrustRootError
 from protocol.keys import private_key_from_pem
 from protocol.topics import DeviceTopics
 from protocol.trust_root import TrustRoot, load_trust_root
 
-if TYPE_CHECKING:
-    from device.agent import AgentContext
-
 log = logging.getLogger(__name__)
-
-ESCROW_ACK_LEAF = "escrow-ack"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +68,30 @@ def _read_secret(path: Path | None, what: str) -> bytes:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
 
 
+def load_identity_key(config: AgentConfig) -> Ed25519PrivateKey:
+    """The device identity key named in `[keys] identity_key`. Raises ConfigError."""
+    path = config.keys.identity_key
+    try:
+        return private_key_from_pem(_read_secret(path, "identity_key"))
+    except KeyFormatError as exc:
+        raise ConfigError(f"[keys] identity_key {path} refused: {exc}") from exc
+
+
+def load_transport_identity(config: AgentConfig) -> str:
+    """The age identity named in `[keys] transport_identity`, checked now rather than at
+    the first token. Raises ConfigError."""
+    path = config.keys.transport_identity
+    text = _read_secret(path, "transport_identity").decode("utf-8", errors="replace").strip()
+    try:
+        pyrage.x25519.Identity.from_str(text)
+    except Exception as exc:  # pyrage raises its own IdentityError
+        raise ConfigError(
+            f"[keys] transport_identity {path} refused: not an age X25519 identity "
+            "(AGE-SECRET-KEY-1...)"
+        ) from exc
+    return text
+
+
 def load_root(config: AgentConfig, now: datetime) -> TrustRoot:
     """The trust root named in `[release] trust_root`. Raises ConfigError."""
     path = config.release.trust_root
@@ -91,6 +112,13 @@ def link_settings(
     m = config.mqtt
     if m.ca_cert is None or m.client_cert is None or m.client_key is None:
         raise ConfigError("[mqtt] ca_cert, client_cert and client_key are required (TLS)")
+    for what, path in (("ca_cert", m.ca_cert), ("client_cert", m.client_cert),
+                       ("client_key", m.client_key)):
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"cannot read [mqtt] {what} {path}: {exc.strerror}") from exc
     return LinkSettings(
         host=m.host,
         port=m.port,
@@ -98,7 +126,7 @@ def link_settings(
         ca_cert=m.ca_cert,
         client_cert=m.client_cert,
         client_key=m.client_key,
-        subscriptions=(topics.release, f"{topics.base}/{ESCROW_ACK_LEAF}"),
+        subscriptions=(topics.release, topics.escrow_ack),
         will_topic=topics.status,
         will_payload=status_payload(False, {}),
         keepalive_s=m.keepalive_s,
@@ -111,7 +139,9 @@ def link_settings(
 
 class ReleaseService:
     """The release side of the agent. Raises ConfigError from the constructor when a key,
-    the trust root or the TLS files cannot be loaded; ReleaseStateError for the database."""
+    the trust root or the TLS files cannot be loaded; ReleaseStateError for the database.
+    The agent runs it under `device.release.supervisor.ReleaseSupervisor`, which retries
+    a failed setup instead of letting it stop recording."""
 
     def __init__(
         self,
@@ -133,28 +163,39 @@ class ReleaseService:
         self._thread: threading.Thread | None = None
         device_id = config.agent.device_id
         self.topics = DeviceTopics(device_id, config.mqtt.prefix)
-        self._escrow_ack_topic = f"{self.topics.base}/{ESCROW_ACK_LEAF}"
-        try:
-            identity = private_key_from_pem(_read_secret(config.keys.identity_key, "identity_key"))
-        except KeyFormatError as exc:
-            raise ConfigError(f"[keys] identity_key: {exc}") from exc
-        transport = (
-            _read_secret(config.keys.transport_identity, "transport_identity")
-            .decode("utf-8", errors="replace")
-            .strip()
-        )
+        identity = load_identity_key(config)
+        transport = load_transport_identity(config)
         root = load_root(config, clock.now())
         self.layout = ReleaseLayout(config.agent.state_dir)
         self.db = ReleaseDb(self.layout.state_db)
-        self.audit = AuditLog(self.layout.audit_log)
+        try:
+            self.audit = AuditLog(self.layout.audit_log)
+        except BaseException:
+            self.db.close()
+            raise
+        try:
+            self._build(config, vault, clock, identity, transport, root, escrow_outbox, link,
+                        uploader)
+        except BaseException:  # a setup that is retried must not leak open files
+            self.audit.close()
+            self.db.close()
+            raise
+
+    def _build(
+        self,
+        config: AgentConfig,
+        vault: ClipVault,
+        clock: Clock,
+        identity: Ed25519PrivateKey,
+        transport: str,
+        root: TrustRoot,
+        escrow_outbox: EscrowSource | None,
+        link: MqttLink | None,
+        uploader: Uploader | None,
+    ) -> None:
+        device_id = config.agent.device_id
         self.replay = ReplayState(self.db)
         self.jobs = JobStore(self.db)
-        self.link: MqttLink = link or PahoLink(
-            link_settings(config, self.topics, self._online_payload)
-        )
-        self.uploader: Uploader = uploader or HttpUploader(
-            device_id=device_id, identity=identity, stop=self._stop
-        )
         self.handler = ReleaseHandler(
             device_id=device_id,
             topics=self.topics,
@@ -171,6 +212,12 @@ class ReleaseService:
             self.handler.context()  # an owner limit the protocol refuses is a config error
         except ValueError as exc:
             raise ConfigError(f"[release]: {exc}") from exc
+        self.link: MqttLink = link or PahoLink(
+            link_settings(config, self.topics, self._online_payload)
+        )
+        self.uploader: Uploader = uploader or HttpUploader(
+            device_id=device_id, identity=identity, stop=self._stop
+        )
         self.runner = JobRunner(
             device_id=device_id,
             topics=self.topics,
@@ -235,6 +282,7 @@ class ReleaseService:
                 log.exception("health reporter failed")
         try:
             body["release"] = {
+                "state": "running",
                 "jobs_running": len(self.jobs.running_jobs()),
                 "deferred": len(self.jobs.deferred()),
                 "outbox": self.jobs.pending_outbox(),
@@ -315,7 +363,7 @@ class ReleaseService:
             self.link.ack(message)
             if outcome.status == "accepted":
                 self._job_wakeup.set()
-        elif message.topic == self._escrow_ack_topic:
+        elif message.topic == self.topics.escrow_ack:
             if self.escrow is not None:
                 self.escrow.on_ack(message.payload)
             self.link.ack(message)
@@ -372,23 +420,3 @@ class ReleaseService:
             self._in_flight[item.id] = (delivery, time.monotonic())
             progressed = True
         return progressed
-
-
-def make_service(context: AgentContext) -> ReleaseService | None:
-    """The agent's hook (`device.agent.SERVICE_MODULES`): the release service when
-    `[mqtt] enabled`, else None. The clock is the agent's (the kernel's in `run`, the
-    frame clock in `simulate`) unless `[release] clock` says to assume it synchronized.
-    Raises ConfigError for a missing key, trust root or TLS file."""
-    config = context.config
-    if not config.mqtt.enabled:
-        return None
-    clock: Clock = context.clock
-    if config.release.clock != "kernel":
-        clock = clock_from_setting(config.release.clock)
-    return ReleaseService(
-        config,
-        StoreVault(context.store),
-        clock,
-        escrow_outbox=EscrowOutbox(config.agent.state_dir / "vault" / "outbox"),
-        health=context.status,
-    )

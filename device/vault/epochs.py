@@ -101,6 +101,11 @@ class EpochKeeper:
             return self._current
 
     @property
+    def outbox(self) -> EscrowOutbox:
+        """The durable outbox this keeper escrows each new epoch's sealed key into."""
+        return self._outbox
+
+    @property
     def active(self) -> Epoch | None:
         """The epoch in use, without rotating (None before the first `current`)."""
         return self._current

@@ -453,6 +453,12 @@ class SealedStore:
                 continue
 
     @property
+    def escrow_outbox(self) -> EscrowOutbox:
+        """The outbox holding sealed epoch keys until the cloud acknowledges them (the
+        release side publishes it and drops a blob on `escrow-ack`)."""
+        return self.epochs.outbox
+
+    @property
     def health(self) -> StoreHealth:
         with self._lock:
             try:

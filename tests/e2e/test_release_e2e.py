@@ -29,7 +29,6 @@ from device.release.audit import verify_log
 from device.release.clock import ManualClock
 from device.release.layout import ReleaseLayout
 from device.vault import open_store
-from device.vault.outbox import EscrowOutbox
 from protocol.keys import public_key_from_hex
 from protocol.manifest import verify_manifest
 from protocol.timefmt import format_time
@@ -114,7 +113,7 @@ def test_warrant_release_end_to_end(
     runner = threading.Thread(target=agent.run, kwargs={"duration_s": 600}, daemon=True)
     runner.start()
     try:
-        outbox = EscrowOutbox(config.agent.state_dir / "vault" / "outbox")
+        outbox = agent.store.escrow_outbox
         _wait("the cloud's escrow-ack", lambda: outbox.pending() == [])
 
         # 3. a warrant for a window holding the visitor and not the passer-by

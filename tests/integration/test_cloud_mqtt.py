@@ -85,13 +85,13 @@ def test_escrow_release_result_and_notice(cloud: CloudServer, broker: Broker,
     inbox = Inbox()
     client = broker.client(device.device_id, inbox=inbox)
     subscribe(client, topics.release)
-    subscribe(client, f"{topics.base}/escrow-ack")
+    subscribe(client, topics.escrow_ack)
 
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=20)
     message = escrow_message(cloud, device.device_id, start)
     publish(client, topics.escrow, message.to_bytes())
     ack = inbox.get()
-    assert ack.topic == f"{topics.base}/escrow-ack"
+    assert ack.topic == topics.escrow_ack
     assert json.loads(ack.payload)["epoch"] == message.epoch
     with cloud.service.store.transaction() as session:
         assert session.get(EscrowedEpoch, (device.device_id, message.epoch)) is not None

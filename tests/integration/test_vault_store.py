@@ -21,7 +21,6 @@ from device.errors import StorageFull
 from device.vault.agestream import CHUNK_SIZE, AgeStreamReader, decrypt_all
 from device.vault.errors import ClipStateError, TruncatedStream, UnknownClip
 from device.vault.index import ClipState
-from device.vault.outbox import EscrowOutbox
 from device.vault.store import ClipWriter, SealedStore
 from tests.fixtures.vault import MP4_MARKERS, SECRET_MARKER, VaultWorld, files_containing
 
@@ -89,7 +88,8 @@ def test_a_clip_opens_with_the_owner_key_and_the_escrowed_epoch_key(
     assert [e.kind for e in record.events] == ["button"]
     assert age_open(path, vault_world.owner.path) == data
     # the cloud's view: open the escrow blob, then the clip with the epoch identity
-    item = EscrowOutbox(store.root / "outbox").pending()[0]
+    item = store.escrow_outbox.pending()[0]
+    assert store.escrow_outbox.directory == store.root / "outbox"
     assert item.epoch_id == record.epoch_id
     sealed = base64.b64decode(json.loads(item.payload)["sealed"])
     epoch_key = subprocess.run(

@@ -1,0 +1,205 @@
+"""A release side that cannot start never stops the agent; the release side publishes the
+vault's own escrow outbox.
+
+The real agent runs on the simulated camera against a real mosquitto with a broken file
+in its release setup. It keeps recording and sealing clips; its status (status.json, the
+control socket, the retained MQTT status) says the release side is unavailable and why;
+the log says so once. Repairing the file brings the release side up without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyrage
+import pytest
+
+from device.agent import Agent, read_status
+from device.button.control import send_command
+from device.config import AgentConfig
+from device.release.clock import ManualClock
+from device.vault import ClipState, open_store
+from protocol.messages import EscrowAck
+from protocol.topics import DeviceTopics
+from tests.fixtures.broker import Broker, Inbox, publish, subscribe
+from tests.fixtures.deployment import TestDeployment
+from tests.fixtures.release import ResultWatcher, make_rig, rig_config
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+CAMERA = {
+    "width": 320,
+    "height": 240,
+    "fps": 15,
+    "lores_width": 160,
+    "lores_height": 120,
+    "source": "sim",
+    "scene": "visitor",
+    "realtime": False,
+}
+RECORDER = {"pre_roll_s": 2.0, "post_roll_s": 3.0, "bitrate": 200_000}
+SUPERVISOR_LOG = "device.release.supervisor"
+
+
+def _config(deployment: TestDeployment, broker: Broker, state: Path) -> AgentConfig:
+    bundle = deployment.enroll_device(deployment.new_device_id("sup"))
+    base = rig_config(bundle, state, broker_port=broker.port)
+    camera = base.camera.model_copy(update=CAMERA)
+    recorder = base.recorder.model_copy(update=RECORDER)
+    return base.model_copy(update={"camera": camera, "recorder": recorder})
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _release(status: dict[str, Any]) -> dict[str, Any]:
+    report: dict[str, Any] = status.get("services", {}).get("release", {})
+    return report
+
+
+@contextmanager
+def _running(config: AgentConfig) -> Iterator[Agent]:
+    """The real agent (simulated camera, faster than real time) in a thread."""
+    agent = Agent.from_config(
+        config, clock=ManualClock(datetime.now(UTC).replace(microsecond=0)), simulated=True
+    )
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            agent.run(duration_s=3600)
+        except BaseException as exc:  # surfaced by the test below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="agent-under-test", daemon=True)
+    thread.start()
+    try:
+        yield agent
+        assert thread.is_alive(), f"the agent stopped: {errors!r}"
+    finally:
+        agent.request_stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive(), "the agent did not stop"
+    assert not errors, errors
+
+
+def test_corrupt_trust_root_keeps_recording_and_repair_brings_release_up(
+    deployment: TestDeployment,
+    broker: Broker,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state = tmp_path / "state"
+    config = _config(deployment, broker, state)
+    root_path = config.release.trust_root
+    assert root_path is not None
+    good_root = root_path.read_bytes()
+    # A trust root damaged on the SD card: cut in the middle of its JSON.
+    root_path.write_bytes(good_root[: len(good_root) // 2])
+    device_id = config.agent.device_id
+    cloud = ResultWatcher(broker, device_id, config.mqtt.prefix)
+    caplog.set_level(logging.INFO, logger=SUPERVISOR_LOG)
+
+    with _running(config) as agent:
+        # Recording goes on: clips are sealed while the release side is down.
+        _wait("a sealed clip", lambda: agent.status()["clips_sealed"] >= 1)
+        report = _release(agent.status())
+        assert report["state"] == "unavailable", report
+        assert str(root_path) in report["reason"], report
+        assert "refused" in report["reason"], report
+        assert report["attempts"] >= 1
+        assert 0 <= report["retry_in_s"] <= 300
+
+        # status.json and the control socket (`doorbell-agent status`) say the same.
+        _wait("status.json to name the problem", lambda: _release(read_status(state)).get(
+            "state") == "unavailable")
+        assert str(root_path) in _release(read_status(state))["reason"]
+        live = json.loads(send_command(state / "agent.sock", "status"))
+        assert _release(live)["state"] == "unavailable"
+        assert str(root_path) in _release(live)["reason"]
+
+        # The TLS files are fine, so the link is up and the broker sees why (the MQTT
+        # status flattens the health: release.state -> release_state).
+        mqtt_status = cloud.wait(
+            cloud.topics.status, lambda b: b.get("release_state") == "unavailable"
+        )
+        assert mqtt_status["state"] == "online"
+        assert str(root_path) in mqtt_status["release_reason"]
+
+        # Let the backoff retry at least once more: the log still holds one error.
+        _wait("a second setup attempt", lambda: _release(agent.status()).get("attempts", 0) >= 2)
+        errors = [
+            r for r in caplog.records if r.name == SUPERVISOR_LOG and r.levelno >= logging.ERROR
+        ]
+        assert len(errors) == 1, [r.getMessage() for r in errors]
+        assert str(root_path) in errors[0].getMessage()
+
+        # Repair the file: the release side comes up without a restart.
+        root_path.write_bytes(good_root)
+        _wait("the release side to run", lambda: _release(agent.status())["state"] == "running")
+        _wait("the link to report connected", lambda: _release(agent.status())["connected"])
+        online = cloud.wait(
+            cloud.topics.status,
+            lambda b: b["state"] == "online" and b.get("release_state") == "running",
+        )
+        # published by the running release service, with its own health
+        assert online["release_clock_synchronized"] is True
+        assert online["release_jobs_running"] == 0
+        assert "up after" in caplog.text
+        sealed_while_down = agent.status()["clips_sealed"]
+        assert sealed_while_down >= 1
+
+    # After the stop: the retained status is offline, and the clips opened by the owner.
+    cloud.wait(cloud.topics.status, lambda b: b["state"] == "offline")
+    store = open_store(config)
+    try:
+        clips = store.list_clips()
+        assert clips
+        assert all(c.state is ClipState.SEALED for c in clips), clips
+        owner = pyrage.x25519.Identity.from_str(deployment.owner.identity)
+        plain = pyrage.decrypt(store.sealed_path(clips[0].id).read_bytes(), [owner])
+        assert plain[4:8] == b"ftyp"
+    finally:
+        store.close()
+
+
+def test_escrow_blobs_leave_the_vaults_own_outbox_on_escrow_ack(
+    deployment: TestDeployment, broker: Broker, tmp_path: Path
+) -> None:
+    """The release service publishes the store's own outbox (`SealedStore.escrow_outbox`)
+    and drops a blob only when the cloud acknowledges it on `DeviceTopics.escrow_ack`."""
+    rig = make_rig(deployment, tmp_path, broker_port=broker.port)
+    cloud = broker.client("cloud")
+    inbox = Inbox(cloud)
+    topics = DeviceTopics(rig.device_id, rig.config.mqtt.prefix)
+    subscribe(cloud, topics.escrow)
+    service = rig.service()
+    try:
+        rig.record(rig.clock.now(), 2.0)
+        pending = rig.store.escrow_outbox.pending()
+        assert len(pending) == 1
+        epoch = pending[0].epoch_id
+        service.start()
+        blob = inbox.get()
+        assert blob.topic == topics.escrow
+        assert json.loads(blob.payload)["epoch"] == epoch
+        assert rig.store.escrow_outbox.pending() != []  # kept until acknowledged
+        publish(cloud, topics.escrow_ack, EscrowAck(epoch).to_bytes(), qos=1)
+        _wait("the acknowledged blob to leave the outbox",
+              lambda: rig.store.escrow_outbox.pending() == [], timeout=20)
+    finally:
+        service.stop()
+        rig.close()
