@@ -97,11 +97,41 @@ def _flatten(prefix: str, value: Any, out: dict[str, HealthValue]) -> None:
         out[name] = clean_text(value, 256)
 
 
+# What the retained status may tell the cloud (and anyone the ACL lets read it): whether
+# the device works, never what it saw. Clip counts and times, bell presses, motion,
+# "recording" and storage use would show the cloud when someone came to the door, which
+# the owner has not agreed to share; they stay in the local status (`doorbell-agent
+# status`) and, when the owner opts in, Home Assistant on their own broker.
+CLOUD_HEALTH_FIELDS = frozenset(
+    {
+        "device",
+        "storage_full",
+        "camera_source",
+        "camera_state",
+        "camera_errors",
+        "clock_synchronized",
+        "clock_simulated",
+    }
+)
+CLOUD_HEALTH_PREFIXES = ("release_",)
+
+
+def cloud_health(flat: Mapping[str, HealthValue]) -> dict[str, HealthValue]:
+    """The subset of flattened health that `CLOUD_HEALTH_FIELDS` allows (deny by default)."""
+    return {
+        name: value
+        for name, value in flat.items()
+        if name in CLOUD_HEALTH_FIELDS or name.startswith(CLOUD_HEALTH_PREFIXES)
+    }
+
+
 def status_payload(online: bool, health: Mapping[str, Any]) -> bytes:
     """The retained `status`: state plus the health flattened to snake_case scalars
-    (nested names joined with `_`, other values dropped, at most 64 items)."""
-    flat: dict[str, HealthValue] = {}
-    _flatten("", health, flat)
+    (nested names joined with `_`, other values dropped, at most 64 items), reduced to
+    the fields that say whether the device works (`cloud_health`)."""
+    everything: dict[str, HealthValue] = {}
+    _flatten("", health, everything)
+    flat = cloud_health(everything)
     state = DeviceState.online if online else DeviceState.offline
     try:
         return StatusMessage(state=state, health=flat).to_bytes()
