@@ -26,6 +26,8 @@ from device.agent import Agent, read_status
 from device.button.control import send_command
 from device.config import AgentConfig
 from device.release.clock import ManualClock
+from device.release.supervisor import ReleaseSupervisor, SetupBackoff
+from device.release.vaultview import StoreVault
 from device.vault import ClipState, open_store
 from protocol.messages import EscrowAck
 from protocol.topics import DeviceTopics
@@ -203,3 +205,58 @@ def test_escrow_blobs_leave_the_vaults_own_outbox_on_escrow_ack(
     finally:
         service.stop()
         rig.close()
+
+
+@pytest.mark.parametrize(
+    ("what", "damage", "expect"),
+    [
+        ("client_key", lambda p: p.unlink(), "cannot read [mqtt] client_key"),
+        ("identity_key", lambda p: p.write_bytes(b"not a key\n"), "identity_key"),
+        ("transport_identity", lambda p: p.write_text("AGE-SECRET-KEY-1XYZ\n"), "transport"),
+    ],
+)
+def test_each_broken_setup_file_is_named_and_repair_is_picked_up(
+    deployment: TestDeployment,
+    tmp_path: Path,
+    what: str,
+    damage: Callable[[Path], object],
+    expect: str,
+) -> None:
+    """No broker needed: the link connects in the background; what matters is that the
+    setup names the file, stays unavailable, and runs once the file is back."""
+    rig = make_rig(deployment, tmp_path)
+    files = {
+        "client_key": rig.config.mqtt.client_key,
+        "identity_key": rig.config.keys.identity_key,
+        "transport_identity": rig.config.keys.transport_identity,
+    }
+    path = files[what]
+    assert path is not None
+    good = path.read_bytes()
+    damage(path)
+    supervisor = ReleaseSupervisor(
+        rig.config,
+        StoreVault(rig.store),
+        rig.clock,
+        escrow_outbox=rig.store.escrow_outbox,
+        backoff=SetupBackoff(initial_s=30.0, max_s=60.0, watch_s=0.05),
+    )
+    try:
+        supervisor.start()
+        _wait("the failed attempt", lambda: supervisor.service_report()["state"] == "unavailable")
+        report = supervisor.service_report()
+        assert expect in report["reason"], report
+        assert str(path) in report["reason"], report
+        assert supervisor.service is None
+        path.write_bytes(good)
+        path.chmod(0o600)
+        # The next attempt is 30 s away; the changed file brings it forward.
+        _wait("the release side to run", lambda: supervisor.service_report()["state"] == "running",
+              timeout=10)
+        service = supervisor.service
+        assert service is not None
+        assert service.alive()
+    finally:
+        supervisor.stop()
+        rig.close()
+    assert supervisor.service_report()["state"] == "stopped"
