@@ -35,6 +35,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from device.config import CameraSettings
+
 LoresImage = npt.NDArray[np.uint8]
 
 ANNEX_B_START = b"\x00\x00\x01"
@@ -84,6 +86,25 @@ class Camera(Protocol):
     def read(self) -> CameraFrame | None: ...
 
     def stop(self) -> None: ...
+
+
+class ConfiguredGeometry:
+    """`width`, `height` and `fps` of a camera that delivers exactly its configured
+    settings (every camera but a file, whose frame rate comes from the file)."""
+
+    _settings: CameraSettings
+
+    @property
+    def width(self) -> int:
+        return self._settings.width
+
+    @property
+    def height(self) -> int:
+        return self._settings.height
+
+    @property
+    def fps(self) -> float:
+        return float(self._settings.fps)
 
 
 def parameter_sets(keyframe: bytes) -> bytes:

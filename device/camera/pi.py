@@ -45,7 +45,7 @@ from typing import Any, NamedTuple, cast
 
 import numpy as np
 
-from device.camera.base import ANNEX_B_START, CameraFrame, EncodedPacket
+from device.camera.base import ANNEX_B_START, CameraFrame, ConfiguredGeometry, EncodedPacket
 from device.camera.factory import EncoderSettings
 from device.config import CameraSettings
 from device.errors import CameraError
@@ -204,7 +204,7 @@ def make_output(base: type, sink: PacketSink) -> Any:
     return cls()
 
 
-class PiCamera:
+class PiCamera(ConfiguredGeometry):
     """The Pi camera module. `start` opens it, `read` blocks for the next frame.
 
     Raises CameraError: at construction when picamera2 is missing or the sizes are
@@ -245,18 +245,6 @@ class PiCamera:
         self._last_pts_us = -1
         self._last_received = 0
         self._last_progress = 0.0
-
-    @property
-    def width(self) -> int:
-        return self._settings.width
-
-    @property
-    def height(self) -> int:
-        return self._settings.height
-
-    @property
-    def fps(self) -> float:
-        return float(self._settings.fps)
 
     @property
     def dropped_packets(self) -> int:

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from device.camera.base import CameraFrame, LoresImage
+from device.camera.base import CameraFrame, ConfiguredGeometry, LoresImage
 from device.camera.factory import EncoderSettings
 from device.camera.h264 import H264Encoder, Yuv420Image
 from device.camera.scenes import Scene, Walk, scene
@@ -156,7 +156,7 @@ def _rect(
         plane[r0:r1, c0:c1] = value
 
 
-class SimCamera:
+class SimCamera(ConfiguredGeometry):
     """The simulated camera (see the module docstring). Raises CameraError on misuse."""
 
     def __init__(
@@ -177,18 +177,6 @@ class SimCamera:
         self._start: datetime | None = None
         self._mono_start = 0.0
         self._index = 0
-
-    @property
-    def width(self) -> int:
-        return self._settings.width
-
-    @property
-    def height(self) -> int:
-        return self._settings.height
-
-    @property
-    def fps(self) -> float:
-        return float(self._settings.fps)
 
     @property
     def scene(self) -> Scene:

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.camera.base import CameraFrame
+from device.camera.base import CameraFrame, ConfiguredGeometry
 from device.camera.factory import EncoderSettings
 from device.camera.h264 import H264Encoder
 from device.config import CameraSettings
@@ -24,7 +24,7 @@ from device.release.clock import Clock
 READ_FAILURES_TOLERATED = 30  # consecutive failed grabs before the camera counts as gone
 
 
-class V4L2Camera:
+class V4L2Camera(ConfiguredGeometry):
     """A webcam at `camera.v4l2_device`. Raises CameraError when it is missing or fails."""
 
     def __init__(self, settings: CameraSettings, clock: Clock, *, encoder: EncoderSettings) -> None:
@@ -35,18 +35,6 @@ class V4L2Camera:
         self._encoder: H264Encoder | None = None
         self._origin: datetime | None = None
         self._index = 0
-
-    @property
-    def width(self) -> int:
-        return self._settings.width
-
-    @property
-    def height(self) -> int:
-        return self._settings.height
-
-    @property
-    def fps(self) -> float:
-        return float(self._settings.fps)
 
     def start(self) -> None:
         device = self._settings.v4l2_device
