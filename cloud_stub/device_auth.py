@@ -3,13 +3,13 @@
 A request carries ``X-Doorbell-Device``, ``X-Doorbell-Jti``, ``X-Doorbell-Timestamp``
 and ``X-Doorbell-Signature`` (base64url Ed25519 by the device's enrolled identity key
 over `protocol.request_signing.signing_input`). `check_device_request` is the pure
-decision: the headers, the body, the clock and the token and identity the store holds
+decision: the headers, the body's SHA-256 (computed by the caller over every byte as it
+arrived), the clock and the token and identity the store holds
 in; the device id and jti out, or `AuthenticationError` naming the first failed rule.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -69,7 +69,7 @@ def check_device_request(
     method: str,
     path: str,
     query: str,
-    body: bytes,
+    body_sha256: str,
     now: datetime,
     skew_s: int,
 ) -> None:
@@ -93,7 +93,7 @@ def check_device_request(
         verify_request(
             key, parsed.signature, now=int(now.timestamp()), max_age_s=skew_s,
             method=method, path=path, query=query, timestamp=parsed.timestamp,
-            body_sha256=hashlib.sha256(body).hexdigest(), device=parsed.device_id,
+            body_sha256=body_sha256, device=parsed.device_id,
             jti=parsed.jti,
         )
     except RequestSignatureError as exc:

@@ -63,8 +63,10 @@ class Evidence:
     # --- device side --------------------------------------------------------------------
 
     def authenticate(self, *, method: str, path: str, query: str,
-                     headers: Mapping[str, str], body: bytes) -> DeviceCaller:
-        """Raises `AuthenticationError` naming the failed rule."""
+                     headers: Mapping[str, str], body: bytes, body_sha256: str
+                     ) -> DeviceCaller:
+        """`body_sha256` is the caller's SHA-256 over every byte of `body` (hashed as it
+        arrived). Raises `AuthenticationError` naming the failed rule."""
         parsed = parse_headers(headers)
         with self.core.store.transaction() as session:
             row = session.get(Token, parsed.jti) if len(parsed.jti) <= 36 else None
@@ -80,7 +82,8 @@ class Evidence:
                         preservation=row.basis == "preservation",
                     )
         check_device_request(
-            parsed=parsed, token=issued, method=method, path=path, query=query, body=body,
+            parsed=parsed, token=issued, method=method, path=path, query=query,
+            body_sha256=body_sha256,
             now=self.core.now(), skew_s=self.core.limits.request_skew_s,
         )
         return DeviceCaller(device_id=parsed.device_id, jti=parsed.jti, body=body)

@@ -122,9 +122,10 @@ class CloudService:
         return self.core.authenticate(api_key)
 
     def authenticate_device(self, *, method: str, path: str, query: str,
-                            headers: Mapping[str, str], body: bytes) -> DeviceCaller:
+                            headers: Mapping[str, str], body: bytes, body_sha256: str
+                            ) -> DeviceCaller:
         return self.evidence.authenticate(method=method, path=path, query=query,
-                                          headers=headers, body=body)
+                                          headers=headers, body=body, body_sha256=body_sha256)
 
     def set_publisher(self, publisher: ReleasePublisher | None) -> None:
         self.core.set_publisher(publisher)

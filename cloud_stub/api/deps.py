@@ -8,6 +8,7 @@ without a decision about its audience is a startup error, not an open door.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from cloud_stub.errors import AuthenticationError, Forbidden
 from cloud_stub.service import CloudService, DeviceCaller, PrincipalCaller
@@ -78,15 +80,25 @@ async def device_request(
     """A device request signed by its enrolled identity key under an issued token.
 
     The header parameters document the scheme in the OpenAPI description; the check
-    reads them from the request (`device_auth.parse_headers`).
+    reads them from the request (`device_auth.parse_headers`). The body (already held
+    to its route's cap by `BodyLimitMiddleware`) is hashed piece by piece as it arrives,
+    so the digest is ready when the last byte is; the store lookup and the signature
+    check then run in the thread pool, off the event loop that receives other uploads.
     """
-    body = await request.body()
-    return service_of(request).authenticate_device(
+    hasher = hashlib.sha256()
+    parts: list[bytes] = []
+    async for part in request.stream():
+        hasher.update(part)
+        parts.append(part)
+    body = b"".join(parts)
+    return await run_in_threadpool(
+        service_of(request).authenticate_device,
         method=request.method,
         path=request.url.path,
         query=request.url.query,
         headers=request.headers,
         body=body,
+        body_sha256=hasher.hexdigest(),
     )
 
 

@@ -6,6 +6,13 @@ The cap depends on the route: evidence chunks (``PUT /v1/evidence/...``) may car
 ``Content-Length`` over the cap is refused at once; a body streamed without one is
 counted as it arrives and refused as soon as it passes the cap. Either way the answer is
 413 with a JSON error naming the limit, and the application never sees the body.
+
+A body with a declared ``Content-Length`` within the cap (and no ``Transfer-Encoding``)
+is passed through as it arrives (the HTTP parser delivers no byte past the declared
+length), so the application can hash it while it is still being received and nothing
+holds a second copy; the messages are counted all the same, and a body that outgrew the
+cap would end the request (`BodyOverCap`). Only a body without a declared length is
+buffered here, up to the cap.
 """
 
 from __future__ import annotations
@@ -47,8 +54,27 @@ async def _reply(send: Send, status: int, code: str, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class BodyOverCap(Exception):
+    """A body outgrew its declared Content-Length and the cap (the parser prevents it)."""
+
+
+def _counted(receive: Receive, cap: int) -> Receive:
+    size = 0
+
+    async def counted() -> Message:
+        nonlocal size
+        message = await receive()
+        size += len(message.get("body", b""))
+        if size > cap:
+            raise BodyOverCap(f"the request body passed the limit of {cap} bytes")
+        return message
+
+    return counted
+
+
 class BodyLimitMiddleware:
-    """Buffers at most the route's cap of body bytes, then hands them to the app."""
+    """Refuses a body over the route's cap before the app reads it: a declared length at
+    once, a streamed body (no length) after buffering at most the cap."""
 
     def __init__(self, app: ASGIApp, limits: ServiceLimits) -> None:
         self.app = app
@@ -61,8 +87,11 @@ class BodyLimitMiddleware:
         cap = body_cap(scope["method"], scope["path"], self.limits)
         too_large = f"the request body is larger than the limit of {cap} bytes for this endpoint"
         declared = None
+        chunked = False
         for name, value in scope.get("headers", []):
-            if name == b"content-length":
+            if name == b"transfer-encoding":
+                chunked = True  # it overrides any Content-Length (RFC 9112 6.3)
+            elif name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
@@ -73,6 +102,9 @@ class BodyLimitMiddleware:
                     return
         if declared is not None and declared > cap:
             await _reply(send, 413, "body_too_large", too_large)
+            return
+        if declared is not None and not chunked:
+            await self.app(scope, _counted(receive, cap), send)
             return
         chunks: list[bytes] = []
         size = 0

@@ -7,6 +7,12 @@ in chunks (`PUT {upload}/{clip_id}?offset=N`); a 409 carries the cloud's true of
 the upload continues from there. A broken connection, a timeout or a 5xx is retried with
 exponential backoff, a bounded number of times in a row (any progress resets the count).
 Other 4xx answers are final. Then the signed manifest is posted.
+
+A chunk is never held in memory: it is hashed from the file for the signature, then
+streamed from the file again as the body with its `Content-Length` (reads of
+`UploadLimits.read_bytes`), so a worker's memory does not grow with the chunk size.
+The re-sealed file is the device's own and is not written while it is uploaded; a file
+that comes up short between the two reads raises OSError.
 """
 
 from __future__ import annotations
@@ -15,10 +21,10 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -53,7 +59,8 @@ class Uploader(Protocol):
 class UploadLimits:
     """Bounds of one upload. Sizes in bytes, times in seconds."""
 
-    chunk_bytes: int = 4 * 1024 * 1024  # one PUT; bounded memory per request
+    chunk_bytes: int = 4 * 1024 * 1024  # one PUT (the cloud stub takes up to 8 MiB)
+    read_bytes: int = 256 * 1024  # one read of a chunk: the memory a transfer holds
     max_failures: int = 8  # consecutive failed attempts before giving up
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
@@ -92,7 +99,7 @@ class HttpUploader:
     def close(self) -> None:
         self._client.close()
 
-    def _headers(self, method: str, url: str, jti: str, body: bytes) -> dict[str, str]:
+    def _headers(self, method: str, url: str, jti: str, body_sha256: str) -> dict[str, str]:
         parts = urlsplit(url)
         timestamp = int(self._now())
         try:
@@ -102,7 +109,7 @@ class HttpUploader:
                 path=parts.path,
                 query=parts.query,
                 timestamp=timestamp,
-                body_sha256=hashlib.sha256(body).hexdigest(),
+                body_sha256=body_sha256,
                 device=self._device,
                 jti=jti,
             )
@@ -116,11 +123,16 @@ class HttpUploader:
         }
 
     def _request(self, method: str, url: str, jti: str, body: bytes = b"") -> httpx.Response:
-        headers = self._headers(method, url, jti, body)
-        if body:
+        return self._send(method, url, jti, hashlib.sha256(body).hexdigest(), body, len(body))
+
+    def _send(self, method: str, url: str, jti: str, body_sha256: str,
+              content: bytes | Iterator[bytes], length: int) -> httpx.Response:
+        headers = self._headers(method, url, jti, body_sha256)
+        if length:
             headers["Content-Type"] = "application/octet-stream"
+            headers["Content-Length"] = str(length)
         try:
-            response = self._client.request(method, url, content=body, headers=headers)
+            response = self._client.request(method, url, content=content, headers=headers)
         except httpx.HTTPError as exc:  # connection reset, timeout, protocol error
             raise _Retryable(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 500 or response.status_code == 429:
@@ -164,6 +176,28 @@ class HttpUploader:
                     raise UploadFailed(f"{what}: stopped") from exc
                 delay = min(delay * 2, self._limits.backoff_max_s)
 
+    def _pieces(self, handle: BinaryIO, offset: int, length: int) -> Iterator[bytes]:
+        """`length` bytes of `handle` from `offset`, in reads of at most `read_bytes`.
+        Raises OSError when the file ends first."""
+        handle.seek(offset)
+        left = length
+        while left:
+            piece = handle.read(min(left, self._limits.read_bytes))
+            if not piece:
+                raise OSError(f"{getattr(handle, 'name', 'file')}: ended {left} bytes early")
+            left -= len(piece)
+            yield piece
+
+    def _put_chunk(self, url: str, jti: str, handle: BinaryIO, offset: int, length: int
+                   ) -> httpx.Response:
+        """PUT bytes [offset, offset + length) of the file: hashed in one pass, streamed
+        as the body in a second."""
+        hasher = hashlib.sha256()
+        for piece in self._pieces(handle, offset, length):
+            hasher.update(piece)
+        return self._send("PUT", f"{url}?offset={offset}", jti, hasher.hexdigest(),
+                          self._pieces(handle, offset, length), length)
+
     def upload_file(self, *, upload: str, jti: str, clip_id: str, path: Path) -> int:
         url = f"{upload.rstrip('/')}/{clip_id}"
         size = path.stat().st_size
@@ -177,9 +211,8 @@ class HttpUploader:
                 raise UploadRefused(409, f"cloud holds {offset} bytes of a {size}-byte file")
             with path.open("rb") as handle:
                 while offset < size:
-                    handle.seek(offset)
-                    chunk = handle.read(self._limits.chunk_bytes)
-                    response = self._request("PUT", f"{url}?offset={offset}", jti, chunk)
+                    length = min(self._limits.chunk_bytes, size - offset)
+                    response = self._put_chunk(url, jti, handle, offset, length)
                     if response.status_code == 409:
                         offset = self._offset_of(response)
                         if offset > size:
@@ -187,7 +220,7 @@ class HttpUploader:
                         continue
                     if response.status_code not in (200, 201, 204):
                         raise self._final(response)
-                    offset += len(chunk)
+                    offset += length
             return True
 
         self._with_retries(f"upload of {clip_id}", step)
