@@ -5,10 +5,15 @@ Layout under the deployment's evidence directory::
     staging/<jti>/<clip_id>.part     bytes received so far (the size is the resume offset)
     sha256/<aa>/<aabbcc...>          accepted files, named by the sha256 of their bytes
 
-Appends are serialized per file by a lock and fsync'd before the new offset is reported,
-so an offset the device was told is always on disk. Accepted files are moved into the
-content-addressed store with ``os.replace`` after their hash was checked, and the
-directory is fsync'd; a file that is already there with the same hash is not rewritten.
+Appends are serialized per file by a lock and made durable before the new offset is
+reported, so an offset the device was told is always on disk: the device trusts a PUT's
+success to move on, and once it has sent a clip's last chunk it never sends those bytes
+again, so an acknowledged byte that a crash could lose would fail the manifest's size
+and hash check and lose the release. The sync is ``fdatasync`` (the data and the file
+size, which is the resume offset; not the timestamps), ``fsync`` where it is missing.
+Accepted files are moved into the content-addressed store with ``os.replace`` after
+their hash was checked, and the directory is fsync'd; a file that is already there with
+the same hash is not rewritten.
 Nothing here decides whether an upload is allowed: that is `evidence.py`.
 """
 
@@ -45,6 +50,9 @@ def check_jti(jti: str) -> str:
     if not JTI.match(jti):
         raise HostileInputError("the token id is not a UUID", code="bad_jti")
     return jti
+
+
+_sync_data = getattr(os, "fdatasync", os.fsync)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -133,7 +141,7 @@ class EvidenceFiles:
                     while view:
                         written = os.write(fd, view)
                         view = view[written:]
-                    os.fsync(fd)
+                    _sync_data(fd)
                 finally:
                     os.close(fd)
                 if current == 0:
