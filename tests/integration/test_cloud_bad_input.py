@@ -5,8 +5,10 @@ problem, and schemathesis, generating requests from the OpenAPI description, fin
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import schemathesis
@@ -60,6 +62,32 @@ def test_an_oversized_chunk_is_refused(module_cloud: CloudServer) -> None:
         content=b"\0" * (limit + 1))
     assert response.status_code == 413
     assert str(limit) in response.json()["error"]["message"]
+
+
+def test_a_small_declared_length_does_not_let_a_chunked_body_past_the_cap(
+        module_cloud: CloudServer) -> None:
+    """Request smuggling against the cap: the body claims 10 bytes but is sent chunked
+    (which overrides the length) and runs past the cap. It must be refused, never
+    passed through to the application on the strength of its Content-Length (httptools
+    answers 400 itself; tests/unit/test_body_limit.py covers a parser that does not)."""
+    limit = module_cloud.service.core.limits.max_chunk
+    host, port = urlsplit(module_cloud.url).hostname, urlsplit(module_cloud.url).port
+    assert host is not None
+    assert port is not None
+    piece = b"\0" * (1024 * 1024)
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(b"PUT /v1/evidence/00000000-0000-4000-8000-000000000000/c1?offset=0"
+                     b" HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        try:
+            for _ in range(limit // len(piece) + 2):
+                sock.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            sock.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass  # the server may answer and close before the body is all sent
+        answer = sock.recv(4096)
+    status = int(answer.split(b" ", 2)[1])
+    assert status in (400, 413), answer[:200]
 
 
 @pytest.mark.parametrize(("body", "code", "words"), [
