@@ -51,6 +51,11 @@ class Progress:
         self._out.write(f"    ok: step {number} done in {seconds:.1f} s\n")
         self._out.flush()
 
+    def finish(self) -> None:
+        """The full bar, once every step has passed."""
+        self._out.write(f"\n{self._bar()} all {self._total} steps passed\n")
+        self._out.flush()
+
     def elapsed(self) -> float:
         return time.monotonic() - self._started
 
@@ -69,3 +74,4 @@ def run_steps(steps: list[Step], progress: Progress) -> None:
                 f"step {number} ({step.title}) failed: {type(exc).__name__}: {exc}"
             ) from exc
         progress.end(number, time.monotonic() - started)
+    progress.finish()

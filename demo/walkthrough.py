@@ -474,7 +474,8 @@ class Demo:
         notice = self._owner_notice()
         self._say(
             f"owner notice on {notice['topic']}: {len(notice['clips'])} clip(s) released "
-            f"under {notice['basis']} (case {notice['case']})"
+            f"under a {notice['basis']}, docket {notice['case'].get('docket')}, "
+            f"{notice['case'].get('authority')}"
         )
         self.report["owner_notice"] = notice
 
