@@ -1,8 +1,11 @@
 """Release latency on the device: token published to every result acknowledged, for ten
 5 MB clips on loopback, against re-sealing the same bytes alone.
 
-Everything is real: a mosquitto (TLS, ACL), the cloud stub over HTTP (uvicorn on
-127.0.0.1) and MQTT, the device's release service over a real sealed store. An agency
+Everything is real: a mosquitto (TLS, ACL), the cloud stub as deployed (`cloud-stub serve
+--deployment DIR` in a process of its own: uvicorn on a free 127.0.0.1 port, and its MQTT
+link), the device's release service over a real sealed store in this process. The cloud
+must not share this interpreter: its threads would take the GIL from the device's
+re-seal and charge the device for the cloud's work. An agency
 request is approved; from the approval (which signs and publishes the token) until the
 device's `uploaded` result arrives at the cloud side, the device verifies the token,
 opens the delivered epoch keys, re-seals ten clips to the agency, uploads them resumably
@@ -15,7 +18,9 @@ Baselines, same run, same files:
    the same signed, chunked PUTs (a second issued jti), without the protocol around it
    (no MQTT, no token check, no key opening, no durable job state, no manifest): the
    ratio to this one is the release protocol's own overhead on the device.
-Run: .venv/bin/python bench/bench_release.py [--clips 10] [--mb 5]
+Run: .venv/bin/python bench/bench_release.py [--clips 10] [--mb 5] [--chunk-mib N]
+(``--chunk-mib`` overrides the device uploader's PUT size, to compare sizes; it must stay
+within the cloud's per-PUT cap, `ServiceLimits.max_chunk`.)
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,20 +38,73 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx
 import pyrage
+import tomli_w
 
 from bench._report import ratio_line
-from cloud_stub.mqtt import CloudMqtt, MqttOptions
-from device.release.uploader import HttpUploader
+from cloud_stub.config import ApiSection, load_deployment
+from cloud_stub.service import CloudService
+from device.release.uploader import HttpUploader, UploadLimits
 from device.vault.outbox import EscrowOutbox
 from device.vault.reseal import reseal
 from protocol.timefmt import format_time
 from tests.fixtures.broker import Broker
-from tests.fixtures.cloud import open_cloud
-from tests.fixtures.deployment import make_deployment
+from tests.fixtures.cloud import CloudServer
+from tests.fixtures.deployment import TestDeployment, make_deployment
 from tests.fixtures.release import ResultWatcher, identity_key, make_rig
 
 REASON = {"reason": "Warrant verified with the issuing court's clerk."}
+START_TIMEOUT_S = 30.0
+CLOUD_STUB = Path(sys.executable).with_name("cloud-stub")
+
+
+def free_port() -> int:
+    """A free loopback port (the kernel's pick; released at once for the server to bind)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def set_api_url(deployment: TestDeployment, url: str) -> None:
+    """Point deployment.toml's [api] url (the base of upload URLs in tokens) at `url`."""
+    settings = load_deployment(deployment.layout)
+    settings = settings.model_copy(update={"api": ApiSection(url=url)})
+    deployment.layout.settings.write_bytes(
+        tomli_w.dumps(settings.model_dump(mode="json")).encode())
+
+
+def start_cloud(deployment: TestDeployment, store_url: str, port: int, broker_port: int,
+                log: Path) -> subprocess.Popen[bytes]:
+    """`cloud-stub serve` in its own process; returns once /healthz answers 200.
+    Raises RuntimeError (after stopping it) when it exits or does not answer in time."""
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [str(CLOUD_STUB), "serve", "--deployment", str(deployment.layout.root),
+             "--store-url", store_url, "--host", "127.0.0.1", "--port", str(port),
+             "--broker-host", "127.0.0.1", "--broker-port", str(broker_port)],
+            stdout=sink, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    stop_cloud(process)
+    raise RuntimeError(f"cloud-stub serve did not become healthy:\n{log.read_text()}")
+
+
+def stop_cloud(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (uvicorn shuts down gracefully), then SIGKILL after 10 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def reseal_alone(paths: list[Path], identity: dict[str, str], epochs: list[str],
@@ -64,23 +124,35 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=10)
     parser.add_argument("--mb", type=float, default=5.0)
+    parser.add_argument("--chunk-mib", type=float, default=None,
+                        help="device PUT size in MiB (default: the uploader's own)")
     args = parser.parse_args()
     size = int(args.mb * 1024 * 1024)
+    limits = UploadLimits() if args.chunk_mib is None else UploadLimits(
+        chunk_bytes=int(args.chunk_mib * 1024 * 1024))
     work = Path(tempfile.mkdtemp(prefix="bench-release-"))
     deployment = make_deployment(work / "deploy")
     broker = Broker(deployment=deployment, workdir=work / "broker")
     broker.workdir.mkdir(mode=0o700)
     broker.start()
-    clouds = open_cloud(deployment, work)
-    cloud = next(clouds)
-    link = CloudMqtt(cloud.service, MqttOptions.from_service(
-        cloud.service, host=broker.host, port=broker.port))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    set_api_url(deployment, url)
+    store_url = f"sqlite:///{work / 'cloud.sqlite3'}"
+    # setup (enrolment, principals) straight in the store, closed before the server opens it
+    setup = CloudService.open(deployment.layout.root, store_url=store_url, api_url=url)
+    http = httpx.Client(base_url=url, timeout=30)
+    cloud = CloudServer(service=setup, url=url, deployment=deployment, http=http)
+    process: subprocess.Popen[bytes] | None = None
     service = None
     try:
-        assert link.start(), "cloud stub did not connect to the broker"
         device = cloud.enroll("bench")
+        agency = cloud.principal("agency")
+        reviewer = cloud.principal("reviewer", org="court-liaison")
+        setup.close()
+        process = start_cloud(deployment, store_url, port, broker.port, work / "cloud.log")
         rig = make_rig(deployment, work, broker_port=broker.port, bundle=device.bundle,
-                       release={"cloud_url": cloud.url})
+                       release={"cloud_url": url})
         rig.clock.set(datetime.now(UTC).replace(microsecond=0))
         base = rig.clock.now() - timedelta(minutes=50)
         records = [rig.record(base + timedelta(minutes=2 * i), 60, payload=os.urandom(size))
@@ -88,7 +160,8 @@ def main() -> int:
         rig.clock.set(datetime.now(UTC).replace(microsecond=0))
         identities = dict(rig.identities)  # opened with the escrow key, for the baseline
         watcher = ResultWatcher(broker, rig.device_id, deployment.prefix)
-        service = rig.service()
+        service = rig.service(uploader=None if args.chunk_mib is None else HttpUploader(
+            device_id=rig.device_id, identity=identity_key(rig), limits=limits))
         service.start()
         outbox = EscrowOutbox(rig.config.agent.state_dir / "vault" / "outbox")
         deadline = time.monotonic() + 60
@@ -96,8 +169,6 @@ def main() -> int:
             time.sleep(0.1)
         assert not outbox.pending(), "epoch keys were not escrowed"
 
-        agency = cloud.principal("agency")
-        reviewer = cloud.principal("reviewer", org="court-liaison")
         world = cloud.world(agency, rig.device_id)
         window = {"start": format_time(base - timedelta(minutes=1)),
                   "end": format_time(rig.clock.now() - timedelta(minutes=1))}
@@ -124,7 +195,8 @@ def main() -> int:
         approved2 = cloud.http.post(f"/v1/requests/{second['id']}/approve", json=REASON,
                                     headers=reviewer.headers).json()
         jti2 = approved2["tokens"][0]["jti"]
-        uploader = HttpUploader(device_id=rig.device_id, identity=identity_key(rig))
+        uploader = HttpUploader(device_id=rig.device_id, identity=identity_key(rig),
+                                limits=limits)
         pushed = time.perf_counter()
         for record in records:
             uploader.upload_file(upload=f"{cloud.url}/v1/evidence/{jti2}", jti=jti2,
@@ -139,6 +211,8 @@ def main() -> int:
         pyrage.decrypt(first, [pyrage.x25519.Identity.from_str(agency.identity or "")])
         total_mb = args.clips * size / 1e6
         print(f"release of {args.clips} clips x {args.mb:g} MB = {total_mb:.0f} MB on loopback")
+        print(f"cloud stub in its own process (cloud-stub serve, pid {process.pid}, {url}); "
+              f"device PUTs of {limits.chunk_bytes / 1024 / 1024:g} MiB")
         print(ratio_line("token published -> result acknowledged (s)", latency, baseline,
                          "s", "target <= 1.5x re-sealing alone"))
         print(ratio_line("token published -> result acknowledged (s)", latency,
@@ -151,8 +225,10 @@ def main() -> int:
     finally:
         if service is not None:
             service.stop()
-        link.stop()
-        next(clouds, None)
+        http.close()
+        setup.close()
+        if process is not None:
+            stop_cloud(process)
         broker.close()
         shutil.rmtree(work, ignore_errors=True)
 
