@@ -9,9 +9,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from datetime import datetime
+from typing import Any, Final
 
 from protocol.keys import is_hex64
+from protocol.timefmt import parse_time
+
+ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -98,3 +102,19 @@ def array(value: Any, name: str, *, max_len: int) -> list[Any]:
     if len(value) > max_len:
         raise SchemaError(f"{name} has more than {max_len} items")
     return value
+
+
+def identifier(value: Any, name: str) -> str:
+    """A token, clip or request id: 1-128 characters of A-Z a-z 0-9 . _ - (first alnum)."""
+    text = string(value, name, max_len=128)
+    if ID_PATTERN.fullmatch(text) is None:
+        raise SchemaError(f"{name} must be 1-128 characters of A-Z a-z 0-9 . _ -")
+    return text
+
+
+def instant(value: Any, name: str) -> datetime:
+    """An RFC 3339 UTC time in the one spelling `protocol.timefmt` accepts."""
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise SchemaError(f"{name}: {exc}") from None

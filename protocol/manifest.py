@@ -24,8 +24,8 @@ from protocol import _jws
 from protocol import _schema as s
 from protocol.errors import ManifestError
 from protocol.keys import key_id
-from protocol.timefmt import format_time, parse_time, require_aware
-from protocol.token import ID_PATTERN, Window
+from protocol.timefmt import format_time, require_aware
+from protocol.token import Window
 
 MANIFEST_TYP: Final = "doorbell-manifest+jws"
 MANIFEST_VERSION: Final = 1
@@ -74,20 +74,6 @@ class EvidenceManifest:
         }
 
 
-def _time(value: Any, name: str) -> datetime:
-    try:
-        return parse_time(value)
-    except ValueError as exc:
-        raise s.SchemaError(f"{name}: {exc}") from None
-
-
-def _identifier(value: Any, name: str) -> str:
-    text = s.string(value, name, max_len=128)
-    if ID_PATTERN.fullmatch(text) is None:
-        raise s.SchemaError(f"{name} must be 1-128 characters of A-Z a-z 0-9 . _ -")
-    return text
-
-
 def _parse_payload(value: Any) -> EvidenceManifest:
     item = s.obj(value, "manifest", _MANIFEST_KEYS)
     if item["v"] != MANIFEST_VERSION or isinstance(item["v"], bool):
@@ -97,9 +83,9 @@ def _parse_payload(value: Any) -> EvidenceManifest:
     for index, raw in enumerate(s.array(item["clips"], "clips", max_len=MAX_CLIPS)):
         entry = s.obj(raw, f"clips[{index}]", _CLIP_KEYS)
         clip = ManifestClip(
-            clip_id=_identifier(entry["clip_id"], f"clips[{index}].clip_id"),
-            start=_time(entry["start"], f"clips[{index}].start"),
-            end=_time(entry["end"], f"clips[{index}].end"),
+            clip_id=s.identifier(entry["clip_id"], f"clips[{index}].clip_id"),
+            start=s.instant(entry["start"], f"clips[{index}].start"),
+            end=s.instant(entry["end"], f"clips[{index}].end"),
             bytes=s.integer(
                 entry["bytes"], f"clips[{index}].bytes", minimum=1, maximum=MAX_CLIP_BYTES
             ),
@@ -112,10 +98,10 @@ def _parse_payload(value: Any) -> EvidenceManifest:
         seen.add(clip.clip_id)
         clips.append(clip)
     return EvidenceManifest(
-        jti=_identifier(item["jti"], "jti"),
+        jti=s.identifier(item["jti"], "jti"),
         device=s.string(item["device"], "device", max_len=128),
         clips=tuple(clips),
-        created=_time(item["created"], "created"),
+        created=s.instant(item["created"], "created"),
     )
 
 

@@ -23,8 +23,8 @@ import pyrage
 from protocol import _schema as s
 from protocol.errors import MessageError
 from protocol.keys import canonical_json
-from protocol.timefmt import format_time, parse_time
-from protocol.token import AGE_MAGIC, EPOCH_ID_PATTERN, ID_PATTERN, CaseRef, Window
+from protocol.timefmt import format_time
+from protocol.token import AGE_MAGIC, EPOCH_ID_PATTERN, CaseRef, Window
 from protocol.trust_root import BASES
 
 MESSAGE_VERSION: Final = 1
@@ -69,20 +69,6 @@ def _version(item: Mapping[str, Any], what: str) -> None:
         raise s.SchemaError(f"{what}: v must be {MESSAGE_VERSION}")
 
 
-def _time(value: Any, name: str) -> datetime:
-    try:
-        return parse_time(value)
-    except ValueError as exc:
-        raise s.SchemaError(f"{name}: {exc}") from None
-
-
-def _identifier(value: Any, name: str) -> str:
-    text = s.string(value, name, max_len=128)
-    if ID_PATTERN.fullmatch(text) is None:
-        raise s.SchemaError(f"{name} must be 1-128 characters of A-Z a-z 0-9 . _ -")
-    return text
-
-
 def _epoch(value: Any, name: str = "epoch") -> str:
     if not isinstance(value, str) or EPOCH_ID_PATTERN.fullmatch(value) is None:
         raise s.SchemaError(f"{name} must be '<unix seconds>-<8 hex>'")
@@ -90,7 +76,7 @@ def _epoch(value: Any, name: str = "epoch") -> str:
 
 
 def _clip_ids(value: Any) -> tuple[str, ...]:
-    ids = tuple(_identifier(c, "clips[]") for c in s.array(value, "clips", max_len=MAX_CLIP_IDS))
+    ids = tuple(s.identifier(c, "clips[]") for c in s.array(value, "clips", max_len=MAX_CLIP_IDS))
     if len(set(ids)) != len(ids):
         raise s.SchemaError("clips lists a clip twice")
     return ids
@@ -162,7 +148,7 @@ def parse_escrow(data: bytes) -> EscrowMessage:
             frozenset({"v", "device", "epoch", "start", "end", "recipient", "sealed"}),
         )
         _version(item, "escrow")
-        start, end = _time(item["start"], "start"), _time(item["end"], "end")
+        start, end = s.instant(item["start"], "start"), s.instant(item["end"], "end")
         if end <= start:
             raise s.SchemaError("escrow end must be after its start")
         sealed = s.string(item["sealed"], "sealed", max_len=MAX_ESCROW_BYTES)
@@ -363,12 +349,12 @@ def parse_notice(data: bytes) -> NoticeMessage:
         if item["basis"] not in BASES:
             raise s.SchemaError(f"basis must be one of {', '.join(BASES)}")
         return NoticeMessage(
-            jti=_identifier(item["jti"], "jti"),
+            jti=s.identifier(item["jti"], "jti"),
             basis=item["basis"],
             case=CaseRef.from_payload(item["case"]),
             window=Window.from_payload(item["window"]),
             clips=_clip_ids(item["clips"]),
-            released_at=_time(item["released_at"], "released_at"),
+            released_at=s.instant(item["released_at"], "released_at"),
         )
     except s.SchemaError as exc:
         raise MessageError(str(exc)) from None

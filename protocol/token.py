@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol import _jws
 from protocol import _schema as s
+from protocol._schema import ID_PATTERN as ID_PATTERN  # public: ids on the wire
 from protocol.errors import KeyFormatError, RejectionCode, TokenRejected
 from protocol.timefmt import format_time, parse_time, require_aware
 from protocol.trust_root import BASES, TrustRoot
@@ -61,7 +62,6 @@ DEFAULT_SKEW_S: Final = 60
 RELEASE_ROLE: Final = "release"
 AGE_MAGIC: Final = b"age-encryption.org/v1\n"
 MAX_EPOCHS: Final = 1024
-ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 EPOCH_ID_PATTERN: Final = re.compile(r"\d{1,12}-[0-9a-f]{8}")
 _UPLOAD_URL: Final = re.compile(
     r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~!$&'()*+,;=:@%/\-]*)?"
@@ -217,9 +217,7 @@ def _parse_claims(value: Any) -> ReleaseClaims:
         item = s.obj(value, "claims", _CLAIMS_REQUIRED | _RELEASE_ONLY, frozenset({"notify_after"}))
     if item["v"] != TOKEN_VERSION or isinstance(item["v"], bool):
         raise s.SchemaError(f"v must be {TOKEN_VERSION}")
-    jti = s.string(item["jti"], "jti", max_len=128)
-    if ID_PATTERN.fullmatch(jti) is None:
-        raise s.SchemaError("jti must be 1-128 characters of A-Z a-z 0-9 . _ -")
+    jti = s.identifier(item["jti"], "jti")
     iat = s.integer(item["iat"], "iat")
     nbf = s.integer(item["nbf"], "nbf")
     exp = s.integer(item["exp"], "exp")
@@ -228,13 +226,13 @@ def _parse_claims(value: Any) -> ReleaseClaims:
     recipient = keys = upload = None
     notify_after = hold_until = None
     if basis == "preservation":
-        hold_until = _claim_time(item["hold_until"], "hold_until")
+        hold_until = s.instant(item["hold_until"], "hold_until")
     else:
         upload = s.string(item["upload"], "upload", max_len=2048)
         if _UPLOAD_URL.fullmatch(upload) is None:
             raise s.SchemaError("upload must be an http(s) URL without query or fragment")
         if "notify_after" in item:
-            notify_after = _claim_time(item["notify_after"], "notify_after")
+            notify_after = s.instant(item["notify_after"], "notify_after")
         recipient, keys = item["recipient"], item["keys"]
         if not isinstance(recipient, str) or not isinstance(keys, str):
             raise s.SchemaError("recipient and keys must be strings")
@@ -256,13 +254,6 @@ def _parse_claims(value: Any) -> ReleaseClaims:
         notify_after=notify_after,
         hold_until=hold_until,
     )
-
-
-def _claim_time(value: Any, name: str) -> datetime:
-    try:
-        return parse_time(value)
-    except ValueError as exc:
-        raise s.SchemaError(f"{name}: {exc}") from None
 
 
 # --- signing (the cloud) -------------------------------------------------------------
