@@ -22,6 +22,7 @@ from device.vault.agestream import CHUNK_SIZE, AgeStreamReader, decrypt_all
 from device.vault.errors import ClipStateError, TruncatedStream, UnknownClip
 from device.vault.index import ClipState
 from device.vault.store import ClipWriter, SealedStore
+from tests.fixtures.disk import mounted_tmpfs
 from tests.fixtures.vault import MP4_MARKERS, SECRET_MARKER, VaultWorld, files_containing
 
 # Plaintext shaped like fragmented MP4: the box names must never appear on disk.
@@ -257,20 +258,8 @@ def test_storage_full_refuses_then_resumes(vault_world: VaultWorld) -> None:
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=6m,mode=0700", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs for the full-disk test: {result.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "tmpfs", "6m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def fill(path: Path, leave: int) -> None:
