@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from typing import Final
+from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -110,6 +111,39 @@ def sign_request(
         jti=jti,
     )
     return b64url_encode(key.sign(data))
+
+
+def signed_headers(
+    key: Ed25519PrivateKey,
+    *,
+    method: str,
+    url: str,
+    timestamp: int,
+    body_sha256: str,
+    device: str,
+    jti: str,
+) -> dict[str, str]:
+    """The four headers of a device request to `url` (path and raw query taken from it).
+
+    Raises RequestSignatureError as `signing_input` does.
+    """
+    parts = urlsplit(url)
+    signature = sign_request(
+        key,
+        method=method,
+        path=parts.path,
+        query=parts.query,
+        timestamp=timestamp,
+        body_sha256=body_sha256,
+        device=device,
+        jti=jti,
+    )
+    return {
+        HEADER_DEVICE: device,
+        HEADER_JTI: jti,
+        HEADER_TIMESTAMP: str(timestamp),
+        HEADER_SIGNATURE: signature,
+    }
 
 
 def verify_request(

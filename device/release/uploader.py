@@ -25,20 +25,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
-from urllib.parse import urlsplit
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from device.release.errors import UploadFailed, UploadRefused
 from protocol.errors import RequestSignatureError
-from protocol.request_signing import (
-    HEADER_DEVICE,
-    HEADER_JTI,
-    HEADER_SIGNATURE,
-    HEADER_TIMESTAMP,
-    sign_request,
-)
+from protocol.request_signing import signed_headers
 
 log = logging.getLogger(__name__)
 
@@ -100,27 +93,18 @@ class HttpUploader:
         self._client.close()
 
     def _headers(self, method: str, url: str, jti: str, body_sha256: str) -> dict[str, str]:
-        parts = urlsplit(url)
-        timestamp = int(self._now())
         try:
-            signature = sign_request(
+            return signed_headers(
                 self._identity,
                 method=method,
-                path=parts.path,
-                query=parts.query,
-                timestamp=timestamp,
+                url=url,
+                timestamp=int(self._now()),
                 body_sha256=body_sha256,
                 device=self._device,
                 jti=jti,
             )
         except RequestSignatureError as exc:
             raise UploadRefused(0, f"cannot sign the request: {exc}") from exc
-        return {
-            HEADER_DEVICE: self._device,
-            HEADER_JTI: jti,
-            HEADER_TIMESTAMP: str(timestamp),
-            HEADER_SIGNATURE: signature,
-        }
 
     def _request(self, method: str, url: str, jti: str, body: bytes = b"") -> httpx.Response:
         return self._send(method, url, jti, hashlib.sha256(body).hexdigest(), body, len(body))
