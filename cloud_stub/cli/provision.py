@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cloud_stub.cli._common import subcommands
 from cloud_stub.provision.agent_config import DEFAULT_INSTALL_DIR
 from cloud_stub.provision.deployment import BrokerPaths, InitOptions, init_deployment
 from cloud_stub.provision.enroll import EnrollOptions, enroll_device
@@ -60,18 +61,6 @@ def _enroll(args: argparse.Namespace) -> int:
     return 0
 
 
-def _group(sub: Any, name: str, help_text: str) -> Any:
-    """The sub-command group `name`, reused when another command module made it first."""
-    existing = sub.choices.get(name)
-    if existing is None:
-        parser = sub.add_parser(name, help=help_text)
-        return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
-    for action in existing._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return existing.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
-
-
 def register(sub: Any) -> None:
     """Add `init` and `devices enroll` to the `cloud-stub` parser."""
     init = sub.add_parser("init", help="create a deployment directory (CA, keys, trust root)")
@@ -90,7 +79,7 @@ def register(sub: Any) -> None:
                            "else all addresses)")
     init.set_defaults(handler=_init)
 
-    devices = _group(sub, "devices", "device enrolment and registry")
+    devices = subcommands(sub, "devices", "device enrolment and registry")
     enroll = devices.add_parser("enroll", help="create a device's keys and bundle")
     enroll.add_argument("device_id", help="[a-z0-9][a-z0-9-]{0,62}; the certificate CN")
     enroll.add_argument("--owner-recipient", required=True,
