@@ -89,8 +89,8 @@ class Camera(Protocol):
 
 
 class ConfiguredGeometry:
-    """`width`, `height` and `fps` of a camera that delivers exactly its configured
-    settings (every camera but a file, whose frame rate comes from the file)."""
+    """`width`, `height` and `fps` of a camera that delivers its configured settings
+    (a file camera overrides `fps` with the file's own rate)."""
 
     _settings: CameraSettings
 

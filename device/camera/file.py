@@ -18,7 +18,7 @@ import av
 import av.error
 import numpy as np
 
-from device.camera.base import CameraFrame
+from device.camera.base import CameraFrame, ConfiguredGeometry
 from device.camera.factory import EncoderSettings
 from device.camera.h264 import H264Encoder
 from device.config import CameraSettings
@@ -26,7 +26,7 @@ from device.errors import CameraError
 from device.release.clock import Clock
 
 
-class FileCamera:
+class FileCamera(ConfiguredGeometry):
     """Replays `camera.file`. Raises CameraError for a missing or undecodable file."""
 
     def __init__(self, settings: CameraSettings, clock: Clock, *, encoder: EncoderSettings) -> None:
@@ -45,15 +45,7 @@ class FileCamera:
         self._index = 0
 
     @property
-    def width(self) -> int:
-        return self._settings.width
-
-    @property
-    def height(self) -> int:
-        return self._settings.height
-
-    @property
-    def fps(self) -> float:
+    def fps(self) -> float:  # the file's own rate, known once it is opened
         return self._fps
 
     def start(self) -> None:
