@@ -6,6 +6,11 @@ translated to `StoreError`. On SQLite every transaction starts with ``BEGIN IMME
 so that concurrent writers queue on the database lock instead of failing to upgrade a
 read lock half way through; on PostgreSQL the rows that serialize work (sequence
 counters, the audit head) are locked with ``SELECT ... FOR UPDATE``.
+
+`Store.read()` is the same for a transaction that only reads (the checks on the
+evidence upload path): on SQLite it starts with a deferred ``BEGIN``, which in WAL mode
+reads a consistent snapshot without taking the write lock, so a device's upload is not
+queued behind another request's commit and its sync; a write inside it is refused.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from cloud_stub.errors import ConfigError, StoreError
 from cloud_stub.store.models import AuditLock, Base
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # writers wait this long for the database lock
+READ_ONLY = "doorbell_read_only"  # execution option of `Store.read()` sessions
 AUDIT_LOCK_ID = 1  # the single row that serializes audit appends
 
 
@@ -46,7 +52,12 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+            conn.exec_driver_sql("PRAGMA query_only=ON")
+        else:
+            conn.exec_driver_sql("PRAGMA query_only=OFF")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Store:
@@ -71,6 +82,12 @@ class Store:
             raise ConfigError(f"store URL {url!r}: only sqlite and postgresql are supported")
         self.backend = backend
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        read_options: dict[str, Any] = {READ_ONLY: True}
+        if backend == "postgresql":
+            read_options["postgresql_readonly"] = True
+        self._read_sessions = sessionmaker(
+            self.engine.execution_options(**read_options), expire_on_commit=False
+        )
 
     @classmethod
     def sqlite(cls, path: Path) -> Store:
@@ -105,6 +122,18 @@ class Store:
             raise StoreError(f"store operation failed: {exc.__class__.__name__}: {exc}") from exc
         finally:
             session.close()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session in a transaction that only reads; see the module's description.
+        Raises `StoreError` when the database fails or something inside tries to write."""
+        session = self._read_sessions()
+        try:
+            yield session
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store read failed: {exc.__class__.__name__}: {exc}") from exc
+        finally:
+            session.close()  # ends the transaction without writing anything
 
     def dispose(self) -> None:
         self.engine.dispose()
