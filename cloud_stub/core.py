@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from cloud_stub.config import DeploymentSettings, ServiceLimits
 from cloud_stub.errors import Forbidden, NotFound
-from cloud_stub.evidence_files import EvidenceFiles
+from cloud_stub.evidence_files import EvidenceFiles, HashState
 from cloud_stub.store import Store
 from cloud_stub.store.audit_log import AuditTrail
 from cloud_stub.store.devices import SyncReport, sync_devices
@@ -56,11 +56,18 @@ class PrincipalCaller:
 
 @dataclass(frozen=True, slots=True)
 class DeviceCaller:
-    """A device whose request was signed by its enrolled identity under an issued token."""
+    """A device whose request was signed by its enrolled identity under an issued token.
+
+    ``token_status`` and ``size_cap`` are the token's as read in the same transaction as
+    the check; ``body_hash`` is the SHA-256 state after the body's last byte (the
+    evidence files continue it instead of hashing the bytes again)."""
 
     device_id: str
     jti: str
     body: bytes
+    token_status: str = ""
+    size_cap: int = 0
+    body_hash: HashState | None = None
 
     @property
     def label(self) -> str:

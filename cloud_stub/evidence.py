@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from cloud_stub.core import DeviceCaller, PrincipalCaller, ServiceCore
 from cloud_stub.device_auth import IssuedToken, check_device_request, parse_headers
 from cloud_stub.errors import Conflict, Forbidden, HostileInputError, NotFound
-from cloud_stub.evidence_files import check_clip_id, check_jti
+from cloud_stub.evidence_files import HashState, check_clip_id, check_jti
 from cloud_stub.review import Status
 from cloud_stub.store.models import (
     CustodyRecord,
@@ -63,62 +63,76 @@ class Evidence:
     # --- device side --------------------------------------------------------------------
 
     def authenticate(self, *, method: str, path: str, query: str,
-                     headers: Mapping[str, str], body: bytes, body_sha256: str
+                     headers: Mapping[str, str], body: bytes, body_hash: HashState
                      ) -> DeviceCaller:
-        """`body_sha256` is the caller's SHA-256 over every byte of `body` (hashed as it
+        """`body_hash` is the caller's SHA-256 over every byte of `body` (hashed as it
         arrived). Raises `AuthenticationError` naming the failed rule."""
         parsed = parse_headers(headers)
-        with self.core.store.transaction() as session:
-            row = session.get(Token, parsed.jti) if len(parsed.jti) <= 36 else None
-            issued = None
-            if row is not None:
-                device = session.get(Device, row.device_id)
-                if device is not None:
-                    issued = IssuedToken(
-                        jti=row.jti,
-                        device_id=row.device_id,
-                        identity_pub=device.identity_pub,
-                        expires_at=row.expires_at,
-                        preservation=row.basis == "preservation",
-                    )
+        row = None
+        if len(parsed.jti) <= 36:
+            with self.core.store.read() as session:
+                row = session.execute(
+                    select(Token.device_id, Token.expires_at, Token.basis, Token.status,
+                           Token.size_cap, Device.identity_pub)
+                    .join(Device, Device.id == Token.device_id)
+                    .where(Token.jti == parsed.jti)
+                ).one_or_none()
+        issued = None if row is None else IssuedToken(
+            jti=parsed.jti,
+            device_id=row.device_id,
+            identity_pub=row.identity_pub,
+            expires_at=row.expires_at,
+            preservation=row.basis == "preservation",
+        )
         check_device_request(
             parsed=parsed, token=issued, method=method, path=path, query=query,
-            body_sha256=body_sha256,
+            body_sha256=body_hash.hexdigest(),
             now=self.core.now(), skew_s=self.core.limits.request_skew_s,
         )
-        return DeviceCaller(device_id=parsed.device_id, jti=parsed.jti, body=body)
+        assert row is not None  # check_device_request refuses an unknown token
+        return DeviceCaller(device_id=parsed.device_id, jti=parsed.jti, body=body,
+                            token_status=row.status, size_cap=row.size_cap,
+                            body_hash=body_hash)
 
     def _token_for(self, caller: DeviceCaller, jti: str) -> Token:
         if caller.jti != jti:
             raise Forbidden("the signed jti is not the token in the URL", code="jti_mismatch")
-        with self.core.store.transaction() as session:
+        with self.core.store.read() as session:
             token = session.get(Token, jti)
             if token is None or token.device_id != caller.device_id:
                 raise NotFound("no such token for this device")
             return token
 
     def offset(self, caller: DeviceCaller, jti: str, clip_id: str) -> int:
-        self._token_for(caller, jti)
+        if caller.jti != jti:
+            raise Forbidden("the signed jti is not the token in the URL", code="jti_mismatch")
         return self.core.files.offset(check_jti(jti), check_clip_id(clip_id))
 
     def append(self, caller: DeviceCaller, jti: str, clip_id: str, offset: int) -> int:
-        """Raises `WrongOffset` (409), `TooLarge` (413), `Conflict` after acceptance."""
-        token = self._token_for(caller, jti)
+        """Append the caller's body to the clip's staging file at `offset`. The token's
+        state is the one read when the request was authenticated (`caller`). The upload's
+        row is written when its first bytes arrive; its end is recorded with the
+        manifest. Raises `WrongOffset` (409), `TooLarge` (413), `Conflict` after
+        acceptance."""
+        if caller.jti != jti:
+            raise Forbidden("the signed jti is not the token in the URL", code="jti_mismatch")
         check_clip_id(clip_id)
-        if token.status in TOKEN_CLOSED:
+        if caller.token_status in TOKEN_CLOSED:
             raise Conflict("the evidence of this token was already accepted", code="closed")
         if offset < 0:
             raise HostileInputError("offset must not be negative", code="bad_offset")
         now = self.core.now()
-        new_offset = self.core.files.append(jti, clip_id, offset, caller.body, token.size_cap)
-        with self.core.store.transaction() as session:
-            upload = session.get(Upload, (jti, clip_id))
-            if upload is None:
-                session.add(Upload(jti=jti, clip_id=clip_id, received=new_offset,
-                                   started_at=now, updated_at=now))
-            else:
-                upload.received = new_offset
-                upload.updated_at = now
+        new_offset = self.core.files.append(jti, clip_id, offset, caller.body, caller.size_cap,
+                                            caller.body_hash)
+        if offset == 0:
+            with self.core.store.transaction() as session:
+                upload = session.get(Upload, (jti, clip_id))
+                if upload is None:
+                    session.add(Upload(jti=jti, clip_id=clip_id, received=new_offset,
+                                       started_at=now, updated_at=now))
+                else:  # the first bytes again, after a failed attempt
+                    upload.received = new_offset
+                    upload.updated_at = now
         return new_offset
 
     def accept_manifest(self, caller: DeviceCaller, jti: str) -> ManifestAccepted:
@@ -154,27 +168,29 @@ class Evidence:
         if len(manifest.clips) > self.core.limits.max_clips_per_token:
             raise HostileInputError("the manifest lists too many clips", code="bad_manifest")
         files = self.core.files
-        checked: list[tuple[str, str, int, datetime, datetime]] = []
+        checked: list[tuple[str, str, int, datetime, datetime, datetime]] = []
         for clip in manifest.clips:
             path = files.staging_path(jti, clip.clip_id)
             if not path.exists():
                 raise HostileInputError(
                     f"clip {clip.clip_id} was not uploaded", code="file_missing"
                 )
-            size = path.stat().st_size
+            stat = path.stat()
+            size = stat.st_size
             if size != clip.bytes:
                 raise HostileInputError(
                     f"clip {clip.clip_id}: {size} bytes received, the manifest says"
                     f" {clip.bytes}",
                     code="size_mismatch",
                 )
-            digest = files.digest(path)
+            digest = files.staged_digest(jti, clip.clip_id, size)
             if digest != clip.sha256:
                 raise HostileInputError(
                     f"clip {clip.clip_id}: sha256 of the received bytes is not the manifest's",
                     code="hash_mismatch",
                 )
-            checked.append((clip.clip_id, digest, size, clip.start, clip.end))
+            last_write = datetime.fromtimestamp(stat.st_mtime, UTC)
+            checked.append((clip.clip_id, digest, size, clip.start, clip.end, last_write))
         manifest_sha = hashlib.sha256(caller.body).hexdigest()
         with self.core.store.transaction() as session:
             if session.get(Manifest, jti) is not None:
@@ -185,8 +201,11 @@ class Evidence:
             session.add(Manifest(jti=jti, device_id=caller.device_id,
                                  jws=caller.body.decode("utf-8"), sha256=manifest_sha,
                                  accepted_at=now))
-            for clip_id, digest, size, start, end in checked:
+            for clip_id, digest, size, start, end, last_write in checked:
                 upload = session.get(Upload, (jti, clip_id))
+                if upload is not None:
+                    upload.received = size
+                    upload.updated_at = min(max(last_write, upload.started_at), now)
                 files.commit(files.staging_path(jti, clip_id), digest)
                 if session.get(EvidenceFile, digest) is None:
                     session.add(EvidenceFile(sha256=digest, bytes=size, stored_at=now))
@@ -222,7 +241,7 @@ class Evidence:
                 subject=f"token:{jti}",
                 detail={
                     "manifest_sha256": manifest_sha,
-                    "files": [{"clip_id": c, "sha256": d, "bytes": s} for c, d, s, _, _ in checked],
+                    "files": [{"clip_id": c, "sha256": d, "bytes": s} for c, d, s, *_ in checked],
                     "discarded_unlisted": dropped,
                 },
             )

@@ -5,6 +5,12 @@ Layout under the deployment's evidence directory::
     staging/<jti>/<clip_id>.part     bytes received so far (the size is the resume offset)
     sha256/<aa>/<aabbcc...>          accepted files, named by the sha256 of their bytes
 
+Each staging file's SHA-256 is carried along as it is appended (continued from the
+request body's own hash state, so a clip sent in one PUT is hashed once, as it
+arrived), and the manifest's check uses it when it covers exactly the file's bytes;
+after a restart, or when an append failed half way, the file is read back and hashed
+instead (`staged_digest`).
+
 Appends are serialized per file by a lock and made durable before the new offset is
 reported, so an offset the device was told is always on disk: the device trusts a PUT's
 success to move on, and once it has sent a clip's last chunk it never sends those bytes
@@ -27,6 +33,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cloud_stub.errors import Conflict, EnvironmentFault, HostileInputError, TooLarge
 
@@ -55,6 +62,16 @@ def check_jti(jti: str) -> str:
 _sync_data = getattr(os, "fdatasync", os.fsync)
 
 
+class HashState(Protocol):
+    """A running SHA-256 (what `hashlib.sha256()` returns)."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def copy(self) -> HashState: ...
+
+    def hexdigest(self) -> str: ...
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -77,6 +94,8 @@ class EvidenceFiles:
         self.root = root
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
+        # (jti, clip id) -> (bytes covered, SHA-256 of exactly those bytes of the file)
+        self._running: dict[tuple[str, str], tuple[int, HashState]] = {}
 
     def _lock(self, jti: str, clip_id: str) -> threading.Lock:
         with self._guard:
@@ -115,14 +134,18 @@ class EvidenceFiles:
     def staged_total(self, jti: str) -> int:
         return sum(f.size for f in self.staged(jti))
 
-    def append(self, jti: str, clip_id: str, offset: int, data: bytes, cap: int) -> int:
+    def append(self, jti: str, clip_id: str, offset: int, data: bytes, cap: int,
+               data_hash: HashState | None = None) -> int:
         """Append ``data`` at ``offset`` and return the new offset, durably.
 
+        ``data_hash`` is the SHA-256 state after exactly ``data`` (the request body's),
+        if the caller has it; it saves hashing the first bytes of a file twice.
         Raises `Conflict` (code ``wrong_offset``, the true offset in the message and in
         ``.offset``) when ``offset`` is not the bytes held, and `TooLarge` when the token's
         total would pass ``cap`` bytes.
         """
         path = self.staging_path(jti, clip_id)
+        key = (jti, clip_id)
         with self._lock(jti, clip_id):
             current = self.offset(jti, clip_id)
             if offset != current:
@@ -133,6 +156,7 @@ class EvidenceFiles:
                     f"the upload would hold {total} bytes; this token allows at most {cap}",
                     code="token_size_cap",
                 )
+            running = self._running.pop(key, None)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -147,8 +171,28 @@ class EvidenceFiles:
                 if current == 0:
                     _fsync_dir(path.parent)
             except OSError as exc:
+                # part of `data` may be on disk: the running hash no longer covers the
+                # file, and the manifest's check will read it back
                 raise EnvironmentFault(f"cannot store the upload: {exc}") from exc
-            return current + len(data)
+            new_offset = current + len(data)
+            if current == 0:
+                state = data_hash.copy() if data_hash is not None else hashlib.sha256(data)
+            elif running is not None and running[0] == current:
+                state = running[1]
+                state.update(data)
+            else:
+                return new_offset
+            self._running[key] = (new_offset, state)
+            return new_offset
+
+    def staged_digest(self, jti: str, clip_id: str, size: int) -> str:
+        """The SHA-256 of a staging file of ``size`` bytes: the running hash when it covers
+        exactly those bytes, else the file read back."""
+        with self._lock(jti, clip_id):
+            running = self._running.get((jti, clip_id))
+            if running is not None and running[0] == size:
+                return running[1].copy().hexdigest()
+        return self.digest(self.staging_path(jti, clip_id))
 
     def digest(self, path: Path) -> str:
         h = hashlib.sha256()
@@ -179,6 +223,9 @@ class EvidenceFiles:
         """Remove what is left of a token's staging directory; returns the clip ids dropped."""
         directory = self.staging_dir(jti)
         dropped = [f.clip_id for f in self.staged(jti)]
+        with self._guard:
+            for key in [k for k in self._running if k[0] == jti]:
+                del self._running[key]
         if directory.exists():
             shutil.rmtree(directory, ignore_errors=True)
         return dropped

@@ -23,6 +23,7 @@ from cloud_stub.core import (
 from cloud_stub.device_events import DeviceEvents
 from cloud_stub.escrow import Escrow, load_escrow_identity
 from cloud_stub.evidence import Evidence
+from cloud_stub.evidence_files import HashState
 from cloud_stub.intake import FollowUp, Intake
 from cloud_stub.policy import Basis, build_policy, load_court_registry, load_limits
 from cloud_stub.policy.config import Limits
@@ -122,10 +123,10 @@ class CloudService:
         return self.core.authenticate(api_key)
 
     def authenticate_device(self, *, method: str, path: str, query: str,
-                            headers: Mapping[str, str], body: bytes, body_sha256: str
+                            headers: Mapping[str, str], body: bytes, body_hash: HashState
                             ) -> DeviceCaller:
         return self.evidence.authenticate(method=method, path=path, query=query,
-                                          headers=headers, body=body, body_sha256=body_sha256)
+                                          headers=headers, body=body, body_hash=body_hash)
 
     def set_publisher(self, publisher: ReleasePublisher | None) -> None:
         self.core.set_publisher(publisher)

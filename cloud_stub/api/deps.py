@@ -98,7 +98,7 @@ async def device_request(
         query=request.url.query,
         headers=request.headers,
         body=body,
-        body_sha256=hasher.hexdigest(),
+        body_hash=hasher,
     )
 
 
