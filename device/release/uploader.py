@@ -1,12 +1,15 @@
 """The `Uploader` seam and its HTTP implementation (docs/architecture.md, "Evidence upload").
 
 Every request is signed by the device identity key over
-`protocol.request_signing.signing_input(...)`. A file is uploaded resumably: the device
-asks the cloud how many bytes it holds (`GET {upload}/{clip_id}`), then sends the rest
-in chunks (`PUT {upload}/{clip_id}?offset=N`); a 409 carries the cloud's true offset and
-the upload continues from there. A broken connection, a timeout or a 5xx is retried with
-exponential backoff, a bounded number of times in a row (any progress resets the count).
-Other 4xx answers are final. Then the signed manifest is posted.
+`protocol.request_signing.signing_input(...)`. A file is uploaded resumably in chunks
+(`PUT {upload}/{clip_id}?offset=N`); a 409 carries the cloud's true offset and the
+upload continues from there. The first attempt starts at offset 0 without asking (a
+fresh clip needs no round trip; a clip the cloud already holds part of, after a device
+restart, costs one refused chunk and its 409); after a failure the device asks the
+cloud how many bytes it holds (`GET {upload}/{clip_id}`) before sending the rest. A
+broken connection, a timeout or a 5xx is retried with exponential backoff, a bounded
+number of times in a row (any progress resets the count). Other 4xx answers are final.
+Then the signed manifest is posted.
 
 A chunk is never held in memory: it is hashed from the file for the signature, then
 streamed from the file again as the body with its `Content-Length` (reads of
@@ -185,14 +188,19 @@ class HttpUploader:
     def upload_file(self, *, upload: str, jti: str, clip_id: str, path: Path) -> int:
         url = f"{upload.rstrip('/')}/{clip_id}"
         size = path.stat().st_size
+        asked = False  # the first attempt starts at 0 unasked; a 409 names the true offset
 
         def step() -> bool:
-            response = self._request("GET", url, jti)
-            if response.status_code != 200:
-                raise self._final(response)
-            offset = self._offset_of(response)
-            if offset > size:
-                raise UploadRefused(409, f"cloud holds {offset} bytes of a {size}-byte file")
+            nonlocal asked
+            offset = 0
+            if asked:
+                response = self._request("GET", url, jti)
+                if response.status_code != 200:
+                    raise self._final(response)
+                offset = self._offset_of(response)
+                if offset > size:
+                    raise UploadRefused(409, f"cloud holds {offset} bytes of a {size}-byte file")
+            asked = True
             with path.open("rb") as handle:
                 while offset < size:
                     length = min(self._limits.chunk_bytes, size - offset)
