@@ -201,12 +201,12 @@ class Evidence:
             session.add(Manifest(jti=jti, device_id=caller.device_id,
                                  jws=caller.body.decode("utf-8"), sha256=manifest_sha,
                                  accepted_at=now))
+            files.commit_all([(files.staging_path(jti, c[0]), c[1]) for c in checked])
             for clip_id, digest, size, start, end, last_write in checked:
                 upload = session.get(Upload, (jti, clip_id))
                 if upload is not None:
                     upload.received = size
                     upload.updated_at = min(max(last_write, upload.started_at), now)
-                files.commit(files.staging_path(jti, clip_id), digest)
                 if session.get(EvidenceFile, digest) is None:
                     session.add(EvidenceFile(sha256=digest, bytes=size, stored_at=now))
                     session.flush()

@@ -18,8 +18,9 @@ again, so an acknowledged byte that a crash could lose would fail the manifest's
 and hash check and lose the release. The sync is ``fdatasync`` (the data and the file
 size, which is the resume offset; not the timestamps), ``fsync`` where it is missing.
 Accepted files are moved into the content-addressed store with ``os.replace`` after
-their hash was checked, and the directory is fsync'd; a file that is already there with
-the same hash is not rewritten.
+their hash was checked, and the directories are fsync'd once all of a manifest's files
+are moved, before the acceptance is committed to the store; a file that is already
+there with the same hash is not rewritten.
 Nothing here decides whether an upload is allowed: that is `evidence.py`.
 """
 
@@ -30,7 +31,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -205,19 +206,36 @@ class EvidenceFiles:
         return h.hexdigest()
 
     def commit(self, staged: Path, sha256: str) -> Path:
-        """Move a checked staging file to its content address (idempotent). Returns its path."""
-        target = self.blob_path(sha256)
+        """Move one checked staging file to its content address; see `commit_all`."""
+        return self.commit_all([(staged, sha256)])[0]
+
+    def commit_all(self, files: Sequence[tuple[Path, str]]) -> list[Path]:
+        """Move checked staging files to their content addresses (idempotent: a file that
+        is already there with the same hash is not rewritten), then make the moves durable
+        before returning: every directory that gained an entry is fsync'd once, after all
+        the moves, so accepting a manifest of many clips costs one journal commit instead
+        of one per clip. Returns the paths, in order."""
+        targets: list[Path] = []
+        touched: dict[Path, None] = {}  # ordered: new directories' parents after them
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists():
-                staged.unlink()
-            else:
-                os.replace(staged, target)
-                os.chmod(target, 0o440)
-            _fsync_dir(target.parent)
+            for staged, sha256 in files:
+                target = self.blob_path(sha256)
+                if not target.parent.is_dir():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    touched[target.parent] = None
+                    touched[target.parent.parent] = None
+                if target.exists():
+                    staged.unlink()
+                else:
+                    os.replace(staged, target)
+                    os.chmod(target, 0o440)
+                    touched[target.parent] = None
+                targets.append(target)
+            for directory in touched:
+                _fsync_dir(directory)
         except OSError as exc:
-            raise EnvironmentFault(f"cannot commit evidence {sha256[:12]}: {exc}") from exc
-        return target
+            raise EnvironmentFault(f"cannot commit evidence: {exc}") from exc
+        return targets
 
     def discard_staging(self, jti: str) -> list[str]:
         """Remove what is left of a token's staging directory; returns the clip ids dropped."""
