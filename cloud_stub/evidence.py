@@ -202,14 +202,24 @@ class Evidence:
                                  jws=caller.body.decode("utf-8"), sha256=manifest_sha,
                                  accepted_at=now))
             files.commit_all([(files.staging_path(jti, c[0]), c[1]) for c in checked])
+            uploads = {
+                u.clip_id: u
+                for u in session.scalars(select(Upload).where(Upload.jti == jti))
+            }
+            stored = set(session.scalars(
+                select(EvidenceFile.sha256)
+                .where(EvidenceFile.sha256.in_([c[1] for c in checked]))
+            ))
+            for _, digest, size, *_ in checked:
+                if digest not in stored:
+                    session.add(EvidenceFile(sha256=digest, bytes=size, stored_at=now))
+                    stored.add(digest)
+            session.flush()  # the files before the custody records that name them
             for clip_id, digest, size, start, end, last_write in checked:
-                upload = session.get(Upload, (jti, clip_id))
+                upload = uploads.get(clip_id)
                 if upload is not None:
                     upload.received = size
                     upload.updated_at = min(max(last_write, upload.started_at), now)
-                if session.get(EvidenceFile, digest) is None:
-                    session.add(EvidenceFile(sha256=digest, bytes=size, stored_at=now))
-                    session.flush()
                 session.add(
                     CustodyRecord(
                         jti=jti,
