@@ -232,7 +232,8 @@ class JobRunner:
         path = self._work_path(jti, clip_id)
         if not path.exists():
             raise UploadRefused(0, f"re-sealed file of {clip_id} is gone from the disk")
-        size = self._uploader.upload_file(upload=claims.upload, jti=jti, clip_id=clip_id, path=path)
+        size = self._uploader.upload_file(upload=claims.upload, jti=jti, clip_id=clip_id,
+                                          path=path, sha256=sha)
         self._jobs.clip_uploaded(jti, clip_id)
         self._audit.append("uploaded", {"jti": jti, "clip": clip_id, "bytes": size, "sha256": sha})
 

@@ -11,8 +11,9 @@ broken connection, a timeout or a 5xx is retried with exponential backoff, a bou
 number of times in a row (any progress resets the count). Other 4xx answers are final.
 Then the signed manifest is posted.
 
-A chunk is never held in memory: it is hashed from the file for the signature, then
-streamed from the file again as the body with its `Content-Length` (reads of
+A chunk is never held in memory: it is hashed from the file for the signature (unless
+it is the whole file and the caller passed the file's digest, which the re-seal took
+as it wrote), then streamed from the file again as the body with its `Content-Length` (reads of
 `UploadLimits.read_bytes`), so a worker's memory does not grow with the chunk size.
 The re-sealed file is the device's own and is not written while it is uploaded; a file
 that comes up short between the two reads raises OSError.
@@ -42,8 +43,11 @@ log = logging.getLogger(__name__)
 class Uploader(Protocol):
     """Moves one re-sealed file, then the manifest, to the evidence endpoint."""
 
-    def upload_file(self, *, upload: str, jti: str, clip_id: str, path: Path) -> int:
-        """Upload `path` completely; returns the number of bytes the cloud holds."""
+    def upload_file(self, *, upload: str, jti: str, clip_id: str, path: Path,
+                    sha256: str | None = None) -> int:
+        """Upload `path` completely; returns the number of bytes the cloud holds.
+        `sha256` is the file's own digest when the caller knows it (the re-seal computed
+        it): a request that carries the whole file is signed with it unread."""
         ...
 
     def upload_manifest(self, *, upload: str, jti: str, manifest: bytes) -> None: ...
@@ -55,7 +59,7 @@ class Uploader(Protocol):
 class UploadLimits:
     """Bounds of one upload. Sizes in bytes, times in seconds."""
 
-    chunk_bytes: int = 4 * 1024 * 1024  # one PUT (the cloud stub takes up to 8 MiB)
+    chunk_bytes: int = 8 * 1024 * 1024  # one PUT, at most the cloud stub's 8 MiB cap
     read_bytes: int = 256 * 1024  # one read of a chunk: the memory a transfer holds
     max_failures: int = 8  # consecutive failed attempts before giving up
     backoff_initial_s: float = 0.2
@@ -175,17 +179,21 @@ class HttpUploader:
             left -= len(piece)
             yield piece
 
-    def _put_chunk(self, url: str, jti: str, handle: BinaryIO, offset: int, length: int
-                   ) -> httpx.Response:
-        """PUT bytes [offset, offset + length) of the file: hashed in one pass, streamed
-        as the body in a second."""
-        hasher = hashlib.sha256()
-        for piece in self._pieces(handle, offset, length):
-            hasher.update(piece)
-        return self._send("PUT", f"{url}?offset={offset}", jti, hasher.hexdigest(),
+    def _put_chunk(self, url: str, jti: str, handle: BinaryIO, offset: int, length: int,
+                   known_sha256: str | None = None) -> httpx.Response:
+        """PUT bytes [offset, offset + length) of the file: hashed in one pass (unless
+        the digest of exactly these bytes is known), streamed as the body in a second."""
+        digest = known_sha256
+        if digest is None:
+            hasher = hashlib.sha256()
+            for piece in self._pieces(handle, offset, length):
+                hasher.update(piece)
+            digest = hasher.hexdigest()
+        return self._send("PUT", f"{url}?offset={offset}", jti, digest,
                           self._pieces(handle, offset, length), length)
 
-    def upload_file(self, *, upload: str, jti: str, clip_id: str, path: Path) -> int:
+    def upload_file(self, *, upload: str, jti: str, clip_id: str, path: Path,
+                    sha256: str | None = None) -> int:
         url = f"{upload.rstrip('/')}/{clip_id}"
         size = path.stat().st_size
         asked = False  # the first attempt starts at 0 unasked; a 409 names the true offset
@@ -204,7 +212,8 @@ class HttpUploader:
             with path.open("rb") as handle:
                 while offset < size:
                     length = min(self._limits.chunk_bytes, size - offset)
-                    response = self._put_chunk(url, jti, handle, offset, length)
+                    whole = sha256 if offset == 0 and length == size else None
+                    response = self._put_chunk(url, jti, handle, offset, length, whole)
                     if response.status_code == 409:
                         offset = self._offset_of(response)
                         if offset > size:
