@@ -130,6 +130,8 @@ class Store:
         session = self._read_sessions()
         try:
             yield session
+            if session.new or session.dirty or session.deleted:
+                raise StoreError("a read-only store transaction was given changes to write")
         except SQLAlchemyError as exc:
             raise StoreError(f"store read failed: {exc.__class__.__name__}: {exc}") from exc
         finally:

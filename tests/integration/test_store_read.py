@@ -67,6 +67,16 @@ def _orm_change(session: Session) -> None:
     session.flush()
 
 
+def _orm_change_unflushed(session: Session) -> None:
+    row = session.get(AuditLock, AUDIT_LOCK_ID)
+    assert row is not None
+    row.head_seq = 42  # nothing flushes it: the read must refuse it, not drop it
+
+
+def _orm_insert_unflushed(session: Session) -> None:
+    create_principal(session, name="unflushed", role="agency", org="unflushed", now=NOW)
+
+
 def _core_insert(session: Session) -> None:
     session.execute(insert(AuditLock).values(id=2, head_seq=0, head_hash="0" * 64))
 
@@ -86,6 +96,8 @@ WRITES: dict[str, tuple[Callable[[Session], None], tuple[int, list[str], bool]]]
     "core-update": (_core_update, (5, [], False)),
     "orm-change": (_orm_change, (99, [], False)),
     "core-insert": (_core_insert, (0, [], True)),
+    "orm-change-unflushed": (_orm_change_unflushed, (42, [], False)),
+    "orm-insert-unflushed": (_orm_insert_unflushed, (0, ["unflushed"], False)),
 }
 
 
