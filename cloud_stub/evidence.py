@@ -111,9 +111,8 @@ class Evidence:
     def append(self, caller: DeviceCaller, jti: str, clip_id: str, offset: int) -> int:
         """Append the caller's body to the clip's staging file at `offset`. The token's
         state is the one read when the request was authenticated (`caller`). The upload's
-        row is written when its first bytes arrive; its end is recorded with the
-        manifest. Raises `WrongOffset` (409), `TooLarge` (413), `Conflict` after
-        acceptance."""
+        row is written before its first bytes; its end is recorded with the manifest.
+        Raises `WrongOffset` (409), `TooLarge` (413), `Conflict` after acceptance."""
         if caller.jti != jti:
             raise Forbidden("the signed jti is not the token in the URL", code="jti_mismatch")
         check_clip_id(clip_id)
@@ -121,19 +120,18 @@ class Evidence:
             raise Conflict("the evidence of this token was already accepted", code="closed")
         if offset < 0:
             raise HostileInputError("offset must not be negative", code="bad_offset")
-        now = self.core.now()
-        new_offset = self.core.files.append(jti, clip_id, offset, caller.body, caller.size_cap,
-                                            caller.body_hash)
         if offset == 0:
-            with self.core.store.transaction() as session:
-                upload = session.get(Upload, (jti, clip_id))
-                if upload is None:
-                    session.add(Upload(jti=jti, clip_id=clip_id, received=new_offset,
-                                       started_at=now, updated_at=now))
-                else:  # the first bytes again, after a failed attempt
-                    upload.received = new_offset
-                    upload.updated_at = now
-        return new_offset
+            self._record_start(jti, clip_id, self.core.now())
+        return self.core.files.append(jti, clip_id, offset, caller.body, caller.size_cap,
+                                      caller.body_hash)
+
+    def _record_start(self, jti: str, clip_id: str, now: datetime) -> None:
+        """The upload's row, written before its first bytes are (a write that fails
+        then leaves no bytes without a start time); kept when it exists."""
+        with self.core.store.transaction() as session:
+            if session.get(Upload, (jti, clip_id)) is None:
+                session.add(Upload(jti=jti, clip_id=clip_id, received=0,
+                                   started_at=now, updated_at=now))
 
     def accept_manifest(self, caller: DeviceCaller, jti: str) -> ManifestAccepted:
         """Check the manifest against the signature, the token and the staged files, then

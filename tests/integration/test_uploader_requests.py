@@ -239,7 +239,7 @@ def test_the_custody_times_are_ordered_and_received_is_the_last_write(
         assert received == accepted
 
 
-def test_the_upload_row_is_written_at_the_first_bytes_and_closed_with_the_manifest(
+def test_the_upload_row_is_written_before_the_first_bytes_and_closed_with_the_manifest(
     cloud: CloudServer, released: Released, clip: bytes, uploader: HttpUploader,
     tmp_path: Path
 ) -> None:
@@ -254,7 +254,7 @@ def test_the_upload_row_is_written_at_the_first_bytes_and_closed_with_the_manife
     assert device_call(cloud, released, "PUT", f"{url}?offset=0", clip[:1000]).status_code == 200
     first = row()
     assert first is not None
-    assert first[0] == 1000
+    assert first[0] == 0  # written before the bytes: the start, not the progress
     assert device_call(cloud, released, "PUT", f"{url}?offset=1000",
                        clip[1000:5000]).status_code == 200
     assert row() == first  # later PUTs leave the row alone
