@@ -18,6 +18,12 @@ Baselines, same run, same files:
    the same signed, chunked PUTs (a second issued jti), without the protocol around it
    (no MQTT, no token check, no key opening, no durable job state, no manifest): the
    ratio to this one is the release protocol's own overhead on the device.
+3. the cloud's share of the one machine, informative: the CPU time the cloud stub and
+   the device spent during the release beside the CPU time of re-sealing alone, and a
+   floor for the cloud's evidence intake that no HTTP stack can go under on this
+   machine: writing the same bytes to its disk with one `fdatasync` per clip, as the
+   intake must before it acknowledges them. On loopback the cloud runs on the device's
+   cores and disk; deployed it does not.
 Run: .venv/bin/python bench/bench_release.py [--clips 10] [--mb 5] [--chunk-mib N]
 (``--chunk-mib`` overrides the device uploader's PUT size, to compare sizes; it must stay
 within the cloud's per-PUT cap, `ServiceLimits.max_chunk`.)
@@ -107,16 +113,42 @@ def stop_cloud(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def reseal_alone(paths: list[Path], identity: dict[str, str], epochs: list[str],
-                 recipient: str, out: Path) -> float:
+                 recipient: str, out: Path) -> tuple[float, float, dict[str, str]]:
+    """Re-seal each file into `out` with write and fsync. Returns the wall time, this
+    process's CPU time and the sha256 of each output by file name."""
     out.mkdir(exist_ok=True)
+    digests: dict[str, str] = {}
+    cpu = cpu_seconds(os.getpid())
     started = time.perf_counter()
     for path, epoch in zip(paths, epochs, strict=True):
         target = out / path.name
         with path.open("rb") as source, target.open("wb") as sink:
-            reseal(source, sink, [identity[epoch]], [recipient])
+            _, digests[path.name] = reseal(source, sink, [identity[epoch]], [recipient])
             sink.flush()
             os.fsync(sink.fileno())
+    return time.perf_counter() - started, cpu_seconds(os.getpid()) - cpu, digests
+
+
+def durable_write_floor(paths: list[Path], out: Path) -> float:
+    """Write each file's bytes to a new file in `out` and fdatasync it, as the cloud's
+    intake must before it acknowledges them: the floor of the cloud's side here."""
+    out.mkdir(exist_ok=True)
+    blobs = [path.read_bytes() for path in paths]
+    started = time.perf_counter()
+    for path, blob in zip(paths, blobs, strict=True):
+        fd = os.open(out / path.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, blob)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
     return time.perf_counter() - started
 
 
@@ -176,14 +208,20 @@ def main() -> int:
                                                     window=window)).json()
         # baseline: the same sealed files re-sealed alone, warm page cache for both
         paths = [rig.store.sealed_path(r.id) for r in records]
-        baseline = reseal_alone(paths, identities, [r.epoch_id for r in records],
-                                agency.recipient or "", work / "baseline")
+        baseline, baseline_cpu, digests = reseal_alone(
+            paths, identities, [r.epoch_id for r in records], agency.recipient or "",
+            work / "baseline")
+        resealed = [work / "baseline" / p.name for p in paths]
+        floor = durable_write_floor(resealed, work / "floor")
+        cloud_cpu, device_cpu = cpu_seconds(process.pid), cpu_seconds(os.getpid())
         started = time.perf_counter()
         approved = cloud.http.post(f"/v1/requests/{request['id']}/approve", json=REASON,
                                    headers=reviewer.headers).json()
         jti = approved["tokens"][0]["jti"]
         result = watcher.result(jti, timeout=600)
         latency = time.perf_counter() - started
+        cloud_cpu = cpu_seconds(process.pid) - cloud_cpu
+        device_cpu = cpu_seconds(os.getpid()) - device_cpu
         assert result["status"] == "uploaded", result
         if os.environ.get("BENCH_AUDIT"):
             print(service.layout.audit_log.read_text())
@@ -199,9 +237,10 @@ def main() -> int:
                                 limits=limits)
         pushed = time.perf_counter()
         for record in records:
+            name = rig.store.sealed_path(record.id).name
             uploader.upload_file(upload=f"{cloud.url}/v1/evidence/{jti2}", jti=jti2,
-                                 clip_id=record.id,
-                                 path=work / "baseline" / rig.store.sealed_path(record.id).name)
+                                 clip_id=record.id, path=work / "baseline" / name,
+                                 sha256=digests[name])
         push = time.perf_counter() - pushed
         uploader.close()
         assert len(result["clips"]) == args.clips, result
@@ -221,6 +260,12 @@ def main() -> int:
                          total_mb / baseline, "MB/s", "informative"))
         print(ratio_line("bare signed upload to the cloud stub (MB/s)", total_mb / push,
                          total_mb / baseline, "MB/s", "informative: vs re-seal alone"))
+        print(ratio_line("device CPU during the release (s)", device_cpu, baseline_cpu, "s",
+                         "informative: vs CPU of re-sealing alone"))
+        print(ratio_line("cloud stub CPU during the release (s)", cloud_cpu, baseline_cpu,
+                         "s", f"informative: shares the {os.cpu_count()} cores"))
+        print(ratio_line("floor: cloud's durable write of the bytes (s)", floor, baseline,
+                         "s", "informative: write + fdatasync per clip, no HTTP"))
         return 0
     finally:
         if service is not None:
