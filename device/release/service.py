@@ -8,7 +8,9 @@ durable outbox (results now, owner notices when due; a delayed notice waits for 
 synchronized clock); re-publishes unacknowledged escrow blobs; and refreshes the
 retained status with the agent's health. The job thread runs accepted jobs (re-seal and
 upload can take minutes; a job that hit a transport failure waits with exponential
-backoff), so a long upload never stalls the intake of tokens.
+backoff), so a long upload never stalls the intake of tokens; when a job ends, the job
+thread publishes its result at once (the outbox is locked, so both threads may flush
+it).
 """
 
 from __future__ import annotations
@@ -319,7 +321,10 @@ class ReleaseService:
             self._job_wakeup.wait(self._timing.poll_s * 5)
             self._job_wakeup.clear()
             try:
-                self._run_jobs()
+                if self._run_jobs():
+                    # a finished job's result is due now: send it from here rather than
+                    # on the intake thread's next pass, up to `poll_s` later
+                    self._flush_outbox()
             except Exception:  # a job's unexpected error must not end the thread
                 log.exception("release job error")
                 self._stop.wait(1.0)
