@@ -22,8 +22,10 @@ Baselines, same run, same files:
    the device spent during the release beside the CPU time of re-sealing alone, and a
    floor for the cloud's evidence intake that no HTTP stack can go under on this
    machine: writing the same bytes to its disk with one `fdatasync` per clip, as the
-   intake must before it acknowledges them. On loopback the cloud runs on the device's
-   cores and disk; deployed it does not.
+   intake must before it acknowledges them; and the floor of any Python ASGI intake,
+   `bench/intake_floor.py` (uvicorn, hash, durable append, nothing else) in its own
+   process, fed the same bytes by the device's uploader. On loopback the cloud runs on
+   the device's cores and disk; deployed it does not.
 Run: .venv/bin/python bench/bench_release.py [--clips 10] [--mb 5] [--chunk-mib N]
 (``--chunk-mib`` overrides the device uploader's PUT size, to compare sizes; it must stay
 within the cloud's per-PUT cap, `ServiceLimits.max_chunk`.)
@@ -63,6 +65,7 @@ from tests.fixtures.release import ResultWatcher, identity_key, make_rig
 REASON = {"reason": "Warrant verified with the issuing court's clerk."}
 START_TIMEOUT_S = 30.0
 CLOUD_STUB = Path(sys.executable).with_name("cloud-stub")
+INTAKE_FLOOR = Path(__file__).with_name("intake_floor.py")
 
 
 def free_port() -> int:
@@ -100,6 +103,20 @@ def start_cloud(deployment: TestDeployment, store_url: str, port: int, broker_po
         time.sleep(0.05)
     stop_cloud(process)
     raise RuntimeError(f"cloud-stub serve did not become healthy:\n{log.read_text()}")
+
+
+def start_intake_floor(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    """`intake_floor.py` in its own process; returns once it answers."""
+    process = subprocess.Popen([sys.executable, str(INTAKE_FLOOR), str(port), str(directory)])
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1)
+            return process
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    stop_cloud(process)
+    raise RuntimeError("the intake floor server did not start")
 
 
 def stop_cloud(process: subprocess.Popen[bytes]) -> None:
@@ -176,6 +193,7 @@ def main() -> int:
     http = httpx.Client(base_url=url, timeout=30)
     cloud = CloudServer(service=setup, url=url, deployment=deployment, http=http)
     process: subprocess.Popen[bytes] | None = None
+    floor_server: subprocess.Popen[bytes] | None = None
     service = None
     try:
         device = cloud.enroll("bench")
@@ -242,6 +260,17 @@ def main() -> int:
                                  clip_id=record.id, path=work / "baseline" / name,
                                  sha256=digests[name])
         push = time.perf_counter() - pushed
+        # floor: the same pushes into a bare ASGI intake (no framework, no checks)
+        floor_port = free_port()
+        floor_server = start_intake_floor(floor_port, work / "intake-floor")
+        floor_jti = "00000000-0000-4000-8000-000000000000"
+        pushed = time.perf_counter()
+        for record in records:
+            name = rig.store.sealed_path(record.id).name
+            uploader.upload_file(upload=f"http://127.0.0.1:{floor_port}/v1/evidence/{floor_jti}",
+                                 jti=floor_jti, clip_id=record.id,
+                                 path=work / "baseline" / name, sha256=digests[name])
+        floor_push = time.perf_counter() - pushed
         uploader.close()
         assert len(result["clips"]) == args.clips, result
         sample = cloud.http.get(f"/v1/requests/{request['id']}/evidence",
@@ -266,6 +295,8 @@ def main() -> int:
                          "s", f"informative: shares the {os.cpu_count()} cores"))
         print(ratio_line("floor: cloud's durable write of the bytes (s)", floor, baseline,
                          "s", "informative: write + fdatasync per clip, no HTTP"))
+        print(ratio_line("floor: bare ASGI intake of the bytes (s)", floor_push, baseline,
+                         "s", "informative: uvicorn, hash, durable append, no checks"))
         return 0
     finally:
         if service is not None:
@@ -274,6 +305,8 @@ def main() -> int:
         setup.close()
         if process is not None:
             stop_cloud(process)
+        if floor_server is not None:
+            stop_cloud(floor_server)
         broker.close()
         shutil.rmtree(work, ignore_errors=True)
 
