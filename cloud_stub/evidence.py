@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from cloud_stub.core import DeviceCaller, PrincipalCaller, ServiceCore
@@ -208,32 +208,33 @@ class Evidence:
                 select(EvidenceFile.sha256)
                 .where(EvidenceFile.sha256.in_([c[1] for c in checked]))
             ))
-            for _, digest, size, *_ in checked:
-                if digest not in stored:
-                    session.add(EvidenceFile(sha256=digest, bytes=size, stored_at=now))
-                    stored.add(digest)
-            session.flush()  # the files before the custody records that name them
+            new_files = {d: s for _, d, s, *_ in checked if d not in stored}
+            if new_files:  # the files before the custody records that name them
+                session.execute(insert(EvidenceFile), [
+                    {"sha256": d, "bytes": s, "stored_at": now} for d, s in new_files.items()
+                ])
+            custody = []
             for clip_id, digest, size, start, end, last_write in checked:
                 upload = uploads.get(clip_id)
                 if upload is not None:
                     upload.received = size
                     upload.updated_at = min(max(last_write, upload.started_at), now)
-                session.add(
-                    CustodyRecord(
-                        jti=jti,
-                        request_id=row.request_id,
-                        device_id=caller.device_id,
-                        clip_id=clip_id,
-                        sha256=digest,
-                        bytes=size,
-                        clip_start=start,
-                        clip_end=end,
-                        manifest_sha256=manifest_sha,
-                        upload_started_at=upload.started_at if upload else now,
-                        received_at=upload.updated_at if upload else now,
-                        accepted_at=now,
-                    )
-                )
+                custody.append({
+                    "jti": jti,
+                    "request_id": row.request_id,
+                    "device_id": caller.device_id,
+                    "clip_id": clip_id,
+                    "sha256": digest,
+                    "bytes": size,
+                    "clip_start": start,
+                    "clip_end": end,
+                    "manifest_sha256": manifest_sha,
+                    "upload_started_at": upload.started_at if upload else now,
+                    "received_at": upload.updated_at if upload else now,
+                    "accepted_at": now,
+                })
+            if custody:
+                session.execute(insert(CustodyRecord), custody)
             row.status = "evidence_received"
             row.updated_at = now
             request = session.get(Request, row.request_id)

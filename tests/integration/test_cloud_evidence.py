@@ -241,3 +241,50 @@ def test_clip_ids_cannot_escape_the_staging_directory(cloud: CloudServer) -> Non
         response = device_call(cloud, r, "PUT", f"{r.upload}/{clip_id}?offset=0", b"x")
         assert response.status_code in (400, 404), clip_id
     assert not (cloud.deployment.layout.evidence_dir / "escape.part").exists()
+
+
+def test_identical_clips_share_one_stored_file_with_a_custody_record_each(
+    cloud: CloudServer
+) -> None:
+    """Content addressing across clips and tokens: two clips of one manifest with the same
+    bytes, and a later token's clip with those bytes again, are one file on disk, while
+    every clip keeps its own custody record; an empty manifest is accepted with none."""
+    first = release(cloud)
+    assert first.agency.recipient is not None
+    clip = sealed_clip(first.agency.recipient)
+    other = sealed_clip(first.agency.recipient, size=30_000)
+    for clip_id, data in (("clip-a", clip), ("clip-b", clip), ("clip-c", other)):
+        upload(cloud, first, clip_id, data)
+    manifest = manifest_for(first, [("clip-a", clip), ("clip-b", clip), ("clip-c", other)])
+    accepted = device_call(cloud, first, "POST", f"{first.upload}/manifest", manifest)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["accepted"] == 3
+
+    second = release(cloud, first.agency)
+    upload(cloud, second, "clip-z", clip)
+    manifest = manifest_for(second, [("clip-z", clip)])
+    assert device_call(cloud, second, "POST", f"{second.upload}/manifest",
+                       manifest).status_code == 200
+
+    digest = hashlib.sha256(clip).hexdigest()
+    evidence = cloud.deployment.layout.evidence_dir  # shared by the session's tests
+    for data in (clip, other):
+        name = hashlib.sha256(data).hexdigest()
+        assert (evidence / "sha256" / name[:2] / name).read_bytes() == data
+    for r in (first, second):  # every staged copy was moved or dropped
+        assert not (evidence / "staging" / r.jti).exists()
+    with cloud.service.store.transaction() as session:
+        records = session.execute(select(CustodyRecord)).scalars().all()
+        by_clip = {(r.jti, r.clip_id): r.sha256 for r in records}
+    assert by_clip == {(first.jti, "clip-a"): digest, (first.jti, "clip-b"): digest,
+                       (first.jti, "clip-c"): hashlib.sha256(other).hexdigest(),
+                       (second.jti, "clip-z"): digest}
+
+    third = release(cloud, first.agency)
+    empty = device_call(cloud, third, "POST", f"{third.upload}/manifest",
+                        manifest_for(third, []))
+    assert empty.status_code == 200, empty.text
+    assert empty.json()["accepted"] == 0
+    listing = cloud.http.get(f"/v1/requests/{first.request_id}/evidence",
+                             headers=first.agency.headers).json()
+    assert {f["clip_id"] for f in listing["files"]} == {"clip-a", "clip-b", "clip-c"}
