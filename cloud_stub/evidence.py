@@ -19,6 +19,7 @@ import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
@@ -40,7 +41,7 @@ from cloud_stub.store.models import (
 from cloud_stub.views import EvidenceListing, ManifestAccepted, custody_view
 from protocol.errors import KeyFormatError, ManifestError
 from protocol.keys import public_key_from_hex
-from protocol.manifest import check_manifest_window, verify_manifest
+from protocol.manifest import EvidenceManifest, check_manifest_window, verify_manifest
 from protocol.token import Window
 
 TOKEN_CLOSED = ("evidence_received", "uploaded", "rejected")
@@ -165,6 +166,19 @@ class Evidence:
             raise HostileInputError(str(exc), code="clip_outside_window") from exc
         if len(manifest.clips) > self.core.limits.max_clips_per_token:
             raise HostileInputError("the manifest lists too many clips", code="bad_manifest")
+        self.core.files.close(jti)
+        try:
+            stored_files, accepted = self._check_and_store(caller, jti, manifest, now)
+        except BaseException:
+            self.core.files.reopen(jti)  # nothing was accepted: the upload stays as it was
+            raise
+        self.core.files.finish_accepted(jti, stored_files)
+        return accepted
+
+    def _check_and_store(self, caller: DeviceCaller, jti: str, manifest: EvidenceManifest,
+                         now: datetime) -> tuple[list[Path], ManifestAccepted]:
+        """The staged files against the manifest, then in one transaction their content
+        addresses, the custody records and the audit entry."""
         files = self.core.files
         checked: list[tuple[str, str, int, datetime, datetime, datetime]] = []
         for clip in manifest.clips:
@@ -199,7 +213,8 @@ class Evidence:
             session.add(Manifest(jti=jti, device_id=caller.device_id,
                                  jws=caller.body.decode("utf-8"), sha256=manifest_sha,
                                  accepted_at=now))
-            files.commit_all([(files.staging_path(jti, c[0]), c[1]) for c in checked])
+            stored_files = files.link_all(
+                [(files.staging_path(jti, c[0]), c[1]) for c in checked])
             uploads = {
                 u.clip_id: u
                 for u in session.scalars(select(Upload).where(Upload.jti == jti))
@@ -241,7 +256,8 @@ class Evidence:
             if request is not None and request.status == Status.RELEASED:
                 request.status = Status.EVIDENCE_RECEIVED.value
                 request.updated_at = now
-            dropped = files.discard_staging(jti)
+            listed = {c[0] for c in checked}
+            dropped = [f.clip_id for f in files.staged(jti) if f.clip_id not in listed]
             self.core.audit.append(
                 session,
                 at=now,
@@ -254,7 +270,8 @@ class Evidence:
                     "discarded_unlisted": dropped,
                 },
             )
-        return ManifestAccepted(jti=jti, accepted=len(checked), manifest_sha256=manifest_sha)
+        return stored_files, ManifestAccepted(jti=jti, accepted=len(checked),
+                                              manifest_sha256=manifest_sha)
 
     # --- agency side --------------------------------------------------------------------
 

@@ -17,16 +17,21 @@ success to move on, and once it has sent a clip's last chunk it never sends thos
 again, so an acknowledged byte that a crash could lose would fail the manifest's size
 and hash check and lose the release. The sync is ``fdatasync`` (the data and the file
 size, which is the resume offset; not the timestamps), ``fsync`` where it is missing.
-Accepted files are moved into the content-addressed store with ``os.replace`` after
-their hash was checked, and the directories are fsync'd once all of a manifest's files
-are moved, before the acceptance is committed to the store; a file that is already
-there with the same hash is not rewritten.
+Accepted files get their content address as a hard link after their hash was checked,
+and the directories are fsync'd once all of a manifest's files are linked, before the
+acceptance is committed to the store; a file that is already there with the same hash
+is not rewritten. The staging names are removed only after that commit, so a failed
+commit leaves the upload as it was and the device's retry of the manifest succeeds; a
+crash in between leaves at worst a stored file that nothing names yet, which the retry
+reuses.
 Nothing here decides whether an upload is allowed: that is `evidence.py`.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -37,6 +42,8 @@ from pathlib import Path
 from typing import Protocol
 
 from cloud_stub.errors import Conflict, EnvironmentFault, HostileInputError, TooLarge
+
+log = logging.getLogger(__name__)
 
 CLIP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 JTI = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -97,6 +104,10 @@ class EvidenceFiles:
         self._guard = threading.Lock()
         # (jti, clip id) -> (bytes covered, SHA-256 of exactly those bytes of the file)
         self._running: dict[tuple[str, str], tuple[int, HashState]] = {}
+        # no appends to a token while its manifest is being accepted (count of attempts
+        # under way) or once it was (in this process; the store says so after a restart)
+        self._accepting: collections.Counter[str] = collections.Counter()
+        self._accepted: set[str] = set()
 
     def _lock(self, jti: str, clip_id: str) -> threading.Lock:
         with self._guard:
@@ -148,6 +159,9 @@ class EvidenceFiles:
         path = self.staging_path(jti, clip_id)
         key = (jti, clip_id)
         with self._lock(jti, clip_id):
+            if self._accepting[jti] or jti in self._accepted:
+                raise Conflict("the evidence of this token is being or was accepted",
+                               code="closed")
             current = self.offset(jti, clip_id)
             if offset != current:
                 raise WrongOffset(current)
@@ -205,16 +219,34 @@ class EvidenceFiles:
             raise EnvironmentFault(f"cannot read {path.name}: {exc}") from exc
         return h.hexdigest()
 
-    def commit(self, staged: Path, sha256: str) -> Path:
-        """Move one checked staging file to its content address; see `commit_all`."""
-        return self.commit_all([(staged, sha256)])[0]
+    def close(self, jti: str) -> None:
+        """Refuse further appends to the token's files and wait for those under way, so
+        the files the manifest is checked against (and then shares its inodes with, see
+        `link_all`) no longer change. Every `close` ends with `reopen` (the acceptance
+        failed) or `finish_accepted`."""
+        with self._guard:
+            self._accepting[jti] += 1
+            locks = [lock for key, lock in self._locks.items() if key[0] == jti]
+        for lock in locks:
+            with lock:
+                pass
 
-    def commit_all(self, files: Sequence[tuple[Path, str]]) -> list[Path]:
-        """Move checked staging files to their content addresses (idempotent: a file that
-        is already there with the same hash is not rewritten), then make the moves durable
-        before returning: every directory that gained an entry is fsync'd once, after all
-        the moves, so accepting a manifest of many clips costs one journal commit instead
-        of one per clip. Returns the paths, in order."""
+    def reopen(self, jti: str) -> None:
+        """One acceptance attempt failed; appends resume once no other is under way and
+        none succeeded."""
+        with self._guard:
+            self._accepting[jti] -= 1
+            if self._accepting[jti] <= 0:
+                del self._accepting[jti]
+
+    def link_all(self, files: Sequence[tuple[Path, str]]) -> list[Path]:
+        """Give checked staging files their content addresses as hard links and make
+        them durable before returning: every directory that gained an entry is fsync'd
+        once, after all the links, so accepting a manifest of many clips costs one
+        journal commit instead of one per clip. An address that exists already holds the
+        same bytes (its name is their hash) and is kept. The staging names stay, so an
+        acceptance whose store commit fails can be retried as it was; `finish_accepted`
+        ends them once it is committed. Returns the addresses, in order."""
         targets: list[Path] = []
         touched: dict[Path, None] = {}  # ordered: new directories' parents after them
         try:
@@ -224,21 +256,36 @@ class EvidenceFiles:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     touched[target.parent] = None
                     touched[target.parent.parent] = None
-                if target.exists():
-                    staged.unlink()
-                else:
-                    os.replace(staged, target)
-                    os.chmod(target, 0o440)
+                try:
+                    os.link(staged, target)
                     touched[target.parent] = None
+                except FileExistsError:
+                    pass
                 targets.append(target)
             for directory in touched:
                 _fsync_dir(directory)
         except OSError as exc:
-            raise EnvironmentFault(f"cannot commit evidence: {exc}") from exc
+            raise EnvironmentFault(f"cannot store evidence: {exc}") from exc
         return targets
 
+    def finish_accepted(self, jti: str, targets: Sequence[Path]) -> None:
+        """After the acceptance is committed: the stored files become read-only and the
+        token's staging directory goes. Failures here lose nothing (the store and the
+        files are already consistent) and are only logged."""
+        with self._guard:
+            self._accepted.add(jti)
+            self._accepting[jti] -= 1
+            if self._accepting[jti] <= 0:
+                del self._accepting[jti]
+        for target in targets:
+            try:
+                os.chmod(target, 0o440)
+            except OSError as exc:
+                log.warning("cannot make %s read-only: %s", target.name[:12], exc)
+        self.discard_staging(jti)
+
     def discard_staging(self, jti: str) -> list[str]:
-        """Remove what is left of a token's staging directory; returns the clip ids dropped."""
+        """Remove a token's staging directory; returns the clip ids it held."""
         directory = self.staging_dir(jti)
         dropped = [f.clip_id for f in self.staged(jti)]
         with self._guard:

@@ -19,6 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
+from cloud_stub.errors import StoreError
 from cloud_stub.store.models import CustodyRecord, Token
 from protocol.manifest import EvidenceManifest, ManifestClip, sign_manifest
 from tests.fixtures.cloud import CloudServer, DeviceSigner, Principal
@@ -288,3 +289,48 @@ def test_identical_clips_share_one_stored_file_with_a_custody_record_each(
     listing = cloud.http.get(f"/v1/requests/{first.request_id}/evidence",
                              headers=first.agency.headers).json()
     assert {f["clip_id"] for f in listing["files"]} == {"clip-a", "clip-b", "clip-c"}
+
+
+def test_an_acceptance_whose_store_commit_fails_can_be_retried(
+    cloud: CloudServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store fails inside the acceptance's transaction (after the files got their
+    content addresses): the device is told to retry (5xx), nothing is recorded, the staged
+    upload is intact, and the same manifest posted again is accepted. A late PUT after
+    the acceptance is refused and leaves the stored file as it was."""
+    r = release(cloud)
+    assert r.agency.recipient is not None
+    clip = sealed_clip(r.agency.recipient)
+    upload(cloud, r, "clip-0001", clip)
+    manifest = manifest_for(r, [("clip-0001", clip)])
+    audit = cloud.service.core.audit
+    real_append = audit.append
+    failures: list[object] = []
+
+    def failing_append(*args: object, **kwargs: object) -> object:
+        if not failures:
+            failures.append(kwargs.get("action"))
+            raise StoreError("store operation failed: disk I/O error (injected)")
+        return real_append(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(audit, "append", failing_append)
+    refused = device_call(cloud, r, "POST", f"{r.upload}/manifest", manifest)
+    assert failures == ["evidence.accepted"]
+    assert refused.status_code >= 500, refused.text
+    with cloud.service.store.transaction() as session:
+        assert session.execute(select(CustodyRecord).where(
+            CustodyRecord.jti == r.jti)).first() is None
+    staged = cloud.deployment.layout.evidence_dir / "staging" / r.jti / "clip-0001.part"
+    assert staged.read_bytes() == clip
+
+    accepted = device_call(cloud, r, "POST", f"{r.upload}/manifest", manifest)
+    assert accepted.status_code == 200, accepted.text
+    assert not staged.exists()
+    late = device_call(cloud, r, "PUT", f"{r.upload}/clip-0001?offset={len(clip)}", b"late")
+    assert late.status_code == 409
+    digest = hashlib.sha256(clip).hexdigest()
+    stored = cloud.deployment.layout.evidence_dir / "sha256" / digest[:2] / digest
+    assert stored.read_bytes() == clip
+    listing = cloud.http.get(f"/v1/requests/{r.request_id}/evidence",
+                             headers=r.agency.headers).json()
+    assert [f["sha256"] for f in listing["files"]] == [digest]

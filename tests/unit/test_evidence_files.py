@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud_stub.errors import EnvironmentFault, TooLarge
+from cloud_stub.errors import Conflict, EnvironmentFault, TooLarge
 from cloud_stub.evidence_files import EvidenceFiles, HashState, WrongOffset
 
 JTI = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -284,3 +284,51 @@ def test_discard_staging_forgets_the_running_hashes(root: Path,
     assert digest_spy.paths == [path]
     assert files.staged_digest(OTHER_JTI, CLIP, len(kept)) == sha(kept)
     assert digest_spy.paths == [path]  # the other token's running hash answered
+
+
+def test_no_append_while_an_acceptance_is_under_way_or_after_it(root: Path) -> None:
+    """`close` stops appends to the token's files (they are about to share their inodes
+    with the stored copies), a failed attempt's `reopen` lets them resume, and a
+    successful one's `finish_accepted` stops them for good; another token is untouched."""
+    files = EvidenceFiles(root)
+    data = CHUNKS[0]
+    files.append(JTI, CLIP, 0, data, CAP)
+    files.append(OTHER_JTI, CLIP, 0, data, CAP)
+
+    files.close(JTI)
+    files.close(JTI)  # two attempts at once: one failing must not reopen the other's
+    with pytest.raises(Conflict) as refused:
+        files.append(JTI, CLIP, len(data), b"late", CAP)
+    assert refused.value.code == "closed"
+    assert files.append(OTHER_JTI, CLIP, len(data), b"other", CAP) == len(data) + 5
+    files.reopen(JTI)
+    with pytest.raises(Conflict):
+        files.append(JTI, CLIP, len(data), b"late", CAP)
+    files.reopen(JTI)
+    assert files.append(JTI, CLIP, len(data), b"more", CAP) == len(data) + 4  # positive
+
+    whole = data + b"more"
+    files.close(JTI)
+    [stored] = files.link_all([(files.staging_path(JTI, CLIP), sha(whole))])
+    assert stored.read_bytes() == whole
+    assert files.staging_path(JTI, CLIP).exists()  # kept until the acceptance commits
+    files.finish_accepted(JTI, [stored])
+    assert not files.staging_dir(JTI).exists()
+    assert stored.stat().st_mode & 0o777 == 0o440
+    with pytest.raises(Conflict):
+        files.append(JTI, CLIP, 0, b"late", CAP)
+    assert not files.staging_dir(JTI).exists()
+    assert stored.read_bytes() == whole
+
+
+def test_linking_twice_keeps_the_stored_file(root: Path) -> None:
+    """A retried acceptance (the first one's store commit failed after the links) finds
+    the addresses there and reuses them: same inode, same bytes."""
+    files = EvidenceFiles(root)
+    files.append(JTI, CLIP, 0, CHUNKS[2], CAP)
+    pair = [(files.staging_path(JTI, CLIP), sha(CHUNKS[2]))]
+    [first] = files.link_all(pair)
+    [again] = files.link_all(pair)
+    assert first == again
+    assert first.read_bytes() == CHUNKS[2]
+    assert os.stat(first).st_ino == os.stat(files.staging_path(JTI, CLIP)).st_ino
