@@ -13,7 +13,6 @@ import os
 import pwd
 import shutil
 import socket
-import ssl
 import subprocess
 import tempfile
 import time
@@ -27,7 +26,17 @@ from cloud_stub.provision.deployment import BrokerPaths, InitOptions, init_deplo
 from cloud_stub.provision.enroll import EnrollOptions, enroll_device
 from cloud_stub.provision.keys import new_age_key, write_private, write_public
 from protocol.topics import DeviceTopics, all_devices
-from tests.fixtures.broker import Broker, Inbox, free_port, publish, subscribe, tls_context
+from tests.fixtures.broker import (
+    CONNACK_OK,
+    CONNECT,
+    Broker,
+    Inbox,
+    free_port,
+    publish,
+    raw_connect,
+    subscribe,
+    tls_context,
+)
 from tests.fixtures.deployment import ClientCredentials, TestDeployment
 
 pytestmark = pytest.mark.broker
@@ -133,36 +142,12 @@ def test_owner_reads_notices_but_not_tokens(broker: Broker, deployment: TestDepl
 
 # --- TLS: who may connect at all -------------------------------------------------------
 
-CONNECT = bytes.fromhex("101000044d5154540402003c000474657374")  # MQTT 3.1.1, id "test"
-CONNACK_OK = bytes.fromhex("20020000")
-
-
-def _raw_connect(broker: Broker, context: ssl.SSLContext) -> bytes:
-    return _raw_connect_to(broker.host, broker.port, context)
-
-
-def _raw_connect_to(host: str, port: int, context: ssl.SSLContext) -> bytes:
-    """TLS handshake, MQTT CONNECT, and the broker's first bytes back (b"" on a close).
-
-    In TLS 1.3 a rejected client certificate surfaces only at the first read, so the
-    answer to a CONNECT is what proves acceptance or refusal. Raises OSError when
-    nothing listens.
-    """
-    with socket.create_connection((host, port), timeout=5) as raw:
-        try:
-            with context.wrap_socket(raw, server_hostname=host) as tls:
-                tls.sendall(CONNECT)
-                return tls.recv(4)
-        except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
-            return b""
-
-
 def test_client_without_certificate_is_refused(broker: Broker, deployment: TestDeployment) -> None:
     device_id = deployment.enroll_device(deployment.new_device_id("ok")).root.parent.name
-    assert _raw_connect(broker, tls_context(deployment.credentials(device_id), broker.ca)) == (
+    assert broker.raw_connect(tls_context(deployment.credentials(device_id), broker.ca)) == (
         CONNACK_OK
     )  # positive control: same routine, with a certificate
-    assert _raw_connect(broker, tls_context(None, broker.ca)) == b""
+    assert broker.raw_connect(tls_context(None, broker.ca)) == b""
 
 
 def test_client_with_certificate_from_another_ca_is_refused(
@@ -177,10 +162,10 @@ def test_client_with_certificate_from_another_ca_is_refused(
     write_public(tmp_path / "rogue.pem", rogue.cert_pem)
     creds = ClientCredentials(broker.ca, tmp_path / "rogue.pem", tmp_path / "rogue.key")
 
-    assert _raw_connect(broker, tls_context(deployment.credentials(victim), broker.ca)) == (
+    assert broker.raw_connect(tls_context(deployment.credentials(victim), broker.ca)) == (
         CONNACK_OK
     )
-    assert _raw_connect(broker, tls_context(creds, broker.ca)) == b""
+    assert broker.raw_connect(tls_context(creds, broker.ca)) == b""
 
 
 def test_plain_mqtt_is_refused(broker: Broker) -> None:
@@ -249,7 +234,7 @@ def test_production_config_runs_as_the_mosquitto_user(tmp_path: Path) -> None:
             answer = b""
             while time.monotonic() < deadline and process.poll() is None:
                 try:
-                    answer = _raw_connect_to("127.0.0.1", port, context)
+                    answer = raw_connect("127.0.0.1", port, context)
                     break
                 except OSError:
                     time.sleep(0.05)
