@@ -1,8 +1,9 @@
 """File names of a deployment directory and of a device bundle.
 
 `cloud-stub init DIR` writes a deployment directory; `cloud-stub devices enroll`
-writes a device bundle inside it. The agent reads the bundle. Both sides import these
-names from here so that they cannot drift apart.
+writes a device bundle and an owner bundle inside it. The agent reads the device bundle,
+the owner's application the owner bundle. Every side imports these names from here so
+that they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -85,13 +86,24 @@ class DeploymentLayout:
         return self.root / "devices"
 
     def device_record(self, device_id: str) -> Path:
-        """Public parts the cloud keeps: identity.pub, transport.pub, owner.pub, mqtt.pem."""
+        """Public parts the cloud keeps: identity.pub, transport.pub, owner.pub, mqtt.pem,
+        owner-mqtt.pem."""
         return self.devices_dir / device_id
+
+    def owner_mqtt_cert(self, device_id: str) -> Path:
+        """The owner's MQTT certificate in the device's record: written last by `enroll`,
+        so the broker's ACL grants an owner user only to a completely enrolled device."""
+        return self.device_record(device_id) / "owner-mqtt.pem"
 
     def device_bundle(self, device_id: str) -> BundleLayout:
         """Default place of the bundle handed to the Pi (holds device private keys;
         the operator moves it to the device and deletes it here)."""
         return BundleLayout(self.devices_dir / device_id / "bundle")
+
+    def owner_bundle(self, device_id: str) -> OwnerBundleLayout:
+        """Default place of the owner's MQTT credential (holds the owner's private key;
+        the operator hands it to the owner and deletes it here)."""
+        return OwnerBundleLayout(self.devices_dir / device_id / "owner")
 
     def agency_dir(self, name: str) -> Path:
         return self.root / "agencies" / name
@@ -150,3 +162,31 @@ class BundleLayout:
     @property
     def config(self) -> Path:  # agent config TOML pre-filled with the above paths
         return self.root / "agent.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerBundleLayout:
+    """What the owner's application receives: an MQTT identity (CN ``owner.<id>``) that
+    reads one device's notices and status. No device key, no cloud key."""
+
+    root: Path
+
+    @property
+    def device_id_file(self) -> Path:
+        return self.root / "device-id"
+
+    @property
+    def mqtt_cert(self) -> Path:
+        return self.root / "mqtt.pem"
+
+    @property
+    def mqtt_key(self) -> Path:  # ECDSA P-256 private key, PKCS#8 PEM, 0600
+        return self.root / "mqtt.key"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.root / "ca.pem"
+
+    @property
+    def config(self) -> Path:  # owner.toml: prefix, broker host and port, the two topics
+        return self.root / "owner.toml"

@@ -13,6 +13,7 @@ from cloud_stub.provision.agent_config import DEFAULT_INSTALL_DIR
 from cloud_stub.provision.deployment import BrokerPaths, InitOptions, init_deployment
 from cloud_stub.provision.enroll import EnrollOptions, enroll_device
 from cloud_stub.provision.errors import ProvisionError
+from cloud_stub.provision.names import owner_mqtt_user
 from protocol.bundle import DeploymentLayout
 from protocol.topics import DEFAULT_PREFIX
 
@@ -44,6 +45,7 @@ def _enroll(args: argparse.Namespace) -> int:
         owner_recipient=args.owner_recipient,
         out_dir=args.out,
         tar_path=args.tar,
+        owner_out=args.owner_out,
         install_dir=args.install_dir,
     )
     try:
@@ -58,6 +60,11 @@ def _enroll(args: argparse.Namespace) -> int:
     print(f"device {result.device_id} enrolled; cloud record in {result.record}")
     print(f"bundle (holds the device's private keys) at {where}")
     print(f"install it on the device under {args.install_dir}, then delete it here.")
+    print(f"owner bundle (holds the owner's MQTT key) at {result.owner_bundle.root}")
+    print("hand it to the owner's application, then delete it here.")
+    print(f"broker ACL {result.acl} now names {owner_mqtt_user(result.device_id)}; reload the")
+    print("broker before the owner connects: `systemctl reload mosquitto` or")
+    print("`kill -HUP <mosquitto pid>` (a broker started after this reads it anyway).")
     return 0
 
 
@@ -81,7 +88,8 @@ def register(sub: Any) -> None:
 
     devices = subcommands(sub, "devices", "device enrolment and registry")
     enroll = devices.add_parser("enroll", help="create a device's keys and bundle")
-    enroll.add_argument("device_id", help="[a-z0-9][a-z0-9-]{0,62}; the certificate CN")
+    enroll.add_argument("device_id", help="1 to 58 characters of a-z, 0-9 and '-', not "
+                        "starting with '-'; the certificate CN (the owner's is owner.ID)")
     enroll.add_argument("--owner-recipient", required=True,
                         help="the owner's age recipient (age1...)")
     enroll.add_argument("--deployment", type=Path, default=Path("."),
@@ -93,4 +101,7 @@ def register(sub: Any) -> None:
                         help="write the bundle as this new tarball (0600)")
     enroll.add_argument("--install-dir", type=Path, default=DEFAULT_INSTALL_DIR,
                         help="where the bundle will live on the device (paths in agent.toml)")
+    enroll.add_argument("--owner-out", type=Path, default=None,
+                        help="write the owner's MQTT credential to this new directory "
+                             "(default: DEPLOYMENT/devices/ID/owner)")
     enroll.set_defaults(handler=_enroll)

@@ -2,20 +2,23 @@
 
 The templates are the reviewed source of truth; rendering only fills ``${...}`` fields
 with values that were validated (`names`), so no operator input can add a directive or
-an ACL line. Raises `InvalidName` for a value mosquitto could not read (a path with a
-space) and `DeploymentError` when a template is missing or names an unknown field.
+an ACL line. The ACL's ``${owners}`` field is one `OWNER_STANZA` per enrolled device,
+itself filled only with the checked prefix and device id. Raises `InvalidName` for a
+value mosquitto could not read (a path with a space) or an unsafe prefix or device id,
+and `DeploymentError` when a template is missing or names an unknown field.
 The templates are read from the source tree (the supported install is a clone with
 ``pip install -e``); `template_dir` points elsewhere for other layouts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
 from cloud_stub.provision.errors import DeploymentError, InvalidName
-from cloud_stub.provision.names import check_prefix
+from cloud_stub.provision.names import check_device_id, check_prefix, owner_mqtt_user
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 CONFIG_TEMPLATE = "mosquitto.conf.template"
@@ -24,6 +27,13 @@ DEFAULT_AUTOSAVE_S = 30
 # Whole MQTT packet: the 256 KiB payload cap of device and cloud plus 4 KiB for the topic
 # and MQTT 5 properties. The broker disconnects a client that sends a larger packet.
 MAX_PACKET_BYTES = 256 * 1024 + 4 * 1024
+# The owner of one device: reads its notices and health, nothing else. Not a `pattern`:
+# `%u` would have to be the device id, and the owner would inherit the device's writes.
+OWNER_STANZA = Template(
+    "user ${user}\n"
+    "topic read ${prefix}/${device_id}/notice\n"
+    "topic read ${prefix}/${device_id}/status\n"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +96,26 @@ def render_config(files: BrokerFiles, *, template_dir: Path = TEMPLATE_DIR) -> s
     return _render(template_dir, CONFIG_TEMPLATE, fields)
 
 
-def render_acl(prefix: str, *, template_dir: Path = TEMPLATE_DIR) -> str:
-    """ACL text for the topic `prefix`. Raises InvalidName for an unsafe prefix."""
-    return _render(template_dir, ACL_TEMPLATE, {"prefix": check_prefix(prefix)})
+def render_owner_stanzas(prefix: str, device_ids: Iterable[str]) -> str:
+    """One `OWNER_STANZA` per device id, sorted, each id once.
+
+    Raises InvalidName for an unsafe prefix or a string that is not a device id.
+    """
+    prefix = check_prefix(prefix)
+    return "".join(
+        OWNER_STANZA.substitute(
+            user=owner_mqtt_user(device_id), prefix=prefix, device_id=check_device_id(device_id)
+        )
+        for device_id in sorted(set(device_ids))
+    )
+
+
+def render_acl(
+    prefix: str, device_ids: Iterable[str] = (), *, template_dir: Path = TEMPLATE_DIR
+) -> str:
+    """ACL text for the topic `prefix` with an owner user for each of `device_ids`.
+
+    Raises InvalidName for an unsafe prefix or device id.
+    """
+    fields = {"prefix": check_prefix(prefix), "owners": render_owner_stanzas(prefix, device_ids)}
+    return _render(template_dir, ACL_TEMPLATE, fields)

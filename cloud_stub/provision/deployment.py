@@ -9,7 +9,8 @@ Written (modes in brackets; every private file is 0600 from creation):
 - ``deployment.toml`` [0644]: cloud id, prefix, broker host/port, API URL
 - ``ca/ca.pem`` [0644], ``ca/ca.key`` [0600]: the MQTT CA (ECDSA P-256)
 - ``broker/``: ``broker.pem``, ``broker.key`` [0600], ``ca.pem``, rendered
-  ``mosquitto.conf`` and ``acl``, persistence ``data/`` [0700]
+  ``mosquitto.conf`` and ``acl`` (no owner users yet: `write_broker_acl` renders them
+  from ``devices/`` at each enrolment), persistence ``data/`` [0700]
 - ``cloud/mqtt.pem``, ``cloud/mqtt.key`` [0600]: the cloud's MQTT identity (CN ``cloud``)
 - ``cloud/signers/{root-1,root-2,policy,review}.key`` [0600] and ``.pub`` (hex)
 - ``cloud/escrow.key`` [0600], ``cloud/escrow.pub``: the escrow age identity
@@ -20,13 +21,16 @@ Written (modes in brackets; every private file is 0600 from creation):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import ipaddress
 import json
 import os
 import pwd
 import secrets
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -40,12 +44,14 @@ from cloud_stub.provision.broker_config import (
     render_config,
 )
 from cloud_stub.provision.ca import CertificateAuthority
-from cloud_stub.provision.errors import AlreadyExists, WriteError
+from cloud_stub.provision.errors import AlreadyExists, DeploymentError, InvalidName, WriteError
 from cloud_stub.provision.keys import (
     PRIVATE_DIR_MODE,
+    PUBLIC_MODE,
     make_dir,
     new_age_key,
     new_signer_key,
+    write_atomic,
     write_private,
     write_public,
 )
@@ -57,6 +63,7 @@ from cloud_stub.provision.names import (
     check_prefix,
     check_url,
     check_user_name,
+    owner_mqtt_user,
 )
 from cloud_stub.provision.trust import DEFAULT_ROOT_LIFETIME, SIGNERS, first_trust_root
 from protocol.bundle import DeploymentLayout
@@ -144,6 +151,70 @@ def _give_to_broker_user(paths: BrokerPaths, user: str) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
 
+def enrolled_device_ids(layout: DeploymentLayout) -> list[str]:
+    """The devices enrolled in `layout`, sorted: each directory of ``devices/`` named by a
+    device id (one `owner_mqtt_user` accepts) whose record holds the owner's certificate
+    (the record's last file, so a half-written or a removed enrolment has no owner user).
+
+    Raises DeploymentError when ``devices/`` cannot be listed.
+    """
+    try:
+        names = sorted(entry.name for entry in os.scandir(layout.devices_dir)
+                       if entry.is_dir(follow_symlinks=False))
+    except OSError as exc:
+        raise DeploymentError(
+            f"{layout.devices_dir}: cannot list the device registry: {exc.strerror or exc}"
+        ) from exc
+    return [name for name in names
+            if _can_own(name) and layout.owner_mqtt_cert(name).is_file()]
+
+
+def _can_own(name: str) -> bool:
+    """True when `name` is a device id that an owner user can be named after."""
+    try:
+        owner_mqtt_user(name)
+    except InvalidName:
+        return False
+    return True
+
+
+def write_broker_acl(layout: DeploymentLayout, prefix: str) -> Path:
+    """Render the broker's ACL from the device registry and replace ``broker/acl`` with it
+    atomically; return its path. The broker applies it when it is reloaded (SIGHUP).
+
+    An exclusive lock on ``devices/`` makes the listing and the write of two enrolments
+    take turns, so the later one's ACL holds both devices. Raises InvalidName for an
+    unsafe prefix, DeploymentError when ``devices/`` cannot be read, WriteError when the
+    disk refuses.
+    """
+    acl = BrokerPaths(layout).acl
+    with _registry_lock(layout):
+        text = render_acl(prefix, enrolled_device_ids(layout))
+        write_atomic(acl, text.encode(), mode=PUBLIC_MODE, overwrite=True)
+    return acl
+
+
+@contextlib.contextmanager
+def _registry_lock(layout: DeploymentLayout) -> Iterator[None]:
+    """Hold an exclusive flock on ``devices/``. Raises DeploymentError when it cannot."""
+    try:
+        fd = os.open(layout.devices_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise DeploymentError(
+            f"{layout.devices_dir}: cannot open the device registry: {exc.strerror or exc}"
+        ) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            raise DeploymentError(
+                f"{layout.devices_dir}: cannot lock the device registry: {exc.strerror or exc}"
+            ) from exc
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _write_tree(stage: DeploymentLayout, final: DeploymentLayout, options: InitOptions,
                 now: dt.datetime) -> None:
     settings = DeploymentSettings.model_validate(
@@ -182,7 +253,8 @@ def _write_tree(stage: DeploymentLayout, final: DeploymentLayout, options: InitO
         user=options.broker_user,
     )
     write_public(broker.config, render_config(files).encode())
-    write_public(broker.acl, render_acl(options.prefix).encode())
+    make_dir(stage.devices_dir)  # the registry, empty: filled by `enroll`
+    write_broker_acl(stage, options.prefix)
 
     make_dir(stage.cloud_dir, mode=PRIVATE_DIR_MODE)
     cloud_mqtt = ca.issue_client(common_name=CLOUD_MQTT_USER, now=now)
@@ -215,7 +287,6 @@ def _write_tree(stage: DeploymentLayout, final: DeploymentLayout, options: InitO
                                            "public_key": public_key_hex(court.private)}}}
     write_public(stage.court_registry, (json.dumps(registry, indent=2) + "\n").encode())
 
-    make_dir(stage.devices_dir)
     _give_to_broker_user(broker, options.broker_user)
 
 

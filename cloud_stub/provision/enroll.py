@@ -1,19 +1,27 @@
 """`cloud-stub devices enroll DEVICE_ID --owner-recipient age1...`.
 
-Generates the device's Ed25519 identity key, its age transport identity and its MQTT
-client certificate (CN = device id), then writes:
+Generates the device's Ed25519 identity key, its age transport identity, its MQTT
+client certificate (CN = device id) and the owner's MQTT client certificate
+(CN ``owner.<id>``), then writes:
 
 - the device bundle (`protocol.bundle.BundleLayout`): a directory (default
   ``devices/<id>/bundle/``, or ``--out``) or a tarball (``--tar``, one top-level
   directory named after the device). Private files are 0600 from creation; the tarball
   as a whole is a private file.
+- the owner bundle (`protocol.bundle.OwnerBundleLayout`): a directory (default
+  ``devices/<id>/owner/``, or ``--owner-out``) with the owner's certificate and key, the
+  CA certificate, ``device-id`` and ``owner.toml`` (prefix, broker, the notice and status
+  topics). The owner reads that device's notices and status and nothing else.
 - the cloud's public record ``devices/<id>/``: ``identity.pub`` (hex), ``transport.pub``,
-  ``owner.pub``, ``mqtt.pem``.
+  ``owner.pub``, ``mqtt.pem``, and last ``owner-mqtt.pem``.
+- the broker's ACL, rendered again from the device registry with this device's owner
+  (`deployment.write_broker_acl`); the broker applies it once it is reloaded.
 
-The bundle holds only device keys and public material of the deployment (CA
-certificate, trust root, escrow recipient): never a cloud private key. A device id that
-is enrolled already, or an output that exists, is refused before anything is written;
-a failure part-way removes what this enrolment wrote.
+The device bundle holds only device keys and public material of the deployment (CA
+certificate, trust root, escrow recipient); the owner bundle only the owner's key and the
+CA certificate: never a cloud private key, and neither holds the other's key. A device
+id that is enrolled already, or an output that exists, is refused before anything is
+written; a failure part-way removes what this enrolment wrote.
 """
 
 from __future__ import annotations
@@ -21,10 +29,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import os
 import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import tomli_w
 
 from cloud_stub.config import load_deployment
 from cloud_stub.errors import ConfigError
@@ -34,7 +46,13 @@ from cloud_stub.provision.agent_config import (
     render_agent_config,
 )
 from cloud_stub.provision.ca import CertificateAuthority
-from cloud_stub.provision.errors import AlreadyExists, DeploymentError, InvalidName
+from cloud_stub.provision.deployment import write_broker_acl
+from cloud_stub.provision.errors import (
+    AlreadyExists,
+    DeploymentError,
+    InvalidName,
+    ProvisionError,
+)
 from cloud_stub.provision.keys import (
     PRIVATE_DIR_MODE,
     PRIVATE_MODE,
@@ -47,31 +65,37 @@ from cloud_stub.provision.keys import (
     write_private,
     write_public,
 )
-from cloud_stub.provision.names import check_device_id
-from protocol.bundle import BundleLayout, DeploymentLayout
+from cloud_stub.provision.names import owner_mqtt_user
+from protocol.bundle import BundleLayout, DeploymentLayout, OwnerBundleLayout
+from protocol.topics import DeviceTopics
 
 MAX_PUBLIC_FILE = 64 * 1024  # CA certificate, trust root, recipient: all a few KiB
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EnrollOptions:
-    """What `devices enroll` asks for; `out_dir` and `tar_path` are exclusive."""
+    """What `devices enroll` asks for; `out_dir` and `tar_path` are exclusive, and
+    `owner_out` may neither be nor hold nor lie inside the device bundle's directory."""
 
     owner_recipient: str
     out_dir: Path | None = None
     tar_path: Path | None = None
+    owner_out: Path | None = None
     install_dir: Path = DEFAULT_INSTALL_DIR
     state_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Enrollment:
-    """Where the enrolment went: the cloud's record and the bundle (a directory or tar)."""
+    """Where the enrolment went: the cloud's record, the bundle (a directory or tar), the
+    owner bundle and the broker ACL that now names the owner (reload the broker)."""
 
     device_id: str
     record: Path
     bundle: BundleLayout | None
     tar_path: Path | None
+    owner_bundle: OwnerBundleLayout
+    acl: Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +125,20 @@ def _check_owner(recipient: str) -> str:
     return recipient
 
 
-def _check_output(options: EnrollOptions) -> None:
+def _check_empty_dir(out: Path) -> None:
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise AlreadyExists(f"{out} exists and is not a directory; refusing to overwrite it")
+    if out.is_dir() and any(out.iterdir()):
+        raise AlreadyExists(f"{out} is not empty; refusing to overwrite a bundle")
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    """True when `a` and `b` are the same directory or one lies inside the other."""
+    a, b = Path(os.path.abspath(a)), Path(os.path.abspath(b))
+    return a == b or a in b.parents or b in a.parents
+
+
+def _check_output(options: EnrollOptions, bundle_root: Path | None, owner_root: Path) -> None:
     if options.out_dir is not None and options.tar_path is not None:
         raise InvalidName("give either an output directory or a tarball, not both")
     if options.tar_path is not None and (
@@ -109,11 +146,14 @@ def _check_output(options: EnrollOptions) -> None:
     ):
         raise AlreadyExists(f"{options.tar_path} exists already; refusing to overwrite it")
     if options.out_dir is not None:
-        out = options.out_dir
-        if out.is_symlink() or (out.exists() and not out.is_dir()):
-            raise AlreadyExists(f"{out} exists and is not a directory; refusing to overwrite it")
-        if out.is_dir() and any(out.iterdir()):
-            raise AlreadyExists(f"{out} is not empty; refusing to overwrite a bundle")
+        _check_empty_dir(options.out_dir)
+    if options.owner_out is not None:
+        _check_empty_dir(options.owner_out)
+    if bundle_root is not None and _overlap(bundle_root, owner_root):
+        raise InvalidName(
+            f"the owner bundle {owner_root} and the device bundle {bundle_root} must be "
+            "separate directories: the device must never receive the owner's key"
+        )
 
 
 def _tarball(device_id: str, files: list[BundleFile], now: dt.datetime) -> bytes:
@@ -140,6 +180,37 @@ def _write_bundle_dir(root: Path, files: list[BundleFile]) -> None:
         write_atomic(root / item.name, item.data, mode=item.mode)
 
 
+def _remove_output(root: Path, *, created: bool) -> None:
+    """Undo a bundle directory: remove it when this enrolment created it, else empty it
+    (it was empty before: `_check_output` refused anything else)."""
+    if created:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    with contextlib.suppress(OSError):
+        for child in root.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink()
+
+
+def _owner_config(device_id: str, prefix: str, host: str, port: int) -> bytes:
+    """``owner.toml``: where the owner's application connects and what it reads."""
+    topics = DeviceTopics(device_id, prefix)
+    document: dict[str, Any] = {
+        "prefix": prefix,
+        "broker": {"host": host, "port": port},
+        "topics": {"notice": topics.notice, "status": topics.status},
+    }
+    header = (
+        f"# sealed-doorbell owner credential for device {device_id}.\n"
+        "# Written by `cloud-stub devices enroll`. Connect over TLS trusting ca.pem with\n"
+        f"# mqtt.pem and mqtt.key beside this file (MQTT user {owner_mqtt_user(device_id)});\n"
+        "# the broker lets this identity read the two topics below and nothing else.\n\n"
+    )
+    return (header + tomli_w.dumps(document)).encode("utf-8")
+
+
 def enroll_device(
     layout: DeploymentLayout, device_id: str, options: EnrollOptions, *, now: dt.datetime
 ) -> Enrollment:
@@ -149,9 +220,11 @@ def enroll_device(
     (device enrolled, output present), DeploymentError (deployment missing or unreadable)
     and WriteError (disk refused; this enrolment's files are removed).
     """
-    check_device_id(device_id)
+    owner_user = owner_mqtt_user(device_id)  # also checks the id
     owner = _check_owner(options.owner_recipient)
-    _check_output(options)
+    bundle_root = options.out_dir or layout.device_bundle(device_id).root
+    owner_root = options.owner_out or layout.owner_bundle(device_id).root
+    _check_output(options, None if options.tar_path is not None else bundle_root, owner_root)
     try:
         settings = load_deployment(layout)
     except ConfigError as exc:
@@ -171,12 +244,14 @@ def enroll_device(
     except AlreadyExists as exc:
         raise AlreadyExists(f"device {device_id!r} is enrolled already ({record})") from exc
 
-    bundle_root = options.out_dir or layout.device_bundle(device_id).root
     created_out = options.out_dir is not None and not options.out_dir.exists()
+    created_owner_out = options.owner_out is not None and not options.owner_out.exists()
+    acl_touched = False
     try:
         identity = new_signer_key()
         transport = new_age_key()
         mqtt = ca.issue_client(common_name=device_id, now=now)
+        owner_mqtt = ca.issue_client(common_name=owner_user, now=now)
         config = render_agent_config(
             AgentConfigValues(
                 device_id=device_id,
@@ -211,17 +286,40 @@ def enroll_device(
         else:
             _write_bundle_dir(bundle_root, files)
             bundle = BundleLayout(bundle_root)
+        owner_names = OwnerBundleLayout(Path("."))
+        _write_bundle_dir(owner_root, [
+            BundleFile(owner_names.device_id_file.name, f"{device_id}\n".encode(), PUBLIC_MODE),
+            BundleFile(owner_names.mqtt_cert.name, owner_mqtt.cert_pem, PUBLIC_MODE),
+            BundleFile(owner_names.mqtt_key.name, owner_mqtt.key_pem, PRIVATE_MODE),
+            BundleFile(owner_names.ca_cert.name, ca_pem, PUBLIC_MODE),
+            BundleFile(
+                owner_names.config.name,
+                _owner_config(device_id, settings.prefix, settings.broker.host,
+                              settings.broker.port),
+                PUBLIC_MODE,
+            ),
+        ])
         write_public(record / "identity.pub", f"{identity.public_hex}\n".encode())
         write_public(record / "transport.pub", transport.recipient_file)
         write_public(record / "owner.pub", f"{owner}\n".encode())
         write_public(record / "mqtt.pem", mqtt.cert_pem)
+        # Last in the record: the registry counts a device with this file as enrolled.
+        write_public(layout.owner_mqtt_cert(device_id), owner_mqtt.cert_pem)
+        acl_touched = True
+        acl = write_broker_acl(layout, settings.prefix)
     except BaseException:
         shutil.rmtree(record, ignore_errors=True)
-        if created_out and options.out_dir is not None:
-            shutil.rmtree(options.out_dir, ignore_errors=True)
+        if acl_touched:  # the ACL may name this owner already: render it without
+            with contextlib.suppress(ProvisionError):
+                write_broker_acl(layout, settings.prefix)
+        if options.out_dir is not None:
+            _remove_output(options.out_dir, created=created_out)
+        if options.owner_out is not None:
+            _remove_output(options.owner_out, created=created_owner_out)
         if options.tar_path is not None:
             with contextlib.suppress(OSError):
                 options.tar_path.unlink()
         raise
     return Enrollment(device_id=device_id, record=record, bundle=bundle,
-                      tar_path=options.tar_path)
+                      tar_path=options.tar_path, owner_bundle=OwnerBundleLayout(owner_root),
+                      acl=acl)

@@ -3,6 +3,11 @@
 A device id becomes an MQTT topic segment, a certificate CN, the MQTT username the ACL
 substitutes for ``%u``, and a directory name, so it is held to the narrowest alphabet
 that is safe in all four. Each check raises `InvalidName` naming the value and the rule.
+
+The owner of a device connects as ``owner.<device id>`` (`owner_mqtt_user`): a device id
+never holds a '.', so no device can ever be an owner and no owner a device. That name is
+a certificate CN too, and X.509 caps a CN at 64 characters, so a device to be enrolled
+has an id of at most 58 (`MAX_OWNED_DEVICE_ID`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,11 @@ from cloud_stub.provision.errors import InvalidName
 
 DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 CLOUD_MQTT_USER = "cloud"  # CN of the cloud's MQTT certificate; the ACL's `user cloud`
-OWNER_MQTT_USER = "owner"  # the ACL's `user owner`: reads notices and status
+# Every owner's MQTT user is "owner." + a device id. "owner" alone stays reserved: older
+# ACLs had a `user owner` reading every device's notices.
+OWNER_MQTT_USER = "owner"
+MAX_COMMON_NAME = 64  # RFC 5280 ub-common-name: the longest CN a certificate may carry
+MAX_OWNED_DEVICE_ID = MAX_COMMON_NAME - len(OWNER_MQTT_USER) - 1  # 58: "owner." + id fits
 # Names the ACL gives a meaning of their own; a device with one of them would inherit it.
 RESERVED_IDS = frozenset({CLOUD_MQTT_USER, OWNER_MQTT_USER, "broker", "ca"})
 _PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -36,6 +45,23 @@ def check_device_id(device_id: str) -> str:
     if device_id in RESERVED_IDS:
         raise InvalidName(f"device id {device_id!r} is reserved for the broker's own users")
     return device_id
+
+
+def owner_mqtt_user(device_id: str) -> str:
+    """The MQTT username (certificate CN) of the owner of `device_id`: ``owner.<id>``.
+
+    Raises InvalidName when `device_id` is not a device id, or is longer than
+    `MAX_OWNED_DEVICE_ID` so that the name would not fit a certificate's CN.
+    """
+    check_device_id(device_id)
+    if len(device_id) > MAX_OWNED_DEVICE_ID:
+        raise InvalidName(
+            f"device id {device_id!r} has {len(device_id)} characters: its owner's "
+            f"certificate name {OWNER_MQTT_USER}.<id> must fit the {MAX_COMMON_NAME} "
+            f"characters of an X.509 common name, so enrol ids of at most "
+            f"{MAX_OWNED_DEVICE_ID} characters"
+        )
+    return f"{OWNER_MQTT_USER}.{device_id}"
 
 
 def check_prefix(prefix: str) -> str:

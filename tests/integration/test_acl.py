@@ -12,14 +12,17 @@ import datetime as dt
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from cloud_stub.provision.ca import CertificateAuthority
 from cloud_stub.provision.deployment import BrokerPaths, InitOptions, init_deployment
@@ -29,6 +32,8 @@ from protocol.topics import DeviceTopics, all_devices
 from tests.fixtures.broker import (
     CONNACK_OK,
     CONNECT,
+    RELOAD_LOG_LINE,
+    WAIT_S,
     Broker,
     Inbox,
     free_port,
@@ -123,24 +128,11 @@ def test_device_cannot_write_as_another_device(broker: Broker, deployment: TestD
     assert inbox.drain() == []
 
 
-def test_owner_reads_notices_but_not_tokens(broker: Broker, deployment: TestDeployment) -> None:
-    device_id = deployment.enroll_device(deployment.new_device_id("home")).root.parent.name
-    topics = _topics(deployment, device_id)
-    owner = broker.client("owner")
-    inbox = Inbox(owner)
-    subscribe(owner, topics.release)
-    subscribe(owner, topics.notice)
-    cloud = broker.client("cloud")
-    device = broker.client(device_id)
-    publish(cloud, topics.release, b"token")
-    publish(device, topics.notice, b"notice", retain=True)
-
-    message = inbox.get()
-    assert (message.topic, message.payload) == (topics.notice, b"notice")
-    assert inbox.drain() == []
+# The owners' users: tests/integration/test_owner_acl.py.
 
 
 # --- TLS: who may connect at all -------------------------------------------------------
+
 
 def test_client_without_certificate_is_refused(broker: Broker, deployment: TestDeployment) -> None:
     device_id = deployment.enroll_device(deployment.new_device_id("ok")).root.parent.name
@@ -201,10 +193,26 @@ def test_restart_keeps_queued_messages(broker: Broker, deployment: TestDeploymen
     assert inbox.get().payload == b"queued token"
 
 
+def _paho_client(port: int, creds: ClientCredentials, inbox: Inbox) -> mqtt.Client:
+    """A connected MQTT 5 client of a broker the harness did not start."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{os.urandom(4).hex()}",
+                         protocol=MQTTProtocolVersion.MQTTv5)
+    client.tls_set_context(tls_context(creds, creds.ca_cert))
+    inbox.attach(client)
+    connected = threading.Event()
+    client.on_connect = lambda *_args: connected.set()
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    assert connected.wait(WAIT_S)
+    return client
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
 def test_production_config_runs_as_the_mosquitto_user(tmp_path: Path) -> None:
     """The config exactly as `init` renders it (user mosquitto, broker/ handed to that
-    user) starts, drops root, and serves an enrolled device."""
+    user) starts, drops root, and serves an enrolled device; after an enrolment (as
+    root) and SIGHUP, the broker, now the mosquitto user, re-reads the ACL and the new
+    device's owner reads its notice."""
     try:
         mosquitto_user = pwd.getpwnam("mosquitto")
     except KeyError:
@@ -222,8 +230,11 @@ def test_production_config_runs_as_the_mosquitto_user(tmp_path: Path) -> None:
         assert paths.directory.stat().st_uid == mosquitto_user.pw_uid
         owner = new_age_key().recipient
         enroll_device(layout, "porch", EnrollOptions(owner_recipient=owner), now=NOW)
-        process = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(paths.config)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        log_path = base / "mosquitto.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(paths.config)],
+                                       stdout=log, stderr=subprocess.STDOUT)
+        clients: list[mqtt.Client] = []
         try:
             context = tls_context(
                 ClientCredentials(layout.ca_cert, layout.device_bundle("porch").mqtt_cert,
@@ -242,10 +253,37 @@ def test_production_config_runs_as_the_mosquitto_user(tmp_path: Path) -> None:
             status = Path(f"/proc/{process.pid}/status").read_text()
             uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
             assert uid_line.split()[1:3] == [str(mosquitto_user.pw_uid)] * 2
+
+            # Enrol while it runs, publish the new device's notice, reload.
+            enroll_device(layout, "yard", EnrollOptions(owner_recipient=owner), now=NOW)
+            yard = layout.device_bundle("yard")
+            device = _paho_client(port, ClientCredentials(layout.ca_cert, yard.mqtt_cert,
+                                                          yard.mqtt_key), Inbox())
+            clients.append(device)
+            publish(device, DeviceTopics("yard", prefix="prod/v1").notice, b"n", retain=True)
+            process.send_signal(signal.SIGHUP)
+            hang_guard = time.monotonic() + WAIT_S
+            while RELOAD_LOG_LINE not in log_path.read_text(errors="replace"):
+                assert process.poll() is None, log_path.read_text(errors="replace")
+                assert time.monotonic() < hang_guard, "mosquitto did not reload"
+                time.sleep(0.05)
+            assert raw_connect("127.0.0.1", port, context) == CONNACK_OK
+            owner_bundle = layout.owner_bundle("yard")
+            inbox = Inbox()
+            owner_client = _paho_client(
+                port, ClientCredentials(owner_bundle.ca_cert, owner_bundle.mqtt_cert,
+                                        owner_bundle.mqtt_key), inbox)
+            clients.append(owner_client)
+            subscribe(owner_client, DeviceTopics("yard", prefix="prod/v1").notice)
+            assert inbox.get().payload == b"n"
         finally:
+            for client in clients:
+                client.disconnect()
+                client.loop_stop()
             process.terminate()
-            output, _ = process.communicate(timeout=10)
-        assert process.returncode == 0, output.decode(errors="replace")
+            process.wait(timeout=10)
+        output = log_path.read_text(errors="replace")
+        assert process.returncode == 0, output
         assert (paths.data_dir / "mosquitto.db").is_file()  # written as mosquitto at exit
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -12,9 +12,11 @@ import datetime as dt
 import ipaddress
 import os
 import re
+import shutil
 import stat
 import subprocess
 import tarfile
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,8 +38,9 @@ from cloud_stub.provision.errors import AlreadyExists, InvalidName, WriteError
 from cloud_stub.provision.keys import new_age_key, write_private, write_public
 from cloud_stub.provision.trust import RELEASE_SIGNERS, ROOT_SIGNERS
 from device.config import load_config
-from protocol.bundle import BundleLayout, DeploymentLayout
+from protocol.bundle import BundleLayout, DeploymentLayout, OwnerBundleLayout
 from protocol.keys import key_id, private_key_from_pem
+from protocol.topics import DeviceTopics
 from protocol.trust_root import load_trust_root
 from tests.fixtures.deployment import TestDeployment
 
@@ -245,13 +248,19 @@ def test_deployment_settings_follow_the_contract(tmp_path: Path) -> None:
     assert "demo-district-court" in courts
 
 
-def test_acl_is_exactly_the_wire_contract(deployment: TestDeployment) -> None:
-    rules = [
+def _acl_rules(layout: DeploymentLayout) -> list[str]:
+    return [
         line
-        for line in BrokerPaths(deployment.layout).acl.read_text().splitlines()
+        for line in BrokerPaths(layout).acl.read_text().splitlines()
         if line and not line.startswith("#")
     ]
-    p = deployment.prefix
+
+
+def test_acl_is_exactly_the_wire_contract(fresh_deployment: TestDeployment) -> None:
+    """A new deployment's ACL: the devices' patterns and the cloud, and no owner at all
+    (the single `user owner` that read every household's notices is gone)."""
+    rules = _acl_rules(fresh_deployment.layout)
+    p = fresh_deployment.prefix
     assert rules == [
         f"pattern read {p}/%u/release",
         f"pattern read {p}/%u/escrow-ack",
@@ -266,10 +275,44 @@ def test_acl_is_exactly_the_wire_contract(deployment: TestDeployment) -> None:
         f"topic read {p}/+/escrow",
         f"topic read {p}/+/status",
         f"topic read {p}/+/notice",
-        "user owner",
-        f"topic read {p}/+/notice",
-        f"topic read {p}/+/status",
     ]
+
+
+def _owner_stanza(prefix: str, device_id: str) -> list[str]:
+    return [
+        f"user owner.{device_id}",
+        f"topic read {prefix}/{device_id}/notice",
+        f"topic read {prefix}/{device_id}/status",
+    ]
+
+
+def test_each_enrolment_adds_its_owner_to_the_acl(fresh_deployment: TestDeployment) -> None:
+    """The ACL is rendered from the device registry: one owner per enrolled device,
+    reading that device's notice and status only, and none before enrolment."""
+    layout, p = fresh_deployment.layout, fresh_deployment.prefix
+    base = _acl_rules(layout)
+    assert not [rule for rule in base if "owner" in rule]
+
+    fresh_deployment.enroll_device("porch")
+    assert _acl_rules(layout) == base + _owner_stanza(p, "porch")
+    fresh_deployment.enroll_device("garage")  # sorted by id, the earlier owner kept
+    assert _acl_rules(layout) == base + _owner_stanza(p, "garage") + _owner_stanza(p, "porch")
+    assert _mode(BrokerPaths(layout).acl) == 0o644
+    assert not list(BrokerPaths(layout).directory.glob(".*"))  # no temporary file left
+
+
+def test_acl_names_only_complete_records(fresh_deployment: TestDeployment) -> None:
+    """A directory in devices/ is no enrolment: without the owner certificate (the
+    record's last file) or with a name that is no device id, it gets no owner user."""
+    layout, p = fresh_deployment.layout, fresh_deployment.prefix
+    (layout.devices_dir / "half-written").mkdir()
+    (layout.devices_dir / "Bad Name").mkdir()
+    (layout.devices_dir / "Bad Name" / "owner-mqtt.pem").write_text("x")
+    (layout.devices_dir / "stray-file").write_text("x")
+    fresh_deployment.enroll_device("porch")
+    owners = [rule for rule in _acl_rules(layout) if rule.startswith("user owner")]
+    assert owners == ["user owner.porch"]
+    assert f"topic read {p}/porch/notice" in _acl_rules(layout)  # the control
 
 
 # --- secrets stay where they belong ----------------------------------------------------
@@ -343,18 +386,22 @@ def test_private_files_are_0600_and_private_dirs_0700(
     )
 
     private = list(_private_files(layout.root))
-    assert len(private) == len(_cloud_private_keys(layout)) + 3  # identity, transport, mqtt
+    # The directory bundle's identity, transport and mqtt keys; each enrolment's owner key.
+    assert len(private) == len(_cloud_private_keys(layout)) + 3 + 2
     for path in private:
         assert _mode(path) == 0o600, path
+    owner = layout.owner_bundle(bundle.root.parent.name)
     for directory in (
         layout.cloud_dir,
         layout.signer_key("policy").parent,
         bundle.root,
+        owner.root,
         layout.court_key("x").parent,
         BrokerPaths(layout).data_dir,
     ):
         assert _mode(directory) == 0o700, directory
-    for public in (layout.ca_cert, layout.trust_root, bundle.config, bundle.mqtt_cert):
+    for public in (layout.ca_cert, layout.trust_root, bundle.config, bundle.mqtt_cert,
+                   owner.mqtt_cert, owner.config):
         assert _mode(public) == 0o644, public
     assert _mode(tar_path) == 0o600
     with tarfile.open(tar_path) as tar:
@@ -425,6 +472,163 @@ def test_default_bundle_config_points_at_the_install_dir(fresh_deployment: TestD
     assert "state_dir" not in text
 
 
+# --- the owner's credential ------------------------------------------------------------
+
+OWNER_FILES = {"device-id", "mqtt.pem", "mqtt.key", "ca.pem", "owner.toml"}
+
+
+def _check_owner_bundle(layout: DeploymentLayout, device_id: str, owner: OwnerBundleLayout,
+                        prefix: str) -> None:
+    assert {p.name for p in owner.root.iterdir()} == OWNER_FILES
+    assert _mode(owner.root) == 0o700
+    assert _mode(owner.mqtt_key) == 0o600
+    for public in OWNER_FILES - {"mqtt.key"}:
+        assert _mode(owner.root / public) == 0o644, public
+    assert owner.device_id_file.read_text() == f"{device_id}\n"
+    assert owner.ca_cert.read_bytes() == layout.ca_cert.read_bytes()
+    assert layout.owner_mqtt_cert(device_id).read_bytes() == owner.mqtt_cert.read_bytes()
+    settings = load_deployment(layout)
+    config = tomllib.loads(owner.config.read_text())
+    topics = DeviceTopics(device_id, prefix)
+    assert config == {
+        "prefix": prefix,
+        "broker": {"host": settings.broker.host, "port": settings.broker.port},
+        "topics": {"notice": topics.notice, "status": topics.status},
+    }
+
+
+def test_owner_bundle_holds_the_owners_credential(
+    fresh_deployment: TestDeployment, tmp_path: Path
+) -> None:
+    """The owner bundle, at its default place and under --owner-out: its five files, their
+    modes, and an owner.toml naming the broker and the device's two topics."""
+    layout, prefix = fresh_deployment.layout, fresh_deployment.prefix
+    fresh_deployment.enroll_device("porch")
+    _check_owner_bundle(layout, "porch", layout.owner_bundle("porch"), prefix)
+
+    result = enroll_device(
+        layout, "yard",
+        EnrollOptions(owner_recipient=fresh_deployment.owner.recipient,
+                      owner_out=tmp_path / "for-owner"),
+        now=NOW,
+    )
+    assert result.owner_bundle.root == tmp_path / "for-owner"
+    _check_owner_bundle(layout, "yard", result.owner_bundle, prefix)
+    assert not layout.owner_bundle("yard").root.exists()
+    assert (layout.device_record("porch") / "owner-mqtt.pem").is_file()  # the public record
+
+
+def test_owner_certificate_is_a_client_certificate_of_the_ca(
+    deployment: TestDeployment,
+) -> None:
+    """The owner's certificate chains to the deployment's CA, is for clientAuth only, its
+    key matches, and its CN (the broker's username for it) is owner.<id>."""
+    layout = deployment.layout
+    device_id = deployment.new_device_id("own")
+    deployment.enroll_device(device_id)
+    owner = layout.owner_bundle(device_id)
+    assert _verify_client(layout, owner.mqtt_cert, owner.mqtt_key) == f"owner.{device_id}"
+    sans = _cert(owner.mqtt_cert).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.UniformResourceIdentifier) == [
+        f"urn:sealed-doorbell:mqtt-client:owner.{device_id}"
+    ]
+    assert sans.get_values_for_type(x509.DNSName) == []  # it names no host
+    # Negative control: the device's certificate is no owner's (another CN, same CA).
+    bundle = layout.device_bundle(device_id)
+    assert _verify_client(layout, bundle.mqtt_cert, bundle.mqtt_key) == device_id
+
+
+def test_owner_bundle_holds_no_cloud_or_device_key(
+    fresh_deployment: TestDeployment, tmp_path: Path
+) -> None:
+    """Attack: a stolen phone's owner bundle yields a cloud key or the doorbell's keys;
+    a stolen doorbell's bundle yields the owner's MQTT key."""
+    layout = fresh_deployment.layout
+    device = fresh_deployment.enroll_device("porch")
+    owner = layout.owner_bundle("porch")
+    enroll_device(
+        layout, "yard",
+        EnrollOptions(owner_recipient=fresh_deployment.owner.recipient,
+                      tar_path=tmp_path / "yard.tar"),
+        now=NOW,
+    )
+    cloud_keys = {path: _needles(path) for path in _cloud_private_keys(layout)}
+    device_keys = {path: _needles(path) for path in _private_files(device.root)}
+    assert len(device_keys) == 3  # identity, transport, mqtt
+    owner_views = [v for data in _bundle_contents(owner.root).values()
+                   for v in _decoded_views(data)]
+    for key_path, patterns in {**cloud_keys, **device_keys}.items():
+        for needle in patterns:
+            assert not any(needle in v for v in owner_views), f"{key_path} leaked"
+    # Positive control: the same scan finds the owner's own key in the owner bundle...
+    owner_needles = _needles(owner.mqtt_key)
+    assert any(n in v for n in owner_needles for v in owner_views)
+    # ... and does not find it in the device's bundle, as a directory or as a tarball.
+    for bundle, key in ((device.root, owner.mqtt_key),
+                        (tmp_path / "yard.tar", layout.owner_bundle("yard").mqtt_key)):
+        views = [v for data in _bundle_contents(bundle).values() for v in _decoded_views(data)]
+        assert not any(n in v for n in _needles(key) for v in views), bundle
+
+
+def test_a_failed_enrolment_leaves_no_owner_bundle(
+    fresh_deployment: TestDeployment, tmp_path: Path
+) -> None:
+    """The last step, the ACL, fails after both bundles and the record were written:
+    everything this enrolment wrote is removed and the ACL does not name its owner."""
+    layout = fresh_deployment.layout
+    owner_recipient = fresh_deployment.owner.recipient
+    fresh_deployment.enroll_device("porch")
+    acl = BrokerPaths(layout).acl
+    good_acl = acl.read_bytes()
+    acl.unlink()
+    acl.mkdir()  # os.replace cannot put the new ACL over a directory
+    (acl / "keep").write_text("x")
+    (tmp_path / "empty-owner").mkdir()
+    try:
+        for owner_out in (None, tmp_path / "new-owner", tmp_path / "empty-owner"):
+            with pytest.raises(WriteError, match="acl"):
+                enroll_device(layout, "yard",
+                              EnrollOptions(owner_recipient=owner_recipient, owner_out=owner_out),
+                              now=NOW)
+            assert not layout.device_record("yard").exists()  # record, bundle, owner dir
+            assert not (tmp_path / "new-owner").exists()
+            assert list((tmp_path / "empty-owner").iterdir()) == []  # emptied, kept
+    finally:
+        shutil.rmtree(acl)
+        acl.write_bytes(good_acl)
+    # Positive control: with the ACL writable again the same enrolment succeeds.
+    fresh_deployment.enroll_device("yard")
+    assert layout.owner_bundle("yard").mqtt_key.is_file()
+    assert "user owner.yard" in _acl_rules(layout)
+
+
+def test_owner_bundle_may_not_share_the_device_bundles_directory(
+    fresh_deployment: TestDeployment, tmp_path: Path
+) -> None:
+    """The device must never receive the owner's key: an owner bundle inside, around or
+    in the device bundle's directory is refused before anything is written."""
+    layout = fresh_deployment.layout
+    owner_recipient = fresh_deployment.owner.recipient
+    for out, owner_out in ((tmp_path / "b", tmp_path / "b"),
+                           (tmp_path / "b", tmp_path / "b" / "owner"),
+                           (tmp_path / "b" / "dev", tmp_path / "b"),
+                           (None, layout.device_bundle("porch").root / "owner")):
+        with pytest.raises(InvalidName, match="separate directories"):
+            enroll_device(layout, "porch",
+                          EnrollOptions(owner_recipient=owner_recipient, out_dir=out,
+                                        owner_out=owner_out),
+                          now=NOW)
+        assert not layout.device_record("porch").exists()
+        assert not (tmp_path / "b").exists()
+    # Control: siblings are fine.
+    enroll_device(layout, "porch",
+                  EnrollOptions(owner_recipient=owner_recipient, out_dir=tmp_path / "b" / "dev",
+                                owner_out=tmp_path / "b" / "owner"),
+                  now=NOW)
+    assert (tmp_path / "b" / "owner" / "mqtt.key").is_file()
+
+
 # --- refusals ------------------------------------------------------------------------------
 
 BAD_IDS = [
@@ -462,8 +666,20 @@ def test_bad_device_ids_are_refused(fresh_deployment: TestDeployment, device_id:
     assert sorted(layout.devices_dir.iterdir()) == before
 
 
-def test_a_63_character_id_is_accepted(fresh_deployment: TestDeployment) -> None:
-    fresh_deployment.enroll_device("a" + "0" * 62)
+def test_the_longest_id_leaves_room_for_the_owners_certificate_name(
+    fresh_deployment: TestDeployment,
+) -> None:
+    """X.509 caps a CN at 64 characters: `owner.` + 58 fits, + 59 cannot be issued, so
+    such an id is refused before anything is written."""
+    layout = fresh_deployment.layout
+    longest = "a" + "0" * 57
+    fresh_deployment.enroll_device(longest)
+    owner = layout.owner_bundle(longest)
+    assert _verify_client(layout, owner.mqtt_cert, owner.mqtt_key) == f"owner.{longest}"
+    before = sorted(layout.devices_dir.iterdir())
+    with pytest.raises(InvalidName, match="at most 58"):
+        fresh_deployment.enroll_device("a" + "0" * 58)
+    assert sorted(layout.devices_dir.iterdir()) == before
 
 
 def test_bad_owner_recipient_is_refused(fresh_deployment: TestDeployment) -> None:
@@ -622,6 +838,35 @@ def test_cli_init_and_enroll_to_a_tarball(
         == 1
     )
     assert "device id 'Porch/1' is not allowed" in capsys.readouterr().err
+
+
+def test_cli_enroll_writes_the_owner_bundle_and_asks_for_a_broker_reload(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment_dir = tmp_path / "dep"
+    assert cloud_stub_main(["init", str(deployment_dir), "--prefix", "home/v1"]) == 0
+    capsys.readouterr()
+    owner = new_age_key().recipient
+    owner_dir = tmp_path / "owner-porch"
+    enroll = ["devices", "enroll", "--owner-recipient", owner, "--deployment", str(deployment_dir)]
+    assert cloud_stub_main([*enroll, "porch", "--owner-out", str(owner_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"owner bundle (holds the owner's MQTT key) at {owner_dir}" in out
+    assert "owner.porch" in out
+    assert "systemctl reload mosquitto" in out
+    assert "kill -HUP" in out
+    assert {p.name for p in owner_dir.iterdir()} == OWNER_FILES
+    layout = DeploymentLayout(deployment_dir)
+    assert not layout.owner_bundle("porch").root.exists()
+    assert "user owner.porch" in _acl_rules(layout)
+
+    # Refused: the owner's key inside the device's bundle.
+    bundle_dir = tmp_path / "yard-bundle"
+    argv = [*enroll, "yard", "--out", str(bundle_dir), "--owner-out", str(bundle_dir / "o")]
+    assert cloud_stub_main(argv) == 1
+    assert "separate directories" in capsys.readouterr().err
+    assert not bundle_dir.exists()
+    assert not layout.device_record("yard").exists()
 
 
 def test_enroll_in_a_missing_deployment_is_refused(tmp_path: Path) -> None:
