@@ -29,8 +29,12 @@ DEFAULT_AUTOSAVE_S = 30
 MAX_PACKET_BYTES = 256 * 1024 + 4 * 1024
 # The owner of one device: reads its notices and health, nothing else. Not a `pattern`:
 # `%u` would have to be the device id, and the owner would inherit the device's writes.
+# The `deny` comes first in mosquitto's check and takes back what the file's patterns
+# would give the user `owner.<id>` as if it were a device (its own release to read; a
+# result, escrow, status and notice under `owner.<id>`, which the cloud reads, to write).
 OWNER_STANZA = Template(
     "user ${user}\n"
+    "topic deny ${prefix}/${user}/#\n"
     "topic read ${prefix}/${device_id}/notice\n"
     "topic read ${prefix}/${device_id}/status\n"
 )

@@ -179,6 +179,37 @@ def test_owner_cannot_publish_to_its_devices_topics(households: Households) -> N
         (b"genuine notice", True), (b"genuine status", True)}
 
 
+def test_owner_writes_nothing_under_its_own_name(households: Households) -> None:
+    """Attack: the owner of A uses the ACL's device patterns, which substitute its own
+    username, to publish a status or result as the "device" owner.<A> to the cloud.
+
+    Control: a certificate the ACL does not name (CN owner.<not enrolled>) does get
+    those pattern rights, so it is the owner stanza's deny that takes them away."""
+    h = households
+    prefix = h.deployment.prefix
+    cloud = h.broker.client("cloud")
+    inbox = Inbox(cloud)
+    for leaf in ("result", "escrow", "status", "notice"):
+        subscribe(cloud, all_devices(prefix, leaf))
+
+    owner = _owner(h.broker, h.deployment, h.a)
+    own = DeviceTopics(f"owner.{h.a}", prefix=prefix)
+    for topic in (own.result, own.escrow, own.status, own.notice):
+        reason = publish(owner, topic, b"forged")
+        assert reason is not None
+        assert reason.getName() == "Not authorized"
+    stranger = f"owner.{h.deployment.new_device_id('never-enrolled')}"
+    unnamed = h.broker.client(stranger)
+    publish(unnamed, DeviceTopics(stranger, prefix=prefix).status, b"unnamed status")
+    publish(h.broker.client(h.a), h.a_topics.status, b"genuine status")
+
+    assert [(m.topic, m.payload) for m in _until(inbox, b"genuine status")] == [
+        (DeviceTopics(stranger, prefix=prefix).status, b"unnamed status"),
+        (h.a_topics.status, b"genuine status"),
+    ]
+    assert inbox.drain() == []
+
+
 def test_owner_cannot_read_its_devices_release_or_the_clouds_topics(
     households: Households,
 ) -> None:

@@ -281,6 +281,7 @@ def test_acl_is_exactly_the_wire_contract(fresh_deployment: TestDeployment) -> N
 def _owner_stanza(prefix: str, device_id: str) -> list[str]:
     return [
         f"user owner.{device_id}",
+        f"topic deny {prefix}/owner.{device_id}/#",
         f"topic read {prefix}/{device_id}/notice",
         f"topic read {prefix}/{device_id}/status",
     ]
