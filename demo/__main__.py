@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {out}/report.json    outcomes, audit chains and the transparency report")
     print(f"  {out}/device-state/  the device's storage: sealed clips only")
     print(f"  {out}/owner.key      the owner's key: `age -d -i {out}/owner.key FILE` opens a clip")
+    print(f"  {out}/owner-bundle/  the owner's MQTT credential: reads the notices and status")
     print(f"  {out}/logs/          the broker's, the cloud stub's and the agent's logs")
     return 0
 

@@ -32,7 +32,7 @@ from demo.services import (
     wait_for,
 )
 from demo.steps import Progress, Step, StepFailed
-from protocol.bundle import BundleLayout, DeploymentLayout
+from protocol.bundle import BundleLayout, DeploymentLayout, OwnerBundleLayout
 from protocol.keys import public_key_from_hex
 from protocol.manifest import verify_manifest
 
@@ -126,6 +126,10 @@ class Demo:
         return BundleLayout(self.out / "device-bundle")
 
     @property
+    def owner_bundle(self) -> OwnerBundleLayout:
+        return OwnerBundleLayout(self.out / "owner-bundle")
+
+    @property
     def state_dir(self) -> Path:
         return self.out / "device-state"
 
@@ -197,6 +201,8 @@ class Demo:
                 str(self.layout.root),
                 "--out",
                 str(self.bundle.root),
+                "--owner-out",
+                str(self.owner_bundle.root),
                 "--install-dir",
                 str(self.bundle.root),
             ],
@@ -204,6 +210,11 @@ class Demo:
         )
         self._write_agent_config()
         self._say(f"device {DEVICE_ID} enrolled; bundle in {self.bundle.root}")
+        # The broker starts below and reads the ACL enrolment rewrote: no reload needed.
+        self._say(
+            f"owner credential (MQTT user owner.{DEVICE_ID}: reads {DEVICE_ID}'s notice and "
+            f"status only) in {self.owner_bundle.root}"
+        )
 
         agency = json.loads(
             _run(self._cloud("agencies", "add", "metro-police", "--json"), what="agencies add")
@@ -473,7 +484,8 @@ class Demo:
         self._say("the device verified the token, re-sealed the clips to the agency and uploaded")
         notice = self._owner_notice()
         self._say(
-            f"owner notice on {notice['topic']}: {len(notice['clips'])} clip(s) released "
+            f"owner notice on {notice['topic']}, read as owner.{DEVICE_ID} with the owner "
+            f"bundle: {len(notice['clips'])} clip(s) released "
             f"under a {notice['basis']}, docket {notice['case'].get('docket')}, "
             f"{notice['case'].get('authority')}"
         )
@@ -484,16 +496,11 @@ class Demo:
         return view
 
     def _owner_notice(self) -> dict[str, Any]:
-        """Read the retained owner notice from the broker, as the owner's app would."""
+        """Read the retained owner notice from the broker with the owner bundle, as the
+        owner's app would."""
         from demo.owner import read_retained_notice  # paho only when this step runs
 
-        notice = read_retained_notice(
-            port=self.broker_port,
-            layout=self.layout,
-            device_id=DEVICE_ID,
-            jti=self.warrant_jti,
-        )
-        return notice
+        return read_retained_notice(owner=self.owner_bundle, jti=self.warrant_jti)
 
     # -- step 5 ----------------------------------------------------------------------
 
