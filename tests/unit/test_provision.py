@@ -304,16 +304,20 @@ def test_each_enrolment_adds_its_owner_to_the_acl(fresh_deployment: TestDeployme
 
 def test_acl_names_only_complete_records(fresh_deployment: TestDeployment) -> None:
     """A directory in devices/ is no enrolment: without the owner certificate (the
-    record's last file) or with a name that is no device id, it gets no owner user."""
+    record's last file), or with a name that is no device id (nor one short enough for
+    an owner's CN), it gets no owner user, and its name never reaches the ACL."""
     layout, p = fresh_deployment.layout, fresh_deployment.prefix
     (layout.devices_dir / "half-written").mkdir()
-    (layout.devices_dir / "Bad Name").mkdir()
-    (layout.devices_dir / "Bad Name" / "owner-mqtt.pem").write_text("x")
+    for hostile in ("Bad Name", "x\ntopic readwrite #", "owner", "a" * 59):
+        (layout.devices_dir / hostile).mkdir()
+        (layout.devices_dir / hostile / "owner-mqtt.pem").write_text("x")
     (layout.devices_dir / "stray-file").write_text("x")
     fresh_deployment.enroll_device("porch")
-    owners = [rule for rule in _acl_rules(layout) if rule.startswith("user owner")]
-    assert owners == ["user owner.porch"]
-    assert f"topic read {p}/porch/notice" in _acl_rules(layout)  # the control
+    rules = _acl_rules(layout)
+    assert [rule for rule in rules if rule.startswith("user ")] == ["user cloud",
+                                                                    "user owner.porch"]
+    assert "topic readwrite #" not in rules
+    assert f"topic read {p}/porch/notice" in rules  # the control
 
 
 # --- secrets stay where they belong ----------------------------------------------------
