@@ -194,7 +194,7 @@ def _remove_output(root: Path, *, created: bool) -> None:
                 child.unlink()
 
 
-def _owner_config(device_id: str, prefix: str, host: str, port: int) -> bytes:
+def _owner_config(device_id: str, user: str, prefix: str, host: str, port: int) -> bytes:
     """``owner.toml``: where the owner's application connects and what it reads."""
     topics = DeviceTopics(device_id, prefix)
     document: dict[str, Any] = {
@@ -205,7 +205,7 @@ def _owner_config(device_id: str, prefix: str, host: str, port: int) -> bytes:
     header = (
         f"# sealed-doorbell owner credential for device {device_id}.\n"
         "# Written by `cloud-stub devices enroll`. Connect over TLS trusting ca.pem with\n"
-        f"# mqtt.pem and mqtt.key beside this file (MQTT user {owner_mqtt_user(device_id)});\n"
+        f"# mqtt.pem and mqtt.key beside this file (MQTT user {user});\n"
         "# the broker lets this identity read the two topics below and nothing else.\n\n"
     )
     return (header + tomli_w.dumps(document)).encode("utf-8")
@@ -294,7 +294,7 @@ def enroll_device(
             BundleFile(owner_names.ca_cert.name, ca_pem, PUBLIC_MODE),
             BundleFile(
                 owner_names.config.name,
-                _owner_config(device_id, settings.prefix, settings.broker.host,
+                _owner_config(device_id, owner_user, settings.prefix, settings.broker.host,
                               settings.broker.port),
                 PUBLIC_MODE,
             ),
