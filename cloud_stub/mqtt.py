@@ -33,6 +33,7 @@ from cloud_stub.errors import CloudError, EnvironmentFault, HostileInputError, T
 from cloud_stub.escrow import EpochEscrow
 from cloud_stub.service import CloudService
 from protocol.errors import MessageError
+from protocol.keys import private_session_id
 from protocol.messages import EscrowAck, parse_escrow, parse_notice, parse_result, parse_status
 from protocol.topics import DeviceTopics, all_devices
 
@@ -61,11 +62,17 @@ class MqttOptions:
                      port: int | None = None) -> MqttOptions:
         settings = service.core.settings
         layout = service.core.layout
+        try:
+            key_file = layout.cloud_mqtt_key.read_bytes()
+        except OSError as exc:
+            raise EnvironmentFault(
+                f"cannot read the cloud's MQTT key {layout.cloud_mqtt_key}: {exc.strerror}"
+            ) from exc
         return cls(
             host=host or settings.broker.host,
             port=port or settings.broker.port,
             prefix=settings.prefix,
-            client_id=settings.cloud_id,
+            client_id=private_session_id(settings.cloud_id, key_file),
             ca_cert=layout.ca_cert,
             cert=layout.cloud_mqtt_cert,
             key=layout.cloud_mqtt_key,

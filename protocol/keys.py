@@ -87,3 +87,22 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(
         obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
+
+
+SESSION_ID_CONTEXT = b"sealed-doorbell/mqtt-session-id/v1\n"
+
+
+def private_session_id(name: str, secret_key_file: bytes) -> str:
+    """The MQTT client id under which `name` (a device id, the cloud id) keeps its
+    persistent session: ``<name>.<32 hex>``, the hex derived from the bytes of the
+    client's own private key file.
+
+    Any holder of a certificate from the deployment's CA may connect with any client id,
+    and the broker hands an existing session to the newest connection with that id: a
+    guessable id would let another device or an owner knock this client off and drop the
+    QoS 1 messages queued for it. This id can only be computed with the key, stays the
+    same across restarts (so the session survives them), and the '.' keeps it apart from
+    every device id.
+    """
+    tag = hashlib.sha256(SESSION_ID_CONTEXT + secret_key_file).hexdigest()[:32]
+    return f"{name}.{tag}"

@@ -43,7 +43,7 @@ from device.release.runner import JobRunner
 from device.release.uploader import HttpUploader, Uploader
 from device.release.vaultview import ClipVault
 from protocol.errors import KeyFormatError, TrustRootError
-from protocol.keys import private_key_from_pem
+from protocol.keys import private_key_from_pem, private_session_id
 from protocol.topics import DeviceTopics
 from protocol.trust_root import TrustRoot, load_trust_root
 
@@ -121,10 +121,14 @@ def link_settings(
                 pass
         except OSError as exc:
             raise ConfigError(f"cannot read [mqtt] {what} {path}: {exc.strerror}") from exc
+    try:
+        key_file = m.client_key.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read [mqtt] client_key {m.client_key}: {exc.strerror}") from exc
     return LinkSettings(
         host=m.host,
         port=m.port,
-        client_id=config.agent.device_id,
+        client_id=private_session_id(config.agent.device_id, key_file),
         ca_cert=m.ca_cert,
         client_cert=m.client_cert,
         client_key=m.client_key,
