@@ -1,4 +1,5 @@
-"""`cloud-stub init` and `cloud-stub devices enroll`: the operator's provisioning commands."""
+"""`cloud-stub init`, `devices enroll` and `devices revoke`: the operator's provisioning
+commands."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cloud_stub.cli._common import subcommands
+from cloud_stub.cli._common import add_deployment_args, open_service, subcommands
+from cloud_stub.errors import CloudError
 from cloud_stub.provision.agent_config import DEFAULT_INSTALL_DIR
 from cloud_stub.provision.deployment import BrokerPaths, InitOptions, init_deployment
 from cloud_stub.provision.enroll import EnrollOptions, enroll_device
 from cloud_stub.provision.errors import ProvisionError
 from cloud_stub.provision.names import owner_mqtt_user
+from cloud_stub.provision.revoke import RevokeResult, Scope, revoke_device
+from cloud_stub.store.devices import sync_devices
 from protocol.bundle import DeploymentLayout
 from protocol.topics import DEFAULT_PREFIX
 
@@ -105,3 +109,85 @@ def register(sub: Any) -> None:
                         help="write the owner's MQTT credential to this new directory "
                              "(default: DEPLOYMENT/devices/ID/owner)")
     enroll.set_defaults(handler=_enroll)
+    register_revoke(devices)
+
+
+RESTART_ADVICE = (
+    "restart the broker now: `systemctl restart mosquitto`. A reload (SIGHUP) makes it "
+    "read the CRL and ACL again too, but only for new connections: a revoked client that "
+    "is connected stays connected until it reconnects; a restart drops it."
+)
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    layout = DeploymentLayout(args.deployment)
+    scope = Scope.OWNER if args.owner_only else Scope.DEVICE
+    now = dt.datetime.now(dt.UTC)
+    try:
+        result = revoke_device(layout, args.device_id, reason=args.reason, scope=scope,
+                               now=now)
+    except ProvisionError as exc:
+        print(f"cloud-stub devices revoke: {exc} [{exc.code}]", file=sys.stderr)
+        return 1
+    record = result.revocation
+    serials = ", ".join(f"{s:x}" for s in record.serials)
+    if result.changed:
+        what = "device and owner" if record.scope is Scope.DEVICE else "owner"
+        print(f"device {record.device_id}: {what} certificates revoked ({serials}).")
+    else:
+        print(f"device {record.device_id} was revoked already at {record.at.isoformat()} "
+              f"(scope {record.scope.value}); nothing changed, CRL and ACL rendered again.")
+    if not args.no_store:
+        try:
+            _record_in_store(args, result, now)
+        except CloudError as exc:
+            print(f"cloud-stub devices revoke: the revocation is on disk, but the cloud's "
+                  f"store was not updated: {exc.message} [{exc.code}]; run the command "
+                  "again once the store is reachable (it is idempotent)", file=sys.stderr)
+            return 1
+        print("the cloud's registry now refuses it (no new token, no evidence upload); "
+              "the revocation is in the audit chain.")
+    else:
+        print("the cloud's store was not touched (--no-store): the cloud refuses the "
+              "device only after its next start, or after this command runs with the store.")
+    print(f"CRL {result.crl} and ACL {result.acl} rendered again; "
+          f"{owner_mqtt_user(record.device_id)} has no ACL stanza.")
+    if not result.config_names_crl:
+        print(f"WARNING: {BrokerPaths(layout).config} does not name the CRL (a deployment "
+              "made before revocation existed): the broker still accepts the revoked "
+              f"certificate. Add `crlfile {BrokerPaths(layout).crl.resolve()}` under "
+              "`cafile` in the listener, then restart the broker.")
+    print(RESTART_ADVICE)
+    return 0
+
+
+def _record_in_store(args: argparse.Namespace, result: RevokeResult, now: dt.datetime) -> None:
+    """Mirror the record into the cloud's registry and append it to the audit chain."""
+    record = result.revocation
+    service = open_service(args)
+    try:
+        with service.store.transaction() as session:
+            sync_devices(session, service.core.layout, now)
+            if result.changed:
+                service.core.audit.append(
+                    session, at=now, actor="operator:cli", action="device.revoked",
+                    subject=f"device:{record.device_id}",
+                    detail={"scope": record.scope.value, "reason": record.reason,
+                            "serials": [f"{s:x}" for s in record.serials]},
+                )
+    finally:
+        service.close()
+
+
+def register_revoke(devices: Any) -> None:
+    revoke = devices.add_parser(
+        "revoke", help="revoke a lost or stolen device's (or only its owner's) certificates")
+    revoke.add_argument("device_id", help="an enrolled device id")
+    revoke.add_argument("--reason", required=True, help="why (kept in revoked.json and audit)")
+    revoke.add_argument("--owner-only", action="store_true",
+                        help="revoke only the owner's MQTT certificate (a lost phone); the "
+                             "device stays in service")
+    revoke.add_argument("--no-store", action="store_true",
+                        help="do not open the cloud's store (no registry update, no audit)")
+    add_deployment_args(revoke)
+    revoke.set_defaults(handler=_revoke)

@@ -51,6 +51,7 @@ class BrokerFiles:
     key_file: Path
     acl_file: Path
     persistence_dir: Path
+    crl_file: Path  # broker/crl.pem: the CA's revocations (`cloud_stub.provision.revoke`)
     user: str = "mosquitto"
     autosave_interval: int = DEFAULT_AUTOSAVE_S
     max_packet_size: int = MAX_PACKET_BYTES
@@ -91,6 +92,7 @@ def render_config(files: BrokerFiles, *, template_dir: Path = TEMPLATE_DIR) -> s
         "key_file": str(files.key_file),
         "acl_file": str(files.acl_file),
         "persistence_dir": str(files.persistence_dir),
+        "crl_file": str(files.crl_file),
         "user": files.user,
         "autosave_interval": str(files.autosave_interval),
         "max_packet_size": str(files.max_packet_size),

@@ -199,6 +199,42 @@ class CertificateAuthority:
             sans=sans,
         )
 
+    def issue_crl(
+        self,
+        revoked: Sequence[tuple[int, dt.datetime]],
+        *,
+        now: dt.datetime,
+        number: int,
+    ) -> bytes:
+        """A PEM CRL signed by this CA listing `revoked` (serial, revocation time).
+
+        ``next_update`` is the CA's own expiry: OpenSSL refuses every client once a CRL
+        it checks has expired, and no certificate this CA issues outlives the CA, so a
+        CRL that lasts as long as the CA can never lock the deployment out by age.
+        `number` is the CRL number (RFC 5280 section 5.2.3); give a larger one each time.
+        """
+        ca_ski = self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.cert.subject)
+            .last_update(now - BACKDATE)
+            .next_update(self.cert.not_valid_after_utc)
+            .add_extension(x509.CRLNumber(number), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+                critical=False,
+            )
+        )
+        for serial, at in sorted(revoked):
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial)
+                .revocation_date(at)
+                .build()
+            )
+        crl = builder.sign(self.key, hashes.SHA256())
+        return crl.public_bytes(serialization.Encoding.PEM)
+
     def issue_client(self, *, common_name: str, now: dt.datetime) -> IssuedCert:
         """An MQTT client certificate; the broker takes its CN as the MQTT username.
 

@@ -10,7 +10,8 @@ Written (modes in brackets; every private file is 0600 from creation):
 - ``ca/ca.pem`` [0644], ``ca/ca.key`` [0600]: the MQTT CA (ECDSA P-256)
 - ``broker/``: ``broker.pem``, ``broker.key`` [0600], ``ca.pem``, rendered
   ``mosquitto.conf`` and ``acl`` (no owner users yet: `write_broker_acl` renders them
-  from ``devices/`` at each enrolment), persistence ``data/`` [0700]
+  from ``devices/`` at each enrolment and revocation), an empty ``crl.pem`` (signed
+  again by every `devices revoke`), persistence ``data/`` [0700]
 - ``cloud/mqtt.pem``, ``cloud/mqtt.key`` [0600]: the cloud's MQTT identity (CN ``cloud``)
 - ``cloud/signers/{root-1,root-2,policy,review}.key`` [0600] and ``.pub`` (hex)
 - ``cloud/escrow.key`` [0600], ``cloud/escrow.pub``: the escrow age identity
@@ -98,6 +99,11 @@ class BrokerPaths:
         return self.directory / "ca.pem"
 
     @property
+    def crl(self) -> Path:
+        """The CA's certificate revocation list, rendered by `cloud_stub.provision.revoke`."""
+        return self.directory / "crl.pem"
+
+    @property
     def data_dir(self) -> Path:
         return self.directory / "data"
 
@@ -151,6 +157,14 @@ def _give_to_broker_user(paths: BrokerPaths, user: str) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
 
+REVOCATION_FILE = "revoked.json"
+
+
+def revocation_path(layout: DeploymentLayout, device_id: str) -> Path:
+    """``devices/<id>/revoked.json``: written by `cloud_stub.provision.revoke`."""
+    return layout.device_record(device_id) / REVOCATION_FILE
+
+
 def enrolled_device_ids(layout: DeploymentLayout) -> list[str]:
     """The devices enrolled in `layout`, sorted: each directory of ``devices/`` named by a
     device id (one `owner_mqtt_user` accepts) whose record holds the owner's certificate
@@ -167,6 +181,15 @@ def enrolled_device_ids(layout: DeploymentLayout) -> list[str]:
         ) from exc
     return [name for name in names
             if _can_own(name) and layout.owner_mqtt_cert(name).is_file()]
+
+
+def owner_device_ids(layout: DeploymentLayout) -> list[str]:
+    """The enrolled devices whose owner keeps an MQTT user: every `enrolled_device_ids`
+    without a ``revoked.json`` (of either scope; any such file counts, even one that
+    cannot be parsed, so a damaged record never gives an owner access back)."""
+    return [name for name in enrolled_device_ids(layout)
+            if not (revocation_path(layout, name).exists()
+                    or revocation_path(layout, name).is_symlink())]
 
 
 def _can_own(name: str) -> bool:
@@ -187,16 +210,23 @@ def write_broker_acl(layout: DeploymentLayout, prefix: str) -> Path:
     unsafe prefix, DeploymentError when ``devices/`` cannot be read, WriteError when the
     disk refuses.
     """
+    with registry_lock(layout):
+        return write_broker_acl_locked(layout, prefix)
+
+
+def write_broker_acl_locked(layout: DeploymentLayout, prefix: str) -> Path:
+    """`write_broker_acl` for a caller that holds `registry_lock` already. A revoked
+    device's owner (`owner_device_ids`) gets no stanza."""
     acl = BrokerPaths(layout).acl
-    with _registry_lock(layout):
-        text = render_acl(prefix, enrolled_device_ids(layout))
-        write_atomic(acl, text.encode(), mode=PUBLIC_MODE, overwrite=True)
+    text = render_acl(prefix, owner_device_ids(layout))
+    write_atomic(acl, text.encode(), mode=PUBLIC_MODE, overwrite=True)
     return acl
 
 
 @contextlib.contextmanager
-def _registry_lock(layout: DeploymentLayout) -> Iterator[None]:
-    """Hold an exclusive flock on ``devices/``. Raises DeploymentError when it cannot."""
+def registry_lock(layout: DeploymentLayout) -> Iterator[None]:
+    """Hold an exclusive flock on ``devices/``. Raises DeploymentError when it cannot.
+    Not re-entrant: flock on a second descriptor of the same process would wait forever."""
     try:
         fd = os.open(layout.devices_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
@@ -250,8 +280,11 @@ def _write_tree(stage: DeploymentLayout, final: DeploymentLayout, options: InitO
         key_file=final.broker_key,
         acl_file=final_broker.acl,
         persistence_dir=final_broker.data_dir,
+        crl_file=final_broker.crl,
         user=options.broker_user,
     )
+    # No certificate is revoked yet; the broker's `crlfile` needs the file to start.
+    write_public(broker.crl, ca.issue_crl([], now=now, number=0))
     write_public(broker.config, render_config(files).encode())
     make_dir(stage.devices_dir)  # the registry, empty: filled by `enroll`
     write_broker_acl(stage, options.prefix)

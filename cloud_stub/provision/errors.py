@@ -39,3 +39,9 @@ class WriteError(ProvisionError):
     """A file could not be written (the underlying OSError is chained)."""
 
     code = "write_error"
+
+
+class NotEnrolled(ProvisionError):
+    """The device id names no enrolled device (or lacks the certificate asked for)."""
+
+    code = "not_enrolled"

@@ -1,0 +1,241 @@
+"""`cloud-stub devices revoke DEVICE_ID --reason TEXT [--owner-only]`.
+
+Cuts a lost or stolen doorbell, or a lost owner credential, off the broker:
+
+1. ``devices/<id>/revoked.json`` (0644, written atomically) records ``at``, ``reason``,
+   ``scope`` and the revoked certificates' ``serials`` (lowercase hex). Scope ``device``
+   revokes the device's MQTT certificate (``mqtt.pem``) and its owner's
+   (``owner-mqtt.pem``); scope ``owner`` only the owner's.
+2. ``broker/crl.pem`` is signed again by the deployment CA from every ``revoked.json``
+   (`write_crl`); mosquitto refuses a listed certificate at the TLS handshake once it has
+   been restarted (it reads ``crlfile`` when the listener starts, not on SIGHUP).
+3. ``broker/acl`` is rendered again without the revoked owner's stanza
+   (`write_broker_acl` skips every record with a ``revoked.json``).
+
+Revoking again is idempotent: the first record stays as it was (its time and reason),
+the CRL and ACL are rendered again (which repairs a run that stopped part-way), and the
+result says nothing changed. The one exception widens: an owner-only revocation followed
+by a device revocation becomes a device revocation, keeping the first time and reason
+beside the new ones. An id that is not enrolled is refused (`NotEnrolled`).
+
+A record that cannot be read back is never taken as "not revoked": `write_crl` refuses
+to render without it (`DeploymentError`), and the ACL and the cloud's registry treat
+any ``revoked.json`` as revoked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from cloud_stub.config import load_deployment
+from cloud_stub.errors import ConfigError
+from cloud_stub.provision.ca import CertificateAuthority
+from cloud_stub.provision.deployment import (
+    BrokerPaths,
+    registry_lock,
+    revocation_path,
+    write_broker_acl_locked,
+)
+from cloud_stub.provision.errors import DeploymentError, InvalidName, NotEnrolled
+from cloud_stub.provision.keys import PUBLIC_MODE, write_atomic
+from cloud_stub.provision.names import check_device_id
+from protocol.bundle import DeploymentLayout
+
+MAX_REASON = 500
+MAX_RECORD = 64 * 1024
+
+
+class Scope(StrEnum):
+    DEVICE = "device"  # the device's certificate and its owner's
+    OWNER = "owner"  # the owner's certificate only
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """One ``revoked.json``."""
+
+    device_id: str
+    at: dt.datetime
+    reason: str
+    scope: Scope
+    serials: tuple[int, ...]
+    history: tuple[dict[str, Any], ...] = ()  # earlier, narrower revocations it replaced
+
+    def to_json(self) -> bytes:
+        document = {
+            "device_id": self.device_id,
+            "at": self.at.isoformat(),
+            "reason": self.reason,
+            "scope": self.scope.value,
+            "serials": [f"{s:x}" for s in self.serials],
+            "history": list(self.history),
+        }
+        return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeResult:
+    """What `revoke_device` did: `changed` is False when the record already covered it."""
+
+    revocation: Revocation
+    changed: bool
+    crl: Path
+    acl: Path
+    config_names_crl: bool  # False: broker/mosquitto.conf predates CRLs; add `crlfile`
+
+
+def read_revocation(layout: DeploymentLayout, device_id: str) -> Revocation | None:
+    """The device's ``revoked.json``, or None when there is none.
+
+    Raises DeploymentError when the file exists but cannot be read or parsed.
+    """
+    path = revocation_path(layout, device_id)
+    if not path.exists() and not path.is_symlink():
+        return None
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_RECORD + 1)
+        if len(raw) > MAX_RECORD:
+            raise ValueError("too large")
+        doc = json.loads(raw)
+        at = dt.datetime.fromisoformat(str(doc["at"]))
+        if at.tzinfo is None:
+            raise ValueError("'at' has no time zone")
+        history = doc.get("history", [])
+        if not isinstance(history, list):
+            raise ValueError("'history' is not a list")
+        return Revocation(
+            device_id=device_id,
+            at=at,
+            reason=str(doc["reason"]),
+            scope=Scope(doc["scope"]),
+            serials=tuple(int(str(s), 16) for s in doc["serials"]),
+            history=tuple(dict(h) for h in history),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DeploymentError(f"{path}: cannot read the revocation record: {exc}") from exc
+
+
+def all_revocations(layout: DeploymentLayout) -> list[Revocation]:
+    """Every ``devices/*/revoked.json``. Raises DeploymentError for an unreadable one."""
+    try:
+        names = sorted(p.name for p in layout.devices_dir.iterdir() if p.is_dir())
+    except OSError as exc:
+        raise DeploymentError(f"{layout.devices_dir}: cannot list: {exc.strerror or exc}") from exc
+    return [r for r in (read_revocation(layout, n) for n in names) if r is not None]
+
+
+def write_crl(layout: DeploymentLayout, *, now: dt.datetime,
+              ca: CertificateAuthority | None = None) -> Path:
+    """Sign ``broker/crl.pem`` again from every revocation record; return its path.
+
+    Raises DeploymentError (CA or a record unreadable) and WriteError.
+    """
+    ca = ca or CertificateAuthority.load(layout.ca_cert, layout.ca_key)
+    revoked: dict[int, dt.datetime] = {}
+    for record in all_revocations(layout):
+        for serial in record.serials:
+            revoked[serial] = min(record.at, revoked.get(serial, record.at))
+    number = int(now.timestamp() * 1_000_000)  # grows with every rendering
+    path = BrokerPaths(layout).crl
+    data = ca.issue_crl(sorted(revoked.items()), now=now, number=number)
+    write_atomic(path, data, mode=PUBLIC_MODE, overwrite=True)
+    return path
+
+
+def _serial(path: Path) -> int:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
+    except (OSError, ValueError) as exc:
+        raise DeploymentError(f"{path}: cannot read the certificate: {exc}") from exc
+
+
+def _check_reason(reason: str) -> str:
+    reason = reason.strip()
+    if not reason or len(reason) > MAX_REASON or not reason.isprintable():
+        raise InvalidName(
+            f"give a reason of 1 to {MAX_REASON} printable characters (--reason)"
+        )
+    return reason
+
+
+def _config_names_crl(layout: DeploymentLayout) -> bool:
+    paths = BrokerPaths(layout)
+    try:
+        text = paths.config.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    target = paths.crl.resolve()
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] == "crlfile" and Path(words[1]).resolve() == target:
+            return True
+    return False
+
+
+def revoke_device(layout: DeploymentLayout, device_id: str, *, reason: str, scope: Scope,
+                  now: dt.datetime) -> RevokeResult:
+    """Revoke `device_id`'s certificates of `scope`, then render the CRL and the ACL.
+
+    Raises InvalidName (id, reason), NotEnrolled (no such device, or no owner certificate
+    to revoke), DeploymentError (deployment unreadable) and WriteError.
+    """
+    check_device_id(device_id)
+    reason = _check_reason(reason)
+    try:
+        settings = load_deployment(layout)
+    except ConfigError as exc:
+        raise DeploymentError(str(exc)) from exc
+    ca = CertificateAuthority.load(layout.ca_cert, layout.ca_key)
+    record = layout.device_record(device_id)
+    device_cert = record / "mqtt.pem"
+    owner_cert = layout.owner_mqtt_cert(device_id)
+    with registry_lock(layout):
+        if record.is_symlink() or not device_cert.is_file():
+            raise NotEnrolled(f"device {device_id!r} is not enrolled (no {device_cert})")
+        existing = read_revocation(layout, device_id)
+        wanted: list[int] = []
+        if scope is Scope.DEVICE:
+            wanted.append(_serial(device_cert))
+        if owner_cert.is_file():
+            wanted.append(_serial(owner_cert))
+        elif scope is Scope.OWNER:
+            raise NotEnrolled(f"device {device_id!r} has no owner certificate ({owner_cert})")
+        if existing is not None and set(wanted) <= set(existing.serials):
+            revocation, changed = existing, False
+        else:
+            history: tuple[dict[str, Any], ...] = ()
+            if existing is not None:  # an owner-only revocation widened to the device
+                history = (*existing.history, {
+                    "at": existing.at.isoformat(), "reason": existing.reason,
+                    "scope": existing.scope.value,
+                })
+            serials = tuple(sorted(set(wanted) | set(existing.serials if existing else ())))
+            revocation = Revocation(device_id=device_id, at=now, reason=reason, scope=scope,
+                                    serials=serials, history=history)
+            changed = True
+        # CRL first, then the record: a failure in between leaves a certificate refused
+        # without its record (a new `revoke` writes the record), never the reverse.
+        if changed:
+            revoked = {s: revocation.at for s in revocation.serials}
+            for other in all_revocations(layout):
+                for serial in other.serials:
+                    revoked.setdefault(serial, other.at)
+            crl = BrokerPaths(layout).crl
+            write_atomic(crl, ca.issue_crl(sorted(revoked.items()), now=now,
+                                           number=int(now.timestamp() * 1_000_000)),
+                         mode=PUBLIC_MODE, overwrite=True)
+            write_atomic(revocation_path(layout, device_id), revocation.to_json(),
+                         mode=PUBLIC_MODE, overwrite=True)
+        else:
+            crl = write_crl(layout, now=now, ca=ca)
+        acl = write_broker_acl_locked(layout, settings.prefix)
+    return RevokeResult(revocation=revocation, changed=changed, crl=crl, acl=acl,
+                        config_names_crl=_config_names_crl(layout))
