@@ -182,6 +182,13 @@ class ServiceCore:
             found = known()
         return found
 
+    def revoked_devices(self, session: Session, device_ids: list[str]) -> list[str]:
+        """Which of these devices are revoked (`Device.revoked_at`), sorted."""
+        rows = session.execute(
+            select(Device.id).where(Device.id.in_(device_ids), Device.revoked_at.is_not(None))
+        )
+        return sorted(rows.scalars().all())
+
     def principal_names(self, session: Session, ids: Mapping[str, str]) -> dict[str, str]:
         rows = session.execute(select(Principal).where(Principal.id.in_(list(ids)))).scalars()
         return {r.id: r.name for r in rows}

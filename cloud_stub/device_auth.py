@@ -42,6 +42,7 @@ class IssuedToken:
     identity_pub: str  # hex, from the device's enrolment
     expires_at: datetime
     preservation: bool
+    device_revoked: bool = False  # `cloud-stub devices revoke` (scope device)
 
 
 def parse_headers(headers: Mapping[str, str]) -> DeviceHeaders:
@@ -75,12 +76,15 @@ def check_device_request(
 ) -> None:
     """Accept the request or raise `AuthenticationError`.
 
-    Rules, in order: the jti is a token this cloud issued to this device; the token is
-    not a preservation (it uploads nothing) and has not expired; the timestamp is
-    within ``skew_s`` of now; the signature verifies under the enrolled identity key.
+    Rules, in order: the jti is a token this cloud issued to this device; the device
+    has not been revoked (a token delivered before the revocation uploads nothing); the
+    token is not a preservation (it uploads nothing) and has not expired; the timestamp
+    is within ``skew_s`` of now; the signature verifies under the enrolled identity key.
     """
     if token is None or token.device_id != parsed.device_id:
         raise AuthenticationError("no token with this jti was issued to this device")
+    if token.device_revoked:
+        raise AuthenticationError("the device has been revoked")
     if token.preservation:
         raise AuthenticationError("a preservation token carries no upload")
     if now >= token.expires_at:

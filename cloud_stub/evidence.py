@@ -74,7 +74,7 @@ class Evidence:
             with self.core.store.read() as session:
                 row = session.execute(
                     select(Token.device_id, Token.expires_at, Token.basis, Token.status,
-                           Token.size_cap, Device.identity_pub)
+                           Token.size_cap, Device.identity_pub, Device.revoked_at)
                     .join(Device, Device.id == Token.device_id)
                     .where(Token.jti == parsed.jti)
                 ).one_or_none()
@@ -84,6 +84,7 @@ class Evidence:
             identity_pub=row.identity_pub,
             expires_at=row.expires_at,
             preservation=row.basis == "preservation",
+            device_revoked=row.revoked_at is not None,
         )
         check_device_request(
             parsed=parsed, token=issued, method=method, path=path, query=query,

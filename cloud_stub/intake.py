@@ -2,7 +2,8 @@
 
 A submission is parsed by the policy's request models, checked by the policy with the
 clock, the court registry and the agency's earlier preservations passed in, checked
-against the device registry (every named device must be enrolled), and stored with its
+against the device registry (every named device must be enrolled and not revoked), and
+stored with its
 outcome either way: a refused request is kept with its codes and reasons (the
 transparency report counts refusals by code), a passing one waits for review.
 """
@@ -34,6 +35,7 @@ from cloud_stub.store.models import Request, Token
 from cloud_stub.views import RequestView
 
 DEVICE_NOT_ENROLLED = "device_not_enrolled"
+DEVICE_REVOKED = "device_revoked"  # `cloud-stub devices revoke`: no new token for it
 DEFAULT_HOLD_DAYS = 90
 LIVE_PRESERVATION = (Status.PENDING_REVIEW, Status.APPROVED, Status.RELEASED, Status.PRESERVED)
 ApprovalsFor = Callable[[Basis], int]
@@ -110,6 +112,13 @@ class Intake:
             return [{
                 "code": DEVICE_NOT_ENROLLED,
                 "reason": f"no enrolled device named {', '.join(repr(d) for d in missing[:5])}",
+            }]
+        revoked = self.core.revoked_devices(session, devices)
+        if revoked:
+            return [{
+                "code": DEVICE_REVOKED,
+                "reason": f"revoked device {', '.join(repr(d) for d in revoked[:5])}: "
+                          "it gets no new token",
             }]
         return []
 

@@ -112,11 +112,15 @@ class Releaser:
         notify_after = row.body.get("notify_after")
         issued: list[Issued] = []
         skipped: list[str] = []
+        revoked: list[str] = []
         lead = timedelta(seconds=self.core.limits.epoch_lead_s)
         for device_id in [str(d) for d in row.devices]:
             device = session.get(Device, device_id)
             if device is None:
                 raise SigningError(f"device {device_id} is not enrolled", code="bad_state")
+            if device.revoked_at is not None:  # revoked after the request was submitted
+                revoked.append(device_id)
+                continue
             jti = str(uuid.uuid4())
             extra: dict[str, Any] = {}
             if preservation:
@@ -192,6 +196,11 @@ class Releaser:
             )
             issued.append(Issued(jti, device_id, seq))
         row.status = (Status.RELEASED if issued else Status.NO_FOOTAGE).value
+        if revoked:
+            row.reasons = [*row.reasons, {
+                "code": "device_revoked",
+                "reason": "revoked device, no token issued: " + ", ".join(revoked),
+            }]
         if skipped:
             row.reasons = [*row.reasons, {
                 "code": "no_escrowed_epochs",

@@ -3,11 +3,15 @@
 ``devices/<id>/identity.pub`` (hex Ed25519), ``transport.pub`` and ``owner.pub`` (age
 recipients) are what enrolment writes; the store mirrors them so that queries and
 foreign keys can use them. A record with a malformed key is skipped and reported, never
-half-imported.
+half-imported. ``revoked.json`` (`cloud-stub devices revoke`) of scope ``device`` sets
+``revoked_at``; one of scope ``owner`` revokes only the owner's MQTT certificate and
+leaves the device in service. A ``revoked.json`` that cannot be read counts as a device
+revocation at the time of the sync: a damaged record never brings a device back.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +34,7 @@ class DeviceRecord:
     identity_pub: str
     transport_recipient: str
     owner_recipient: str | None
+    revoked_at: datetime | None = None  # a device-scope revocation (`read_revoked_at`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,24 @@ class SyncReport:
 
 def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8").strip()
+
+
+def read_revoked_at(record_dir: Path, now: datetime) -> datetime | None:
+    """When the device of `record_dir` was revoked (scope ``device``), else None.
+
+    An unreadable or malformed ``revoked.json`` gives `now`: fail closed.
+    """
+    path = record_dir / "revoked.json"
+    if not path.exists() and not path.is_symlink():
+        return None
+    try:
+        document = json.loads(path.read_bytes()[:65536])
+        if document["scope"] == "owner":
+            return None
+        at = datetime.fromisoformat(str(document["at"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return now
+    return at if at.tzinfo is not None else now
 
 
 def read_device_record(record_dir: Path) -> DeviceRecord:
@@ -82,6 +105,7 @@ def sync_devices(session: Session, layout: DeploymentLayout, now: datetime) -> S
         row.identity_pub = record.identity_pub
         row.transport_recipient = record.transport_recipient
         row.owner_recipient = record.owner_recipient
+        row.revoked_at = read_revoked_at(record_dir, now)
         row.synced_at = now
         session.flush()
         ensure_counter(session, record.device_id)

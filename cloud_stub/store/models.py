@@ -79,6 +79,9 @@ class Device(Base):
     synced_at: Mapped[datetime]
     last_status: Mapped[str | None] = mapped_column(String(16), default=None)
     last_status_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set from devices/<id>/revoked.json of scope "device" (`cloud-stub devices revoke`):
+    # the device gets no new token and its evidence requests are refused.
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Request(Base):
