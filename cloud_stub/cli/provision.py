@@ -139,7 +139,7 @@ def _revoke(args: argparse.Namespace) -> int:
               f"(scope {record.scope.value}); nothing changed, CRL and ACL rendered again.")
     if not args.no_store:
         try:
-            _record_in_store(args, result, now)
+            _record_in_store(args, result)
         except CloudError as exc:
             print(f"cloud-stub devices revoke: the revocation is on disk, but the cloud's "
                   f"store was not updated: {exc.message} [{exc.code}]; run the command "
@@ -161,16 +161,17 @@ def _revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _record_in_store(args: argparse.Namespace, result: RevokeResult, now: dt.datetime) -> None:
+def _record_in_store(args: argparse.Namespace, result: RevokeResult) -> None:
     """Mirror the record into the cloud's registry and append it to the audit chain."""
     record = result.revocation
     service = open_service(args)
     try:
+        at = service.core.now()  # whole seconds, as every audit entry's time
         with service.store.transaction() as session:
-            sync_devices(session, service.core.layout, now)
+            sync_devices(session, service.core.layout, at)
             if result.changed:
                 service.core.audit.append(
-                    session, at=now, actor="operator:cli", action="device.revoked",
+                    session, at=at, actor="operator:cli", action="device.revoked",
                     subject=f"device:{record.device_id}",
                     detail={"scope": record.scope.value, "reason": record.reason,
                             "serials": [f"{s:x}" for s in record.serials]},
