@@ -65,11 +65,13 @@ class AuditTrail:
         subject: str,
         detail: dict[str, Any],
     ) -> audit.AuditEntry:
-        """Link a new entry to the head inside the caller's transaction."""
+        """Link a new entry to the head inside the caller's transaction. `at` is kept to
+        the whole second, as the store keeps it (`UnixTime`): an entry hashed with the
+        microseconds would not verify once read back."""
         head = self._head(session)
         entry = audit.make_entry(
             seq=head.head_seq + 1,
-            at=at,
+            at=at.replace(microsecond=0),
             actor=actor,
             action=action,
             subject=subject,

@@ -112,6 +112,18 @@ def test_concurrent_appends_keep_one_chain(store: Store) -> None:
     assert report.head_seq == 40
 
 
+def test_an_entry_appended_with_microseconds_still_verifies(store: Store) -> None:
+    """The store keeps whole seconds; an entry hashed with a time that has microseconds
+    must be hashed as it will be read back, or `audit verify` would call it edited."""
+    trail = _fill(store, 1)
+    with store.transaction() as session:
+        entry = trail.append(session, at=NOW.replace(microsecond=654_321), actor="admin:a",
+                             action="device.revoked", subject="device:x", detail={})
+    assert entry.at == NOW.replace(microsecond=0)
+    report = trail.verify()
+    assert report.entries == 2
+
+
 def test_a_rolled_back_change_leaves_no_audit_entry(store: Store) -> None:
     trail = _fill(store, 2)
 
