@@ -45,10 +45,11 @@ from cloud_stub.provision.broker_config import (
     render_config,
 )
 from cloud_stub.provision.ca import CertificateAuthority
-from cloud_stub.provision.errors import AlreadyExists, DeploymentError, InvalidName, WriteError
+from cloud_stub.provision.errors import DeploymentError, InvalidName, WriteError
 from cloud_stub.provision.keys import (
     PRIVATE_DIR_MODE,
     PUBLIC_MODE,
+    check_empty_dir,
     make_dir,
     new_age_key,
     new_signer_key,
@@ -136,13 +137,6 @@ def _bind_address(options: InitOptions) -> str:
     if options.broker_bind is not None:
         return check_host(options.broker_bind)
     return "127.0.0.1" if _is_loopback(options.broker_host) else "0.0.0.0"  # noqa: S104
-
-
-def _claim_target(root: Path) -> None:
-    if root.is_symlink() or (root.exists() and not root.is_dir()):
-        raise AlreadyExists(f"{root} exists and is not a directory; refusing to overwrite it")
-    if root.is_dir() and any(root.iterdir()):
-        raise AlreadyExists(f"{root} is not empty; refusing to overwrite a deployment")
 
 
 def _give_to_broker_user(paths: BrokerPaths, user: str) -> None:
@@ -337,13 +331,13 @@ def init_deployment(root: Path, options: InitOptions, *, now: dt.datetime) -> De
     options = replace(options, api_url=check_url(options.api_url))
     root = root.absolute()
     check_config_value("deployment directory", str(root))
-    _claim_target(root)
+    check_empty_dir(root, "a deployment")
     make_dir(root.parent)
     stage_root = root.parent / f".{root.name}.init-{secrets.token_hex(6)}"
     make_dir(stage_root, mode=0o755, exist_ok=False)
     try:
         _write_tree(DeploymentLayout(stage_root), DeploymentLayout(root), options, now)
-        _claim_target(root)
+        check_empty_dir(root, "a deployment")
         os.replace(stage_root, root)
     except OSError as exc:
         shutil.rmtree(stage_root, ignore_errors=True)

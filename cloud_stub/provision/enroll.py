@@ -57,6 +57,7 @@ from cloud_stub.provision.keys import (
     PRIVATE_DIR_MODE,
     PRIVATE_MODE,
     PUBLIC_MODE,
+    check_empty_dir,
     is_age_recipient,
     make_dir,
     new_age_key,
@@ -125,13 +126,6 @@ def _check_owner(recipient: str) -> str:
     return recipient
 
 
-def _check_empty_dir(out: Path) -> None:
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise AlreadyExists(f"{out} exists and is not a directory; refusing to overwrite it")
-    if out.is_dir() and any(out.iterdir()):
-        raise AlreadyExists(f"{out} is not empty; refusing to overwrite a bundle")
-
-
 def _overlap(a: Path, b: Path) -> bool:
     """True when `a` and `b` are the same directory or one lies inside the other."""
     a, b = Path(os.path.abspath(a)), Path(os.path.abspath(b))
@@ -146,9 +140,9 @@ def _check_output(options: EnrollOptions, bundle_root: Path | None, owner_root: 
     ):
         raise AlreadyExists(f"{options.tar_path} exists already; refusing to overwrite it")
     if options.out_dir is not None:
-        _check_empty_dir(options.out_dir)
+        check_empty_dir(options.out_dir, "a bundle")
     if options.owner_out is not None:
-        _check_empty_dir(options.owner_out)
+        check_empty_dir(options.owner_out, "a bundle")
     if bundle_root is not None and _overlap(bundle_root, owner_root):
         raise InvalidName(
             f"the owner bundle {owner_root} and the device bundle {bundle_root} must be "

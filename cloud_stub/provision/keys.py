@@ -79,6 +79,18 @@ def write_public(path: Path, data: bytes) -> None:
     write_atomic(path, data, mode=PUBLIC_MODE)
 
 
+def check_empty_dir(path: Path, what: str) -> None:
+    """Refuse a `path` that is a symlink, not a directory, or a directory with something
+    in it, so that `what` (a bundle, a deployment) never overwrites anything.
+
+    Raises AlreadyExists.
+    """
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise AlreadyExists(f"{path} exists and is not a directory; refusing to overwrite it")
+    if path.is_dir() and any(path.iterdir()):
+        raise AlreadyExists(f"{path} is not empty; refusing to overwrite {what}")
+
+
 def make_dir(path: Path, *, mode: int = PUBLIC_DIR_MODE, exist_ok: bool = True) -> None:
     """Create a directory (and its parents) with `mode`.
 
