@@ -7,8 +7,9 @@ Cuts a lost or stolen doorbell, or a lost owner credential, off the broker:
    revokes the device's MQTT certificate (``mqtt.pem``) and its owner's
    (``owner-mqtt.pem``); scope ``owner`` only the owner's.
 2. ``broker/crl.pem`` is signed again by the deployment CA from every ``revoked.json``
-   (`write_crl`); mosquitto refuses a listed certificate at the TLS handshake once it has
-   been restarted (it reads ``crlfile`` when the listener starts, not on SIGHUP).
+   (`write_crl`); mosquitto refuses a listed certificate at the TLS handshake: after a
+   SIGHUP for new connections only, so the operator restarts it to drop a session the
+   revoked client already holds (`tests/integration/test_revoke.py` shows both).
 3. ``broker/acl`` is rendered again without the revoked owner's stanza
    (`write_broker_acl` skips every record with a ``revoked.json``).
 
