@@ -101,7 +101,7 @@ def start_cloud(deployment: TestDeployment, store_url: str, port: int, broker_po
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
-    stop_cloud(process)
+    stop_process(process)
     raise RuntimeError(f"cloud-stub serve did not become healthy:\n{log.read_text()}")
 
 
@@ -115,11 +115,11 @@ def start_intake_floor(port: int, directory: Path) -> subprocess.Popen[bytes]:
             return process
         except httpx.HTTPError:
             time.sleep(0.05)
-    stop_cloud(process)
+    stop_process(process)
     raise RuntimeError("the intake floor server did not start")
 
 
-def stop_cloud(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM (uvicorn shuts down gracefully), then SIGKILL after 10 s."""
     if process.poll() is None:
         process.terminate()
@@ -304,9 +304,9 @@ def main() -> int:
         http.close()
         setup.close()
         if process is not None:
-            stop_cloud(process)
+            stop_process(process)
         if floor_server is not None:
-            stop_cloud(floor_server)
+            stop_process(floor_server)
         broker.close()
         shutil.rmtree(work, ignore_errors=True)
 

@@ -47,6 +47,13 @@ from protocol.token import Window
 TOKEN_CLOSED = ("evidence_received", "uploaded", "rejected")
 
 
+def _check_url_jti(caller: DeviceCaller, jti: str) -> None:
+    """Raises `Forbidden` unless the token in the URL is the one the request was signed
+    under."""
+    if caller.jti != jti:
+        raise Forbidden("the signed jti is not the token in the URL", code="jti_mismatch")
+
+
 @dataclass(frozen=True, slots=True)
 class Download:
     sha256: str
@@ -97,8 +104,7 @@ class Evidence:
                             body_hash=body_hash)
 
     def _token_for(self, caller: DeviceCaller, jti: str) -> Token:
-        if caller.jti != jti:
-            raise Forbidden("the signed jti is not the token in the URL", code="jti_mismatch")
+        _check_url_jti(caller, jti)
         with self.core.store.read() as session:
             token = session.get(Token, jti)
             if token is None or token.device_id != caller.device_id:
@@ -106,8 +112,7 @@ class Evidence:
             return token
 
     def offset(self, caller: DeviceCaller, jti: str, clip_id: str) -> int:
-        if caller.jti != jti:
-            raise Forbidden("the signed jti is not the token in the URL", code="jti_mismatch")
+        _check_url_jti(caller, jti)
         return self.core.files.offset(check_jti(jti), check_clip_id(clip_id))
 
     def append(self, caller: DeviceCaller, jti: str, clip_id: str, offset: int) -> int:
@@ -115,8 +120,7 @@ class Evidence:
         state is the one read when the request was authenticated (`caller`). The upload's
         row is written before its first bytes; its end is recorded with the manifest.
         Raises `WrongOffset` (409), `TooLarge` (413), `Conflict` after acceptance."""
-        if caller.jti != jti:
-            raise Forbidden("the signed jti is not the token in the URL", code="jti_mismatch")
+        _check_url_jti(caller, jti)
         check_clip_id(clip_id)
         if caller.token_status in TOKEN_CLOSED:
             raise Conflict("the evidence of this token was already accepted", code="closed")

@@ -235,9 +235,13 @@ class EvidenceFiles:
         """One acceptance attempt failed; appends resume once no other is under way and
         none succeeded."""
         with self._guard:
-            self._accepting[jti] -= 1
-            if self._accepting[jti] <= 0:
-                del self._accepting[jti]
+            self._end_attempt(jti)
+
+    def _end_attempt(self, jti: str) -> None:
+        """One `close` is over (hold `_guard`)."""
+        self._accepting[jti] -= 1
+        if self._accepting[jti] <= 0:
+            del self._accepting[jti]
 
     def link_all(self, files: Sequence[tuple[Path, str]]) -> list[Path]:
         """Give checked staging files their content addresses as hard links and make
@@ -274,9 +278,7 @@ class EvidenceFiles:
         files are already consistent) and are only logged."""
         with self._guard:
             self._accepted.add(jti)
-            self._accepting[jti] -= 1
-            if self._accepting[jti] <= 0:
-                del self._accepting[jti]
+            self._end_attempt(jti)
         for target in targets:
             try:
                 os.chmod(target, 0o440)

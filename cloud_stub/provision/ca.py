@@ -66,19 +66,9 @@ def _name(common_name: str, organization: str) -> x509.Name:
 
 
 @dataclass(frozen=True, slots=True)
-class CertificateAuthority:
-    """The CA certificate and key. `issue_*` return fresh key pairs with certificates."""
-
-    cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
-
-    @property
-    def cert_pem(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.PEM)
-
-    @property
-    def key_pem(self) -> bytes:
-        return _pem_key(self.key)
+class CertificateAuthority(IssuedCert):
+    """The CA certificate and key (`cert_pem`, `key_pem` as any issued pair). `issue_*`
+    return fresh key pairs with certificates."""
 
     @classmethod
     def create(cls, *, organization: str, now: dt.datetime) -> CertificateAuthority:

@@ -182,8 +182,7 @@ def owner_device_ids(layout: DeploymentLayout) -> list[str]:
     without a ``revoked.json`` (of either scope; any such file counts, even one that
     cannot be parsed, so a damaged record never gives an owner access back)."""
     return [name for name in enrolled_device_ids(layout)
-            if not (revocation_path(layout, name).exists()
-                    or revocation_path(layout, name).is_symlink())]
+            if not os.path.lexists(revocation_path(layout, name))]
 
 
 def _can_own(name: str) -> bool:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -98,7 +99,7 @@ def read_revocation(layout: DeploymentLayout, device_id: str) -> Revocation | No
     Raises DeploymentError when the file exists but cannot be read or parsed.
     """
     path = revocation_path(layout, device_id)
-    if not path.exists() and not path.is_symlink():
+    if not os.path.lexists(path):
         return None
     try:
         with path.open("rb") as handle:
@@ -134,14 +135,18 @@ def all_revocations(layout: DeploymentLayout) -> list[Revocation]:
 
 
 def write_crl(layout: DeploymentLayout, *, now: dt.datetime,
-              ca: CertificateAuthority | None = None) -> Path:
-    """Sign ``broker/crl.pem`` again from every revocation record; return its path.
+              ca: CertificateAuthority | None = None,
+              pending: Revocation | None = None) -> Path:
+    """Sign ``broker/crl.pem`` again from every revocation record, and from `pending`, a
+    record about to be written; return its path. Each serial is listed with its earliest
+    revocation time.
 
     Raises DeploymentError (CA or a record unreadable) and WriteError.
     """
     ca = ca or CertificateAuthority.load(layout.ca_cert, layout.ca_key)
+    records = all_revocations(layout) + ([pending] if pending is not None else [])
     revoked: dict[int, dt.datetime] = {}
-    for record in all_revocations(layout):
+    for record in records:
         for serial in record.serials:
             revoked[serial] = min(record.at, revoked.get(serial, record.at))
     number = int(now.timestamp() * 1_000_000)  # grows with every rendering
@@ -224,19 +229,10 @@ def revoke_device(layout: DeploymentLayout, device_id: str, *, reason: str, scop
             changed = True
         # CRL first, then the record: a failure in between leaves a certificate refused
         # without its record (a new `revoke` writes the record), never the reverse.
+        crl = write_crl(layout, now=now, ca=ca, pending=revocation if changed else None)
         if changed:
-            revoked = {s: revocation.at for s in revocation.serials}
-            for other in all_revocations(layout):
-                for serial in other.serials:
-                    revoked.setdefault(serial, other.at)
-            crl = BrokerPaths(layout).crl
-            write_atomic(crl, ca.issue_crl(sorted(revoked.items()), now=now,
-                                           number=int(now.timestamp() * 1_000_000)),
-                         mode=PUBLIC_MODE, overwrite=True)
             write_atomic(revocation_path(layout, device_id), revocation.to_json(),
                          mode=PUBLIC_MODE, overwrite=True)
-        else:
-            crl = write_crl(layout, now=now, ca=ca)
         acl = write_broker_acl_locked(layout, settings.prefix)
     return RevokeResult(revocation=revocation, changed=changed, crl=crl, acl=acl,
                         config_names_crl=_config_names_crl(layout))

@@ -11,7 +11,6 @@ revocation at the time of the sync: a damaged record never brings a device back.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +18,8 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from cloud_stub.provision.errors import DeploymentError
+from cloud_stub.provision.revoke import Scope, read_revocation
 from cloud_stub.store.models import Device
 from cloud_stub.store.sequence import ensure_counter
 from protocol.bundle import DeploymentLayout
@@ -34,7 +35,6 @@ class DeviceRecord:
     identity_pub: str
     transport_recipient: str
     owner_recipient: str | None
-    revoked_at: datetime | None = None  # a device-scope revocation (`read_revoked_at`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,22 +47,17 @@ def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def read_revoked_at(record_dir: Path, now: datetime) -> datetime | None:
-    """When the device of `record_dir` was revoked (scope ``device``), else None.
-
-    An unreadable or malformed ``revoked.json`` gives `now`: fail closed.
-    """
-    path = record_dir / "revoked.json"
-    if not path.exists() and not path.is_symlink():
-        return None
+def read_revoked_at(layout: DeploymentLayout, device_id: str, now: datetime
+                    ) -> datetime | None:
+    """When the device was revoked (scope ``device``), else None. An unreadable or
+    malformed ``revoked.json`` gives `now`: fail closed."""
     try:
-        document = json.loads(path.read_bytes()[:65536])
-        if document["scope"] == "owner":
-            return None
-        at = datetime.fromisoformat(str(document["at"]))
-    except (OSError, ValueError, KeyError, TypeError):
+        record = read_revocation(layout, device_id)
+    except DeploymentError:
         return now
-    return at if at.tzinfo is not None else now
+    if record is None or record.scope is Scope.OWNER:
+        return None
+    return record.at
 
 
 def read_device_record(record_dir: Path) -> DeviceRecord:
@@ -105,7 +100,7 @@ def sync_devices(session: Session, layout: DeploymentLayout, now: datetime) -> S
         row.identity_pub = record.identity_pub
         row.transport_recipient = record.transport_recipient
         row.owner_recipient = record.owner_recipient
-        row.revoked_at = read_revoked_at(record_dir, now)
+        row.revoked_at = read_revoked_at(layout, record_dir.name, now)
         row.synced_at = now
         session.flush()
         ensure_counter(session, record.device_id)

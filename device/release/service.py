@@ -114,15 +114,14 @@ def link_settings(
     m = config.mqtt
     if m.ca_cert is None or m.client_cert is None or m.client_key is None:
         raise ConfigError("[mqtt] ca_cert, client_cert and client_key are required (TLS)")
-    for what, path in (("ca_cert", m.ca_cert), ("client_cert", m.client_cert),
-                       ("client_key", m.client_key)):
+    for what, path in (("ca_cert", m.ca_cert), ("client_cert", m.client_cert)):
         try:
             with path.open("rb"):
                 pass
         except OSError as exc:
             raise ConfigError(f"cannot read [mqtt] {what} {path}: {exc.strerror}") from exc
     try:
-        key_file = m.client_key.read_bytes()
+        key_file = m.client_key.read_bytes()  # also names the session (private_session_id)
     except OSError as exc:
         raise ConfigError(f"cannot read [mqtt] client_key {m.client_key}: {exc.strerror}") from exc
     return LinkSettings(
