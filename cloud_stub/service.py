@@ -2,8 +2,10 @@
 
 `CloudService.open` reads the deployment directory (settings, trust root and release
 signers, escrow identity, court registry, policy file), opens the store, creates the
-schema and syncs the device registry. Raises `ConfigError` when anything is missing or
-ill-formed, naming the file.
+schema in a new store or checks an existing one against the models (`prepare_store`:
+an old store is refused with `StoreOutdated`, naming what is missing and `cloud-stub
+store upgrade`), and syncs the device registry. Raises `ConfigError` when anything is
+missing or ill-formed, naming the file.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from cloud_stub.release import Releaser
 from cloud_stub.reviewing import Reviewing
 from cloud_stub.signer import TokenSigner
 from cloud_stub.store import Store
+from cloud_stub.store.schema import UPGRADE_COMMAND, prepare_store
 from protocol.bundle import DeploymentLayout
 
 __all__ = ["CloudService", "DeviceCaller", "PrincipalCaller", "ReleasePublisher"]
@@ -88,7 +91,12 @@ class CloudService:
         if api_url is not None:
             settings = settings.model_copy(update={"api": ApiSection(url=api_url)})
         store = Store(store_url or default_store_url(layout))
-        store.create_schema()
+        try:
+            prepare_store(store, upgrade_hint=f"{UPGRADE_COMMAND} --deployment {deployment}"
+                          + (" --store-url <the same URL>" if store_url else ""))
+        except BaseException:
+            store.dispose()
+            raise
         core = ServiceCore(
             layout=layout, settings=settings, store=store,
             limits=limits or ServiceLimits(), clock=clock,

@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cloud_stub.cli.audit",
     "cloud_stub.cli.court",
     "cloud_stub.cli.report",
+    "cloud_stub.cli.store",
 )
 
 
