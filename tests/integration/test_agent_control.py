@@ -44,14 +44,28 @@ def test_ring_and_status_reach_a_running_agent_and_sigterm_seals_the_clip(
         sock = agent_env.state_dir / "agent.sock"
         wait_for(sock)
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600
-        time.sleep(1.0)
-        ring = agent_env.cli("ring")
+        # The socket answers a moment before the button is started: a ring in between is
+        # refused with that reason, and only that refusal is asked again.
+        deadline = time.monotonic() + 30
+        while True:
+            ring = agent_env.cli("ring")
+            if "not started yet" not in ring.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert ring.returncode == 0, ring.stderr
         assert ring.stdout.strip() == "ok ring"
-        time.sleep(1.5)
-        status = agent_env.cli("status")
-        assert status.returncode == 0, status.stderr
-        live = json.loads(status.stdout)
+        # The press is taken up by the camera loop at its next frame: ask until it has
+        # been (a hang guard, not a time limit), then check what the agent reports.
+        deadline = time.monotonic() + 30
+        while True:
+            status = agent_env.cli("status")
+            assert status.returncode == 0, status.stderr
+            live = json.loads(status.stdout)
+            # (the count and the recorder are updated a moment apart in the loop)
+            done = live["button_presses"] >= 1 and live["recording"] is True
+            if done or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert live["recording"] is True
         assert live["button_presses"] == 1
         assert live["clock"]["simulated"] is True

@@ -131,7 +131,18 @@ def test_real_h264_flows_through_the_output_in_picamera2_call_order(
 def test_the_agent_seals_a_pi_clip_the_owner_opens_with_age(
     standins: tuple[Any, Any], agent_env: AgentEnv
 ) -> None:
-    _, gpio = standins
+    camera_rig, gpio = standins
+    # The press must land while the square crosses (scene time 1.5 s to 3.5 s): the scene
+    # itself says when the sensor reaches 2.5 s, however long the agent took to start.
+    crossing = camera_rig.scene
+    midway = threading.Event()
+
+    def scene(t: float, width: int, height: int) -> Any:
+        if t >= 2.5:
+            midway.set()
+        return crossing(t, width, height)
+
+    camera_rig.scene = scene
     agent_env.write_config(
         camera={
             "source": "pi",
@@ -148,7 +159,7 @@ def test_the_agent_seals_a_pi_clip_the_owner_opens_with_age(
     runner = threading.Thread(target=agent.run, kwargs={"duration_s": 6.0})
     runner.start()
     try:
-        time.sleep(2.5)  # the square crosses the frame from 1.5 s to 3.5 s
+        assert midway.wait(timeout=60), "the stand-in sensor never reached 2.5 s"
         assert gpio.press(17)
     finally:
         runner.join(timeout=30)
