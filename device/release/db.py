@@ -2,7 +2,8 @@
 
 One connection shared by the release service's threads behind a lock; every write is
 its own transaction and is on disk (fsync'd by SQLite) when the call returns, which is
-what lets the handler persist the replay state *before* acting on a token.
+what lets the handler persist the replay state *before* acting on a token. A database
+an older agent wrote gets the columns added since (`_ADDED_COLUMNS`) when it is opened.
 """
 
 from __future__ import annotations
@@ -16,14 +17,22 @@ from typing import Any
 
 from device.release.errors import ReleaseStateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Columns added after version 1, with their declaration: a database written by an
+# older agent gets them (NULL in its old rows) when it is opened.
+_ADDED_COLUMNS = (
+    ("accepted", "sha256", "TEXT"),  # sha256 of the accepted token's bytes (version 2)
+    ("jobs", "result", "BLOB"),  # the job's final `result` payload (version 2)
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accepted (
     jti TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
     basis TEXT NOT NULL,
-    accepted_at TEXT NOT NULL
+    accepted_at TEXT NOT NULL,
+    sha256 TEXT
 );
 CREATE TABLE IF NOT EXISTS deferred (
     sha256 TEXT PRIMARY KEY,
@@ -36,7 +45,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     claims TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('running', 'done', 'failed')),
     detail TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    result BLOB
 );
 CREATE TABLE IF NOT EXISTS job_clips (
     jti TEXT NOT NULL REFERENCES jobs(jti),
@@ -72,10 +82,21 @@ class ReleaseDb:
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.executescript(_SCHEMA)
+            self._add_columns()
+            self._conn.execute(
+                "CREATE INDEX IF NOT EXISTS ix_accepted_sha256 ON accepted (sha256)"
+            )
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise ReleaseStateError(f"cannot open release state {path}: {exc}") from exc
         path.chmod(0o600)
+
+    def _add_columns(self) -> None:
+        """Bring a version 1 database up to this schema (columns are only ever added)."""
+        for table, column, declaration in _ADDED_COLUMNS:
+            names = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            if column not in names:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

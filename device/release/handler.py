@@ -1,8 +1,13 @@
 """The release handler: token bytes in, a durable decision out.
 
 `handle(data)` never raises for anything in `data`. It records the token's sha256 in the
-audit log, runs the protocol's `verify_token` with the trust root, the clock and the
-owner-tightened limits, and then:
+audit log. Bytes identical to a token it already accepted, or to one waiting in the
+deferred queue, are a re-delivery (the cloud re-publishes a token until it hears a
+result, ADR 0011): they are not judged and nothing acts on them again; a finished job's
+result is queued once more (the same bytes), otherwise only the audit log records the
+re-delivery. Any other bytes go through the protocol's `verify_token` with the trust
+root, the clock and the owner-tightened limits (a known jti with other bytes is
+`replayed`), and then:
 
 - `clock_unsynchronized`: the bytes wait in the durable deferred queue and a `deferred`
   result is queued; `recheck_deferred` runs them again once the clock is synchronized
@@ -57,7 +62,7 @@ log = logging.getLogger(__name__)
 class Outcome:
     """The handler's decision on one token."""
 
-    status: str  # accepted | rejected | deferred | duplicate
+    status: str  # accepted | rejected | deferred | duplicate (an identical re-delivery)
     jti: str
     reason: str = ""
     detail: str = ""
@@ -142,7 +147,7 @@ class ReleaseHandler:
                 RejectionCode.oversized,
                 f"payload of {oversized} bytes was not kept",
             )
-        return self._judge(data, sha, deferred=False)
+        return self._redelivered(data, sha) or self._judge(data, sha, deferred=False)
 
     def recheck_deferred(self) -> list[Outcome]:
         """Judge the deferred tokens again once the clock is synchronized."""
@@ -157,6 +162,38 @@ class ReleaseHandler:
         return outcomes
 
     # ------------------------------------------------------------------------------
+    def _redelivered(self, data: bytes, sha: str) -> Outcome | None:
+        """The `duplicate` outcome for bytes this device already holds, else None.
+
+        Identical to an accepted token: no verification, no job, no seq change; if the
+        job has ended, its own final `result` payload is queued again (unless it still
+        waits in the outbox), so a cloud that lost it hears it. While the job runs, or
+        while the bytes wait in the deferred queue, the result will come when they end:
+        only the audit entry is written."""
+        jti = self._replay.accepted_jti(sha)
+        if jti is not None:
+            job = self._jobs.job(jti)
+            if job is None or job.state == "running":
+                action = "job_running"
+            elif job.result is None:
+                action = "no_result_kept"  # cannot happen for jobs this version ended
+            elif self._jobs.enqueue_once(
+                self._topics.result, job.result, retain=False, due_at=IMMEDIATE
+            ):
+                action = "result_queued_again"
+            else:
+                action = "result_already_queued"
+        elif self._jobs.is_deferred(sha):
+            jti, action = claimed_jti(data) or unverified_id(sha), "waiting_for_clock"
+        else:
+            return None
+        self._audit.append(
+            "decision",
+            {"sha256": sha, "jti": jti, "status": "duplicate", "code": "", "action": action},
+        )
+        log.info("token %s delivered again (%s)", jti, action)
+        return Outcome("duplicate", jti, detail=action)
+
     def _judge(self, data: bytes, sha: str, *, deferred: bool) -> Outcome:
         jti = claimed_jti(data) or unverified_id(sha)
         try:
@@ -212,6 +249,7 @@ class ReleaseHandler:
             claims.jti,
             claims.seq,
             claims.basis,
+            sha256=sha,
             also=lambda conn: self._jobs.create_job(
                 claims.jti, claims.basis, claims_json, clips, conn=conn
             ),

@@ -8,6 +8,9 @@
 - `outbox`: results and owner notices waiting to be published, each with the time it is
   due (a delayed notice under a non-disclosure order waits for `notify_after`).
 
+A finished job keeps its final `result` payload (`Job.result`): an identical re-delivery
+of its token is answered with those same bytes (`ReleaseHandler`, ADR 0011).
+
 Every method is one SQLite transaction; raises ReleaseStateError.
 """
 
@@ -18,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from device.release.db import ReleaseDb
+from protocol.errors import MessageError
+from protocol.messages import parse_result
 from protocol.timefmt import format_time, parse_time
 
 
@@ -38,6 +43,7 @@ class Job:
     claims: str  # the verified claims as JSON (ReleaseClaims.to_payload)
     state: str  # running | done | failed
     clips: tuple[JobClip, ...]
+    result: bytes | None = None  # the final `result` payload, once the job ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +90,10 @@ class JobStore:
         rows = self._db.query("SELECT sha256, token FROM deferred ORDER BY rowid")
         return [(str(sha), bytes(tok)) for sha, tok in rows]
 
+    def is_deferred(self, sha256: str) -> bool:
+        """True when the token with these bytes waits in the deferred queue."""
+        return bool(self._db.query("SELECT 1 FROM deferred WHERE sha256 = ?", (sha256,)))
+
     def drop_deferred(self, sha256: str) -> None:
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM deferred WHERE sha256 = ?", (sha256,))
@@ -129,10 +139,12 @@ class JobStore:
         return [job for (jti,) in rows if (job := self.job(str(jti))) is not None]
 
     def job(self, jti: str) -> Job | None:
-        rows = self._db.query("SELECT basis, claims, state FROM jobs WHERE jti = ?", (jti,))
+        rows = self._db.query(
+            "SELECT basis, claims, state, result FROM jobs WHERE jti = ?", (jti,)
+        )
         if not rows:
             return None
-        basis, claims, state = rows[0]
+        basis, claims, state, result = rows[0]
         clips = self._db.query(
             "SELECT clip_id, start, end, state, bytes, sha256 FROM job_clips "
             "WHERE jti = ? ORDER BY start, clip_id",
@@ -143,6 +155,7 @@ class JobStore:
             basis=str(basis),
             claims=str(claims),
             state=str(state),
+            result=bytes(result) if result is not None else None,
             clips=tuple(
                 JobClip(
                     clip_id=str(cid),
@@ -183,17 +196,40 @@ class JobStore:
     def finish_job(
         self, jti: str, state: str, detail: str, outbox: list[tuple[str, bytes, bool, datetime]]
     ) -> None:
-        """Mark a job done or failed and queue its messages in the same transaction."""
+        """Mark a job done or failed and queue its messages in the same transaction. The
+        message among them that is this job's `result` is also kept with the job."""
+        result = next((p for _, p, _, _ in outbox if self._is_result_of(jti, p)), None)
         with self._db.transaction() as conn:
             conn.execute(
-                "UPDATE jobs SET state = ?, detail = ? WHERE jti = ?", (state, detail, jti)
+                "UPDATE jobs SET state = ?, detail = ?, result = ? WHERE jti = ?",
+                (state, detail, result, jti),
             )
             self._queue(conn, outbox)
+
+    @staticmethod
+    def _is_result_of(jti: str, payload: bytes) -> bool:
+        try:
+            return parse_result(payload).jti == jti
+        except MessageError:  # a notice, or anything else that is not a result
+            return False
 
     # outbox ------------------------------------------------------------------------
     def enqueue(self, topic: str, payload: bytes, *, retain: bool, due_at: datetime) -> None:
         with self._db.transaction() as conn:
             self._queue(conn, [(topic, payload, retain, due_at)])
+
+    def enqueue_once(
+        self, topic: str, payload: bytes, *, retain: bool, due_at: datetime
+    ) -> bool:
+        """Queue a message unless the same bytes already wait for the same topic; True
+        when queued. (Repeated re-deliveries of a token cannot grow the outbox.)"""
+        with self._db.transaction() as conn:
+            if conn.execute(
+                "SELECT 1 FROM outbox WHERE topic = ? AND payload = ?", (topic, payload)
+            ).fetchone():
+                return False
+            self._queue(conn, [(topic, payload, retain, due_at)])
+            return True
 
     @staticmethod
     def _queue(conn: sqlite3.Connection, items: list[tuple[str, bytes, bool, datetime]]) -> None:

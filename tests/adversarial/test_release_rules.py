@@ -6,6 +6,7 @@ Each case starts from a token the device would accept and changes one thing."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from device.release.jobs import IMMEDIATE
 from device.release.service import ReleaseService
-from protocol.token import TOKEN_TYP, ReleaseClaims, seal_keys_for_device
+from protocol.token import TOKEN_TYP, ReleaseClaims, Window, seal_keys_for_device
 from tests.fixtures.deployment import TestDeployment
 from tests.fixtures.release import (
     DeviceRig,
@@ -203,14 +204,24 @@ def test_token_life_longer_than_the_basis_allows(scene: Scene) -> None:
 
 
 def test_replayed_token(scene: Scene) -> None:
-    token = scene.minter.sign(scene.claims())
+    """Attack: a token re-signed under a jti the device accepted (other bytes: an
+    identical re-delivery only gets the earlier result again, ADR 0011)."""
+    claims = scene.claims()
+    token = scene.minter.sign(claims)
     assert scene.service.handler.handle(token).status == "accepted"
     scene.service.run_chores()
     posts = dict(scene.evidence.manifest_posts)
     files = {k: bytes(v.data) for k, v in scene.evidence.files.items()}
-    outcome = scene.service.handler.handle(token)
+    replay = scene.minter.sign(dataclasses.replace(claims, window=Window(
+        claims.window.start - timedelta(hours=1), claims.window.end)))
+    outcome = scene.service.handler.handle(replay)
     scene.service.run_chores()
     assert (outcome.status, outcome.reason) == ("rejected", "replayed")
+    assert scene.evidence.manifest_posts == posts
+    assert {k: bytes(v.data) for k, v in scene.evidence.files.items()} == files
+    again = scene.service.handler.handle(token)
+    scene.service.run_chores()
+    assert again.status == "duplicate"
     assert scene.evidence.manifest_posts == posts
     assert {k: bytes(v.data) for k, v in scene.evidence.files.items()} == files
 

@@ -5,6 +5,8 @@ deferral while the clock is unsynchronized."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -140,8 +142,10 @@ def test_token_waits_for_a_synchronized_clock(
 def test_replay_after_an_agent_restart_is_rejected(
     mqtt_rig: DeviceRig, cloud_side: EvidenceServer, broker: Broker, deployment: TestDeployment
 ) -> None:
-    """Attack: the same signed token published again once the agent has restarted (the
-    replay state must be on disk, not in memory)."""
+    """Attack: a token re-signed under an accepted jti, published once the agent has
+    restarted (the replay state must be on disk, not in memory), is `replayed`; the same
+    bytes again (the cloud's re-publish, ADR 0011) get the same `uploaded` result again,
+    and neither uploads anything."""
     rig = mqtt_rig
     now = rig.clock.now()
     rig.record(now - timedelta(minutes=30), 5)
@@ -159,11 +163,18 @@ def test_replay_after_an_agent_restart_is_rejected(
     finally:
         service.stop()
     files = {k: bytes(v.data) for k, v in cloud_side.files.items()}
+    first = watcher.result(claims.jti, "uploaded")
     service = rig.service()  # the agent restarts
     service.start()
     try:
-        watcher.publish_token(token)
+        watcher.publish_token(minter.sign(dataclasses.replace(claims, exp=claims.exp - 1)))
         assert watcher.result(claims.jti, "rejected")["reason"] == "replayed"
+        watcher.publish_token(token)
+        while True:  # the next result message (the inbox's get is the hang guard)
+            message = watcher.inbox.get(timeout=20)
+            if message.topic == watcher.topics.result:
+                break
+        assert json.loads(message.payload) == first
         assert cloud_side.manifest_posts == {claims.jti: 1}
         assert {k: bytes(v.data) for k, v in cloud_side.files.items()} == files
     finally:
