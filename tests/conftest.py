@@ -1,4 +1,17 @@
-"""Shared fixtures. Broker and database fixtures live in tests/fixtures/ and are loaded here."""
+"""Shared fixtures. Broker and database fixtures live in tests/fixtures/ and are loaded here.
+
+Hypothesis runs derandomized by default, so `make test` here and in CI draw the same
+examples and a green run locally means the same green run in CI. To explore with fresh
+random examples, run `HYPOTHESIS_PROFILE=explore .venv/bin/pytest tests/...`.
+"""
+
+import os
+
+from hypothesis import settings
+
+settings.register_profile("repeatable", derandomize=True, deadline=None)
+settings.register_profile("explore", derandomize=False, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 pytest_plugins = [
     "tests.fixtures.deployment",
