@@ -219,8 +219,12 @@ class Agent:
         if watchdog is not None:
             self._watchdog = watchdog
         self._counters.started_at = self.clock.now()
-        self._control.start()
         self._button.start(self._presses.put)
+        try:  # the socket appears only once a `ring` sent through it can be taken
+            self._control.start()
+        except BaseException:
+            self._button.stop()
+            raise
         started: list[Service] = []
         try:
             for service in self._services:
