@@ -1,5 +1,5 @@
-"""`cloud-stub init`, `devices enroll` and `devices revoke`: the operator's provisioning
-commands."""
+"""`cloud-stub init`, `devices enroll`, `devices revoke` and `devices owner-cert`: the
+operator's provisioning commands."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from cloud_stub.provision.deployment import BrokerPaths, InitOptions, init_deplo
 from cloud_stub.provision.enroll import EnrollOptions, enroll_device
 from cloud_stub.provision.errors import ProvisionError
 from cloud_stub.provision.names import owner_mqtt_user
+from cloud_stub.provision.owner import REPLACE_REASON, issue_owner_credential
 from cloud_stub.provision.revoke import RevokeResult, Scope, revoke_device
 from cloud_stub.store.devices import sync_devices
 from protocol.bundle import DeploymentLayout
@@ -66,9 +67,8 @@ def _enroll(args: argparse.Namespace) -> int:
     print(f"install it on the device under {args.install_dir}, then delete it here.")
     print(f"owner bundle (holds the owner's MQTT key) at {result.owner_bundle.root}")
     print("hand it to the owner's application, then delete it here.")
-    print(f"broker ACL {result.acl} now names {owner_mqtt_user(result.device_id)}; reload the")
-    print("broker before the owner connects: `systemctl reload mosquitto` or")
-    print("`kill -HUP <mosquitto pid>` (a broker started after this reads it anyway).")
+    print(f"broker ACL {result.acl} now names {owner_mqtt_user(result.device_id)}; "
+          + RELOAD_ADVICE)
     return 0
 
 
@@ -110,6 +110,7 @@ def register(sub: Any) -> None:
                              "(default: DEPLOYMENT/devices/ID/owner)")
     enroll.set_defaults(handler=_enroll)
     register_revoke(devices)
+    register_owner_cert(devices)
 
 
 RESTART_ADVICE = (
@@ -153,10 +154,7 @@ def _revoke(args: argparse.Namespace) -> int:
     print(f"CRL {result.crl} and ACL {result.acl} rendered again; "
           f"{owner_mqtt_user(record.device_id)} has no ACL stanza.")
     if not result.config_names_crl:
-        print(f"WARNING: {BrokerPaths(layout).config} does not name the CRL (a deployment "
-              "made before revocation existed): the broker still accepts the revoked "
-              f"certificate. Add `crlfile {BrokerPaths(layout).crl.resolve()}` under "
-              "`cafile` in the listener, then restart the broker.")
+        print(_crl_warning(layout))
     print(RESTART_ADVICE)
     return 0
 
@@ -192,3 +190,81 @@ def register_revoke(devices: Any) -> None:
                         help="do not open the cloud's store (no registry update, no audit)")
     add_deployment_args(revoke)
     revoke.set_defaults(handler=_revoke)
+
+
+RELOAD_ADVICE = ("reload the broker before the owner connects: `systemctl reload mosquitto` "
+                 "or `kill -HUP <mosquitto pid>` (a broker started after this reads it anyway).")
+
+
+def _crl_warning(layout: DeploymentLayout) -> str:
+    paths = BrokerPaths(layout)
+    return (f"WARNING: {paths.config} does not name the CRL (a deployment made before "
+            "revocation existed): the broker still accepts the revoked certificate. Add "
+            f"`crlfile {paths.crl.resolve()}` under `cafile` in the listener, then restart "
+            "the broker.")
+
+
+def _owner_cert(args: argparse.Namespace) -> int:
+    layout = DeploymentLayout(args.deployment)
+    name = "cloud-stub devices owner-cert"
+    try:
+        service = open_service(args)  # an unreachable or old store refuses before any write
+    except CloudError as exc:
+        print(f"{name}: {exc.message} [{exc.code}]; nothing was issued", file=sys.stderr)
+        return 1
+    try:
+        try:
+            result = issue_owner_credential(
+                layout, args.device_id, now=dt.datetime.now(dt.UTC), out_dir=args.out,
+                replace=args.replace, reason=args.reason)
+        except ProvisionError as exc:
+            print(f"{name}: {exc} [{exc.code}]", file=sys.stderr)
+            return 1
+        try:
+            at = service.core.now()
+            with service.store.transaction() as session:
+                service.core.audit.append(
+                    session, at=at, actor="operator:cli", action="device.owner_cert_issued",
+                    subject=f"device:{result.device_id}",
+                    detail={"serial": f"{result.serial:x}",
+                            "replaced": None if result.replaced is None
+                            else f"{result.replaced:x}",
+                            "reason": args.reason if result.replaced is not None else None},
+                )
+        except CloudError as exc:
+            print(f"{name}: the owner credential is issued on disk, but the audit entry was "
+                  f"not written: {exc.message} [{exc.code}]", file=sys.stderr)
+            return 1
+    finally:
+        service.close()
+    user = owner_mqtt_user(result.device_id)
+    print(f"device {result.device_id}: owner certificate {result.serial:x} issued to {user}.")
+    print(f"owner bundle (holds the owner's MQTT key) at {result.owner_bundle.root}")
+    print("hand it to the owner's application, then delete it here.")
+    print(f"broker ACL {result.acl} names {user}; the issue is in the audit chain.")
+    if result.replaced is None:
+        print(RELOAD_ADVICE)
+        return 0
+    print(f"the replaced owner certificate {result.replaced:x} is revoked in the CRL "
+          f"{result.crl}.")
+    if not result.config_names_crl:
+        print(_crl_warning(layout))
+    print(RESTART_ADVICE)
+    return 0
+
+
+def register_owner_cert(devices: Any) -> None:
+    owner = devices.add_parser(
+        "owner-cert", help="issue the owner's MQTT credential of a device enrolled without "
+                           "one, or (--replace) a new one for a lost one")
+    owner.add_argument("device_id", help="an enrolled, not revoked device id")
+    owner.add_argument("--out", type=Path, default=None,
+                       help="write the owner bundle to this new directory "
+                            "(default: DEPLOYMENT/devices/ID/owner)")
+    owner.add_argument("--replace", action="store_true",
+                       help="the device has an owner credential: revoke it (CRL) and issue "
+                            "a new one")
+    owner.add_argument("--reason", default=REPLACE_REASON,
+                       help="with --replace: why (kept in revoked.json and the audit chain)")
+    add_deployment_args(owner)
+    owner.set_defaults(handler=_owner_cert)

@@ -179,10 +179,14 @@ def enrolled_device_ids(layout: DeploymentLayout) -> list[str]:
 
 def owner_device_ids(layout: DeploymentLayout) -> list[str]:
     """The enrolled devices whose owner keeps an MQTT user: every `enrolled_device_ids`
-    without a ``revoked.json`` (of either scope; any such file counts, even one that
-    cannot be parsed, so a damaged record never gives an owner access back)."""
-    return [name for name in enrolled_device_ids(layout)
-            if not os.path.lexists(revocation_path(layout, name))]
+    whose owner certificate in force no ``revoked.json`` revokes (`owner_in_service`: a
+    device revocation revokes it, an owner-only one only the serials it lists). A record
+    or certificate that cannot be read counts as revoked, so a damaged record never gives
+    an owner access back."""
+    # revoke.py builds on this module; it is imported here, when the ACL is rendered.
+    from cloud_stub.provision.revoke import owner_in_service
+
+    return [name for name in enrolled_device_ids(layout) if owner_in_service(layout, name)]
 
 
 def _can_own(name: str) -> bool:

@@ -38,14 +38,14 @@ from typing import Any
 
 import tomli_w
 
-from cloud_stub.config import load_deployment
+from cloud_stub.config import DeploymentSettings, load_deployment
 from cloud_stub.errors import ConfigError
 from cloud_stub.provision.agent_config import (
     DEFAULT_INSTALL_DIR,
     AgentConfigValues,
     render_agent_config,
 )
-from cloud_stub.provision.ca import CertificateAuthority
+from cloud_stub.provision.ca import CertificateAuthority, IssuedCert
 from cloud_stub.provision.deployment import write_broker_acl
 from cloud_stub.provision.errors import (
     AlreadyExists,
@@ -106,7 +106,7 @@ class BundleFile:
     mode: int
 
 
-def _read_public(path: Path) -> bytes:
+def read_public(path: Path) -> bytes:
     try:
         with path.open("rb") as handle:
             data = handle.read(MAX_PUBLIC_FILE + 1)
@@ -168,13 +168,13 @@ def _tarball(device_id: str, files: list[BundleFile], now: dt.datetime) -> bytes
     return buffer.getvalue()
 
 
-def _write_bundle_dir(root: Path, files: list[BundleFile]) -> None:
+def write_bundle_dir(root: Path, files: list[BundleFile]) -> None:
     make_dir(root, mode=PRIVATE_DIR_MODE)
     for item in files:
         write_atomic(root / item.name, item.data, mode=item.mode)
 
 
-def _remove_output(root: Path, *, created: bool) -> None:
+def remove_output(root: Path, *, created: bool) -> None:
     """Undo a bundle directory: remove it when this enrolment created it, else empty it
     (it was empty before: `_check_output` refused anything else)."""
     if created:
@@ -198,11 +198,38 @@ def _owner_config(device_id: str, user: str, prefix: str, host: str, port: int) 
     }
     header = (
         f"# sealed-doorbell owner credential for device {device_id}.\n"
-        "# Written by `cloud-stub devices enroll`. Connect over TLS trusting ca.pem with\n"
-        f"# mqtt.pem and mqtt.key beside this file (MQTT user {user});\n"
+        "# Written by `cloud-stub devices enroll` or `devices owner-cert`. Connect over TLS\n"
+        f"# trusting ca.pem with mqtt.pem and mqtt.key beside this file (MQTT user {user});\n"
         "# the broker lets this identity read the two topics below and nothing else.\n\n"
     )
     return (header + tomli_w.dumps(document)).encode("utf-8")
+
+
+def owner_bundle_files(device_id: str, owner_mqtt: IssuedCert, ca_pem: bytes,
+                       settings: DeploymentSettings) -> list[BundleFile]:
+    """The files of an owner bundle (`OwnerBundleLayout`) for `owner_mqtt`, a certificate
+    issued to `owner_mqtt_user(device_id)`: what enrolment and `devices owner-cert` write."""
+    names = OwnerBundleLayout(Path("."))
+    return [
+        BundleFile(names.device_id_file.name, f"{device_id}\n".encode(), PUBLIC_MODE),
+        BundleFile(names.mqtt_cert.name, owner_mqtt.cert_pem, PUBLIC_MODE),
+        BundleFile(names.mqtt_key.name, owner_mqtt.key_pem, PRIVATE_MODE),
+        BundleFile(names.ca_cert.name, ca_pem, PUBLIC_MODE),
+        BundleFile(
+            names.config.name,
+            _owner_config(device_id, owner_mqtt_user(device_id), settings.prefix,
+                          settings.broker.host, settings.broker.port),
+            PUBLIC_MODE,
+        ),
+    ]
+
+
+def load_settings(layout: DeploymentLayout) -> DeploymentSettings:
+    """``deployment.toml``. Raises DeploymentError when it is missing or ill-formed."""
+    try:
+        return load_deployment(layout)
+    except ConfigError as exc:
+        raise DeploymentError(str(exc)) from exc
 
 
 def enroll_device(
@@ -219,14 +246,11 @@ def enroll_device(
     bundle_root = options.out_dir or layout.device_bundle(device_id).root
     owner_root = options.owner_out or layout.owner_bundle(device_id).root
     _check_output(options, None if options.tar_path is not None else bundle_root, owner_root)
-    try:
-        settings = load_deployment(layout)
-    except ConfigError as exc:
-        raise DeploymentError(str(exc)) from exc
+    settings = load_settings(layout)
     ca = CertificateAuthority.load(layout.ca_cert, layout.ca_key)
-    ca_pem = _read_public(layout.ca_cert)
-    trust_root = _read_public(layout.trust_root)
-    escrow = _read_public(layout.escrow_recipient).decode("ascii", "replace").strip()
+    ca_pem = read_public(layout.ca_cert)
+    trust_root = read_public(layout.trust_root)
+    escrow = read_public(layout.escrow_recipient).decode("ascii", "replace").strip()
     if not is_age_recipient(escrow):
         raise DeploymentError(f"{layout.escrow_recipient}: not an age recipient")
     if not layout.devices_dir.is_dir():
@@ -278,21 +302,9 @@ def enroll_device(
             write_private(options.tar_path, _tarball(device_id, files, now))
             bundle = None
         else:
-            _write_bundle_dir(bundle_root, files)
+            write_bundle_dir(bundle_root, files)
             bundle = BundleLayout(bundle_root)
-        owner_names = OwnerBundleLayout(Path("."))
-        _write_bundle_dir(owner_root, [
-            BundleFile(owner_names.device_id_file.name, f"{device_id}\n".encode(), PUBLIC_MODE),
-            BundleFile(owner_names.mqtt_cert.name, owner_mqtt.cert_pem, PUBLIC_MODE),
-            BundleFile(owner_names.mqtt_key.name, owner_mqtt.key_pem, PRIVATE_MODE),
-            BundleFile(owner_names.ca_cert.name, ca_pem, PUBLIC_MODE),
-            BundleFile(
-                owner_names.config.name,
-                _owner_config(device_id, owner_user, settings.prefix, settings.broker.host,
-                              settings.broker.port),
-                PUBLIC_MODE,
-            ),
-        ])
+        write_bundle_dir(owner_root, owner_bundle_files(device_id, owner_mqtt, ca_pem, settings))
         write_public(record / "identity.pub", f"{identity.public_hex}\n".encode())
         write_public(record / "transport.pub", transport.recipient_file)
         write_public(record / "owner.pub", f"{owner}\n".encode())
@@ -307,9 +319,9 @@ def enroll_device(
             with contextlib.suppress(ProvisionError):
                 write_broker_acl(layout, settings.prefix)
         if options.out_dir is not None:
-            _remove_output(options.out_dir, created=created_out)
+            remove_output(options.out_dir, created=created_out)
         if options.owner_out is not None:
-            _remove_output(options.owner_out, created=created_owner_out)
+            remove_output(options.owner_out, created=created_owner_out)
         if options.tar_path is not None:
             with contextlib.suppress(OSError):
                 options.tar_path.unlink()

@@ -45,3 +45,9 @@ class NotEnrolled(ProvisionError):
     """The device id names no enrolled device (or lacks the certificate asked for)."""
 
     code = "not_enrolled"
+
+
+class DeviceRevoked(ProvisionError):
+    """The device is revoked (``devices revoke`` of scope device): nothing is issued to it."""
+
+    code = "device_revoked"

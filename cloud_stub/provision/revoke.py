@@ -11,7 +11,10 @@ Cuts a lost or stolen doorbell, or a lost owner credential, off the broker:
    SIGHUP for new connections only, so the operator restarts it to drop a session the
    revoked client already holds (`tests/integration/test_revoke.py` shows both).
 3. ``broker/acl`` is rendered again without the revoked owner's stanza
-   (`write_broker_acl` skips every record with a ``revoked.json``).
+   (`write_broker_acl` skips every owner whose certificate in force a ``revoked.json``
+   revokes, `owner_in_service`; after an owner-only revocation, `devices owner-cert
+   --replace` issues a new owner certificate that gets the stanza back while the old
+   serial stays in the CRL).
 
 Revoking again is idempotent: the first record stays as it was (its time and reason),
 the CRL and ACL are rendered again (which repairs a run that stopped part-way), and the
@@ -163,7 +166,7 @@ def _serial(path: Path) -> int:
         raise DeploymentError(f"{path}: cannot read the certificate: {exc}") from exc
 
 
-def _check_reason(reason: str) -> str:
+def check_reason(reason: str) -> str:
     reason = reason.strip()
     if not reason or len(reason) > MAX_REASON or not reason.isprintable():
         raise InvalidName(
@@ -172,7 +175,7 @@ def _check_reason(reason: str) -> str:
     return reason
 
 
-def _config_names_crl(layout: DeploymentLayout) -> bool:
+def broker_config_names_crl(layout: DeploymentLayout) -> bool:
     paths = BrokerPaths(layout)
     try:
         text = paths.config.read_text(encoding="utf-8")
@@ -186,6 +189,67 @@ def _config_names_crl(layout: DeploymentLayout) -> bool:
     return False
 
 
+def owner_in_service(layout: DeploymentLayout, device_id: str) -> bool:
+    """Whether the owner certificate in force (``owner-mqtt.pem``) keeps its ACL stanza:
+    True without a ``revoked.json``; with one, only when it can be read, revokes the
+    owner alone (scope ``owner``) and does not list that certificate's serial, which is
+    the case once `devices owner-cert --replace` issued a new certificate after an
+    owner-only revocation. A record or certificate that cannot be read counts as revoked."""
+    if not os.path.lexists(revocation_path(layout, device_id)):
+        return True
+    try:
+        record = read_revocation(layout, device_id)
+        serial = _serial(layout.owner_mqtt_cert(device_id))
+    except DeploymentError:
+        return False
+    return record is not None and record.scope is Scope.OWNER and serial not in record.serials
+
+
+def check_enrolled(layout: DeploymentLayout, device_id: str) -> Path:
+    """The device's MQTT certificate in its record. Raises NotEnrolled without one."""
+    device_cert = layout.device_record(device_id) / "mqtt.pem"
+    if layout.device_record(device_id).is_symlink() or not device_cert.is_file():
+        raise NotEnrolled(f"device {device_id!r} is not enrolled (no {device_cert})")
+    return device_cert
+
+
+def revoke_locked(layout: DeploymentLayout, device_id: str, *, reason: str, scope: Scope,
+                  now: dt.datetime, ca: CertificateAuthority) -> tuple[Revocation, bool, Path]:
+    """The revocation of `revoke_device` for a caller that holds `registry_lock` and has
+    checked the id and reason: sign the CRL and write ``revoked.json``; the caller renders
+    the ACL. Returns the record, whether it changed, and the CRL's path."""
+    device_cert = check_enrolled(layout, device_id)
+    owner_cert = layout.owner_mqtt_cert(device_id)
+    existing = read_revocation(layout, device_id)
+    wanted: list[int] = []
+    if scope is Scope.DEVICE:
+        wanted.append(_serial(device_cert))
+    if owner_cert.is_file():
+        wanted.append(_serial(owner_cert))
+    elif scope is Scope.OWNER:
+        raise NotEnrolled(f"device {device_id!r} has no owner certificate ({owner_cert})")
+    if existing is not None and set(wanted) <= set(existing.serials):
+        revocation, changed = existing, False
+    else:
+        history: tuple[dict[str, Any], ...] = ()
+        if existing is not None:  # an earlier revocation, widened or of an older owner
+            history = (*existing.history, {
+                "at": existing.at.isoformat(), "reason": existing.reason,
+                "scope": existing.scope.value,
+            })
+        serials = tuple(sorted(set(wanted) | set(existing.serials if existing else ())))
+        revocation = Revocation(device_id=device_id, at=now, reason=reason, scope=scope,
+                                serials=serials, history=history)
+        changed = True
+    # CRL first, then the record: a failure in between leaves a certificate refused
+    # without its record (a new `revoke` writes the record), never the reverse.
+    crl = write_crl(layout, now=now, ca=ca, pending=revocation if changed else None)
+    if changed:
+        write_atomic(revocation_path(layout, device_id), revocation.to_json(),
+                     mode=PUBLIC_MODE, overwrite=True)
+    return revocation, changed, crl
+
+
 def revoke_device(layout: DeploymentLayout, device_id: str, *, reason: str, scope: Scope,
                   now: dt.datetime) -> RevokeResult:
     """Revoke `device_id`'s certificates of `scope`, then render the CRL and the ACL.
@@ -194,45 +258,15 @@ def revoke_device(layout: DeploymentLayout, device_id: str, *, reason: str, scop
     to revoke), DeploymentError (deployment unreadable) and WriteError.
     """
     check_device_id(device_id)
-    reason = _check_reason(reason)
+    reason = check_reason(reason)
     try:
         settings = load_deployment(layout)
     except ConfigError as exc:
         raise DeploymentError(str(exc)) from exc
     ca = CertificateAuthority.load(layout.ca_cert, layout.ca_key)
-    record = layout.device_record(device_id)
-    device_cert = record / "mqtt.pem"
-    owner_cert = layout.owner_mqtt_cert(device_id)
     with registry_lock(layout):
-        if record.is_symlink() or not device_cert.is_file():
-            raise NotEnrolled(f"device {device_id!r} is not enrolled (no {device_cert})")
-        existing = read_revocation(layout, device_id)
-        wanted: list[int] = []
-        if scope is Scope.DEVICE:
-            wanted.append(_serial(device_cert))
-        if owner_cert.is_file():
-            wanted.append(_serial(owner_cert))
-        elif scope is Scope.OWNER:
-            raise NotEnrolled(f"device {device_id!r} has no owner certificate ({owner_cert})")
-        if existing is not None and set(wanted) <= set(existing.serials):
-            revocation, changed = existing, False
-        else:
-            history: tuple[dict[str, Any], ...] = ()
-            if existing is not None:  # an owner-only revocation widened to the device
-                history = (*existing.history, {
-                    "at": existing.at.isoformat(), "reason": existing.reason,
-                    "scope": existing.scope.value,
-                })
-            serials = tuple(sorted(set(wanted) | set(existing.serials if existing else ())))
-            revocation = Revocation(device_id=device_id, at=now, reason=reason, scope=scope,
-                                    serials=serials, history=history)
-            changed = True
-        # CRL first, then the record: a failure in between leaves a certificate refused
-        # without its record (a new `revoke` writes the record), never the reverse.
-        crl = write_crl(layout, now=now, ca=ca, pending=revocation if changed else None)
-        if changed:
-            write_atomic(revocation_path(layout, device_id), revocation.to_json(),
-                         mode=PUBLIC_MODE, overwrite=True)
+        revocation, changed, crl = revoke_locked(layout, device_id, reason=reason,
+                                                 scope=scope, now=now, ca=ca)
         acl = write_broker_acl_locked(layout, settings.prefix)
     return RevokeResult(revocation=revocation, changed=changed, crl=crl, acl=acl,
-                        config_names_crl=_config_names_crl(layout))
+                        config_names_crl=broker_config_names_crl(layout))
