@@ -37,8 +37,7 @@ def _upgrade(args: argparse.Namespace) -> int:
         if not plan.steps:
             print(f"store {where} is current: nothing to do.")
             return 0
-        verb = "would" if args.dry_run else "will"
-        print(f"store {where} {verb}:")
+        print(f"{'dry run, ' if args.dry_run else ''}upgrading store {where}:")
         for step in plan.steps:
             print(f"  {step}")
         if args.dry_run:
