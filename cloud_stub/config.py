@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cloud_stub.errors import ConfigError
 from protocol.bundle import DeploymentLayout
@@ -30,11 +30,29 @@ class ApiSection(_Section):
     url: str = "http://127.0.0.1:8080"
 
 
+class RedeliverySection(_Section):
+    """When a published token with no device result yet is published again (ADR 0011):
+    ``initial_s`` after the first publish, then doubling up to ``max_s``, never at or
+    after the token's ``exp``. Whole seconds."""
+
+    initial_s: int = Field(default=60, ge=1, le=86400, strict=True)
+    max_s: int = Field(default=3600, ge=1, le=7 * 86400, strict=True)
+
+    @model_validator(mode="after")
+    def _cap_not_below_start(self) -> RedeliverySection:
+        if self.max_s < self.initial_s:
+            raise ValueError(
+                f"max_s ({self.max_s}) must not be below initial_s ({self.initial_s})"
+            )
+        return self
+
+
 class DeploymentSettings(_Section):
     cloud_id: str = "cloud-stub"
     prefix: str = "doorbell/v1"
     broker: BrokerSection = BrokerSection()
     api: ApiSection = ApiSection()
+    redelivery: RedeliverySection = RedeliverySection()
 
 
 @dataclass(frozen=True, slots=True)
