@@ -30,6 +30,9 @@ _REQUEST_STATUS = {
     "preserved": Status.PRESERVED,
 }
 _FINAL_REQUEST = (Status.UPLOADED.value, Status.REJECTED.value, Status.PRESERVED.value)
+# Token states a late `deferred` must not take a token back from: the device has acted
+# on the token since (its outbox re-sends unacknowledged results, so order can vary).
+_PAST_DEFERRED = ("evidence_received", "uploaded", "rejected", "preserved")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +80,13 @@ class DeviceEvents:
                 )
         return True
 
-    def result_received(self, topic_device: str, result: Result) -> None:
-        """Update the token and its request. Raises `HostileInputError` for a token not
-        issued to this device or an unknown status."""
+    def result_received(self, topic_device: str, result: Result) -> bool:
+        """Update the token and its request; False when nothing changed. A result equal
+        to the token's recorded one (same status and reason: the device's outbox re-sent
+        it, or it answered a re-published token, ADR 0011) is a no-op without an audit
+        entry; a `deferred` arriving after the token moved on is audited but moves
+        nothing back. Raises `HostileInputError` for a token not issued to this device
+        or an unknown status."""
         if result.status not in RESULT_STATUSES:
             raise HostileInputError(f"unknown result status {result.status!r:.30}")
         now = self.core.now()
@@ -88,6 +95,19 @@ class DeviceEvents:
             if token is None or token.device_id != topic_device:
                 raise HostileInputError("result for a token not issued to this device",
                                         code="unknown_token")
+            if token.status == result.status and token.status_reason == result.reason[:200]:
+                log.info("result %s for token %s repeated; already recorded",
+                         result.status, result.jti)
+                return False
+            stale = result.status == "deferred" and token.status in _PAST_DEFERRED
+            if stale:
+                self.core.audit.append(
+                    session, at=now, actor=f"device:{topic_device}",
+                    action="token.deferred", subject=f"token:{result.jti}",
+                    detail={"reason": result.reason, "detail": result.detail[:500],
+                            "clips": [], "state_kept": token.status},
+                )
+                return False
             token.status = result.status
             token.status_reason = result.reason[:200]
             token.updated_at = now
@@ -104,6 +124,7 @@ class DeviceEvents:
                 detail={"reason": result.reason, "detail": result.detail[:500],
                         "clips": list(result.clips)[:1000]},
             )
+        return True
 
     def status_received(self, topic_device: str, state: str, at: datetime | None = None) -> None:
         now = at or self.core.now()

@@ -2,8 +2,12 @@
 
 Outbound: release tokens to ``{prefix}/{device}/release`` (QoS 1; `publish_release`
 returns once the broker acknowledged, else raises `TransportError` and the token stays
-``issued`` for the next connect), and ``{"epoch": id}`` to ``{prefix}/{device}/escrow-ack``
-once an escrowed key is stored.
+``issued`` for the next connect or redelivery pass), and ``{"epoch": id}`` to
+``{prefix}/{device}/escrow-ack`` once an escrowed key is stored.
+
+Redelivery: a background thread publishes, while connected, the tokens still
+``issued``, and publishes again ``published`` tokens that no device result answered
+(`Releaser.redeliver`, backoff from ``[redelivery]`` in ``deployment.toml``, ADR 0011).
 
 Inbound: ``escrow``, ``result``, ``status`` and ``notice`` of every device. Messages are
 acknowledged manually, only after they were handled: the network thread puts them on a
@@ -43,6 +47,7 @@ INBOUND_LEAVES = ("escrow", "result", "status", "notice")
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our subscriptions and queued QoS 1
 PUBLISH_TIMEOUT_S = 10.0
 QUEUE_SIZE = 1000
+MAX_REDELIVERY_TICK_S = 30.0  # how often, at most, the redelivery pass looks at tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,7 @@ class CloudMqtt:
         self._connected = threading.Event()
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
+        self._redeliverer: threading.Thread | None = None
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=options.client_id,
@@ -122,6 +128,9 @@ class CloudMqtt:
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         self._worker = threading.Thread(target=self._work, name="cloud-mqtt-worker", daemon=True)
         self._worker.start()
+        self._redeliverer = threading.Thread(target=self._redeliver_loop,
+                                             name="cloud-mqtt-redeliver", daemon=True)
+        self._redeliverer.start()
         self.service.set_publisher(self)
         self._client.connect_async(
             self.options.host, self.options.port, keepalive=self.options.keepalive_s,
@@ -136,8 +145,9 @@ class CloudMqtt:
         self._client.disconnect()
         self._client.loop_stop()
         self._queue.put(None)
-        if self._worker is not None:
-            self._worker.join(timeout=10)
+        for thread in (self._worker, self._redeliverer):
+            if thread is not None:
+                thread.join(timeout=10)
 
     @property
     def connected(self) -> bool:
@@ -191,6 +201,24 @@ class CloudMqtt:
             self.service.releaser.publish(self.service.releaser.pending())
         except CloudError as exc:
             log.warning("republishing issued tokens failed: %s", exc)
+
+    def redelivery_tick_s(self) -> float:
+        """Seconds between redelivery passes: half the first delay, within [0.5, 30]."""
+        initial = self.service.releaser.redelivery.initial_s
+        return max(0.5, min(initial / 2, MAX_REDELIVERY_TICK_S))
+
+    def _redeliver_loop(self) -> None:
+        releaser = self.service.releaser
+        while not self._stopping.wait(self.redelivery_tick_s()):
+            if not self._connected.is_set():
+                continue
+            try:
+                releaser.publish(releaser.pending())  # issued tokens the broker did not take
+                releaser.redeliver(self.service.core.now())
+            except CloudError as exc:
+                log.warning("redelivery pass failed: %s", exc)
+            except Exception:  # the pass runs again; nothing may end this thread
+                log.exception("unexpected error in the redelivery pass")
 
     # --- inbound (worker thread) --------------------------------------------------------
 

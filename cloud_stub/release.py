@@ -8,27 +8,37 @@ recipient, builds the claims (``jti`` uuid4, token life from the basis, capped b
 trust root) and signs them with the threshold of release keys. A device with no escrowed
 epoch in the window gets no token: there is nothing it could decrypt. Publishing happens
 after the commit (`publish`); a token the broker did not take stays ``issued`` and is
-published again when the MQTT link reconnects.
+published again when the MQTT link reconnects, and on the link's next redelivery pass.
+A ``published`` token that no device result has answered is published again with
+backoff until its ``exp`` (`redeliver`, policy in `cloud_stub.redelivery`, ADR 0011):
+the broker's acknowledgement does not prove the device will ever get it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from cloud_stub.core import ServiceCore
 from cloud_stub.errors import CloudError, SigningError
 from cloud_stub.escrow import Escrow
+from cloud_stub.redelivery import (
+    AWAITING_RESULT,
+    PublishedToken,
+    RedeliveryPolicy,
+    due_for_redelivery,
+)
 from cloud_stub.review import Status
 from cloud_stub.signer import TokenSigner
-from cloud_stub.store.models import Device, Request, Token
+from cloud_stub.store.models import AuditRow, Device, Request, Token
 from cloud_stub.store.sequence import allocate_seq
 from protocol.errors import KeyFormatError
 from protocol.keys import canonical_json
@@ -42,7 +52,19 @@ DEFAULT_HOLD_DAYS = 90
 
 class TokenStatus:
     ISSUED = "issued"  # signed and stored, not yet taken by the broker
-    PUBLISHED = "published"  # the broker acknowledged the QoS 1 publish
+    PUBLISHED = AWAITING_RESULT  # the broker acknowledged the QoS 1 publish; no result yet
+
+
+PUBLISHED_ACTION = "token.published"
+REPUBLISHED_ACTION = "token.republished"
+
+
+@dataclass(frozen=True, slots=True)
+class PublishHistory:
+    """From the audit log: the last publish of a token and how many were re-publishes."""
+
+    last_published_at: datetime
+    republished: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +106,10 @@ class Releaser:
         self.signer = signer
         self.escrow = escrow
         self.policy_life_s = policy_life_s
+        section = core.settings.redelivery
+        self.redelivery = RedeliveryPolicy(initial_s=section.initial_s, max_s=section.max_s)
+        self._history: dict[str, PublishHistory] = {}  # cache of the audit log, by jti
+        self._redeliver_lock = threading.Lock()
 
     def upload_url(self, jti: str) -> str:
         return f"{self.core.settings.api.url.rstrip('/')}/v1/evidence/{jti}"
@@ -235,7 +261,7 @@ class Releaser:
                         session,
                         at=self.core.now(),
                         actor="service:mqtt",
-                        action="token.published",
+                        action=PUBLISHED_ACTION,
                         subject=f"token:{jti}",
                         detail={"device": device_id},
                     )
@@ -250,3 +276,90 @@ class Releaser:
                     .order_by(Token.issued_at, Token.seq)
                 ).scalars()
             )
+
+    # --- re-publishing tokens that no result answered (ADR 0011) -----------------------
+
+    def awaiting_result(self, now: datetime) -> list[PublishedToken]:
+        """Unexpired ``published`` tokens with their publish history, oldest first."""
+        with self.core.store.read() as session:
+            rows = session.execute(
+                select(Token.jti, Token.status, Token.expires_at, Token.updated_at)
+                .where(Token.status == TokenStatus.PUBLISHED, Token.expires_at > now)
+                .order_by(Token.issued_at, Token.seq)
+            ).all()
+            live = {row.jti for row in rows}
+            for gone in set(self._history) - live:
+                del self._history[gone]
+            missing = [jti for jti in live if jti not in self._history]
+            if missing:
+                self._history.update(self._read_history(session, missing))
+        out = []
+        for row in rows:
+            # no audit entry (a store older than the audit of publishes): the row's time
+            known = self._history.get(row.jti) or PublishHistory(row.updated_at, 0)
+            out.append(PublishedToken(jti=row.jti, status=row.status,
+                                      expires_at=row.expires_at,
+                                      last_published_at=known.last_published_at,
+                                      republished=known.republished))
+        return out
+
+    @staticmethod
+    def _read_history(session: Any, jtis: list[str]) -> dict[str, PublishHistory]:
+        subjects = {f"token:{jti}": jti for jti in jtis}
+        found: dict[str, PublishHistory] = {}
+        rows = session.execute(
+            select(AuditRow.subject, AuditRow.action, func.count(), func.max(AuditRow.at))
+            .where(AuditRow.action.in_((PUBLISHED_ACTION, REPUBLISHED_ACTION)),
+                   AuditRow.subject.in_(list(subjects)))
+            .group_by(AuditRow.subject, AuditRow.action)
+        ).all()
+        for subject, action, count, last in rows:
+            jti = subjects[subject]
+            seen = found.get(jti)
+            republished = (seen.republished if seen else 0) + (
+                int(count) if action == REPUBLISHED_ACTION else 0)
+            latest = last if seen is None else max(last, seen.last_published_at)
+            found[jti] = PublishHistory(latest, republished)
+        return found
+
+    def redeliver(self, now: datetime) -> list[str]:
+        """Publish again every token the policy says is due at `now`; returns those the
+        broker took. Each is audited as ``token.republished`` with its attempt number.
+        A publish the broker does not take is tried again on a later pass."""
+        with self._redeliver_lock:
+            return self._redeliver_locked(now)
+
+    def _redeliver_locked(self, now: datetime) -> list[str]:
+        publisher = self.core.publisher
+        if publisher is None:
+            return []
+        due = due_for_redelivery(self.awaiting_result(now), now=now, policy=self.redelivery)
+        done = []
+        for jti in due:
+            with self.core.store.read() as session:
+                token = session.get(Token, jti)
+                if token is None or token.status != TokenStatus.PUBLISHED:
+                    continue  # a result arrived meanwhile
+                device_id, jws = token.device_id, token.jws
+            try:
+                publisher.publish_release(device_id, jws.encode("utf-8"))
+            except CloudError as exc:
+                log.warning("token %s not published again yet: %s", jti, exc)
+                continue
+            at = self.core.now()
+            attempt = (self._history[jti].republished if jti in self._history else 0) + 1
+            with self.core.store.transaction() as session:
+                self.core.audit.append(
+                    session,
+                    at=at,
+                    actor="service:mqtt",
+                    action=REPUBLISHED_ACTION,
+                    subject=f"token:{jti}",
+                    detail={"device": device_id, "attempt": attempt,
+                            "reason": "no device result yet"},
+                )
+            self._history[jti] = PublishHistory(at, attempt)
+            log.info("token %s published again (attempt %d): no result from %s yet",
+                     jti, attempt, device_id)
+            done.append(jti)
+        return done
