@@ -209,6 +209,8 @@ def test_ten_thousand_hostile_payloads_into_the_handler(
             def run(first: bytes, changes: list[tuple[int, int, str]]) -> None:
                 payloads = [first] + [_edit(first, *change) for change in changes]
                 for payload in payloads:
+                    if payload == corpus.valid:  # a mutation undone: the token itself,
+                        continue  # which gets its result again (ADR 0011), not judged
                     outcome = service.handler.handle(payload)
                     seen[name] = seen.get(name, 0) + 1
                     assert outcome.status == "rejected", (name, outcome, payload[:200])
@@ -270,7 +272,8 @@ def test_hostile_payloads_through_the_broker(
             )
             @given(strategy)
             def collect(payload: bytes) -> None:
-                sample.append(payload)
+                if payload != corpus.valid:  # the token itself is a re-delivery (ADR 0011)
+                    sample.append(payload)
 
             collect()
         # above the link's 256 KiB cap, below the broker's 260 KiB packet limit: the
