@@ -109,7 +109,7 @@ class Releaser:
         section = core.settings.redelivery
         self.redelivery = RedeliveryPolicy(initial_s=section.initial_s, max_s=section.max_s)
         self._history: dict[str, PublishHistory] = {}  # cache of the audit log, by jti
-        self._redeliver_lock = threading.Lock()
+        self._redeliver_lock = threading.RLock()  # guards the cache; redeliver is re-entrant
 
     def upload_url(self, jti: str) -> str:
         return f"{self.core.settings.api.url.rstrip('/')}/v1/evidence/{jti}"
@@ -281,7 +281,7 @@ class Releaser:
 
     def awaiting_result(self, now: datetime) -> list[PublishedToken]:
         """Unexpired ``published`` tokens with their publish history, oldest first."""
-        with self.core.store.read() as session:
+        with self._redeliver_lock, self.core.store.read() as session:
             rows = session.execute(
                 select(Token.jti, Token.status, Token.expires_at, Token.updated_at)
                 .where(Token.status == TokenStatus.PUBLISHED, Token.expires_at > now)

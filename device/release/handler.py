@@ -173,7 +173,9 @@ class ReleaseHandler:
         jti = self._replay.accepted_jti(sha)
         if jti is not None:
             job = self._jobs.job(jti)
-            if job is None or job.state == "running":
+            if job is None:
+                action = "no_job"  # cannot happen: the job is created with the record
+            elif job.state == "running":
                 action = "job_running"
             elif job.result is None:
                 action = "no_result_kept"  # cannot happen for jobs this version ended
