@@ -31,14 +31,6 @@ from tests.fixtures.deployment import TestDeployment
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.sqlite3'}"
-    url: str = request.getfixturevalue("postgres_store_url")
-    return url
-
-
 @pytest.fixture
 def store(store_url: str) -> Iterator[Store]:
     s = Store(store_url)

@@ -12,7 +12,6 @@ control of a current store passing the same check.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -26,14 +25,6 @@ from cloud_stub.store.audit_log import AuditTrail
 from cloud_stub.store.models import AuditRow, Device
 from cloud_stub.store.schema import StoreOutdated, inspect_schema
 from tests.fixtures.deployment import TestDeployment
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.sqlite3'}"
-    url: str = request.getfixturevalue("postgres_store_url")
-    return url
 
 
 class Operator:
