@@ -9,6 +9,16 @@ exactly the manifest's size and sha256. Then each file moves to its content addr
 gets a chain-of-custody record (token, device, manifest hash, file hash, times), and the
 acceptance is appended to the audit chain, in one transaction.
 
+Once a manifest is accepted the token is closed: a PUT or another manifest gets 409
+``closed``, which tells the device its evidence was accepted (only a manifest signed by
+the device's identity key for the jti can close it). The one exception is the same
+manifest again, byte for byte (its sha256), from the same device: a device whose first
+answer was lost retries it, and it gets the first acceptance's answer, built from the
+stored manifest and custody rows, with nothing stored and nothing audited again (the
+repeat changes nothing, and the audit chain should not grow with every retry or with a
+signed request replayed within the clock skew). A PUT for a token the device reported
+`rejected` (no manifest accepted) is 409 ``token_rejected``, not ``closed``.
+
 Access (agency): the listing with the manifests, and each age file, only for the agency
 that made the request; for anyone else the request and its files do not exist.
 """
@@ -16,12 +26,13 @@ that made the request; for anyone else the request and its files do not exist.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from cloud_stub.core import DeviceCaller, PrincipalCaller, ServiceCore
@@ -44,7 +55,10 @@ from protocol.keys import public_key_from_hex
 from protocol.manifest import EvidenceManifest, check_manifest_window, verify_manifest
 from protocol.token import Window
 
-TOKEN_CLOSED = ("evidence_received", "uploaded", "rejected")
+log = logging.getLogger(__name__)
+
+TOKEN_CLOSED = ("evidence_received", "uploaded")  # a manifest was accepted
+REPORTED_REJECTED = "rejected"  # the device refused the token: no manifest
 
 
 def _check_url_jti(caller: DeviceCaller, jti: str) -> None:
@@ -124,6 +138,8 @@ class Evidence:
         check_clip_id(clip_id)
         if caller.token_status in TOKEN_CLOSED:
             raise Conflict("the evidence of this token was already accepted", code="closed")
+        if caller.token_status == REPORTED_REJECTED:
+            raise Conflict("the device reported this token rejected", code="token_rejected")
         if offset < 0:
             raise HostileInputError("offset must not be negative", code="bad_offset")
         if offset == 0:
@@ -143,9 +159,13 @@ class Evidence:
         """Check the manifest against the signature, the token and the staged files, then
         store the files content-addressed with their custody records.
 
+        The manifest already accepted, posted again byte for byte by the same device, is
+        answered as it was then (`_repeated`).
+
         Raises `HostileInputError` (code ``bad_manifest``, ``manifest_mismatch``,
         ``clip_outside_window``, ``file_missing``, ``size_mismatch``, ``hash_mismatch``)
-        and `Conflict` when a manifest was already accepted for the token.
+        and `Conflict` (``closed``) when another manifest was already accepted for the
+        token.
         """
         token = self._token_for(caller, jti)
         now = self.core.now()
@@ -154,8 +174,9 @@ class Evidence:
             if device is None:
                 raise NotFound("the device is no longer enrolled")
             identity_pub = device.identity_pub
-            if session.get(Manifest, jti) is not None:
-                raise Conflict("a manifest was already accepted for this token", code="closed")
+            repeated = self._repeated(session, caller, jti)
+        if repeated is not None:
+            return repeated
         try:
             manifest = verify_manifest(caller.body, public_key_from_hex(identity_pub))
         except (ManifestError, KeyFormatError) as exc:
@@ -174,11 +195,39 @@ class Evidence:
         self.core.files.close(jti)
         try:
             stored_files, accepted = self._check_and_store(caller, jti, manifest, now)
-        except BaseException:
+        except (HostileInputError, Conflict):
             self.core.files.reopen(jti)  # nothing was accepted: the upload stays as it was
+            # the same bytes, posted again while the first were being accepted (the
+            # device's retry after a timeout), lose the race to them: answer as they were
+            with self.core.store.read() as session:
+                repeated = self._repeated(session, caller, jti)
+            if repeated is not None:
+                return repeated
+            raise
+        except BaseException:
+            self.core.files.reopen(jti)
             raise
         self.core.files.finish_accepted(jti, stored_files)
         return accepted
+
+    def _repeated(self, session: Session, caller: DeviceCaller, jti: str
+                  ) -> ManifestAccepted | None:
+        """None when no manifest was accepted for the token; the first acceptance's
+        answer when the caller's body is that manifest, byte for byte, from the same
+        device. Raises `Conflict` (``closed``) for any other manifest."""
+        accepted = session.get(Manifest, jti)
+        if accepted is None:
+            return None
+        body_sha = hashlib.sha256(caller.body).hexdigest()
+        if accepted.sha256 != body_sha or accepted.device_id != caller.device_id:
+            raise Conflict("a manifest was already accepted for this token", code="closed")
+        files = session.scalar(
+            select(func.count()).select_from(CustodyRecord).where(
+                CustodyRecord.jti == jti, CustodyRecord.manifest_sha256 == accepted.sha256)
+        ) or 0
+        log.info("token %s: the accepted manifest was posted again; answered as accepted",
+                 jti)
+        return ManifestAccepted(jti=jti, accepted=files, manifest_sha256=accepted.sha256)
 
     def _check_and_store(self, caller: DeviceCaller, jti: str, manifest: EvidenceManifest,
                          now: datetime) -> tuple[list[Path], ManifestAccepted]:
