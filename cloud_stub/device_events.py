@@ -18,7 +18,7 @@ from cloud_stub.core import ServiceCore
 from cloud_stub.errors import HostileInputError
 from cloud_stub.escrow import EpochEscrow, Escrow
 from cloud_stub.review import Status
-from cloud_stub.store.models import Device, OwnerNotice, Request, Token
+from cloud_stub.store.models import Device, Manifest, OwnerNotice, Request, Token
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,10 @@ class DeviceEvents:
         to the token's recorded one (same status and reason: the device's outbox re-sent
         it, or it answered a re-published token, ADR 0011) is a no-op without an audit
         entry; a `deferred` arriving after the token moved on is audited but moves
-        nothing back. Raises `HostileInputError` for a token not issued to this device
-        or an unknown status."""
+        nothing back, and so is a `rejected` for a token whose manifest was accepted (the
+        evidence was received whatever the device's job concluded; a warning is logged).
+        Raises `HostileInputError` for a token not issued to this device or an unknown
+        status."""
         if result.status not in RESULT_STATUSES:
             raise HostileInputError(f"unknown result status {result.status!r:.30}")
         now = self.core.now()
@@ -106,6 +108,18 @@ class DeviceEvents:
                     action="token.deferred", subject=f"token:{result.jti}",
                     detail={"reason": result.reason, "detail": result.detail[:500],
                             "clips": [], "state_kept": token.status},
+                )
+                return False
+            if result.status == "rejected" and session.get(Manifest, result.jti) is not None:
+                log.warning("token %s: device %s reported it rejected (%s) after its evidence "
+                            "was accepted; the token stays %s", result.jti, topic_device,
+                            result.reason[:60], token.status)
+                self.core.audit.append(
+                    session, at=now, actor=f"device:{topic_device}",
+                    action="token.rejected", subject=f"token:{result.jti}",
+                    detail={"reason": result.reason, "detail": result.detail[:500],
+                            "clips": [], "state_kept": token.status,
+                            "evidence_accepted": True},
                 )
                 return False
             token.status = result.status
