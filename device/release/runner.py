@@ -18,6 +18,15 @@ it stopped: a clip is never re-sealed once sealed and its bytes are sent once pe
 A preservation job pins the window's clips with `hold(..., hold_until)` and reports
 `preserved`. Transport failures leave the job running (the service retries it with
 backoff); a final refusal by the cloud ends it with a `rejected` result.
+
+A 409 ``closed`` from the cloud (`EvidenceClosed`, on a PUT or on the manifest) is not a
+refusal: the cloud accepted a manifest for this token, which only this device's identity
+key can have signed for this jti, so an earlier attempt of this job was accepted and its
+answer never recorded (a lost reply, or an agent stopped between the cloud's acceptance
+and the job's end). The job ends `uploaded` as it would have then: with the clips the
+job recorded as uploaded (those its manifest listed; the clips are recorded before the
+manifest is sent) and the owner notice, and the audit log says the acceptance was
+learnt from the cloud (`accepted_by_cloud`).
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ from device.release.clock import Clock
 from device.release.errors import UploadRefused
 from device.release.jobs import IMMEDIATE, Job, JobClip, JobStore
 from device.release.messages import notice_payload, result_payload
-from device.release.uploader import Uploader
+from device.release.uploader import EvidenceClosed, Uploader
 from device.release.vaultview import RELEASABLE, ClipVault
 from device.vault.reseal import reseal
 from protocol.errors import ProtocolError, TokenRejected
@@ -107,6 +116,8 @@ class JobRunner:
             log.warning("release %s: %s; will retry", job.jti, exc)
             self._audit.append("upload_retry", {"jti": job.jti, "detail": str(exc)[:300]})
             return RunResult(False, "", str(exc))
+        except EvidenceClosed as exc:
+            return self._accepted_by_cloud(job, claims, exc)
         except UploadRefused as exc:
             return self._fail(job, "upload_refused", str(exc))
         except TokenRejected as exc:  # the stored keys no longer open: cannot proceed
@@ -133,8 +144,9 @@ class JobRunner:
     def _reseal_and_upload(self, job: Job, claims: ReleaseClaims) -> None:
         """Re-seal pending clips one after the other while `upload_workers` threads
         upload each sealed clip as soon as it is ready (the cloud's evidence endpoint,
-        not the re-seal, is the slow part). Raises UploadRefused when any upload was
-        refused, TransportError when one failed for now, TokenRejected from the keys."""
+        not the re-seal, is the slow part). Raises EvidenceClosed when the cloud said
+        the token's evidence was accepted already, else UploadRefused when any upload
+        was refused, TransportError when one failed for now, TokenRejected from the keys."""
         errors: list[Exception] = []
         with ThreadPoolExecutor(self._upload_workers, thread_name_prefix="release-up") as pool:
             futures = [
@@ -151,6 +163,9 @@ class JobRunner:
                         future.result()
                     except (TransportError, UploadRefused) as exc:
                         errors.append(exc)
+        closed = [e for e in errors if isinstance(e, EvidenceClosed)]
+        if closed:
+            raise closed[0]
         refused = [e for e in errors if isinstance(e, UploadRefused)]
         if refused:
             raise refused[0]
@@ -261,7 +276,23 @@ class JobRunner:
             return self._fail(job, "manifest_invalid", str(exc))
         self._uploader.upload_manifest(upload=claims.upload, jti=job.jti, manifest=signed)
         self._audit.append("manifest", {"jti": job.jti, "clips": [c.clip_id for c in done]})
-        ids = [c.clip_id for c in done]
+        return self._complete(job, claims, [c.clip_id for c in done])
+
+    def _accepted_by_cloud(self, job: Job, claims: ReleaseClaims,
+                           exc: EvidenceClosed) -> RunResult:
+        """The cloud holds an accepted manifest of this job (409 ``closed``): end the
+        job `uploaded` with the clips it recorded as uploaded."""
+        job = self._jobs.job(job.jti) or job
+        ids = [c.clip_id for c in job.clips if c.state == "uploaded"]
+        log.warning("release %s: the cloud had already accepted its evidence (%s); "
+                    "finishing it as uploaded", job.jti, exc.where)
+        self._audit.append("accepted_by_cloud", {
+            "jti": job.jti, "heard_on": exc.where, "clips": ids, "detail": exc.detail[:300],
+        })
+        return self._complete(job, claims, ids)
+
+    def _complete(self, job: Job, claims: ReleaseClaims, ids: list[str]) -> RunResult:
+        """End the job `uploaded` with its result and owner notice, in one transaction."""
         now = self._clock.now()
         result = result_payload(jti=job.jti, status="uploaded", reason="", detail="", clips=ids)
         notice = notice_payload(

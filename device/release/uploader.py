@@ -11,6 +11,13 @@ broken connection, a timeout or a 5xx is retried with exponential backoff, a bou
 number of times in a row (any progress resets the count). Other 4xx answers are final.
 Then the signed manifest is posted.
 
+A 409 whose problem code is ``closed`` (on a PUT or on the manifest) says the cloud has
+already accepted a manifest for this token, and only a manifest signed with this device's
+identity key for this jti can have been accepted: the device's own earlier attempt (whose
+answer was lost, or whose agent stopped before it recorded the end). It raises
+`EvidenceClosed`, which the runner takes as the release having happened; every other
+409 without an offset, and every other 4xx, stays a final `UploadRefused`.
+
 A chunk is never held in memory: it is hashed from the file for the signature (unless
 it is the whole file and the caller passed the file's digest, which the re-seal took
 as it wrote), then streamed from the file again as the body with its `Content-Length` (reads of
@@ -71,11 +78,35 @@ class _Retryable(Exception):
     pass
 
 
+CLOSED = "closed"  # the cloud's problem code: a manifest was accepted for the token
+
+
+class EvidenceClosed(UploadRefused):
+    """The cloud answered 409 ``closed``: it accepted a manifest for this token already
+    (docs/protocol.md, "Evidence upload"). `where` names the request that heard it."""
+
+    def __init__(self, where: str, detail: str) -> None:
+        super().__init__(409, detail)
+        self.where = where
+
+
+def _problem_code(response: httpx.Response) -> str:
+    """The ``error.code`` of the cloud's problem JSON, or "" when there is none."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return ""
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else ""
+
+
 class HttpUploader:
     """httpx against the cloud stub's evidence endpoint.
 
-    Raises UploadRefused for a final 4xx, UploadFailed when the bounded retries are used
-    up, and OSError when the local file cannot be read.
+    Raises EvidenceClosed for a 409 ``closed``, UploadRefused for another final 4xx,
+    UploadFailed when the bounded retries are used up, and OSError when the local file
+    cannot be read.
     """
 
     def __init__(
@@ -87,14 +118,17 @@ class HttpUploader:
         sleep: Callable[[float], None] = time.sleep,
         stop: threading.Event | None = None,
         now: Callable[[], float] = time.time,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """`transport` replaces httpx's own (tests put a faulty network under it)."""
         self._now = now
         self._device = device_id
         self._identity = identity
         self._limits = limits
         self._sleep = sleep
         self._stop = stop or threading.Event()
-        self._client = httpx.Client(timeout=limits.timeout_s, follow_redirects=False)
+        self._client = httpx.Client(timeout=limits.timeout_s, follow_redirects=False,
+                                    transport=transport)
 
     def close(self) -> None:
         self._client.close()
@@ -143,7 +177,9 @@ class HttpUploader:
             raise UploadRefused(response.status_code, f"invalid offset {offset!r:.40}")
         return offset
 
-    def _final(self, response: httpx.Response) -> UploadRefused:
+    def _final(self, response: httpx.Response, where: str) -> UploadRefused:
+        if response.status_code == 409 and _problem_code(response) == CLOSED:
+            return EvidenceClosed(where, response.text[:300])
         return UploadRefused(response.status_code, response.text[:300])
 
     def _with_retries(self, what: str, step: Callable[[], bool]) -> None:
@@ -204,7 +240,7 @@ class HttpUploader:
             if asked:
                 response = self._request("GET", url, jti)
                 if response.status_code != 200:
-                    raise self._final(response)
+                    raise self._final(response, clip_id)
                 offset = self._offset_of(response)
                 if offset > size:
                     raise UploadRefused(409, f"cloud holds {offset} bytes of a {size}-byte file")
@@ -215,12 +251,14 @@ class HttpUploader:
                     whole = sha256 if offset == 0 and length == size else None
                     response = self._put_chunk(url, jti, handle, offset, length, whole)
                     if response.status_code == 409:
+                        if _problem_code(response) == CLOSED:
+                            raise self._final(response, clip_id)
                         offset = self._offset_of(response)
                         if offset > size:
                             raise UploadRefused(409, f"cloud holds {offset} of {size} bytes")
                         continue
                     if response.status_code not in (200, 201, 204):
-                        raise self._final(response)
+                        raise self._final(response, clip_id)
                     offset += length
             return True
 
@@ -233,7 +271,7 @@ class HttpUploader:
         def step() -> bool:
             response = self._request("POST", url, jti, manifest)
             if response.status_code not in (200, 201, 204):
-                raise self._final(response)
+                raise self._final(response, "manifest")
             return True
 
         self._with_retries("manifest", step)
