@@ -129,33 +129,54 @@ def test_requests_through_the_cli(cli: Cli) -> None:
     assert "entry 2" in err
 
 
-def test_serve_runs_the_api(fresh_deployment: TestDeployment, tmp_path: Path) -> None:
-    sock = loopback_socket()
-    port = sock.getsockname()[1]
-    sock.close()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "cloud-stub"), "serve", "--deployment",
-         str(fresh_deployment.layout.root), "--store-url", f"sqlite:///{tmp_path / 's.db'}",
-         "--port", str(port), "--no-mqtt"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
+def _serve(deployment: TestDeployment, store: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`cloud-stub serve` on a port that was free a moment ago, and that port once it
+    answers /healthz. The port may be taken between the probe and uvicorn's bind (a
+    shared machine): then it starts again on another, at most five times."""
+    for _ in range(5):
+        sock = loopback_socket()
+        port: int = sock.getsockname()[1]
+        sock.close()
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "cloud-stub"), "serve", "--deployment",
+             str(deployment.layout.root), "--store-url", f"sqlite:///{store}",
+             "--port", str(port), "--no-mqtt"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 30  # a hang guard, not a measurement
         while True:
             try:
-                response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                return process, port
             except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(process.stdout.read().decode() if process.stdout
-                                         else "serve exited") from None
-                time.sleep(0.2)
+                if process.poll() is None and time.monotonic() <= deadline:
+                    time.sleep(0.2)
+                    continue
+            _stop(process)
+            output = "serve exited"
+            if process.stdout is not None:
+                output = process.stdout.read().decode()
+                process.stdout.close()
+            if "address already in use" not in output.lower():
+                raise AssertionError(output)
+            break
+    raise AssertionError("no free port for serve after five tries")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=20)
+
+
+def test_serve_runs_the_api(fresh_deployment: TestDeployment, tmp_path: Path) -> None:
+    process, port = _serve(fresh_deployment, tmp_path / "s.db")
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
         assert response.json() == {"status": "ok"}
         assert httpx.get(f"http://127.0.0.1:{port}/v1/requests").status_code == 401
         assert httpx.get(f"http://127.0.0.1:{port}/openapi.json").status_code == 200
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
+        _stop(process)
         if process.stdout is not None:
             process.stdout.close()
