@@ -8,11 +8,23 @@ root's limits; the release code enforces that, this file only types them.
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from device.errors import ConfigError
 
@@ -118,13 +130,129 @@ class ButtonSettings(_Section):
     bounce_s: float = Field(default=0.05, ge=0, le=2)
 
 
+def check_private_file(path: Path) -> None:
+    """Raise ValueError naming `path` unless it is a regular file that only its owner may
+    read or write (mode 0600 or 0400) and that is owned by this process's user or root.
+
+    For secrets the agent reads from its own files (the Home Assistant broker password,
+    a TLS client key): a file that group or others may read has leaked already."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{path} is not a regular file")
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        raise ValueError(
+            f"{path} is mode {mode:04o}: group or others may read or change it; it must be "
+            f"0600 or 0400 (chmod 0600 {path})"
+        )
+    if info.st_uid not in (os.geteuid(), 0):
+        raise ValueError(
+            f"{path} is owned by uid {info.st_uid}, not by the agent's user "
+            f"(uid {os.geteuid()}) or root"
+        )
+
+
+def _check_readable(path: Path) -> None:
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+HA_PORT = 1883  # plain MQTT, Home Assistant's Mosquitto add-on default
+HA_TLS_PORT = 8883  # MQTT over TLS (IANA's port, the add-on's TLS listener)
+
+
 class HomeAssistantSettings(_Section):
+    """The owner's Home Assistant broker. `port` defaults to 8883 with ``tls = true`` and
+    to 1883 without; an explicit port is kept either way. The files are checked at load
+    time only when the bridge is enabled (a disabled bridge reads none of them)."""
+
     enabled: bool = False
     host: str = "localhost"
-    port: int = Field(default=1883, ge=1, le=65535)
+    port: int = Field(default=HA_PORT, ge=1, le=65535)
+    tls: bool = False  # recommended: without it presses, motion and the password cross in clear
+    ca_file: Path | None = None  # None with tls: the system trust store
+    client_cert: Path | None = None  # mutual TLS, with client_key
+    client_key: Path | None = None
     username: str | None = None
-    password: str | None = None
+    password: str | None = None  # in clear in agent.toml: prefer password_file
+    password_file: Path | None = None  # mode 0600/0400, owned by the agent's user or root
     discovery_prefix: str = "homeassistant"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tls_port(cls, data: Any) -> Any:
+        """No port given: 8883 with TLS, else the field default 1883."""
+        if isinstance(data, dict) and "port" not in data:
+            try:
+                tls = TypeAdapter(bool).validate_python(data.get("tls", False))
+            except ValidationError:
+                return data  # the field's own validation names the bad value
+            if tls:
+                return {**data, "port": HA_TLS_PORT}
+        return data
+
+    @field_validator("password_file", "client_key")
+    @classmethod
+    def _private(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is not None and info.data.get("enabled"):
+            check_private_file(path)
+        return path
+
+    @field_validator("ca_file", "client_cert")
+    @classmethod
+    def _readable(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is not None and info.data.get("enabled"):
+            _check_readable(path)
+        return path
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError(
+                "password and password_file are both set: keep only password_file"
+            )
+        if (self.password is not None or self.password_file is not None) and not self.username:
+            raise ValueError("password or password_file is set without username")
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("client_cert and client_key go together: set both or neither")
+        if not self.tls:
+            given = [
+                key
+                for key in ("ca_file", "client_cert", "client_key")
+                if getattr(self, key) is not None
+            ]
+            if given:
+                raise ValueError(f"{', '.join(given)} set but tls is false: set tls = true")
+        return self
+
+    def broker_password(self) -> str | None:
+        """The password to present: `password`, or `password_file`'s content without
+        its final line break (checked again: the file may have changed since load).
+        Raises ConfigError naming the key and the file."""
+        if self.password_file is None:
+            return self.password
+        path = self.password_file
+        try:
+            check_private_file(path)
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"home_assistant.password_file: {path} is not UTF-8 text") from None
+        except ValueError as exc:
+            raise ConfigError(f"home_assistant.password_file: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(
+                f"home_assistant.password_file: {path}: cannot read: {exc.strerror}"
+            ) from None
+        password = text.removesuffix("\n").removesuffix("\r")
+        if not password:
+            raise ConfigError(f"home_assistant.password_file: {path} is empty")
+        return password
 
 
 class AgentConfig(_Section):

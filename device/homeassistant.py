@@ -14,12 +14,19 @@ What crosses to Home Assistant is metadata: that the bell was pressed and when, 
 whether motion is seen. Never video, thumbnails, clip ids or keys: the owner's home
 automation broker is outside the sealed store's protection.
 
-This broker is the owner's, not the deployment broker: plain MQTT on the LAN with an
-optional user name and password. The bridge never blocks or crashes the agent: it
-connects in the background and reconnects by itself. A press while the broker is away
-waits up to a minute and is sent on reconnection; anything older is dropped (a doorbell
-press from an hour ago is no news), as is a motion change (the state is re-sent with
-the announcement).
+This broker is the owner's, not the deployment broker: plain MQTT on the LAN by default
+(Home Assistant's Mosquitto add-on listens so on 1883), or, recommended, MQTT over TLS
+(``tls = true``, 8883 by default): TLS 1.2 at least, the broker's certificate checked
+against ``ca_file`` (or the system trust store) and its name against ``host``, with no
+switch to turn either check off, and an optional client certificate. The password is
+best kept in ``password_file`` (0600); an inline ``password`` works but is warned
+about. The bridge never blocks or crashes the agent: it connects in the background and
+reconnects by itself with a backoff of 1 s doubling to 60 s; each failed attempt (TLS
+refused, name mismatch, wrong password, broker away) is logged once, naming the broker
+and the reason, and shows in the agent's status under ``services.home_assistant``.
+A press while the broker is away waits up to a minute and is sent on reconnection;
+anything older is dropped (a doorbell press from an hour ago is no news), as is a
+motion change (the state is re-sent with the announcement).
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import ssl
+import sys
 import threading
 import time
 from collections import deque
@@ -190,13 +199,58 @@ def _json(value: dict[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+def tls_context(settings: HomeAssistantSettings) -> ssl.SSLContext:
+    """The client TLS context for the owner's broker: TLS 1.2 or later, the broker's
+    certificate verified against `ca_file` (the system trust store when None) and its
+    name against the host the bridge connects to, the client certificate when given.
+
+    Raises TransportError naming the file when the material does not load.
+    """
+    ca = settings.ca_file
+    try:
+        context = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH, cafile=str(ca) if ca is not None else None
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise TransportError(f"home_assistant.ca_file {ca}: cannot load: {exc}") from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # create_default_context already requires a valid chain and checks the name; kept
+    # explicit so that no later edit loosens it unnoticed.
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.check_hostname = True
+    if settings.client_cert is not None:
+        try:
+            context.load_cert_chain(str(settings.client_cert), str(settings.client_key))
+        except (OSError, ssl.SSLError) as exc:
+            raise TransportError(
+                f"home_assistant.client_cert {settings.client_cert} / client_key "
+                f"{settings.client_key}: cannot load: {exc}"
+            ) from exc
+    return context
+
+
+def describe_failure(exc: BaseException | None) -> str:
+    """Why a connection attempt failed, in words for the owner's log."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, OSError):
+        return f"cannot connect: {exc.strerror or exc}"
+    if exc is not None:
+        return f"cannot connect: {exc}"
+    return "cannot connect"
+
+
 class HomeAssistantBridge:
     """Publishes discovery, availability and states to the owner's broker.
 
     `start()` connects in the background (raises TransportError only when the
-    connection cannot even be attempted, e.g. an unresolvable host); `pressed()` and
-    `motion()` never raise; `stop()` publishes ``offline`` and disconnects. The broker
-    publishes the retained ``offline`` last will if the agent dies without `stop()`.
+    connection cannot even be attempted, e.g. an unresolvable host or TLS material that
+    does not load); `pressed()` and `motion()` never raise; `stop()` publishes
+    ``offline`` and disconnects. The broker publishes the retained ``offline`` last will
+    if the agent dies without `stop()`. The constructor raises ConfigError when the
+    password file cannot be used.
     """
 
     def __init__(
@@ -226,21 +280,37 @@ class HomeAssistantBridge:
             protocol=mqtt.MQTTv311,
             clean_session=True,
         )
+        self._broker = f"{settings.host}:{settings.port}"
+        self._last_error: str | None = None
+        self._attempt_reported = False
+        self._attempt_error: str | None = None
+        self._stopping = False
+        if settings.password is not None:
+            log.warning(
+                "home_assistant.password is in clear in agent.toml: move it to a file "
+                "(install -m 0600) named by home_assistant.password_file"
+            )
         if settings.username is not None:
-            client.username_pw_set(settings.username, settings.password)
+            client.username_pw_set(settings.username, settings.broker_password())
         client.will_set(self.entities.availability_topic, PAYLOAD_NOT_AVAILABLE, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=60)
         client.max_queued_messages_set(256)
+        client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_log = self._on_log
         self._client = client
 
     def start(self) -> None:
         """Begin connecting (background thread, reconnects by itself).
 
-        Raises TransportError when the broker address cannot be used at all.
+        Raises TransportError when the broker address cannot be used at all or the TLS
+        material does not load.
         """
+        if self._settings.tls:
+            self._client.tls_set_context(tls_context(self._settings))
         try:
             self._client.connect_async(self._settings.host, self._settings.port, keepalive=30)
         except (OSError, ValueError) as exc:
@@ -256,6 +326,21 @@ class HomeAssistantBridge:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def tls(self) -> bool:
+        return self._settings.tls
+
+    @property
+    def broker(self) -> str:
+        """``host:port`` of the owner's broker."""
+        return self._broker
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the latest connection attempt failed (None once connected)."""
+        with self._lock:
+            return self._last_error
 
     def pressed(self, at: datetime) -> None:
         """The bell was pressed at `at` (timezone-aware). While the broker is away the
@@ -283,6 +368,7 @@ class HomeAssistantBridge:
 
     def stop(self) -> None:
         """Publish ``offline`` (retained) and disconnect. Idempotent, never raises."""
+        self._stopping = True
         if self._connected.is_set():
             info = self._client.publish(
                 self.entities.availability_topic, PAYLOAD_NOT_AVAILABLE, qos=1, retain=True
@@ -340,6 +426,34 @@ class HomeAssistantBridge:
             return None
         return info
 
+    def _failed(self, reason: str) -> None:
+        """One warning per connection attempt, naming the broker and the reason."""
+        with self._lock:
+            self._last_error = reason
+            if self._attempt_reported:
+                return
+            self._attempt_reported = True
+        log.warning(
+            "home assistant broker %s: %s (retrying with backoff)", self._broker, reason
+        )
+
+    def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        with self._lock:
+            self._attempt_reported = False
+            self._attempt_error = None
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho calls this from inside its `except OSError:` around the connection
+        # attempt (TCP connect and TLS handshake), so the exception is the current one.
+        self._failed(describe_failure(sys.exc_info()[1]))
+
+    def _on_log(self, client: mqtt.Client, userdata: Any, level: int, buf: str) -> None:
+        # A broker that refuses the client certificate under TLS 1.3 does so after the
+        # handshake: paho only logs the alert as a read error, then disconnects.
+        if level == mqtt.MQTT_LOG_ERR:
+            with self._lock:
+                self._attempt_error = buf
+
     def _on_connect(
         self,
         client: mqtt.Client,
@@ -349,8 +463,11 @@ class HomeAssistantBridge:
         properties: Any,
     ) -> None:
         if reason.is_failure:
-            log.warning("home assistant broker refused the connection: %s", reason)
+            self._failed(f"the broker refused the connection: {reason}")
             return
+        with self._lock:
+            self._last_error = None
+        log.info("home assistant broker %s: connected", self._broker)
         self._connected.set()
         client.subscribe(self.entities.status_topic, qos=1)
         self._announce()
@@ -358,8 +475,22 @@ class HomeAssistantBridge:
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
+        was_connected = self._connected.is_set()
         self._connected.clear()
         self._announced.clear()
+        if self._stopping:
+            return
+        if was_connected:
+            if reason.is_failure:
+                log.warning(
+                    "home assistant broker %s: connection lost: %s (reconnecting)",
+                    self._broker,
+                    reason,
+                )
+            return
+        with self._lock:
+            detail = self._attempt_error
+        self._failed(f"the connection closed before the broker accepted it: {detail or reason}")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         # Home Assistant's birth message: it (re)started and needs the configs again.
@@ -374,6 +505,8 @@ class HomeAssistantService:
     It reads only the agent's status (press counter, motion flag and count of motion
     starts): it cannot see footage or keys, by construction.
     """
+
+    service_name = "home_assistant"
 
     def __init__(
         self,
@@ -404,6 +537,20 @@ class HomeAssistantService:
         self._stop.clear()
         self._thread = threading.Thread(target=self._watch, name="home-assistant", daemon=True)
         self._thread.start()
+
+    def service_report(self) -> dict[str, Any]:
+        """For the agent's status: ``connected`` or ``connecting`` (with the reason the
+        latest attempt failed), the broker and whether TLS is used."""
+        bridge = self.bridge
+        report: dict[str, Any] = {
+            "state": "connected" if bridge.connected else "connecting",
+            "broker": bridge.broker,
+            "tls": bridge.tls,
+        }
+        error = bridge.last_error
+        if error is not None and not bridge.connected:
+            report["reason"] = error
+        return report
 
     def stop(self) -> None:
         self._stop.set()
