@@ -4,94 +4,60 @@ The owner's application holds the owner bundle `cloud-stub devices enroll` wrote
 device (`protocol.bundle.OwnerBundleLayout`): a certificate with CN ``owner.<id>`` that
 the broker's ACL lets read that device's notice and status and nothing else, and an
 ``owner.toml`` naming the broker and the topics. The demonstration reads the notice
-exactly so.
+with `doorbell-owner`'s own code (`owner_app`): the bundle checked, TLS against the
+bundle's CA, the notice parsed by the protocol. It reads once, without the persistent
+session and ledger of `doorbell-owner notices`, since the demo's broker lives no
+longer than the demo.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import queue
-import ssl
-import tomllib
+import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from demo.steps import StepFailed
+from owner_app.bundle import load_bundle
+from owner_app.errors import HostileInput, OwnerError
+from owner_app.link import LinkSettings, OwnerLink
+from owner_app.reader import judge
 from protocol.bundle import OwnerBundleLayout
-
-
-@dataclass(frozen=True, slots=True)
-class OwnerSettings:
-    """What an owner bundle's owner.toml says: where the broker is, what to read."""
-
-    host: str
-    port: int
-    notice: str
-    status: str
-
-
-def load_owner_settings(owner: OwnerBundleLayout) -> OwnerSettings:
-    """Read the bundle's owner.toml. Raises StepFailed naming the file when it is not one."""
-    try:
-        document = tomllib.loads(owner.config.read_text(encoding="utf-8"))
-        return OwnerSettings(
-            host=str(document["broker"]["host"]),
-            port=int(document["broker"]["port"]),
-            notice=str(document["topics"]["notice"]),
-            status=str(document["topics"]["status"]),
-        )
-    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise StepFailed(f"{owner.config}: not an owner bundle's owner.toml ({exc})") from exc
 
 
 def read_retained_notice(
     *, owner: OwnerBundleLayout, jti: str, timeout: float = 20.0
 ) -> dict[str, Any]:
     """Connect with the owner bundle, subscribe to its notice topic, and return the notice
-    for `jti`.
+    for `jti` (its members and the topic).
 
-    Raises StepFailed when no notice for that token arrives within `timeout`.
+    Raises StepFailed when the bundle or the broker fails, when a payload on the topic
+    is not a valid notice, or when no notice for that token arrives within `timeout`.
     """
-    settings = load_owner_settings(owner)
-    topic = settings.notice
-    inbox: queue.Queue[bytes] = queue.Queue(maxsize=64)
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"demo-owner-{uuid.uuid4().hex[:8]}",
-        protocol=mqtt.MQTTv5,
-    )
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(owner.ca_cert))
-    context.load_cert_chain(str(owner.mqtt_cert), str(owner.mqtt_key))
-    client.tls_set_context(context)
-
-    def on_connect(c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
-        if not rc.is_failure:
-            c.subscribe(topic, qos=1)
-
-    def on_message(_c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        with contextlib.suppress(queue.Full):  # the bounded inbox drops the excess
-            inbox.put_nowait(bytes(message.payload))
-
-    client.on_connect = on_connect
-    client.on_message = on_message
-    client.connect(settings.host, settings.port)
-    client.loop_start()
     try:
-        while True:
+        bundle = load_bundle(owner.root)
+        topic = bundle.topics.notice
+        link = OwnerLink(LinkSettings(
+            host=bundle.host, port=bundle.port,
+            client_id=f"{bundle.user}.demo-{uuid.uuid4().hex[:8]}", tls=bundle.tls_context(),
+            persistent=False, session_expiry_s=0,
+        ))
+        link.open()
+    except OwnerError as exc:
+        raise StepFailed(f"reading the owner notice: {exc}") from exc
+    deadline = time.monotonic() + timeout
+    try:
+        link.subscribe(topic, timeout)
+        while (message := link.receive(max(0.0, deadline - time.monotonic()))) is not None:
+            link.ack(message)
             try:
-                payload = inbox.get(timeout=timeout)
-            except queue.Empty:
-                raise StepFailed(
-                    f"no owner notice for {jti} on {topic} (as {owner.root.name}'s owner)"
-                ) from None
-            notice = json.loads(payload)
-            if notice.get("jti") == jti:
-                return {"topic": topic, **notice}
+                notice = judge(message.topic, message.payload, expected_topic=topic)
+            except HostileInput as exc:
+                raise StepFailed(f"the payload on {topic} is not a notice: {exc}") from None
+            if notice.jti == jti:
+                return {"topic": topic, **json.loads(notice.to_bytes())}
+    except OwnerError as exc:
+        raise StepFailed(f"reading the owner notice: {exc}") from exc
     finally:
-        client.loop_stop()
-        client.disconnect()
+        link.close()
+    raise StepFailed(f"no owner notice for {jti} on {topic} (as {owner.root.name}'s owner)")
