@@ -27,7 +27,7 @@ from typing import Any
 import pyrage
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from device.config import AgentConfig
+from device.config import AgentConfig, check_private_file
 from device.errors import ConfigError, DoorbellError, EnvironmentFault, TransportError
 from device.release.audit import AuditLog
 from device.release.clock import Clock
@@ -62,12 +62,18 @@ class ServiceTiming:
 
 
 def _read_secret(path: Path | None, what: str) -> bytes:
+    """A private key file's bytes, refused (like ssh does) unless only its owner, the
+    agent's user or root, may read it: a key that others could read has leaked."""
     if path is None:
         raise ConfigError(f"[keys] {what} is required when mqtt.enabled is true")
     try:
-        return path.read_bytes()
+        data = path.read_bytes()
+        check_private_file(path)
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"[keys] {what} refused: {exc}") from exc
+    return data
 
 
 def load_identity_key(config: AgentConfig) -> Ed25519PrivateKey:
@@ -122,8 +128,11 @@ def link_settings(
             raise ConfigError(f"cannot read [mqtt] {what} {path}: {exc.strerror}") from exc
     try:
         key_file = m.client_key.read_bytes()  # also names the session (private_session_id)
+        check_private_file(m.client_key)
     except OSError as exc:
         raise ConfigError(f"cannot read [mqtt] client_key {m.client_key}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"[mqtt] client_key refused: {exc}") from exc
     return LinkSettings(
         host=m.host,
         port=m.port,

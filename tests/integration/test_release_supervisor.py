@@ -213,6 +213,10 @@ def test_escrow_blobs_leave_the_vaults_own_outbox_on_escrow_ack(
         ("client_key", lambda p: p.unlink(), "cannot read [mqtt] client_key"),
         ("identity_key", lambda p: p.write_bytes(b"not a key\n"), "identity_key"),
         ("transport_identity", lambda p: p.write_text("AGE-SECRET-KEY-1XYZ\n"), "transport"),
+        # A private key that group or others may read has leaked: refused, as ssh does.
+        ("client_key", lambda p: p.chmod(0o644), "client_key refused: "),
+        ("identity_key", lambda p: p.chmod(0o640), "identity_key refused: "),
+        ("transport_identity", lambda p: p.chmod(0o604), "transport_identity refused: "),
     ],
 )
 def test_each_broken_setup_file_is_named_and_repair_is_picked_up(
@@ -247,6 +251,9 @@ def test_each_broken_setup_file_is_named_and_repair_is_picked_up(
         report = supervisor.service_report()
         assert expect in report["reason"], report
         assert str(path) in report["reason"], report
+        if "refused: " in expect:  # the mode, and the fix, are named
+            assert f"mode {path.stat().st_mode & 0o777:04o}" in report["reason"], report
+            assert f"chmod 0600 {path}" in report["reason"], report
         assert supervisor.service is None
         path.write_bytes(good)
         path.chmod(0o600)
