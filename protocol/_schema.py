@@ -17,7 +17,21 @@ from protocol.timefmt import parse_time
 
 ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls, DEL, and the invisible characters that make text display other
+# than it reads: bidirectional marks, embeddings, overrides and isolates (Trojan Source),
+# line and paragraph separators, the byte-order mark. The cloud's request schema refuses
+# the same (cloud_stub/policy/requests.py), so nothing it signs carries them.
+_CONTROL = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]"
+)
+
+
+def printable(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, each character `string` would refuse made '?'.
+
+    For text a party builds from what it did not choose (an error's message, a health
+    field) before it goes into a message the other side parses with `string`."""
+    return _CONTROL.sub("?", text[:limit])
 
 
 class SchemaError(ValueError):
@@ -77,8 +91,12 @@ def string(value: Any, name: str, *, max_len: int = 256, allow_empty: bool = Fal
         raise SchemaError(f"{name} must not be empty")
     if len(value) > max_len:
         raise SchemaError(f"{name} is longer than {max_len} characters")
-    if _CONTROL.search(value) is not None:
-        raise SchemaError(f"{name} contains control characters")
+    found = _CONTROL.search(value)
+    if found is not None:
+        raise SchemaError(
+            f"{name} contains a control or invisible formatting character"
+            f" (U+{ord(found.group()):04X})"
+        )
     return value
 
 

@@ -27,6 +27,8 @@ from protocol.timefmt import format_time
 from protocol.token import AGE_MAGIC, EPOCH_ID_PATTERN, CaseRef, Window
 from protocol.trust_root import BASES
 
+printable = s.printable  # text for a message field, with what `string` refuses made '?'
+
 MESSAGE_VERSION: Final = 1
 MAX_ESCROW_BYTES: Final = 16 * 1024
 MAX_ACK_BYTES: Final = 1024

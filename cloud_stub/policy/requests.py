@@ -33,7 +33,7 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 # Bidirectional overrides and isolates (Trojan Source) and line/paragraph separators.
 _INVISIBLE = frozenset(
-    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029\u200e\u200f\ufeff"
+    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029\u200e\u200f\ufeff\u061c"
 )
 
 

@@ -25,6 +25,7 @@ from protocol.messages import (
     ResultMessage,
     ResultStatus,
     StatusMessage,
+    printable,
 )
 from protocol.token import CaseRef, Window
 
@@ -32,8 +33,9 @@ log = logging.getLogger(__name__)
 
 
 def clean_text(text: str, limit: int = MAX_DETAIL) -> str:
-    """Control characters become '?', and the text is cut to `limit` characters."""
-    return "".join("?" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in text[:limit])
+    """Control and invisible formatting characters become '?' (what the protocol's
+    string fields refuse), and the text is cut to `limit` characters."""
+    return printable(text, limit)
 
 
 def unverified_id(sha256: str) -> str:

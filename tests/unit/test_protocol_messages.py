@@ -25,6 +25,7 @@ from protocol.messages import (
     parse_notice,
     parse_result,
     parse_status,
+    printable,
 )
 from protocol.token import CaseRef, Window
 from tests.unit.protocol_world import NOW
@@ -171,3 +172,36 @@ def test_notice_round_trip_and_rules() -> None:
     )
     with pytest.raises(MessageError, match="naive"):
         naive.to_bytes()
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    ["\x1b[2J", "\x9b2J", "\x85", "\u202e", "\u2066", "\u200f", "\u061c", "\u2028", "\ufeff"],
+)
+def test_text_that_would_display_other_than_it_reads_is_refused(hidden: str) -> None:
+    """A docket with a terminal escape (C0 or C1), a bidirectional override or isolate, a
+    line separator or a byte-order mark would show an owner or a reviewer something other
+    than what it says: every string field refuses it, naming the character. The same
+    docket with accented and non-Latin letters is the control that passes."""
+    readable = NoticeMessage(
+        jti="tok-1", basis="warrant", case=CaseRef(
+            request_id="req-1", docket="2026-MJ-0042 é 日本", authority="court",
+            document_sha256="ab" * 32,
+        ), window=WINDOW, clips=("c1",), released_at=NOW,
+    )
+    assert parse_notice(readable.to_bytes()) == readable
+    doc = json.loads(readable.to_bytes())
+    doc["case"]["docket"] = f"2026-MJ-{hidden}0042"
+    with pytest.raises(MessageError, match=f"U\\+{ord(hidden[0]):04X}"):
+        parse_notice(json.dumps(doc).encode())
+
+
+def test_printable_makes_what_string_fields_refuse_a_question_mark() -> None:
+    """What a party writes from text it did not choose (an error message) then parses."""
+    text = "bad \x1b[31mred\x9b \u202eevil\u2069 é"
+    cleaned = printable(text, 1024)
+    assert cleaned == "bad ?[31mred? ?evil? é"
+    result = ResultMessage(jti="tok-1", status=ResultStatus.rejected, reason="malformed",
+                           detail=cleaned)
+    assert parse_result(result.to_bytes()).detail == cleaned
+    assert printable(text, 3) == "bad"[:3]
