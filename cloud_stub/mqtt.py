@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from cloud_stub.service import CloudService
 from protocol.errors import MessageError
 from protocol.keys import private_session_id
 from protocol.messages import EscrowAck, parse_escrow, parse_notice, parse_result, parse_status
+from protocol.tls import client_context
 from protocol.topics import DeviceTopics, all_devices
 
 log = logging.getLogger(__name__)
@@ -110,10 +110,7 @@ class CloudMqtt:
             protocol=MQTTProtocolVersion.MQTTv5,
             manual_ack=True,
         )
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(options.ca_cert))
-        context.load_cert_chain(str(options.cert), str(options.key))
-        context.minimum_version = ssl.TLSVersion.TLSv1_2  # and the broker's name is checked
-        self._client.tls_set_context(context)
+        self._client.tls_set_context(client_context(options.ca_cert, options.cert, options.key))
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect

@@ -50,6 +50,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from device.config import HomeAssistantSettings
 from device.errors import ConfigError, TransportError
+from protocol.tls import TlsMaterialError, client_context
 
 if TYPE_CHECKING:
     from device.agent import AgentContext
@@ -206,27 +207,13 @@ def tls_context(settings: HomeAssistantSettings) -> ssl.SSLContext:
 
     Raises TransportError naming the file when the material does not load.
     """
-    ca = settings.ca_file
     try:
-        context = ssl.create_default_context(
-            ssl.Purpose.SERVER_AUTH, cafile=str(ca) if ca is not None else None
-        )
-    except (OSError, ssl.SSLError) as exc:
-        raise TransportError(f"home_assistant.ca_file {ca}: cannot load: {exc}") from exc
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    # create_default_context already requires a valid chain and checks the name; kept
-    # explicit so that no later edit loosens it unnoticed.
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.check_hostname = True
-    if settings.client_cert is not None:
-        try:
-            context.load_cert_chain(str(settings.client_cert), str(settings.client_key))
-        except (OSError, ssl.SSLError) as exc:
-            raise TransportError(
-                f"home_assistant.client_cert {settings.client_cert} / client_key "
-                f"{settings.client_key}: cannot load: {exc}"
-            ) from exc
-    return context
+        return client_context(settings.ca_file, settings.client_cert, settings.client_key)
+    except TlsMaterialError as exc:
+        key = "ca_file" if exc.which == "ca" else "client_cert / client_key"
+        raise TransportError(f"home_assistant.{key} {exc}") from exc
+    except ValueError as exc:
+        raise TransportError(f"home_assistant: {exc}") from exc
 
 
 def describe_failure(exc: BaseException | None) -> str:

@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from owner_app.errors import BundleError
 from protocol.bundle import OwnerBundleLayout
 from protocol.keys import private_session_id
+from protocol.tls import TlsMaterialError, client_context
 from protocol.topics import DeviceTopics
 
 MAX_FILE_BYTES: Final = 64 * 1024  # every bundle file is a few KiB; refuse anything huge
@@ -60,19 +61,9 @@ class OwnerBundle:
         least, present the owner's certificate. Raises BundleError naming the files."""
         layout = self.layout
         try:
-            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
-                                                 cafile=str(layout.ca_cert))
-        except (OSError, ssl.SSLError) as exc:
-            raise BundleError(f"{layout.ca_cert}: not a usable CA certificate ({exc})") from None
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            context.load_cert_chain(str(layout.mqtt_cert), str(layout.mqtt_key))
-        except (OSError, ssl.SSLError) as exc:
-            raise BundleError(
-                f"{layout.mqtt_key} does not load with {layout.mqtt_cert.name}: "
-                f"not the private key of this certificate, or unreadable ({exc})"
-            ) from None
-        return context
+            return client_context(layout.ca_cert, layout.mqtt_cert, layout.mqtt_key)
+        except TlsMaterialError as exc:
+            raise BundleError(str(exc)) from None
 
 
 def _read(path: Path, root: Path) -> bytes:

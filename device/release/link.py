@@ -31,6 +31,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from device.errors import TransportError
+from protocol.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -137,14 +138,7 @@ class PahoLink:
             return
         s = self._settings
         try:
-            self._client.tls_set(
-                ca_certs=str(s.ca_cert),
-                certfile=str(s.client_cert),
-                keyfile=str(s.client_key),
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-            self._client.tls_insecure_set(False)
+            self._client.tls_set_context(client_context(s.ca_cert, s.client_cert, s.client_key))
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = s.session_expiry_s
             # Flow control: ask the broker to keep fewer unacknowledged messages in
