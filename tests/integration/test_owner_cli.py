@@ -120,6 +120,8 @@ HOSTILE = {
     "an escape sequence": notice("h-5").replace(b"2026-CR-0042", b"\\u001b[2J"),
     "an oversized payload": notice("h-6")[:-1] + b',"pad":"' + b"x" * (256 * 1024) + b'"}',
     "a version 2 notice": notice("h-7").replace(b'"v":1', b'"v":2'),
+    "a C1 terminal control (CSI)": notice("h-8").replace(b"2026-CR-0042", b"A\\u009b2JB"),
+    "a bidirectional override": notice("h-9").replace(b"2026-CR-0042", b"A\\u202eB"),
 }
 
 
@@ -144,19 +146,10 @@ def test_hostile_payloads_are_reported_and_not_stored(home: OwnerMachine) -> Non
     assert "cap is" in refused[6]  # oversized, named as such
     assert "basis must be one of" in refused[3]
     assert "\x1b" not in result.err
-
-
-def test_terminal_controls_the_protocol_allows_are_not_printed(home: OwnerMachine) -> None:
-    """Attack: a docket holding a C1 control (CSI, U+009B) and a bidi override, which the
-    protocol's parser lets through: stored as received, printed as '?'."""
-    assert home.run("notices").code == 0
-    publish(home.device(), home.topics.notice,
-            notice("ctl-1", docket="A\u009b2JB\u202eC"), retain=True)
-    result = home.run("notices")
-    assert result.code == 0, result.err
-    assert "docket A?2JB?C," in result.out
-    assert "\u009b" not in result.out
-    assert "\u009b" in home.ledger.read_text(encoding="utf-8")  # control: it was stored
+    assert "U+009B" in refused[8]
+    assert "U+202E" in refused[9]
+    assert "\x9b" not in result.err
+    assert "\u202e" not in result.err
 
 
 def test_a_different_notice_under_a_stored_jti_is_reported_and_the_first_kept(
