@@ -208,6 +208,10 @@ class ReleaseHandler:
         except TokenRejected as exc:
             if exc.code is RejectionCode.clock_unsynchronized:
                 return self._defer(jti, sha, data, exc.detail, again=deferred)
+            if exc.code is RejectionCode.replayed:
+                # Other bytes under a jti this device accepted: the result must not say
+                # that token was rejected (it was not), so it goes under these bytes' id.
+                return self._reject(unverified_id(sha), sha, exc.code, exc.detail)
             return self._reject(jti, sha, exc.code, exc.detail)
         except EnvironmentFault:
             raise

@@ -6,6 +6,7 @@ deferral while the clock is unsynchronized."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from device.release.messages import unverified_id
 from tests.fixtures.broker import Broker
 from tests.fixtures.deployment import TestDeployment
 from tests.fixtures.release import (
@@ -167,8 +169,13 @@ def test_replay_after_an_agent_restart_is_rejected(
     service = rig.service()  # the agent restarts
     service.start()
     try:
-        watcher.publish_token(minter.sign(dataclasses.replace(claims, exp=claims.exp - 1)))
-        assert watcher.result(claims.jti, "rejected")["reason"] == "replayed"
+        forged = minter.sign(dataclasses.replace(claims, exp=claims.exp - 1))
+        watcher.publish_token(forged)
+        # Reported under the forged bytes' own id: the accepted token was not rejected.
+        own_id = unverified_id(hashlib.sha256(forged).hexdigest())
+        assert watcher.result(own_id, "rejected")["reason"] == "replayed"
+        assert all(r["jti"] != claims.jti or r["status"] == "uploaded"
+                   for r in watcher.results())
         watcher.publish_token(token)
         while True:  # the next result message (the inbox's get is the hang guard)
             message = watcher.inbox.get(timeout=20)
