@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from cloud_stub.core import ServiceCore
 from cloud_stub.errors import HostileInputError
 from cloud_stub.escrow import EpochEscrow, Escrow
+from cloud_stub.release import TokenStatus
 from cloud_stub.review import Status
 from cloud_stub.store.models import Device, Manifest, OwnerNotice, Request, Token
 
@@ -86,7 +87,9 @@ class DeviceEvents:
         it, or it answered a re-published token, ADR 0011) is a no-op without an audit
         entry; a `deferred` arriving after the token moved on is audited but moves
         nothing back, and so is a `rejected` for a token whose manifest was accepted (the
-        evidence was received whatever the device's job concluded; a warning is logged).
+        evidence was received whatever the device's job concluded; a warning is logged)
+        and any result for a token a reviewer re-issued (``superseded``: its request
+        waits on the new token, `cloud_stub.reissuing`).
         Raises `HostileInputError` for a token not issued to this device or an unknown
         status."""
         if result.status not in RESULT_STATUSES:
@@ -100,6 +103,14 @@ class DeviceEvents:
             if token.status == result.status and token.status_reason == result.reason[:200]:
                 log.info("result %s for token %s repeated; already recorded",
                          result.status, result.jti)
+                return False
+            if token.status == TokenStatus.SUPERSEDED:  # a reviewer re-issued it
+                self.core.audit.append(
+                    session, at=now, actor=f"device:{topic_device}",
+                    action=f"token.{result.status}", subject=f"token:{result.jti}",
+                    detail={"reason": result.reason, "detail": result.detail[:500],
+                            "clips": [], "state_kept": token.status},
+                )
                 return False
             stale = result.status == "deferred" and token.status in _PAST_DEFERRED
             if stale:

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud_stub.core import PrincipalCaller, ServiceCore
-from cloud_stub.errors import Conflict, Forbidden
+from cloud_stub.core import PrincipalCaller, ServiceCore, caller_of
+from cloud_stub.errors import Conflict, Forbidden, NotFound
 from cloud_stub.policy.base import Policy, PolicyContext, PreservationRecord
 from cloud_stub.policy.courts import Court
 from cloud_stub.policy.errors import PolicyViolation
@@ -29,9 +29,10 @@ from cloud_stub.policy.requests import (
     EmergencyRequest,
     PreservationRequest,
     basis_of,
+    parse_request,
 )
 from cloud_stub.review import Status
-from cloud_stub.store.models import Request, Token
+from cloud_stub.store.models import Principal, Request, Token
 from cloud_stub.views import RequestView
 
 DEVICE_NOT_ENROLLED = "device_not_enrolled"
@@ -62,13 +63,14 @@ class Intake:
         self.courts = courts
         self.approvals_for = approvals_for
 
-    def _preservations(self, session: Session, caller: PrincipalCaller
+    def _preservations(self, session: Session, caller: PrincipalCaller, exclude: str = ""
                        ) -> dict[str, PreservationRecord]:
         rows = session.execute(
             select(Request).where(
                 Request.agency_id == caller.id,
                 Request.basis == Basis.PRESERVATION.value,
                 Request.status.in_([s.value for s in LIVE_PRESERVATION]),
+                Request.id != exclude,
             )
         ).scalars()
         out: dict[str, PreservationRecord] = {}
@@ -94,12 +96,12 @@ class Intake:
         return out
 
     def _check(self, session: Session, caller: PrincipalCaller, request: AnyRequest,
-               now: datetime) -> list[dict[str, str]]:
+               now: datetime, *, exclude: str = "") -> list[dict[str, str]]:
         ctx = PolicyContext(
             now=now,
             courts=self.courts,
             requester=caller.org,
-            preservations=self._preservations(session, caller),
+            preservations=self._preservations(session, caller, exclude),
         )
         try:
             self.policy.check(request, ctx)
@@ -121,6 +123,18 @@ class Intake:
                           "it gets no new token",
             }]
         return []
+
+    def recheck(self, session: Session, row: Request, now: datetime) -> list[dict[str, str]]:
+        """The legal check of a stored request run again at `now`, as at submission and
+        for the same agency (the request itself left out of its preservations): the
+        codes and reasons it fails with now, empty when it still passes. A re-issued
+        token stands on the law as it is when it is signed (`cloud_stub.reissuing`).
+        Raises `NotFound` when the agency no longer exists."""
+        agency = session.get(Principal, row.agency_id)
+        if agency is None:
+            raise NotFound(f"the agency of request {row.id} no longer exists")
+        return self._check(session, caller_of(agency), parse_request(row.body), now,
+                           exclude=row.id)
 
     def submit(self, caller: PrincipalCaller, request: AnyRequest) -> RequestView:
         """Check and store a request. Raises `Forbidden` for a non-agency caller."""

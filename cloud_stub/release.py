@@ -11,7 +11,9 @@ after the commit (`publish`); a token the broker did not take stays ``issued`` a
 published again when the MQTT link reconnects, and on the link's next redelivery pass.
 A ``published`` token that no device result has answered is published again with
 backoff until its ``exp`` (`redeliver`, policy in `cloud_stub.redelivery`, ADR 0011):
-the broker's acknowledgement does not prove the device will ever get it.
+the broker's acknowledgement does not prove the device will ever get it. A token the
+device refused ``stale_seq`` or ``expired`` is signed again only on a reviewer's decision
+(`sign_for_device` from `cloud_stub.reissuing`); the refused one becomes ``superseded``.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ DEFAULT_HOLD_DAYS = 90
 class TokenStatus:
     ISSUED = "issued"  # signed and stored, not yet taken by the broker
     PUBLISHED = AWAITING_RESULT  # the broker acknowledged the QoS 1 publish; no result yet
+    SUPERSEDED = "superseded"  # refused by the device, and re-issued as a new token
 
 
 PUBLISHED_ACTION = "token.published"
@@ -131,15 +134,9 @@ class Releaser:
         """
         if row.window_start is None or row.window_end is None:
             raise SigningError(f"request {row.id} has no window", code="bad_state")
-        window = Window(start=row.window_start, end=row.window_end)
-        case = case_ref(row, agency_name)
-        life = self._life_s(row)
-        preservation = row.basis == "preservation"
-        notify_after = row.body.get("notify_after")
         issued: list[Issued] = []
         skipped: list[str] = []
         revoked: list[str] = []
-        lead = timedelta(seconds=self.core.limits.epoch_lead_s)
         for device_id in [str(d) for d in row.devices]:
             device = session.get(Device, device_id)
             if device is None:
@@ -147,80 +144,11 @@ class Releaser:
             if device.revoked_at is not None:  # revoked after the request was submitted
                 revoked.append(device_id)
                 continue
-            jti = str(uuid.uuid4())
-            extra: dict[str, Any] = {}
-            if preservation:
-                days = int(row.body.get("hold_days") or DEFAULT_HOLD_DAYS)
-                extra["hold_until"] = now + timedelta(days=days)
-            else:
-                epochs = self.escrow.covering(session, device_id, window.start, window.end, lead)
-                if not epochs:
-                    skipped.append(device_id)
-                    continue
-                try:
-                    keys = seal_keys_for_device(self.escrow.open(epochs),
-                                                device.transport_recipient)
-                except KeyFormatError as exc:
-                    raise SigningError(f"cannot seal keys for {device_id}: {exc}") from exc
-                extra["recipient"] = str(row.body.get("recipient") or "")
-                extra["keys"] = keys
-                extra["upload"] = self.upload_url(jti)
-                if notify_after:
-                    extra["notify_after"] = parse_time(str(notify_after).replace("+00:00", "Z"))
-            seq = allocate_seq(session, device_id)
-            iat = unix_time(now)
-            claims = ReleaseClaims(
-                v=1,
-                iss=self.signer.issuer,
-                aud=device_id,
-                jti=jti,
-                seq=seq,
-                iat=iat,
-                nbf=iat,
-                exp=iat + life,
-                basis=row.basis,
-                case=case,
-                window=window,
-                **extra,
-            )
-            jws = self.signer.sign(claims)
-            session.add(
-                Token(
-                    jti=jti,
-                    request_id=row.id,
-                    device_id=device_id,
-                    seq=seq,
-                    basis=row.basis,
-                    window_start=window.start,
-                    window_end=window.end,
-                    issued_at=now,
-                    expires_at=now + timedelta(seconds=life),
-                    hold_until=extra.get("hold_until"),
-                    size_cap=0 if preservation else self.core.limits.max_evidence_per_token,
-                    status=TokenStatus.ISSUED,
-                    status_reason="",
-                    jws=jws.decode("utf-8"),
-                    updated_at=now,
-                )
-            )
-            session.flush()
-            self.core.audit.append(
-                session,
-                at=now,
-                actor="service:signer",
-                action="token.issued",
-                subject=f"token:{jti}",
-                detail={
-                    "request": row.id,
-                    "device": device_id,
-                    "seq": seq,
-                    "basis": row.basis,
-                    "window": window.to_payload(),
-                    "exp": iat + life,
-                    "signers": ["policy", "review"],
-                },
-            )
-            issued.append(Issued(jti, device_id, seq))
+            one = self.sign_for_device(session, row, device, agency_name, now)
+            if one is None:
+                skipped.append(device_id)
+                continue
+            issued.append(one)
         row.status = (Status.RELEASED if issued else Status.NO_FOOTAGE).value
         if revoked:
             row.reasons = [*row.reasons, {
@@ -235,6 +163,101 @@ class Releaser:
             }]
         row.updated_at = now
         return issued
+
+    def sign_for_device(self, session: Any, row: Request, device: Device, agency_name: str,
+                        now: datetime, *, audit_detail: dict[str, Any] | None = None
+                        ) -> Issued | None:
+        """Sign and store one token of an approved request for one enrolled, unrevoked
+        device: a new ``jti`` and the device's next ``seq``, the request's window, basis
+        and case, a token life from `now` capped as the basis and the policy say. Audited
+        as ``token.issued`` (with `audit_detail` added). None when no escrowed epoch
+        overlaps the window (nothing the device could decrypt).
+
+        Raises `SigningError` when the token cannot be built.
+        """
+        if row.window_start is None or row.window_end is None:
+            raise SigningError(f"request {row.id} has no window", code="bad_state")
+        window = Window(start=row.window_start, end=row.window_end)
+        case = case_ref(row, agency_name)
+        life = self._life_s(row)
+        preservation = row.basis == "preservation"
+        notify_after = row.body.get("notify_after")
+        lead = timedelta(seconds=self.core.limits.epoch_lead_s)
+        device_id = device.id
+        jti = str(uuid.uuid4())
+        extra: dict[str, Any] = {}
+        if preservation:
+            days = int(row.body.get("hold_days") or DEFAULT_HOLD_DAYS)
+            extra["hold_until"] = now + timedelta(days=days)
+        else:
+            epochs = self.escrow.covering(session, device_id, window.start, window.end, lead)
+            if not epochs:
+                return None
+            try:
+                keys = seal_keys_for_device(self.escrow.open(epochs),
+                                            device.transport_recipient)
+            except KeyFormatError as exc:
+                raise SigningError(f"cannot seal keys for {device_id}: {exc}") from exc
+            extra["recipient"] = str(row.body.get("recipient") or "")
+            extra["keys"] = keys
+            extra["upload"] = self.upload_url(jti)
+            if notify_after:
+                extra["notify_after"] = parse_time(str(notify_after).replace("+00:00", "Z"))
+        seq = allocate_seq(session, device_id)
+        iat = unix_time(now)
+        claims = ReleaseClaims(
+            v=1,
+            iss=self.signer.issuer,
+            aud=device_id,
+            jti=jti,
+            seq=seq,
+            iat=iat,
+            nbf=iat,
+            exp=iat + life,
+            basis=row.basis,
+            case=case,
+            window=window,
+            **extra,
+        )
+        jws = self.signer.sign(claims)
+        session.add(
+            Token(
+                jti=jti,
+                request_id=row.id,
+                device_id=device_id,
+                seq=seq,
+                basis=row.basis,
+                window_start=window.start,
+                window_end=window.end,
+                issued_at=now,
+                expires_at=now + timedelta(seconds=life),
+                hold_until=extra.get("hold_until"),
+                size_cap=0 if preservation else self.core.limits.max_evidence_per_token,
+                status=TokenStatus.ISSUED,
+                status_reason="",
+                jws=jws.decode("utf-8"),
+                updated_at=now,
+            )
+        )
+        session.flush()
+        self.core.audit.append(
+            session,
+            at=now,
+            actor="service:signer",
+            action="token.issued",
+            subject=f"token:{jti}",
+            detail={
+                "request": row.id,
+                "device": device_id,
+                "seq": seq,
+                "basis": row.basis,
+                "window": window.to_payload(),
+                "exp": iat + life,
+                "signers": ["policy", "review"],
+                **(audit_detail or {}),
+            },
+        )
+        return Issued(jti, device_id, seq)
 
     def publish(self, jtis: list[str]) -> None:
         """Hand issued tokens to the broker; a failure leaves them ``issued`` for a retry."""

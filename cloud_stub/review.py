@@ -87,6 +87,18 @@ def check_reason(reason: str) -> str:
     return text
 
 
+def check_reviewer(reviewer: Reviewer, submitter_org: str) -> None:
+    """Whether this principal may review a request of `submitter_org` at all (approve,
+    deny, or re-issue an approved request's token). Raises `Forbidden`."""
+    if reviewer.role != "reviewer":
+        raise Forbidden("only a reviewer may approve or deny a request", code="not_a_reviewer")
+    if reviewer.org == submitter_org:
+        raise Forbidden(
+            "a reviewer of the submitting organisation cannot review this request",
+            code="separation_of_duties",
+        )
+
+
 def decide(
     *,
     status: str,
@@ -102,13 +114,7 @@ def decide(
     Raises `Forbidden` (role, separation of duties), `Conflict` (not waiting for review,
     already decided by this reviewer) or `HostileInputError` (reason missing).
     """
-    if reviewer.role != "reviewer":
-        raise Forbidden("only a reviewer may approve or deny a request", code="not_a_reviewer")
-    if reviewer.org == submitter_org:
-        raise Forbidden(
-            "a reviewer of the submitting organisation cannot review this request",
-            code="separation_of_duties",
-        )
+    check_reviewer(reviewer, submitter_org)
     if status != Status.PENDING_REVIEW:
         raise Conflict(f"the request is {status}, not waiting for review", code="not_pending")
     if any(d.reviewer_id == reviewer.id for d in prior):

@@ -29,6 +29,7 @@ from cloud_stub.evidence_files import HashState
 from cloud_stub.intake import FollowUp, Intake
 from cloud_stub.policy import Basis, build_policy, load_court_registry, load_limits
 from cloud_stub.policy.config import Limits
+from cloud_stub.reissuing import Reissuing
 from cloud_stub.release import Releaser
 from cloud_stub.reviewing import Reviewing
 from cloud_stub.signer import TokenSigner
@@ -71,6 +72,7 @@ class CloudService:
         self.releaser = Releaser(core, signer=signer, escrow=escrow,
                                  policy_life_s=self.token_life_s)
         self.reviewing = Reviewing(core, self.releaser)
+        self.reissuing = Reissuing(core, self.releaser, self.intake)
         self.evidence = Evidence(core)
         self.events = DeviceEvents(core, escrow)
 

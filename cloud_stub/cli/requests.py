@@ -1,7 +1,9 @@
-"""`cloud-stub requests list|show|approve|deny`: the operator's view of the queue.
+"""`cloud-stub requests list|show|approve|deny|reissue`: the operator's view of the queue.
 
 ``approve`` and ``deny`` act as a named reviewer (``--reviewer``) with the same rules as
 the API: another organisation than the submitter's, once per reviewer, a written reason.
+``reissue`` has a named reviewer issue a new token for an approved request whose token
+the device refused as ``stale_seq`` or ``expired`` (`cloud_stub.reissuing`).
 """
 
 from __future__ import annotations
@@ -115,8 +117,24 @@ def _decide(action: Action) -> Any:
     return run
 
 
+def _reissue(args: argparse.Namespace) -> int:
+    service = open_service(args)
+    try:
+        caller = _reviewer(service, args.reviewer)
+        view = service.reissuing.reissue(caller, args.request_id, args.reason)
+    finally:
+        service.close()
+    if args.json:
+        print_json(as_json(view))
+    else:
+        print(f"re-issued by {caller.name}: request {view.id} is now {view.status}")
+        for t in view.tokens:
+            print(f"token {t.jti} {t.device} seq {t.seq} {t.status}")
+    return 0
+
+
 def register(sub: Any) -> None:
-    group = sub.add_parser("requests", help="list, show, approve or deny requests")
+    group = sub.add_parser("requests", help="list, show, approve, deny or re-issue requests")
     group_sub = group.add_subparsers(dest="requests_command", required=True, metavar="COMMAND")
 
     ls = group_sub.add_parser("list", help="requests, newest first")
@@ -140,3 +158,13 @@ def register(sub: Any) -> None:
         cmd.add_argument("--json", action="store_true")
         add_deployment_args(cmd)
         cmd.set_defaults(handler=guarded(f"requests {action.value}", _decide(action)))
+
+    reissue = group_sub.add_parser(
+        "reissue", help="as a named reviewer, issue a new token for a released request "
+                        "whose token the device rejected as stale_seq or expired")
+    reissue.add_argument("request_id")
+    reissue.add_argument("--reviewer", required=True, help="the reviewer's principal name")
+    reissue.add_argument("--reason", required=True, help="the written reason")
+    reissue.add_argument("--json", action="store_true")
+    add_deployment_args(reissue)
+    reissue.set_defaults(handler=guarded("requests reissue", _reissue))

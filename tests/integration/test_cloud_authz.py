@@ -111,6 +111,11 @@ MATRIX: dict[str, tuple[Call, dict[str, object]]] = {
              b'{"reason": "Reviewed against the warrant and the docket entry."}'), {
             "agency_a": 403, "agency_b": 403, "reviewer": ALLOW, "admin": 403,
             "none": 401, "device": 401}),
+    "POST /v1/requests/{id}/reissue": (  # the reviewer is let through to not_reissuable
+        call("POST", lambda w: f"/v1/requests/{w.pending}/reissue",
+             b'{"reason": "Reviewed against the warrant and the docket entry."}'), {
+            "agency_a": 403, "agency_b": 403, "reviewer": ALLOW, "admin": 403,
+            "none": 401, "device": 401}),
     "GET /v1/requests/{id}/evidence": (
         call("GET", lambda w: f"/v1/requests/{w.closed.request_id}/evidence"), {
             "agency_a": ALLOW, "agency_b": 404, "reviewer": 403, "admin": 403,

@@ -1,4 +1,5 @@
-"""Human review: the queue, approve and deny with a written reason (reviewer)."""
+"""Human review: the queue, approve and deny with a written reason (reviewer), and the
+re-issue of a token the device refused as ``stale_seq`` or ``expired``."""
 
 from __future__ import annotations
 
@@ -43,3 +44,11 @@ def approve(request: Request, request_id: str, body: DecisionBody, caller: Revie
 def deny(request: Request, request_id: str, body: DecisionBody, caller: Reviewer
          ) -> RequestView:
     return service_of(request).reviewing.decide(caller, request_id, Action.DENY, body.reason)
+
+
+@router.post("/v1/requests/{request_id}/reissue", response_model=RequestView,
+             summary="Re-issue a token the device refused as stale_seq or expired "
+                     "(reviewer of another organisation)")
+def reissue(request: Request, request_id: str, body: DecisionBody, caller: Reviewer
+            ) -> RequestView:
+    return service_of(request).reissuing.reissue(caller, request_id, body.reason)

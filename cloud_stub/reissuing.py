@@ -1,0 +1,161 @@
+"""Re-issuing a refused token of an approved request: a reviewer's decision, not a retry.
+
+A token the device refused as ``stale_seq`` (the broker lost it and the device accepted a
+later token for another request meanwhile) or ``expired`` (the device came back after its
+``exp``) can never be served by re-publishing it (ADR 0011). A reviewer may then have it
+issued again: `Reissuing.reissue` checks, in one transaction, that
+
+- the request was approved and released, and for at least one of its devices the latest
+  token ended ``rejected`` with reason ``stale_seq`` or ``expired`` and no manifest was
+  accepted under any of the request's tokens for that device (``not_reissuable``
+  otherwise, naming the state and reason found);
+- the reviewer may review this request by the rules of approval (`check_reviewer`: a
+  reviewer, of another organisation than the submitter's) and gives a written reason;
+- the request still passes the legal check at ``now`` (`Intake.recheck`, the code path of
+  submission: a warrant expired since, an emergency past its follow-up, a revoked device
+  are refused with the policy's own code);
+
+then signs a new token per such device exactly as at approval (`Releaser.sign_for_device`:
+new ``jti``, next ``seq``, same window, basis, case and recipient, a fresh life from now),
+marks the refused token ``superseded``, audits ``token.reissued`` (old and new jti,
+reviewer, reason), puts a ``rejected`` request back to ``released``, and after the commit
+publishes the new tokens like any other. A refusal changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud_stub.core import PrincipalCaller, ServiceCore
+from cloud_stub.errors import Conflict, NotFound
+from cloud_stub.intake import Intake
+from cloud_stub.release import Issued, Releaser, TokenStatus
+from cloud_stub.review import Reviewer, Status, check_reason, check_reviewer
+from cloud_stub.store.models import Device, Manifest, Principal, Request, Token
+from cloud_stub.views import RequestView
+
+REISSUE_REASONS = ("stale_seq", "expired")  # device refusals a new token can answer
+REISSUED_ACTION = "token.reissued"
+NOT_REISSUABLE = "not_reissuable"
+# Before approval there is no token to re-issue; a request in one of these never had one.
+_NEVER_RELEASED = (Status.REFUSED, Status.PENDING_REVIEW, Status.DENIED, Status.APPROVED,
+                   Status.NO_FOOTAGE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    old: Token
+    device: Device
+
+
+class Reissuing:
+    """Issue a new token for an approved request whose token the device refused."""
+
+    def __init__(self, core: ServiceCore, releaser: Releaser, intake: Intake) -> None:
+        self.core = core
+        self.releaser = releaser
+        self.intake = intake
+
+    def _candidates(self, session: Session, row: Request) -> list[_Candidate]:
+        """Per device, its latest token of this request when a new one may replace it.
+        Raises `Conflict` (``not_reissuable``) when there is none, naming what was found."""
+        tokens = session.execute(
+            select(Token).where(Token.request_id == row.id).order_by(Token.device_id, Token.seq)
+        ).scalars().all()
+        if row.status in _NEVER_RELEASED or not tokens:
+            raise Conflict(f"the request is {row.status}: it was never released, there is "
+                           "no token to re-issue", code=NOT_REISSUABLE)
+        latest: dict[str, Token] = {}
+        for token in tokens:  # ordered by seq: the last one per device wins
+            latest[token.device_id] = token
+        accepted = set(session.execute(
+            select(Manifest.jti).where(Manifest.jti.in_([t.jti for t in tokens]))
+        ).scalars())
+        evidence = {t.device_id for t in tokens if t.jti in accepted}
+        found: list[str] = []
+        out: list[_Candidate] = []
+        for device_id, token in sorted(latest.items()):
+            state = f"{device_id}: token {token.jti} is {token.status}" + (
+                f" ({token.status_reason})" if token.status_reason else "")
+            if device_id in evidence:
+                found.append(f"{device_id}: evidence was accepted")
+                continue
+            if token.status != Status.REJECTED or token.status_reason not in REISSUE_REASONS:
+                found.append(state)
+                continue
+            device = session.get(Device, device_id)
+            if device is None:
+                raise NotFound(f"device {device_id} is not enrolled")
+            out.append(_Candidate(token, device))
+        if not out:
+            raise Conflict(
+                "only a token the device rejected as " + " or ".join(REISSUE_REASONS)
+                + ", without accepted evidence, is re-issued; " + "; ".join(found),
+                code=NOT_REISSUABLE,
+            )
+        return out
+
+    def reissue(self, caller: PrincipalCaller, request_id: str, reason: str) -> RequestView:
+        """Re-issue the refused tokens of an approved request; returns the request.
+
+        Raises `Forbidden` (not a reviewer, separation of duties), `Conflict`
+        (``not_reissuable``; or the legal check's own code when the request no longer
+        passes it), `HostileInputError` (no reason), `NotFound`, `SigningError`.
+        """
+        now = self.core.now()
+        issued: list[Issued] = []
+        with self.core.store.transaction() as session:
+            row = self.core.load_request(session, request_id, lock=True)
+            check_reviewer(Reviewer(caller.id, caller.role, caller.org), row.org)
+            text = check_reason(reason)
+            candidates = self._candidates(session, row)
+            failed = self.intake.recheck(session, row, now)
+            if failed:
+                first = failed[0]
+                raise Conflict(f"the request no longer passes the legal check: "
+                               f"{first['reason']}", code=first["code"])
+            agency = session.get(Principal, row.agency_id)
+            if agency is None:
+                raise NotFound(f"the agency of request {row.id} no longer exists")
+            for candidate in candidates:
+                old = candidate.old
+                new = self.releaser.sign_for_device(
+                    session, row, candidate.device, agency.name, now,
+                    audit_detail={"reissue_of": old.jti},
+                )
+                if new is None:  # the escrowed epochs are gone: nothing to seal
+                    raise Conflict(f"no escrowed epoch key overlaps the window for "
+                                   f"{old.device_id} any more", code="no_escrowed_epochs")
+                refused = old.status_reason
+                old.status = TokenStatus.SUPERSEDED
+                old.status_reason = f"rejected {refused}; re-issued as {new.jti}"
+                old.updated_at = now
+                self.core.audit.append(
+                    session,
+                    at=now,
+                    actor=caller.label,
+                    action=REISSUED_ACTION,
+                    subject=f"token:{old.jti}",
+                    detail={
+                        "request": row.id,
+                        "device": old.device_id,
+                        "old_jti": old.jti,
+                        "old_seq": old.seq,
+                        "refused": refused,
+                        "new_jti": new.jti,
+                        "new_seq": new.seq,
+                        "reviewer": caller.name,
+                        "org": caller.org,
+                        "reason": text,
+                    },
+                )
+                issued.append(new)
+            if row.status == Status.REJECTED:
+                row.status = Status.RELEASED.value
+            row.updated_at = now
+        self.releaser.publish([i.jti for i in issued])
+        with self.core.store.transaction() as session:
+            return self.core.view(session, self.core.load_request(session, request_id))
