@@ -58,7 +58,9 @@ from protocol.token import Window
 log = logging.getLogger(__name__)
 
 TOKEN_CLOSED = ("evidence_received", "uploaded")  # a manifest was accepted
-REPORTED_REJECTED = "rejected"  # the device refused the token: no manifest
+# The device refused the token (no manifest), or a reviewer re-issued it after that
+# refusal (`superseded`, cloud_stub/reissuing.py): nothing may be uploaded under it.
+REPORTED_REJECTED = ("rejected", "superseded")
 
 
 def _check_url_jti(caller: DeviceCaller, jti: str) -> None:
@@ -138,8 +140,9 @@ class Evidence:
         check_clip_id(clip_id)
         if caller.token_status in TOKEN_CLOSED:
             raise Conflict("the evidence of this token was already accepted", code="closed")
-        if caller.token_status == REPORTED_REJECTED:
-            raise Conflict("the device reported this token rejected", code="token_rejected")
+        if caller.token_status in REPORTED_REJECTED:
+            raise Conflict(f"the device reported this token rejected ({caller.token_status})",
+                           code="token_rejected")
         if offset < 0:
             raise HostileInputError("offset must not be negative", code="bad_offset")
         if offset == 0:

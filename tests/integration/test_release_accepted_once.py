@@ -312,3 +312,26 @@ def test_a_conflict_with_another_code_still_fails_the_job(
     assert _events(service, "accepted_by_cloud") == []
     with cloud.service.store.read() as session:
         assert session.get(Manifest, issued.jti) is None
+
+
+def test_nothing_is_uploaded_under_a_superseded_token(
+    cloud: CloudServer, release_rig: DeviceRig, services: list[ReleaseService]
+) -> None:
+    """A token a reviewer re-issued after the device refused it (`superseded`) takes no
+    upload either: 409 ``token_rejected``, the job fails, no notice."""
+    rig = release_rig
+    issued = issue(cloud, rig)
+    transport = LosingTransport("/manifest", lose=0)
+    service = rig.service(uploader=make_uploader(rig, transport))
+    services.append(service)
+    assert service.handler.handle(issued.token).status == "accepted"
+    with cloud.service.store.transaction() as session:
+        token = session.get(Token, issued.jti)
+        assert token is not None
+        token.status = "superseded"
+    _run_to_end(service)
+    job = service.jobs.job(issued.jti)
+    assert job is not None
+    assert job.state == "failed"
+    assert transport.problems == ["token_rejected"]
+    assert "notice" not in _outbox(service)
