@@ -58,11 +58,7 @@ def test_discovery_is_retained_then_states_follow(broker: int) -> None:
     motion_topic = "homeassistant/binary_sensor/doorbell_porch_1/motion/config"
     ha = HomeAssistantSide(broker, ["homeassistant/#", "sealed_doorbell/#"])
     try:
-        retained: dict[str, Seen] = {}
-        while len(retained) < 4:  # two configs, availability, motion state
-            seen = ha.next()
-            assert seen.retain, f"{seen.topic} was not retained"
-            retained[seen.topic] = seen
+        retained = ha.retained(4)  # two configs, availability, motion state
         assert set(retained) == {
             event_topic,
             motion_topic,

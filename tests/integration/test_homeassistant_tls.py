@@ -40,7 +40,6 @@ from tests.fixtures.home_assistant import (
     HomeAssistantSide,
     HomePki,
     LogWatch,
-    Seen,
     client_context,
     running_home_assistant_broker,
     write_private,
@@ -112,11 +111,7 @@ def test_discovery_and_a_ring_arrive_over_tls_with_a_password_file(tls: TlsSetup
         assert bridge.wait_announced(WAIT_S)
         ha = tls.home_assistant(["homeassistant/#", "sealed_doorbell/#"])
         try:
-            retained: dict[str, Seen] = {}
-            while len(retained) < 4:  # two configs, availability, motion state
-                seen = ha.next()
-                assert seen.retain, f"{seen.topic} was not retained"
-                retained[seen.topic] = seen
+            retained = ha.retained(4)  # two configs, availability, motion state
             event = json.loads(retained[ents.config_topic("event", "doorbell")].payload)
             assert event["event_types"] == ["pressed"]
             assert event["state_topic"] == ents.press_topic
