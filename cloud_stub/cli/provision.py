@@ -17,7 +17,8 @@ from cloud_stub.provision.enroll import EnrollOptions, enroll_device
 from cloud_stub.provision.errors import ProvisionError
 from cloud_stub.provision.names import owner_mqtt_user
 from cloud_stub.provision.owner import REPLACE_REASON, issue_owner_credential
-from cloud_stub.provision.revoke import RevokeResult, Scope, revoke_device
+from cloud_stub.provision.revocations import Scope
+from cloud_stub.provision.revoke import RevokeResult, revoke_device
 from cloud_stub.store.devices import sync_devices
 from protocol.bundle import DeploymentLayout
 from protocol.topics import DEFAULT_PREFIX
@@ -153,9 +154,7 @@ def _revoke(args: argparse.Namespace) -> int:
               "device only after its next start, or after this command runs with the store.")
     print(f"CRL {result.crl} and ACL {result.acl} rendered again; "
           f"{owner_mqtt_user(record.device_id)} has no ACL stanza.")
-    if not result.config_names_crl:
-        print(_crl_warning(layout))
-    print(RESTART_ADVICE)
+    _print_restart_advice(layout, config_names_crl=result.config_names_crl)
     return 0
 
 
@@ -196,12 +195,16 @@ RELOAD_ADVICE = ("reload the broker before the owner connects: `systemctl reload
                  "or `kill -HUP <mosquitto pid>` (a broker started after this reads it anyway).")
 
 
-def _crl_warning(layout: DeploymentLayout) -> str:
-    paths = BrokerPaths(layout)
-    return (f"WARNING: {paths.config} does not name the CRL (a deployment made before "
-            "revocation existed): the broker still accepts the revoked certificate. Add "
-            f"`crlfile {paths.crl.resolve()}` under `cafile` in the listener, then restart "
-            "the broker.")
+def _print_restart_advice(layout: DeploymentLayout, *, config_names_crl: bool) -> None:
+    """After a certificate went into the CRL: restart the broker, and first make its
+    configuration name the CRL when a deployment made before revocation does not."""
+    if not config_names_crl:
+        paths = BrokerPaths(layout)
+        print(f"WARNING: {paths.config} does not name the CRL (a deployment made before "
+              "revocation existed): the broker still accepts the revoked certificate. Add "
+              f"`crlfile {paths.crl.resolve()}` under `cafile` in the listener, then "
+              "restart the broker.")
+    print(RESTART_ADVICE)
 
 
 def _owner_cert(args: argparse.Namespace) -> int:
@@ -247,9 +250,7 @@ def _owner_cert(args: argparse.Namespace) -> int:
         return 0
     print(f"the replaced owner certificate {result.replaced:x} is revoked in the CRL "
           f"{result.crl}.")
-    if not result.config_names_crl:
-        print(_crl_warning(layout))
-    print(RESTART_ADVICE)
+    _print_restart_advice(layout, config_names_crl=result.config_names_crl)
     return 0
 
 

@@ -67,6 +67,7 @@ from cloud_stub.provision.names import (
     check_user_name,
     owner_mqtt_user,
 )
+from cloud_stub.provision.revocations import owner_in_service
 from cloud_stub.provision.trust import DEFAULT_ROOT_LIFETIME, SIGNERS, first_trust_root
 from protocol.bundle import DeploymentLayout
 from protocol.keys import public_key_hex
@@ -151,14 +152,6 @@ def _give_to_broker_user(paths: BrokerPaths, user: str) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
 
-REVOCATION_FILE = "revoked.json"
-
-
-def revocation_path(layout: DeploymentLayout, device_id: str) -> Path:
-    """``devices/<id>/revoked.json``: written by `cloud_stub.provision.revoke`."""
-    return layout.device_record(device_id) / REVOCATION_FILE
-
-
 def enrolled_device_ids(layout: DeploymentLayout) -> list[str]:
     """The devices enrolled in `layout`, sorted: each directory of ``devices/`` named by a
     device id (one `owner_mqtt_user` accepts) whose record holds the owner's certificate
@@ -183,9 +176,6 @@ def owner_device_ids(layout: DeploymentLayout) -> list[str]:
     device revocation revokes it, an owner-only one only the serials it lists). A record
     or certificate that cannot be read counts as revoked, so a damaged record never gives
     an owner access back."""
-    # revoke.py builds on this module; it is imported here, when the ACL is rendered.
-    from cloud_stub.provision.revoke import owner_in_service
-
     return [name for name in enrolled_device_ids(layout) if owner_in_service(layout, name)]
 
 

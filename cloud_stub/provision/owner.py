@@ -12,7 +12,7 @@ all under the registry lock.
 --owner-only` does (`revoke.revoke_locked`: the serial goes into ``revoked.json`` and
 the CA-signed CRL, kept there for good), so the lost bundle is refused at the TLS
 handshake once the broker restarts; the new certificate's serial is not in the record,
-so its owner gets the ACL stanza back (`revoke.owner_in_service`). A default owner
+so its owner gets the ACL stanza back (`revocations.owner_in_service`). A default owner
 bundle left from the old credential is removed: its key is revoked.
 
 Refused, with nothing written: an id that is not enrolled (`NotEnrolled`), a revoked
@@ -30,8 +30,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-
 from cloud_stub.provision.ca import CertificateAuthority
 from cloud_stub.provision.deployment import registry_lock, write_broker_acl_locked
 from cloud_stub.provision.enroll import (
@@ -41,16 +39,14 @@ from cloud_stub.provision.enroll import (
     remove_output,
     write_bundle_dir,
 )
-from cloud_stub.provision.errors import AlreadyExists, DeploymentError, DeviceRevoked
+from cloud_stub.provision.errors import AlreadyExists, DeviceRevoked
 from cloud_stub.provision.keys import PUBLIC_MODE, check_empty_dir, write_atomic
 from cloud_stub.provision.names import owner_mqtt_user
+from cloud_stub.provision.revocations import Revocation, Scope, cert_serial, read_revocation
 from cloud_stub.provision.revoke import (
-    Revocation,
-    Scope,
     broker_config_names_crl,
     check_enrolled,
     check_reason,
-    read_revocation,
     revoke_locked,
 )
 from protocol.bundle import DeploymentLayout, OwnerBundleLayout
@@ -71,13 +67,6 @@ class OwnerCredential:
     revocation: Revocation | None
     crl: Path | None
     config_names_crl: bool
-
-
-def _serial_of(path: Path) -> int:
-    try:
-        return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
-    except (OSError, ValueError) as exc:
-        raise DeploymentError(f"{path}: cannot read the certificate: {exc}") from exc
 
 
 def issue_owner_credential(
@@ -105,7 +94,7 @@ def issue_owner_credential(
                 f"({existing.reason}); no owner credential is issued to a revoked device"
             )
         owner_cert = layout.owner_mqtt_cert(device_id)
-        old_serial = _serial_of(owner_cert) if owner_cert.exists() else None
+        old_serial = cert_serial(owner_cert) if owner_cert.exists() else None
         if old_serial is not None and not replace:
             raise AlreadyExists(
                 f"device {device_id!r} has an owner credential already ({owner_cert}, "

@@ -30,59 +30,27 @@ any ``revoked.json`` as revoked.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
-
-from cryptography import x509
 
 from cloud_stub.config import load_deployment
 from cloud_stub.errors import ConfigError
 from cloud_stub.provision.ca import CertificateAuthority
-from cloud_stub.provision.deployment import (
-    BrokerPaths,
-    registry_lock,
-    revocation_path,
-    write_broker_acl_locked,
-)
+from cloud_stub.provision.deployment import BrokerPaths, registry_lock, write_broker_acl_locked
 from cloud_stub.provision.errors import DeploymentError, InvalidName, NotEnrolled
 from cloud_stub.provision.keys import PUBLIC_MODE, write_atomic
 from cloud_stub.provision.names import check_device_id
+from cloud_stub.provision.revocations import (
+    Revocation,
+    cert_serial,
+    read_revocation,
+    revocation_path,
+)
+from cloud_stub.provision.revocations import Scope as Scope  # re-exported for callers
 from protocol.bundle import DeploymentLayout
 
 MAX_REASON = 500
-MAX_RECORD = 64 * 1024
-
-
-class Scope(StrEnum):
-    DEVICE = "device"  # the device's certificate and its owner's
-    OWNER = "owner"  # the owner's certificate only
-
-
-@dataclass(frozen=True, slots=True)
-class Revocation:
-    """One ``revoked.json``."""
-
-    device_id: str
-    at: dt.datetime
-    reason: str
-    scope: Scope
-    serials: tuple[int, ...]
-    history: tuple[dict[str, Any], ...] = ()  # earlier, narrower revocations it replaced
-
-    def to_json(self) -> bytes:
-        document = {
-            "device_id": self.device_id,
-            "at": self.at.isoformat(),
-            "reason": self.reason,
-            "scope": self.scope.value,
-            "serials": [f"{s:x}" for s in self.serials],
-            "history": list(self.history),
-        }
-        return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,38 +62,6 @@ class RevokeResult:
     crl: Path
     acl: Path
     config_names_crl: bool  # False: broker/mosquitto.conf predates CRLs; add `crlfile`
-
-
-def read_revocation(layout: DeploymentLayout, device_id: str) -> Revocation | None:
-    """The device's ``revoked.json``, or None when there is none.
-
-    Raises DeploymentError when the file exists but cannot be read or parsed.
-    """
-    path = revocation_path(layout, device_id)
-    if not os.path.lexists(path):
-        return None
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_RECORD + 1)
-        if len(raw) > MAX_RECORD:
-            raise ValueError("too large")
-        doc = json.loads(raw)
-        at = dt.datetime.fromisoformat(str(doc["at"]))
-        if at.tzinfo is None:
-            raise ValueError("'at' has no time zone")
-        history = doc.get("history", [])
-        if not isinstance(history, list):
-            raise ValueError("'history' is not a list")
-        return Revocation(
-            device_id=device_id,
-            at=at,
-            reason=str(doc["reason"]),
-            scope=Scope(doc["scope"]),
-            serials=tuple(int(str(s), 16) for s in doc["serials"]),
-            history=tuple(dict(h) for h in history),
-        )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DeploymentError(f"{path}: cannot read the revocation record: {exc}") from exc
 
 
 def all_revocations(layout: DeploymentLayout) -> list[Revocation]:
@@ -159,13 +95,6 @@ def write_crl(layout: DeploymentLayout, *, now: dt.datetime,
     return path
 
 
-def _serial(path: Path) -> int:
-    try:
-        return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
-    except (OSError, ValueError) as exc:
-        raise DeploymentError(f"{path}: cannot read the certificate: {exc}") from exc
-
-
 def check_reason(reason: str) -> str:
     reason = reason.strip()
     if not reason or len(reason) > MAX_REASON or not reason.isprintable():
@@ -189,22 +118,6 @@ def broker_config_names_crl(layout: DeploymentLayout) -> bool:
     return False
 
 
-def owner_in_service(layout: DeploymentLayout, device_id: str) -> bool:
-    """Whether the owner certificate in force (``owner-mqtt.pem``) keeps its ACL stanza:
-    True without a ``revoked.json``; with one, only when it can be read, revokes the
-    owner alone (scope ``owner``) and does not list that certificate's serial, which is
-    the case once `devices owner-cert --replace` issued a new certificate after an
-    owner-only revocation. A record or certificate that cannot be read counts as revoked."""
-    if not os.path.lexists(revocation_path(layout, device_id)):
-        return True
-    try:
-        record = read_revocation(layout, device_id)
-        serial = _serial(layout.owner_mqtt_cert(device_id))
-    except DeploymentError:
-        return False
-    return record is not None and record.scope is Scope.OWNER and serial not in record.serials
-
-
 def check_enrolled(layout: DeploymentLayout, device_id: str) -> Path:
     """The device's MQTT certificate in its record. Raises NotEnrolled without one."""
     device_cert = layout.device_record(device_id) / "mqtt.pem"
@@ -223,9 +136,9 @@ def revoke_locked(layout: DeploymentLayout, device_id: str, *, reason: str, scop
     existing = read_revocation(layout, device_id)
     wanted: list[int] = []
     if scope is Scope.DEVICE:
-        wanted.append(_serial(device_cert))
+        wanted.append(cert_serial(device_cert))
     if owner_cert.is_file():
-        wanted.append(_serial(owner_cert))
+        wanted.append(cert_serial(owner_cert))
     elif scope is Scope.OWNER:
         raise NotEnrolled(f"device {device_id!r} has no owner certificate ({owner_cert})")
     if existing is not None and set(wanted) <= set(existing.serials):

@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from cloud_stub.provision.errors import DeploymentError
-from cloud_stub.provision.revoke import Scope, read_revocation
+from cloud_stub.provision.revocations import Scope, read_revocation
 from cloud_stub.store.models import Device
 from cloud_stub.store.sequence import ensure_counter
 from protocol.bundle import DeploymentLayout

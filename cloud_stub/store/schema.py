@@ -104,16 +104,15 @@ def _type_name(type_: object, engine: Engine) -> str:
 def inspect_schema(engine: Engine) -> SchemaReport:
     """Compare the database behind `engine` with the models. Raises `StoreError` when the
     database cannot be read."""
-    try:
-        inspector = inspect(engine)
-        live_tables = set(inspector.get_table_names())
+    try:  # every table's columns at once: one catalog query on PostgreSQL, not one a table
         live_columns = {
-            name: {c["name"]: c for c in inspector.get_columns(name)}
-            for name in live_tables
+            name: {c["name"]: c for c in columns}
+            for (_schema, name), columns in inspect(engine).get_multi_columns().items()
         }
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot read the store's schema: {exc.__class__.__name__}: {exc}"
                          ) from exc
+    live_tables = set(live_columns)
     tables = Base.metadata.sorted_tables
     missing_tables: list[str] = []
     missing_columns: list[str] = []

@@ -19,7 +19,6 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from cloud_stub.cli import main
 from cloud_stub.core import caller_of
 from cloud_stub.policy.courts import load_court_key
 from cloud_stub.policy.requests import parse_request
@@ -28,24 +27,11 @@ from cloud_stub.store import Store
 from cloud_stub.store.models import AuditRow
 from cloud_stub.store.principals import authenticate
 from tests.fixtures.cloud import loopback_socket
-from tests.fixtures.deployment import TestDeployment
+from tests.fixtures.deployment import OperatorCli, TestDeployment
 from tests.fixtures.policy import COURT_ID, PolicyWorld
 
 
-class Cli:
-    def __init__(self, deployment: TestDeployment, store: Path,
-                 capsys: pytest.CaptureFixture[str]) -> None:
-        self.deployment = deployment
-        self.store_url = f"sqlite:///{store}"
-        self.capsys = capsys
-
-    def run(self, *argv: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        code = main([*argv, "--deployment", str(self.deployment.layout.root),
-                     "--store-url", self.store_url])
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
+class Cli(OperatorCli):
     def json(self, *argv: str) -> Any:
         code, out, err = self.run(*argv, "--json")
         assert code == 0, err
@@ -55,7 +41,7 @@ class Cli:
 @pytest.fixture
 def cli(fresh_deployment: TestDeployment, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> Cli:
-    return Cli(fresh_deployment, tmp_path / "cli.sqlite3", capsys)
+    return Cli(fresh_deployment, f"sqlite:///{tmp_path / 'cli.sqlite3'}", capsys)
 
 
 def test_an_agency_gets_a_key_once_and_an_identity_file(cli: Cli) -> None:

@@ -24,8 +24,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from cryptography import x509
 
-from cloud_stub.cli import main
-from cloud_stub.provision.deployment import revocation_path, write_broker_acl
+from cloud_stub.provision.deployment import write_broker_acl
+from cloud_stub.provision.revocations import revocation_path
 from protocol.bundle import OwnerBundleLayout
 from protocol.topics import DeviceTopics
 from tests.fixtures.broker import (
@@ -35,7 +35,7 @@ from tests.fixtures.broker import (
     running_broker,
     subscribe,
 )
-from tests.fixtures.deployment import ClientCredentials, TestDeployment
+from tests.fixtures.deployment import ClientCredentials, OperatorCli, TestDeployment
 from tests.integration.test_owner_acl import _until
 from tests.integration.test_revoke import _connects, _serial
 
@@ -64,11 +64,7 @@ def _enroll_old_style(d: TestDeployment, stem: str) -> str:
 
 def _run(d: TestDeployment, tmp_path: Path, capsys: pytest.CaptureFixture[str],
          *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([*argv, "--deployment", str(d.layout.root),
-                 "--store-url", f"sqlite:///{tmp_path / 'cloud.sqlite3'}"])
-    out, err = capsys.readouterr()
-    return code, out, err
+    return OperatorCli(d, f"sqlite:///{tmp_path / 'cloud.sqlite3'}", capsys).run(*argv)
 
 
 def _audit(d: TestDeployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
 from cloud_stub.cli import main
-from cloud_stub.provision.deployment import revocation_path
-from cloud_stub.provision.revoke import Scope, revoke_device
+from cloud_stub.provision.revocations import Scope, revocation_path
+from cloud_stub.provision.revoke import revoke_device
 from cloud_stub.store.models import AuditRow, Token
 from protocol.bundle import DeploymentLayout
 from tests.fixtures.broker import (
@@ -31,7 +31,7 @@ from tests.fixtures.broker import (
     tls_context,
 )
 from tests.fixtures.cloud import CloudServer
-from tests.fixtures.deployment import ClientCredentials, TestDeployment
+from tests.fixtures.deployment import ClientCredentials, OperatorCli, TestDeployment
 from tests.integration.test_cloud_evidence import device_call, release, sealed_clip
 
 REASON = "stolen from the porch"
@@ -265,11 +265,7 @@ def test_a_revoked_devices_evidence_put_is_refused(
 
 def _run(d: TestDeployment, tmp_path: Path, capsys: pytest.CaptureFixture[str],
          *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([*argv, "--deployment", str(d.layout.root),
-                 "--store-url", f"sqlite:///{tmp_path / 'cli.sqlite3'}"])
-    out, err = capsys.readouterr()
-    return code, out, err
+    return OperatorCli(d, f"sqlite:///{tmp_path / 'cli.sqlite3'}", capsys).run(*argv)
 
 
 def test_cli_names_the_action_refuses_an_unknown_id_and_is_idempotent(

@@ -17,31 +17,17 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from cloud_stub.cli import main
 from cloud_stub.errors import StoreError
 from cloud_stub.service import CloudService
 from cloud_stub.store import Store
 from cloud_stub.store.audit_log import AuditTrail
 from cloud_stub.store.models import AuditRow, Device
 from cloud_stub.store.schema import StoreOutdated, inspect_schema
-from tests.fixtures.deployment import TestDeployment
+from tests.fixtures.deployment import OperatorCli, TestDeployment
 
 
-class Operator:
-    """The `cloud-stub` command line against one deployment and store."""
-
-    def __init__(self, deployment: TestDeployment, store_url: str,
-                 capsys: pytest.CaptureFixture[str]) -> None:
-        self.deployment = deployment
-        self.store_url = store_url
-        self.capsys = capsys
-
-    def run(self, *argv: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        code = main([*argv, "--deployment", str(self.deployment.layout.root),
-                     "--store-url", self.store_url])
-        out, err = self.capsys.readouterr()
-        return code, out, err
+class Operator(OperatorCli):
+    """The `cloud-stub` command line, the service and the raw store of one deployment."""
 
     def open(self) -> CloudService:
         return CloudService.open(self.deployment.layout.root, store_url=self.store_url)
