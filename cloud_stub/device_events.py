@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -31,9 +32,6 @@ _REQUEST_STATUS = {
     "preserved": Status.PRESERVED,
 }
 _FINAL_REQUEST = (Status.UPLOADED.value, Status.REJECTED.value, Status.PRESERVED.value)
-# Token states a late `deferred` must not take a token back from: the device has acted
-# on the token since (its outbox re-sends unacknowledged results, so order can vary).
-_PAST_DEFERRED = ("evidence_received", "uploaded", "rejected", "preserved")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,33 +102,13 @@ class DeviceEvents:
                 log.info("result %s for token %s repeated; already recorded",
                          result.status, result.jti)
                 return False
-            if token.status == TokenStatus.SUPERSEDED:  # a reviewer re-issued it
+            kept = self._state_kept(session, topic_device, token, result)
+            if kept is not None:  # audited, but the token's state stays
                 self.core.audit.append(
                     session, at=now, actor=f"device:{topic_device}",
                     action=f"token.{result.status}", subject=f"token:{result.jti}",
                     detail={"reason": result.reason, "detail": result.detail[:500],
-                            "clips": [], "state_kept": token.status},
-                )
-                return False
-            stale = result.status == "deferred" and token.status in _PAST_DEFERRED
-            if stale:
-                self.core.audit.append(
-                    session, at=now, actor=f"device:{topic_device}",
-                    action="token.deferred", subject=f"token:{result.jti}",
-                    detail={"reason": result.reason, "detail": result.detail[:500],
-                            "clips": [], "state_kept": token.status},
-                )
-                return False
-            if result.status == "rejected" and session.get(Manifest, result.jti) is not None:
-                log.warning("token %s: device %s reported it rejected (%s) after its evidence "
-                            "was accepted; the token stays %s", result.jti, topic_device,
-                            result.reason[:60], token.status)
-                self.core.audit.append(
-                    session, at=now, actor=f"device:{topic_device}",
-                    action="token.rejected", subject=f"token:{result.jti}",
-                    detail={"reason": result.reason, "detail": result.detail[:500],
-                            "clips": [], "state_kept": token.status,
-                            "evidence_accepted": True},
+                            "clips": [], "state_kept": token.status, **kept},
                 )
                 return False
             token.status = result.status
@@ -150,6 +128,23 @@ class DeviceEvents:
                         "clips": list(result.clips)[:1000]},
             )
         return True
+
+    @staticmethod
+    def _state_kept(session: Session, topic_device: str, token: Token,
+                    result: Result) -> dict[str, Any] | None:
+        """None when `result` moves `token` on, else what its audit entry adds: the token
+        was re-issued (``superseded``), a `deferred` comes after the device acted on it,
+        or a `rejected` after its manifest was accepted (logged)."""
+        if token.status == TokenStatus.SUPERSEDED:
+            return {}
+        if result.status == TokenStatus.DEFERRED and token.status in TokenStatus.ACTED_ON:
+            return {}
+        if result.status == TokenStatus.REJECTED and session.get(Manifest, token.jti) is not None:
+            log.warning("token %s: device %s reported it rejected (%s) after its evidence "
+                        "was accepted; the token stays %s", token.jti, topic_device,
+                        result.reason[:60], token.status)
+            return {"evidence_accepted": True}
+        return None
 
     def status_received(self, topic_device: str, state: str, at: datetime | None = None) -> None:
         now = at or self.core.now()

@@ -39,6 +39,7 @@ from cloud_stub.core import DeviceCaller, PrincipalCaller, ServiceCore
 from cloud_stub.device_auth import IssuedToken, check_device_request, parse_headers
 from cloud_stub.errors import Conflict, Forbidden, HostileInputError, NotFound
 from cloud_stub.evidence_files import HashState, check_clip_id, check_jti
+from cloud_stub.release import TokenStatus
 from cloud_stub.review import Status
 from cloud_stub.store.models import (
     CustodyRecord,
@@ -57,10 +58,6 @@ from protocol.token import Window
 
 log = logging.getLogger(__name__)
 
-TOKEN_CLOSED = ("evidence_received", "uploaded")  # a manifest was accepted
-# The device refused the token (no manifest), or a reviewer re-issued it after that
-# refusal (`superseded`, cloud_stub/reissuing.py): nothing may be uploaded under it.
-REPORTED_REJECTED = ("rejected", "superseded")
 
 
 def _check_url_jti(caller: DeviceCaller, jti: str) -> None:
@@ -138,9 +135,9 @@ class Evidence:
         Raises `WrongOffset` (409), `TooLarge` (413), `Conflict` after acceptance."""
         _check_url_jti(caller, jti)
         check_clip_id(clip_id)
-        if caller.token_status in TOKEN_CLOSED:
+        if caller.token_status in TokenStatus.EVIDENCE_ACCEPTED:
             raise Conflict("the evidence of this token was already accepted", code="closed")
-        if caller.token_status in REPORTED_REJECTED:
+        if caller.token_status in TokenStatus.REFUSED:
             raise Conflict(f"the device reported this token rejected ({caller.token_status})",
                            code="token_rejected")
         if offset < 0:
@@ -307,7 +304,7 @@ class Evidence:
                 })
             if custody:
                 session.execute(insert(CustodyRecord), custody)
-            row.status = "evidence_received"
+            row.status = TokenStatus.EVIDENCE_RECEIVED
             row.updated_at = now
             request = session.get(Request, row.request_id)
             if request is not None and request.status == Status.RELEASED:

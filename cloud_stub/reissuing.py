@@ -83,7 +83,7 @@ class Reissuing:
             if device_id in evidence:
                 found.append(f"{device_id}: evidence was accepted")
                 continue
-            if token.status != Status.REJECTED or token.status_reason not in REISSUE_REASONS:
+            if token.status != TokenStatus.REJECTED or token.status_reason not in REISSUE_REASONS:
                 found.append(state)
                 continue
             device = session.get(Device, device_id)

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
-from cloud_stub.core import ServiceCore
+from cloud_stub.core import ReleasePublisher, ServiceCore
 from cloud_stub.errors import CloudError, SigningError
 from cloud_stub.escrow import Escrow
 from cloud_stub.redelivery import (
@@ -53,9 +53,27 @@ DEFAULT_HOLD_DAYS = 90
 
 
 class TokenStatus:
+    """A token row's ``status``: the one table of token states and of the groups the
+    evidence endpoint, the device results and the re-issuing judge by."""
+
     ISSUED = "issued"  # signed and stored, not yet taken by the broker
     PUBLISHED = AWAITING_RESULT  # the broker acknowledged the QoS 1 publish; no result yet
+    # device results (`cloud_stub.device_events`)
+    DEFERRED = "deferred"  # the device holds it until its clock can judge it
+    UPLOADED = "uploaded"
+    PRESERVED = "preserved"
+    REJECTED = "rejected"
+    EVIDENCE_RECEIVED = "evidence_received"  # the cloud accepted its manifest
     SUPERSEDED = "superseded"  # refused by the device, and re-issued as a new token
+
+    # a manifest was accepted: the evidence is closed
+    EVIDENCE_ACCEPTED = (EVIDENCE_RECEIVED, UPLOADED)
+    # the device refused it (no manifest), or a reviewer re-issued it after that refusal
+    # (`cloud_stub.reissuing`): nothing may be uploaded under it
+    REFUSED = (REJECTED, SUPERSEDED)
+    # the device has acted on it: a late `deferred` (its outbox re-sends unacknowledged
+    # results, so order can vary) does not take it back
+    ACTED_ON = (*EVIDENCE_ACCEPTED, REJECTED, PRESERVED)
 
 
 PUBLISHED_ACTION = "token.published"
@@ -265,15 +283,8 @@ class Releaser:
         if publisher is None:
             return
         for jti in jtis:
-            with self.core.store.transaction() as session:
-                token = session.get(Token, jti)
-                if token is None or token.status != TokenStatus.ISSUED:
-                    continue
-                device_id, jws = token.device_id, token.jws
-            try:
-                publisher.publish_release(device_id, jws.encode("utf-8"))
-            except CloudError as exc:
-                log.warning("token %s not published yet: %s", jti, exc)
+            device_id = self._hand_to_broker(publisher, jti, TokenStatus.ISSUED, "published")
+            if device_id is None:
                 continue
             with self.core.store.transaction() as session:
                 token = session.get(Token, jti)
@@ -288,6 +299,22 @@ class Releaser:
                         subject=f"token:{jti}",
                         detail={"device": device_id},
                     )
+
+    def _hand_to_broker(self, publisher: ReleasePublisher, jti: str, status: str,
+                        what: str) -> str | None:
+        """Publish token `jti` while it has `status`; its device when the broker took
+        it, None when the token is gone or moved on, or the publish failed (logged)."""
+        with self.core.store.read() as session:
+            token = session.get(Token, jti)
+            if token is None or token.status != status:
+                return None
+            device_id, jws = token.device_id, token.jws
+        try:
+            publisher.publish_release(device_id, jws.encode("utf-8"))
+        except CloudError as exc:
+            log.warning("token %s not %s yet: %s", jti, what, exc)
+            return None
+        return device_id
 
     def pending(self) -> list[str]:
         """Tokens issued but not yet taken by the broker, oldest first."""
@@ -328,22 +355,16 @@ class Releaser:
 
     @staticmethod
     def _read_history(session: Any, jtis: list[str]) -> dict[str, PublishHistory]:
-        subjects = {f"token:{jti}": jti for jti in jtis}
-        found: dict[str, PublishHistory] = {}
+        prefix = "token:"
         rows = session.execute(
-            select(AuditRow.subject, AuditRow.action, func.count(), func.max(AuditRow.at))
+            select(AuditRow.subject, func.max(AuditRow.at),
+                   func.sum(case((AuditRow.action == REPUBLISHED_ACTION, 1), else_=0)))
             .where(AuditRow.action.in_((PUBLISHED_ACTION, REPUBLISHED_ACTION)),
-                   AuditRow.subject.in_(list(subjects)))
-            .group_by(AuditRow.subject, AuditRow.action)
+                   AuditRow.subject.in_([prefix + jti for jti in jtis]))
+            .group_by(AuditRow.subject)
         ).all()
-        for subject, action, count, last in rows:
-            jti = subjects[subject]
-            seen = found.get(jti)
-            republished = (seen.republished if seen else 0) + (
-                int(count) if action == REPUBLISHED_ACTION else 0)
-            latest = last if seen is None else max(last, seen.last_published_at)
-            found[jti] = PublishHistory(latest, republished)
-        return found
+        return {subject.removeprefix(prefix): PublishHistory(last, int(republished))
+                for subject, last, republished in rows}
 
     def redeliver(self, now: datetime) -> list[str]:
         """Publish again every token the policy says is due at `now`; returns those the
@@ -356,21 +377,16 @@ class Releaser:
         publisher = self.core.publisher
         if publisher is None:
             return []
-        due = due_for_redelivery(self.awaiting_result(now), now=now, policy=self.redelivery)
+        waiting = {token.jti: token for token in self.awaiting_result(now)}
         done = []
-        for jti in due:
-            with self.core.store.read() as session:
-                token = session.get(Token, jti)
-                if token is None or token.status != TokenStatus.PUBLISHED:
-                    continue  # a result arrived meanwhile
-                device_id, jws = token.device_id, token.jws
-            try:
-                publisher.publish_release(device_id, jws.encode("utf-8"))
-            except CloudError as exc:
-                log.warning("token %s not published again yet: %s", jti, exc)
+        for jti in due_for_redelivery(waiting.values(), now=now, policy=self.redelivery):
+            # None also when a result arrived meanwhile (the token left `published`)
+            device_id = self._hand_to_broker(publisher, jti, TokenStatus.PUBLISHED,
+                                             "published again")
+            if device_id is None:
                 continue
             at = self.core.now()
-            attempt = (self._history[jti].republished if jti in self._history else 0) + 1
+            attempt = waiting[jti].republished + 1
             with self.core.store.transaction() as session:
                 self.core.audit.append(
                     session,

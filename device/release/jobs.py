@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from device.release.db import ReleaseDb
-from protocol.errors import MessageError
-from protocol.messages import parse_result
 from protocol.timefmt import format_time, parse_time
 
 
@@ -194,24 +192,22 @@ class JobStore:
             )
 
     def finish_job(
-        self, jti: str, state: str, detail: str, outbox: list[tuple[str, bytes, bool, datetime]]
+        self,
+        jti: str,
+        state: str,
+        detail: str,
+        outbox: list[tuple[str, bytes, bool, datetime]],
+        *,
+        result: bytes | None = None,
     ) -> None:
         """Mark a job done or failed and queue its messages in the same transaction. The
-        message among them that is this job's `result` is also kept with the job."""
-        result = next((p for _, p, _, _ in outbox if self._is_result_of(jti, p)), None)
+        job keeps `result`, its final `result` payload (one of the queued messages)."""
         with self._db.transaction() as conn:
             conn.execute(
                 "UPDATE jobs SET state = ?, detail = ?, result = ? WHERE jti = ?",
                 (state, detail, result, jti),
             )
             self._queue(conn, outbox)
-
-    @staticmethod
-    def _is_result_of(jti: str, payload: bytes) -> bool:
-        try:
-            return parse_result(payload).jti == jti
-        except MessageError:  # a notice, or anything else that is not a result
-            return False
 
     # outbox ------------------------------------------------------------------------
     def enqueue(self, topic: str, payload: bytes, *, retain: bool, due_at: datetime) -> None:

@@ -130,7 +130,8 @@ class JobRunner:
         self._vault.hold(ids, claims.hold_until)
         result = result_payload(jti=job.jti, status="preserved", reason="", detail="", clips=ids)
         self._jobs.finish_job(
-            job.jti, "done", "", [(self._topics.result, result, False, IMMEDIATE)]
+            job.jti, "done", "", [(self._topics.result, result, False, IMMEDIATE)],
+            result=result,
         )
         self._audit.append(
             "preserved", {"jti": job.jti, "clips": ids, "hold_until": claims.hold_until.isoformat()}
@@ -312,6 +313,7 @@ class JobRunner:
                 (self._topics.result, result, False, IMMEDIATE),
                 (self._topics.notice, notice, True, notice_due),
             ],
+            result=result,
         )
         self._cleanup(job)
         log.info("release %s: uploaded %d clip(s)", job.jti, len(ids))
@@ -326,6 +328,7 @@ class JobRunner:
             "failed",
             detail[:300],
             [(self._topics.result, result, False, IMMEDIATE)],
+            result=result,
         )
         self._audit.append("job_failed", {"jti": job.jti, "code": reason, "detail": detail[:300]})
         self._cleanup(job)

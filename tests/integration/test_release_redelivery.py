@@ -24,6 +24,8 @@ import pytest
 from device.release.jobs import IMMEDIATE
 from device.release.messages import unverified_id
 from device.release.service import ReleaseService
+from device.vault.index import ClipRecord
+from protocol.token import ReleaseClaims
 from tests.fixtures.release import DeviceRig, EvidenceServer, Minter
 
 
@@ -55,15 +57,23 @@ def _snapshot(evidence: EvidenceServer) -> dict[tuple[str, str], bytes]:
     return {key: bytes(entry.data) for key, entry in evidence.files.items()}
 
 
-def test_the_same_bytes_again_resend_the_result_and_do_nothing_else(
-    release_rig: DeviceRig, evidence: EvidenceServer, service: ReleaseService
-) -> None:
-    rig = release_rig
+def _released_clip(
+    rig: DeviceRig, evidence: EvidenceServer
+) -> tuple[Minter, ReleaseClaims, ClipRecord]:
+    """A clip recorded half an hour ago and the claims of a warrant token over the last
+    hour, which the evidence endpoint takes."""
     now = rig.clock.now()
     clip = rig.record(now - timedelta(minutes=30), 5)
     minter = Minter(rig, evidence.base)
     claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
     evidence.allowed.add(claims.jti)
+    return minter, claims, clip
+
+
+def test_the_same_bytes_again_resend_the_result_and_do_nothing_else(
+    release_rig: DeviceRig, evidence: EvidenceServer, service: ReleaseService
+) -> None:
+    minter, claims, clip = _released_clip(release_rig, evidence)
     token = minter.sign(claims)
     assert service.handler.handle(token).status == "accepted"
     service.run_chores()
@@ -98,12 +108,7 @@ def test_other_bytes_under_a_known_jti_are_still_replayed(
     release_rig: DeviceRig, evidence: EvidenceServer, service: ReleaseService
 ) -> None:
     """Positive control for the test above: only identical bytes are a re-delivery."""
-    rig = release_rig
-    now = rig.clock.now()
-    rig.record(now - timedelta(minutes=30), 5)
-    minter = Minter(rig, evidence.base)
-    claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
-    evidence.allowed.add(claims.jti)
+    minter, claims, _ = _released_clip(release_rig, evidence)
     assert service.handler.handle(minter.sign(claims)).status == "accepted"
     service.run_chores()
     _acknowledge_all(service)
@@ -124,12 +129,7 @@ def test_other_bytes_under_a_known_jti_are_still_replayed(
 def test_a_redelivery_while_the_job_runs_only_audits(
     release_rig: DeviceRig, evidence: EvidenceServer, service: ReleaseService
 ) -> None:
-    rig = release_rig
-    now = rig.clock.now()
-    rig.record(now - timedelta(minutes=30), 5)
-    minter = Minter(rig, evidence.base)
-    claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
-    evidence.allowed.add(claims.jti)
+    minter, claims, _ = _released_clip(release_rig, evidence)
     token = minter.sign(claims)
     assert service.handler.handle(token).status == "accepted"
     outcome = service.handler.handle(token)  # the job has not run yet
@@ -144,20 +144,15 @@ def test_a_redelivery_while_the_job_runs_only_audits(
 def test_a_redelivery_of_a_deferred_token_waits_with_it(
     release_rig: DeviceRig, evidence: EvidenceServer, service: ReleaseService
 ) -> None:
-    rig = release_rig
-    now = rig.clock.now()
-    rig.record(now - timedelta(minutes=30), 5)
-    minter = Minter(rig, evidence.base)
-    claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
-    evidence.allowed.add(claims.jti)
+    minter, claims, _ = _released_clip(release_rig, evidence)
     token = minter.sign(claims)
-    rig.clock.set_synchronized(False)
+    release_rig.clock.set_synchronized(False)
     assert service.handler.handle(token).status == "deferred"
     outcome = service.handler.handle(token)
     assert (outcome.status, outcome.detail) == ("duplicate", "waiting_for_clock")
     assert [json.loads(p)["status"] for p in _results(service)] == ["deferred"]
     assert len(service.jobs.deferred()) == 1
-    rig.clock.set_synchronized(True)
+    release_rig.clock.set_synchronized(True)
     service.run_chores()
     statuses = [json.loads(p)["status"] for p in _results(service)]
     assert statuses == ["deferred", "uploaded"]
