@@ -13,14 +13,14 @@ import base64
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pyrage
 import pytest
 from sqlalchemy import select
 
-from cloud_stub.mqtt import CloudMqtt, MqttOptions
+from cloud_stub.mqtt import CloudMqtt
 from cloud_stub.store.models import EscrowedEpoch, OwnerNotice, Token
 from protocol.messages import EscrowMessage, NoticeMessage, ResultMessage, ResultStatus
 from protocol.token import VerificationContext, verify_token
@@ -39,15 +39,6 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
-
-
-@pytest.fixture
-def link(cloud: CloudServer, broker: Broker) -> Iterator[CloudMqtt]:
-    options = MqttOptions.from_service(cloud.service, host=broker.host, port=broker.port)
-    mqtt_link = CloudMqtt(cloud.service, options)
-    assert mqtt_link.start(), broker.log()
-    yield mqtt_link
-    mqtt_link.stop()
 
 
 def escrow_message(cloud: CloudServer, device_id: str, start: datetime) -> EscrowMessage:

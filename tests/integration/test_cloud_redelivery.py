@@ -11,14 +11,13 @@ test waits for a backoff to elapse.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from cloud_stub.mqtt import CloudMqtt, MqttOptions
+from cloud_stub.mqtt import CloudMqtt
 from cloud_stub.store.models import AuditRow, OwnerNotice, Request, Token
 from protocol.messages import NoticeMessage, ResultMessage, ResultStatus
 from protocol.token import CaseRef, Window
@@ -28,15 +27,6 @@ from tests.fixtures.cloud import CloudServer, DeviceSigner
 from tests.integration.test_cloud_mqtt import approve_warrant, token_status, wait_for
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def link(cloud: CloudServer, broker: Broker) -> Iterator[CloudMqtt]:
-    options = MqttOptions.from_service(cloud.service, host=broker.host, port=broker.port)
-    mqtt_link = CloudMqtt(cloud.service, options)
-    assert mqtt_link.start(), broker.log()
-    yield mqtt_link
-    mqtt_link.stop()
 
 
 def _audit(cloud: CloudServer, jti: str) -> list[tuple[str, dict[str, Any]]]:

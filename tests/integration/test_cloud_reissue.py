@@ -16,7 +16,6 @@ was) next to a re-issue of the same request that succeeds once the cause is remo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +25,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cloud_stub.cli import main
-from cloud_stub.mqtt import CloudMqtt, MqttOptions
+from cloud_stub.mqtt import CloudMqtt
 from cloud_stub.provision.revoke import Scope, revoke_device
 from cloud_stub.store.models import AuditRow, Request, Token
 from protocol.errors import TokenRejected
@@ -42,15 +41,6 @@ pytestmark = pytest.mark.broker
 
 APPROVE = "Warrant checked against the court docket; scope is one porch camera."
 REISSUE = "The broker lost the first token; the device took a later one. Same warrant."
-
-
-@pytest.fixture
-def link(cloud: CloudServer, broker: Broker) -> Iterator[CloudMqtt]:
-    options = MqttOptions.from_service(cloud.service, host=broker.host, port=broker.port)
-    mqtt_link = CloudMqtt(cloud.service, options)
-    assert mqtt_link.start(), broker.log()
-    yield mqtt_link
-    mqtt_link.stop()
 
 
 class Replay:
