@@ -43,11 +43,11 @@ from cloud_stub.provision.keys import PUBLIC_MODE, write_atomic
 from cloud_stub.provision.names import check_device_id
 from cloud_stub.provision.revocations import (
     Revocation,
+    Scope,
     cert_serial,
     read_revocation,
     revocation_path,
 )
-from cloud_stub.provision.revocations import Scope as Scope  # re-exported for callers
 from protocol.bundle import DeploymentLayout
 
 MAX_REASON = 500

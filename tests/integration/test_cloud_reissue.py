@@ -26,7 +26,8 @@ from sqlalchemy import func, select
 
 from cloud_stub.cli import main
 from cloud_stub.mqtt import CloudMqtt
-from cloud_stub.provision.revoke import Scope, revoke_device
+from cloud_stub.provision.revocations import Scope
+from cloud_stub.provision.revoke import revoke_device
 from cloud_stub.store.models import AuditRow, Request, Token
 from protocol.errors import TokenRejected
 from protocol.messages import ResultMessage, ResultStatus
