@@ -1,0 +1,78 @@
+"""The import floors of docs/architecture.md hold, and the check that says so can fail.
+
+The contracts live in pyproject.toml (`[tool.importlinter]`). The second test copies the
+packages into a temporary folder, plants one wrong-way import per floor and runs the
+same contracts over the copy: each planted import must break the contract it crosses,
+beside the untouched copy, which must pass (so the copy, not the checkout, is what was
+analysed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+PACKAGES = ("protocol", "device", "cloud_stub", "owner_app", "demo")
+
+
+def _lint(root: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--config", str(root / "pyproject.toml"), "--no-cache"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _copy_tree(dest: Path) -> Path:
+    for package in PACKAGES:
+        shutil.copytree(
+            ROOT / package, dest / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    shutil.copy2(ROOT / "pyproject.toml", dest / "pyproject.toml")
+    return dest
+
+
+def test_the_checkout_keeps_every_floor() -> None:
+    result = _lint(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("importer", "imported", "contract"),
+    [
+        ("protocol/timefmt.py", "device.errors", "protocol is the floor"),
+        ("device/motion.py", "cloud_stub.errors", "never import each other"),
+        ("owner_app/render.py", "device.errors", "never import each other"),
+        ("cloud_stub/redelivery.py", "demo.checks", "no program imports the demo"),
+    ],
+)
+def test_a_planted_wrong_way_import_breaks_its_floor(
+    tmp_path: Path, importer: str, imported: str, contract: str
+) -> None:
+    copy = _copy_tree(tmp_path / "tree")
+    clean = _lint(copy)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+
+    planted = copy / importer
+    planted.write_text(
+        planted.read_text(encoding="utf-8") + f"\nimport {imported}  # planted\n",
+        encoding="utf-8",
+    )
+    broken = _lint(copy)
+    assert broken.returncode != 0, broken.stdout
+    assert f"{contract}" in broken.stdout
+    assert "BROKEN" in broken.stdout
+    assert imported in broken.stdout
