@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test setup system-packages bench
+.PHONY: demo test setup system-packages bench soak
 
 demo: setup
 	$(BIN)/python -m demo --out demo-out
@@ -19,6 +19,12 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# The whole-system fault soak (docs/soak.md), longer than the short run inside `make test`.
+SOAK_SEED ?= 1
+SOAK_ROUNDS ?= 24
+soak: setup
+	$(BIN)/python -m tests.soak --seed $(SOAK_SEED) --rounds $(SOAK_ROUNDS)
 
 bench: setup
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python "$$b" || exit 1; done

@@ -95,6 +95,16 @@ class Supervisor:
                 child.wait()
         return child.returncode
 
+    def kill(self, name: str) -> None:
+        """SIGKILL a running child's whole process group and reap it (a crash, not a stop);
+        it can then be started again under the same name."""
+        child = self._children.get(name)
+        if child is None or child.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
     def stop_all(self) -> None:
         for name in reversed(list(self._children)):
             self.stop(name)
