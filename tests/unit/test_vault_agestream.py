@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from device.vault.agekeys import X25519Recipient, b64encode_nopad
 from device.vault.agestream import (
     CHUNK_SIZE,
     ENCRYPTED_CHUNK_SIZE,
@@ -128,9 +129,16 @@ def test_altered_header_is_detected(age_key: Callable[[str], AgeKey]) -> None:
     ciphertext = bytearray(seal(b"x" * 1000, [owner.recipient, age_key("other").recipient]))
     # Attack: add a stanza of the attacker's own before the MAC line.
     mac_at = ciphertext.index(b"\n--- ") + 1
-    forged = ciphertext[:mac_at] + b"-> X25519 AAAA\nAAAA\n" + ciphertext[mac_at:]
+    args, body = X25519Recipient.parse(age_key("intruder").recipient).wrap(os.urandom(16))
+    stanza = f"-> {' '.join(args)}\n{b64encode_nopad(body)}\n".encode("ascii")
+    forged = ciphertext[:mac_at] + stanza + ciphertext[mac_at:]
     with pytest.raises(TamperedStream, match="MAC"):
         decrypt_all(io.BytesIO(bytes(forged)), [owner.identity])
+    # A malformed stanza of a type the reader knows fails the header: never skipped.
+    malformed = ciphertext[:mac_at] + b"-> X25519 AAAA\nAAAA\n" + ciphertext[mac_at:]
+    with pytest.raises(AgeFormatError, match="share is 3 bytes") as caught:
+        decrypt_all(io.BytesIO(bytes(malformed)), [owner.identity])
+    assert not isinstance(caught.value, (TamperedStream, NoMatchingIdentity))
     flipped = bytearray(ciphertext)
     flipped[mac_at + 6] ^= 0x01  # a bit of the MAC itself
     with pytest.raises((TamperedStream, AgeFormatError)):
@@ -226,9 +234,11 @@ def test_truncated_header_and_empty_file_are_format_errors(
     for cut in (b"", ciphertext[:10], ciphertext[: ciphertext.index(b"\n--- ") + 3]):
         with pytest.raises(AgeFormatError):
             decrypt_all(io.BytesIO(cut), [owner.identity])
-    with pytest.raises(TruncatedStream) as caught:
-        decrypt_all(io.BytesIO(ciphertext[: _payload_start(ciphertext) - 3]), [owner.identity])
-    assert caught.value.verified_bytes == 0
+    # A missing or short payload nonce is a header failure, as in age.
+    for cut in (ciphertext[: _payload_start(ciphertext) - 16],
+                ciphertext[: _payload_start(ciphertext) - 3]):
+        with pytest.raises(AgeFormatError, match="payload nonce"):
+            AgeStreamReader(io.BytesIO(cut), [owner.identity])
 
 
 def test_armored_and_foreign_files_get_a_clear_error(age_key: Callable[[str], AgeKey]) -> None:
