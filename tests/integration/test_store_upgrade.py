@@ -10,7 +10,11 @@ positive control of a current store passing the same check.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -19,7 +23,7 @@ from sqlalchemy import inspect, select, text
 
 from cloud_stub.errors import StoreError
 from cloud_stub.service import CloudService
-from cloud_stub.store import Store
+from cloud_stub.store import Store, migrate
 from cloud_stub.store.audit_log import AuditTrail
 from cloud_stub.store.migrate import (
     BASELINE,
@@ -279,3 +283,138 @@ def test_tables_the_models_do_not_know_only_warn(
     assert "operator_notes" in warned
     code, _, err = op.run("devices", "list")
     assert code == 0, err
+
+
+# --- a store behind the head -----------------------------------------------------------
+#
+# This version has one revision, so "behind" needs a second: the fixture copies the
+# package's revisions and adds one like the first real change will be (ADR 0016, "Adding
+# a revision"): a nullable column on `tokens` backfilled with the sha256 of each row's
+# `jws`. The cloud stub is pointed at the copy (`migrate.MIGRATIONS`).
+
+SECOND_REVISION = '''"""Add tokens.test_sha256, the sha256 of the issued token, backfilled.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    op.add_column("tokens", sa.Column("test_sha256", sa.String(64), nullable=True))
+    tokens = sa.table("tokens", sa.column("jti", sa.String), sa.column("jws", sa.Text),
+                      sa.column("test_sha256", sa.String))
+    if op.get_context().as_sql:  # --dry-run: rows are not read offline
+        return
+    bind = op.get_bind()
+    for jti, jws in bind.execute(sa.select(tokens.c.jti, tokens.c.jws)).all():
+        digest = hashlib.sha256(jws.encode("ascii")).hexdigest()
+        bind.execute(tokens.update().where(tokens.c.jti == jti).values(test_sha256=digest))
+
+
+def downgrade() -> None:
+    raise NotImplementedError
+'''
+
+
+@pytest.fixture
+def second_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    copy = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS, copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "versions" / "0002_test_sha256.py").write_text(SECOND_REVISION)
+    monkeypatch.setattr(migrate, "MIGRATIONS", copy)
+    migrate._scripts.cache_clear()
+    yield "0002"
+    migrate._scripts.cache_clear()  # the real revisions again once the patch is undone
+
+
+def _token_sha256(op: Operator) -> list[tuple[str, str, str | None]]:
+    store = op.store()
+    try:
+        with store.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(
+                text("SELECT jti, jws, test_sha256 FROM tokens ORDER BY jti"))]
+    finally:
+        store.dispose()
+
+
+def test_a_store_behind_the_head_is_refused_then_upgraded_with_its_data(
+    operator: Operator, monkeypatch: pytest.MonkeyPatch, second_revision: str,
+) -> None:
+    """A store at 0001 under a version whose head is 0002: refused by name with the
+    revision to apply; `--dry-run` prints the ALTER TABLE; `upgrade` applies it, backfills
+    every token and keeps every other row; the audit entry records from and to."""
+    op = operator
+    with monkeypatch.context() as patch:  # the store as this release made it: at 0001
+        patch.setattr(migrate, "MIGRATIONS", Path(migrate.__file__).resolve().parent / "migrations")
+        migrate._scripts.cache_clear()
+        store = op.store()
+        try:
+            store.create_schema()
+        finally:
+            store.dispose()
+    migrate._scripts.cache_clear()
+    assert op.state() is StoreState.BEHIND
+    op.refused(f"is at revision {BASELINE}", f"needs revision {second_revision}",
+               "0002 (Add tokens.test_sha256", "cloud-stub store upgrade --deployment")
+
+    code, out, err = op.run("store", "upgrade", "--dry-run")
+    assert code == 0, err
+    assert "apply revision 0002" in out
+    assert "ALTER TABLE tokens ADD COLUMN test_sha256 VARCHAR(64)" in out
+    assert op.state() is StoreState.BEHIND
+
+    code, out, err = op.run("store", "upgrade")
+    assert code == 0, err
+    assert op.state() is StoreState.CURRENT
+    store = op.store()
+    try:
+        with store.transaction() as session:
+            last = session.execute(select(AuditRow).order_by(AuditRow.seq.desc())).scalars().first()
+            assert last is not None
+            assert last.action == "store.upgraded"
+            assert last.detail["from"] == BASELINE
+            assert last.detail["to"] == second_revision
+            assert last.detail["revisions"] == [second_revision]
+    finally:
+        store.dispose()
+
+
+def test_a_previous_release_store_is_stamped_then_brought_past_the_baseline(
+    operator: Operator, second_revision: str,
+) -> None:
+    """The previous release's store, holding data, under a version with a revision after
+    the baseline: stamped at 0001, then 0002 adds and backfills the column; every other
+    row is unchanged and the audit chain verifies."""
+    op = operator
+    entries = make_previous_release_store(op.store_url)
+    before = snapshot(op.store_url)
+    op.refused("made before the cloud stub kept migrations", "then apply 0002")
+    code, out, err = op.run("store", "upgrade")
+    assert code == 0, err
+    assert f"stamp revision {BASELINE}" in out
+    assert "apply revision 0002" in out
+    after = snapshot(op.store_url)
+    for name in before:
+        if name not in (*AUDIT_TABLES, "tokens"):
+            assert after[name] == before[name], name
+    assert [row[:-1] for row in after["tokens"]] == before["tokens"]  # one column more
+    tokens = _token_sha256(op)
+    assert tokens
+    for _jti, jws, digest in tokens:
+        assert digest == hashlib.sha256(jws.encode("ascii")).hexdigest()
+    code, out, err = op.run("audit", "verify")
+    assert code == 0, err
+    assert f"{entries + 1} entries" in out
