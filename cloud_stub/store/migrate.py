@@ -31,7 +31,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 
 from cloud_stub.errors import ConfigError
 from cloud_stub.store.audit_log import AuditTrail
@@ -42,6 +42,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BASELINE = "0001"  # the schema of the last release before migrations (fec2406)
 VERSION_TABLE = "alembic_version"
 UPGRADE_COMMAND = "cloud-stub store upgrade"
+_LOCK_KEY = 0x5D00_0016  # pg_advisory_xact_lock key of schema changes
 
 
 class StoreOutdated(ConfigError):
@@ -150,7 +151,12 @@ def _run(connection: Connection, state: StoreRevision) -> None:
     command.upgrade(config, "head")
 
 
-def _refuse_mismatch(connection: Connection, store: Store, what: str) -> None:
+_CHANGED_BY_HAND = "its tables were changed by hand or restored from another backup"
+_OLDER = ("it is older than the previous release, or its tables were changed by hand "
+          "(add a missing nullable column by hand, then upgrade again)")
+
+
+def _refuse_mismatch(connection: Connection, store: Store, what: str, why: str) -> None:
     from cloud_stub.store.schema import inspect_schema, redacted_url
 
     report = inspect_schema(connection)
@@ -158,9 +164,14 @@ def _refuse_mismatch(connection: Connection, store: Store, what: str) -> None:
         raise StoreOutdated(
             f"the store ({redacted_url(store)}) {what}, but its tables do not match this "
             f"version of the cloud stub: {'; '.join(report.problems())}. Nothing was "
-            "changed; such a store is older than the previous release or was changed by "
-            "hand: restore a backup, or repair the named tables by hand"
+            f"changed; {why}: restore the right backup, or repair the named tables"
         )
+
+
+def _serialize(connection: Connection) -> None:
+    """On PostgreSQL, one schema change at a time (SQLite's BEGIN IMMEDIATE already is)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
 
 
 def create_schema(store: Store) -> None:
@@ -169,6 +180,7 @@ def create_schema(store: Store) -> None:
     current, `StoreError` when the database fails."""
     with store.transaction() as session:
         connection = session.connection()
+        _serialize(connection)
         state = _state_of(connection)
         if state.state is StoreState.CURRENT:
             return
@@ -176,7 +188,8 @@ def create_schema(store: Store) -> None:
             raise StoreOutdated(f"the store is {state.describe()}, not empty: run "
                                 f"`{UPGRADE_COMMAND}`")
         _run(connection, state)
-        _refuse_mismatch(connection, store, "was created from the revisions")
+        _refuse_mismatch(connection, store, "was created from the revisions",
+                         "a revision does not match the models")
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,14 +208,18 @@ def upgrade(store: Store, *, actor: str, at: dt.datetime) -> UpgradeResult:
     """
     with store.transaction() as session:
         connection = session.connection()
+        _serialize(connection)
         state = _state_of(connection)
         if state.state is StoreState.UNKNOWN:
             raise StoreOutdated(unknown_revision(store, state))
         if state.state is StoreState.CURRENT:
-            _refuse_mismatch(connection, store, f"is at revision {state.current}")
+            _refuse_mismatch(connection, store, f"is at revision {state.current}",
+                             _CHANGED_BY_HAND)
             return UpgradeResult(state, None)
         _run(connection, state)
-        _refuse_mismatch(connection, store, f"was brought to revision {state.head}")
+        _refuse_mismatch(connection, store, f"was brought to revision {state.head}",
+                         _OLDER if state.state is StoreState.BEFORE_MIGRATIONS
+                         else _CHANGED_BY_HAND)
         entry = AuditTrail(store).append(
             session, at=at, actor=actor, action="store.upgraded", subject="store",
             detail={"from": state.current if state.current is not None else state.state.value,

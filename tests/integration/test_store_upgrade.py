@@ -220,6 +220,7 @@ def test_tables_changed_by_hand_at_the_head_are_refused_by_name(operator: Operat
     code, out, err = op.run("store", "upgrade")
     assert code == 1, out
     assert "column devices.revoked_at is missing" in err
+    assert "changed by hand" in err
     assert op.state() is StoreState.CURRENT
 
 
@@ -236,6 +237,7 @@ def test_a_store_older_than_the_previous_release_is_refused_and_left_alone(
     code, out, err = op.run("store", "upgrade")
     assert code == 1, out
     assert "column devices.revoked_at is missing" in err
+    assert "older than the previous release" in err
     assert "Nothing was changed" in err
     assert VERSION_TABLE not in op.tables()
     assert snapshot(op.store_url) == before
