@@ -56,7 +56,6 @@ class SchemaReport:
     changed_types: tuple[TypeChange, ...]
     extra_tables: tuple[str, ...]
     extra_columns: tuple[str, ...]
-    new: bool  # not one of the models' tables exists: an empty store
 
     @property
     def current(self) -> bool:
@@ -130,7 +129,6 @@ def inspect_schema(bind: Engine | Connection) -> SchemaReport:
         changed_types=tuple(changed),
         extra_tables=tuple(sorted(live_tables - known)),
         extra_columns=tuple(extra_columns),
-        new=not (live_tables & known),
     )
 
 
