@@ -2,9 +2,9 @@
 
 `CloudService.open` reads the deployment directory (settings, trust root and release
 signers, escrow identity, court registry, policy file), opens the store, creates the
-schema in a new store or checks an existing one against the models (`prepare_store`:
-an old store is refused with `StoreOutdated`, naming what is missing and `cloud-stub
-store upgrade`), and syncs the device registry. Raises `ConfigError` when anything is
+schema in a new store or checks an existing one (`prepare_store`: a store behind this
+version's revision is refused with `StoreOutdated`, naming its revision and `cloud-stub
+store upgrade`, ADR 0016), and syncs the device registry. Raises `ConfigError` when anything is
 missing or ill-formed, naming the file.
 """
 
@@ -34,7 +34,8 @@ from cloud_stub.release import Releaser
 from cloud_stub.reviewing import Reviewing
 from cloud_stub.signer import TokenSigner
 from cloud_stub.store import Store
-from cloud_stub.store.schema import UPGRADE_COMMAND, prepare_store
+from cloud_stub.store.migrate import UPGRADE_COMMAND
+from cloud_stub.store.schema import prepare_store
 from protocol.bundle import DeploymentLayout
 
 __all__ = ["CloudService", "DeviceCaller", "PrincipalCaller", "ReleasePublisher"]

@@ -25,9 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud_stub.audit import GENESIS_HASH
 from cloud_stub.errors import ConfigError, StoreError
-from cloud_stub.store.models import AuditLock, Base
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # writers wait this long for the database lock
 READ_ONLY = "doorbell_read_only"  # execution option of `Store.read()` sessions
@@ -95,16 +93,13 @@ class Store:
         return cls(sqlite_url(path))
 
     def create_schema(self) -> None:
-        """Create every table that does not exist yet. Raises `StoreError`."""
-        try:
-            Base.metadata.create_all(self.engine)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot create the schema: {exc}") from exc
-        # The audit head row exists before any append, so concurrent first appends lock
-        # it instead of racing to insert it.
-        with self.transaction() as session:
-            if session.get(AuditLock, AUDIT_LOCK_ID) is None:
-                session.add(AuditLock(id=AUDIT_LOCK_ID, head_seq=0, head_hash=GENESIS_HASH))
+        """Create the schema in an empty store by running every revision (with the audit
+        head row, so concurrent first appends lock it instead of racing to insert it);
+        nothing when the store is current. Raises `StoreOutdated` for any other store,
+        `StoreError` when the database fails (`cloud_stub.store.migrate`)."""
+        from cloud_stub.store.migrate import create_schema
+
+        create_schema(self)
 
     @property
     def locks_rows(self) -> bool:

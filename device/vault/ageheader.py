@@ -15,13 +15,20 @@ from dataclasses import dataclass
 from hashlib import sha256
 
 from device.vault.agekeys import (
+    FILE_KEY_SIZE,
     X25519Identity,
     X25519Recipient,
+    X25519Stanza,
     b64decode_nopad,
     b64encode_nopad,
     hkdf_sha256,
 )
-from device.vault.errors import AgeFormatError, NoMatchingIdentity, TamperedStream
+from device.vault.errors import (
+    AgeFormatError,
+    ArmoredAgeFile,
+    NoMatchingIdentity,
+    TamperedStream,
+)
 
 VERSION_LINE = b"age-encryption.org/v1"
 ARMOR_BEGIN = b"-----BEGIN AGE ENCRYPTED FILE-----"
@@ -29,6 +36,8 @@ MAX_LINE = 4096
 MAX_STANZAS = 64
 MAX_HEADER = 256 * 1024
 _COLUMNS = 64
+X25519_TYPE = "X25519"
+SCRYPT_TYPE = "scrypt"  # age's passphrase stanza, which must be alone in a header
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +90,7 @@ def parse_header(lines: Sequence[bytes]) -> ParsedHeader:
     """
     if not lines or lines[0] != VERSION_LINE:
         if lines and lines[0].startswith(ARMOR_BEGIN):
-            raise AgeFormatError("ASCII-armored age files are not supported; use the binary form")
+            raise ArmoredAgeFile("ASCII-armored age files are not supported; use the binary form")
         raise AgeFormatError("not an age v1 file (missing 'age-encryption.org/v1')")
     stanzas: list[Stanza] = []
     i = 1
@@ -126,17 +135,28 @@ def parse_header(lines: Sequence[bytes]) -> ParsedHeader:
 def unwrap_file_key(header: ParsedHeader, identities: Sequence[X25519Identity]) -> bytes:
     """Find the file key with one of `identities` and check the header MAC with it.
 
-    Raises NoMatchingIdentity, or TamperedStream when the MAC does not match.
+    Every stanza of a type this reader knows is checked before any key is tried: a
+    malformed X25519 stanza, or an scrypt stanza beside others, fails the header
+    (AgeFormatError) wherever it stands. Stanzas of other types (rage's grease, other
+    recipient types) are skipped, as age does. Raises AgeFormatError, NoMatchingIdentity,
+    or TamperedStream when the MAC does not match.
     """
+    x25519: list[X25519Stanza] = []
     for stanza in header.stanzas:
-        if stanza.type != "X25519":
-            continue  # other recipient types and grease stanzas are skipped, as age does
+        if stanza.type == X25519_TYPE:
+            x25519.append(X25519Stanza.parse(stanza.args, stanza.body))
+        elif stanza.type == SCRYPT_TYPE and len(header.stanzas) > 1:
+            raise AgeFormatError("age header has an scrypt stanza beside others")
+    for parsed in x25519:
         for identity in identities:
-            file_key = identity.unwrap([stanza.type, *stanza.args], stanza.body)
-            if file_key is not None:
-                if not hmac.compare_digest(_header_mac(file_key, header.mac_input), header.mac):
-                    raise TamperedStream("age header MAC does not match: header altered", 0)
-                return file_key
+            file_key = identity.unwrap(parsed)
+            if file_key is None:
+                continue
+            if len(file_key) != FILE_KEY_SIZE:  # unreachable: the body length fixes it
+                raise AgeFormatError("age X25519 stanza holds a file key of the wrong size")
+            if not hmac.compare_digest(_header_mac(file_key, header.mac_input), header.mac):
+                raise TamperedStream("age header MAC does not match: header altered", 0)
+            return file_key
     raise NoMatchingIdentity("no identity given opens this age file")
 
 

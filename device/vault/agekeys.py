@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from device.vault.errors import InvalidAgeKey
+from device.vault.errors import AgeFormatError, InvalidAgeKey
 
 _CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _CHARSET_MAP = {c: i for i, c in enumerate(_CHARSET)}
@@ -35,6 +35,8 @@ IDENTITY_HRP = "age-secret-key-"
 X25519_LABEL = b"age-encryption.org/v1/X25519"
 _ZERO_NONCE = bytes(12)
 FILE_KEY_SIZE = 16
+X25519_SHARE_SIZE = 32
+X25519_BODY_SIZE = FILE_KEY_SIZE + 16  # the sealed file key and its Poly1305 tag
 
 
 def _polymod(values: list[int]) -> int:
@@ -139,23 +141,57 @@ class X25519Identity:
             raise InvalidAgeKey("not an age X25519 identity (expected AGE-SECRET-KEY-1...)")
         return cls(X25519PrivateKey.from_private_bytes(data))
 
-    def unwrap(self, args: list[str], body: bytes) -> bytes | None:
+    def unwrap(self, stanza: X25519Stanza) -> bytes | None:
         """The file key if this X25519 stanza opens with this identity, else None.
 
-        Raises nothing: a stanza that is malformed or addressed to someone else is None.
+        None means only "addressed to someone else" (the body does not authenticate).
+        Raises AgeFormatError when the share is a low-order point (including the
+        identity point), for which X25519 gives the all-zero secret: age refuses the
+        header then, and so does this reader (tests/vectors/age/README.md).
         """
-        share = _b64decode_strict(args[1]) if len(args) == 2 else None
-        if share is None or len(share) != 32 or len(body) != FILE_KEY_SIZE + 16:
-            return None
         try:
-            shared = self._private.exchange(X25519PublicKey.from_public_bytes(share))
+            shared = self._private.exchange(X25519PublicKey.from_public_bytes(stanza.share))
         except ValueError:
-            return None
-        wrap_key = _hkdf(shared, share + self.public, X25519_LABEL)
+            raise AgeFormatError(
+                "age X25519 stanza's share is a low-order point (all-zero shared secret)"
+            ) from None
+        wrap_key = _hkdf(shared, stanza.share + self.public, X25519_LABEL)
         try:
-            return ChaCha20Poly1305(wrap_key).decrypt(_ZERO_NONCE, body, None)
+            return ChaCha20Poly1305(wrap_key).decrypt(_ZERO_NONCE, stanza.body, None)
         except InvalidTag:
             return None
+
+
+@dataclass(frozen=True, slots=True)
+class X25519Stanza:
+    """A well-formed X25519 recipient stanza: a 32-byte share and a 32-byte body."""
+
+    share: bytes
+    body: bytes
+
+    @classmethod
+    def parse(cls, args: list[str], body: bytes) -> X25519Stanza:
+        """Check the stanza's shape (the arguments after the type, and the body).
+
+        Raises AgeFormatError naming the fault: a stanza of a type the reader knows that
+        is malformed fails the whole header, as in age; it is never skipped.
+        """
+        if len(args) != 1:
+            raise AgeFormatError(
+                f"age X25519 stanza has {len(args)} arguments after its type, expected 1"
+            )
+        share = _b64decode_strict(args[0])
+        if share is None:
+            raise AgeFormatError("age X25519 stanza's share is not canonical unpadded base64")
+        if len(share) != X25519_SHARE_SIZE:
+            raise AgeFormatError(
+                f"age X25519 stanza's share is {len(share)} bytes, expected {X25519_SHARE_SIZE}"
+            )
+        if len(body) != X25519_BODY_SIZE:
+            raise AgeFormatError(
+                f"age X25519 stanza's body is {len(body)} bytes, expected {X25519_BODY_SIZE}"
+            )
+        return cls(share, body)
 
 
 def parse_recipients(recipients: list[str] | tuple[str, ...]) -> list[X25519Recipient]:

@@ -196,8 +196,10 @@ class _Input:
 class AgeStreamReader:
     """Open an age v1 file from `source` and iterate its verified plaintext chunks.
 
-    The constructor reads and authenticates the header. Raises InvalidAgeKey for a bad
-    identity string, AgeFormatError for a malformed header, NoMatchingIdentity when no
+    The constructor reads and authenticates the header and reads the payload nonce.
+    Raises InvalidAgeKey for a bad identity string, AgeFormatError for a malformed
+    header (a malformed X25519 stanza, a missing or short payload nonce), ArmoredAgeFile
+    for the ASCII-armored form, NoMatchingIdentity when no
     identity opens the file, TamperedStream when the header MAC fails. Iterating yields
     each chunk only after it authenticated; it then raises TamperedStream when a chunk
     fails authentication (or bytes follow the final chunk) and TruncatedStream (with
@@ -225,9 +227,12 @@ class AgeStreamReader:
         header = parse_header(lines)
         file_key = unwrap_file_key(header, parsed)
         nonce = self._input.read(NONCE_SIZE)
+        if len(nonce) != NONCE_SIZE:  # a header failure in age too (its nonce is read with it)
+            raise AgeFormatError(
+                f"age file ends inside the payload nonce ({len(nonce)} of {NONCE_SIZE} bytes)"
+            )
         self.header_bytes = header.length
         self.verified_bytes = 0
-        self._nonce_ok = len(nonce) == NONCE_SIZE
         self._aead = ChaCha20Poly1305(hkdf_sha256(file_key, nonce, b"payload"))
         del file_key
         self._started = False
@@ -242,8 +247,6 @@ class AgeStreamReader:
         if self._started:
             raise ValueError("an AgeStreamReader can be iterated only once")
         self._started = True
-        if not self._nonce_ok:
-            raise TruncatedStream("age file ends inside the payload nonce: no data", 0)
         counter = 0
         while True:
             sealed = self._input.read(ENCRYPTED_CHUNK_SIZE)

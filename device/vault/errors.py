@@ -19,6 +19,10 @@ class AgeFormatError(HostileInputError):
     """The bytes are not an age v1 file this reader can open (header or payload)."""
 
 
+class ArmoredAgeFile(AgeFormatError):
+    """The file is ASCII-armored age; this reader reads only the binary form."""
+
+
 class NoMatchingIdentity(AgeFormatError):
     """None of the given identities unwraps the file key of this age file."""
 
@@ -72,6 +76,7 @@ class EscrowError(EnvironmentFault):
 
 __all__ = [
     "AgeFormatError",
+    "ArmoredAgeFile",
     "ClipStateError",
     "ClipWriteFailed",
     "EscrowError",

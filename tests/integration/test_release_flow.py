@@ -13,7 +13,7 @@ import pyrage
 
 from device.release.jobs import IMMEDIATE
 from device.release.service import ReleaseService
-from tests.fixtures.release import DeviceRig, EvidenceServer, Minter, h264_mp4
+from tests.fixtures.release import DeviceRig, EvidenceServer, Minter
 
 
 def _results(service: ReleaseService) -> list[dict[str, Any]]:
@@ -66,7 +66,7 @@ def test_warrant_uploads_exactly_the_overlapping_clips_once(
             plain = subprocess.run(
                 ["age", "-d", "-i", str(key), str(sealed)], check=True, capture_output=True
             ).stdout
-            assert plain == h264_mp4(1.0)
+            assert plain == rig.recorded[clip_id]
         results = _results(service)
         assert [(r["jti"], r["status"]) for r in results] == [(claims.jti, "uploaded")]
         assert set(results[0]["clips"]) == wanted

@@ -1,29 +1,50 @@
-"""An old store meets a newer cloud stub: refused with a named error, then `cloud-stub
-store upgrade` brings it up to date; on real SQLite files and a real PostgreSQL.
+"""The store's revisions (Alembic, ADR 0016) on real SQLite files and a real PostgreSQL.
 
-An "old" store is one this version made, with what a later change added taken away
-again by plain SQL (`devices.revoked_at` dropped, a table dropped), so every other table
-and row is as the service wrote it. The service is started the ways an operator starts
-it: `cloud-stub serve` and another command through the CLI's `main`, and
-`CloudService.open` as the tests' cloud does. Each refusal stands beside the positive
-control of a current store passing the same check.
+The old store is the real thing: the previous release's DDL (commit fec2406, before
+migrations; `tests/fixtures/store_fec2406/`) holding data in every table and a verified
+audit chain (`tests/fixtures/previous_store.py`). The service is started the ways an
+operator starts it: `cloud-stub serve` and another command through the CLI's `main`,
+and `CloudService.open` as the tests' cloud does. Each refusal stands beside the
+positive control of a current store passing the same check.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, select, text
 
 from cloud_stub.errors import StoreError
 from cloud_stub.service import CloudService
-from cloud_stub.store import Store
+from cloud_stub.store import Store, migrate
 from cloud_stub.store.audit_log import AuditTrail
-from cloud_stub.store.models import AuditRow, Device
-from cloud_stub.store.schema import StoreOutdated, inspect_schema
+from cloud_stub.store.migrate import (
+    BASELINE,
+    VERSION_TABLE,
+    StoreOutdated,
+    StoreState,
+    head_revision,
+    read_revision,
+)
+from cloud_stub.store.models import AuditRow, Base
+from cloud_stub.store.schema import inspect_schema
 from tests.fixtures.deployment import OperatorCli, TestDeployment
+from tests.fixtures.previous_store import (
+    PENDING,
+    REFUSED,
+    RELEASED,
+    make_previous_release_store,
+    snapshot,
+)
+
+AUDIT_TABLES = ("audit_entries", "audit_lock")
 
 
 class Operator(OperatorCli):
@@ -32,9 +53,12 @@ class Operator(OperatorCli):
     def open(self) -> CloudService:
         return CloudService.open(self.deployment.layout.root, store_url=self.store_url)
 
+    def store(self) -> Store:
+        return Store(self.store_url)
+
     def sql(self, *statements: str) -> None:
-        """Change the store behind the service's back, as an older version left it."""
-        store = Store(self.store_url)
+        """Change the store behind the service's back."""
+        store = self.store()
         try:
             with store.engine.begin() as conn:
                 for statement in statements:
@@ -43,7 +67,7 @@ class Operator(OperatorCli):
             store.dispose()
 
     def audit_actions(self) -> list[str]:
-        store = Store(self.store_url)
+        store = self.store()
         try:
             with store.transaction() as session:
                 return list(session.execute(
@@ -51,183 +75,183 @@ class Operator(OperatorCli):
         finally:
             store.dispose()
 
-    def schema_problems(self) -> list[str]:
-        store = Store(self.store_url)
+    def state(self) -> StoreState:
+        store = self.store()
         try:
-            return inspect_schema(store.engine).problems()
+            return read_revision(store).state
         finally:
             store.dispose()
+
+    def tables(self) -> set[str]:
+        store = self.store()
+        try:
+            return set(inspect(store.engine).get_table_names())
+        finally:
+            store.dispose()
+
+    def refused(self, *needles: str) -> None:
+        """`serve` and another command refuse to start, naming `needles` and the fix."""
+        for argv in (("serve", "--no-mqtt"), ("devices", "list")):
+            code, out, err = self.run(*argv)
+            assert code == 1, out
+            for needle in needles:
+                assert needle in err
+            assert "[store_outdated]" in err
+            assert "Traceback" not in err
 
 
 @pytest.fixture
 def operator(fresh_deployment: TestDeployment, store_url: str,
              capsys: pytest.CaptureFixture[str]) -> Operator:
-    """A deployment with one enrolled device whose store the service has created."""
     fresh_deployment.enroll_device(fresh_deployment.new_device_id("porch"))
-    op = Operator(fresh_deployment, store_url, capsys)
-    op.open().close()  # a new store: created from the models
-    return op
+    return Operator(fresh_deployment, store_url, capsys)
 
 
-def _device_id(op: Operator) -> str:
-    [record] = [p.name for p in op.deployment.layout.devices_dir.iterdir()]
-    return record
-
-
-def test_a_current_store_passes_the_check_and_needs_no_upgrade(operator: Operator) -> None:
-    """Positive control for every refusal below: the store the service made matches the
-    models exactly on this backend (no column reads as missing or of another type), the
-    commands run, and `store upgrade` has nothing to do."""
-    op = operator
-    assert op.schema_problems() == []
-    code, out, err = op.run("devices", "list")
-    assert code == 0, err
-    assert _device_id(op) in out
-    before = op.audit_actions()
-    code, out, err = op.run("store", "upgrade")
-    assert code == 0, err
-    assert "is current: nothing to do" in out
-    assert op.audit_actions() == before
-
-
-def test_an_old_store_is_refused_by_name_and_upgrade_fixes_it(operator: Operator) -> None:
-    """The store from before `devices.revoked_at`: `serve` and the CLI refuse with one
-    error naming the column and the command; `--dry-run` changes nothing; `upgrade` adds
-    the column with an audit entry; `devices revoke` then works on the store; a second
-    upgrade is a no-op."""
-    op = operator
-    device_id = _device_id(op)
-    op.sql("ALTER TABLE devices DROP COLUMN revoked_at")
-    assert op.schema_problems() == ["column devices.revoked_at is missing"]
-
-    for argv in (("serve", "--no-mqtt"), ("devices", "list")):
-        code, out, err = op.run(*argv)
-        assert code == 1, out
-        assert "column devices.revoked_at is missing" in err
-        assert "cloud-stub store upgrade --deployment" in err
-        assert "[store_outdated]" in err
-        assert "Traceback" not in err
-    with pytest.raises(StoreOutdated, match=r"devices\.revoked_at"):
-        op.open()
-
-    actions = op.audit_actions()
-    code, out, err = op.run("store", "upgrade", "--dry-run")
-    assert code == 0, err
-    assert "add column devices.revoked_at (BIGINT, nullable)" in out
-    assert "nothing was changed" in out
-    assert op.schema_problems() == ["column devices.revoked_at is missing"]
-    assert op.audit_actions() == actions
-
-    code, out, err = op.run("store", "upgrade")
-    assert code == 0, err
-    assert "add column devices.revoked_at" in out
-    assert op.schema_problems() == []
-    assert op.audit_actions() == [*actions, "store.upgraded"]
-
-    code, out, err = op.run("devices", "revoke", device_id, "--reason", "stolen")
-    assert code == 0, err
-    service = op.open()
-    try:
-        with service.store.transaction() as session:
-            row = session.get(Device, device_id)
-            assert row is not None
-            assert row.revoked_at is not None
-        assert service.core.audit.verify().entries == len(actions) + 2
-    finally:
-        service.close()
-    code, out, err = op.run("audit", "verify")
-    assert code == 0, err
-
-    code, out, err = op.run("store", "upgrade")
-    assert code == 0, err
-    assert "is current: nothing to do" in out
-    assert op.audit_actions() == [*actions, "store.upgraded", "device.revoked"]
-
-
-def test_a_missing_table_is_created_and_extras_only_warn(
-    operator: Operator, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A table a later version added is missing (refused, named, created by upgrade with
-    its constraints); a column and a table the models do not know are warned about and
-    left alone, before and after."""
-    op = operator
-    op.sql("DROP TABLE owner_notices",
-           "ALTER TABLE devices ADD COLUMN legacy_note TEXT",
-           "CREATE TABLE operator_notes (id INTEGER PRIMARY KEY, note TEXT)")
-    assert op.schema_problems() == ["table owner_notices is missing"]
-    code, _, err = op.run("devices", "list")
-    assert code == 1
-    assert "table owner_notices is missing" in err
-    assert "legacy_note" not in err  # extras are no reason to refuse
-
-    code, out, err = op.run("store", "upgrade")
-    assert code == 0, err
-    assert "create table owner_notices" in out
-    assert "column devices.legacy_note is not one of the cloud stub's" in err
-    assert "table operator_notes is not one of the cloud stub's" in err
-
-    with caplog.at_level(logging.WARNING, logger="cloud_stub.store.schema"):
-        op.open().close()
-    warned = " ".join(r.getMessage() for r in caplog.records)
-    assert "devices.legacy_note" in warned
-    assert "operator_notes" in warned
-    service = op.open()
-    try:
-        with service.store.transaction() as session:  # the new table works, extras kept
-            session.execute(text(
-                "INSERT INTO owner_notices (device_id, jti, released_at, received_at) "
-                "VALUES ('d', 'j', '2026-01-01T00:00:00Z', 1)"))
-            with pytest.raises(IntegrityError, match=r"(?i)unique"), session.begin_nested():
-                session.execute(text(
-                    "INSERT INTO owner_notices (device_id, jti, released_at, received_at) "
-                    "VALUES ('d', 'j', '2026-01-01T00:00:00Z', 2)"))
-            assert session.execute(text("SELECT count(*) FROM operator_notes")).scalar() == 0
-            assert session.execute(text("SELECT legacy_note FROM devices")).all()
-    finally:
-        service.close()
-
-
-def test_upgrade_refuses_what_it_cannot_do_safely_and_changes_nothing(
+def test_a_previous_release_store_is_refused_then_upgraded_and_loses_nothing(
     operator: Operator,
 ) -> None:
-    """A missing NOT NULL column without a server default, and a column of another type,
-    are refused by name; the nullable column that could be added is not added either,
-    so no half-upgraded store is left."""
+    """A store made by the release before migrations, holding data: `serve` and the CLI
+    refuse it naming the fix; `--dry-run` prints the stamp and its SQL and changes
+    nothing; `upgrade` stamps it at the baseline with one audit entry; every row of every
+    table is as it was, the audit chain verifies, and the service reads the data."""
     op = operator
-    op.sql("ALTER TABLE devices DROP COLUMN revoked_at",
-           "ALTER TABLE devices DROP COLUMN identity_pub",
-           "DROP TABLE owner_notices",
-           "CREATE TABLE owner_notices (id INTEGER PRIMARY KEY, device_id VARCHAR(128) NOT "
-           "NULL, jti VARCHAR(36) NOT NULL, released_at BIGINT NOT NULL, received_at BIGINT "
-           "NOT NULL)")
-    problems = op.schema_problems()
-    assert "column devices.revoked_at is missing" in problems
-    assert "column devices.identity_pub is missing" in problems
-    assert "column owner_notices.released_at is BIGINT, expected VARCHAR(40)" in problems
+    entries = make_previous_release_store(op.store_url)
+    before = snapshot(op.store_url)
+    assert all(before[name] for name in before), "every table holds data"
+    assert op.state() is StoreState.BEFORE_MIGRATIONS
 
+    op.refused("made before the cloud stub kept migrations",
+               f"stamps the store at revision {BASELINE}",
+               "cloud-stub store upgrade --deployment")
+    with pytest.raises(StoreOutdated, match="no alembic_version table"):
+        op.open()
+
+    code, out, err = op.run("store", "upgrade", "--dry-run")
+    assert code == 0, err
+    assert f"stamp revision {BASELINE}" in out
+    assert "INSERT INTO alembic_version" in out
+    assert "dry run: nothing was changed." in out
+    assert VERSION_TABLE not in op.tables()
+    assert snapshot(op.store_url) == before
+
+    code, out, err = op.run("store", "upgrade")
+    assert code == 0, err
+    assert f"store upgraded to revision {head_revision()}" in out
+    assert op.state() is StoreState.CURRENT
+
+    after = snapshot(op.store_url)
+    for name in before:
+        if name not in AUDIT_TABLES:
+            assert after[name] == before[name], name
+    assert after["audit_entries"][:entries] == before["audit_entries"]
+    assert len(after["audit_entries"]) == entries + 1
+    assert op.audit_actions()[-1] == "store.upgraded"
+
+    code, out, err = op.run("audit", "verify")
+    assert code == 0, err
+    assert f"audit chain intact: {entries + 1} entries" in out
+    code, out, err = op.run("requests", "list")
+    assert code == 0, err
+    for request_id in (RELEASED, PENDING, REFUSED):
+        assert request_id in out
+    code, out, err = op.run("requests", "show", RELEASED)
+    assert code == 0, err
+    assert "Warrant verified with the clerk." in out
+
+    code, out, err = op.run("store", "upgrade")  # the second run: nothing to do
+    assert code == 0, err
+    assert "current: nothing to do" in out
+    assert len(op.audit_actions()) == entries + 1
+
+
+def test_a_new_store_is_created_by_the_revisions_and_matches_the_models(
+    operator: Operator,
+) -> None:
+    """The positive control for every refusal: the service creates an empty store by
+    running the revisions; the result is at the head and matches the models exactly
+    (tables, columns, types, indexes, constraints: Alembic's own comparison), and
+    `store upgrade` has nothing to do."""
+    op = operator
+    assert op.state() is StoreState.NEW
+    op.open().close()
+    assert op.state() is StoreState.CURRENT
+    store = op.store()
+    try:
+        report = inspect_schema(store.engine)
+        assert report.problems() == []
+        assert report.warnings() == []  # alembic_version is the store's own
+        with store.engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    finally:
+        store.dispose()
     code, out, err = op.run("devices", "list")
-    assert code == 1
-    assert "never changes a column's type" in err
+    assert code == 0, err
+    actions = op.audit_actions()
+    code, out, err = op.run("store", "upgrade")
+    assert code == 0, err
+    assert "current: nothing to do" in out
+    assert op.audit_actions() == actions
+
+
+def test_a_store_at_a_revision_this_version_does_not_know_is_refused(
+    operator: Operator,
+) -> None:
+    """A store a newer cloud stub upgraded: refused by the service and by `upgrade`,
+    naming the revision; nothing is changed."""
+    op = operator
+    op.open().close()
+    op.sql("UPDATE alembic_version SET version_num = 'ffff9999'")
+    op.refused("revision ffff9999", "does not know")
     actions = op.audit_actions()
     code, out, err = op.run("store", "upgrade")
     assert code == 1, out
-    assert "nothing was changed" in err
-    assert "column devices.identity_pub cannot be added: it is NOT NULL without a " \
-           "server default" in err
-    assert "column owner_notices.released_at is BIGINT, expected VARCHAR(40)" in err
-    assert "revoked_at" not in err  # that one alone would have been fine
-    assert op.schema_problems() == problems
+    assert "revision ffff9999" in err
+    assert "upgraded by a newer version" in err
     assert op.audit_actions() == actions
+
+
+def test_tables_changed_by_hand_at_the_head_are_refused_by_name(operator: Operator) -> None:
+    """A store at the head whose table lost a column (changed by hand, or the tables of
+    another backup): the revision alone would pass, the tables are compared too."""
+    op = operator
+    op.open().close()
+    op.sql("ALTER TABLE devices DROP COLUMN revoked_at")
+    op.refused("column devices.revoked_at is missing", "changed by hand")
+    code, out, err = op.run("store", "upgrade")
+    assert code == 1, out
+    assert "column devices.revoked_at is missing" in err
+    assert "changed by hand" in err
+    assert op.state() is StoreState.CURRENT
+
+
+def test_a_store_older_than_the_previous_release_is_refused_and_left_alone(
+    operator: Operator,
+) -> None:
+    """Tables from before the previous release (no `devices.revoked_at`): stamping and
+    upgrading it would leave tables that do not match, so the whole upgrade is rolled
+    back (no alembic_version, no audit entry) and the column is named."""
+    op = operator
+    make_previous_release_store(op.store_url)
+    op.sql("ALTER TABLE devices DROP COLUMN revoked_at")
+    before = snapshot(op.store_url)
+    code, out, err = op.run("store", "upgrade")
+    assert code == 1, out
+    assert "column devices.revoked_at is missing" in err
+    assert "older than the previous release" in err
+    assert "Nothing was changed" in err
+    assert VERSION_TABLE not in op.tables()
+    assert snapshot(op.store_url) == before
 
 
 def test_an_upgrade_that_fails_part_way_leaves_the_old_store(
     operator: Operator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The steps and the audit entry are one transaction: when the audit append fails
-    after the ALTER TABLE ran, the column is not there afterwards (both dialects roll
-    DDL back), and the upgrade can simply be run again."""
+    """The stamp, the revisions and the audit entry are one transaction: when the audit
+    append fails after the stamp ran, the store is as the previous release left it
+    (both dialects roll DDL back), and the upgrade can simply be run again."""
     op = operator
-    op.sql("ALTER TABLE devices DROP COLUMN revoked_at")
+    make_previous_release_store(op.store_url)
+    before = snapshot(op.store_url)
 
     def refuse(*_args: object, **_kwargs: object) -> None:
         raise StoreError("the audit chain refused the entry")
@@ -237,8 +261,162 @@ def test_an_upgrade_that_fails_part_way_leaves_the_old_store(
         code, out, err = op.run("store", "upgrade")
     assert code == 1, out
     assert "the audit chain refused the entry" in err
-    assert op.schema_problems() == ["column devices.revoked_at is missing"]
+    assert VERSION_TABLE not in op.tables()
+    assert snapshot(op.store_url) == before
 
     code, out, err = op.run("store", "upgrade")  # the control: the same run, unpatched
     assert code == 0, err
-    assert op.schema_problems() == []
+    assert op.state() is StoreState.CURRENT
+
+
+def test_tables_the_models_do_not_know_only_warn(
+    operator: Operator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator's own table and column in a current store: warned about at start-up,
+    left alone, no reason to refuse."""
+    op = operator
+    op.open().close()
+    op.sql("ALTER TABLE devices ADD COLUMN legacy_note TEXT",
+           "CREATE TABLE operator_notes (id INTEGER PRIMARY KEY, note TEXT)")
+    with caplog.at_level(logging.WARNING, logger="cloud_stub.store.schema"):
+        op.open().close()
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "devices.legacy_note" in warned
+    assert "operator_notes" in warned
+    code, _, err = op.run("devices", "list")
+    assert code == 0, err
+
+
+# --- a store behind the head -----------------------------------------------------------
+#
+# This version has one revision, so "behind" needs a second: the fixture copies the
+# package's revisions and adds one like the first real change will be (ADR 0016, "Adding
+# a revision"): a nullable column on `tokens` backfilled with the sha256 of each row's
+# `jws`. The cloud stub is pointed at the copy (`migrate.MIGRATIONS`).
+
+SECOND_REVISION = '''"""Add tokens.test_sha256, the sha256 of the issued token, backfilled.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    op.add_column("tokens", sa.Column("test_sha256", sa.String(64), nullable=True))
+    tokens = sa.table("tokens", sa.column("jti", sa.String), sa.column("jws", sa.Text),
+                      sa.column("test_sha256", sa.String))
+    if op.get_context().as_sql:  # --dry-run: rows are not read offline
+        return
+    bind = op.get_bind()
+    for jti, jws in bind.execute(sa.select(tokens.c.jti, tokens.c.jws)).all():
+        digest = hashlib.sha256(jws.encode("ascii")).hexdigest()
+        bind.execute(tokens.update().where(tokens.c.jti == jti).values(test_sha256=digest))
+
+
+def downgrade() -> None:
+    raise NotImplementedError
+'''
+
+
+@pytest.fixture
+def second_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    copy = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS, copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "versions" / "0002_test_sha256.py").write_text(SECOND_REVISION)
+    monkeypatch.setattr(migrate, "MIGRATIONS", copy)
+    migrate._scripts.cache_clear()
+    yield "0002"
+    migrate._scripts.cache_clear()  # the real revisions again once the patch is undone
+
+
+def _token_sha256(op: Operator) -> list[tuple[str, str, str | None]]:
+    store = op.store()
+    try:
+        with store.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(
+                text("SELECT jti, jws, test_sha256 FROM tokens ORDER BY jti"))]
+    finally:
+        store.dispose()
+
+
+def test_a_store_behind_the_head_is_refused_then_upgraded_with_its_data(
+    operator: Operator, monkeypatch: pytest.MonkeyPatch, second_revision: str,
+) -> None:
+    """A store at 0001 under a version whose head is 0002: refused by name with the
+    revision to apply; `--dry-run` prints the ALTER TABLE; `upgrade` applies it, backfills
+    every token and keeps every other row; the audit entry records from and to."""
+    op = operator
+    with monkeypatch.context() as patch:  # the store as this release made it: at 0001
+        patch.setattr(migrate, "MIGRATIONS", Path(migrate.__file__).resolve().parent / "migrations")
+        migrate._scripts.cache_clear()
+        store = op.store()
+        try:
+            store.create_schema()
+        finally:
+            store.dispose()
+    migrate._scripts.cache_clear()
+    assert op.state() is StoreState.BEHIND
+    op.refused(f"is at revision {BASELINE}", f"needs revision {second_revision}",
+               "0002 (Add tokens.test_sha256", "cloud-stub store upgrade --deployment")
+
+    code, out, err = op.run("store", "upgrade", "--dry-run")
+    assert code == 0, err
+    assert "apply revision 0002" in out
+    assert "ALTER TABLE tokens ADD COLUMN test_sha256 VARCHAR(64)" in out
+    assert op.state() is StoreState.BEHIND
+
+    code, out, err = op.run("store", "upgrade")
+    assert code == 0, err
+    assert op.state() is StoreState.CURRENT
+    store = op.store()
+    try:
+        with store.transaction() as session:
+            last = session.execute(select(AuditRow).order_by(AuditRow.seq.desc())).scalars().first()
+            assert last is not None
+            assert last.action == "store.upgraded"
+            assert last.detail["from"] == BASELINE
+            assert last.detail["to"] == second_revision
+            assert last.detail["revisions"] == [second_revision]
+    finally:
+        store.dispose()
+
+
+def test_a_previous_release_store_is_stamped_then_brought_past_the_baseline(
+    operator: Operator, second_revision: str,
+) -> None:
+    """The previous release's store, holding data, under a version with a revision after
+    the baseline: stamped at 0001, then 0002 adds and backfills the column; every other
+    row is unchanged and the audit chain verifies."""
+    op = operator
+    entries = make_previous_release_store(op.store_url)
+    before = snapshot(op.store_url)
+    op.refused("made before the cloud stub kept migrations", "then apply 0002")
+    code, out, err = op.run("store", "upgrade")
+    assert code == 0, err
+    assert f"stamp revision {BASELINE}" in out
+    assert "apply revision 0002" in out
+    after = snapshot(op.store_url)
+    for name in before:
+        if name not in (*AUDIT_TABLES, "tokens"):
+            assert after[name] == before[name], name
+    assert [row[:-1] for row in after["tokens"]] == before["tokens"]  # one column more
+    tokens = _token_sha256(op)
+    assert tokens
+    for _jti, jws, digest in tokens:
+        assert digest == hashlib.sha256(jws.encode("ascii")).hexdigest()
+    code, out, err = op.run("audit", "verify")
+    assert code == 0, err
+    assert f"{entries + 1} entries" in out

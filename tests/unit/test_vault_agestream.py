@@ -9,6 +9,7 @@ and truncation (which must yield only the authenticated prefix).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import os
 import subprocess
@@ -16,9 +17,12 @@ from collections.abc import Callable
 
 import pyrage
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from device.vault.ageheader import VERSION_LINE
+from device.vault.agekeys import X25519Recipient, b64encode_nopad, hkdf_sha256
 from device.vault.agestream import (
     CHUNK_SIZE,
     ENCRYPTED_CHUNK_SIZE,
@@ -128,13 +132,50 @@ def test_altered_header_is_detected(age_key: Callable[[str], AgeKey]) -> None:
     ciphertext = bytearray(seal(b"x" * 1000, [owner.recipient, age_key("other").recipient]))
     # Attack: add a stanza of the attacker's own before the MAC line.
     mac_at = ciphertext.index(b"\n--- ") + 1
-    forged = ciphertext[:mac_at] + b"-> X25519 AAAA\nAAAA\n" + ciphertext[mac_at:]
+    args, body = X25519Recipient.parse(age_key("intruder").recipient).wrap(os.urandom(16))
+    stanza = f"-> {' '.join(args)}\n{b64encode_nopad(body)}\n".encode("ascii")
+    forged = ciphertext[:mac_at] + stanza + ciphertext[mac_at:]
     with pytest.raises(TamperedStream, match="MAC"):
         decrypt_all(io.BytesIO(bytes(forged)), [owner.identity])
+    # A malformed stanza of a type the reader knows fails the header: never skipped.
+    malformed = ciphertext[:mac_at] + b"-> X25519 AAAA\nAAAA\n" + ciphertext[mac_at:]
+    with pytest.raises(AgeFormatError, match="share is 3 bytes") as caught:
+        decrypt_all(io.BytesIO(bytes(malformed)), [owner.identity])
+    assert not isinstance(caught.value, (TamperedStream, NoMatchingIdentity))
     flipped = bytearray(ciphertext)
     flipped[mac_at + 6] ^= 0x01  # a bit of the MAC itself
     with pytest.raises((TamperedStream, AgeFormatError)):
         decrypt_all(io.BytesIO(bytes(flipped)), [owner.identity])
+
+
+def _file_with_stanzas(file_key: bytes, stanzas: list[bytes], plaintext: bytes) -> bytes:
+    """A whole age file with these stanza lines, a valid MAC, and one final chunk."""
+    mac_input = VERSION_LINE + b"\n" + b"".join(stanzas) + b"---"
+    mac = hmac.new(hkdf_sha256(file_key, b"", b"header"), mac_input, hashlib.sha256).digest()
+    nonce = os.urandom(16)
+    payload = ChaCha20Poly1305(hkdf_sha256(file_key, nonce, b"payload")).encrypt(
+        bytes(11) + b"\x01", plaintext, None)
+    return mac_input + b" " + b64encode_nopad(mac).encode() + b"\n" + nonce + payload
+
+
+def test_a_malformed_x25519_stanza_fails_the_header_even_beside_one_that_opens(
+    age_key: Callable[[str], AgeKey],
+) -> None:
+    """A reader that skipped the malformed stanza would open this file (its MAC is
+    valid and the second stanza is the owner's); age refuses it, and so does ours."""
+    owner = age_key("owner")
+    file_key = os.urandom(16)
+    args, body = X25519Recipient.parse(owner.recipient).wrap(file_key)
+    good = f"-> {' '.join(args)}\n{b64encode_nopad(body)}\n".encode()
+    bad = f"-> {' '.join(args)} extra\n{b64encode_nopad(body)}\n".encode()
+    control = _file_with_stanzas(file_key, [good], b"door")
+    assert decrypt_all(io.BytesIO(control), [owner.identity]) == b"door"
+    assert age_decrypt(control, owner).stdout == b"door"
+    hostile = _file_with_stanzas(file_key, [bad, good], b"door")
+    with pytest.raises(AgeFormatError, match="2 arguments") as caught:
+        AgeStreamReader(io.BytesIO(hostile), [owner.identity])
+    assert not isinstance(caught.value, (TamperedStream, NoMatchingIdentity))
+    assert age_decrypt(hostile, owner).returncode != 0
 
 
 def _payload_start(ciphertext: bytes) -> int:
@@ -226,9 +267,11 @@ def test_truncated_header_and_empty_file_are_format_errors(
     for cut in (b"", ciphertext[:10], ciphertext[: ciphertext.index(b"\n--- ") + 3]):
         with pytest.raises(AgeFormatError):
             decrypt_all(io.BytesIO(cut), [owner.identity])
-    with pytest.raises(TruncatedStream) as caught:
-        decrypt_all(io.BytesIO(ciphertext[: _payload_start(ciphertext) - 3]), [owner.identity])
-    assert caught.value.verified_bytes == 0
+    # A missing or short payload nonce is a header failure, as in age.
+    for cut in (ciphertext[: _payload_start(ciphertext) - 16],
+                ciphertext[: _payload_start(ciphertext) - 3]):
+        with pytest.raises(AgeFormatError, match="payload nonce"):
+            AgeStreamReader(io.BytesIO(cut), [owner.identity])
 
 
 def test_armored_and_foreign_files_get_a_clear_error(age_key: Callable[[str], AgeKey]) -> None:
