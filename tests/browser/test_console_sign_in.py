@@ -1,0 +1,141 @@
+"""Sign-in, the queue, sessions and CSRF in a real browser."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, expect
+
+from cloud_stub.audit import AuditEntry
+from cloud_stub.console import ConsoleSettings
+from tests.browser.conftest import ConsoleServer, open_console
+from tests.fixtures.cloud import window_ago
+from tests.fixtures.deployment import TestDeployment
+
+
+def _warrant(console: ConsoleServer, agency_org: str = "metro-pd") -> tuple[str, str]:
+    """A court-signed warrant request of a new agency; returns (request id, device id)."""
+    cloud = console.cloud
+    device = cloud.enroll("con")
+    agency = cloud.principal("agency", org=agency_org)
+    body = cloud.world(agency, device.device_id).warrant(
+        device_ids=[device.device_id], window=window_ago(3, 2)
+    )
+    answer = cloud.submit(agency, body)
+    assert answer.status_code == 201, answer.text
+    return answer.json()["id"], device.device_id
+
+
+def test_reviewer_signs_in_and_sees_the_queue(console: ConsoleServer) -> None:
+    request_id, _ = _warrant(console)
+    reviewer = console.cloud.principal("reviewer", org="court-liaison")
+    watched = console.sign_in(reviewer)
+    page = watched.page
+    expect(page).to_have_url(f"{console.url}/queue")
+    expect(page.get_by_role("heading", name="Review queue")).to_be_visible()
+    expect(page.get_by_role("link", name=request_id[:8])).to_be_visible()
+    cookie = next(c for c in page.context.cookies() if c["name"] == "console_session")
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Strict"
+    assert cookie["path"] == "/console"
+    watched.shot("queue")
+    watched.check_accessible()
+    audit = [e.action for e in _audit(console)]
+    assert "console.signed_in" in audit
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(f"{console.url}/sign-in")
+    page.goto(f"{console.url}/queue")
+    expect(page).to_have_url(f"{console.url}/sign-in?expired=1")
+    assert "console.signed_out" in [e.action for e in _audit(console)]
+
+
+def _audit(console: ConsoleServer) -> list[AuditEntry]:
+    service = console.cloud.service
+    with service.store.transaction() as session:
+        return service.core.audit.entries(session)
+
+
+def test_sign_in_page_is_accessible_and_refuses_a_wrong_key(console: ConsoleServer) -> None:
+    watched = console.open(console.context())
+    page = watched.page
+    response = page.goto(f"{console.url}/sign-in")
+    assert response is not None
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    watched.shot("sign-in")
+    watched.check_accessible()
+    page.get_by_label("API key").fill("sdk_0000000000000000_" + "A" * 43)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("not accepted")
+    assert "console.sign_in_failed" in [e.action for e in _audit(console)]
+
+
+def test_sign_in_is_rate_limited(deployment: TestDeployment, tmp_path: Path,
+                                 browser: Browser) -> None:
+    settings = ConsoleSettings(sign_in_attempts=3)
+    with open_console(deployment, tmp_path, browser, settings) as console:
+        reviewer = console.cloud.principal("reviewer", org="court-liaison")
+        with httpx.Client(base_url=console.url) as client:
+            for _ in range(3):
+                csrf = _form_csrf(client)
+                answer = client.post("/sign-in", data={"api_key": "wrong", "csrf": csrf})
+                assert answer.status_code == 401
+            csrf = _form_csrf(client)
+            answer = client.post("/sign-in", data={"api_key": reviewer.key, "csrf": csrf})
+            assert answer.status_code == 429, answer.text
+            assert "Too many sign-in attempts" in answer.text
+
+
+def _form_csrf(client: httpx.Client, path: str = "/sign-in") -> str:
+    html = client.get(path).text
+    marker = 'name="csrf" value="'
+    start = html.index(marker) + len(marker)
+    return html[start:html.index('"', start)]
+
+
+def test_missing_or_wrong_csrf_is_refused(console: ConsoleServer) -> None:
+    request_id, _ = _warrant(console)
+    reviewer = console.cloud.principal("reviewer", org="court-liaison")
+    with httpx.Client(base_url=console.url) as client:
+        # the sign-in form itself
+        client.get("/sign-in")
+        answer = client.post("/sign-in", data={"api_key": reviewer.key})
+        assert answer.status_code == 403
+        answer = client.post("/sign-in", data={"api_key": reviewer.key, "csrf": "x" * 43})
+        assert answer.status_code == 403
+        csrf = _form_csrf(client)
+        answer = client.post("/sign-in", data={"api_key": reviewer.key, "csrf": csrf})
+        assert answer.status_code == 303
+        # a decision
+        path = f"/requests/{request_id}/decide"
+        reason = "The warrant is signed by the court and narrow."
+        for data in ({"action": "approve", "reason": reason},
+                     {"action": "approve", "reason": reason, "csrf": csrf},  # the old one
+                     {"action": "approve", "reason": reason, "csrf": ""}):
+            answer = client.post(path, data=data)
+            assert answer.status_code == 403, answer.text
+            assert "security token" in answer.text
+        admin = console.cloud.principal("admin")
+        stored = console.cloud.http.get(f"/v1/requests/{request_id}", headers=admin.headers)
+        assert stored.json()["status"] == "pending_review"
+        answer = client.post("/sign-out", data={})
+        assert answer.status_code == 403
+
+
+@pytest.mark.slow
+def test_an_expired_session_returns_to_sign_in(deployment: TestDeployment, tmp_path: Path,
+                                               browser: Browser) -> None:
+    settings = ConsoleSettings(idle_s=2)
+    with open_console(deployment, tmp_path, browser, settings) as console:
+        reviewer = console.cloud.principal("reviewer", org="court-liaison")
+        watched = console.sign_in(reviewer)
+        expect(watched.page).to_have_url(f"{console.url}/queue")
+        time.sleep(3.5)
+        watched.page.goto(f"{console.url}/queue")
+        expect(watched.page).to_have_url(f"{console.url}/sign-in?expired=1")
+        expect(watched.page.get_by_role("status")).to_contain_text("session ended")
