@@ -70,7 +70,7 @@ def _leaves(policy: object, request: AnyRequest) -> list[object]:
 
 def _summary(rule: object) -> str:
     doc = type(rule).__doc__ or ""
-    first = " ".join(doc.strip().split("\n\n")[0].split())
+    first = " ".join(doc.strip().split("\n\n")[0].split()).replace("``", "")
     what = getattr(rule, "what", None)
     return f"{first} ({what})" if isinstance(what, str) else first
 
