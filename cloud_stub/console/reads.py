@@ -34,6 +34,7 @@ from protocol.manifest import verify_manifest
 
 AUDIT_SHOWN = 200  # the newest entries listed under the chain's verdict
 ONLINE = "online"
+ISSUED_ACTION = "token.issued"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +152,10 @@ def token_life(service: CloudService, caller: PrincipalCaller, jti: str) -> Toke
             select(AuditRow).where(AuditRow.subject == f"token:{token.jti}")
             .order_by(AuditRow.seq)
         ).scalars().all()
-        issued = TokenEvent(token.issued_at, "service:signer", "token.issued",
-                            {"device": token.device_id, "seq": token.seq,
-                             "expires": token.expires_at.isoformat()})
-        events = [issued] + [TokenEvent(r.at, r.actor, r.action, dict(r.detail)) for r in rows]
+        events = [TokenEvent(r.at, r.actor, r.action, dict(r.detail)) for r in rows]
+        if not any(e.action == ISSUED_ACTION for e in events):  # a store from before it
+            events.insert(0, TokenEvent(token.issued_at, "service:signer", ISSUED_ACTION,
+                                        {"device": token.device_id, "seq": token.seq}))
         return TokenLife(
             request_id=token.request_id,
             token=token_view(token),

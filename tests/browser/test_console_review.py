@@ -198,6 +198,7 @@ def test_approved_in_the_browser_released_by_a_real_agent(
         _wait("the token to be uploaded", uploaded, timeout=90)
         watched.shot("token")
         watched.check_accessible()
+        assert page.locator("ol.events li", has_text="token.issued").count() == 1
         expect(page.locator("ol.events")).to_contain_text("token.published")
         expect(page.locator("ol.events")).to_contain_text("token.uploaded")
         page.get_by_role("link", name=request_id).click()

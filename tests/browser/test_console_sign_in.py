@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -11,6 +12,7 @@ from playwright.sync_api import Browser, expect
 
 from cloud_stub.audit import AuditEntry
 from cloud_stub.console import ConsoleSettings
+from cloud_stub.store.models import Request
 from tests.browser.conftest import ConsoleServer, open_console
 from tests.fixtures.cloud import window_ago
 from tests.fixtures.deployment import TestDeployment
@@ -139,3 +141,52 @@ def test_an_expired_session_returns_to_sign_in(deployment: TestDeployment, tmp_p
         watched.page.goto(f"{console.url}/queue")
         expect(watched.page).to_have_url(f"{console.url}/sign-in?expired=1")
         expect(watched.page.get_by_role("status")).to_contain_text("session ended")
+
+
+def test_queue_filters_by_basis_organisation_age_and_status(console: ConsoleServer) -> None:
+    cloud = console.cloud
+    warrant_id, _ = _warrant(console, "metro-pd")
+    old_id, _ = _warrant(console, "county-sheriff")
+    device = cloud.enroll("flt")
+    agency = cloud.principal("agency", org="metro-pd")
+    emergency = cloud.submit(agency, cloud.world(agency, device.device_id).emergency(
+        device_ids=[device.device_id], window=window_ago(2, 1)))
+    assert emergency.status_code == 201, emergency.text
+    emergency_id = emergency.json()["id"]
+    with cloud.service.store.transaction() as session:
+        row = session.get(Request, old_id)
+        assert row is not None
+        row.created_at = row.created_at - timedelta(days=3)
+    watched = console.sign_in(cloud.principal("reviewer", org="court-liaison"))
+    page = watched.page
+
+    def shown() -> set[str]:
+        links = page.locator("table.queue tbody a")
+        return {links.nth(i).inner_text() for i in range(links.count())}
+
+    every = {warrant_id[:8], old_id[:8], emergency_id[:8]}
+    assert shown() == every
+    assert page.locator("table.queue tbody tr").first.inner_text().startswith(
+        emergency_id[:8])
+    page.get_by_label("Basis").select_option("emergency")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("p.count")).to_contain_text("1 request;")
+    assert shown() == {emergency_id[:8]}
+    page.get_by_label("Basis").select_option("")
+    page.get_by_label("Organisation").fill("county-sheriff")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("p.count")).to_contain_text("1 request;")
+    assert shown() == {old_id[:8]}
+    page.get_by_label("Organisation").fill("")
+    page.get_by_label("Submitted").select_option("over_24h")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("p.count")).to_contain_text("1 request;")
+    assert shown() == {old_id[:8]}
+    page.get_by_label("Submitted").select_option("under_1h")
+    page.get_by_label("Status").select_option("denied")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("p.count")).to_contain_text("0 requests;")
+    page.get_by_label("Status").select_option("pending_review")
+    page.get_by_role("button", name="Filter").click()
+    assert shown() == {warrant_id[:8], emergency_id[:8]}
+    watched.check_accessible()
