@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from cloud_stub.api.problems import status_for
 from cloud_stub.console import reads
 from cloud_stub.console.charts import bar_chart, timeline
+from cloud_stub.console.sessions import Admission
 from cloud_stub.console.settings import ApprovalMode
 from cloud_stub.console.web import (
     COOKIE,
@@ -94,9 +95,11 @@ def sign_in(request: Request, api_key: Annotated[str, Form(max_length=200)],
         return _sign_in_form(request, status_code=403,
                              problem="The form had expired. Please sign in again.")
     check_csrf(anonymous, csrf)
-    if not console.limiter.allow(client):
-        _audit(request, actor=f"client:{client}", action="console.sign_in_limited",
-               subject="console", detail={"client": client})
+    admission = console.limiter.admit(client)
+    if admission is not Admission.ALLOWED:
+        if admission is Admission.REFUSED:  # once per client and window
+            _audit(request, actor=f"client:{client}", action="console.sign_in_limited",
+                   subject="console", detail={"client": client})
         return _sign_in_form(request, status_code=429,
                              problem="Too many sign-in attempts. Wait a minute and try again.")
     try:

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 ID_BYTES = 32
 CSRF_BYTES = 32
@@ -102,6 +103,14 @@ class SessionStore:
                 del self._sessions[sid]
 
 
+class Admission(StrEnum):
+    """A sign-in attempt's fate at the limiter."""
+
+    ALLOWED = "allowed"
+    REFUSED = "refused"  # the first refusal of this client in this window (audited)
+    REFUSED_AGAIN = "refused_again"  # later ones (not audited: no flood of the chain)
+
+
 @dataclass
 class SignInLimiter:
     """At most ``attempts`` sign-in attempts per ``per`` from one client address, and
@@ -112,21 +121,30 @@ class SignInLimiter:
     per: timedelta
     _seen: dict[str, deque[datetime]] = field(default_factory=dict)
     _all: deque[datetime] = field(default_factory=deque)
+    _refused: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def allow(self, client: str) -> bool:
-        """Count one attempt; False when over the limit (the attempt is not counted)."""
+    def admit(self, client: str) -> Admission:
+        """Count one attempt; a refused attempt is not counted."""
         now = self.clock()
         horizon = now - self.per
         with self._lock:
             for key in [k for k, q in self._seen.items() if not q or q[-1] < horizon]:
                 del self._seen[key]
+                self._refused.discard(key)
             mine = self._seen.setdefault(client, deque())
             for queue in (mine, self._all):
                 while queue and queue[0] < horizon:
                     queue.popleft()
             if len(mine) >= self.attempts or len(self._all) >= self.attempts * 10:
-                return False
+                if client in self._refused:
+                    return Admission.REFUSED_AGAIN
+                self._refused.add(client)
+                return Admission.REFUSED
+            self._refused.discard(client)
             mine.append(now)
             self._all.append(now)
-            return True
+            return Admission.ALLOWED
+
+    def allow(self, client: str) -> bool:
+        return self.admit(client) is Admission.ALLOWED

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from cloud_stub.console.charts import bar_chart, timeline
-from cloud_stub.console.sessions import SessionStore, SignInLimiter
+from cloud_stub.console.sessions import Admission, SessionStore, SignInLimiter
 from cloud_stub.console.text import inert
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -62,6 +62,15 @@ def test_sign_in_limit_per_client_and_window() -> None:
     assert limiter.allow("10.0.0.2")
     clock.now += timedelta(minutes=1, seconds=1)
     assert limiter.allow("10.0.0.1")
+
+
+def test_a_limited_client_is_reported_once_per_window() -> None:
+    clock = Clock()
+    limiter = SignInLimiter(clock=clock, attempts=1, per=timedelta(minutes=1))
+    assert [limiter.admit("c") for _ in range(3)] == [
+        Admission.ALLOWED, Admission.REFUSED, Admission.REFUSED_AGAIN]
+    clock.now += timedelta(minutes=2)
+    assert [limiter.admit("c") for _ in range(2)] == [Admission.ALLOWED, Admission.REFUSED]
 
 
 def test_sign_in_limit_over_all_clients() -> None:
