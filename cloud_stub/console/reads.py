@@ -24,7 +24,7 @@ from cloud_stub.console.rules import CourtVerdict, RuleResult, court_verdict, ex
 from cloud_stub.core import PrincipalCaller
 from cloud_stub.errors import Forbidden, NotFound
 from cloud_stub.policy import parse_request
-from cloud_stub.release import PUBLISHED_ACTION, REPUBLISHED_ACTION
+from cloud_stub.release import REPUBLISHED_ACTION
 from cloud_stub.service import CloudService
 from cloud_stub.store.models import AuditRow, CustodyRecord, Device, Manifest, Request, Token
 from cloud_stub.views import RequestView, TokenView, token_view
@@ -207,7 +207,3 @@ def audit_page(service: CloudService, caller: PrincipalCaller) -> AuditPage:
     except AuditChainBroken as exc:
         return AuditPage(False, exc.seq - 1, None, str(exc), recent)
     return AuditPage(True, report.entries, report.head_hash, None, recent)
-
-
-def published_count(events: Sequence[TokenEvent]) -> int:
-    return sum(1 for e in events if e.action in (PUBLISHED_ACTION, REPUBLISHED_ACTION))

@@ -301,6 +301,8 @@ def test_agency_sees_only_its_own_and_reviewer_not_their_own_org(
     assert response is not None
     assert response.status == 403
     expect(page.locator("body")).not_to_contain_text(mine[:8])
+    watched.shot("forbidden")
+    watched.check_accessible()
     response = page.goto(f"{console.url}/requests/{theirs}")
     assert response is not None
     assert response.status == 404
