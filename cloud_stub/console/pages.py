@@ -201,7 +201,8 @@ def _request_page(request: Request, user: User, request_id: str, *, status_code:
     return page(request, "request.html", status_code, user=user, detail=detail, view=view,
                 line=line, may_decide=may_decide, problem=problem, reason=reason,
                 approval=console.settings.approval, modes=ApprovalMode,
-                review_command=console.settings.review_command)
+                review_command=console.settings.review_command,
+                api_url=console.service.core.settings.api.url)
 
 
 @router.get("/requests/{request_id}", response_class=HTMLResponse)

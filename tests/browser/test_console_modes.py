@@ -37,7 +37,8 @@ def test_reviewer_command_mode_shows_the_command_and_takes_no_approval(
         page = watched.page
         page.goto(f"{console.url}/requests/{request_id}")
         expect(page.locator("#review-command")).to_have_text(
-            f'doorbell-review approve {request_id} --reason "<your reason>"')
+            f"doorbell-review --api {console.cloud.url} approve {request_id} "
+            '--reason "<your reason>"')
         assert page.get_by_role("button", name="Approve").count() == 0
         csrf = page.locator("input[name=csrf]").first.get_attribute("value") or ""
         answer = page.request.post(f"{console.url}/requests/{request_id}/decide",
