@@ -49,13 +49,15 @@ SERIOUS = ("serious", "critical")
 LOAD_FAILED = "Failed to load resource: the server responded with a status of"
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is alive it holds an event loop
+# running in this thread, and a later test's asyncio.run() would refuse to start.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run 'make system-packages' (Debian's chromium)")
