@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,6 +26,7 @@ from cloud_stub.console.web import (
     make_templates,
     page,
     redirect,
+    safe_next,
 )
 from cloud_stub.errors import CloudError, EnvironmentFault
 from cloud_stub.service import CloudService
@@ -39,8 +41,11 @@ def _error(request: Request, status: int, title: str, message: str) -> HTMLRespo
 def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:
-        expired = "?expired=1" if request.cookies.get("console_session") else ""
-        return redirect(f"/sign-in{expired}")
+        query = {"expired": "1"} if request.cookies.get("console_session") else {}
+        wanted = safe_next(request.url.path.removeprefix(PREFIX))
+        if request.method == "GET" and wanted != "/":
+            query["next"] = wanted
+        return redirect(f"/sign-in?{urlencode(query)}" if query else "/sign-in")
 
     @app.exception_handler(CsrfRejected)
     async def _csrf(request: Request, exc: CsrfRejected) -> Response:

@@ -26,6 +26,7 @@ from cloud_stub.console.web import (
     console_of,
     page,
     redirect,
+    safe_next,
     set_session_cookie,
 )
 from cloud_stub.errors import AuthenticationError, CloudError, Forbidden
@@ -68,25 +69,28 @@ def _audit(request: Request, *, actor: str, action: str, subject: str,
 
 
 def _sign_in_form(request: Request, *, status_code: int = 200, problem: str | None = None,
-                  expired: bool = False) -> HTMLResponse:
+                  expired: bool = False, next_path: str = "/") -> HTMLResponse:
     console = console_of(request)
     session = console.sessions.get(request.cookies.get(COOKIE))
     if session is None or session.principal_id is not None:
         session = console.sessions.open()
     response = page(request, "sign_in.html", status_code, csrf=session.csrf, problem=problem,
-                    expired=expired)
+                    expired=expired, next_path=safe_next(next_path))
     set_session_cookie(request, response, session)
     return response
 
 
 @router.get("/sign-in", response_class=HTMLResponse, dependencies=[Depends(anyone)])
-def sign_in_form(request: Request, expired: bool = False) -> HTMLResponse:
-    return _sign_in_form(request, expired=expired)
+def sign_in_form(request: Request, expired: bool = False,
+                 next_path: Annotated[str, Query(alias="next", max_length=300)] = "/"
+                 ) -> HTMLResponse:
+    return _sign_in_form(request, expired=expired, next_path=next_path)
 
 
 @router.post("/sign-in", response_class=HTMLResponse, dependencies=[Depends(anyone)])
 def sign_in(request: Request, api_key: Annotated[str, Form(max_length=200)],
-            csrf: Csrf = None) -> Response:
+            csrf: Csrf = None,
+            next_path: Annotated[str, Form(alias="next", max_length=300)] = "/") -> Response:
     """Exchange an API key for a session. Rate-limited per client; audited either way."""
     console = console_of(request)
     client = _client(request)
@@ -100,20 +104,20 @@ def sign_in(request: Request, api_key: Annotated[str, Form(max_length=200)],
         if admission is Admission.REFUSED:  # once per client and window
             _audit(request, actor=f"client:{client}", action="console.sign_in_limited",
                    subject="console", detail={"client": client})
-        return _sign_in_form(request, status_code=429,
+        return _sign_in_form(request, status_code=429, next_path=next_path,
                              problem="Too many sign-in attempts. Wait a minute and try again.")
     try:
         caller = console.service.authenticate(api_key.strip())
     except AuthenticationError as exc:
         _audit(request, actor=f"client:{client}", action="console.sign_in_failed",
                subject="console", detail={"client": client, "why": str(exc)})
-        return _sign_in_form(request, status_code=401,
+        return _sign_in_form(request, status_code=401, next_path=next_path,
                              problem="That key was not accepted.")
     console.sessions.close(anonymous.id)
     session = console.sessions.open(caller.id)
     _audit(request, actor=caller.label, action="console.signed_in",
            subject=f"principal:{caller.id}", detail={"client": client, "role": caller.role})
-    response = redirect("/")
+    response = redirect(safe_next(next_path))
     set_session_cookie(request, response, session)
     return response
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,6 +45,18 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+
+
+_NEXT = re.compile(r"/(?:[A-Za-z0-9_.~-]+(?:/[A-Za-z0-9_.~-]+)*)?")
+
+
+def safe_next(value: str | None) -> str:
+    """Where to go after signing in: a path inside the console (``/requests/ID``), never
+    another site (``//host``, ``https:...``, a backslash) and never the sign-in form;
+    ``/`` otherwise."""
+    if not value or _NEXT.fullmatch(value) is None or value.startswith("/sign-"):
+        return "/"
+    return value
 
 
 class SignInRequired(Exception):

@@ -51,7 +51,7 @@ def test_reviewer_signs_in_and_sees_the_queue(console: ConsoleServer) -> None:
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(f"{console.url}/sign-in")
     page.goto(f"{console.url}/queue")
-    expect(page).to_have_url(f"{console.url}/sign-in?expired=1")
+    expect(page).to_have_url(f"{console.url}/sign-in?expired=1&next=%2Fqueue")
     assert "console.signed_out" in [e.action for e in _audit(console)]
 
 
@@ -139,13 +139,27 @@ def test_an_expired_session_returns_to_sign_in(deployment: TestDeployment, tmp_p
                                                browser: Browser) -> None:
     settings = ConsoleSettings(idle_s=2)
     with open_console(deployment, tmp_path, browser, settings) as console:
+        request_id, _ = _warrant(console)
         reviewer = console.cloud.principal("reviewer", org="court-liaison")
         watched = console.sign_in(reviewer)
-        expect(watched.page).to_have_url(f"{console.url}/queue")
+        page = watched.page
+        expect(page).to_have_url(f"{console.url}/queue")
         time.sleep(3.5)
-        watched.page.goto(f"{console.url}/queue")
-        expect(watched.page).to_have_url(f"{console.url}/sign-in?expired=1")
-        expect(watched.page.get_by_role("status")).to_contain_text("session ended")
+        page.goto(f"{console.url}/requests/{request_id}")
+        expect(page).to_have_url(
+            f"{console.url}/sign-in?expired=1&next=%2Frequests%2F{request_id}")
+        expect(page.get_by_role("status")).to_contain_text("session ended")
+        # signing in again returns to the page that was asked for
+        page.get_by_label("API key").fill(reviewer.key)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page).to_have_url(f"{console.url}/requests/{request_id}")
+        time.sleep(3.5)  # a form sent after expiry goes to sign-in and changes nothing
+        page.get_by_label("Reason").fill("The court's signature verifies; window is narrow.")
+        page.get_by_role("button", name="Approve").click()
+        expect(page).to_have_url(f"{console.url}/sign-in?expired=1")
+        stored = console.cloud.http.get(f"/v1/requests/{request_id}",
+                                        headers=console.cloud.principal("admin").headers)
+        assert stored.json()["status"] == "pending_review"
 
 
 def test_queue_filters_by_basis_organisation_age_and_status(console: ConsoleServer) -> None:

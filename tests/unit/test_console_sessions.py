@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from cloud_stub.console.charts import bar_chart, timeline
 from cloud_stub.console.sessions import Admission, SessionStore, SignInLimiter
 from cloud_stub.console.text import inert
+from cloud_stub.console.web import safe_next
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -98,3 +99,12 @@ def test_bar_chart_and_timeline_geometry() -> None:
     line = timeline(T0, T0 + timedelta(hours=1), [("submitted", T0 + timedelta(hours=3))])
     assert 0 < line.window_x < line.marks[0].x < line.width
     assert line.window_width > 0
+
+
+def test_after_sign_in_only_a_console_path() -> None:
+    assert safe_next("/requests/0b1c-22") == "/requests/0b1c-22"
+    assert safe_next("/queue") == "/queue"
+    for hostile in ("//evil.example/x", "https://evil.example", "/\\evil.example",
+                    "/sign-in", "/sign-out", "/a//b", "", None, "queue", "/a?b=c",
+                    "/%2F%2Fevil", "/javascript:alert(1)"):
+        assert safe_next(hostile) == "/", hostile
