@@ -27,10 +27,17 @@ class ConsoleSettings:
     sign_in_attempts: int = 10  # per client address per sign_in_window_s
     sign_in_window_s: int = 60
     page_size: int = 50
-    approval: ApprovalMode = ApprovalMode.SERVICE
+    approval: ApprovalMode | None = None  # None: by the service's keys (`approval_mode`)
     review_command: str = "doorbell-review"
 
     def __post_init__(self) -> None:
         if min(self.idle_s, self.absolute_s, self.sign_in_attempts, self.sign_in_window_s,
                self.page_size) < 1:
             raise ValueError("console settings must be positive")
+
+
+def approval_mode(has_review_key: bool) -> ApprovalMode:
+    """`service` while the service holds the review signer key (trust root v1); once
+    reviewers sign on their own machines the service has none (trust root v2, ADR 0013)
+    and the panel shows the reviewer's command."""
+    return ApprovalMode.SERVICE if has_review_key else ApprovalMode.REVIEWER_COMMAND

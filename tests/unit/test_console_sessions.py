@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from cloud_stub.console.charts import bar_chart, timeline
 from cloud_stub.console.sessions import Admission, SessionStore, SignInLimiter
+from cloud_stub.console.settings import ApprovalMode, approval_mode
 from cloud_stub.console.text import inert
 from cloud_stub.console.web import safe_next
 
@@ -108,3 +109,8 @@ def test_after_sign_in_only_a_console_path() -> None:
                     "/sign-in", "/sign-out", "/a//b", "", None, "queue", "/a?b=c",
                     "/%2F%2Fevil", "/javascript:alert(1)"):
         assert safe_next(hostile) == "/", hostile
+
+
+def test_the_approve_panel_follows_the_service_keys() -> None:
+    assert approval_mode(has_review_key=True) is ApprovalMode.SERVICE
+    assert approval_mode(has_review_key=False) is ApprovalMode.REVIEWER_COMMAND
