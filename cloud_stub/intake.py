@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
 from cloud_stub.core import PrincipalCaller, ServiceCore, caller_of
@@ -32,7 +33,7 @@ from cloud_stub.policy.requests import (
     parse_request,
 )
 from cloud_stub.review import Status
-from cloud_stub.store.models import Principal, Request, Token
+from cloud_stub.store.models import Decision, Principal, Request, Token
 from cloud_stub.views import RequestView
 
 DEVICE_NOT_ENROLLED = "device_not_enrolled"
@@ -40,6 +41,25 @@ DEVICE_REVOKED = "device_revoked"  # `cloud-stub devices revoke`: no new token f
 DEFAULT_HOLD_DAYS = 90
 LIVE_PRESERVATION = (Status.PENDING_REVIEW, Status.APPROVED, Status.RELEASED, Status.PRESERVED)
 ApprovalsFor = Callable[[Basis], int]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueQuery:
+    """Filters of `Intake.queue_page`; None means any."""
+
+    status: str | None = Status.PENDING_REVIEW.value
+    basis: str | None = None
+    org: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePage:
+    views: list[RequestView]
+    total: int  # matching requests on all pages
 
 
 def default_approvals(basis: Basis) -> int:
@@ -95,14 +115,26 @@ class Intake:
             )
         return out
 
-    def _check(self, session: Session, caller: PrincipalCaller, request: AnyRequest,
-               now: datetime, *, exclude: str = "") -> list[dict[str, str]]:
-        ctx = PolicyContext(
+    def _context(self, session: Session, caller: PrincipalCaller, now: datetime,
+                 exclude: str = "") -> PolicyContext:
+        return PolicyContext(
             now=now,
             courts=self.courts,
             requester=caller.org,
             preservations=self._preservations(session, caller, exclude),
         )
+
+    def context_for(self, session: Session, row: Request, now: datetime) -> PolicyContext:
+        """The facts `recheck` judges a stored request by at `now` (the review console
+        shows each rule's result under them). Raises `NotFound` when the agency is gone."""
+        agency = session.get(Principal, row.agency_id)
+        if agency is None:
+            raise NotFound(f"the agency of request {row.id} no longer exists")
+        return self._context(session, caller_of(agency), now, exclude=row.id)
+
+    def _check(self, session: Session, caller: PrincipalCaller, request: AnyRequest,
+               now: datetime, *, exclude: str = "") -> list[dict[str, str]]:
+        ctx = self._context(session, caller, now, exclude)
         try:
             self.policy.check(request, ctx)
         except PolicyViolation as violation:
@@ -205,21 +237,49 @@ class Intake:
 
     def queue(self, caller: PrincipalCaller) -> list[RequestView]:
         """Requests waiting for review that this caller's organisation may review."""
+        with self.core.store.transaction() as session:
+            stmt = self._reviewable(caller, Status.PENDING_REVIEW.value)
+            rows = session.execute(stmt.order_by(Request.created_at, Request.id)).scalars()
+            return [self.core.view(session, r) for r in rows.all()]
+
+    def _reviewable(self, caller: PrincipalCaller, status: str | None) -> Select[Request]:
+        """Requests of `status` (any when None) a reviewer or admin may see in the queue:
+        waiting for review means one this reviewer may still decide (not of their own
+        organisation, not already decided by them). Raises `Forbidden` for an agency."""
         if caller.role not in ("reviewer", "admin"):
             raise Forbidden("only reviewers and admins see the review queue")
-        with self.core.store.transaction() as session:
-            stmt = (
-                select(Request)
-                .where(Request.status == Status.PENDING_REVIEW.value)
-                .order_by(Request.created_at, Request.id)
+        stmt = select(Request)
+        if status is not None:
+            stmt = stmt.where(Request.status == status)
+        if caller.role == "reviewer" and status == Status.PENDING_REVIEW.value:
+            decided = select(Decision.id).where(
+                Decision.request_id == Request.id, Decision.reviewer_id == caller.id
             )
-            if caller.role == "reviewer":
-                stmt = stmt.where(Request.org != caller.org)
-            rows = session.execute(stmt).scalars().all()
-            views = [self.core.view(session, r) for r in rows]
-        if caller.role == "reviewer":
-            views = [v for v in views if all(d.reviewer != caller.name for d in v.decisions)]
-        return views
+            stmt = stmt.where(Request.org != caller.org, ~decided.exists())
+        return stmt
+
+    def queue_page(self, caller: PrincipalCaller, query: QueueQuery) -> QueuePage:
+        """One page of the queue: emergencies first, then oldest first, filtered
+        (the review console's queue, docs/adr/0015-review-console.md)."""
+        with self.core.store.transaction() as session:
+            stmt = self._reviewable(caller, query.status)
+            if query.basis is not None:
+                stmt = stmt.where(Request.basis == query.basis)
+            if query.org is not None:
+                stmt = stmt.where(Request.org == query.org)
+            if query.created_after is not None:
+                stmt = stmt.where(Request.created_at >= query.created_after)
+            if query.created_before is not None:
+                stmt = stmt.where(Request.created_at < query.created_before)
+            total = session.execute(
+                select(func.count()).select_from(stmt.subquery())
+            ).scalar_one()
+            emergency_first = case((Request.basis == Basis.EMERGENCY.value, 0), else_=1)
+            rows = session.execute(
+                stmt.order_by(emergency_first, Request.created_at, Request.id)
+                .limit(query.limit).offset(query.offset)
+            ).scalars().all()
+            return QueuePage(views=[self.core.view(session, r) for r in rows], total=total)
 
 
 def preservation_hold(request: PreservationRequest, now: datetime) -> datetime:

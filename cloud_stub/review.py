@@ -10,7 +10,7 @@ Rules (DESIGN section 5, separation of duties):
 - a reviewer decides once per request (cannot approve twice, cannot change sides);
 - a decision carries a written reason;
 - one denial ends the request; it is approved once ``approvals_required`` distinct
-  reviewers approved (two for an emergency).
+  reviewers approved (two for an emergency), each of another organisation.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class Reviewer:
 class PriorDecision:
     reviewer_id: str
     action: Action
+    org: str = ""  # the deciding reviewer's organisation
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,14 @@ def decide(
     if approvals_required < 1:
         raise Conflict("the request requires no approvals; refusing to release", code="bad_state")
     approvers = {d.reviewer_id for d in prior if d.action is Action.APPROVE}
+    if action is Action.APPROVE and any(
+        d.action is Action.APPROVE and d.org == reviewer.org for d in prior
+    ):
+        raise Forbidden(
+            "a reviewer of this organisation already approved; the next approval must come "
+            "from another organisation",
+            code="same_organisation",
+        )
     if action is Action.DENY:
         return Verdict(Status.DENIED, len(approvers), approvals_required)
     approvers.add(reviewer.id)

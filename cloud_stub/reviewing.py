@@ -33,7 +33,7 @@ class Reviewing:
         with self.core.store.transaction() as session:
             row = self.core.load_request(session, request_id, lock=True)
             prior = [
-                PriorDecision(d.reviewer_id, Action(d.action))
+                PriorDecision(d.reviewer_id, Action(d.action), d.org)
                 for d in session.execute(
                     select(Decision).where(Decision.request_id == row.id)
                 ).scalars()

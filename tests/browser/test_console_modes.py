@@ -1,0 +1,77 @@
+"""The approve panel when reviewers sign with their own keys, the cookie behind TLS, and
+the pages on a phone's screen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import Browser, expect
+
+from cloud_stub.console import ApprovalMode, ConsoleSettings
+from tests.browser.conftest import ConsoleServer, open_console
+from tests.fixtures.cloud import window_ago
+from tests.fixtures.deployment import TestDeployment
+
+REASON = "The court's signature verifies and the window is narrow."
+
+
+def _warrant(console: ConsoleServer) -> str:
+    cloud = console.cloud
+    device = cloud.enroll("mode")
+    agency = cloud.principal("agency", org="metro-pd")
+    body = cloud.world(agency, device.device_id).warrant(
+        device_ids=[device.device_id], window=window_ago(3, 2))
+    answer = cloud.submit(agency, body)
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["id"])
+
+
+def test_reviewer_command_mode_shows_the_command_and_takes_no_approval(
+    deployment: TestDeployment, tmp_path: Path, browser: Browser
+) -> None:
+    settings = ConsoleSettings(approval=ApprovalMode.REVIEWER_COMMAND)
+    with open_console(deployment, tmp_path, browser, settings) as console:
+        request_id = _warrant(console)
+        watched = console.sign_in(console.cloud.principal("reviewer", org="court-liaison"))
+        page = watched.page
+        page.goto(f"{console.url}/requests/{request_id}")
+        expect(page.locator("#review-command")).to_have_text(
+            f"doorbell-review --api {console.cloud.url} approve {request_id} "
+            '--reason "<your reason>"')
+        assert page.get_by_role("button", name="Approve").count() == 0
+        csrf = page.locator("input[name=csrf]").first.get_attribute("value") or ""
+        answer = page.request.post(f"{console.url}/requests/{request_id}/decide",
+                                   form={"action": "approve", "reason": REASON, "csrf": csrf})
+        assert answer.status == 403
+        assert "own key" in answer.text()
+        watched.check_accessible()
+        page.get_by_label("Reason").fill("The window is wider than the warrant allows.")
+        page.get_by_role("button", name="Deny").click()
+        expect(page.locator("#request-status")).to_contain_text("denied")
+
+
+def test_the_session_cookie_is_secure_behind_tls(console: ConsoleServer) -> None:
+    # uvicorn believes X-Forwarded-Proto from a proxy on loopback (its default)
+    plain = httpx.get(f"{console.url}/sign-in")
+    assert "secure" not in plain.headers["set-cookie"].lower()
+    behind = httpx.get(f"{console.url}/sign-in", headers={"X-Forwarded-Proto": "https"})
+    cookie = behind.headers["set-cookie"].lower()
+    assert "; secure" in cookie
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+
+
+def test_pages_fit_a_phone(console: ConsoleServer) -> None:
+    request_id = _warrant(console)
+    phone = console.browser.new_context(viewport={"width": 390, "height": 844},
+                                        is_mobile=True, has_touch=True)
+    watched = console.sign_in(console.cloud.principal("reviewer", org="court-liaison"), phone)
+    page = watched.page
+    for path, name in (("/queue", "phone-queue"), (f"/requests/{request_id}", "phone-request")):
+        page.goto(f"{console.url}{path}")
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 1, f"{path} is {overflow} px wider than the phone's screen"
+        watched.shot(name)
+        watched.check_accessible()

@@ -1,0 +1,28 @@
+"""An emergency's approvals come from distinct organisations (cloud_stub.review.decide)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloud_stub.errors import Forbidden
+from cloud_stub.review import Action, PriorDecision, Reviewer, Status, decide
+
+REASON = "The emergency is specific and ongoing."
+
+
+def _decide(prior: list[PriorDecision], reviewer: Reviewer) -> Status:
+    return decide(status="pending_review", submitter_org="metro-pd", approvals_required=2,
+                  prior=prior, reviewer=reviewer, action=Action.APPROVE, reason=REASON).status
+
+
+def test_second_approval_of_the_same_organisation_is_refused() -> None:
+    prior = [PriorDecision("r1", Action.APPROVE, "court-liaison")]
+    with pytest.raises(Forbidden) as caught:
+        _decide(prior, Reviewer("r2", "reviewer", "court-liaison"))
+    assert caught.value.code == "same_organisation"
+
+
+def test_second_approval_of_another_organisation_approves() -> None:
+    prior = [PriorDecision("r1", Action.APPROVE, "court-liaison")]
+    assert _decide(prior, Reviewer("r2", "reviewer", "civil-oversight")) is Status.APPROVED
+    assert _decide([], Reviewer("r2", "reviewer", "civil-oversight")) is Status.PENDING_REVIEW
