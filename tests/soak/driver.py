@@ -58,11 +58,12 @@ class Schedule:
     world: SoakWorld
     seed: int
     rounds: int
+    kinds: tuple[Fault, ...] = ()  # the fault kinds to draw from; all when empty
     faults: list[Fault] = field(default_factory=list)
     log: list[Round] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        kinds = [f for f in Fault if f is not Fault.NONE]
+        kinds = [f for f in (self.kinds or tuple(Fault)) if f is not Fault.NONE]
         if not self.world.tmpfs:
             kinds.remove(Fault.DISK_FULL)
         rng = random.Random(self.seed)

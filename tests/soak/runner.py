@@ -13,7 +13,7 @@ from typing import Any
 from demo.processes import Supervisor
 from tests.fixtures.postgres import create_database, postgres_cluster
 from tests.soak.checks import Findings, check_custody, check_devices, check_rounds
-from tests.soak.driver import Schedule
+from tests.soak.driver import Fault, Schedule
 from tests.soak.world import SoakWorld
 
 FINAL_SETTLE_S = 120.0
@@ -25,6 +25,7 @@ class SoakOptions:
     rounds: int = 10
     devices: int = 3
     work_dir: Path | None = None
+    kinds: tuple[Fault, ...] = ()
 
 
 @dataclass
@@ -87,7 +88,7 @@ def run_soak(options: SoakOptions) -> SoakReport:
             for device in world.devices:
                 world.start_agent(device)
             world.wait_escrowed()
-            schedule = Schedule(world, options.seed, options.rounds)
+            schedule = Schedule(world, options.seed, options.rounds, options.kinds)
             schedule.run()
             schedule.settle(schedule.log, FINAL_SETTLE_S)
             world.wait_escrowed()

@@ -196,8 +196,11 @@ class SoakWorld:
             "lores_width": 160, "lores_height": 120,
         }
         config["recorder"] = {"post_roll_s": 10.0}
-        # The state directory is a small tmpfs (TMPFS_SIZE): keep 2 MiB free, not 256.
-        config["storage"] = {"min_free_bytes": 2 * 1024**2}
+        # The state directory is a small tmpfs (TMPFS_SIZE). No free-space floor: the
+        # full-disk fault is another file filling the disk, and with a floor retention
+        # would rightly delete the oldest clips to make room (docs/soak.md), which would
+        # hide what the fault is for: ENOSPC in the middle of a re-seal or an append.
+        config["storage"] = {"min_free_bytes": 0}
         # No NTP in this sandbox; see docs/adr/0009-clock-and-deferral.md.
         config.setdefault("release", {})["clock"] = "unsafe-assume-synchronized"
         device.config.write_text(tomli_w.dumps(config))
@@ -271,10 +274,13 @@ class SoakWorld:
         )
 
     def start_agent(self, device: SoakDevice) -> None:
-        start_and_wait(
-            self.supervisor, device.process, device.agent("run"),
-            lambda: (device.state_dir / "status.json").exists(), timeout=60.0,
-        )
+        self.supervisor.start(device.process, device.agent("run"))
+
+        def ready() -> bool:
+            self.supervisor.check_alive(device.process)
+            return (device.state_dir / "status.json").exists()
+
+        wait_for(f"{device.device_id}'s agent to start", ready, timeout=60.0)
 
     def restart_broker(self) -> None:
         self.supervisor.stop("mosquitto")
