@@ -45,6 +45,7 @@ system-packages:
 	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v runuser >/dev/null || [ -x /usr/sbin/runuser ] || missing="$$missing util-linux"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v cc >/dev/null || missing="$$missing gcc libc6-dev"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	[ -z "$$missing" ] && exit 0; \
 	echo "installing system packages:$$missing"; \
