@@ -46,6 +46,7 @@ system-packages:
 	command -v runuser >/dev/null || [ -x /usr/sbin/runuser ] || missing="$$missing util-linux"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v cc >/dev/null || missing="$$missing gcc libc6-dev"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	[ -z "$$missing" ] && exit 0; \
 	echo "installing system packages:$$missing"; \

@@ -39,6 +39,7 @@ class Fault(StrEnum):
     KILL_AGENT_DURING_UPLOAD = "kill-agent-during-upload"
     DISK_FULL = "device-disk-full"
     CUT_CONNECTION = "cut-connection"
+    CLOCK_STEP = "device-clock-step"
 
 
 @dataclass
@@ -64,8 +65,10 @@ class Schedule:
 
     def __post_init__(self) -> None:
         kinds = [f for f in (self.kinds or tuple(Fault)) if f is not Fault.NONE]
-        if not self.world.tmpfs:
+        if not self.world.tmpfs and Fault.DISK_FULL in kinds:
             kinds.remove(Fault.DISK_FULL)
+        if self.world.clockshift is None and Fault.CLOCK_STEP in kinds:
+            kinds.remove(Fault.CLOCK_STEP)
         rng = random.Random(self.seed)
         # Every kind at least once when there are enough rounds, the rest drawn.
         drawn = kinds[: self.rounds] + [rng.choice([*kinds, Fault.NONE])
@@ -193,6 +196,13 @@ class Schedule:
                 time.sleep(self._rng.uniform(2.0, 5.0))
                 record.fault_hit = "disk full while the token arrived"
             return
+        if fault is Fault.CLOCK_STEP:
+            # The wall clock only, either way, within the token rules' 60 s skew: a step
+            # the device must live through without losing or doubling anything.
+            step = self._rng.choice([-1, 1]) * self._rng.randint(15, 45)
+            device.step_clock(step)
+            time.sleep(0.5)
+            record.fault_hit = f"device wall clock stepped {step:+d} s before the approval"
         self.approve(record)
         if fault is Fault.BROKER_RESTART:
             time.sleep(self._rng.uniform(0.0, 0.5))

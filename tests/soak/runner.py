@@ -35,6 +35,7 @@ class SoakReport:
     findings: Findings
     seconds: float
     tmpfs: bool
+    clock_steps: bool
 
     def as_dict(self) -> dict[str, Any]:
         f = self.findings
@@ -52,6 +53,7 @@ class SoakReport:
             "lost_or_wrong": f.lost,
             "problems": f.problems,
             "disk_full_fault": "on" if self.tmpfs else "off (no privilege to mount a tmpfs)",
+            "clock_step_fault": "on" if self.clock_steps else "off (no C compiler)",
             "seconds": round(self.seconds, 1),
         }
 
@@ -65,7 +67,8 @@ class SoakReport:
             f"code: {d['refused_with_code']}; "
             f"waiting with a reason: {len(d['waiting_with_reason'])}",
             f"custody records checked: {d['custody_records_checked']}; evidence files opened "
-            f"with age: {d['evidence_files_opened']}; full-disk fault {d['disk_full_fault']}",
+            f"with age: {d['evidence_files_opened']}; full-disk fault {d['disk_full_fault']}; "
+            f"clock-step fault {d['clock_step_fault']}",
             f"lost or wrong: {d['lost_or_wrong']}",
             *(f"  PROBLEM {p}" for p in d["problems"]),
         ]
@@ -100,7 +103,7 @@ def run_soak(options: SoakOptions) -> SoakReport:
                 supervisor.check_alive(device.process)
             faults = Counter(r.fault.value for r in schedule.log)
             report = SoakReport(options, faults, findings, time.monotonic() - started,
-                                world.tmpfs)
+                                world.tmpfs, world.clockshift is not None)
             (base / "soak-report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
             return report
         finally:

@@ -14,6 +14,7 @@ import functools
 import getpass
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -41,6 +42,7 @@ from tests.soak.proxy import CutProxy
 COURT_ID = "demo-district-court"
 CLIP_SPACING = timedelta(minutes=4)  # a visitor clip lasts about 30 s: windows never overlap
 TMPFS_SIZE = "64m"
+CLOCKSHIFT_SOURCE = Path(__file__).with_name("clockshift.c")
 
 
 class SoakError(RuntimeError):
@@ -91,6 +93,15 @@ class SoakDevice:
     def process(self) -> str:
         return f"agent-{self.device_id}"
 
+    @property
+    def clock_offset_file(self) -> Path:
+        return self.root / "clock-offset"
+
+    def step_clock(self, seconds: int) -> None:
+        """Step the running agent's wall clock by `seconds` more (seen within 0.2 s)."""
+        current = int(self.clock_offset_file.read_text().strip() or "0")
+        self.clock_offset_file.write_text(f"{current + seconds:+d}\n")
+
     def agent(self, *args: str) -> list[str]:
         return [bin_path("doorbell-agent"), "--config", str(self.config), *args]
 
@@ -110,6 +121,7 @@ class SoakWorld:
     agency_identity: Path = Path()
     proxy: CutProxy | None = None
     tmpfs: bool = False
+    clockshift: Path | None = None  # the built LD_PRELOAD library, when a compiler exists
     clips: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
@@ -126,6 +138,7 @@ class SoakWorld:
     # -- set-up ----------------------------------------------------------------------
 
     def set_up(self) -> None:
+        self.clockshift = self._build_clockshift()
         self.broker_port, self.api_port = free_port(), free_port()
         self.proxy = CutProxy(target_port=self.api_port)
         self.proxy.start()
@@ -165,6 +178,17 @@ class SoakWorld:
             self.broker_ready,
         )
         self.start_cloud()
+
+    def _build_clockshift(self) -> Path | None:
+        """Compile tests/soak/clockshift.c (docs/soak.md: the clock step). None when
+        there is no C compiler; the schedule then leaves the clock step out."""
+        compiler = shutil.which("cc") or shutil.which("gcc")
+        if compiler is None:
+            return None
+        target = self.root / "libclockshift.so"
+        run([compiler, "-shared", "-fPIC", "-O2", "-o", str(target), str(CLOCKSHIFT_SOURCE),
+             "-ldl"], what="cc clockshift.c")
+        return target
 
     def _tune_deployment(self) -> None:
         path = self.layout.root / "deployment.toml"
@@ -274,7 +298,13 @@ class SoakWorld:
         )
 
     def start_agent(self, device: SoakDevice) -> None:
-        self.supervisor.start(device.process, device.agent("run"))
+        env: dict[str, str] = {}
+        if self.clockshift is not None:
+            if not device.clock_offset_file.exists():
+                device.clock_offset_file.write_text("+0\n")
+            env = {"LD_PRELOAD": str(self.clockshift),
+                   "CLOCKSHIFT_FILE": str(device.clock_offset_file)}
+        self.supervisor.start(device.process, device.agent("run"), env=env)
 
         def ready() -> bool:
             self.supervisor.check_alive(device.process)
