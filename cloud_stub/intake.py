@@ -136,6 +136,20 @@ class Intake:
         return self._check(session, caller_of(agency), parse_request(row.body), now,
                            exclude=row.id)
 
+    def require_lawful_now(self, session: Session, row: Request, now: datetime) -> None:
+        """The one "re-check at now" of every step that acts on a stored request: an
+        approval (`cloud_stub.reviewing`) and a re-issue (`cloud_stub.reissuing`) stand
+        on the law as it is at `now`, not as it was at submission (docs/policy.md,
+        "Checked again at every step"). Raises `Conflict` with the policy's own code (a
+        warrant expired since is ``warrant_expired``, an emergency past its follow-up
+        ``emergency_followup_out_of_range``, a revoked device ``device_revoked``) and
+        `NotFound` when the agency no longer exists."""
+        failed = self.recheck(session, row, now)
+        if failed:
+            first = failed[0]
+            raise Conflict(f"the request no longer passes the legal check: {first['reason']}",
+                           code=first["code"])
+
     def submit(self, caller: PrincipalCaller, request: AnyRequest) -> RequestView:
         """Check and store a request. Raises `Forbidden` for a non-agency caller."""
         if caller.role != "agency":

@@ -5,7 +5,8 @@ never approved without its tokens nor tokens issued for an unapproved request. P
 device it allocates the next ``seq``, opens the escrowed epoch keys overlapping
 ``[window.start - 1 h, window.end]`` and seals them at once to the device's transport
 recipient, builds the claims (``jti`` uuid4, token life from the basis, capped by the
-trust root) and signs them with the threshold of release keys. A device with no escrowed
+trust root and, for a warrant, by the warrant's ``expires``: a token never outlives its
+warrant) and signs them with the threshold of release keys. A device with no escrowed
 epoch in the window gets no token: there is nothing it could decrypt. Publishing happens
 after the commit (`publish`); a token the broker did not take stays ``issued`` and is
 published again when the MQTT link reconnects, and on the link's next redelivery pass.
@@ -42,6 +43,7 @@ from cloud_stub.review import Status
 from cloud_stub.signer import TokenSigner
 from cloud_stub.store.models import AuditRow, Device, Request, Token
 from cloud_stub.store.sequence import allocate_seq
+from cloud_stub.views import warrant_expiry
 from protocol.errors import KeyFormatError
 from protocol.keys import canonical_json
 from protocol.timefmt import parse_time
@@ -198,6 +200,13 @@ class Releaser:
         window = Window(start=row.window_start, end=row.window_end)
         case = case_ref(row, agency_name)
         life = self._life_s(row)
+        warrant_expires = warrant_expiry(row)
+        if warrant_expires is not None:  # a token never outlives its warrant
+            left = unix_time(warrant_expires) - unix_time(now)
+            if left <= 0:
+                raise SigningError(f"the warrant of request {row.id} has expired",
+                                   code="warrant_expired")
+            life = min(life, left)
         preservation = row.basis == "preservation"
         notify_after = row.body.get("notify_after")
         lead = timedelta(seconds=self.core.limits.epoch_lead_s)

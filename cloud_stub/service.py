@@ -71,7 +71,7 @@ class CloudService:
         self.follow_up = FollowUp(core)
         self.releaser = Releaser(core, signer=signer, escrow=escrow,
                                  policy_life_s=self.token_life_s)
-        self.reviewing = Reviewing(core, self.releaser)
+        self.reviewing = Reviewing(core, self.releaser, self.intake)
         self.reissuing = Reissuing(core, self.releaser, self.intake)
         self.evidence = Evidence(core)
         self.events = DeviceEvents(core, escrow)

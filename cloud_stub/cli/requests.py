@@ -64,6 +64,8 @@ def _show_text(v: RequestView) -> None:
     if v.window:
         print(f"window    {_when(v.window.start)} .. {_when(v.window.end)} UTC")
     print(f"approvals {v.approvals.received} of {v.approvals.required}")
+    if v.warrant:
+        print(f"warrant expires {_when(v.warrant.expires)} UTC")
     if v.follow_up_due:
         print(f"follow-up due {_when(v.follow_up_due)} UTC")
     for r in v.reasons:
