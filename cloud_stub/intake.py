@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud_stub.core import PrincipalCaller, ServiceCore, caller_of
-from cloud_stub.errors import Conflict, Forbidden, NotFound
+from cloud_stub.errors import Conflict, Forbidden, NotFound, RefusedByPolicy
 from cloud_stub.policy.base import Policy, PolicyContext, PreservationRecord
 from cloud_stub.policy.courts import Court
 from cloud_stub.policy.errors import PolicyViolation
@@ -27,7 +27,10 @@ from cloud_stub.policy.requests import (
     AnyRequest,
     Basis,
     EmergencyRequest,
+    FollowUpWarrant,
     PreservationRequest,
+    WarrantRequest,
+    Window,
     basis_of,
     parse_request,
 )
@@ -241,17 +244,26 @@ def preservation_hold(request: PreservationRequest, now: datetime) -> datetime:
 
 
 class FollowUp:
-    """The legal process an agency files after an emergency disclosure (due within 48 h)."""
+    """The legal process an agency files after an emergency disclosure (due within 48 h):
+    a search warrant for what was disclosed, checked as a warrant is (`followup_policy`:
+    the court registry, the court's signature over the statement naming the disclosed
+    devices and window, the dates, the document hash, the string rules of the request
+    models). Only a follow-up that passes is recorded, so the transparency report counts
+    as received only what a court signed."""
 
-    def __init__(self, core: ServiceCore) -> None:
+    def __init__(self, core: ServiceCore, *, policy: Policy[WarrantRequest],
+                 courts: Mapping[str, Court]) -> None:
         self.core = core
+        self.policy = policy
+        self.courts = courts
 
-    def record(self, caller: PrincipalCaller, request_id: str, *, docket: str,
-               court_id: str, document_sha256: str) -> RequestView:
-        """Record the follow-up on the agency's own emergency request.
+    def record(self, caller: PrincipalCaller, request_id: str, follow_up: FollowUpWarrant
+               ) -> RequestView:
+        """Check and record the follow-up on the agency's own emergency request.
 
         Raises `NotFound` (not this agency's), `Conflict` (not an emergency, not granted,
-        already recorded).
+        already recorded), `RefusedByPolicy` (the warrant does not pass: the policy's
+        own code, such as ``court_unknown`` or ``court_signature_invalid``).
         """
         now = self.core.now()
         with self.core.store.transaction() as session:
@@ -265,13 +277,27 @@ class FollowUp:
                                code="not_granted")
             if row.follow_up_received:
                 raise Conflict("the follow-up was already recorded", code="already_recorded")
+            if row.window_start is None or row.window_end is None:
+                raise Conflict("the request has no window", code="bad_state")
+            warrant = follow_up.as_warrant(
+                [str(d) for d in row.devices],
+                Window(start=row.window_start, end=row.window_end),
+            )
+            ctx = PolicyContext(now=now, courts=self.courts, requester=caller.org)
+            try:
+                self.policy.check(warrant, ctx)
+            except PolicyViolation as violation:
+                raise RefusedByPolicy(f"the follow-up warrant is refused: {violation.reason}",
+                                      code=str(violation.code)) from None
             row.follow_up_received = True
             row.updated_at = now
             self.core.audit.append(
                 session, at=now, actor=caller.label, action="request.follow_up",
                 subject=f"request:{row.id}",
-                detail={"docket": docket, "court_id": court_id,
-                        "document_sha256": document_sha256,
+                detail={"docket": follow_up.docket, "court_id": follow_up.court_id,
+                        "judge": follow_up.judge,
+                        "document_sha256": follow_up.document_sha256,
+                        "verified": "court_signature",
                         "due": row.follow_up_due.isoformat() if row.follow_up_due else None,
                         "late": bool(row.follow_up_due and now > row.follow_up_due)},
             )

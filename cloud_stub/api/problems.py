@@ -23,6 +23,7 @@ from cloud_stub.errors import (
     Forbidden,
     HostileInputError,
     NotFound,
+    RefusedByPolicy,
     TooLarge,
 )
 from cloud_stub.evidence_files import WrongOffset
@@ -36,6 +37,7 @@ _STATUS: tuple[tuple[type[CloudError], int], ...] = (
     (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
+    (RefusedByPolicy, 422),
     (EnvironmentFault, 503),
 )
 

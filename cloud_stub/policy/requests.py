@@ -187,6 +187,27 @@ class VoluntaryRequest(_AgencyFields):
     message: Narrative | None = None
 
 
+class FollowUpWarrant(_Model):
+    """The follow-up legal process an agency files after an emergency disclosure: a
+    search warrant for what was disclosed. The court signs the warrant statement built
+    from these fields and the emergency request's own devices and window
+    (`FollowUpWarrant.as_warrant`); docs/policy.md, "The follow-up of an emergency"."""
+
+    court_id: Identifier
+    docket: Identifier
+    document_sha256: Identifier
+    order_type: OrderType | None = None
+    judge: Name | None = None
+    issued: Instant | None = None
+    expires: Instant | None = None
+    court_signature: Signature | None = None
+
+    def as_warrant(self, device_ids: list[str], window: Window) -> WarrantRequest:
+        """The warrant request these fields make for the disclosed devices and window."""
+        return WarrantRequest(basis="warrant", device_ids=device_ids, window=window,
+                              **self.model_dump(exclude_none=True))
+
+
 AnyRequest = WarrantRequest | EmergencyRequest | PreservationRequest | VoluntaryRequest
 """Any validated request (the type a policy checks)."""
 AgencyRequest = Annotated[AnyRequest, Field(discriminator="basis")]

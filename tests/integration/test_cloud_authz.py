@@ -95,7 +95,10 @@ MATRIX: dict[str, tuple[Call, dict[str, object]]] = {
     "POST /v1/requests/{id}/follow-up": (
         call("POST", lambda w: f"/v1/requests/{w.closed.request_id}/follow-up",
              json.dumps({"court_id": "demo-district-court", "docket": "2026-MJ-1",
-                         "document_sha256": "a" * 64}).encode()), {
+                         "document_sha256": "a" * 64, "order_type": "search_warrant",
+                         "judge": "Hon. Ada Marsh", "issued": "2026-01-01T00:00:00Z",
+                         "expires": "2026-01-08T00:00:00Z",
+                         "court_signature": "A" * 86 + "=="}).encode()), {
             "agency_a": ALLOW, "agency_b": 404, "reviewer": 403, "admin": 403,
             "none": 401, "device": 401}),
     "GET /v1/review/queue": (call("GET", lambda w: "/v1/review/queue"), {

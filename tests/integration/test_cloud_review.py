@@ -173,8 +173,12 @@ def test_an_emergency_needs_two_distinct_reviewers(
     emergency = cloud.http.get("/v1/transparency").json()["emergency"]
     assert emergency["granted"] == 1
     assert emergency["followups_pending"] == 1
-    follow_up = {"court_id": "demo-district-court", "docket": "2026-MJ-00777",
-                 "document_sha256": "ab" * 32}
+    # a search warrant the court signed over the disclosed devices and window
+    signed = world.warrant(device_ids=[device.device_id], docket="2026-MJ-00777",
+                           window=response.json()["window"])
+    follow_up = {k: signed[k] for k in ("order_type", "court_id", "judge", "docket",
+                                        "issued", "expires", "document_sha256",
+                                        "court_signature")}
     filed = cloud.http.post(f"/v1/requests/{request_id}/follow-up", json=follow_up,
                             headers=agency.headers)
     assert filed.status_code == 200, filed.text
