@@ -119,7 +119,7 @@ class Reissuing:
             for candidate in candidates:
                 old = candidate.old
                 new = self.releaser.sign_for_device(
-                    session, row, candidate.device, agency.name, now,
+                    session, row, candidate.device, agency.org, now,
                     audit_detail={"reissue_of": old.jti},
                 )
                 if new is None:  # the escrowed epochs are gone: nothing to seal

@@ -104,14 +104,20 @@ def _document_sha256(row: Request) -> str:
     return hashlib.sha256(canonical_json(row.body)).hexdigest()
 
 
-def case_ref(row: Request, agency_name: str) -> CaseRef:
+def case_ref(row: Request, agency_org: str) -> CaseRef:
+    """The token's ``case``: what the owner's notice names as the requester. For a
+    warrant the docket and the court are the ones the court signed (checked at
+    submission and at approval); for an emergency or a preservation the authority is the
+    authenticated agency's registered organisation and the docket the service's request
+    id, never the request body's free text (``agency``, ``agency_case_number``), which
+    would let one agency sign a request as another (docs/protocol.md, ``case``)."""
     body: dict[str, Any] = row.body
     if row.basis == "warrant":
         docket = str(body.get("docket") or row.id)
-        authority = str(body.get("court_id") or agency_name)
+        authority = str(body.get("court_id") or agency_org)
     else:
-        docket = str(body.get("agency_case_number") or row.id)
-        authority = str(body.get("agency") or agency_name)
+        docket = row.id
+        authority = agency_org
     return CaseRef(
         request_id=row.id,
         docket=docket[:256],
@@ -146,7 +152,7 @@ class Releaser:
             return asked
         return limit
 
-    def issue(self, session: Any, row: Request, agency_name: str, now: datetime
+    def issue(self, session: Any, row: Request, agency_org: str, now: datetime
               ) -> list[Issued]:
         """Sign one token per named device and store them; set the request's status.
 
@@ -164,7 +170,7 @@ class Releaser:
             if device.revoked_at is not None:  # revoked after the request was submitted
                 revoked.append(device_id)
                 continue
-            one = self.sign_for_device(session, row, device, agency_name, now)
+            one = self.sign_for_device(session, row, device, agency_org, now)
             if one is None:
                 skipped.append(device_id)
                 continue
@@ -184,7 +190,7 @@ class Releaser:
         row.updated_at = now
         return issued
 
-    def sign_for_device(self, session: Any, row: Request, device: Device, agency_name: str,
+    def sign_for_device(self, session: Any, row: Request, device: Device, agency_org: str,
                         now: datetime, *, audit_detail: dict[str, Any] | None = None
                         ) -> Issued | None:
         """Sign and store one token of an approved request for one enrolled, unrevoked
@@ -198,7 +204,7 @@ class Releaser:
         if row.window_start is None or row.window_end is None:
             raise SigningError(f"request {row.id} has no window", code="bad_state")
         window = Window(start=row.window_start, end=row.window_end)
-        case = case_ref(row, agency_name)
+        case = case_ref(row, agency_org)
         life = self._life_s(row)
         warrant_expires = warrant_expiry(row)
         if warrant_expires is not None:  # a token never outlives its warrant

@@ -90,7 +90,7 @@ class Reviewing:
                 agency = session.get(Principal, row.agency_id)
                 if agency is None:
                     raise NotFound(f"the agency of request {row.id} no longer exists")
-                issued = self.releaser.issue(session, row, agency.name, now)
+                issued = self.releaser.issue(session, row, agency.org, now)
                 issued_jtis = [i.jti for i in issued]
                 self.core.audit.append(
                     session,
