@@ -10,11 +10,13 @@ service's request id. The control: a warrant's docket and court are the court-si
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from tests.fixtures.cloud import CloudServer
 from tests.integration.test_cloud_review import REASON, approve, device_accepts, tokens_of
 
-IMPOSTOR = {"agency": "Federal Bureau of Investigation", "agency_case_number": "FBI-2026-1"}
+IMPOSTOR: dict[str, Any] = {"agency": "Federal Bureau of Investigation",
+                            "agency_case_number": "FBI-2026-1"}
 
 
 def test_the_requester_is_the_authenticated_agency_not_the_body(cloud: CloudServer) -> None:
