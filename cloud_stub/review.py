@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from cloud_stub.errors import Conflict, Forbidden, HostileInputError
+from protocol import text as text_rule
 
 MIN_REASON_CHARS = 10
 MAX_REASON_CHARS = 4000
@@ -73,7 +74,16 @@ class Verdict:
 
 
 def check_reason(reason: str) -> str:
-    """The trimmed reason. Raises `HostileInputError` when too short or too long."""
+    """The trimmed reason. Raises `HostileInputError` when it holds a character the one
+    text rule refuses (protocol/text.py: controls, ESC, zero-width characters...; lines
+    and tabs are allowed), or is too short or too long."""
+    char = text_rule.refused(reason, multiline=True)
+    if char is not None:
+        raise HostileInputError(
+            f"the reason contains a control or invisible formatting character "
+            f"(U+{ord(char):04X}); write it in plain text",
+            code="reason_not_text",
+        )
     text = reason.strip()
     if len(text) < MIN_REASON_CHARS:
         raise HostileInputError(

@@ -87,6 +87,8 @@ def test_a_follow_up_is_checked_as_a_warrant_is(
             {**good, "docket": "2026-\x1b[2J-1"}, 422, "invalid_request"),
         "bidi override in the judge": (
             {**good, "judge": "Hon. Ada\u202e Marsh"}, 422, "invalid_request"),
+        "zero-width in the judge": (
+            {**good, "judge": "Hon. Ada\u200b Marsh"}, 422, "invalid_request"),
     }
     for name, (body, status, code) in refusals.items():
         response = _file(cloud, agency, request_id, body)
