@@ -97,6 +97,12 @@ class Issued:
     seq: int
 
 
+def issued_sha256(token: Token) -> str:
+    """The sha256 of the token's bytes exactly as issued and published (its stored JWS
+    text, UTF-8): the bytes a device result must name to be believed."""
+    return hashlib.sha256(token.jws.encode("utf-8")).hexdigest()
+
+
 def _document_sha256(row: Request) -> str:
     given = row.body.get("document_sha256")
     if row.basis == "warrant" and isinstance(given, str) and len(given) == 64:

@@ -36,7 +36,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -92,6 +92,7 @@ class JobRunner:
         clock: Clock,
         stop: threading.Event | None = None,
         upload_workers: int = 2,
+        token_sha256: Callable[[str], str | None] | None = None,
     ) -> None:
         if upload_workers < 1:
             raise ValueError("upload_workers must be at least 1")
@@ -107,6 +108,8 @@ class JobRunner:
         self._work_dir = work_dir
         self._clock = clock
         self._stop = stop or threading.Event()
+        # the sha256 of an accepted token's bytes, which every result names
+        self._token_sha256 = token_sha256 or (lambda _jti: None)
 
     def run(self, job: Job) -> RunResult:
         """Run one job as far as it goes now. A job that fails for a reason that cannot
@@ -146,7 +149,8 @@ class JobRunner:
         assert claims.hold_until is not None
         ids = [c.clip_id for c in job.clips]
         self._vault.hold(ids, claims.hold_until)
-        result = result_payload(jti=job.jti, status="preserved", reason="", detail="", clips=ids)
+        result = result_payload(jti=job.jti, status="preserved", reason="", detail="", clips=ids,
+                                token_sha256=self._token_sha256(job.jti) or "")
         self._jobs.finish_job(
             job.jti, "done", "", [(self._topics.result, result, False, IMMEDIATE)],
             result=result,
@@ -313,7 +317,8 @@ class JobRunner:
     def _complete(self, job: Job, claims: ReleaseClaims, ids: list[str]) -> RunResult:
         """End the job `uploaded` with its result and owner notice, in one transaction."""
         now = self._clock.now()
-        result = result_payload(jti=job.jti, status="uploaded", reason="", detail="", clips=ids)
+        result = result_payload(jti=job.jti, status="uploaded", reason="", detail="", clips=ids,
+                                token_sha256=self._token_sha256(job.jti) or "")
         notice = self._notice(job, claims, ids, now)
         notice_due: datetime = claims.notify_after or IMMEDIATE
         self._jobs.finish_job(
@@ -350,7 +355,8 @@ class JobRunner:
 
     def _fail(self, job: Job, reason: str, detail: str) -> RunResult:
         result = result_payload(
-            jti=job.jti, status="rejected", reason=reason, detail=detail, clips=()
+            jti=job.jti, status="rejected", reason=reason, detail=detail, clips=(),
+            token_sha256=self._token_sha256(job.jti) or "",
         )
         self._jobs.finish_job(
             job.jti,

@@ -244,6 +244,7 @@ class ReleaseService:
             work_dir=self.layout.root / "work",
             clock=clock,
             stop=self._stop,
+            token_sha256=self.replay.token_sha256,
         )
         self.escrow = (
             EscrowPublisher(escrow_outbox, self.link, self.topics.escrow)
