@@ -208,6 +208,28 @@ def test_a_wrong_or_revoked_key_is_refused(world: World) -> None:
     assert basic.status_code == 401
 
 
+def test_the_openapi_document_lists_the_answers_the_api_gives(world: World) -> None:
+    """Every status the matrix sees (401, 403, 404) is documented for its operation, and
+    so is 400 for every operation behind credentials, each with the error body."""
+    spec = world.cloud.http.get("/openapi.json").json()
+    documented = {
+        f"{m.upper()} {p}".replace("{request_id}", "{id}").replace("{clip_id}", "{clip}"):
+            ops[m]["responses"]
+        for p, ops in spec["paths"].items() for m in ops
+    }
+    missing = []
+    for endpoint, (_, expected) in MATRIX.items():
+        answers = documented[endpoint]
+        seen = {str(v) for v in expected.values() if v != ALLOW}
+        if endpoint not in ("GET /v1/transparency", "GET /healthz"):
+            seen.add("400")
+        missing += [f"{endpoint}: {status}" for status in sorted(seen) if status not in answers]
+        for status in seen & {"400", "401", "403", "404"} & set(answers):
+            schema = answers[status]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (endpoint, status)
+    assert missing == []
+
+
 def test_the_matrix_covers_every_route(world: World) -> None:
     spec = world.cloud.http.get("/openapi.json").json()
     routes = {f"{m.upper()} {p}" for p, ops in spec["paths"].items() for m in ops}

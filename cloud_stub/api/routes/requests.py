@@ -8,13 +8,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from cloud_stub.api.deps import principal, service_of
-from cloud_stub.api.problems import error_body
+from cloud_stub.api.problems import GUARDED_ANSWERS, error_body
 from cloud_stub.policy.requests import AgencyRequest, FollowUpWarrant
 from cloud_stub.review import Status
 from cloud_stub.service import PrincipalCaller
 from cloud_stub.views import RequestView, as_json
 
-router = APIRouter(prefix="/v1/requests", tags=["requests"])
+router = APIRouter(prefix="/v1/requests", tags=["requests"], responses=GUARDED_ANSWERS)
 
 Agency = Annotated[PrincipalCaller, Depends(principal("agency"))]
 Reader = Annotated[PrincipalCaller, Depends(principal("agency", "reviewer", "admin"))]
