@@ -214,6 +214,23 @@ def test_separation_of_duties(
                           headers=agency.headers).json()["status"] == "pending_review"
 
 
+@pytest.mark.parametrize("spelling", ["Metro-PD", "METRO PD", "metro_pd", "Metro.P.D."])
+def test_separation_of_duties_ignores_case_and_punctuation(
+    cloud: CloudServer, parties: tuple[Principal, Principal, Principal, DeviceSigner],
+    spelling: str,
+) -> None:
+    agency, reviewer, _, device = parties  # the agency is "metro-pd"
+    request_id = submit_warrant(cloud, agency, device)
+    colleague = cloud.principal("reviewer", org=spelling)
+    for decide in (approve, deny):
+        response = decide(cloud, colleague, request_id)
+        assert response.status_code == 403, (spelling, response.text)
+        assert response.json()["error"]["code"] == "separation_of_duties"
+    queue = cloud.http.get("/v1/review/queue", headers=colleague.headers).json()
+    assert request_id not in [v["id"] for v in queue]
+    assert approve(cloud, reviewer, request_id).status_code == 200  # the control: "legal"
+
+
 def test_a_denial_is_final_and_needs_a_reason(
     cloud: CloudServer, parties: tuple[Principal, Principal, Principal, DeviceSigner]
 ) -> None:
