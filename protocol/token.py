@@ -472,8 +472,8 @@ def verify_token(
     if claims.window.length_s > window_limit:
         raise _reject(
             RejectionCode.window_too_long,
-            f"window is {claims.window.length_s:.0f} s, the {claims.basis} limit "
-            f"is {window_limit} s",
+            f"window is {exact_seconds(claims.window.length_s)} s, the {claims.basis} "
+            f"limit is {window_limit} s",
         )
     if claims.window.end.timestamp() > claims.iat:
         raise _reject(
@@ -492,6 +492,12 @@ def verify_token(
     if claims.keys is not None:
         _decode_keys(claims.keys)
     return claims
+
+
+def exact_seconds(value: float) -> str:
+    """Seconds as a rejection detail writes them: never rounded to the limit they exceed
+    (259200.5, not 259200; window instants carry at most microseconds)."""
+    return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
 def _check_recipient(recipient: str) -> None:

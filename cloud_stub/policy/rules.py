@@ -33,6 +33,7 @@ from cloud_stub.policy.requests import (
     WarrantRequest,
 )
 from cloud_stub.provision.names import DEVICE_ID
+from protocol.token import exact_seconds
 
 DEVICE_ID_RE = DEVICE_ID
 """What a named device id looks like: exactly what enrollment allows."""
@@ -75,8 +76,12 @@ def _violation(code: Code, reason: str) -> PolicyViolation:
 
 
 def _hours(delta: timedelta) -> str:
-    hours = delta.total_seconds() / 3600
-    return f"{hours:g} h"
+    """A duration for a reason: whole hours as hours, anything else in exact seconds, so
+    a real excess is never rounded away ("259200.5 s", not "72 h")."""
+    seconds = delta.total_seconds()
+    if delta % timedelta(hours=1) == timedelta(0):
+        return f"{seconds / 3600:g} h"
+    return f"{exact_seconds(seconds)} s"
 
 
 def _is_blank(value: object) -> bool:
