@@ -112,7 +112,7 @@ def test_a_token_never_outlives_its_warrant_and_the_view_shows_the_expiry(
                                                   expires=world.t(hours=1)))
     assert response.status_code == 201, response.text
     request_id = response.json()["id"]
-    assert response.json()["warrant"] == {"expires": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    assert response.json()["warrant"]["expires"] == expires.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     response = approve(cloud, reviewer, request_id, REASON)
     assert response.status_code == 200, response.text
