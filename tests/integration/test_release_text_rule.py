@@ -3,12 +3,15 @@ runner, sealed store and HTTP evidence endpoint: a token whose string claims hol
 surrogate (written as the JSON escape ``"\\ud800"``), a zero-width or a tag character is
 refused ``malformed``; and a job that fails for a reason that cannot change (claims an
 older agent stored, which cannot make the owner notice) is finished with a code instead
-of being retried forever, so the job after it completes.
+of being retried forever, so the job after it completes; so is one that keeps failing
+unexpectedly, after a few tries with backoff that never hold up the jobs after it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -96,5 +99,40 @@ def test_a_job_that_cannot_finish_ends_with_a_code_and_the_next_job_completes(
         assert service.jobs.running_jobs() == []
         assert stuck_jti not in evidence.manifest_posts  # nothing sent under it
         assert not any(jti == stuck_jti for (jti, _) in evidence.files)
+    finally:
+        service.stop()
+
+
+def test_a_job_that_fails_unexpectedly_ends_job_failed_and_never_blocks_the_next(
+    release_rig: DeviceRig, evidence: EvidenceServer
+) -> None:
+    """A signed token whose upload host has an empty label (``a..b``) passes the upload
+    URL pattern, but no HTTP client can encode it: the job raises UnicodeError, which no
+    retry changes. The job after it uploads on the first pass; the failing one is tried
+    again with backoff and ends `rejected` ``job_failed`` after 5 failures."""
+    rig = release_rig
+    now = rig.clock.now()
+    rig.record(now - timedelta(minutes=30), 2)
+    minter = Minter(rig, evidence.base)
+    window = (now - timedelta(hours=1), now - timedelta(minutes=1))
+    broken = minter.claims(*window)
+    broken = dataclasses.replace(broken, upload=f"http://a..b/v1/evidence/{broken.jti}")
+    good = minter.claims(*window)
+    evidence.allowed.add(good.jti)
+    service = rig.service()
+    try:
+        assert service.handler.handle(minter.sign(broken)).status == "accepted"
+        assert service.handler.handle(minter.sign(good)).status == "accepted"
+        service.run_chores()
+        assert _results(service)[good.jti]["status"] == "uploaded"
+        deadline = time.monotonic() + 30  # a hang guard: the backoff is 0.2 s to 1 s here
+        while broken.jti not in _results(service) and time.monotonic() < deadline:
+            service.run_chores()
+            time.sleep(0.05)
+        result = _results(service)[broken.jti]
+        assert (result["status"], result["reason"]) == ("rejected", "job_failed")
+        assert "5 unexpected failures" in result["detail"]
+        assert "UnicodeError" in result["detail"]
+        assert service.jobs.running_jobs() == []
     finally:
         service.stop()
