@@ -2,13 +2,15 @@
 
 Each handler takes a message the strict parser already accepted and the device id from
 the topic (a device can only publish under its own id: the broker's ACL), and records it
-with an audit entry. A message naming another device than its topic is refused.
+with an audit entry. A message naming another device than its topic is refused. A token
+result is believed only for the bytes the cloud issued (`token_sha256`, or the bytes' own
+id ``sha256-<32 hex>``; docs/protocol.md, "Which token a result is about").
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +20,7 @@ from sqlalchemy.orm import Session
 from cloud_stub.core import ServiceCore
 from cloud_stub.errors import HostileInputError
 from cloud_stub.escrow import EpochEscrow, Escrow
-from cloud_stub.release import TokenStatus
+from cloud_stub.release import TokenStatus, issued_sha256
 from cloud_stub.review import Status
 from cloud_stub.store.models import Device, Manifest, OwnerNotice, Request, Token
 
@@ -41,6 +43,16 @@ class Result:
     reason: str
     detail: str
     clips: tuple[str, ...]
+    token_sha256: str = ""  # the token bytes the device judged ("" from an older device)
+
+
+UNVERIFIED_ID_PREFIX = "sha256-"  # a result under the judged bytes' own id
+# Rejections a device makes before the signatures verified: they say nothing about the
+# token whose jti the bytes claim. From a device that names no `token_sha256`, such a
+# result under a jti is not believed (docs/protocol.md, "Which token a result is about").
+UNVERIFIED_REASONS = frozenset(
+    {"oversized", "malformed", "bad_header", "bad_signature", "below_threshold"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +106,20 @@ class DeviceEvents:
             raise HostileInputError(f"unknown result status {result.status!r:.30}")
         now = self.core.now()
         with self.core.store.transaction() as session:
-            token = session.get(Token, result.jti)
-            if token is None or token.device_id != topic_device:
-                raise HostileInputError("result for a token not issued to this device",
-                                        code="unknown_token")
+            token = self._judged_token(session, topic_device, result)
+            doubt = self._not_believed(token, result)
+            if doubt:
+                log.warning("result %s (%s) from %s not believed for token %s: %s",
+                            result.status, result.reason[:60], topic_device, token.jti, doubt)
+                self.core.audit.append(
+                    session, at=now, actor=f"device:{topic_device}",
+                    action="token.result_ignored", subject=f"token:{token.jti}",
+                    detail={"status": result.status, "reason": result.reason,
+                            "reported_as": result.jti, "token_sha256": result.token_sha256,
+                            "why": doubt},
+                )
+                return False
+            result = replace(result, jti=token.jti)
             if token.status == result.status and token.status_reason == result.reason[:200]:
                 log.info("result %s for token %s repeated; already recorded",
                          result.status, result.jti)
@@ -128,6 +150,44 @@ class DeviceEvents:
                         "clips": list(result.clips)[:1000]},
             )
         return True
+
+    @staticmethod
+    def _judged_token(session: Session, topic_device: str, result: Result) -> Token:
+        """The token of this device whose bytes the result judged: by jti, or for a
+        result under the bytes' own id (``sha256-<32 hex>``), the token whose issued bytes
+        have that sha256 (all of it when `token_sha256` is given). Raises
+        `HostileInputError` (``unknown_token``) when this device was issued no such token."""
+        if result.jti.startswith(UNVERIFIED_ID_PREFIX):
+            prefix = result.jti.removeprefix(UNVERIFIED_ID_PREFIX)
+            wanted = result.token_sha256
+            if len(prefix) == 32 and (not wanted or wanted.startswith(prefix)):
+                for token in session.execute(
+                    select(Token).where(Token.device_id == topic_device)
+                ).scalars():
+                    sha = issued_sha256(token)
+                    if sha == wanted or (not wanted and sha.startswith(prefix)):
+                        return token
+        else:
+            found = session.get(Token, result.jti)
+            if found is not None and found.device_id == topic_device:
+                return found
+        raise HostileInputError("result for a token not issued to this device",
+                                code="unknown_token")
+
+    @staticmethod
+    def _not_believed(token: Token, result: Result) -> str:
+        """Why the result says nothing about the bytes issued as `token` ("" when it may be
+        believed): it judged other bytes, or (from a device older than `token_sha256`) it
+        is a rejection made before the signatures verified, reported under the claimed jti."""
+        if result.token_sha256:
+            if result.token_sha256 != issued_sha256(token):
+                return "it judged other bytes than the token issued under this jti"
+            return ""
+        if (result.status == TokenStatus.REJECTED and result.reason in UNVERIFIED_REASONS
+                and not result.jti.startswith(UNVERIFIED_ID_PREFIX)):
+            return ("a rejection made before the signatures verified, under a claimed jti "
+                    "and without the sha256 of the bytes judged")
+        return ""
 
     @staticmethod
     def _state_kept(session: Session, topic_device: str, token: Token,

@@ -73,6 +73,12 @@ class TooLarge(HostileInputError):
     code = "too_large"
 
 
+class RefusedByPolicy(ServiceError):
+    """The legal check refused it; ``code`` is the policy's own (docs/policy.md)."""
+
+    code = "refused"
+
+
 class SigningError(ServiceError):
     """A token could not be built or signed (no escrowed keys, unreadable signer key)."""
 

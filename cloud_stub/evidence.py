@@ -359,18 +359,22 @@ class Evidence:
             )
 
     def download(self, caller: PrincipalCaller, jti: str, clip_id: str) -> Download:
-        """The age file of one clip. Raises `NotFound` unless the caller's request owns it."""
+        """The age file of one clip. Raises `Forbidden` for a principal that is not an
+        agency, and `NotFound` unless the caller's request owns it: another agency's
+        file gets exactly the answer of a file that does not exist (no request id)."""
         check_jti(jti)
         check_clip_id(clip_id)
+        if caller.role != "agency":
+            raise Forbidden("only the requesting agency reads evidence")
         with self.core.store.transaction() as session:
             record = session.execute(
                 select(CustodyRecord).where(
                     CustodyRecord.jti == jti, CustodyRecord.clip_id == clip_id
                 )
             ).scalar_one_or_none()
-            if record is None:
+            owner = None if record is None else session.get(Request, record.request_id)
+            if record is None or owner is None or owner.agency_id != caller.id:
                 raise NotFound("no such evidence file")
-            self._own_request(session, caller, record.request_id)
             now = self.core.now()
             self.core.audit.append(
                 session,

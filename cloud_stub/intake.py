@@ -20,7 +20,7 @@ from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
 from cloud_stub.core import PrincipalCaller, ServiceCore, caller_of
-from cloud_stub.errors import Conflict, Forbidden, NotFound
+from cloud_stub.errors import Conflict, Forbidden, NotFound, RefusedByPolicy
 from cloud_stub.policy.base import Policy, PolicyContext, PreservationRecord
 from cloud_stub.policy.courts import Court
 from cloud_stub.policy.errors import PolicyViolation
@@ -28,11 +28,14 @@ from cloud_stub.policy.requests import (
     AnyRequest,
     Basis,
     EmergencyRequest,
+    FollowUpWarrant,
     PreservationRequest,
+    WarrantRequest,
+    Window,
     basis_of,
     parse_request,
 )
-from cloud_stub.review import Status
+from cloud_stub.review import Status, same_organisation
 from cloud_stub.store.models import Decision, Principal, Request, Token
 from cloud_stub.views import RequestView
 
@@ -168,6 +171,20 @@ class Intake:
         return self._check(session, caller_of(agency), parse_request(row.body), now,
                            exclude=row.id)
 
+    def require_lawful_now(self, session: Session, row: Request, now: datetime) -> None:
+        """The one "re-check at now" of every step that acts on a stored request: an
+        approval (`cloud_stub.reviewing`) and a re-issue (`cloud_stub.reissuing`) stand
+        on the law as it is at `now`, not as it was at submission (docs/policy.md,
+        "Checked again at every step"). Raises `Conflict` with the policy's own code (a
+        warrant expired since is ``warrant_expired``, an emergency past its follow-up
+        ``emergency_followup_out_of_range``, a revoked device ``device_revoked``) and
+        `NotFound` when the agency no longer exists."""
+        failed = self.recheck(session, row, now)
+        if failed:
+            first = failed[0]
+            raise Conflict(f"the request no longer passes the legal check: {first['reason']}",
+                           code=first["code"])
+
     def submit(self, caller: PrincipalCaller, request: AnyRequest) -> RequestView:
         """Check and store a request. Raises `Forbidden` for a non-agency caller."""
         if caller.role != "agency":
@@ -238,11 +255,12 @@ class Intake:
     def queue(self, caller: PrincipalCaller) -> list[RequestView]:
         """Requests waiting for review that this caller's organisation may review."""
         with self.core.store.transaction() as session:
-            stmt = self._reviewable(caller, Status.PENDING_REVIEW.value)
+            stmt = self._reviewable(session, caller, Status.PENDING_REVIEW.value)
             rows = session.execute(stmt.order_by(Request.created_at, Request.id)).scalars()
             return [self.core.view(session, r) for r in rows.all()]
 
-    def _reviewable(self, caller: PrincipalCaller, status: str | None) -> Select[Request]:
+    def _reviewable(self, session: Session, caller: PrincipalCaller, status: str | None
+                    ) -> Select[Request]:
         """Requests of `status` (any when None) a reviewer or admin may see in the queue:
         waiting for review means one this reviewer may still decide (not of their own
         organisation, not already decided by them). Raises `Forbidden` for an agency."""
@@ -255,14 +273,17 @@ class Intake:
             decided = select(Decision.id).where(
                 Decision.request_id == Request.id, Decision.reviewer_id == caller.id
             )
-            stmt = stmt.where(Request.org != caller.org, ~decided.exists())
+            # not its own organisation's, however spelt (`same_organisation`)
+            own = [org for org in session.execute(select(Request.org).distinct()).scalars()
+                   if same_organisation(org, caller.org)]
+            stmt = stmt.where(Request.org.not_in(own), ~decided.exists())
         return stmt
 
     def queue_page(self, caller: PrincipalCaller, query: QueueQuery) -> QueuePage:
         """One page of the queue: emergencies first, then oldest first, filtered
         (the review console's queue, docs/adr/0015-review-console.md)."""
         with self.core.store.transaction() as session:
-            stmt = self._reviewable(caller, query.status)
+            stmt = self._reviewable(session, caller, query.status)
             if query.basis is not None:
                 stmt = stmt.where(Request.basis == query.basis)
             if query.org is not None:
@@ -287,17 +308,26 @@ def preservation_hold(request: PreservationRequest, now: datetime) -> datetime:
 
 
 class FollowUp:
-    """The legal process an agency files after an emergency disclosure (due within 48 h)."""
+    """The legal process an agency files after an emergency disclosure (due within 48 h):
+    a search warrant for what was disclosed, checked as a warrant is (`followup_policy`:
+    the court registry, the court's signature over the statement naming the disclosed
+    devices and window, the dates, the document hash, the string rules of the request
+    models). Only a follow-up that passes is recorded, so the transparency report counts
+    as received only what a court signed."""
 
-    def __init__(self, core: ServiceCore) -> None:
+    def __init__(self, core: ServiceCore, *, policy: Policy[WarrantRequest],
+                 courts: Mapping[str, Court]) -> None:
         self.core = core
+        self.policy = policy
+        self.courts = courts
 
-    def record(self, caller: PrincipalCaller, request_id: str, *, docket: str,
-               court_id: str, document_sha256: str) -> RequestView:
-        """Record the follow-up on the agency's own emergency request.
+    def record(self, caller: PrincipalCaller, request_id: str, follow_up: FollowUpWarrant
+               ) -> RequestView:
+        """Check and record the follow-up on the agency's own emergency request.
 
         Raises `NotFound` (not this agency's), `Conflict` (not an emergency, not granted,
-        already recorded).
+        already recorded), `RefusedByPolicy` (the warrant does not pass: the policy's
+        own code, such as ``court_unknown`` or ``court_signature_invalid``).
         """
         now = self.core.now()
         with self.core.store.transaction() as session:
@@ -311,13 +341,27 @@ class FollowUp:
                                code="not_granted")
             if row.follow_up_received:
                 raise Conflict("the follow-up was already recorded", code="already_recorded")
+            if row.window_start is None or row.window_end is None:
+                raise Conflict("the request has no window", code="bad_state")
+            warrant = follow_up.as_warrant(
+                [str(d) for d in row.devices],
+                Window(start=row.window_start, end=row.window_end),
+            )
+            ctx = PolicyContext(now=now, courts=self.courts, requester=caller.org)
+            try:
+                self.policy.check(warrant, ctx)
+            except PolicyViolation as violation:
+                raise RefusedByPolicy(f"the follow-up warrant is refused: {violation.reason}",
+                                      code=str(violation.code)) from None
             row.follow_up_received = True
             row.updated_at = now
             self.core.audit.append(
                 session, at=now, actor=caller.label, action="request.follow_up",
                 subject=f"request:{row.id}",
-                detail={"docket": docket, "court_id": court_id,
-                        "document_sha256": document_sha256,
+                detail={"docket": follow_up.docket, "court_id": follow_up.court_id,
+                        "judge": follow_up.judge,
+                        "document_sha256": follow_up.document_sha256,
+                        "verified": "court_signature",
                         "due": row.follow_up_due.isoformat() if row.follow_up_due else None,
                         "late": bool(row.follow_up_due and now > row.follow_up_due)},
             )

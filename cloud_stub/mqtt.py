@@ -249,7 +249,7 @@ class CloudMqtt:
                 res = parse_result(payload)
                 events.result_received(device_id, Result(
                     jti=res.jti, status=str(res.status), reason=res.reason, detail=res.detail,
-                    clips=res.clips,
+                    clips=res.clips, token_sha256=res.token_sha256,
                 ))
             elif leaf == "status":
                 status = parse_status(payload)

@@ -11,9 +11,9 @@ issued again: `Reissuing.reissue` checks, in one transaction, that
   otherwise, naming the state and reason found);
 - the reviewer may review this request by the rules of approval (`check_reviewer`: a
   reviewer, of another organisation than the submitter's) and gives a written reason;
-- the request still passes the legal check at ``now`` (`Intake.recheck`, the code path of
-  submission: a warrant expired since, an emergency past its follow-up, a revoked device
-  are refused with the policy's own code);
+- the request still passes the legal check at ``now`` (`Intake.require_lawful_now`, the
+  code path of submission, shared with approval: a warrant expired since, an emergency
+  past its follow-up, a revoked device are refused with the policy's own code);
 
 then signs a new token per such device exactly as at approval (`Releaser.sign_for_device`:
 new ``jti``, next ``seq``, same window, basis, case and recipient, a fresh life from now),
@@ -112,18 +112,14 @@ class Reissuing:
             check_reviewer(Reviewer(caller.id, caller.role, caller.org), row.org)
             text = check_reason(reason)
             candidates = self._candidates(session, row)
-            failed = self.intake.recheck(session, row, now)
-            if failed:
-                first = failed[0]
-                raise Conflict(f"the request no longer passes the legal check: "
-                               f"{first['reason']}", code=first["code"])
+            self.intake.require_lawful_now(session, row, now)
             agency = session.get(Principal, row.agency_id)
             if agency is None:
                 raise NotFound(f"the agency of request {row.id} no longer exists")
             for candidate in candidates:
                 old = candidate.old
                 new = self.releaser.sign_for_device(
-                    session, row, candidate.device, agency.name, now,
+                    session, row, candidate.device, agency.org, now,
                     audit_detail={"reissue_of": old.jti},
                 )
                 if new is None:  # the escrowed epochs are gone: nothing to seal

@@ -5,7 +5,8 @@ never approved without its tokens nor tokens issued for an unapproved request. P
 device it allocates the next ``seq``, opens the escrowed epoch keys overlapping
 ``[window.start - 1 h, window.end]`` and seals them at once to the device's transport
 recipient, builds the claims (``jti`` uuid4, token life from the basis, capped by the
-trust root) and signs them with the threshold of release keys. A device with no escrowed
+trust root and, for a warrant, by the warrant's ``expires``: a token never outlives its
+warrant) and signs them with the threshold of release keys. A device with no escrowed
 epoch in the window gets no token: there is nothing it could decrypt. Publishing happens
 after the commit (`publish`); a token the broker did not take stays ``issued`` and is
 published again when the MQTT link reconnects, and on the link's next redelivery pass.
@@ -42,6 +43,7 @@ from cloud_stub.review import Status
 from cloud_stub.signer import TokenSigner
 from cloud_stub.store.models import AuditRow, Device, Request, Token
 from cloud_stub.store.sequence import allocate_seq
+from cloud_stub.views import warrant_expiry
 from protocol.errors import KeyFormatError
 from protocol.keys import canonical_json
 from protocol.timefmt import parse_time
@@ -95,6 +97,12 @@ class Issued:
     seq: int
 
 
+def issued_sha256(token: Token) -> str:
+    """The sha256 of the token's bytes exactly as issued and published (its stored JWS
+    text, UTF-8): the bytes a device result must name to be believed."""
+    return hashlib.sha256(token.jws.encode("utf-8")).hexdigest()
+
+
 def _document_sha256(row: Request) -> str:
     given = row.body.get("document_sha256")
     if row.basis == "warrant" and isinstance(given, str) and len(given) == 64:
@@ -102,14 +110,20 @@ def _document_sha256(row: Request) -> str:
     return hashlib.sha256(canonical_json(row.body)).hexdigest()
 
 
-def case_ref(row: Request, agency_name: str) -> CaseRef:
+def case_ref(row: Request, agency_org: str) -> CaseRef:
+    """The token's ``case``: what the owner's notice names as the requester. For a
+    warrant the docket and the court are the ones the court signed (checked at
+    submission and at approval); for an emergency or a preservation the authority is the
+    authenticated agency's registered organisation and the docket the service's request
+    id, never the request body's free text (``agency``, ``agency_case_number``), which
+    would let one agency sign a request as another (docs/protocol.md, ``case``)."""
     body: dict[str, Any] = row.body
     if row.basis == "warrant":
         docket = str(body.get("docket") or row.id)
-        authority = str(body.get("court_id") or agency_name)
+        authority = str(body.get("court_id") or agency_org)
     else:
-        docket = str(body.get("agency_case_number") or row.id)
-        authority = str(body.get("agency") or agency_name)
+        docket = row.id
+        authority = agency_org
     return CaseRef(
         request_id=row.id,
         docket=docket[:256],
@@ -144,7 +158,7 @@ class Releaser:
             return asked
         return limit
 
-    def issue(self, session: Any, row: Request, agency_name: str, now: datetime
+    def issue(self, session: Any, row: Request, agency_org: str, now: datetime
               ) -> list[Issued]:
         """Sign one token per named device and store them; set the request's status.
 
@@ -162,7 +176,7 @@ class Releaser:
             if device.revoked_at is not None:  # revoked after the request was submitted
                 revoked.append(device_id)
                 continue
-            one = self.sign_for_device(session, row, device, agency_name, now)
+            one = self.sign_for_device(session, row, device, agency_org, now)
             if one is None:
                 skipped.append(device_id)
                 continue
@@ -182,7 +196,7 @@ class Releaser:
         row.updated_at = now
         return issued
 
-    def sign_for_device(self, session: Any, row: Request, device: Device, agency_name: str,
+    def sign_for_device(self, session: Any, row: Request, device: Device, agency_org: str,
                         now: datetime, *, audit_detail: dict[str, Any] | None = None
                         ) -> Issued | None:
         """Sign and store one token of an approved request for one enrolled, unrevoked
@@ -196,8 +210,15 @@ class Releaser:
         if row.window_start is None or row.window_end is None:
             raise SigningError(f"request {row.id} has no window", code="bad_state")
         window = Window(start=row.window_start, end=row.window_end)
-        case = case_ref(row, agency_name)
+        case = case_ref(row, agency_org)
         life = self._life_s(row)
+        warrant_expires = warrant_expiry(row)
+        if warrant_expires is not None:  # a token never outlives its warrant
+            left = unix_time(warrant_expires) - unix_time(now)
+            if left <= 0:
+                raise SigningError(f"the warrant of request {row.id} has expired",
+                                   code="warrant_expired")
+            life = min(life, left)
         preservation = row.basis == "preservation"
         notify_after = row.body.get("notify_after")
         lead = timedelta(seconds=self.core.limits.epoch_lead_s)

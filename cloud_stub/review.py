@@ -6,7 +6,8 @@ the CLI load the rows, call it, and store what it returns inside one transaction
 
 Rules (DESIGN section 5, separation of duties):
 - only a reviewer decides, only on a request waiting for review;
-- a reviewer of the submitting organisation cannot review it;
+- a reviewer of the submitting organisation cannot review it (names compared without
+  case, punctuation or spaces: `same_organisation`);
 - a reviewer decides once per request (cannot approve twice, cannot change sides);
 - a decision carries a written reason;
 - one denial ends the request; it is approved once ``approvals_required`` distinct
@@ -15,11 +16,13 @@ Rules (DESIGN section 5, separation of duties):
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from cloud_stub.errors import Conflict, Forbidden, HostileInputError
+from protocol import text as text_rule
 
 MIN_REASON_CHARS = 10
 MAX_REASON_CHARS = 4000
@@ -74,7 +77,16 @@ class Verdict:
 
 
 def check_reason(reason: str) -> str:
-    """The trimmed reason. Raises `HostileInputError` when too short or too long."""
+    """The trimmed reason. Raises `HostileInputError` when it holds a character the one
+    text rule refuses (protocol/text.py: controls, ESC, zero-width characters...; lines
+    and tabs are allowed), or is too short or too long."""
+    char = text_rule.refused(reason, multiline=True)
+    if char is not None:
+        raise HostileInputError(
+            f"the reason contains a control or invisible formatting character "
+            f"(U+{ord(char):04X}); write it in plain text",
+            code="reason_not_text",
+        )
     text = reason.strip()
     if len(text) < MIN_REASON_CHARS:
         raise HostileInputError(
@@ -88,12 +100,23 @@ def check_reason(reason: str) -> str:
     return text
 
 
+def same_organisation(a: str, b: str) -> bool:
+    """Whether two organisation names name the same organisation: compared after folding
+    compatibility forms, case, punctuation and spaces (``Metro-PD`` is ``metro pd``)."""
+    return organisation_key(a) == organisation_key(b)
+
+
+def organisation_key(org: str) -> str:
+    """`org` reduced to its letters and digits, casefolded (NFKC first)."""
+    return "".join(c for c in unicodedata.normalize("NFKC", org).casefold() if c.isalnum())
+
+
 def check_reviewer(reviewer: Reviewer, submitter_org: str) -> None:
     """Whether this principal may review a request of `submitter_org` at all (approve,
     deny, or re-issue an approved request's token). Raises `Forbidden`."""
     if reviewer.role != "reviewer":
         raise Forbidden("only a reviewer may approve or deny a request", code="not_a_reviewer")
-    if reviewer.org == submitter_org:
+    if same_organisation(reviewer.org, submitter_org):
         raise Forbidden(
             "a reviewer of the submitting organisation cannot review this request",
             code="separation_of_duties",
@@ -125,7 +148,7 @@ def decide(
         raise Conflict("the request requires no approvals; refusing to release", code="bad_state")
     approvers = {d.reviewer_id for d in prior if d.action is Action.APPROVE}
     if action is Action.APPROVE and any(
-        d.action is Action.APPROVE and d.org == reviewer.org for d in prior
+        d.action is Action.APPROVE and same_organisation(d.org, reviewer.org) for d in prior
     ):
         raise Forbidden(
             "a reviewer of this organisation already approved; the next approval must come "

@@ -1,5 +1,11 @@
 """Applying a reviewer's decision: the state machine of `review`, the store, the audit
-chain and, on the last approval, the release, all in one transaction."""
+chain and, on the last approval, the release, all in one transaction.
+
+An approval stands on the law at the moment it is given: every approval runs the whole
+legal check again at ``now`` (`Intake.require_lawful_now`, as a re-issue does), so a
+warrant that expired while it waited for review is refused ``warrant_expired`` and an
+emergency whose follow-up is overdue is refused with its code; the refusal changes
+nothing (the request still waits, and a reviewer may deny it)."""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from sqlalchemy import select
 
 from cloud_stub.core import PrincipalCaller, ServiceCore
 from cloud_stub.errors import NotFound
+from cloud_stub.intake import Intake
 from cloud_stub.release import Releaser
 from cloud_stub.review import Action, PriorDecision, Reviewer, Status, check_reason, decide
 from cloud_stub.store.models import Decision, Principal
@@ -16,17 +23,19 @@ from cloud_stub.views import RequestView
 class Reviewing:
     """Approve or deny a request waiting for review."""
 
-    def __init__(self, core: ServiceCore, releaser: Releaser) -> None:
+    def __init__(self, core: ServiceCore, releaser: Releaser, intake: Intake) -> None:
         self.core = core
         self.releaser = releaser
+        self.intake = intake
 
     def decide(self, caller: PrincipalCaller, request_id: str, action: Action, reason: str
                ) -> RequestView:
         """Record the decision; on the last approval issue the tokens, then publish them.
 
         Raises `Forbidden` (not a reviewer, separation of duties), `Conflict` (not
-        pending, already decided), `HostileInputError` (no reason), `NotFound`,
-        `SigningError`.
+        pending, already decided; for an approval, the legal check's own code when the
+        request no longer passes it at `now`), `HostileInputError` (no reason),
+        `NotFound`, `SigningError`.
         """
         now = self.core.now()
         issued_jtis: list[str] = []
@@ -48,6 +57,8 @@ class Reviewing:
                 reason=reason,
             )
             text = check_reason(reason)
+            if action is Action.APPROVE:
+                self.intake.require_lawful_now(session, row, now)
             session.add(
                 Decision(
                     request_id=row.id,
@@ -79,7 +90,7 @@ class Reviewing:
                 agency = session.get(Principal, row.agency_id)
                 if agency is None:
                     raise NotFound(f"the agency of request {row.id} no longer exists")
-                issued = self.releaser.issue(session, row, agency.name, now)
+                issued = self.releaser.issue(session, row, agency.org, now)
                 issued_jtis = [i.jti for i in issued]
                 self.core.audit.append(
                     session,

@@ -28,7 +28,7 @@ from cloud_stub.evidence import Evidence
 from cloud_stub.evidence_files import HashState
 from cloud_stub.intake import FollowUp, Intake
 from cloud_stub.policy import Basis, build_policy, load_court_registry, load_limits
-from cloud_stub.policy.config import Limits
+from cloud_stub.policy.config import Limits, followup_policy
 from cloud_stub.reissuing import Reissuing
 from cloud_stub.release import Releaser
 from cloud_stub.reviewing import Reviewing
@@ -69,10 +69,14 @@ class CloudService:
             courts=courts,  # type: ignore[arg-type]
             approvals_for=self.approvals_for,
         )
-        self.follow_up = FollowUp(core)
+        self.follow_up = FollowUp(
+            core,
+            policy=followup_policy(policy_limits.warrant),
+            courts=courts,  # type: ignore[arg-type]
+        )
         self.releaser = Releaser(core, signer=signer, escrow=escrow,
                                  policy_life_s=self.token_life_s)
-        self.reviewing = Reviewing(core, self.releaser)
+        self.reviewing = Reviewing(core, self.releaser, self.intake)
         self.reissuing = Reissuing(core, self.releaser, self.intake)
         self.evidence = Evidence(core)
         self.events = DeviceEvents(core, escrow)

@@ -7,7 +7,7 @@ Pydantic models so that the OpenAPI description documents the answers and the CL
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -49,6 +49,12 @@ class TokenView(_View):
     hold_until: datetime | None
 
 
+class WarrantView(_View):
+    """The warrant behind a warrant-basis request, as the court signed it."""
+
+    expires: datetime  # no token of the request lives past it
+
+
 class Approvals(_View):
     required: int
     received: int
@@ -70,6 +76,7 @@ class RequestView(_View):
     follow_up_received: bool
     created_at: datetime
     updated_at: datetime
+    warrant: WarrantView | None = None  # warrant basis only
 
 
 class EvidenceFileView(_View):
@@ -123,6 +130,20 @@ def token_view(row: Token) -> TokenView:
     )
 
 
+def warrant_expiry(row: Request) -> datetime | None:
+    """The warrant's ``expires`` of a warrant-basis request (None for another basis): a
+    token's ``exp`` never passes it (`cloud_stub.release`), and the request view shows it."""
+    given = row.body.get("expires")
+    if row.basis != "warrant" or not isinstance(given, str):
+        return None
+    return datetime.fromisoformat(given).astimezone(UTC)
+
+
+def warrant_view(row: Request) -> WarrantView | None:
+    expires = warrant_expiry(row)
+    return None if expires is None else WarrantView(expires=expires)
+
+
 def request_view(
     row: Request,
     agency: Principal,
@@ -152,6 +173,7 @@ def request_view(
         follow_up_received=row.follow_up_received,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        warrant=warrant_view(row),
     )
 
 

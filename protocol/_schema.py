@@ -12,26 +12,18 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
+from protocol import text as text_rule
 from protocol.keys import is_hex64
 from protocol.timefmt import parse_time
 
 ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-# C0 and C1 controls, DEL, and the invisible characters that make text display other
-# than it reads: bidirectional marks, embeddings, overrides and isolates (Trojan Source),
-# line and paragraph separators, the byte-order mark. The cloud's request schema refuses
-# the same (cloud_stub/policy/requests.py), so nothing it signs carries them.
-_CONTROL = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]"
-)
-
 
 def printable(text: str, limit: int) -> str:
     """`text` cut to `limit` characters, each character `string` would refuse made '?'.
 
     For text a party builds from what it did not choose (an error's message, a health
     field) before it goes into a message the other side parses with `string`."""
-    return _CONTROL.sub("?", text[:limit])
+    return text_rule.printable(text, limit)
 
 
 class SchemaError(ValueError):
@@ -91,13 +83,10 @@ def string(value: Any, name: str, *, max_len: int = 256, allow_empty: bool = Fal
         raise SchemaError(f"{name} must not be empty")
     if len(value) > max_len:
         raise SchemaError(f"{name} is longer than {max_len} characters")
-    found = _CONTROL.search(value)
-    if found is not None:
-        raise SchemaError(
-            f"{name} contains a control or invisible formatting character"
-            f" (U+{ord(found.group()):04X})"
-        )
-    return value
+    try:
+        return text_rule.check(value)  # the one text rule (protocol/text.py)
+    except text_rule.TextError as exc:
+        raise SchemaError(f"{name} {exc}") from None
 
 
 def integer(value: Any, name: str, *, minimum: int = 0, maximum: int = 2**53 - 1) -> int:

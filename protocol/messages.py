@@ -210,27 +210,35 @@ class ResultMessage:
     reason: str = ""
     detail: str = ""
     clips: tuple[str, ...] = ()
+    # the sha256 of the token bytes this result judged ("" from a device older than the
+    # member); the cloud believes a result only for bytes it issued (docs/protocol.md)
+    token_sha256: str = ""
 
     def to_bytes(self) -> bytes:
         """Raises MessageError when the message would be refused by `parse_result`."""
-        return _checked(
-            lambda: {
+
+        def build() -> dict[str, Any]:
+            out: dict[str, Any] = {
                 "v": MESSAGE_VERSION,
                 "jti": self.jti,
                 "status": str(self.status),
                 "reason": self.reason,
                 "detail": self.detail[:MAX_DETAIL],
                 "clips": list(self.clips),
-            },
-            parse_result,
-        )
+            }
+            if self.token_sha256:
+                out["token_sha256"] = self.token_sha256
+            return out
+
+        return _checked(build, parse_result)
 
 
 def parse_result(data: bytes) -> ResultMessage:
     """Raises MessageError."""
     raw = _load(data, MAX_RESULT_BYTES, "result")
     try:
-        item = s.obj(raw, "result", frozenset({"v", "jti", "status", "reason", "detail", "clips"}))
+        item = s.obj(raw, "result", frozenset({"v", "jti", "status", "reason", "detail", "clips"}),
+                     frozenset({"token_sha256"}))
         _version(item, "result")
         try:
             status = ResultStatus(item["status"])
@@ -249,6 +257,8 @@ def parse_result(data: bytes) -> ResultMessage:
             reason=reason,
             detail=s.string(item["detail"], "detail", max_len=MAX_DETAIL, allow_empty=True),
             clips=_clip_ids(item["clips"]),
+            token_sha256=(s.hex64(item["token_sha256"], "token_sha256")
+                          if "token_sha256" in item else ""),
         )
     except s.SchemaError as exc:
         raise MessageError(str(exc)) from None

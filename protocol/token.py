@@ -215,8 +215,8 @@ def _parse_claims(value: Any) -> ReleaseClaims:
         item = s.obj(value, "claims", _CLAIMS_REQUIRED | {"hold_until"})
     else:
         item = s.obj(value, "claims", _CLAIMS_REQUIRED | _RELEASE_ONLY, frozenset({"notify_after"}))
-    if item["v"] != TOKEN_VERSION or isinstance(item["v"], bool):
-        raise s.SchemaError(f"v must be {TOKEN_VERSION}")
+    if type(item["v"]) is not int or item["v"] != TOKEN_VERSION:  # not 1.0, 1e0 or true
+        raise s.SchemaError(f"v must be the integer {TOKEN_VERSION}")
     jti = s.identifier(item["jti"], "jti")
     iat = s.integer(item["iat"], "iat")
     nbf = s.integer(item["nbf"], "nbf")
@@ -233,9 +233,11 @@ def _parse_claims(value: Any) -> ReleaseClaims:
             raise s.SchemaError("upload must be an http(s) URL without query or fragment")
         if "notify_after" in item:
             notify_after = s.instant(item["notify_after"], "notify_after")
-        recipient, keys = item["recipient"], item["keys"]
-        if not isinstance(recipient, str) or not isinstance(keys, str):
-            raise s.SchemaError("recipient and keys must be strings")
+        # strings under the text rule like every claim (docs/protocol.md rule 2); whether
+        # they parse as a recipient and an age file is judged later (bad_recipient, bad_keys)
+        recipient = s.string(item["recipient"], "recipient", max_len=MAX_TOKEN_BYTES,
+                             allow_empty=True)
+        keys = s.string(item["keys"], "keys", max_len=MAX_TOKEN_BYTES, allow_empty=True)
     return ReleaseClaims(
         v=TOKEN_VERSION,
         iss=s.string(item["iss"], "iss", max_len=128),
@@ -470,8 +472,8 @@ def verify_token(
     if claims.window.length_s > window_limit:
         raise _reject(
             RejectionCode.window_too_long,
-            f"window is {claims.window.length_s:.0f} s, the {claims.basis} limit "
-            f"is {window_limit} s",
+            f"window is {exact_seconds(claims.window.length_s)} s, the {claims.basis} "
+            f"limit is {window_limit} s",
         )
     if claims.window.end.timestamp() > claims.iat:
         raise _reject(
@@ -490,6 +492,12 @@ def verify_token(
     if claims.keys is not None:
         _decode_keys(claims.keys)
     return claims
+
+
+def exact_seconds(value: float) -> str:
+    """Seconds as a rejection detail writes them: never rounded to the limit they exceed
+    (259200.5, not 259200; window instants carry at most microseconds)."""
+    return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
 def _check_recipient(recipient: str) -> None:

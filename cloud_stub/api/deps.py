@@ -135,10 +135,21 @@ def _audiences(dependant: Dependant) -> Iterable[str]:
         yield from _audiences(dep)
 
 
+def _api_routes(routes: Iterable[object]) -> Iterable[APIRoute]:
+    """Every APIRoute, also inside included routers (FastAPI keeps an included router as
+    one lazy route holding the `original_router`)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _api_routes(inner.routes)
+
+
 def check_every_route_is_guarded(app: FastAPI) -> None:
     """Raises RuntimeError naming the first route that declares no audience."""
-    for route in app.routes:
-        if isinstance(route, APIRoute) and not list(_audiences(route.dependant)):
+    for route in _api_routes(app.routes):
+        if not list(_audiences(route.dependant)):
             raise RuntimeError(
                 f"route {sorted(route.methods or ())} {route.path} declares no audience; "
                 "add principal(...), device_request, device_or_agency or public"

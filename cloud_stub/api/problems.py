@@ -8,11 +8,12 @@ the field and the problem; malformed JSON names the position.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud_stub.errors import (
@@ -23,6 +24,7 @@ from cloud_stub.errors import (
     Forbidden,
     HostileInputError,
     NotFound,
+    RefusedByPolicy,
     TooLarge,
 )
 from cloud_stub.evidence_files import WrongOffset
@@ -36,8 +38,37 @@ _STATUS: tuple[tuple[type[CloudError], int], ...] = (
     (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
+    (RefusedByPolicy, 422),
     (EnvironmentFault, 503),
 )
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"error": {"code", "message"}}`` (plus fields a client needs,
+    such as the true ``offset`` of a resumable upload)."""
+
+    error: ErrorDetail
+
+
+def error_answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of these error statuses, each with the error body."""
+    return {status: {"model": ErrorBody, "description": _ANSWERS[status]}
+            for status in statuses}
+
+
+_ANSWERS: Final[dict[int, str]] = {
+    400: "bad input (error.code names it: malformed JSON, a bad id, a reason that is not text)",
+    401: "no credentials, or credentials that match no principal or issued token",
+    403: "authenticated, but this principal may not do this",
+    404: "no such object, or one the caller may not know exists",
+}
+GUARDED_ANSWERS: Final = error_answers(400, 401, 403, 404)
+"""What every route behind credentials can answer besides its own statuses."""
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:

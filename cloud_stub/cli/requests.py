@@ -26,12 +26,25 @@ from cloud_stub.review import Action
 from cloud_stub.service import CloudService, PrincipalCaller
 from cloud_stub.store.models import Principal
 from cloud_stub.views import RequestView, as_json
+from protocol import text as text_rule
 
 OPERATOR = PrincipalCaller(id="operator", name="operator", role="admin", org="operator")
+MAX_SHOWN = 4000  # characters of one value on the terminal
 
 
 def _when(value: object) -> str:
     return str(value)[:19].replace("T", " ") if value else ""
+
+
+def _shown(value: object) -> str:
+    """A value as the operator's terminal may print it: every character the one text
+    rule refuses (ESC, C1 controls, bidi overrides, zero-width...; protocol/text.py)
+    made '?', also in rows stored before that rule held."""
+    return text_rule.printable(str(value), MAX_SHOWN)
+
+
+def _row(*values: object) -> tuple[str, ...]:
+    return tuple(_shown(v) for v in values)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -46,9 +59,9 @@ def _list(args: argparse.Namespace) -> int:
     print_table(
         ("ID", "BASIS", "STATUS", "AGENCY", "DEVICES", "APPROVALS", "CREATED", "CODE"),
         [
-            (v.id, v.basis, v.status, v.agency, ",".join(v.devices),
-             f"{v.approvals.received}/{v.approvals.required}", _when(v.created_at),
-             v.reasons[0].code if v.reasons else "")
+            _row(v.id, v.basis, v.status, v.agency, ",".join(v.devices),
+                 f"{v.approvals.received}/{v.approvals.required}", _when(v.created_at),
+                 v.reasons[0].code if v.reasons else "")
             for v in views
         ],
     )
@@ -56,26 +69,30 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show_text(v: RequestView) -> None:
-    print(f"request   {v.id}")
-    print(f"basis     {v.basis}")
-    print(f"status    {v.status}")
-    print(f"agency    {v.agency} ({v.org})")
-    print(f"devices   {', '.join(v.devices) or '-'}")
+    print(f"request   {_shown(v.id)}")
+    print(f"basis     {_shown(v.basis)}")
+    print(f"status    {_shown(v.status)}")
+    print(f"agency    {_shown(v.agency)} ({_shown(v.org)})")
+    print(f"devices   {_shown(', '.join(v.devices)) or '-'}")
     if v.window:
         print(f"window    {_when(v.window.start)} .. {_when(v.window.end)} UTC")
     print(f"approvals {v.approvals.received} of {v.approvals.required}")
+    if v.warrant:
+        print(f"warrant expires {_when(v.warrant.expires)} UTC")
     if v.follow_up_due:
         print(f"follow-up due {_when(v.follow_up_due)} UTC")
     for r in v.reasons:
-        print(f"reason    {r.code}: {r.reason}")
+        print(f"reason    {_shown(r.code)}: {_shown(r.reason)}")
     if v.decisions:
         print("decisions:")
         print_table(("REVIEWER", "ORG", "ACTION", "AT", "REASON"),
-                    [(d.reviewer, d.org, d.action, _when(d.at), d.reason) for d in v.decisions])
+                    [_row(d.reviewer, d.org, d.action, _when(d.at), d.reason)
+                     for d in v.decisions])
     if v.tokens:
         print("tokens:")
         print_table(("JTI", "DEVICE", "SEQ", "STATUS", "EXPIRES", "REASON"),
-                    [(t.jti, t.device, t.seq, t.status, _when(t.expires_at), t.status_reason)
+                    [_row(t.jti, t.device, t.seq, t.status, _when(t.expires_at),
+                          t.status_reason)
                      for t in v.tokens])
 
 

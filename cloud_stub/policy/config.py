@@ -254,6 +254,29 @@ def warrant_policy(limits: WarrantLimits) -> AllOf[WarrantRequest]:
     )
 
 
+def followup_policy(limits: WarrantLimits) -> AllOf[WarrantRequest]:
+    """The follow-up legal process of an emergency disclosure is a search warrant for
+    what was disclosed, checked as a warrant is (docs/policy.md, "The follow-up of an
+    emergency"): order type, fields, dates, document hash and the court's signature over
+    the statement naming the disclosed devices and window. The devices and window come
+    from the emergency request, not from the follow-up, so particularity, window and
+    recipient were checked already."""
+    return AllOf[WarrantRequest](
+        [
+            OrderTypeGivesContent(),
+            FieldsPresent(
+                model=WarrantRequest,
+                fields=WARRANT_FIELDS,
+                code=Code.WARRANT_FIELD_MISSING,
+                what="follow-up warrant",
+            ),
+            WarrantDates(max_validity=limits.max_validity),
+            DocumentHash(),
+            CourtSignature(),
+        ]
+    )
+
+
 def emergency_policy(limits: EmergencyLimits) -> AllOf[EmergencyRequest]:
     return AllOf[EmergencyRequest](
         [

@@ -27,29 +27,26 @@ from pydantic import (
     TypeAdapter,
 )
 
+from protocol import text as text_rule
+
 MAX_DEVICES_IN_BODY = 64  # schema cap; the policy's per-basis cap is far lower
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
-# Bidirectional overrides and isolates (Trojan Source) and line/paragraph separators.
-_INVISIBLE = frozenset(
-    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029\u200e\u200f\ufeff\u061c"
-)
-
 
 def _single_line(value: str) -> str:
-    for ch in value:
-        if ch in _INVISIBLE or ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0:
-            raise ValueError(f"must be one line of printable text (found U+{ord(ch):04X})")
+    """One line of text under the one text rule (protocol/text.py)."""
+    char = text_rule.refused(value)
+    if char is not None:
+        raise ValueError(f"must be one line of printable text (found U+{ord(char):04X})")
     return value
 
 
 def _narrative(value: str) -> str:
-    for ch in value:
-        if ch in "\n\t":
-            continue
-        if ch in _INVISIBLE or ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0:
-            raise ValueError(f"must be printable text (found U+{ord(ch):04X})")
+    """Text that may span lines (``\\n``, ``\\t``) under the one text rule."""
+    char = text_rule.refused(value, multiline=True)
+    if char is not None:
+        raise ValueError(f"must be printable text (found U+{ord(char):04X})")
     return value
 
 
@@ -185,6 +182,27 @@ class VoluntaryRequest(_AgencyFields):
     window: Window | None = None
     recipient: Recipient | None = None
     message: Narrative | None = None
+
+
+class FollowUpWarrant(_Model):
+    """The follow-up legal process an agency files after an emergency disclosure: a
+    search warrant for what was disclosed. The court signs the warrant statement built
+    from these fields and the emergency request's own devices and window
+    (`FollowUpWarrant.as_warrant`); docs/policy.md, "The follow-up of an emergency"."""
+
+    court_id: Identifier
+    docket: Identifier
+    document_sha256: Identifier
+    order_type: OrderType | None = None
+    judge: Name | None = None
+    issued: Instant | None = None
+    expires: Instant | None = None
+    court_signature: Signature | None = None
+
+    def as_warrant(self, device_ids: list[str], window: Window) -> WarrantRequest:
+        """The warrant request these fields make for the disclosed devices and window."""
+        return WarrantRequest(basis="warrant", device_ids=device_ids, window=window,
+                              **self.model_dump(exclude_none=True))
 
 
 AnyRequest = WarrantRequest | EmergencyRequest | PreservationRequest | VoluntaryRequest

@@ -33,6 +33,7 @@ from cloud_stub.policy.requests import (
     WarrantRequest,
 )
 from cloud_stub.provision.names import DEVICE_ID
+from protocol.token import exact_seconds
 
 DEVICE_ID_RE = DEVICE_ID
 """What a named device id looks like: exactly what enrollment allows."""
@@ -75,8 +76,12 @@ def _violation(code: Code, reason: str) -> PolicyViolation:
 
 
 def _hours(delta: timedelta) -> str:
-    hours = delta.total_seconds() / 3600
-    return f"{hours:g} h"
+    """A duration for a reason: whole hours as hours, anything else in exact seconds, so
+    a real excess is never rounded away ("259200.5 s", not "72 h")."""
+    seconds = delta.total_seconds()
+    if delta % timedelta(hours=1) == timedelta(0):
+        return f"{seconds / 3600:g} h"
+    return f"{exact_seconds(seconds)} s"
 
 
 def _is_blank(value: object) -> bool:
@@ -91,6 +96,16 @@ def _is_blank(value: object) -> bool:
 
 def _normalise(text: str) -> str:
     return " ".join(re.sub(r"[^\w]+", " ", text.casefold()).split())
+
+
+def repeated_phrase(words: Sequence[str]) -> tuple[str, ...] | None:
+    """The shortest phrase `words` is made of, said twice or more ("x x x", "help us help
+    us help us"), or None when the text is not one phrase repeated."""
+    n = len(words)
+    for size in range(1, n // 2 + 1):
+        if n % size == 0 and list(words) == list(words[:size]) * (n // size):
+            return tuple(words[:size])
+    return None
 
 
 # --- any basis ----------------------------------------------------------------------------
@@ -385,8 +400,9 @@ EMERGENCY_JUSTIFICATION_FIELDS = ("danger", "persons_at_risk", "why_ongoing", "d
 
 
 class EmergencyJustification:
-    """Each justification is present and says something: long enough, not a placeholder,
-    and not a copy of another field."""
+    """Each justification is present and says something: long enough in distinct words,
+    not a placeholder, not one phrase repeated ("x x x ..."), and not a copy of another
+    field."""
 
     codes: ClassVar[tuple[Code, ...]] = (
         Code.EMERGENCY_JUSTIFICATION_MISSING,
@@ -413,10 +429,18 @@ class EmergencyJustification:
                     Code.EMERGENCY_JUSTIFICATION_INSUFFICIENT,
                     f"{name}: {text.strip()!r:.40} is a placeholder, not a justification",
                 )
-            if len(norm) < self.min_chars or len(norm.split()) < self.min_words:
+            words = norm.split()
+            phrase = repeated_phrase(words)
+            if phrase is not None:
                 raise _violation(
                     Code.EMERGENCY_JUSTIFICATION_INSUFFICIENT,
-                    f"{name}: say it in at least {self.min_words} words and "
+                    f"{name}: {' '.join(phrase)!r:.40} repeated is a placeholder, not a "
+                    "justification",
+                )
+            if len(norm) < self.min_chars or len(set(words)) < self.min_words:
+                raise _violation(
+                    Code.EMERGENCY_JUSTIFICATION_INSUFFICIENT,
+                    f"{name}: say it in at least {self.min_words} different words and "
                     f"{self.min_chars} characters",
                 )
             if norm in seen:

@@ -13,14 +13,17 @@ root, the clock and the owner-tightened limits (a known jti with other bytes is
   result is queued; `recheck_deferred` runs them again once the clock is synchronized
   (a token that expired meanwhile is then rejected with `expired`);
 - any other rejection, and any exception raised while judging hostile bytes: a
-  `rejected` result with the rule's code (`malformed` for an unexpected exception);
+  `rejected` result with the rule's code (`malformed` for an unexpected exception),
+  under the bytes' own id (`sha256-<32 hex>`) when it was made before the signatures
+  verified (`UNVERIFIED_CODES`), never under the jti the bytes claim;
 - acceptance: the delivered epoch keys are opened and checked against the recorded
   epoch recipients (`keys_mismatch`, `bad_keys`); then, in ONE transaction, the jti and
   seq are recorded and a job is created listing the clips that overlap the window. Only
   after that does anything act on the token: `JobRunner` re-seals, uploads and
   publishes; for preservation it pins the clips.
 
-Results go to the durable outbox; `ReleaseService` publishes them. Raises only
+Every result names the sha256 of the token bytes it judged (`token_sha256`). Results go
+to the durable outbox; `ReleaseService` publishes them. Raises only
 EnvironmentFault (the release database or audit log failing), in which case the caller
 must not acknowledge the message so that the broker delivers it again.
 """
@@ -56,6 +59,16 @@ from protocol.topics import DeviceTopics
 from protocol.trust_root import TrustRoot
 
 log = logging.getLogger(__name__)
+
+UNVERIFIED_CODES = frozenset({
+    RejectionCode.oversized,  # rule 1: nothing parsed
+    RejectionCode.malformed,  # rule 2: before any signature
+    RejectionCode.bad_header,  # rule 3
+    RejectionCode.bad_signature,  # rule 4a
+    RejectionCode.below_threshold,  # rule 4b
+    RejectionCode.replayed,  # verified, but another token owns the jti
+})
+"""Rejections reported under the bytes' own id (`unverified_id`), never the claimed jti."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,18 +221,19 @@ class ReleaseHandler:
         except TokenRejected as exc:
             if exc.code is RejectionCode.clock_unsynchronized:
                 return self._defer(jti, sha, data, exc.detail, again=deferred)
-            if exc.code is RejectionCode.replayed:
-                # Other bytes under a jti this device accepted: the result must not say
-                # that token was rejected (it was not), so it goes under these bytes' id.
+            if exc.code in UNVERIFIED_CODES:
+                # Refused before its signatures verified: nothing says these bytes are the
+                # token whose jti they claim (a forgery may claim the jti of a release in
+                # flight), so the result goes under the bytes' own id. So does `replayed`:
+                # other bytes under a jti this device accepted; that token was not rejected.
                 return self._reject(unverified_id(sha), sha, exc.code, exc.detail)
             return self._reject(jti, sha, exc.code, exc.detail)
         except EnvironmentFault:
             raise
         except Exception as exc:  # hostile bytes must never take the agent down
             log.exception("unexpected error while judging token %s", sha[:16])
-            return self._reject(
-                jti, sha, RejectionCode.malformed, f"{type(exc).__name__} while verifying"
-            )
+            return self._reject(unverified_id(sha), sha, RejectionCode.malformed,
+                                f"{type(exc).__name__} while verifying")
         return self._accept(claims, sha, clips)
 
     def _clips_for(self, claims: ReleaseClaims) -> list[tuple[str, datetime, datetime]]:
@@ -284,7 +298,8 @@ class ReleaseHandler:
             {"sha256": sha, "jti": jti, "status": "deferred", "code": "clock_unsynchronized"},
         )
         if fresh:
-            self._queue_result(jti, "deferred", RejectionCode.clock_unsynchronized.value, detail)
+            self._queue_result(jti, sha, "deferred", RejectionCode.clock_unsynchronized.value,
+                               detail)
         return Outcome("deferred", jti, RejectionCode.clock_unsynchronized.value, detail)
 
     def _reject(self, jti: str, sha: str, code: RejectionCode, detail: str) -> Outcome:
@@ -298,12 +313,14 @@ class ReleaseHandler:
                 "detail": detail[:300],
             },
         )
-        self._queue_result(jti, "rejected", code.value, detail)
+        self._queue_result(jti, sha, "rejected", code.value, detail)
         log.info("rejected token %s (%s): %s", jti or sha[:16], code.value, detail)
         return Outcome("rejected", jti, code.value, detail)
 
     def _queue_result(
-        self, jti: str, status: str, reason: str, detail: str, clips: tuple[str, ...] = ()
+        self, jti: str, sha: str, status: str, reason: str, detail: str,
+        clips: tuple[str, ...] = (),
     ) -> None:
-        payload = result_payload(jti=jti, status=status, reason=reason, detail=detail, clips=clips)
+        payload = result_payload(jti=jti, status=status, reason=reason, detail=detail,
+                                 clips=clips, token_sha256=sha)
         self._jobs.enqueue(self._topics.result, payload, retain=False, due_at=IMMEDIATE)

@@ -2,9 +2,10 @@
 every message it builds, so the device never emits what the cloud would refuse).
 
 Text that came from a hostile token (a rejection's detail) is cleaned of control
-characters and bounded before it is published. A token whose jti cannot be read is
-reported under `sha256-<first 32 hex of its bytes>`, which the cloud can match
-against what it sent.
+characters and bounded before it is published. A token rejected before its signatures
+verified (or whose jti cannot be read) is reported under `sha256-<first 32 hex of its
+bytes>`, never under the jti it claims; every result names the sha256 of the token
+bytes it judged (`token_sha256`), so the cloud believes it only for bytes it issued.
 """
 
 from __future__ import annotations
@@ -44,22 +45,26 @@ def unverified_id(sha256: str) -> str:
 
 
 def result_payload(
-    *, jti: str, status: str, reason: str, detail: str, clips: Sequence[str] = ()
+    *, jti: str, status: str, reason: str, detail: str, clips: Sequence[str] = (),
+    token_sha256: str = "",
 ) -> bytes:
-    """`{"v":1, "jti", "status", "reason", "detail", "clips"}`. Raises MessageError only
-    for a jti, status or reason this module's callers never produce."""
+    """`{"v":1, "jti", "status", "reason", "detail", "clips", "token_sha256"}` (the last
+    the sha256 of the token bytes judged; left out when unknown). Raises MessageError
+    only for a jti, status or reason this module's callers never produce."""
     message = ResultMessage(
         jti=jti,
         status=ResultStatus(status),
         reason=reason,
         detail=clean_text(detail),
         clips=tuple(clips),
+        token_sha256=token_sha256,
     )
     try:
         return message.to_bytes()
     except MessageError:
         log.exception("result for %s could not be built with its detail; sending without", jti)
-        return ResultMessage(jti=jti, status=ResultStatus(status), reason=reason).to_bytes()
+        return ResultMessage(jti=jti, status=ResultStatus(status), reason=reason,
+                             token_sha256=token_sha256).to_bytes()
 
 
 def notice_payload(

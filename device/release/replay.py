@@ -35,6 +35,12 @@ class ReplayState:
         rows = self._db.query("SELECT jti FROM accepted WHERE sha256 = ?", (sha256,))
         return str(rows[0][0]) if rows else None
 
+    def token_sha256(self, jti: str) -> str | None:
+        """The sha256 of the bytes of the accepted token `jti`, or None (not accepted, or
+        accepted before the sha256 was recorded). Raises ReleaseStateError."""
+        rows = self._db.query("SELECT sha256 FROM accepted WHERE jti = ?", (jti,))
+        return str(rows[0][0]) if rows and rows[0][0] else None
+
     def highest_seq(self) -> int | None:
         """The highest accepted seq, or None before the first token. Raises ReleaseStateError."""
         rows = self._db.query("SELECT MAX(seq) FROM accepted")

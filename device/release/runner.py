@@ -36,7 +36,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,12 +53,16 @@ from device.release.messages import notice_payload, result_payload
 from device.release.uploader import EvidenceClosed, Uploader
 from device.release.vaultview import RELEASABLE, ClipVault
 from device.vault.reseal import reseal
-from protocol.errors import ProtocolError, TokenRejected
+from protocol.errors import MessageError, ProtocolError, RejectionCode, TokenRejected
 from protocol.manifest import EvidenceManifest, ManifestClip, sign_manifest
 from protocol.token import ReleaseClaims, open_delivered_keys
 from protocol.topics import DeviceTopics
 
 log = logging.getLogger(__name__)
+
+NOTICE_INVALID = "notice_invalid"  # the claims cannot make the owner notice
+JOB_FAILED = "job_failed"  # failed unexpectedly MAX_UNEXPECTED_FAILURES times in a row
+MAX_UNEXPECTED_FAILURES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,7 @@ class JobRunner:
         clock: Clock,
         stop: threading.Event | None = None,
         upload_workers: int = 2,
+        token_sha256: Callable[[str], str | None] | None = None,
     ) -> None:
         if upload_workers < 1:
             raise ValueError("upload_workers must be at least 1")
@@ -103,11 +108,27 @@ class JobRunner:
         self._work_dir = work_dir
         self._clock = clock
         self._stop = stop or threading.Event()
+        # the sha256 of an accepted token's bytes, which every result names
+        self._token_sha256 = token_sha256 or (lambda _jti: None)
 
     def run(self, job: Job) -> RunResult:
-        claims = ReleaseClaims.from_payload(json.loads(job.claims))
+        """Run one job as far as it goes now. A job that fails for a reason that cannot
+        change ends `rejected` with a code, never left to be retried forever: claims
+        that no longer parse (stored by an agent with a looser text rule) are
+        ``malformed``, and claims that cannot make the owner notice are
+        ``notice_invalid``, found before anything is re-sealed or sent."""
+        try:
+            claims = ReleaseClaims.from_payload(json.loads(job.claims))
+        except TokenRejected as exc:
+            return self._fail(job, exc.code.value, f"the job's claims: {exc.detail}")
+        except ValueError as exc:  # not JSON: the release database was edited
+            return self._fail(job, RejectionCode.malformed.value, f"the job's claims: {exc}")
         if claims.is_preservation:
             return self._preserve(job, claims)
+        try:
+            self._notice(job, claims, [c.clip_id for c in job.clips], self._clock.now())
+        except MessageError as exc:
+            return self._fail(job, NOTICE_INVALID, f"the owner notice cannot be built: {exc}")
         try:
             self._reseal_and_upload(job, claims)
             job = self._jobs.job(job.jti) or job
@@ -128,7 +149,8 @@ class JobRunner:
         assert claims.hold_until is not None
         ids = [c.clip_id for c in job.clips]
         self._vault.hold(ids, claims.hold_until)
-        result = result_payload(jti=job.jti, status="preserved", reason="", detail="", clips=ids)
+        result = result_payload(jti=job.jti, status="preserved", reason="", detail="", clips=ids,
+                                token_sha256=self._token_sha256(job.jti) or "")
         self._jobs.finish_job(
             job.jti, "done", "", [(self._topics.result, result, False, IMMEDIATE)],
             result=result,
@@ -295,15 +317,9 @@ class JobRunner:
     def _complete(self, job: Job, claims: ReleaseClaims, ids: list[str]) -> RunResult:
         """End the job `uploaded` with its result and owner notice, in one transaction."""
         now = self._clock.now()
-        result = result_payload(jti=job.jti, status="uploaded", reason="", detail="", clips=ids)
-        notice = notice_payload(
-            jti=job.jti,
-            basis=claims.basis,
-            case=claims.case,
-            window=claims.window,
-            clips=ids,
-            released_at=now,
-        )
+        result = result_payload(jti=job.jti, status="uploaded", reason="", detail="", clips=ids,
+                                token_sha256=self._token_sha256(job.jti) or "")
+        notice = self._notice(job, claims, ids, now)
         notice_due: datetime = claims.notify_after or IMMEDIATE
         self._jobs.finish_job(
             job.jti,
@@ -319,9 +335,28 @@ class JobRunner:
         log.info("release %s: uploaded %d clip(s)", job.jti, len(ids))
         return RunResult(True, "uploaded")
 
+    @staticmethod
+    def _notice(job: Job, claims: ReleaseClaims, ids: list[str], now: datetime) -> bytes:
+        """The owner notice of this job. Raises MessageError when the claims cannot make
+        one (`run` tries it before the job starts: that cannot change later)."""
+        return notice_payload(
+            jti=job.jti,
+            basis=claims.basis,
+            case=claims.case,
+            window=claims.window,
+            clips=ids,
+            released_at=now,
+        )
+
+    def give_up(self, job: Job, detail: str) -> RunResult:
+        """End a job that keeps failing unexpectedly ``job_failed`` (the service calls it
+        after `MAX_UNEXPECTED_FAILURES` in a row: nothing is retried forever)."""
+        return self._fail(job, JOB_FAILED, detail)
+
     def _fail(self, job: Job, reason: str, detail: str) -> RunResult:
         result = result_payload(
-            jti=job.jti, status="rejected", reason=reason, detail=detail, clips=()
+            jti=job.jti, status="rejected", reason=reason, detail=detail, clips=(),
+            token_sha256=self._token_sha256(job.jti) or "",
         )
         self._jobs.finish_job(
             job.jti,

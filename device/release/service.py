@@ -34,12 +34,12 @@ from device.release.clock import Clock
 from device.release.db import ReleaseDb
 from device.release.escrow import EscrowPublisher, EscrowSource
 from device.release.handler import ReleaseHandler
-from device.release.jobs import IMMEDIATE, JobStore
+from device.release.jobs import IMMEDIATE, Job, JobStore
 from device.release.layout import ReleaseLayout
 from device.release.link import Delivery, Inbound, LinkSettings, MqttLink, PahoLink
 from device.release.messages import status_payload
 from device.release.replay import ReplayState
-from device.release.runner import JobRunner
+from device.release.runner import MAX_UNEXPECTED_FAILURES, JobRunner, RunResult
 from device.release.uploader import HttpUploader, Uploader
 from device.release.vaultview import ClipVault
 from protocol.errors import KeyFormatError, TrustRootError
@@ -244,6 +244,7 @@ class ReleaseService:
             work_dir=self.layout.root / "work",
             clock=clock,
             stop=self._stop,
+            token_sha256=self.replay.token_sha256,
         )
         self.escrow = (
             EscrowPublisher(escrow_outbox, self.link, self.topics.escrow)
@@ -251,6 +252,7 @@ class ReleaseService:
             else None
         )
         self._retry_at: dict[str, tuple[float, float]] = {}  # jti -> (monotonic due, delay)
+        self._unexpected: dict[str, int] = {}  # jti -> unexpected failures in a row
         self._was_connected = False
         self._last_status = 0.0
         self._jobs_thread: threading.Thread | None = None
@@ -400,13 +402,33 @@ class ReleaseService:
             if now < due or self._stop.is_set():
                 continue
             ran = True
-            result = self.runner.run(job)
+            result = self._run_one(job)
             if result.finished:
                 self._retry_at.pop(job.jti, None)
             else:
                 delay = min(max(delay * 2, self._timing.retry_initial_s), self._timing.retry_max_s)
                 self._retry_at[job.jti] = (time.monotonic() + delay, delay)
         return ran
+
+    def _run_one(self, job: Job) -> RunResult:
+        """Run one job; an unexpected error is that job's alone: it is retried with
+        backoff while the jobs after it run, and after `MAX_UNEXPECTED_FAILURES` in a
+        row it ends ``job_failed`` (docs/protocol.md, "Jobs that cannot finish")."""
+        try:
+            result = self.runner.run(job)
+        except EnvironmentFault:
+            raise  # the disk or the database: every job would fail alike
+        except Exception as exc:
+            log.exception("release %s: unexpected error in its job", job.jti)
+            failures = self._unexpected.get(job.jti, 0) + 1
+            self._unexpected[job.jti] = failures
+            detail = f"{type(exc).__name__}: {exc}"
+            if failures < MAX_UNEXPECTED_FAILURES:
+                return RunResult(False, "", detail)
+            result = self.runner.give_up(job, f"{failures} unexpected failures; last {detail}")
+        if result.finished:
+            self._unexpected.pop(job.jti, None)
+        return result
 
     def _flush_outbox(self) -> bool:
         with self._outbox_lock:

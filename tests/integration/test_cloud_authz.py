@@ -95,7 +95,10 @@ MATRIX: dict[str, tuple[Call, dict[str, object]]] = {
     "POST /v1/requests/{id}/follow-up": (
         call("POST", lambda w: f"/v1/requests/{w.closed.request_id}/follow-up",
              json.dumps({"court_id": "demo-district-court", "docket": "2026-MJ-1",
-                         "document_sha256": "a" * 64}).encode()), {
+                         "document_sha256": "a" * 64, "order_type": "search_warrant",
+                         "judge": "Hon. Ada Marsh", "issued": "2026-01-01T00:00:00Z",
+                         "expires": "2026-01-08T00:00:00Z",
+                         "court_signature": "A" * 86 + "=="}).encode()), {
             "agency_a": ALLOW, "agency_b": 404, "reviewer": 403, "admin": 403,
             "none": 401, "device": 401}),
     "GET /v1/review/queue": (call("GET", lambda w: "/v1/review/queue"), {
@@ -203,6 +206,28 @@ def test_a_wrong_or_revoked_key_is_refused(world: World) -> None:
         assert response.status_code == 401, key
     basic = world.cloud.http.get("/v1/whoami", headers={"Authorization": "Basic Zm9vOmJhcg=="})
     assert basic.status_code == 401
+
+
+def test_the_openapi_document_lists_the_answers_the_api_gives(world: World) -> None:
+    """Every status the matrix sees (401, 403, 404) is documented for its operation, and
+    so is 400 for every operation behind credentials, each with the error body."""
+    spec = world.cloud.http.get("/openapi.json").json()
+    documented = {
+        f"{m.upper()} {p}".replace("{request_id}", "{id}").replace("{clip_id}", "{clip}"):
+            ops[m]["responses"]
+        for p, ops in spec["paths"].items() for m in ops
+    }
+    missing = []
+    for endpoint, (_, expected) in MATRIX.items():
+        answers = documented[endpoint]
+        seen = {str(v) for v in expected.values() if v != ALLOW}
+        if endpoint not in ("GET /v1/transparency", "GET /healthz"):
+            seen.add("400")
+        missing += [f"{endpoint}: {status}" for status in sorted(seen) if status not in answers]
+        for status in seen & {"400", "401", "403", "404"} & set(answers):
+            schema = answers[status]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (endpoint, status)
+    assert missing == []
 
 
 def test_the_matrix_covers_every_route(world: World) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -162,6 +163,27 @@ def test_another_agency_never_sees_the_evidence(cloud: CloudServer) -> None:
         assert r.jti not in response.text
     reviewer = cloud.principal("reviewer", org="legal")
     assert cloud.http.get(f"/v1/evidence/{r.jti}/c1", headers=reviewer.headers).status_code == 403
+
+
+def test_another_agency_gets_the_answer_of_a_file_that_does_not_exist(
+    cloud: CloudServer
+) -> None:
+    """Byte for byte the same 404 as for a jti that was never issued: no request id, no
+    hint that the file exists (docs/threat-model.md, a requester without legal process)."""
+    r = release(cloud)
+    assert r.agency.recipient is not None
+    clip = sealed_clip(r.agency.recipient, 4000)
+    upload(cloud, r, "c1", clip)
+    assert device_call(cloud, r, "POST", f"{r.upload}/manifest",
+                       manifest_for(r, [("c1", clip)])).status_code == 200
+    other = cloud.principal("agency")
+    theirs = cloud.http.get(f"/v1/evidence/{r.jti}/c1", headers=other.headers)
+    missing = cloud.http.get(f"/v1/evidence/{uuid.uuid4()}/c1", headers=other.headers)
+    assert (theirs.status_code, theirs.content) == (missing.status_code, missing.content)
+    assert theirs.status_code == 404
+    assert r.request_id not in theirs.text
+    mine = cloud.http.get(f"/v1/evidence/{r.jti}/c1", headers=r.agency.headers)  # control
+    assert (mine.status_code, mine.content) == (200, clip)
 
 
 def test_device_requests_must_be_signed_by_the_enrolled_device(cloud: CloudServer) -> None:

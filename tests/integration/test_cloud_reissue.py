@@ -16,6 +16,7 @@ was) next to a re-issue of the same request that succeeds once the cause is remo
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -125,8 +126,11 @@ def _approve(cloud: CloudServer, agency: Principal, reviewer: Principal,
 
 
 def _result(stale: Stale, jti: str, status: ResultStatus, reason: str = "") -> None:
+    """The device's result for token `jti`, naming the sha256 of the bytes it judged."""
+    judged = {t.jti: hashlib.sha256(t.jws.encode()).hexdigest() for t in (stale.a, stale.b)}
     publish(stale.client, stale.topics.result,
-            ResultMessage(jti=jti, status=status, reason=reason).to_bytes())
+            ResultMessage(jti=jti, status=status, reason=reason,
+                          token_sha256=judged.get(jti, "")).to_bytes())
 
 
 def _make_stale(cloud: CloudServer, broker: Broker, reason: str = "stale_seq") -> Stale:

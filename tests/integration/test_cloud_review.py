@@ -173,8 +173,12 @@ def test_an_emergency_needs_two_distinct_reviewers(
     emergency = cloud.http.get("/v1/transparency").json()["emergency"]
     assert emergency["granted"] == 1
     assert emergency["followups_pending"] == 1
-    follow_up = {"court_id": "demo-district-court", "docket": "2026-MJ-00777",
-                 "document_sha256": "ab" * 32}
+    # a search warrant the court signed over the disclosed devices and window
+    signed = world.warrant(device_ids=[device.device_id], docket="2026-MJ-00777",
+                           window=response.json()["window"])
+    follow_up = {k: signed[k] for k in ("order_type", "court_id", "judge", "docket",
+                                        "issued", "expires", "document_sha256",
+                                        "court_signature")}
     filed = cloud.http.post(f"/v1/requests/{request_id}/follow-up", json=follow_up,
                             headers=agency.headers)
     assert filed.status_code == 200, filed.text
@@ -208,6 +212,23 @@ def test_separation_of_duties(
     assert request_id in [v["id"] for v in queue]
     assert cloud.http.get(f"/v1/requests/{request_id}",
                           headers=agency.headers).json()["status"] == "pending_review"
+
+
+@pytest.mark.parametrize("spelling", ["Metro-PD", "METRO PD", "metro_pd", "Metro.P.D."])
+def test_separation_of_duties_ignores_case_and_punctuation(
+    cloud: CloudServer, parties: tuple[Principal, Principal, Principal, DeviceSigner],
+    spelling: str,
+) -> None:
+    agency, reviewer, _, device = parties  # the agency is "metro-pd"
+    request_id = submit_warrant(cloud, agency, device)
+    colleague = cloud.principal("reviewer", org=spelling)
+    for decide in (approve, deny):
+        response = decide(cloud, colleague, request_id)
+        assert response.status_code == 403, (spelling, response.text)
+        assert response.json()["error"]["code"] == "separation_of_duties"
+    queue = cloud.http.get("/v1/review/queue", headers=colleague.headers).json()
+    assert request_id not in [v["id"] for v in queue]
+    assert approve(cloud, reviewer, request_id).status_code == 200  # the control: "legal"
 
 
 def test_a_denial_is_final_and_needs_a_reason(

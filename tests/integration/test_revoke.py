@@ -204,8 +204,9 @@ def test_a_request_naming_a_revoked_device_is_refused_with_its_code_and_no_token
     cloud: CloudServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The CLI revokes against the running service's store; the service refuses the
-    device at once (no restart). Also the release step: a request submitted before the
-    revocation and approved after it issues no token for the device."""
+    device at once (no restart). Also the approval: a request submitted before the
+    revocation is refused ``device_revoked`` when approved after it (the approval re-runs
+    the legal check, docs/policy.md), and no token is issued for the device."""
     agency = cloud.principal("agency")
     reviewer = cloud.principal("reviewer", org="court-liaison")
     device = cloud.enroll()
@@ -221,9 +222,11 @@ def test_a_request_naming_a_revoked_device_is_refused_with_its_code_and_no_token
     assert after.json()["error"]["code"] == "device_revoked"
     approved = cloud.http.post(f"/v1/requests/{before.json()['id']}/approve",
                                json={"reason": "Warrant verified with the issuing court."},
-                               headers=reviewer.headers).json()
-    assert approved["tokens"] == []
-    assert "device_revoked" in [r["code"] for r in approved["reasons"]]
+                               headers=reviewer.headers)
+    assert approved.status_code == 409, approved.text
+    assert approved.json()["error"]["code"] == "device_revoked"
+    view = cloud.http.get(f"/v1/requests/{before.json()['id']}", headers=agency.headers).json()
+    assert (view["status"], view["tokens"]) == ("pending_review", [])
     with cloud.service.store.transaction() as session:
         tokens = session.execute(
             select(Token).where(Token.device_id == device.device_id)).scalars().all()

@@ -45,6 +45,23 @@ def test_placeholders_do_not_justify(policy_world: PolicyWorld, text: str) -> No
     assert refused(policy_world, body) is Code.EMERGENCY_JUSTIFICATION_INSUFFICIENT
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x",
+        "xxx xxx xxx xxx xxx xxx xxx xxx xxx xxx",
+        "urgent urgent urgent urgent urgent urgent urgent urgent",
+        "lives at risk now, lives at risk now, lives at risk now, lives at risk now",
+        "The child is in danger right now. The child is in danger right now.",
+        "help help help please help help help help please help",  # 2 different words
+    ],
+)
+def test_a_word_or_phrase_repeated_does_not_justify(policy_world: PolicyWorld, text: str
+                                                    ) -> None:
+    body = policy_world.emergency(persons_at_risk=text)
+    assert refused(policy_world, body) is Code.EMERGENCY_JUSTIFICATION_INSUFFICIENT
+
+
 def test_a_too_short_justification_is_insufficient(policy_world: PolicyWorld) -> None:
     body = policy_world.emergency(why_ongoing="suspect still at large")
     assert refused(policy_world, body) is Code.EMERGENCY_JUSTIFICATION_INSUFFICIENT

@@ -151,6 +151,16 @@ def test_the_warrant_window_is_at_most_72_hours(policy_world: PolicyWorld) -> No
     assert refused(w, body) is Code.WINDOW_TOO_LONG
 
 
+def test_a_window_half_a_second_too_long_says_so(policy_world: PolicyWorld) -> None:
+    w = policy_world
+    body = w.warrant(window={"start": w.t(hours=-78, seconds=-0.5), "end": w.t(hours=-6)})
+    with pytest.raises(PolicyViolation) as info:
+        POLICY.check(parse(body), w.ctx())
+    assert info.value.code is Code.WINDOW_TOO_LONG
+    assert "the window is 259200.5 s" in info.value.reason
+    assert "at most 72 h" in info.value.reason
+
+
 def test_the_window_cannot_reach_into_the_future(policy_world: PolicyWorld) -> None:
     # A warrant for footage not yet recorded would be a live wiretap, not a search.
     w = policy_world

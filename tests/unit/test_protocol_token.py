@@ -299,6 +299,16 @@ def test_replay_and_stale_seq(world: World) -> None:
     assert verify_token(token, root=world.root, context=ctx(), replay=None).seq == 5
 
 
+def test_a_window_half_a_second_too_long_is_not_rounded_away(world: World) -> None:
+    end = NOW - timedelta(hours=1)
+    claims = world.claims(window=replace(world.claims().window,
+                                         start=end - timedelta(hours=72, seconds=0.5), end=end))
+    with pytest.raises(TokenRejected) as exc:
+        verify(world, world.token(claims))
+    assert exc.value.code is RejectionCode.window_too_long
+    assert exc.value.detail == "window is 259200.5 s, the warrant limit is 259200 s"
+
+
 def test_basis_refused_by_owner(world: World) -> None:
     token = world.token(world.claims(basis="emergency"))
     assert code_of(world, token, allowed_bases=frozenset({"warrant"})) is (

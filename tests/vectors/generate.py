@@ -138,7 +138,11 @@ def signed(c: ReleaseClaims, signers: list[Ed25519PrivateKey] | None = None) -> 
 def with_payload(payload: dict[str, Any]) -> bytes:
     """A token whose payload is `payload` verbatim, correctly signed by both release keys
     (so that only the schema can refuse it)."""
-    raw = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return with_raw_payload(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode())
+
+
+def with_raw_payload(raw: bytes) -> bytes:
+    """A token whose payload is the bytes `raw`, correctly signed by both release keys."""
     segment = b64url_encode(raw)
     signatures = []
     for key in RELEASE_KEYS:
@@ -218,6 +222,30 @@ def accepted(c: ReleaseClaims, epochs: dict[str, str] | None = None) -> dict[str
     return out
 
 
+def schema_strictness_vectors(good: ReleaseClaims) -> list[dict[str, Any]]:
+    """`v` is the integer 1 (not 1.0, 1e0 or true), and `recipient` and `keys` are strings
+    under the text rule like every claim: a C0 character is `malformed` (rule 2), not
+    `bad_recipient` or `bad_keys`."""
+    payload = good.to_payload()
+    compact = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    assert '"v":1,' in compact
+    return [
+        vector("malformed-v-float", "v is 1.0, not the integer 1.",
+               with_payload({**payload, "v": 1.0}), rejected("malformed")),
+        vector("malformed-v-exponent", "v is written 1e0, not the integer 1.",
+               with_raw_payload(compact.replace('"v":1,', '"v":1e0,').encode()),
+               rejected("malformed")),
+        vector("malformed-v-true", "v is true, not the integer 1.",
+               with_payload({**payload, "v": True}), rejected("malformed")),
+        vector("malformed-recipient-control", "recipient holds a C0 control (U+0001).",
+               with_payload({**payload, "recipient": payload["recipient"] + "\x01"}),
+               rejected("malformed")),
+        vector("malformed-keys-control", "keys holds a C0 control (ESC).",
+               with_payload({**payload, "keys": "\x1b" + payload["keys"]}),
+               rejected("malformed")),
+    ]
+
+
 def token_vectors() -> list[dict[str, Any]]:
     good = claims()
     both = {EPOCH_A_ID: EPOCH_A, EPOCH_B_ID: EPOCH_B}
@@ -293,6 +321,7 @@ def token_vectors() -> list[dict[str, Any]]:
             with_payload({**preservation().to_payload(), "keys": SEALED_KEYS}),
             rejected("malformed"),
         ),
+        *schema_strictness_vectors(good),
         vector(
             "bad-header-eddsa",
             "alg EdDSA instead of Ed25519 (RFC 9864).",

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from cloud_stub.api.deps import device_or_agency, device_request, principal, service_of
+from cloud_stub.api.problems import GUARDED_ANSWERS
 from cloud_stub.service import DeviceCaller, PrincipalCaller
 from cloud_stub.views import EvidenceListing, ManifestAccepted, Offset
 
-router = APIRouter(tags=["evidence"])
+router = APIRouter(tags=["evidence"], responses=GUARDED_ANSWERS)
 
 Device = Annotated[DeviceCaller, Depends(device_request)]
 Agency = Annotated[PrincipalCaller, Depends(principal("agency"))]

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from cloud_stub.api.deps import principal, public, service_of
+from cloud_stub.api.problems import GUARDED_ANSWERS
 from cloud_stub.audit import AuditChainBroken
 from cloud_stub.service import PrincipalCaller
 from cloud_stub.store.models import Device
@@ -50,12 +51,13 @@ def health() -> Health:
     return Health(status="ok")
 
 
-@router.get("/v1/whoami", response_model=WhoAmI)
+@router.get("/v1/whoami", response_model=WhoAmI, responses=GUARDED_ANSWERS)
 def whoami(caller: Anyone) -> WhoAmI:
     return WhoAmI(name=caller.name, role=caller.role, org=caller.org)
 
 
-@router.get("/v1/devices", response_model=list[DeviceOut], summary="Enrolled devices")
+@router.get("/v1/devices", response_model=list[DeviceOut], responses=GUARDED_ANSWERS,
+            summary="Enrolled devices")
 def devices(request: Request, caller: Staff) -> list[DeviceOut]:
     with service_of(request).store.transaction() as session:
         rows = session.execute(select(Device).order_by(Device.id)).scalars().all()
@@ -67,7 +69,8 @@ def devices(request: Request, caller: Staff) -> list[DeviceOut]:
         ]
 
 
-@router.get("/v1/audit/verify", response_model=AuditState, summary="Verify the audit chain")
+@router.get("/v1/audit/verify", response_model=AuditState, responses=GUARDED_ANSWERS,
+            summary="Verify the audit chain")
 def audit_verify(request: Request, caller: Admin) -> AuditState:
     try:
         report = service_of(request).core.audit.verify()

@@ -6,16 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from cloud_stub.api.deps import principal, service_of
-from cloud_stub.api.problems import error_body
-from cloud_stub.policy.requests import AgencyRequest
+from cloud_stub.api.problems import GUARDED_ANSWERS, error_body
+from cloud_stub.policy.requests import AgencyRequest, FollowUpWarrant
 from cloud_stub.review import Status
 from cloud_stub.service import PrincipalCaller
 from cloud_stub.views import RequestView, as_json
 
-router = APIRouter(prefix="/v1/requests", tags=["requests"])
+router = APIRouter(prefix="/v1/requests", tags=["requests"], responses=GUARDED_ANSWERS)
 
 Agency = Annotated[PrincipalCaller, Depends(principal("agency"))]
 Reader = Annotated[PrincipalCaller, Depends(principal("agency", "reviewer", "admin"))]
@@ -58,21 +57,16 @@ def get_request(request: Request, request_id: str, caller: Reader) -> RequestVie
     return service_of(request).intake.get(caller, request_id)
 
 
-class FollowUpBody(BaseModel):
-    """The legal process filed after an emergency disclosure."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    court_id: str = Field(min_length=1, max_length=128)
-    docket: str = Field(min_length=1, max_length=128)
-    document_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-
-
-@router.post("/{request_id}/follow-up", response_model=RequestView,
-             summary="Record the follow-up legal process of an emergency (its agency)")
-def follow_up(request: Request, request_id: str, body: FollowUpBody, caller: Agency
+@router.post(
+    "/{request_id}/follow-up",
+    response_model=RequestView,
+    responses={
+        409: {"description": "not an emergency, not granted, or already recorded"},
+        422: {"description": "the follow-up warrant is refused (error.code: the policy's "
+                             "own, e.g. court_unknown, court_signature_invalid)"},
+    },
+    summary="File the follow-up search warrant of an emergency (its agency)",
+)
+def follow_up(request: Request, request_id: str, body: FollowUpWarrant, caller: Agency
               ) -> RequestView:
-    return service_of(request).follow_up.record(
-        caller, request_id, docket=body.docket, court_id=body.court_id,
-        document_sha256=body.document_sha256,
-    )
+    return service_of(request).follow_up.record(caller, request_id, body)

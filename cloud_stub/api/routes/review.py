@@ -9,11 +9,12 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloud_stub.api.deps import principal, service_of
+from cloud_stub.api.problems import GUARDED_ANSWERS
 from cloud_stub.review import MAX_REASON_CHARS, Action
 from cloud_stub.service import PrincipalCaller
 from cloud_stub.views import RequestView
 
-router = APIRouter(tags=["review"])
+router = APIRouter(tags=["review"], responses=GUARDED_ANSWERS)
 
 Reviewer = Annotated[PrincipalCaller, Depends(principal("reviewer"))]
 QueueReader = Annotated[PrincipalCaller, Depends(principal("reviewer", "admin"))]

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime
 
 from cloud_stub.api.deps import public, service_of
+from cloud_stub.api.problems import error_answers
 from cloud_stub.errors import HostileInputError
 from cloud_stub.reporting import transparency_report
 from cloud_stub.transparency import TransparencyReport
@@ -16,7 +17,7 @@ router = APIRouter(tags=["transparency"])
 
 
 @router.get("/v1/transparency", response_model=TransparencyReport,
-            dependencies=[Depends(public)],
+            dependencies=[Depends(public)], responses=error_answers(400),
             summary="Requests by basis, outcome and agency; refusals; emergencies; notices")
 def transparency(
     request: Request,
