@@ -324,6 +324,18 @@ def _parse_v2(data: bytes) -> _ParsedV2:
     return _ParsedV2(root=root, body=body, signatures=sigs)
 
 
+def parse_unsigned_v2(signed: bytes) -> TrustRootV2:
+    """A v2 ``signed`` part on its own (a draft before the root keys sign it).
+
+    Checks the schema only; establishes no trust. Raises TrustRootError(malformed).
+    """
+    try:
+        inner = s.loads_strict(signed)
+    except s.SchemaError as exc:
+        raise fail(RejectionCode.malformed, str(exc)) from None
+    return _parse_v2(canonical_json({"signed": inner, "signatures": []})).root
+
+
 def _peek_type(data: bytes) -> str | None:
     """The `_type` of a root document, read only to choose its parser."""
     check_size(data)
@@ -400,5 +412,6 @@ __all__ = [
     "TrustRootV2",
     "load_any_trust_root",
     "load_trust_root_v2",
+    "parse_unsigned_v2",
     "update_any_trust_root",
 ]
