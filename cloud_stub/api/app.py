@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from cloud_stub.api import problems
 from cloud_stub.api.deps import check_every_route_is_guarded
 from cloud_stub.api.limits import BodyLimitMiddleware
-from cloud_stub.api.routes import evidence, meta, requests, review, transparency
+from cloud_stub.api.routes import evidence, meta, requests, review, signatures, transparency
 from cloud_stub.service import CloudService
 
 API_VERSION = "1.0.0"
@@ -25,7 +25,7 @@ def create_app(service: CloudService) -> FastAPI:
         ),
     )
     app.state.service = service
-    for module in (requests, review, evidence, transparency, meta):
+    for module in (requests, review, signatures, evidence, transparency, meta):
         app.include_router(module.router)
     problems.install(app)
     check_every_route_is_guarded(app)
