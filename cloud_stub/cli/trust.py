@@ -81,6 +81,9 @@ def _sign(args: argparse.Namespace) -> int:
     root = sign_draft(layout, args.keys, _now())
     print(f"trust root version {root.version} signed and in force ({layout.trust_root}); "
           "the service publishes it to every device, which applies it by the rotation rule.")
+    if isinstance(root, TrustRootV2) and layout.signer_key("review").exists():
+        print(f"{layout.signer_key('review')} (v1's review key) counts for no one now: delete "
+              "it; `serve` refuses to start while it can read it.")
     return 0
 
 
