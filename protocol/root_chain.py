@@ -22,22 +22,25 @@ from typing import Final
 
 from protocol import _schema as s
 from protocol.errors import RejectionCode, TrustRootError
-from protocol.trust_root import MAX_ROOT_BYTES
 from protocol.trust_root_v2 import AnyTrustRoot, update_any_trust_root
 
 CHAIN_VERSION: Final = 1
 MAX_ROOTS: Final = 16
-MAX_CHAIN_BYTES: Final = 4 * MAX_ROOT_BYTES * MAX_ROOTS // 3 + 1024
+MAX_CHAIN_BYTES: Final = 256 * 1024  # the device link's payload cap
 
 
 def encode_chain(roots: Sequence[bytes]) -> bytes:
-    """The retained payload for `roots` (signed root documents, rising versions); only the
-    last `MAX_ROOTS` are kept."""
+    """The retained payload for `roots` (signed root documents, rising versions): the last
+    `MAX_ROOTS` that fit in `MAX_CHAIN_BYTES`, oldest dropped first."""
     kept = list(roots)[-MAX_ROOTS:]
-    return json.dumps(
-        {"v": CHAIN_VERSION, "roots": [base64.b64encode(r).decode("ascii") for r in kept]},
-        separators=(",", ":"),
-    ).encode("ascii")
+    while True:
+        payload = json.dumps(
+            {"v": CHAIN_VERSION, "roots": [base64.b64encode(r).decode("ascii") for r in kept]},
+            separators=(",", ":"),
+        ).encode("ascii")
+        if len(payload) <= MAX_CHAIN_BYTES or len(kept) <= 1:
+            return payload
+        kept = kept[1:]
 
 
 def parse_chain(data: bytes) -> list[bytes]:
