@@ -200,6 +200,9 @@ def sign_draft(layout: DeploymentLayout, keys_dir: Path, now: datetime) -> AnyTr
                           f"{current.version}: prepare the draft again")
     wanted = set(current.root_role.keyids) | set(draft.root_role.keyids)
     signers = [k for k in load_root_keys(keys_dir) if key_id(k.public_key()) in wanted]
+    if not signers:
+        raise ConfigError(f"{keys_dir}: no key there is a root key of the current or the "
+                          "new trust root")
     data = sign_trust_root(draft, signers)
     try:
         accepted = update_any_trust_root(current, data, now=now)
