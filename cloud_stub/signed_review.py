@@ -55,6 +55,7 @@ from protocol.warrant import WarrantClaim
 
 PREPARED = "prepared"  # a token row whose payload waits for reviewer signatures
 DISCARDED = "discarded"  # a prepared payload that will never be signed (denied, refused)
+UNISSUED_STATUSES = (PREPARED, DISCARDED)  # token rows that no device may act under
 
 
 @dataclass(frozen=True, slots=True)
