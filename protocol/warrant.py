@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -94,10 +95,12 @@ class WarrantStatement:
         return device_id in self.device_ids
 
 
+@functools.lru_cache(maxsize=64)
 def parse_statement(data: bytes) -> WarrantStatement:
     """Strictly parse statement bytes that must be their own canonical encoding.
 
-    Raises SchemaError naming the problem.
+    Memoized (a pure function of the bytes; only successes are kept): a device sees the
+    same warrant on every token of a case. Raises SchemaError naming the problem.
     """
     if len(data) > MAX_STATEMENT_BYTES:
         raise s.SchemaError(f"warrant statement is larger than {MAX_STATEMENT_BYTES} bytes")
