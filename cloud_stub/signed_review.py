@@ -314,7 +314,15 @@ class SignedReview:
         row.status = Status.RELEASED.value
         return [t.jti for t in tokens]
 
-    def discard(self, session: Any, request_id: str) -> None:
-        """A denied request's prepared payloads will never be signed."""
-        for token in self._prepared(session, request_id):
-            token.status = DISCARDED
+    def discard_if_closed(self, request_id: str) -> int:
+        """Mark the prepared payloads of a request no longer waiting for review (denied)
+        as discarded: they will never be signed. Returns how many."""
+        with self.core.store.transaction() as session:
+            row = self.core.load_request(session, request_id, lock=True)
+            if row.status == Status.PENDING_REVIEW:
+                return 0
+            tokens = self._prepared(session, request_id)
+            for token in tokens:
+                token.status = DISCARDED
+                token.updated_at = self.core.now()
+            return len(tokens)

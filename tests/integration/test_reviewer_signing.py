@@ -169,3 +169,22 @@ def test_the_service_takes_a_signature_only_from_the_reviewer_whose_key_it_is(
     view = cloud.http.get(f"/v1/requests/{request_id}", headers=mallory.headers).json()
     assert view["status"] == "pending_review"
     assert view["decisions"] == []
+
+
+def test_a_denial_discards_the_prepared_payloads(v2_cloud: V2Cloud) -> None:
+    cloud, home, api_key, away = v2_cloud
+    request_id, _ = _warrant_request(cloud, away)
+    env = {"XDG_CONFIG_HOME": str(home), "DOORBELL_REVIEW_API": cloud.url,
+           "DOORBELL_REVIEW_API_KEY": api_key}
+    assert _run(str(BIN / "doorbell-review"), "show", request_id, env=env).returncode == 0
+    denied = _run(str(BIN / "doorbell-review"), "deny", request_id, "--reason",
+                  "The window is broader than the affidavit supports.", env=env)
+    assert denied.returncode == 0, denied.stderr
+    assert "denied" in denied.stdout
+    view = cloud.http.get(f"/v1/requests/{request_id}",
+                          headers={"Authorization": f"Bearer {api_key}"}).json()
+    assert [t["status"] for t in view["tokens"]] == ["discarded"]
+    late = _run(str(BIN / "doorbell-review"), "approve", request_id, "--reason",
+                "approving after the denial", env=env)
+    assert late.returncode == 1
+    assert "not waiting for review" in late.stderr
