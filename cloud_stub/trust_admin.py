@@ -177,6 +177,15 @@ def add_court(draft: TrustRootV2, court_id: str, name: str, public_hex: str) -> 
         raise ConfigError(str(exc)) from exc
 
 
+def set_log_policy(draft: TrustRootV2, text: str | None) -> TrustRootV2:
+    """The draft with the release log's witness policy (tlog-policy lines), or without
+    one. Raises ConfigError for text the trust root cannot carry."""
+    try:
+        return dataclasses.replace(draft, log_policy=text)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 def load_root_keys(directory: Path) -> list[Ed25519PrivateKey]:
     """Every ``*.key`` in `directory` (the offline root keys). Raises ConfigError."""
     keys = []

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from cloud_stub.cli._common import add_deployment_args, guarded, subcommands
+from cloud_stub.errors import ConfigError
 from cloud_stub.trust_admin import (
     add_court,
     add_reviewer,
     load_draft,
     remove_reviewer,
     save_draft,
+    set_log_policy,
     sign_draft,
 )
 from protocol.bundle import DeploymentLayout
@@ -58,6 +60,22 @@ def _remove_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_policy(args: argparse.Namespace) -> int:
+    layout = DeploymentLayout(args.deployment)
+    text = None
+    if args.file is not None:
+        try:
+            text = args.file.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{args.file}: cannot read the witness policy: {exc}") from exc
+    draft = set_log_policy(load_draft(layout, _now()), text)
+    path = save_draft(layout, draft)
+    what = "set" if text is not None else "removed"
+    print(f"release log witness policy {what} in the draft trust root version "
+          f"{draft.version} ({path}); sign it to take effect.")
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     layout = DeploymentLayout(args.deployment)
     draft = load_draft(layout, _now())
@@ -71,6 +89,7 @@ def _summary(root: TrustRootV2) -> dict[str, Any]:
         "reviewers": {r.name: {"org": r.org, "kid": kid} for kid, r in root.reviewers.items()},
         "courts": {cid: c.keyid for cid, c in root.courts.items()},
         "policy": sorted(root.policy_keyids),
+        "log_policy": root.log_policy,
         "rules": {b: {"policy": r.policy, "review": r.review, "review_orgs": r.review_orgs,
                       "court": r.court} for b, r in root.rules.items()},
     }
@@ -109,6 +128,15 @@ def register(sub: Any) -> None:
     show = root_sub.add_parser("show", help="print the draft of the next trust root")
     add_deployment_args(show)
     show.set_defaults(handler=guarded("root show", _show))
+    log_policy = root_sub.add_parser(
+        "log-policy", help="put the release log's witness policy (tlog-policy lines) in the "
+                           "draft, or take it out")
+    group = log_policy.add_mutually_exclusive_group(required=True)
+    group.add_argument("file", type=Path, nargs="?", default=None,
+                       help="the witness policy file")
+    group.add_argument("--clear", action="store_true", help="no witness policy")
+    add_deployment_args(log_policy)
+    log_policy.set_defaults(handler=guarded("root log-policy", _log_policy))
     sign = root_sub.add_parser("sign", help="sign the draft with the offline root keys")
     sign.add_argument("--keys", type=Path, required=True,
                       help="directory holding the root keys (root-1.key, root-2.key)")

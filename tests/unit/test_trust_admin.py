@@ -154,3 +154,19 @@ def test_the_reviewer_refuses_a_payload_that_is_not_the_request_shown() -> None:
             check_payload(changed, entry)
     with pytest.raises(SignatureRefused, match="summary"):
         check_payload(request, {**entry, "summary": {**entry["summary"], "device": "x"}})
+
+
+def test_the_release_log_witness_policy_goes_into_the_draft(
+    fresh_deployment: TestDeployment, tmp_path: Path
+) -> None:
+    from cloud_stub.cli import main
+
+    layout = fresh_deployment.layout
+    policy = tmp_path / "witness-policy"
+    policy.write_text("log doorbell-log 0123\nwitness w1 4567\nquorum w1\n", encoding="ascii")
+    assert main(["root", "log-policy", str(policy), "--deployment", str(layout.root)]) == 0
+    assert load_draft(layout, datetime.now(UTC)).log_policy == policy.read_text()
+    policy.write_text("log \u00e9\n", encoding="utf-8")
+    assert main(["root", "log-policy", str(policy), "--deployment", str(layout.root)]) == 1
+    assert main(["root", "log-policy", "--clear", "--deployment", str(layout.root)]) == 0
+    assert load_draft(layout, datetime.now(UTC)).log_policy is None
