@@ -19,7 +19,7 @@ import binascii
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -66,6 +66,11 @@ class Submitted:
     signature: DetachedSignature
 
 
+def _aware(at: datetime) -> datetime:
+    """Stored times come back naive from SQLite; they are UTC."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
 def _stored(token: Token) -> tuple[str, list[DetachedSignature]]:
     doc = json.loads(token.jws)
     return doc["payload"], [DetachedSignature(s["protected"], s["signature"])
@@ -103,6 +108,8 @@ class SignedReview:
                 raise Conflict(f"the request is {row.status}, not waiting for review",
                                code="not_pending")
             tokens = self._prepared(session, row.id)
+            if tokens and min(_aware(t.expires_at) for t in tokens) <= now:
+                tokens = self._expired(session, row, tokens)
             if not tokens:
                 tokens = self._prepare(session, row, root, now)
             payloads = []
@@ -118,6 +125,17 @@ class SignedReview:
                 })
             return {"request_id": row.id, "basis": row.basis, "root_version": root.version,
                     "payloads": payloads}
+
+    def _expired(self, session: Any, row: Request, tokens: list[Token]) -> list[Token]:
+        """Prepared payloads that expired before the approvals were in: prepared again when
+        nobody has signed them yet; otherwise Conflict (the signers would sign again)."""
+        if any(_stored(t)[1] for t in tokens):
+            raise Conflict("the prepared payload expired after a reviewer signed it: deny the "
+                           "request and have the agency submit it again", code="expired")
+        for token in tokens:
+            token.status = DISCARDED
+        session.flush()
+        return []
 
     def _prepared(self, session: Any, request_id: str) -> list[Token]:
         return list(session.execute(

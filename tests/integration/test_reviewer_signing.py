@@ -188,3 +188,23 @@ def test_a_denial_discards_the_prepared_payloads(v2_cloud: V2Cloud) -> None:
                 "approving after the denial", env=env)
     assert late.returncode == 1
     assert "not waiting for review" in late.stderr
+
+
+def test_an_unsigned_payload_that_expired_is_prepared_again(v2_cloud: V2Cloud) -> None:
+    from sqlalchemy import select, update
+
+    from cloud_stub.store.models import Token
+
+    cloud, _home, api_key, away = v2_cloud
+    request_id, _ = _warrant_request(cloud, away)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    first = cloud.http.get(f"/v1/requests/{request_id}/signing-payload", headers=headers).json()
+    with cloud.service.store.transaction() as session:
+        session.execute(update(Token).where(Token.request_id == request_id)
+                        .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    second = cloud.http.get(f"/v1/requests/{request_id}/signing-payload", headers=headers).json()
+    assert second["payloads"][0]["jti"] != first["payloads"][0]["jti"]
+    with cloud.service.store.read() as session:
+        statuses = sorted(session.execute(
+            select(Token.status).where(Token.request_id == request_id)).scalars())
+    assert statuses == ["discarded", "prepared"]
