@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from cloud_stub.cli._common import add_deployment_args, guarded, subcommands
+from cloud_stub.config import load_deployment
 from cloud_stub.errors import ConfigError
+from cloud_stub.provision.deployment import write_broker_acl
 from cloud_stub.trust_admin import (
     add_court,
     add_reviewer,
@@ -100,6 +102,10 @@ def _sign(args: argparse.Namespace) -> int:
     root = sign_draft(layout, args.keys, _now())
     print(f"trust root version {root.version} signed and in force ({layout.trust_root}); "
           "the service publishes it to every device, which applies it by the rotation rule.")
+    # a deployment made before the trust-root topic: its devices may now read it
+    acl = write_broker_acl(layout, load_deployment(layout).prefix)
+    print(f"broker ACL {acl} rendered (each device reads its own trust-root topic); "
+          "reload mosquitto (SIGHUP) if it was older than this version.")
     if isinstance(root, TrustRootV2) and layout.signer_key("review").exists():
         print(f"{layout.signer_key('review')} (v1's review key) counts for no one now: delete "
               "it; `serve` refuses to start while it can read it.")
