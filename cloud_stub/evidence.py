@@ -41,6 +41,7 @@ from cloud_stub.errors import Conflict, Forbidden, HostileInputError, NotFound
 from cloud_stub.evidence_files import HashState, check_clip_id, check_jti
 from cloud_stub.release import TokenStatus
 from cloud_stub.review import Status
+from cloud_stub.signed_review import UNISSUED_STATUSES
 from cloud_stub.store.models import (
     CustodyRecord,
     Device,
@@ -96,7 +97,9 @@ class Evidence:
                     select(Token.device_id, Token.expires_at, Token.basis, Token.status,
                            Token.size_cap, Device.identity_pub, Device.revoked_at)
                     .join(Device, Device.id == Token.device_id)
-                    .where(Token.jti == parsed.jti)
+                    .where(Token.jti == parsed.jti,
+                           # a payload still waiting for reviewer signatures is no token
+                           Token.status.not_in(UNISSUED_STATUSES))
                 ).one_or_none()
         issued = None if row is None else IssuedToken(
             jti=parsed.jti,

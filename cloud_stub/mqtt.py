@@ -34,10 +34,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 from cloud_stub.device_events import Notice, Result
 from cloud_stub.errors import CloudError, EnvironmentFault, HostileInputError, TransportError
 from cloud_stub.escrow import EpochEscrow
+from cloud_stub.provision.deployment import enrolled_device_ids
+from cloud_stub.provision.errors import DeploymentError
 from cloud_stub.service import CloudService
+from cloud_stub.trust_admin import chain_fingerprint, published_chain
 from protocol.errors import MessageError
 from protocol.keys import private_session_id
 from protocol.messages import EscrowAck, parse_escrow, parse_notice, parse_result, parse_status
+from protocol.root_chain import encode_chain
 from protocol.tls import client_context
 from protocol.topics import DeviceTopics, all_devices
 
@@ -104,6 +108,7 @@ class CloudMqtt:
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
         self._redeliverer: threading.Thread | None = None
+        self._published_roots = b""  # chain_fingerprint of the last published chain
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=options.client_id,
@@ -177,10 +182,10 @@ class CloudMqtt:
 
     # --- outbound -----------------------------------------------------------------------
 
-    def _publish(self, topic: str, payload: bytes) -> None:
+    def _publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         if not self._connected.is_set():
             raise TransportError("not connected to the broker")
-        info = self._client.publish(topic, payload, qos=1)
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise TransportError(f"publish to {topic} refused: {mqtt.error_string(info.rc)}")
         try:
@@ -194,10 +199,34 @@ class CloudMqtt:
         self._publish(DeviceTopics(device_id, self.options.prefix).release, payload)
 
     def _republish(self) -> None:
+        self._published_roots = b""  # a new session: publish the trust roots again
+        self.publish_trust_roots()
         try:
             self.service.releaser.publish(self.service.releaser.pending())
         except CloudError as exc:
             log.warning("republishing issued tokens failed: %s", exc)
+
+    def publish_trust_roots(self) -> None:
+        """Publish the chain of trust roots, retained, to every enrolled device whenever it
+        changed (`cloud-stub root sign`) or the link reconnected (ADR 0013)."""
+        layout = self.service.core.layout
+        try:
+            mark = chain_fingerprint(layout)
+            if mark == self._published_roots:
+                return
+            chain = published_chain(layout)
+            if not chain:
+                self._published_roots = mark
+                return
+            payload = encode_chain(chain)
+            for device_id in enrolled_device_ids(layout):
+                self._publish(DeviceTopics(device_id, self.options.prefix).trust_root, payload,
+                              retain=True)
+        except (CloudError, OSError, DeploymentError) as exc:
+            log.warning("trust roots not published yet: %s", exc)
+            return
+        self._published_roots = mark
+        log.info("trust root chain (%d roots) published to the devices", len(chain))
 
     def redelivery_tick_s(self) -> float:
         """Seconds between redelivery passes: half the first delay, within [0.5, 30]."""
@@ -209,6 +238,7 @@ class CloudMqtt:
         while not self._stopping.wait(self.redelivery_tick_s()):
             if not self._connected.is_set():
                 continue
+            self.publish_trust_roots()
             try:
                 releaser.publish(releaser.pending())  # issued tokens the broker did not take
                 releaser.redeliver(self.service.core.now())

@@ -32,6 +32,7 @@ from cloud_stub.policy.config import Limits, followup_policy
 from cloud_stub.reissuing import Reissuing
 from cloud_stub.release import Releaser
 from cloud_stub.reviewing import Reviewing
+from cloud_stub.signed_review import SignedReview
 from cloud_stub.signer import TokenSigner
 from cloud_stub.store import Store
 from cloud_stub.store.migrate import UPGRADE_COMMAND
@@ -77,6 +78,7 @@ class CloudService:
         self.releaser = Releaser(core, signer=signer, escrow=escrow,
                                  policy_life_s=self.token_life_s)
         self.reviewing = Reviewing(core, self.releaser, self.intake)
+        self.signed_review = SignedReview(core, self.releaser, self.intake)  # trust root v2
         self.reissuing = Reissuing(core, self.releaser, self.intake)
         self.evidence = Evidence(core)
         self.events = DeviceEvents(core, escrow)

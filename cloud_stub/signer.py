@@ -1,5 +1,10 @@
 """Threshold signing of release tokens with the cloud's ``release`` role keys.
 
+Under trust root v2 (docs/adr/0013-trust-root-v2.md) the service holds the ``policy``
+key only: `TokenSigner` then signs nothing by itself (`sign` refuses), and
+`cloud_stub.signed_review` adds the policy signature to payloads the reviewers signed on
+their own machines.
+
 The trust root names the release keys and the threshold (2: the ``policy`` key signs
 once the automated check passed, the ``review`` key once the required approvals are
 in). `TokenSigner` loads both keys, checks at start-up that they are release keys of
@@ -20,7 +25,8 @@ from protocol.bundle import DeploymentLayout
 from protocol.errors import KeyFormatError, TrustRootError
 from protocol.keys import key_id, private_key_from_pem
 from protocol.token import ReleaseClaims, add_signature, sign_token
-from protocol.trust_root import BasisLimits, TrustRoot, load_trust_root
+from protocol.trust_root import BasisLimits
+from protocol.trust_root_v2 import AnyTrustRoot, TrustRootV2, load_any_trust_root
 
 POLICY_SIGNER = "policy"
 REVIEW_SIGNER = "review"
@@ -36,14 +42,14 @@ def _load_key(layout: DeploymentLayout, name: str) -> Ed25519PrivateKey:
         raise ConfigError(f"{path}: {exc}") from exc
 
 
-def load_deployment_root(layout: DeploymentLayout, now: datetime) -> TrustRoot:
+def load_deployment_root(layout: DeploymentLayout, now: datetime) -> AnyTrustRoot:
     """The deployment's trust root, verified. Raises `ConfigError`."""
     try:
         data = layout.trust_root.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{layout.trust_root}: cannot read the trust root: {exc}") from exc
     try:
-        return load_trust_root(data, now=now)
+        return load_any_trust_root(data, now=now)
     except TrustRootError as exc:
         raise ConfigError(f"{layout.trust_root}: {exc}") from exc
 
@@ -52,20 +58,27 @@ def load_deployment_root(layout: DeploymentLayout, now: datetime) -> TrustRoot:
 class TokenSigner:
     """The two release signers and the trust root they belong to."""
 
-    root: TrustRoot
+    root: AnyTrustRoot
     policy_key: Ed25519PrivateKey
-    review_key: Ed25519PrivateKey
+    review_key: Ed25519PrivateKey | None  # v1 only
 
     @classmethod
     def load(cls, layout: DeploymentLayout, now: datetime) -> TokenSigner:
         """Raises `ConfigError` when a key is unreadable or the pair cannot meet the
         trust root's release threshold."""
         root = load_deployment_root(layout, now)
-        signer = cls(root, _load_key(layout, POLICY_SIGNER), _load_key(layout, REVIEW_SIGNER))
+        review = None if isinstance(root, TrustRootV2) else _load_key(layout, REVIEW_SIGNER)
+        signer = cls(root, _load_key(layout, POLICY_SIGNER), review)
         signer.check()
         return signer
 
     def check(self) -> None:
+        if isinstance(self.root, TrustRootV2):
+            if key_id(self.policy_key.public_key()) not in self.root.policy_keyids:
+                raise ConfigError("the policy key is not the policy key of the trust root")
+            return
+        if self.review_key is None:
+            raise ConfigError("trust root v1 needs the review signer key")
         release = self.root.roles["release"]
         kids = {key_id(self.policy_key.public_key()), key_id(self.review_key.public_key())}
         if len(kids) != 2:
@@ -89,6 +102,11 @@ class TokenSigner:
     def sign(self, claims: ReleaseClaims) -> bytes:
         """The token with both signatures. Raises `SigningError` for claims that a device
         would refuse as malformed."""
+        if self.review_key is None:
+            raise SigningError("under trust root v2 reviewers sign on their own machines: "
+                               "use GET /v1/requests/{id}/signing-payload and "
+                               "POST /v1/requests/{id}/signatures",
+                               code="reviewer_signature_required")
         try:
             token = sign_token(claims, [self.policy_key])
             return add_signature(token, self.review_key)

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         prepare_out_dir(args.out.resolve())
         with Supervisor(args.out.resolve() / "logs") as supervisor:
-            demo = Demo(options=options, progress=Progress(total=6), supervisor=supervisor)
+            demo = Demo(options=options, progress=Progress(total=7), supervisor=supervisor)
             progress = demo.progress
             progress.section("set-up: a fresh deployment, a private broker and the cloud stub")
             demo.set_up()

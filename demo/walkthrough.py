@@ -1,4 +1,4 @@
-"""The demonstration itself: six steps over real processes, real TLS MQTT and real HTTP.
+"""The demonstration itself: seven steps over real processes, real TLS MQTT and real HTTP.
 
 Every side effect goes through a real command (`cloud-stub`, `doorbell-agent`, `age`,
 `ffprobe`, `mosquitto`) or the cloud stub's HTTP API, exactly as an operator, an agency
@@ -58,10 +58,14 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def _run(argv: list[str], *, what: str, timeout: float = 120.0) -> str:
+def _run(argv: list[str], *, what: str, timeout: float = 120.0,
+         env: dict[str, str] | None = None) -> str:
     """Run a command to completion; StepFailed with its output when it fails."""
+    import os
+
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
+                              env={**os.environ, **env} if env else None)
     except subprocess.TimeoutExpired as exc:
         raise StepFailed(f"{what} did not finish within {timeout:.0f} s") from exc
     if proc.returncode != 0:
@@ -110,6 +114,10 @@ class Demo:
     clips: list[dict[str, Any]] = field(default_factory=list)
     warrant_request_id: str = ""
     warrant_jti: str = ""
+    reviewer_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.reviewer_env["XDG_CONFIG_HOME"] = str(self.reviewer_home)
 
     # -- paths ---------------------------------------------------------------------
 
@@ -140,6 +148,18 @@ class Demo:
     @property
     def owner_key(self) -> Path:
         return self.out / "owner.key"
+
+    @property
+    def off_host(self) -> Path:
+        """Where the keys that must not be on the service host go (offline, a court, a
+        reviewer's machine)."""
+        path = self.out / "off-host"
+        path.mkdir(exist_ok=True)
+        return path
+
+    @property
+    def reviewer_home(self) -> Path:
+        return self.out / "reviewer-machine"
 
     @property
     def api_url(self) -> str:
@@ -180,6 +200,18 @@ class Demo:
             what="cloud-stub init",
         )
         self._say(f"deployment (CA, signer keys, trust root, broker config) in {self.layout.root}")
+        refused = subprocess.run(
+            [_bin("cloud-stub"), "serve", "--deployment", str(self.layout.root), "--no-mqtt",
+             "--port", "9"], capture_output=True, text=True, timeout=120, check=False)
+        if refused.returncode != 1 or "refusing to start" not in refused.stderr:
+            raise StepFailed(f"serve started while it could read the root keys: {refused}")
+        self._say("`cloud-stub serve` refuses to start: "
+                  + refused.stderr.strip().splitlines()[0].split(": ", 2)[-1][:110] + "...")
+        for directory in (self.layout.offline_root_dir, self.layout.court_key("x").parent,
+                          self.layout.test_reviewers_dir):
+            directory.rename(self.off_host / directory.name)
+        self._say(f"root keys, the test court's and test reviewers' keys moved off the service "
+                  f"host to {self.off_host}")
 
         _run(["age-keygen", "-o", str(self.owner_key)], what="age-keygen (owner key)")
         owner_recipient = _run(
@@ -219,12 +251,26 @@ class Demo:
         agency = json.loads(
             _run(self._cloud("agencies", "add", "metro-police", "--json"), what="agencies add")
         )
+        keygen = _run([_bin("doorbell-review"), "keygen"], what="doorbell-review keygen",
+                      env=self.reviewer_env)
+        public = next(line.split()[-1] for line in keygen.splitlines()
+                      if line.startswith("public key:"))
+        self._say(f"reviewer rev-alice made her signing key on her own machine "
+                  f"({self.reviewer_home}); public key {public[:16]}...")
         reviewer = json.loads(
             _run(
-                self._cloud("reviewers", "add", "rev-alice", "--org", "court-liaison", "--json"),
+                self._cloud("reviewers", "add", "rev-alice", "--org", "court-liaison",
+                            "--public-key", public, "--json"),
                 what="reviewers add",
             )
         )
+        _run(self._cloud("root", "sign", "--keys", str(self.off_host / "offline-root")),
+             what="cloud-stub root sign")
+        self._say("trust root v2 (policy key, reviewer rev-alice, the demo court) signed with "
+                  "the offline root keys: the v1 root's threshold signs its successor")
+        self.layout.signer_key("review").unlink()
+        self._say("v1's review key, which signed beside the policy key on this host, is "
+                  "deleted: under v2 it counts for no one (serve refuses to start beside it)")
         admin = json.loads(
             _run(
                 self._cloud("admins", "add", "ops", "--org", "operator", "--json"),
@@ -238,6 +284,8 @@ class Demo:
         }
         self.agency_recipient = agency["recipient"]
         self.agency_identity = Path(agency["identity_file"])
+        self.reviewer_env["DOORBELL_REVIEW_API"] = self.api_url
+        self.reviewer_env["DOORBELL_REVIEW_API_KEY"] = reviewer["api_key"]
         self._say("agency metro-police, reviewer rev-alice (court-liaison) and admin ops created")
 
         start_and_wait(
@@ -351,6 +399,11 @@ class Demo:
             timeout=45.0,
         )
         self._say("agent running; its epoch keys are escrowed to the cloud and acknowledged")
+        wait_for("the device to apply trust root v2",
+                 lambda: (self.state_dir / "release" / "trust-roots" / "00000002.json").exists(),
+                 timeout=30.0)
+        self._say("the device applied trust root v2 from its retained trust-root topic "
+                  "(signed by the threshold of its v1 root keys)")
 
     def _escrow_acknowledged(self) -> bool:
         outbox = self.state_dir / "vault" / "outbox"
@@ -424,6 +477,8 @@ class Demo:
                     window["end"],
                     "--issued",
                     _rfc3339(_now() - timedelta(minutes=1)),
+                    "--key",
+                    str(self.off_host / "courts" / f"{COURT_ID}.key"),
                 ],
                 what="cloud-stub court sign",
             )
@@ -459,17 +514,25 @@ class Demo:
             f"request {view['id']}: the legal check passed (court signature, particularity, "
             f"window {window['start']} .. {window['end']}); status {view['status']}"
         )
-        approved = self.client("reviewer").post(
-            f"/v1/requests/{view['id']}/approve",
-            {"reason": "Warrant verified with the clerk of the issuing court."},
-        )
+        shown = _run([_bin("doorbell-review"), "show", view["id"]], what="doorbell-review show",
+                     env=self.reviewer_env)
+        for line in shown.splitlines():
+            if line.strip().startswith(("device:", "window:", "court:", "payload sha256:")):
+                self._say(f"  rev-alice sees {line.strip()}")
+        _run([_bin("doorbell-review"), "approve", view["id"], "--reason",
+              "Warrant verified with the clerk of the issuing court."],
+             what="doorbell-review approve", env=self.reviewer_env)
+        approved = self.agency_view(view["id"])
         tokens = approved.get("tokens") or []
-        if approved.get("status") != "released" or not tokens:
+        # the device may have uploaded already by the time the view is read
+        if approved.get("status") not in ("released", "uploaded", "evidence_received") \
+                or not tokens:
             raise StepFailed(f"approval did not issue a token: {approved}")
         self.warrant_jti = tokens[0]["jti"]
         self._say(
-            f"reviewer rev-alice approved; token {self.warrant_jti} (seq {tokens[0]['seq']}) "
-            "signed by the policy and review keys and published to the device's release topic"
+            f"rev-alice approved with `doorbell-review approve`, signing on her machine; token "
+            f"{self.warrant_jti} (seq {tokens[0]['seq']}) carries her signature, the court's "
+            "statement and the policy signature, and was published to the device"
         )
 
         def uploaded() -> bool:
@@ -556,6 +619,42 @@ class Demo:
 
     # -- step 6 ----------------------------------------------------------------------
 
+    def attacker(self) -> None:
+        from demo.attacker import (
+            device_decisions,
+            forge,
+            genuine_token_from_database,
+            publish_as_cloud,
+            uploads_for,
+        )
+
+        genuine = genuine_token_from_database(self.layout, DEVICE_ID)
+        forgeries = forge(self.layout, DEVICE_ID, genuine, _now())
+        self._say("an attacker copies every file of the cloud host: the policy key, v1's review "
+                  "key, the escrow key, the database and the broker credentials")
+        for forgery in forgeries:
+            self._say(f"  forged {forgery.basis} token {forgery.jti}, signed with every release "
+                      "key on the host" + (", carrying the court's genuine statement from the "
+                                           "database, for a two-day window"
+                                           if forgery.basis == "warrant" else ""))
+        settings = tomllib.loads(self.layout.settings.read_text())
+        publish_as_cloud(self.layout, self.broker_port, str(settings["prefix"]), DEVICE_ID,
+                         [f.token for f in forgeries])
+        jtis = {f.jti for f in forgeries}
+        wait_for("the device to judge the forged tokens",
+                 lambda: len(device_decisions(self.state_dir, jtis)) == len(jtis), timeout=30.0)
+        decisions = device_decisions(self.state_dir, jtis)
+        codes = {f.basis: decisions[f.jti].get("code") for f in forgeries}
+        statuses = {decisions[j].get("status") for j in jtis}
+        if statuses != {"rejected"} or uploads_for(self.state_dir, jtis):
+            raise StepFailed(f"a forged token was not refused: {decisions}")
+        for forgery in forgeries:
+            self._say(f"the doorbell refused the forged {forgery.basis} token: "
+                      f"{codes[forgery.basis]} (nothing re-sealed, nothing uploaded)")
+        self.report["attacker"] = {"codes": codes, "uploads": 0}
+
+    # -- step 7 ----------------------------------------------------------------------
+
     def audit_and_report(self) -> None:
         device_audit = _run(self._agent("audit", "verify"), what="doorbell-agent audit verify")
         self._say(f"device audit chain: {device_audit.strip().splitlines()[-1]}")
@@ -599,5 +698,6 @@ class Demo:
             ),
             Step("a court-signed warrant: legal check, review, token, device upload", self.warrant),
             Step("the agency retrieves and opens its evidence", self.retrieve),
+            Step("an attacker with every file of the cloud host forges tokens", self.attacker),
             Step("audit chains and the transparency report", self.audit_and_report),
         ]

@@ -51,8 +51,34 @@ class DeploymentLayout:
         return self.cloud_dir / "mqtt.key"
 
     def signer_key(self, name: str) -> Path:
-        """Ed25519 private key (PKCS#8 PEM) of one signer: root-1, root-2, policy, review."""
+        """Ed25519 private key (PKCS#8 PEM) of a service signer: policy (and v1's review)."""
         return self.cloud_dir / "signers" / f"{name}.key"
+
+    @property
+    def offline_root_dir(self) -> Path:
+        """The root keys, written here by `init` to be moved offline (ADR 0013)."""
+        return self.root / "offline-root"
+
+    def root_key(self, name: str) -> Path:  # root-1, root-2
+        return self.offline_root_dir / f"{name}.key"
+
+    @property
+    def test_reviewers_dir(self) -> Path:
+        """Keys of the test reviewers `init` creates, each in a directory of its own."""
+        return self.root / "test-reviewers"
+
+    def test_reviewer_key(self, name: str) -> Path:
+        return self.test_reviewers_dir / name / "reviewer.key"
+
+    @property
+    def trust_root_draft(self) -> Path:
+        """The next trust root's ``signed`` part, before `cloud-stub root sign`."""
+        return self.cloud_dir / "trust-root.draft.json"
+
+    @property
+    def trust_root_chain_dir(self) -> Path:
+        """Every root after the first, ``<version>.json``: published to devices."""
+        return self.cloud_dir / "trust-roots"
 
     @property
     def escrow_identity(self) -> Path:  # age identity, AGE-SECRET-KEY-...

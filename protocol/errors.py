@@ -40,6 +40,18 @@ class RejectionCode(StrEnum):
     keys_mismatch = "keys_mismatch"  # a delivered identity is not the recorded epoch recipient's
     root_expired = "root_expired"  # the trust root's expires has passed
     bad_version = "bad_version"  # a new trust root's version is not exactly current + 1
+    # trust root v2 (docs/adr/0013-trust-root-v2.md), in check order
+    policy_signature_missing = "policy_signature_missing"  # too few valid policy signatures
+    review_signature_missing = "review_signature_missing"  # too few distinct reviewer signatures
+    review_orgs_too_few = "review_orgs_too_few"  # reviewers from too few organisations
+    warrant_missing = "warrant_missing"  # the basis needs a court-signed warrant statement
+    court_unknown = "court_unknown"  # the statement's court is not a court of the trust root
+    court_signature_invalid = "court_signature_invalid"  # the court's signature does not verify
+    warrant_order_type = "warrant_order_type"  # the order is not a search warrant
+    warrant_wrong_device = "warrant_wrong_device"  # the warrant does not name this device
+    warrant_window_exceeded = "warrant_window_exceeded"  # token window outside the warrant's
+    warrant_not_in_force = "warrant_not_in_force"  # iat outside the warrant, or exp after it
+    warrant_case_mismatch = "warrant_case_mismatch"  # case differs from the signed statement
 
 
 class ProtocolError(Exception):

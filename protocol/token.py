@@ -52,7 +52,8 @@ from protocol import _schema as s
 from protocol._schema import ID_PATTERN as ID_PATTERN  # public: ids on the wire
 from protocol.errors import KeyFormatError, RejectionCode, TokenRejected
 from protocol.timefmt import format_time, parse_time, require_aware
-from protocol.trust_root import BASES, TrustRoot
+from protocol.trust_root import BASES, BasisLimits, TrustRoot
+from protocol.warrant import WarrantClaim
 
 TOKEN_TYP: Final = "doorbell-release+jws"  # noqa: S105 (a media type, not a secret)
 TOKEN_VERSION: Final = 1
@@ -163,6 +164,7 @@ class ReleaseClaims:
     upload: str | None = None
     notify_after: datetime | None = None
     hold_until: datetime | None = None
+    warrant: WarrantClaim | None = None  # warrant basis, trust root v2 (protocol/warrant.py)
 
     @property
     def is_preservation(self) -> bool:
@@ -191,6 +193,8 @@ class ReleaseClaims:
             out["notify_after"] = format_time(self.notify_after)
         if self.hold_until is not None:
             out["hold_until"] = format_time(self.hold_until)
+        if self.warrant is not None:
+            out["warrant"] = self.warrant.to_payload()
         return out
 
     @classmethod
@@ -214,7 +218,8 @@ def _parse_claims(value: Any) -> ReleaseClaims:
     if basis == "preservation":
         item = s.obj(value, "claims", _CLAIMS_REQUIRED | {"hold_until"})
     else:
-        item = s.obj(value, "claims", _CLAIMS_REQUIRED | _RELEASE_ONLY, frozenset({"notify_after"}))
+        optional = {"notify_after", "warrant"} if basis == "warrant" else {"notify_after"}
+        item = s.obj(value, "claims", _CLAIMS_REQUIRED | _RELEASE_ONLY, frozenset(optional))
     if type(item["v"]) is not int or item["v"] != TOKEN_VERSION:  # not 1.0, 1e0 or true
         raise s.SchemaError(f"v must be the integer {TOKEN_VERSION}")
     jti = s.identifier(item["jti"], "jti")
@@ -255,6 +260,7 @@ def _parse_claims(value: Any) -> ReleaseClaims:
         upload=upload,
         notify_after=notify_after,
         hold_until=hold_until,
+        warrant=WarrantClaim.from_payload(item["warrant"]) if "warrant" in item else None,
     )
 
 
@@ -367,6 +373,37 @@ def verify_token(
     durable state and must persist jti and seq before acting on the claims.
     Raises TokenRejected with the code of the first rule that fails; nothing else.
     """
+    claims, envelope = parse_token(data, context)
+    # 4: threshold of valid signatures from distinct kids of the release role.
+    role = root.roles[RELEASE_ROLE]
+    valid: set[str] = set()
+    for sig in envelope.signatures:
+        if sig.kid not in role.keyids:
+            continue  # an unknown key neither counts nor rejects
+        if not _jws.verify_one(root.keys[sig.kid], sig):
+            raise _reject(
+                RejectionCode.bad_signature,
+                f"signature under release key {sig.kid[:16]}... does not verify",
+            )
+        valid.add(sig.kid)
+    if len(valid) < role.threshold:
+        raise _reject(
+            RejectionCode.below_threshold,
+            f"{len(valid)} valid signature(s) from distinct release keys, "
+            f"{role.threshold} required",
+        )
+
+    check_claims(claims, issuer=root.issuer, limits=root.limits, context=context, replay=replay)
+    return claims
+
+
+def parse_token(
+    data: bytes, context: VerificationContext
+) -> tuple[ReleaseClaims, _jws.Envelope]:
+    """Rules 1-3: size cap, structure and claims schema, headers. Verifies nothing.
+
+    Raises TokenRejected (oversized, malformed, bad_header).
+    """
     # 1-2: size cap before parsing, then structure and claims schema.
     if not isinstance(data, bytes):
         raise _reject(RejectionCode.malformed, "a token must be given as bytes")
@@ -387,35 +424,30 @@ def verify_token(
     except _jws.JwsFormatError as exc:
         raise _reject(_STAGE_CODES[exc.stage], exc.detail) from None
 
-    # 4: threshold of valid signatures from distinct kids of the release role.
-    role = root.roles[RELEASE_ROLE]
-    valid: set[str] = set()
-    for sig in envelope.signatures:
-        if sig.kid not in role.keyids:
-            continue  # an unknown key neither counts nor rejects
-        if not _jws.verify_one(root.keys[sig.kid], sig):
-            raise _reject(
-                RejectionCode.bad_signature,
-                f"signature under release key {sig.kid[:16]}... does not verify",
-            )
-        valid.add(sig.kid)
-    if len(valid) < role.threshold:
-        raise _reject(
-            RejectionCode.below_threshold,
-            f"{len(valid)} valid signature(s) from distinct release keys, "
-            f"{role.threshold} required",
-        )
+    return claims, envelope
 
+
+def check_claims(
+    claims: ReleaseClaims,
+    *,
+    issuer: str,
+    limits: Mapping[str, BasisLimits],
+    context: VerificationContext,
+    replay: ReplayView | None,
+) -> None:
+    """Rules 5-11, shared by both trust root formats: audience and issuer, time, token
+    life, replay, basis, window, recipient and keys. Raises TokenRejected.
+    """
     # 5: addressed to this device by our issuer.
     if claims.aud != context.device_id:
         raise _reject(
             RejectionCode.wrong_device,
             f"token is for device {claims.aud!r:.80}, this is {context.device_id!r}",
         )
-    if claims.iss != root.issuer:
+    if claims.iss != issuer:
         raise _reject(
             RejectionCode.wrong_issuer,
-            f"token issued by {claims.iss!r:.80}, the trust root names {root.issuer!r}",
+            f"token issued by {claims.iss!r:.80}, the trust root names {issuer!r}",
         )
 
     # 6: time, only on a synchronized clock.
@@ -438,9 +470,10 @@ def verify_token(
         raise _reject(RejectionCode.expired, f"expired at {claims.exp}, now {int(now)}")
 
     # 7: token life.
-    limits = root.limits[claims.basis]
+    basis_limits = limits[claims.basis]
     life_limit = min(
-        limits.max_token_life_s, context.max_token_life_s.get(claims.basis, limits.max_token_life_s)
+        basis_limits.max_token_life_s,
+        context.max_token_life_s.get(claims.basis, basis_limits.max_token_life_s),
     )
     if claims.exp - claims.iat > life_limit:
         raise _reject(
@@ -467,7 +500,8 @@ def verify_token(
 
     # 10: window.
     window_limit = min(
-        limits.max_window_s, context.max_window_s.get(claims.basis, limits.max_window_s)
+        basis_limits.max_window_s,
+        context.max_window_s.get(claims.basis, basis_limits.max_window_s),
     )
     if claims.window.length_s > window_limit:
         raise _reject(
@@ -491,7 +525,6 @@ def verify_token(
         _check_recipient(claims.recipient)
     if claims.keys is not None:
         _decode_keys(claims.keys)
-    return claims
 
 
 def exact_seconds(value: float) -> str:

@@ -57,6 +57,11 @@ class DeviceTopics:
     def notice(self) -> str:
         return f"{self.base}/notice"
 
+    @property
+    def trust_root(self) -> str:
+        """cloud -> device, retained: the chain of newer trust roots (ADR 0013)."""
+        return f"{self.base}/trust-root"
+
 
 def all_devices(prefix: str, leaf: str) -> str:
     """A subscription filter for one leaf topic of every device, for the cloud."""

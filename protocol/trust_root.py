@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -104,6 +104,11 @@ class TrustRoot:
             if unknown:
                 raise ValueError(f"role {name} names keys not in the root: {sorted(unknown)}")
 
+    @property
+    def root_role(self) -> Role:
+        """The keys that sign trust roots (both formats have one)."""
+        return self.roles["root"]
+
     def role_keys(self, role: str) -> Mapping[str, Ed25519PublicKey]:
         """kid -> public key of one role."""
         return {kid: self.keys[kid] for kid in self.roles[role].keyids}
@@ -130,7 +135,13 @@ class TrustRoot:
         }
 
 
-def sign_trust_root(root: TrustRoot, signers: Sequence[Ed25519PrivateKey]) -> bytes:
+class SignableRoot(Protocol):
+    """A trust root of either format (v1 here, v2 in `protocol.trust_root_v2`)."""
+
+    def to_signed(self) -> dict[str, Any]: ...
+
+
+def sign_trust_root(root: SignableRoot, signers: Sequence[Ed25519PrivateKey]) -> bytes:
     """Serialize and sign a root with each signer (normally the root role's keys).
 
     The output is canonical JSON so that the same root and signers give the same bytes.
@@ -148,8 +159,18 @@ def sign_trust_root(root: TrustRoot, signers: Sequence[Ed25519PrivateKey]) -> by
     return canonical_json({"signed": root.to_signed(), "signatures": signatures})
 
 
-def _fail(code: RejectionCode, detail: str) -> TrustRootError:
+def fail(code: RejectionCode, detail: str) -> TrustRootError:
     return TrustRootError(code, detail)
+
+
+class SignedDocument(Protocol):
+    """What the signature checks need of a parsed root of either format."""
+
+    @property
+    def body(self) -> bytes: ...  # canonical_json(signed): what the signatures cover
+
+    @property
+    def signatures(self) -> tuple[tuple[str, bytes], ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +180,7 @@ class _Parsed:
     signatures: tuple[tuple[str, bytes], ...]
 
 
-def _parse_limits(value: Any) -> dict[str, BasisLimits]:
+def parse_limits(value: Any) -> dict[str, BasisLimits]:
     limits = s.obj(value, "limits", frozenset(BASES))
     out = {}
     for basis in BASES:
@@ -183,13 +204,78 @@ def _parse_limits(value: Any) -> dict[str, BasisLimits]:
     return out
 
 
-def _parse(data: bytes) -> _Parsed:
+def check_size(data: bytes) -> None:
+    """Raises TrustRootError (malformed, oversized) before any parsing."""
     if not isinstance(data, bytes):
-        raise _fail(RejectionCode.malformed, "a trust root must be given as bytes")
+        raise fail(RejectionCode.malformed, "a trust root must be given as bytes")
     if len(data) > MAX_ROOT_BYTES:
-        raise _fail(
+        raise fail(
             RejectionCode.oversized, f"trust root is {len(data)} bytes, the cap is {MAX_ROOT_BYTES}"
         )
+
+
+def parse_keys(raw_keys: Any) -> dict[str, Ed25519PublicKey]:
+    """The ``keys`` object: kid -> Ed25519 key, each kid the sha256 of its key.
+
+    Raises SchemaError.
+    """
+    if not isinstance(raw_keys, dict) or len(raw_keys) > MAX_KEYS:
+        raise s.SchemaError(f"keys must be an object of at most {MAX_KEYS} keys")
+    keys: dict[str, Ed25519PublicKey] = {}
+    for kid, entry in raw_keys.items():
+        item = s.obj(entry, "keys entry", frozenset({"keytype", "public"}))
+        if item["keytype"] != "ed25519":
+            raise s.SchemaError("keytype must be 'ed25519'")
+        try:
+            key = public_key_from_hex(item["public"])
+        except KeyFormatError as exc:
+            raise s.SchemaError(f"keys entry: {exc}") from None
+        if key_id(key) != kid:
+            raise s.SchemaError(f"key id {str(kid)[:16]!r} is not the sha256 of its key")
+        keys[kid] = key
+    return keys
+
+
+def parse_signatures(value: Any) -> tuple[tuple[str, bytes], ...]:
+    """The ``signatures`` array as (kid, raw signature) pairs. Raises SchemaError."""
+    raw_sigs = s.array(value, "signatures", max_len=MAX_SIGNATURES)
+    sigs: list[tuple[str, bytes]] = []
+    for entry in raw_sigs:
+        item = s.obj(entry, "signature", frozenset({"keyid", "sig"}))
+        kid = s.hex64(item["keyid"], "signature keyid")
+        sig_hex = item["sig"]
+        if not isinstance(sig_hex, str) or len(sig_hex) != 128:
+            raise s.SchemaError("sig must be 128 hex characters")
+        try:
+            sigs.append((kid, bytes.fromhex(sig_hex)))
+        except ValueError:
+            raise s.SchemaError("sig must be 128 hex characters") from None
+    return tuple(sigs)
+
+
+def parse_role(value: Any, name: str, keys: Mapping[str, Ed25519PublicKey]) -> Role:
+    """A role with ``keyids`` and ``threshold``. Raises SchemaError."""
+    item = s.obj(value, f"roles.{name}", frozenset({"keyids", "threshold"}))
+    keyids = parse_keyids(item["keyids"], name, keys)
+    threshold = s.integer(
+        item["threshold"], f"roles.{name}.threshold", minimum=1, maximum=len(keyids)
+    )
+    return Role(keyids=frozenset(keyids), threshold=threshold)
+
+
+def parse_keyids(value: Any, name: str, keys: Mapping[str, Ed25519PublicKey]) -> list[str]:
+    """A role's ``keyids``: distinct kids of `keys`. Raises SchemaError."""
+    keyids = s.array(value, f"roles.{name}.keyids", max_len=MAX_KEYS)
+    for kid in keyids:
+        if not isinstance(kid, str) or kid not in keys:
+            raise s.SchemaError(f"roles.{name} names a key that is not in keys")
+    if len(set(keyids)) != len(keyids):
+        raise s.SchemaError(f"roles.{name}.keyids repeats a key")
+    return keyids
+
+
+def _parse(data: bytes) -> _Parsed:
+    check_size(data)
     try:
         doc = s.obj(s.loads_strict(data), "trust root", frozenset({"signed", "signatures"}))
         signed = s.obj(
@@ -205,48 +291,13 @@ def _parse(data: bytes) -> _Parsed:
         except ValueError as exc:
             raise s.SchemaError(f"expires: {exc}") from None
         issuer = s.string(signed["issuer"], "issuer", max_len=128)
-        raw_keys = signed["keys"]
-        if not isinstance(raw_keys, dict) or len(raw_keys) > MAX_KEYS:
-            raise s.SchemaError(f"keys must be an object of at most {MAX_KEYS} keys")
-        keys: dict[str, Ed25519PublicKey] = {}
-        for kid, entry in raw_keys.items():
-            item = s.obj(entry, "keys entry", frozenset({"keytype", "public"}))
-            if item["keytype"] != "ed25519":
-                raise s.SchemaError("keytype must be 'ed25519'")
-            try:
-                key = public_key_from_hex(item["public"])
-            except KeyFormatError as exc:
-                raise s.SchemaError(f"keys entry: {exc}") from None
-            if key_id(key) != kid:
-                raise s.SchemaError(f"key id {str(kid)[:16]!r} is not the sha256 of its key")
-            keys[kid] = key
+        keys = parse_keys(signed["keys"])
         raw_roles = s.obj(signed["roles"], "roles", frozenset(ROLES))
         roles: dict[str, Role] = {}
         for name in ROLES:
-            item = s.obj(raw_roles[name], f"roles.{name}", frozenset({"keyids", "threshold"}))
-            keyids = s.array(item["keyids"], f"roles.{name}.keyids", max_len=MAX_KEYS)
-            for kid in keyids:
-                if not isinstance(kid, str) or kid not in keys:
-                    raise s.SchemaError(f"roles.{name} names a key that is not in keys")
-            if len(set(keyids)) != len(keyids):
-                raise s.SchemaError(f"roles.{name}.keyids repeats a key")
-            threshold = s.integer(
-                item["threshold"], f"roles.{name}.threshold", minimum=1, maximum=len(keyids)
-            )
-            roles[name] = Role(keyids=frozenset(keyids), threshold=threshold)
-        limits = _parse_limits(signed["limits"])
-        raw_sigs = s.array(doc["signatures"], "signatures", max_len=MAX_SIGNATURES)
-        sigs: list[tuple[str, bytes]] = []
-        for entry in raw_sigs:
-            item = s.obj(entry, "signature", frozenset({"keyid", "sig"}))
-            kid = s.hex64(item["keyid"], "signature keyid")
-            sig_hex = item["sig"]
-            if not isinstance(sig_hex, str) or len(sig_hex) != 128:
-                raise s.SchemaError("sig must be 128 hex characters")
-            try:
-                sigs.append((kid, bytes.fromhex(sig_hex)))
-            except ValueError:
-                raise s.SchemaError("sig must be 128 hex characters") from None
+            roles[name] = parse_role(raw_roles[name], name, keys)
+        limits = parse_limits(signed["limits"])
+        sigs = parse_signatures(doc["signatures"])
         root = TrustRoot(
             version=version,
             expires=expires,
@@ -257,14 +308,14 @@ def _parse(data: bytes) -> _Parsed:
         )
         body = canonical_json(signed)
     except s.SchemaError as exc:
-        raise _fail(RejectionCode.malformed, str(exc)) from None
+        raise fail(RejectionCode.malformed, str(exc)) from None
     except ValueError as exc:  # a dataclass invariant
-        raise _fail(RejectionCode.malformed, str(exc)) from None
+        raise fail(RejectionCode.malformed, str(exc)) from None
     return _Parsed(root=root, body=body, signatures=tuple(sigs))
 
 
-def _check_threshold(
-    parsed: _Parsed, role: Role, keys: Mapping[str, Ed25519PublicKey], whose: str
+def check_threshold(
+    parsed: SignedDocument, role: Role, keys: Mapping[str, Ed25519PublicKey], whose: str
 ) -> None:
     """Require `role.threshold` valid signatures over the body from distinct role keys.
 
@@ -278,23 +329,24 @@ def _check_threshold(
         try:
             keys[kid].verify(sig, parsed.body)
         except InvalidSignature:
-            raise _fail(
+            raise fail(
                 RejectionCode.bad_signature,
                 f"signature by {whose} root key {kid[:16]}... does not verify",
             ) from None
         valid.add(kid)
     if len(valid) < role.threshold:
-        raise _fail(
+        raise fail(
             RejectionCode.below_threshold,
             f"{len(valid)} valid signature(s) of {whose} root keys, {role.threshold} required",
         )
 
 
-def _check_expiry(root: TrustRoot, now: datetime) -> None:
-    if now >= root.expires:
-        raise _fail(
+def check_expiry(version: int, expires: datetime, now: datetime) -> None:
+    """Raises TrustRootError(root_expired) when `now` is at or past `expires`."""
+    if now >= expires:
+        raise fail(
             RejectionCode.root_expired,
-            f"trust root version {root.version} expired at {format_time(root.expires)}",
+            f"trust root version {version} expired at {format_time(expires)}",
         )
 
 
@@ -308,8 +360,8 @@ def load_trust_root(data: bytes, *, now: datetime) -> TrustRoot:
     require_aware("now", now)
     parsed = _parse(data)
     root = parsed.root
-    _check_threshold(parsed, root.roles["root"], root.keys, "its own")
-    _check_expiry(root, now)
+    check_threshold(parsed, root.roles["root"], root.keys, "its own")
+    check_expiry(root.version, root.expires, now)
     return root
 
 
@@ -325,13 +377,13 @@ def update_trust_root(current: TrustRoot, data: bytes, *, now: datetime) -> Trus
     parsed = _parse(data)
     new = parsed.root
     if new.version != current.version + 1:
-        raise _fail(
+        raise fail(
             RejectionCode.bad_version,
             f"new trust root has version {new.version}, expected exactly {current.version + 1}",
         )
-    _check_threshold(parsed, current.roles["root"], current.keys, "the current")
-    _check_threshold(parsed, new.roles["root"], new.keys, "the new")
-    _check_expiry(new, now)
+    check_threshold(parsed, current.roles["root"], current.keys, "the current")
+    check_threshold(parsed, new.roles["root"], new.keys, "the new")
+    check_expiry(new.version, new.expires, now)
     return new
 
 

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from cloud_stub.api import problems
 from cloud_stub.api.deps import check_every_route_is_guarded
 from cloud_stub.api.limits import BodyLimitMiddleware
-from cloud_stub.api.routes import evidence, meta, requests, review, transparency
+from cloud_stub.api.routes import evidence, meta, requests, review, signatures, transparency
 from cloud_stub.console import ConsoleSettings, create_console
 from cloud_stub.service import CloudService
 
@@ -27,7 +27,7 @@ def create_app(service: CloudService, console: ConsoleSettings | None = None) ->
         ),
     )
     app.state.service = service
-    for module in (requests, review, evidence, transparency, meta):
+    for module in (requests, review, signatures, evidence, transparency, meta):
         app.include_router(module.router)
     problems.install(app)
     app.mount("/console", create_console(service, console))

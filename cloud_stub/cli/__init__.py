@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cloud_stub.cli.provision",
     "cloud_stub.cli.serve",
     "cloud_stub.cli.principals",
+    "cloud_stub.cli.trust",
     "cloud_stub.cli.requests",
     "cloud_stub.cli.devices",
     "cloud_stub.cli.audit",

@@ -102,12 +102,13 @@ def _sign(args: argparse.Namespace) -> int:
         notify_after=_instant(args.notify_after, "--notify-after") if args.notify_after else None,
     )
     registry = load_court_registry(layout.court_registry)
-    court_key = load_court_key(layout.court_key(args.court))
+    key_path = args.key or layout.court_key(args.court)
+    court_key = load_court_key(key_path)
     court = registry.get(args.court)
     if court is None:
         raise _UsageError(f"--court: {args.court!r} is not in {layout.court_registry}")
     if key_id(court.public_key) != key_id(court_key.public_key()):
-        raise _UsageError(f"{layout.court_key(args.court)} is not the key the registry holds")
+        raise _UsageError(f"{key_path} is not the key the registry holds")
     fields = request_fields(statement, sign_warrant(statement, court_key))
     json.dump(fields, sys.stdout, indent=2)
     sys.stdout.write("\n")
@@ -223,6 +224,9 @@ def register(sub: Any) -> None:
         "--order-type", choices=[o.value for o in OrderType], default=OrderType.SEARCH_WARRANT
     )
     sign.add_argument("--notify-after", help="RFC 3339: delay the owner's notice until then")
+    sign.add_argument("--key", type=Path, default=None,
+                      help="the court's private key (default: DEPLOYMENT/courts/COURT.key; a "
+                           "court keeps it off the service host)")
     sign.set_defaults(handler=_guard("sign", _sign))
 
     verify = group_sub.add_parser("verify", help="check a warrant request's court signature")

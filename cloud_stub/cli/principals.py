@@ -70,6 +70,10 @@ def _add(role: str) -> Any:
                 )
         finally:
             service.close()
+        if getattr(args, "public_key", None):
+            from cloud_stub.cli.trust import add_reviewer_key
+
+            add_reviewer_key(args.deployment, args.name, org, args.public_key)
         if args.json:
             out = {"name": args.name, "role": role, "org": org, "api_key": token}
             if recipient:
@@ -101,5 +105,9 @@ def register(sub: Any) -> None:
         add.add_argument("name")
         add.add_argument("--org", required=role != "agency", default=None, help=org_help)
         add.add_argument("--json", action="store_true", help="print JSON")
+        if role == "reviewer":  # trust root v2: the reviewer signs with a key of their own
+            add.add_argument("--public-key", default=None,
+                             help="the reviewer's Ed25519 public key (64 hex, from "
+                                  "`doorbell-review keygen`): added to the draft trust root")
         add_deployment_args(add)
         add.set_defaults(handler=guarded(f"{plural} add", _add(role)))

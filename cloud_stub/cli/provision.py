@@ -43,6 +43,13 @@ def _init(args: argparse.Namespace) -> int:
     print(f"  trust root      {layout.trust_root}")
     print(f"  broker config   {BrokerPaths(layout).config}")
     print(f"  escrow          {layout.escrow_recipient}")
+    print(f"  root keys       {layout.offline_root_dir}  <- move this directory OFFLINE now:")
+    print("                  it signs trust roots (`cloud-stub root sign --keys DIR`);")
+    print("                  `serve` refuses to start while it can read a root key.")
+    print(f"  test court      {layout.court_key('x').parent}  (a court's key: move it off "
+          "this host)")
+    print(f"  test reviewers  {layout.test_reviewers_dir}  (reviewers' keys: move them off "
+          "this host)")
     return 0
 
 

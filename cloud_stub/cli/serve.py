@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
 
 import uvicorn
@@ -11,7 +12,9 @@ import uvicorn
 from cloud_stub.api import create_app
 from cloud_stub.cli._common import add_deployment_args, guarded
 from cloud_stub.mqtt import CloudMqtt, MqttOptions
+from cloud_stub.provision.offline import readable_decisive_keys
 from cloud_stub.service import CloudService
+from protocol.bundle import DeploymentLayout
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +22,14 @@ log = logging.getLogger(__name__)
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     service = CloudService.open(args.deployment, store_url=args.store_url)
+    held = readable_decisive_keys(DeploymentLayout(args.deployment))
+    if held:  # before any port is bound or the broker is reached
+        service.close()
+        for path, what in held:
+            print(f"cloud-stub serve: refusing to start: {path} is {what} and this host can "
+                  "read it; move it off the service host (docs/threat-model.md)",
+                  file=sys.stderr)
+        return 1
     link: CloudMqtt | None = None
     if not args.no_mqtt:
         options = MqttOptions.from_service(service, host=args.broker_host, port=args.broker_port)

@@ -3,11 +3,12 @@
 A court signs the *canonical warrant statement*: a small JSON object naming the court,
 the docket, the judge, the order type, when it was issued and expires, the sha256 of the
 warrant document, the devices, the window, and any delayed-notice date. Its bytes are
-`protocol.keys.canonical_json` of that object (sorted keys, compact, UTF-8), instants
-in RFC 3339 UTC and device ids sorted, so that every field an agency could want to
-stretch (another device, a longer window, a later expiry, a subpoena relabelled as a
-warrant) is covered by the signature. The signature is Ed25519, base64 (standard,
-padded) in the request's ``court_signature``.
+defined once, in `protocol/warrant.py`, because the device checks the court's signature
+too (docs/adr/0013-trust-root-v2.md): `protocol.keys.canonical_json` of that object
+(sorted keys, compact, UTF-8), instants in RFC 3339 UTC and device ids sorted, so that
+every field an agency could want to stretch (another device, a longer window, a later
+expiry, a subpoena relabelled as a warrant) is covered by the signature. The signature
+is Ed25519, base64 (standard, padded) in the request's ``court_signature``.
 
 The registry is ``cloud/courts.json``:
 ``{"courts": {"<court_id>": {"name": "...", "public_key": "<64 hex>"}}}``.
@@ -34,12 +35,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cloud_stub.policy.codes import Code
 from cloud_stub.policy.errors import CourtRegistryError, PolicyViolation
 from cloud_stub.policy.requests import OrderType, WarrantRequest
+from protocol import warrant as protocol_warrant
 from protocol.errors import KeyFormatError
-from protocol.keys import canonical_json, private_key_from_pem, public_key_from_hex
-from protocol.timefmt import format_time
+from protocol.keys import private_key_from_pem, public_key_from_hex
 
-STATEMENT_TYPE = "doorbell-warrant-statement"
-STATEMENT_VERSION = 1
+STATEMENT_TYPE = protocol_warrant.STATEMENT_TYPE
+STATEMENT_VERSION = protocol_warrant.STATEMENT_VERSION
 MAX_REGISTRY_BYTES = 1024 * 1024
 MAX_COURTS = 10_000
 COURT_ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
@@ -152,28 +153,28 @@ class WarrantStatement:
     window_end: datetime
     notify_after: datetime | None = None
 
+    def to_protocol(self) -> protocol_warrant.WarrantStatement:
+        """The same statement as the device reads it (`protocol/warrant.py`)."""
+        return protocol_warrant.WarrantStatement(
+            court_id=self.court_id,
+            docket=self.docket,
+            judge=self.judge,
+            order_type=str(self.order_type),
+            issued=self.issued,
+            expires=self.expires,
+            document_sha256=self.document_sha256,
+            device_ids=tuple(self.device_ids),
+            window_start=self.window_start,
+            window_end=self.window_end,
+            notify_after=self.notify_after,
+        )
+
     def to_json_obj(self) -> dict[str, Any]:
-        return {
-            "type": STATEMENT_TYPE,
-            "v": STATEMENT_VERSION,
-            "court_id": self.court_id,
-            "docket": self.docket,
-            "judge": self.judge,
-            "order_type": str(self.order_type),
-            "issued": format_time(self.issued),
-            "expires": format_time(self.expires),
-            "document_sha256": self.document_sha256,
-            "device_ids": sorted(self.device_ids),
-            "window": {
-                "start": format_time(self.window_start),
-                "end": format_time(self.window_end),
-            },
-            "notify_after": None if self.notify_after is None else format_time(self.notify_after),
-        }
+        return self.to_protocol().to_json_obj()
 
     def canonical_bytes(self) -> bytes:
         """The exact bytes a court signs. Raises ValueError for a naive datetime."""
-        return canonical_json(self.to_json_obj())
+        return self.to_protocol().canonical_bytes()
 
     @classmethod
     def from_request(cls, request: WarrantRequest) -> WarrantStatement:

@@ -13,10 +13,15 @@ Written (modes in brackets; every private file is 0600 from creation):
   from ``devices/`` at each enrolment and revocation), an empty ``crl.pem`` (signed
   again by every `devices revoke`), persistence ``data/`` [0700]
 - ``cloud/mqtt.pem``, ``cloud/mqtt.key`` [0600]: the cloud's MQTT identity (CN ``cloud``)
-- ``cloud/signers/{root-1,root-2,policy,review}.key`` [0600] and ``.pub`` (hex)
+- ``offline-root/{root-1,root-2}.key`` [0600] and ``.pub``: the root keys, to be moved
+  offline (`serve` refuses to start while it can read them; ADR 0013)
+- ``cloud/signers/{policy,review}.key`` [0600] and ``.pub`` (hex); ``review`` serves
+  trust root v1 only
+- ``test-reviewers/<name>/reviewer.key`` [0600] and ``.pub``: test reviewers' keys
 - ``cloud/escrow.key`` [0600], ``cloud/escrow.pub``: the escrow age identity
 - ``cloud/trust-root.json``: version 1, signed by root-1 and root-2
 - ``cloud/courts.json`` and ``courts/demo-district-court.key`` [0600]: the test court
+  (its key, like the test reviewers', must leave the host before `serve`)
 - ``devices/``: empty, filled by `enroll`
 """
 
@@ -68,13 +73,20 @@ from cloud_stub.provision.names import (
     owner_mqtt_user,
 )
 from cloud_stub.provision.revocations import owner_in_service
-from cloud_stub.provision.trust import DEFAULT_ROOT_LIFETIME, SIGNERS, first_trust_root
+from cloud_stub.provision.trust import (
+    DEFAULT_ROOT_LIFETIME,
+    ROOT_SIGNERS,
+    SIGNERS,
+    first_trust_root,
+)
 from protocol.bundle import DeploymentLayout
 from protocol.keys import public_key_hex
 from protocol.topics import DEFAULT_PREFIX
 
 DEMO_COURT_ID = "demo-district-court"
 DEMO_COURT_NAME = "Demo District Court (test only)"
+# (name, organisation) of the reviewers `init` creates for trying things out
+TEST_REVIEWERS = (("test-alice", "test-review-a"), ("test-carol", "test-review-b"))
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
@@ -281,12 +293,15 @@ def _write_tree(stage: DeploymentLayout, final: DeploymentLayout, options: InitO
     write_private(stage.cloud_mqtt_key, cloud_mqtt.key_pem)
     write_public(stage.cloud_mqtt_cert, cloud_mqtt.cert_pem)
 
-    # Release signers and the trust root they define.
-    make_dir(stage.signer_key("root-1").parent, mode=PRIVATE_DIR_MODE)
+    # Release signers and the trust root they define. The root keys go to a directory
+    # of their own, to be moved offline: the service never needs them (ADR 0013).
+    make_dir(stage.signer_key("policy").parent, mode=PRIVATE_DIR_MODE)
+    make_dir(stage.offline_root_dir, mode=PRIVATE_DIR_MODE)
     signers = {name: new_signer_key() for name in SIGNERS}
     for name, signer in signers.items():
-        write_private(stage.signer_key(name), signer.pem)
-        write_public(stage.signer_key(name).with_suffix(".pub"), f"{signer.public_hex}\n".encode())
+        path = stage.root_key(name) if name in ROOT_SIGNERS else stage.signer_key(name)
+        write_private(path, signer.pem)
+        write_public(path.with_suffix(".pub"), f"{signer.public_hex}\n".encode())
     trust_root = first_trust_root(
         {name: signer.private for name, signer in signers.items()},
         issuer=options.cloud_id,
@@ -306,6 +321,15 @@ def _write_tree(stage: DeploymentLayout, final: DeploymentLayout, options: InitO
     registry = {"courts": {DEMO_COURT_ID: {"name": DEMO_COURT_NAME,
                                            "public_key": public_key_hex(court.private)}}}
     write_public(stage.court_registry, (json.dumps(registry, indent=2) + "\n").encode())
+
+    # Test reviewers, each with a key of their own, as on their own machines.
+    make_dir(stage.test_reviewers_dir, mode=PRIVATE_DIR_MODE)
+    for name, _org in TEST_REVIEWERS:
+        reviewer = new_signer_key()
+        make_dir(stage.test_reviewer_key(name).parent, mode=PRIVATE_DIR_MODE)
+        write_private(stage.test_reviewer_key(name), reviewer.pem)
+        write_public(stage.test_reviewer_key(name).with_suffix(".pub"),
+                     f"{reviewer.public_hex}\n".encode())
 
     _give_to_broker_user(broker, options.broker_user)
 

@@ -1,7 +1,8 @@
 """`doorbell-agent token verify FILE --trust-root FILE --device ID [--now T] [--unsynchronized]`.
 
 Checks a release or preservation token offline with the agent's own verifier
-(`protocol.token.verify_token`, without replay state) and prints one JSON line
+(`protocol.release_check.verify_any`: the v1 or v2 rules, as the trust root's format
+says; without replay state) and prints one JSON line
 ``{"accepted": bool, "code": <rejection code or null>, "detail": "..."}``.
 Exit 0 when accepted, 1 when rejected, 2 on a usage error (an unreadable or refused
 trust root, an unreadable token file, a bad --now).
@@ -17,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from protocol.errors import TokenRejected, TrustRootError
+from protocol.release_check import verify_any
 from protocol.timefmt import format_time, parse_time
-from protocol.token import MAX_TOKEN_BYTES, VerificationContext, verify_token
-from protocol.trust_root import MAX_ROOT_BYTES, load_trust_root
+from protocol.token import MAX_TOKEN_BYTES, VerificationContext
+from protocol.trust_root import MAX_ROOT_BYTES
+from protocol.trust_root_v2 import load_any_trust_root
 
 PROG = "doorbell-agent token verify"
 
@@ -73,7 +76,7 @@ def _verify(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _usage(f"cannot read trust root {args.trust_root}: {exc.strerror or exc}")
     try:
-        root = load_trust_root(root_bytes, now=now)
+        root = load_any_trust_root(root_bytes, now=now)
     except TrustRootError as exc:
         return _usage(f"trust root {args.trust_root} refused: {exc}")
     try:
@@ -87,7 +90,7 @@ def _verify(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _usage(str(exc))
     try:
-        claims = verify_token(token, root=root, context=context, replay=None)
+        claims = verify_any(token, root=root, context=context, replay=None)
     except TokenRejected as exc:
         print(json.dumps({"accepted": False, "code": exc.code.value, "detail": exc.detail}))
         return 1

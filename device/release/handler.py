@@ -5,7 +5,8 @@ audit log. Bytes identical to a token it already accepted, or to one waiting in 
 deferred queue, are a re-delivery (the cloud re-publishes a token until it hears a
 result, ADR 0011): they are not judged and nothing acts on them again; a finished job's
 result is queued once more (the same bytes), otherwise only the audit log records the
-re-delivery. Any other bytes go through the protocol's `verify_token` with the trust
+re-delivery. Any other bytes go through the protocol's `verify_any` (`verify_token` under a v1 root,
+`verify_release` under v2, ADR 0013) with the trust
 root, the clock and the owner-tightened limits (a known jti with other bytes is
 `replayed`), and then:
 
@@ -48,15 +49,15 @@ from device.release.messages import result_payload, unverified_id
 from device.release.replay import ReplayState
 from device.release.vaultview import RELEASABLE, ClipVault
 from protocol.errors import KeyFormatError, RejectionCode, TokenRejected
+from protocol.release_check import verify_any
 from protocol.token import (
     ID_PATTERN,
     ReleaseClaims,
     VerificationContext,
     open_delivered_keys,
-    verify_token,
 )
 from protocol.topics import DeviceTopics
-from protocol.trust_root import TrustRoot
+from protocol.trust_root_v2 import AnyTrustRoot
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class ReleaseHandler:
         *,
         device_id: str,
         topics: DeviceTopics,
-        root: TrustRoot,
+        root: AnyTrustRoot,
         settings: ReleaseSettings,
         clock: Clock,
         replay: ReplayState,
@@ -125,8 +126,12 @@ class ReleaseHandler:
         self._max_token_bytes = max_token_bytes
 
     @property
-    def root(self) -> TrustRoot:
+    def root(self) -> AnyTrustRoot:
         return self._root
+
+    def use_root(self, root: AnyTrustRoot) -> None:
+        """Judge the next tokens under `root` (applied by the rotation rule)."""
+        self._root = root
 
     def context(self) -> VerificationContext:
         """The verification context at this instant (raises ValueError on a bad setting)."""
@@ -212,7 +217,7 @@ class ReleaseHandler:
     def _judge(self, data: bytes, sha: str, *, deferred: bool) -> Outcome:
         jti = claimed_jti(data) or unverified_id(sha)
         try:
-            claims = verify_token(
+            claims = verify_any(
                 data, root=self._root, context=self.context(), replay=self._replay
             )
             clips = self._clips_for(claims)

@@ -23,3 +23,7 @@ class ReleaseLayout:
     @property
     def state_db(self) -> Path:  # replay state, deferred tokens, jobs, scheduled notices
         return self.root / "release.sqlite3"
+
+    @property
+    def trust_roots(self) -> Path:  # the trust roots applied after the bundle's (ADR 0013)
+        return self.root / "trust-roots"

@@ -39,13 +39,14 @@ from device.release.layout import ReleaseLayout
 from device.release.link import Delivery, Inbound, LinkSettings, MqttLink, PahoLink
 from device.release.messages import status_payload
 from device.release.replay import ReplayState
+from device.release.roots import RootKeeper
 from device.release.runner import MAX_UNEXPECTED_FAILURES, JobRunner, RunResult
 from device.release.uploader import HttpUploader, Uploader
 from device.release.vaultview import ClipVault
 from protocol.errors import KeyFormatError, TrustRootError
 from protocol.keys import private_key_from_pem, private_session_id
 from protocol.topics import DeviceTopics
-from protocol.trust_root import TrustRoot, load_trust_root
+from protocol.trust_root_v2 import AnyTrustRoot
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +101,21 @@ def load_transport_identity(config: AgentConfig) -> str:
     return text
 
 
-def load_root(config: AgentConfig, now: datetime) -> TrustRoot:
-    """The trust root named in `[release] trust_root`. Raises ConfigError."""
+def load_root(config: AgentConfig, now: datetime) -> AnyTrustRoot:
+    """The trust root named in `[release] trust_root`, with every later root the device
+    accepted since (`device.release.roots`). Raises ConfigError."""
     path = config.release.trust_root
     if path is None:
         raise ConfigError("[release] trust_root is required when mqtt.enabled is true")
-    try:
-        return load_trust_root(path.read_bytes(), now=now)
-    except OSError as exc:
-        raise ConfigError(f"cannot read trust root {path}: {exc.strerror}") from exc
-    except TrustRootError as exc:
-        raise ConfigError(f"trust root {path} refused: {exc}") from exc
+    return root_keeper(config).load(now)
+
+
+def root_keeper(config: AgentConfig) -> RootKeeper:
+    """Raises ConfigError when `[release] trust_root` is not set."""
+    path = config.release.trust_root
+    if path is None:
+        raise ConfigError("[release] trust_root is required when mqtt.enabled is true")
+    return RootKeeper(path, ReleaseLayout(config.agent.state_dir).trust_roots)
 
 
 def link_settings(
@@ -140,7 +145,7 @@ def link_settings(
         ca_cert=m.ca_cert,
         client_cert=m.client_cert,
         client_key=m.client_key,
-        subscriptions=(topics.release, topics.escrow_ack),
+        subscriptions=(topics.release, topics.escrow_ack, topics.trust_root),
         will_topic=topics.status,
         will_payload=status_payload(False, {}),
         keepalive_s=m.keepalive_s,
@@ -179,6 +184,7 @@ class ReleaseService:
         self.topics = DeviceTopics(device_id, config.mqtt.prefix)
         identity = load_identity_key(config)
         transport = load_transport_identity(config)
+        self.roots = root_keeper(config)
         root = load_root(config, clock.now())
         self.layout = ReleaseLayout(config.agent.state_dir)
         self.db = ReleaseDb(self.layout.state_db)
@@ -202,7 +208,7 @@ class ReleaseService:
         clock: Clock,
         identity: Ed25519PrivateKey,
         transport: str,
-        root: TrustRoot,
+        root: AnyTrustRoot,
         escrow_outbox: EscrowSource | None,
         link: MqttLink | None,
         uploader: Uploader | None,
@@ -382,6 +388,9 @@ class ReleaseService:
             self.link.ack(message)
             if outcome.status == "accepted":
                 self._job_wakeup.set()
+        elif message.topic == self.topics.trust_root:
+            self._on_trust_root(message.payload)
+            self.link.ack(message)
         elif message.topic == self.topics.escrow_ack:
             if self.escrow is not None:
                 self.escrow.on_ack(message.payload)
@@ -389,6 +398,32 @@ class ReleaseService:
         else:
             log.warning("message on unexpected topic %s ignored", message.topic[:200])
             self.link.ack(message)
+
+    def _on_trust_root(self, payload: bytes) -> None:
+        """Apply a published chain of trust roots by the rotation rule; audit the outcome.
+        A refused root leaves the current one in force."""
+        current = self.handler.root
+        try:
+            outcome = self.roots.receive(current, payload, self._clock.now())
+        except TrustRootError as exc:
+            self.audit.append("trust_root", {"status": "refused", "version": current.version,
+                                             "code": exc.code.value, "detail": exc.detail[:300]})
+            log.warning("trust root chain refused: %s", exc)
+            return
+        except OSError as exc:
+            log.error("trust root not saved, kept version %d: %s", current.version, exc)
+            return
+        if outcome.applied:
+            self.handler.use_root(outcome.root)
+            self.audit.append("trust_root", {"status": "applied", "version": outcome.root.version,
+                                             "code": "", "detail": ""})
+            log.info("trust root version %d applied", outcome.root.version)
+        refused = outcome.refused
+        if refused is not None:
+            self.audit.append("trust_root", {"status": "refused", "version": outcome.root.version,
+                                             "code": refused.code.value,
+                                             "detail": refused.detail[:300]})
+            log.warning("trust root refused, version %d kept: %s", outcome.root.version, refused)
 
     def _run_jobs(self) -> bool:
         with self._jobs_lock:

@@ -318,6 +318,7 @@ def test_owner_cannot_loosen_the_token_life(owner_scene: Scene) -> None:
 def test_every_rejection_code_is_exercised() -> None:
     """The codes above cover every device rule of protocol.errors.RejectionCode."""
     from protocol.errors import RejectionCode
+    from tests.vectors.test_vectors_v2 import V2_CODES
 
     covered = {
         "oversized", "malformed", "bad_header", "bad_signature", "below_threshold",
@@ -329,5 +330,5 @@ def test_every_rejection_code_is_exercised() -> None:
         "clock_unsynchronized",  # a deferral, tested in test_release_mqtt
         "root_expired",  # trust-root rules, not token rules
         "bad_version",
-    }
+    } - V2_CODES  # trust root v2 rules: tests/adversarial/test_compromised_host.py
     assert device_rules == covered

@@ -50,8 +50,8 @@ def test_demo_shows_the_whole_promise(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for number in range(1, 7):
-        assert f"step {number}/6" in proc.stdout
+    for number in range(1, 8):
+        assert f"step {number}/7" in proc.stdout
 
     report = json.loads((out / "report.json").read_text())
     assert report["counts"] == {
@@ -60,6 +60,12 @@ def test_demo_shows_the_whole_promise(tmp_path: Path) -> None:
         "warrants_with_data_produced": 1,
     }
     assert report["voluntary"]["codes"] == ["voluntary_requests_discontinued"]
+    # the cloud host's every secret forges nothing the doorbell accepts (ADR 0013)
+    assert report["attacker"] == {
+        "codes": {"warrant": "review_signature_missing",
+                  "emergency": "review_signature_missing"},
+        "uploads": 0,
+    }
     assert report["transparency"]["owners_notified"] == 1
 
     mp4s = sorted((out / "evidence").glob("*.mp4"))

@@ -119,6 +119,19 @@ MATRIX: dict[str, tuple[Call, dict[str, object]]] = {
              b'{"reason": "Reviewed against the warrant and the docket entry."}'), {
             "agency_a": 403, "agency_b": 403, "reviewer": ALLOW, "admin": 403,
             "none": 401, "device": 401}),
+    # trust root v2 approval by signature (ADR 0013); under this v1 deployment the
+    # reviewer is let through to 409 trust_root_v1
+    "GET /v1/requests/{id}/signing-payload": (
+        call("GET", lambda w: f"/v1/requests/{w.pending}/signing-payload"), {
+            "agency_a": 403, "agency_b": 403, "reviewer": ALLOW, "admin": 403,
+            "none": 401, "device": 401}),
+    "POST /v1/requests/{id}/signatures": (
+        call("POST", lambda w: f"/v1/requests/{w.pending}/signatures",
+             json.dumps({"kid": "a" * 64, "reason": "Reviewed against the warrant.",
+                         "signatures": [{"jti": "x", "protected": "e30",
+                                         "signature": "A" * 86}]}).encode()), {
+            "agency_a": 403, "agency_b": 403, "reviewer": ALLOW, "admin": 403,
+            "none": 401, "device": 401}),
     "GET /v1/requests/{id}/evidence": (
         call("GET", lambda w: f"/v1/requests/{w.closed.request_id}/evidence"), {
             "agency_a": ALLOW, "agency_b": 404, "reviewer": 403, "admin": 403,

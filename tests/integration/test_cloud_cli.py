@@ -155,7 +155,27 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=20)
 
 
+def test_serve_refuses_while_it_can_read_a_decisive_key(
+    fresh_deployment: TestDeployment, tmp_path: Path
+) -> None:
+    """A root key, a court's key or a reviewer's key on the service host: no start, and
+    each file is named (docs/adr/0013-trust-root-v2.md)."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cloud-stub"), "serve", "--deployment",
+         str(fresh_deployment.layout.root), "--store-url", f"sqlite:///{tmp_path / 'r.db'}",
+         "--port", "9", "--no-mqtt"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 1, result.stdout
+    layout = fresh_deployment.layout
+    for path in (layout.root_key("root-1"), layout.root_key("root-2"),
+                 layout.court_key("demo-district-court"),
+                 layout.test_reviewer_key("test-alice")):
+        assert f"{path} is " in result.stderr, result.stderr
+
+
 def test_serve_runs_the_api(fresh_deployment: TestDeployment, tmp_path: Path) -> None:
+    fresh_deployment.move_keys_off_host()
     process, port = _serve(fresh_deployment, tmp_path / "s.db")
     try:
         response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)

@@ -32,7 +32,12 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from cloud_stub.cli import main as cloud_stub_main
 from cloud_stub.config import load_deployment
 from cloud_stub.provision.ca import CertificateAuthority
-from cloud_stub.provision.deployment import BrokerPaths, InitOptions, init_deployment
+from cloud_stub.provision.deployment import (
+    TEST_REVIEWERS,
+    BrokerPaths,
+    InitOptions,
+    init_deployment,
+)
 from cloud_stub.provision.enroll import EnrollOptions, enroll_device
 from cloud_stub.provision.errors import AlreadyExists, InvalidName, WriteError
 from cloud_stub.provision.keys import new_age_key, write_private, write_public
@@ -152,7 +157,9 @@ def _cloud_private_keys(layout: DeploymentLayout) -> list[Path]:
         layout.cloud_mqtt_key,
         layout.escrow_identity,
         layout.court_key("demo-district-court"),
-        *(layout.signer_key(n) for n in ROOT_SIGNERS + RELEASE_SIGNERS),
+        *(layout.root_key(n) for n in ROOT_SIGNERS),
+        *(layout.signer_key(n) for n in RELEASE_SIGNERS),
+        *(layout.test_reviewer_key(n) for n, _ in TEST_REVIEWERS),
     }
     assert set(keys) == expected  # nothing secret was written that this list does not know
     return keys
@@ -205,7 +212,8 @@ def test_trust_root_loads_and_holds_the_keys_on_disk(deployment: TestDeployment)
     root = load_trust_root(layout.trust_root.read_bytes(), now=NOW)
 
     def kid(name: str) -> str:
-        return key_id(private_key_from_pem(layout.signer_key(name).read_bytes()).public_key())
+        path = layout.root_key(name) if name in ROOT_SIGNERS else layout.signer_key(name)
+        return key_id(private_key_from_pem(path.read_bytes()).public_key())
 
     assert root.version == 1
     assert root.issuer == load_deployment(layout).cloud_id
@@ -264,6 +272,7 @@ def test_acl_is_exactly_the_wire_contract(fresh_deployment: TestDeployment) -> N
     assert rules == [
         f"pattern read {p}/%u/release",
         f"pattern read {p}/%u/escrow-ack",
+        f"pattern read {p}/%u/trust-root",
         f"pattern write {p}/%u/result",
         f"pattern write {p}/%u/escrow",
         f"pattern write {p}/%u/status",
@@ -271,6 +280,7 @@ def test_acl_is_exactly_the_wire_contract(fresh_deployment: TestDeployment) -> N
         "user cloud",
         f"topic write {p}/+/release",
         f"topic write {p}/+/escrow-ack",
+        f"topic write {p}/+/trust-root",
         f"topic read {p}/+/result",
         f"topic read {p}/+/escrow",
         f"topic read {p}/+/status",
@@ -402,6 +412,8 @@ def test_private_files_are_0600_and_private_dirs_0700(
         bundle.root,
         owner.root,
         layout.court_key("x").parent,
+        layout.offline_root_dir,
+        layout.test_reviewers_dir,
         BrokerPaths(layout).data_dir,
     ):
         assert _mode(directory) == 0o700, directory

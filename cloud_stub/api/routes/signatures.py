@@ -1,0 +1,56 @@
+"""Approval by signature under trust root v2: the prepared payload a reviewer signs on
+their own machine, and the signatures they post (docs/adr/0013-trust-root-v2.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloud_stub.api.deps import principal, service_of
+from cloud_stub.review import MAX_REASON_CHARS
+from cloud_stub.service import PrincipalCaller
+from cloud_stub.signed_review import Submitted
+from cloud_stub.views import RequestView
+from protocol.release_signing import DetachedSignature
+
+router = APIRouter(tags=["review"])
+
+Reviewer = Annotated[PrincipalCaller, Depends(principal("reviewer"))]
+
+
+class SignatureItem(BaseModel):
+    """One signature over one prepared payload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jti: str = Field(min_length=1, max_length=128)
+    protected: str = Field(min_length=1, max_length=512)
+    signature: str = Field(min_length=86, max_length=86)
+
+
+class SignaturesBody(BaseModel):
+    """A reviewer's approval: their key id, a written reason and one signature per payload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kid: str = Field(pattern=r"^[0-9a-f]{64}$")
+    reason: str = Field(min_length=1, max_length=MAX_REASON_CHARS)
+    signatures: list[SignatureItem] = Field(min_length=1, max_length=64)
+
+
+@router.get("/v1/requests/{request_id}/signing-payload",
+            summary="The exact token payloads to sign, prepared once, with what they release")
+def signing_payload(request: Request, request_id: str, caller: Reviewer) -> dict[str, Any]:
+    return service_of(request).signed_review.signing_payload(caller, request_id)
+
+
+@router.post("/v1/requests/{request_id}/signatures", response_model=RequestView,
+             summary="Approve by signing the prepared payloads with the reviewer's own key")
+def signatures(request: Request, request_id: str, body: SignaturesBody, caller: Reviewer
+               ) -> RequestView:
+    items = [Submitted(s.jti, DetachedSignature(s.protected, s.signature))
+             for s in body.signatures]
+    return service_of(request).signed_review.submit(caller, request_id, body.kid, body.reason,
+                                                    items)

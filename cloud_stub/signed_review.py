@@ -1,0 +1,346 @@
+"""Approval by signature under trust root v2 (docs/adr/0013-trust-root-v2.md section 5).
+
+The service never holds a reviewer's key. For a request waiting for review it prepares,
+once, the exact token payload per device (claims with ``jti``, ``seq``, the sealed
+``keys`` and, for a warrant, the court's signed statement) and stores it as a token row
+in status ``prepared``; every reviewer is shown the same bytes. A reviewer signs them on
+their own machine (`doorbell-review approve`) and posts the signatures; the service
+accepts them only from the reviewer whose key id the trust root lists under that
+reviewer's name and organisation, over exactly the prepared payload, and keeps
+separation of duties (not the submitter's organisation; an emergency needs reviewers of
+two organisations). When the approvals are in it runs the legal check again, adds the
+policy signature (the only release key it holds) and publishes the tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from cloud_stub.core import PrincipalCaller, ServiceCore
+from cloud_stub.errors import Conflict, Forbidden, HostileInputError, NotFound, SigningError
+from cloud_stub.intake import Intake
+from cloud_stub.policy.courts import WarrantStatement
+from cloud_stub.policy.requests import WarrantRequest, parse_request
+from cloud_stub.release import DEFAULT_HOLD_DAYS, Releaser, TokenStatus, case_ref
+from cloud_stub.review import Action, PriorDecision, Reviewer, Status, check_reason, decide
+from cloud_stub.store.models import Decision, Device, Principal, Request, Token
+from cloud_stub.store.sequence import allocate_seq
+from cloud_stub.trust_admin import current_root
+from cloud_stub.views import RequestView
+from protocol.errors import KeyFormatError
+from protocol.keys import canonical_json
+from protocol.release_signing import (
+    DetachedSignature,
+    SignatureRefused,
+    assemble,
+    check_detached,
+    claims_of,
+    describe,
+    payload_segment,
+    payload_sha256,
+    sign_detached,
+)
+from protocol.timefmt import parse_time
+from protocol.token import ReleaseClaims, Window, seal_keys_for_device, unix_time
+from protocol.trust_root_v2 import TrustRootV2
+from protocol.warrant import WarrantClaim
+
+PREPARED = "prepared"  # a token row whose payload waits for reviewer signatures
+DISCARDED = "discarded"  # a prepared payload that will never be signed (denied, refused)
+UNISSUED_STATUSES = (PREPARED, DISCARDED)  # token rows that no device may act under
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """One reviewer signature over one prepared payload, as posted."""
+
+    jti: str
+    signature: DetachedSignature
+
+
+def _aware(at: datetime) -> datetime:
+    """Stored times come back naive from SQLite; they are UTC."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _stored(token: Token) -> tuple[str, list[DetachedSignature]]:
+    doc = json.loads(token.jws)
+    return doc["payload"], [DetachedSignature(s["protected"], s["signature"])
+                            for s in doc["signatures"]]
+
+
+class SignedReview:
+    """Prepare payloads, accept reviewer signatures, finish with the policy signature."""
+
+    def __init__(self, core: ServiceCore, releaser: Releaser, intake: Intake) -> None:
+        self.core = core
+        self.releaser = releaser
+        self.intake = intake
+
+    def root(self, now: datetime) -> TrustRootV2:
+        """The trust root v2 in force. Raises Conflict under a v1 root."""
+        root = current_root(self.core.layout, now)
+        if not isinstance(root, TrustRootV2):
+            raise Conflict("this deployment's trust root is v1: reviewers approve with "
+                           "POST /v1/requests/{id}/approve", code="trust_root_v1")
+        return root
+
+    # --- the payload ---------------------------------------------------------------------
+
+    def signing_payload(self, caller: PrincipalCaller, request_id: str) -> dict[str, Any]:
+        """The prepared payloads of a request waiting for review (prepared on first ask).
+
+        Raises Conflict (not pending, v1 root, nothing to release), NotFound, SigningError.
+        """
+        now = self.core.now()
+        root = self.root(now)
+        with self.core.store.transaction() as session:
+            row = self.core.load_request(session, request_id, lock=True)
+            if row.status != Status.PENDING_REVIEW:
+                raise Conflict(f"the request is {row.status}, not waiting for review",
+                               code="not_pending")
+            tokens = self._prepared(session, row.id)
+            if tokens and min(_aware(t.expires_at) for t in tokens) <= now:
+                tokens = self._expired(session, row, tokens)
+            if not tokens:
+                tokens = self._prepare(session, row, root, now)
+            payloads = []
+            for token in tokens:
+                segment, _ = _stored(token)
+                claims = claims_of(segment)
+                payloads.append({
+                    "device": token.device_id,
+                    "jti": token.jti,
+                    "payload": segment,
+                    "payload_sha256": payload_sha256(segment),
+                    "summary": describe(claims),
+                })
+            return {"request_id": row.id, "basis": row.basis, "root_version": root.version,
+                    "payloads": payloads}
+
+    def _expired(self, session: Any, row: Request, tokens: list[Token]) -> list[Token]:
+        """Prepared payloads that expired before the approvals were in: prepared again when
+        nobody has signed them yet; otherwise Conflict (the signers would sign again)."""
+        if any(_stored(t)[1] for t in tokens):
+            raise Conflict("the prepared payload expired after a reviewer signed it: deny the "
+                           "request and have the agency submit it again", code="expired")
+        for token in tokens:
+            token.status = DISCARDED
+        session.flush()
+        return []
+
+    def _prepared(self, session: Any, request_id: str) -> list[Token]:
+        return list(session.execute(
+            select(Token).where(Token.request_id == request_id, Token.status == PREPARED)
+            .order_by(Token.device_id)
+        ).scalars())
+
+    def _prepare(self, session: Any, row: Request, root: TrustRootV2, now: datetime
+                 ) -> list[Token]:
+        agency = session.get(Principal, row.agency_id)
+        if agency is None:
+            raise NotFound(f"the agency of request {row.id} no longer exists")
+        warrant = self._warrant_claim(row) if root.rules[row.basis].court else None
+        out = []
+        for device_id in [str(d) for d in row.devices]:
+            device = session.get(Device, device_id)
+            if device is None or device.revoked_at is not None:
+                continue
+            claims = self._claims(session, row, device, agency.name, root, warrant, now)
+            if claims is None:
+                continue
+            segment = payload_segment(claims)
+            token = Token(
+                jti=claims.jti, request_id=row.id, device_id=device_id, seq=claims.seq,
+                basis=row.basis, window_start=claims.window.start,
+                window_end=claims.window.end, issued_at=now,
+                expires_at=now + timedelta(seconds=claims.exp - claims.iat),
+                hold_until=claims.hold_until,
+                size_cap=0 if claims.is_preservation
+                else self.core.limits.max_evidence_per_token,
+                status=PREPARED, status_reason="",
+                jws=canonical_json({"payload": segment, "signatures": []}).decode(),
+                updated_at=now,
+            )
+            session.add(token)
+            out.append(token)
+        if not out:
+            raise Conflict("no device of this request has escrowed footage in the window",
+                           code="no_footage")
+        session.flush()
+        self.core.audit.append(session, at=now, actor="service:policy",
+                               action="request.prepared", subject=f"request:{row.id}",
+                               detail={"tokens": [t.jti for t in out],
+                                       "root_version": root.version})
+        return out
+
+    @staticmethod
+    def _warrant_claim(row: Request) -> WarrantClaim:
+        request = parse_request(row.body)
+        if not isinstance(request, WarrantRequest) or request.court_signature is None:
+            raise SigningError(f"request {row.id} carries no court-signed warrant",
+                               code="bad_state")
+        statement = WarrantStatement.from_request(request).to_protocol()
+        try:
+            sig = base64.b64decode(str(request.court_signature), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise SigningError(f"request {row.id}: court_signature is not base64") from exc
+        return WarrantClaim.of(statement, sig)
+
+    def _claims(self, session: Any, row: Request, device: Device, agency_name: str,
+                root: TrustRootV2, warrant: WarrantClaim | None, now: datetime
+                ) -> ReleaseClaims | None:
+        if row.window_start is None or row.window_end is None:
+            raise SigningError(f"request {row.id} has no window", code="bad_state")
+        window = Window(start=row.window_start, end=row.window_end)
+        life = min(root.limits[row.basis].max_token_life_s, self.releaser._life_s(row))
+        iat = unix_time(now)
+        exp = iat + life
+        if warrant is not None:  # a token never outlives its warrant
+            exp = min(exp, unix_time(warrant.statement.expires))
+        jti = str(uuid.uuid4())
+        extra: dict[str, Any] = {}
+        if row.basis == "preservation":
+            days = int(row.body.get("hold_days") or DEFAULT_HOLD_DAYS)
+            extra["hold_until"] = now + timedelta(days=days)
+        else:
+            lead = timedelta(seconds=self.core.limits.epoch_lead_s)
+            epochs = self.releaser.escrow.covering(session, device.id, window.start, window.end,
+                                                   lead)
+            if not epochs:
+                return None
+            try:
+                extra["keys"] = seal_keys_for_device(self.releaser.escrow.open(epochs),
+                                                     device.transport_recipient)
+            except KeyFormatError as exc:
+                raise SigningError(f"cannot seal keys for {device.id}: {exc}") from exc
+            extra["recipient"] = str(row.body.get("recipient") or "")
+            extra["upload"] = self.releaser.upload_url(jti)
+            notify_after = row.body.get("notify_after")
+            if notify_after:
+                extra["notify_after"] = parse_time(str(notify_after).replace("+00:00", "Z"))
+            if warrant is not None:
+                extra["warrant"] = warrant
+        return ReleaseClaims(
+            v=1, iss=root.issuer, aud=device.id, jti=jti,
+            seq=allocate_seq(session, device.id), iat=iat, nbf=iat, exp=exp,
+            basis=row.basis, case=case_ref(row, agency_name), window=window, **extra,
+        )
+
+    # --- the signatures ------------------------------------------------------------------
+
+    def submit(self, caller: PrincipalCaller, request_id: str, kid: str, reason: str,
+               signatures: list[Submitted]) -> RequestView:
+        """Record one reviewer's approval by signature; on the last one, finish.
+
+        Raises Forbidden (not this reviewer's key, separation of duties), Conflict (not
+        pending, nothing prepared, already decided), HostileInputError (a signature that
+        is not over the prepared payload, a missing or extra one), NotFound.
+        """
+        now = self.core.now()
+        root = self.root(now)
+        enrolled = root.reviewers.get(kid)
+        if enrolled is None or (enrolled.name, enrolled.org) != (caller.name, caller.org):
+            raise Forbidden(f"key {kid[:16]}... is not the key the trust root lists for "
+                            f"reviewer {caller.name} of {caller.org}")
+        text = check_reason(reason)
+        issued: list[str] = []
+        with self.core.store.transaction() as session:
+            row = self.core.load_request(session, request_id, lock=True)
+            tokens = {t.jti: t for t in self._prepared(session, row.id)}
+            if not tokens:
+                raise Conflict("nothing is prepared for this request: fetch the signing "
+                               "payload first", code="not_prepared")
+            given = {s.jti: s.signature for s in signatures}
+            if len(given) != len(signatures) or set(given) != set(tokens):
+                raise HostileInputError("sign every prepared payload of the request once: "
+                                        f"{', '.join(sorted(tokens))}")
+            for jti, token in tokens.items():
+                segment, _ = _stored(token)
+                try:
+                    check_detached(segment, given[jti], kid, root.keys[kid])
+                except SignatureRefused as exc:
+                    raise HostileInputError(f"token {jti}: {exc}") from None
+            prior_rows = list(session.execute(
+                select(Decision).where(Decision.request_id == row.id)).scalars())
+            if row.basis == "emergency" and any(
+                d.action == Action.APPROVE.value and d.org == caller.org for d in prior_rows
+            ):
+                raise Forbidden("an emergency needs reviewers of two organisations; "
+                                f"{caller.org} has approved already")
+            verdict = decide(
+                status=row.status, submitter_org=row.org,
+                approvals_required=row.approvals_required,
+                prior=[PriorDecision(d.reviewer_id, Action(d.action)) for d in prior_rows],
+                reviewer=Reviewer(caller.id, caller.role, caller.org),
+                action=Action.APPROVE, reason=reason,
+            )
+            session.add(Decision(request_id=row.id, reviewer_id=caller.id, org=caller.org,
+                                 action=Action.APPROVE.value, reason=text, at=now))
+            for jti, token in tokens.items():
+                segment, collected = _stored(token)
+                token.jws = canonical_json(
+                    {"payload": segment,
+                     "signatures": [d.to_json() for d in [*collected, given[jti]]]}).decode()
+                token.updated_at = now
+            row.status = verdict.status.value
+            row.updated_at = now
+            session.flush()
+            self.core.audit.append(session, at=now, actor=caller.label,
+                                   action="request.approve", subject=f"request:{row.id}",
+                                   detail={"reason": text, "org": caller.org, "kid": kid,
+                                           "approvals": verdict.approvals,
+                                           "required": verdict.required,
+                                           "status": verdict.status.value})
+            if verdict.status is Status.APPROVED:
+                issued = self._finish(session, row, list(tokens.values()), now)
+        self.releaser.publish(issued)
+        with self.core.store.transaction() as session:
+            return self.core.view(session, self.core.load_request(session, request_id))
+
+    def _finish(self, session: Any, row: Request, tokens: list[Token], now: datetime
+                ) -> list[str]:
+        reasons = self.intake.recheck(session, row, now)
+        if reasons:  # the law changed under the request: nothing is released
+            row.status = Status.REFUSED.value
+            row.reasons = [*row.reasons, *reasons]
+            for token in tokens:
+                token.status = DISCARDED
+            self.core.audit.append(session, at=now, actor="service:policy",
+                                   action="request.refused", subject=f"request:{row.id}",
+                                   detail={"reasons": reasons, "at": "approval"})
+            return []
+        policy = self.releaser.signer.policy_key
+        for token in tokens:
+            segment, collected = _stored(token)
+            token.jws = assemble(segment, [sign_detached(segment, policy), *collected]).decode()
+            token.status = TokenStatus.ISSUED
+            token.updated_at = now
+            self.core.audit.append(session, at=now, actor="service:signer",
+                                   action="token.issued", subject=f"token:{token.jti}",
+                                   detail={"request": row.id, "device": token.device_id,
+                                           "seq": token.seq, "basis": row.basis,
+                                           "signers": ["policy", "review"]})
+        row.status = Status.RELEASED.value
+        return [t.jti for t in tokens]
+
+    def discard_if_closed(self, request_id: str) -> int:
+        """Mark the prepared payloads of a request no longer waiting for review (denied)
+        as discarded: they will never be signed. Returns how many."""
+        with self.core.store.transaction() as session:
+            row = self.core.load_request(session, request_id, lock=True)
+            if row.status == Status.PENDING_REVIEW:
+                return 0
+            tokens = self._prepared(session, request_id)
+            for token in tokens:
+                token.status = DISCARDED
+                token.updated_at = self.core.now()
+            return len(tokens)
