@@ -44,6 +44,18 @@ class SignatureType(IntEnum):
     cosignature_v1 = 0x04
 
 
+class InvalidSignatureError(NoteError):
+    """A signature by a known key (name and id) does not verify: the note is refused."""
+
+    def __init__(self, name: str, key_id: int) -> None:
+        super().__init__(f"invalid signature for key {name}+{key_id:08x}")
+        self.name = name
+        self.key_id = key_id
+
+    def __reduce__(self) -> tuple[type[InvalidSignatureError], tuple[str, int]]:
+        return (type(self), (self.name, self.key_id))
+
+
 def _b64decode(value: str) -> bytes:
     try:
         return base64.b64decode(value.encode("ascii"), validate=True)
@@ -71,14 +83,26 @@ def cosignature_message(text: bytes, timestamp: int) -> bytes:
     return COSIGNATURE_HEADER + b"time %d\n" % timestamp + text
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Verifier:
-    """One trusted key: name, key id, signature type and the Ed25519 public key."""
+    """One trusted key: name, key id, signature type and the Ed25519 public key.
+
+    Equal (and hashed) by name, key id, type and the raw key bytes.
+    """
 
     name: str
     key_id: int
     sig_type: SignatureType
     public_key: Ed25519PublicKey
+
+    def _identity(self) -> tuple[str, int, int, bytes]:
+        return (self.name, self.key_id, int(self.sig_type), self.public_bytes)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Verifier) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
 
     @classmethod
     def for_key(cls, name: str, sig_type: SignatureType, key: Ed25519PublicKey) -> Verifier:
@@ -312,7 +336,7 @@ def open_note(message: bytes, verifiers: Iterable[Verifier], *, require: bool = 
             continue
         seen.add(ident)
         if not verifier.verify(note.text, sig.signature):
-            raise NoteError(f"invalid signature for key {sig.name}+{sig.key_id:08x}")
+            raise InvalidSignatureError(sig.name, sig.key_id)
         verified.append((verifier, sig))
     if require and not verified:
         raise NoteError("note has no verifiable signatures")

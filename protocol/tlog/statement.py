@@ -1,6 +1,7 @@
 """The release statement: what the public release log records about one token.
 
-Canonical JSON (sorted keys, no spaces, UTF-8), at most 64 KiB:
+Canonical JSON (sorted keys, no spaces, UTF-8), at most 65,535 bytes (under 64 KiB, so that
+it fits the uint16 length prefix of a c2sp.org/tlog-tiles entry bundle):
 
     {"basis", "device_tag", "iat", "seq", "token_sha256", "v": 1,
      "window": {"end", "start"},
@@ -26,7 +27,7 @@ from protocol.keys import canonical_json, raw_public_bytes
 from protocol.tlog.errors import StatementError
 from protocol.token import ReleaseClaims
 
-MAX_STATEMENT_BYTES = 64 * 1024
+MAX_STATEMENT_BYTES = 65535  # 64 KiB less one byte: an entry bundle length is a uint16
 STATEMENT_VERSION = 1
 DEVICE_TAG_DOMAIN = b"sealed-doorbell/release-log/device-tag/v1\n"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -76,7 +77,7 @@ class ReleaseStatement:
     def encode(self) -> bytes:
         data = canonical_json(self.to_json())
         if len(data) > MAX_STATEMENT_BYTES:
-            raise StatementError(f"the statement is {len(data)} bytes, above 64 KiB")
+            raise StatementError(f"the statement is {len(data)} bytes, above 65535")
         return data
 
 
@@ -123,7 +124,7 @@ def _text(value: Any, key: str) -> str:
 def parse_statement(data: bytes) -> ReleaseStatement:
     """Parse a logged entry strictly: size, canonical form, exact members."""
     if len(data) > MAX_STATEMENT_BYTES:
-        raise StatementError(f"the entry is {len(data)} bytes, above 64 KiB")
+        raise StatementError(f"the entry is {len(data)} bytes, above 65535")
     try:
         item = s.loads_strict(data)
     except s.SchemaError as exc:
