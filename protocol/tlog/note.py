@@ -21,9 +21,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import cached_property
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -63,9 +65,13 @@ def _b64decode(value: str) -> bytes:
         raise NoteError("not standard base64") from None
 
 
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
+_SPACE_OR_PLUS = re.compile(r"[\s+]")
+
+
 def is_valid_key_name(name: str) -> bool:
     """Non-empty, no Unicode space, no plus sign (signed-note "Format")."""
-    return bool(name) and "+" not in name and not any(ch.isspace() for ch in name)
+    return bool(name) and _SPACE_OR_PLUS.search(name) is None
 
 
 def _raw(key: Ed25519PublicKey) -> bytes:
@@ -110,7 +116,7 @@ class Verifier:
             raise NoteError(f"invalid key name {name!r}")
         return cls(name, compute_key_id(name, sig_type, _raw(key)), sig_type, key)
 
-    @property
+    @cached_property
     def public_bytes(self) -> bytes:
         return _raw(self.public_key)
 
@@ -258,7 +264,7 @@ def check_text(text: bytes) -> str:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError:
         raise NoteError("a note must be UTF-8") from None
-    if any(ch < " " and ch != "\n" for ch in decoded):
+    if _CONTROL.search(decoded):
         raise NoteError("a note holds a control character other than newline")
     if not decoded.endswith("\n"):
         raise NoteError("a note text ends in a newline")
@@ -306,7 +312,9 @@ class OpenedNote:
         return None
 
 
-def open_note(message: bytes, verifiers: Iterable[Verifier], *, require: bool = True) -> OpenedNote:
+def open_note(
+    message: bytes | Note, verifiers: Iterable[Verifier], *, require: bool = True
+) -> OpenedNote:
     """Parse a note and verify every signature from a known key (`note.Open`).
 
     Raises NoteError if the note is malformed, if two known keys share a name and id,
@@ -319,7 +327,7 @@ def open_note(message: bytes, verifiers: Iterable[Verifier], *, require: bool = 
         if ident in known and known[ident] != v:
             ambiguous.add(ident)
         known[ident] = v
-    note = parse_note(message)
+    note = message if isinstance(message, Note) else parse_note(message)
     verified: list[tuple[Verifier, NoteSignature]] = []
     unverified: list[NoteSignature] = []
     seen: set[tuple[str, int]] = set()
