@@ -7,7 +7,8 @@ Public, read-only (c2sp.org/tlog-tiles):
 
 For the operator's service (a bearer token when `--add-token-file` is set):
 - `POST /add`: body one release statement; answers `index <n>` once it is fsynced and
-  under a log-signed checkpoint (an acknowledged entry is never lost);
+  under a log-signed checkpoint (an acknowledged entry is never lost); the same bytes
+  again (a retry) get the same index, nothing is appended twice;
 - `GET /proof?index=<n>&old=<size>&wait=<s>`: the proof bundle (`protocol.tlog.bundle`)
   for entry n under the published checkpoint, with a consistency proof from (or to) the
   doorbell's size; waits up to `wait` seconds (at most 30) for the quorum, then 503.
@@ -70,16 +71,16 @@ class LogService:
             while len(batch) < MAX_BATCH and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             try:
-                first, _ = await asyncio.to_thread(self.store.append, [e for e, _ in batch])
+                indices, _ = await asyncio.to_thread(self.store.append, [e for e, _ in batch])
             except Exception as exc:  # an I/O failure: nobody is acknowledged
                 LOG.exception("append failed")
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for offset, (_, future) in enumerate(batch):
+            for index, (_, future) in zip(indices, batch, strict=True):
                 if not future.done():
-                    future.set_result(first + offset)
+                    future.set_result(index)
             self.signed.set()
 
     def _published_size(self) -> int:

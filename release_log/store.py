@@ -46,6 +46,7 @@ class LogStore:
         self.signer = signer
         self.tree = MemoryTree()
         self._offsets: list[int] = []  # file offset of each entry's bytes
+        self._index_of: dict[bytes, int] = {}  # leaf hash -> index: appends are idempotent
         self._lock = threading.Lock()
         self._published: bytes | None = None
         self._signed: bytes = b""
@@ -89,6 +90,7 @@ class LogStore:
             digest = data[start + length : end]
             if leaf_hash(entry) != digest:
                 break
+            self._index_of.setdefault(digest, self.tree.size)
             self.tree.append_hash(digest)
             self._offsets.append(start)
             offset = end
@@ -119,34 +121,45 @@ class LogStore:
 
     # -- appends ---------------------------------------------------------------
 
-    def append(self, entries: Sequence[bytes]) -> tuple[int, bytes]:
-        """Append a batch durably and sign the new checkpoint; returns the first index
-        and the signed note. Only then may the indices be acknowledged."""
+    def append(self, entries: Sequence[bytes]) -> tuple[list[int], bytes]:
+        """Append a batch durably and sign the new checkpoint; returns each entry's index
+        and the signed note. Only then may the indices be acknowledged. An entry already
+        in the log (a retry) gets its existing index and is not appended again."""
         for entry in entries:
             if len(entry) > MAX_ENTRY_BYTES:
                 raise ValueError(f"an entry of {len(entry)} bytes is above {MAX_ENTRY_BYTES}")
         with self._lock:
             records = bytearray()
-            hashes = []
+            hashes: list[bytes] = []
             offsets = []
+            indices = []
+            fresh: dict[bytes, int] = {}
             position = self._end
             for entry in entries:
                 digest = leaf_hash(entry)
+                known = self._index_of.get(digest, fresh.get(digest))
+                if known is not None:
+                    indices.append(known)
+                    continue
+                fresh[digest] = self.tree.size + len(hashes)
+                indices.append(fresh[digest])
                 offsets.append(position + _LENGTH.size)
                 records += _LENGTH.pack(len(entry)) + entry + digest
                 position += _LENGTH.size + len(entry) + HASH_SIZE
                 hashes.append(digest)
+            if not hashes:
+                return indices, self._signed
             view = memoryview(bytes(records))
             while view:
                 view = view[os.write(self._fd, view) :]
             os.fsync(self._fd)
-            first = self.tree.size
             self._end = position
             for digest, offset in zip(hashes, offsets, strict=True):
+                self._index_of[digest] = self.tree.size
                 self.tree.append_hash(digest)
                 self._offsets.append(offset)
             note = self._sign_current()
-            return first, note
+            return indices, note
 
     def _sign_current(self) -> bytes:
         checkpoint = Checkpoint(self.signer.name, self.tree.size, self.tree.root())

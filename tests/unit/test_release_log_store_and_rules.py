@@ -24,17 +24,17 @@ def _entries(n: int) -> list[bytes]:
 
 def test_appends_survive_reopening_and_checkpoints_are_signed(tmp_path: Path) -> None:
     store = LogStore(tmp_path, LOG)
-    first, note = store.append(_entries(3))
-    assert first == 0
+    indices, note = store.append(_entries(3))
+    assert indices == [0, 1, 2]
     assert open_checkpoint(note, [LOG.verifier]).checkpoint.size == 3
-    store.append(_entries(2))
+    assert store.append([b"entry 1", b"new", b"new"])[0] == [1, 3, 3]  # retries: same index
     store.close()
     again = LogStore(tmp_path, LOG)
-    assert again.size == 5
-    assert again.entry(4) == b"entry 1"
-    assert (
-        again.tree.root() == MemoryTree([leaf_hash(e) for e in [*_entries(3), *_entries(2)]]).root()
-    )
+    assert again.size == 4
+    assert again.entry(3) == b"new"
+    assert again.append([b"entry 2", b"new"])[0] == [2, 3]
+    expected = MemoryTree([leaf_hash(e) for e in [*_entries(3), b"new"]])
+    assert again.tree.root() == expected.root()
 
 
 def test_a_torn_tail_is_cut_off(tmp_path: Path) -> None:
