@@ -14,12 +14,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
 
 from cloud_stub.transparency import TransparencyReport
-from protocol.tlog.errors import StatementError
-from protocol.tlog.policy import WitnessPolicy
+from protocol.tlog.errors import StatementError, TlogError
+from protocol.tlog.policy import WitnessPolicy, parse_policy
 from protocol.tlog.statement import ReleaseStatement, parse_statement
 from release_log.reader import Fetch, LogReadError, read_log
+
+FETCH_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -72,3 +77,28 @@ def differences(report: TransparencyReport, log: LogTally) -> list[str]:
     if log.not_statements:
         out.append(f"the log holds {log.not_statements} entries that are not release statements")
     return out
+
+
+def verify_with_log(report: TransparencyReport, policy_file: Path) -> list[str]:
+    """`cloud-stub report --verify-log POLICY`: the differences between `report` and the
+    log the tlog-policy file names (its `log` line with the URL), read over HTTP. A log
+    that cannot be read or checked is itself a difference."""
+    try:
+        policy = parse_policy(policy_file.read_bytes())
+    except (OSError, TlogError) as exc:
+        return [f"{policy_file}: {exc}"]
+
+    def fetch(url: str) -> bytes:
+        try:
+            response = httpx.get(url, timeout=FETCH_TIMEOUT_S)
+        except httpx.HTTPError as exc:
+            raise LogReadError(f"{url}: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise LogReadError(f"{url}: HTTP {response.status_code}")
+        return response.content
+
+    try:
+        log = read_tally(policy, fetch)
+    except LogReadError as exc:
+        return [f"the log cannot be verified: {exc}"]
+    return differences(report, log)
