@@ -5,7 +5,8 @@ size the witness last cosigned (remembered per witness, 0 at first), the consist
 proof from there, and the log-signed checkpoint. A 409 tells the witness's size (body
 `text/x.tlog.size`): the request is made once more from that size. A 200 body is note
 signature lines; only a valid cosignature by that witness's key counts. The checkpoint
-is published once the valid cosignatures satisfy the policy's quorum.
+is published once the valid cosignatures satisfy the policy's quorum. The policy file is
+read again when it changes (`PolicyFile`).
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
 from protocol.tlog.checkpoint import Checkpoint, open_checkpoint
-from protocol.tlog.errors import TlogError
+from protocol.tlog.errors import PolicyError, TlogError
 from protocol.tlog.merkle import NodeSource, consistency_proof
 from protocol.tlog.note import NoteSignature, Verifier, format_note, open_note
-from protocol.tlog.policy import Witness, WitnessPolicy
+from protocol.tlog.policy import Witness, WitnessPolicy, parse_policy
 from protocol.tlog.proof import encode_hash_lines
 
 LOG = logging.getLogger(__name__)
@@ -40,21 +42,59 @@ class Cosigned:
     quorum: bool
 
 
+class PolicyFile:
+    """The log's tlog-policy file, read again when it changes (a witness moved, one was
+    added): a new version is taken only if it parses and still names this log's key;
+    otherwise the last good one stays in force and the problem is logged."""
+
+    def __init__(self, path: Path, log_verifier: Verifier) -> None:
+        self.path = path
+        self.log_verifier = log_verifier
+        self._stamp = self._mtime()
+        self.policy = self._parse(self.path.read_bytes())
+
+    def _mtime(self) -> int:
+        return self.path.stat().st_mtime_ns
+
+    def _parse(self, data: bytes) -> WitnessPolicy:
+        policy = parse_policy(data)
+        log = policy.log_for(self.log_verifier.name)
+        if log is None or log.verifier != self.log_verifier:
+            raise PolicyError(f"{self.path} has no log line for this log's key")
+        return policy
+
+    def current(self) -> WitnessPolicy:
+        try:
+            stamp = self._mtime()
+            if stamp != self._stamp:
+                self._stamp = stamp
+                self.policy = self._parse(self.path.read_bytes())
+                LOG.warning("witness policy reloaded from %s", self.path)
+        except (OSError, TlogError) as exc:
+            LOG.error("keeping the previous witness policy: %s", exc)
+        return self.policy
+
+
 class Cosigner:
     """Collects cosignatures for a log's checkpoints from the policy's witnesses."""
 
     def __init__(
         self,
-        policy: WitnessPolicy,
+        policy: WitnessPolicy | PolicyFile,
         log_verifier: Verifier,
         source: NodeSource,
         client: httpx.AsyncClient,
     ) -> None:
-        self.policy = policy
+        self._policy = policy
         self.log_verifier = log_verifier
         self.source = source
         self.client = client
         self.known_size: dict[str, int] = {}
+
+    @property
+    def policy(self) -> WitnessPolicy:
+        source = self._policy
+        return source.current() if isinstance(source, PolicyFile) else source
 
     async def _ask(
         self, witness: Witness, checkpoint: Checkpoint, note: bytes
@@ -108,9 +148,10 @@ class Cosigner:
         checkpoint = signed.checkpoint
         own = signed.note.verified_by(self.log_verifier)
         assert own is not None
-        witnesses = [w for w in self.policy.witnesses.values() if w.url]
+        policy = self.policy
+        witnesses = [w for w in policy.witnesses.values() if w.url]
         answers = await asyncio.gather(*(self._ask(w, checkpoint, note) for w in witnesses))
         cosignatures = [(w, sig) for w, sig in zip(witnesses, answers, strict=True) if sig]
         names = frozenset(w.name for w, _ in cosignatures)
         full = format_note(checkpoint.text, [own, *(sig for _, sig in cosignatures)])
-        return Cosigned(full, names, self.policy.satisfied(names))
+        return Cosigned(full, names, policy.satisfied(names))

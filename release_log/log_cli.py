@@ -6,7 +6,8 @@
 
 The policy is a c2sp.org/tlog-policy file: its `log` line must be this log's key, its
 `witness` lines carry the witnesses' add-checkpoint URLs, its quorum says when a
-checkpoint is published. Exit status 2 names a bad argument or file.
+checkpoint is published. It is read again when the file changes (a witness moved).
+Exit status 2 names a bad argument or file.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.tlog.errors import TlogError
 from protocol.tlog.note import SignatureType, Signer, parse_skey
-from protocol.tlog.policy import NONE, parse_policy
-from release_log.cosigning import Cosigner
+from protocol.tlog.policy import NONE
+from release_log.cosigning import Cosigner, PolicyFile
 from release_log.files import write_atomically
 from release_log.log_server import LogService
 from release_log.serving import bind, serve
@@ -61,10 +62,8 @@ def _init(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     signer = read_signer(directory / KEY_FILE, SignatureType.ed25519)
-    policy = parse_policy(Path(args.policy).read_bytes())
-    log = policy.log_for(signer.name)
-    if log is None or log.verifier != signer.verifier:
-        raise ValueError(f"the policy has no log line for this log's key ({signer.verifier.vkey})")
+    policy_file = PolicyFile(Path(args.policy), signer.verifier)  # checks the log line
+    policy = policy_file.policy
     token = None
     if args.add_token_file:
         token = Path(args.add_token_file).read_text(encoding="utf-8").strip() or None
@@ -73,7 +72,7 @@ async def _serve(args: argparse.Namespace) -> int:
     async with httpx.AsyncClient() as client:
         cosigner = None
         if policy.quorum != NONE:
-            cosigner = Cosigner(policy, signer.verifier, store.tree, client)
+            cosigner = Cosigner(policy_file, signer.verifier, store.tree, client)
         service = LogService(store, cosigner, add_token=token)
         ready = Path(args.ready_file) if args.ready_file else None
         await serve(service.app(), sock, ready_file=ready, background=service.run)

@@ -59,7 +59,7 @@ def test_service_to_doorbell_through_the_witnessed_log(
     quick = ReleaseLogPublisher(LogClient(tlog_network.log.url), wait_s=1)
     with pytest.raises(NotWitnessedYet):
         quick.log_token(waiting, waiting_claims, identity_hex, device_log_size=2)
-    tlog_network.witnesses[0].start()
+    tlog_network.restart_witness(0)
     bundle = publisher.log_token(waiting, waiting_claims, identity_hex, device_log_size=2)
     verdict = gate.check(waiting, bundle)
     assert verdict.index == 3  # the retry did not append the statement a second time

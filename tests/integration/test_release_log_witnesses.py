@@ -125,7 +125,7 @@ def test_one_witness_down_releases_continue_two_down_they_wait_then_go_through(
     assert client.get("/proof", params={"index": waiting, "wait": 1}).status_code == 503
     checkpoint, _ = published(tlog_network)
     assert checkpoint.size == index + 1  # not published without a quorum
-    tlog_network.witnesses[1].start()  # on its old port
+    tlog_network.restart_witness(1)  # on a new port, named in the policy
     response = client.get("/proof", params={"index": waiting, "wait": 25})
     assert response.status_code == 200, response.text
     bundle = parse_bundle(response.content)
