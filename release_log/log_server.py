@@ -37,6 +37,7 @@ from protocol.tlog.errors import StatementError, TileError
 from protocol.tlog.statement import MAX_STATEMENT_BYTES, parse_statement
 from protocol.tlog.tiles import TILE_HEIGHT, TILE_WIDTH, encode_bundle, parse_tile_path
 from release_log.cosigning import Cosigner
+from release_log.serving import BodyTooLarge, read_body
 from release_log.store import LogStore
 
 LOG = logging.getLogger(__name__)
@@ -154,8 +155,9 @@ class LogService:
     async def add(self, request: Request) -> Response:
         if not self._authorised(request):
             return _text("a bearer token is required to append\n", 401)
-        body = await request.body()
-        if len(body) > MAX_STATEMENT_BYTES:
+        try:
+            body = await read_body(request, MAX_STATEMENT_BYTES)
+        except BodyTooLarge:
             return _text(f"an entry is at most {MAX_STATEMENT_BYTES} bytes\n", 413)
         try:
             parse_statement(body)

@@ -14,9 +14,27 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from starlette.requests import Request
 from starlette.types import ASGIApp
 
 from release_log.files import write_atomically
+
+
+class BodyTooLarge(Exception):
+    """A request body above the endpoint's limit (nothing beyond the limit was read)."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, read only up to `limit` bytes; BodyTooLarge beyond that."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"the body is {declared} bytes, above {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge(f"the body is above {limit} bytes")
+    return bytes(body)
 
 
 def bind(host: str, port: int) -> socket.socket:

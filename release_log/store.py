@@ -149,10 +149,16 @@ class LogStore:
                 hashes.append(digest)
             if not hashes:
                 return indices, self._signed
-            view = memoryview(bytes(records))
-            while view:
-                view = view[os.write(self._fd, view) :]
-            os.fsync(self._fd)
+            try:
+                view = memoryview(bytes(records))
+                while view:
+                    view = view[os.write(self._fd, view) :]
+                os.fsync(self._fd)
+            except OSError:
+                # Disk full or I/O error: cut what was half written, so that the next
+                # batch follows the last good record and none of this one is kept.
+                os.ftruncate(self._fd, self._end)
+                raise
             self._end = position
             for digest, offset in zip(hashes, offsets, strict=True):
                 self._index_of[digest] = self.tree.size

@@ -21,7 +21,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from protocol.tlog.note import NoteSignature, Signer, Verifier, format_note
-from release_log.witness_rules import Refusal, Stored, judge
+from release_log.serving import BodyTooLarge, read_body
+from release_log.witness_rules import MAX_BODY_BYTES, Refusal, Stored, judge
 from release_log.witness_state import WitnessState
 
 TEXT = "text/plain; charset=utf-8"
@@ -37,7 +38,10 @@ class WitnessService:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def add_checkpoint(self, request: Request) -> Response:
-        body = await request.body()
+        try:
+            body = await read_body(request, MAX_BODY_BYTES)
+        except BodyTooLarge as exc:
+            return Response(f"{exc}\n", status_code=400, media_type=TEXT)
         async with self.lock:
             stored: dict[str, Stored] = {}
             for origin in self.logs:

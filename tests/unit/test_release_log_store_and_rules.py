@@ -134,3 +134,43 @@ def test_add_checkpoint_status_codes(body: bytes, stored: Stored | None, status:
 def test_a_409_names_the_witness_size() -> None:
     verdict = judge(add_checkpoint_body(0, [], _note(5)), LOGS, {ORIGIN: AT_3})
     assert verdict == Refusal(409, "3\n")
+
+
+FAILING_WRITE = """
+import resource, signal, sys
+from pathlib import Path
+from release_log.store import LogStore
+from tests.unit.tlog_world import log_signer
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+directory = Path(sys.argv[1])
+store = LogStore(directory, log_signer())
+store.append([b"first"])
+size = (directory / "entries").stat().st_size
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 200, resource.RLIM_INFINITY))
+try:
+    store.append([b"x" * 5000])
+except OSError as exc:
+    print("refused", exc.errno)
+print(store.append([b"second"])[0])
+"""
+
+
+def test_a_failed_write_leaves_no_half_record_behind(tmp_path: Path) -> None:
+    """A real write failure (the file size limit, EFBIG) in the middle of a batch: the
+    half-written bytes are cut, the next append follows the last good record, and a
+    reopened log holds exactly the acknowledged entries."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", FAILING_WRITE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.stdout.split("\n")[:2] == ["refused 27", "[1]"]
+    reopened = LogStore(tmp_path, LOG)
+    assert reopened.size == 2
+    assert [reopened.entry(0), reopened.entry(1)] == [b"first", b"second"]
