@@ -9,10 +9,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test setup system-packages bench soak
+.PHONY: demo test setup system-packages bench soak demo-release-log
 
 demo: setup
 	$(BIN)/python -m demo --out demo-out
+
+# The release log on its own: log, three witnesses, publisher, doorbell gate, owner monitor (ADR 0014).
+demo-release-log: setup
+	$(BIN)/python -m demo.release_log --out demo-out/release-log
 
 # pytest exits 5 when it collected no tests; make treats that, like any failure, as one.
 test: setup

@@ -2,6 +2,7 @@
 
   doorbell-owner --bundle DIR notices [--follow] [--json] [--state DIR]
   doorbell-owner --bundle DIR status [--json]
+  doorbell-owner --bundle DIR monitor [--state DIR] [--json]   (the release log, ADR 0014)
 
 `notices` keeps a persistent session at the broker (connect once and the broker queues
 every notice published while you are offline), stores each notice once in a local
@@ -28,6 +29,7 @@ from owner_app.bundle import OwnerBundle, load_bundle
 from owner_app.errors import OwnerError
 from owner_app.ledger import Added, Entry, default_state_dir, open_ledger
 from owner_app.link import LinkSettings, OwnerLink
+from owner_app.monitor_cli import run_monitor
 from owner_app.reader import Limits, Outcome, Refused, collect, follow
 from protocol.errors import MessageError
 from protocol.messages import parse_status
@@ -57,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "~/.local/state/doorbell-owner/<device-id>)")
     status = sub.add_parser("status", help="print the device's retained status")
     status.add_argument("--json", action="store_true", help="one JSON object")
+    monitor = sub.add_parser("monitor", help="check the public release log and list this "
+                             "doorbell's entries (bundle's release-log/)")
+    monitor.add_argument("--state", type=Path, metavar="DIR",
+                         help="where the checked checkpoint and found entries are kept")
+    monitor.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
 
 
@@ -195,6 +202,8 @@ def main(argv: Sequence[str] | None = None, *, limits: Limits | None = None,
     try:
         if args.command == "notices":
             return run_notices(args, limits=limits, clock=clock, out=out, err=err, stop=stop)
+        if args.command == "monitor":
+            return run_monitor(args, out=out)
         return run_status(args, limits=limits, out=out)
     except OwnerError as exc:
         _say(err, f"error: {exc}")

@@ -22,4 +22,5 @@ pytest_plugins = [
     "tests.fixtures.agent",
     "tests.fixtures.cloud",
     "tests.fixtures.postgres",
+    "tests.fixtures.tlog",  # release log and witnesses as processes (ADR 0014)
 ]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from cloud_stub.cli._common import add_deployment_args, guarded, open_service, print_json
 from cloud_stub.errors import HostileInputError
+from cloud_stub.log_audit import verify_with_log
 from cloud_stub.reporting import transparency_report
 from cloud_stub.transparency import render_text
 
@@ -35,6 +38,13 @@ def _report(args: argparse.Namespace) -> int:
         print_json(report.model_dump(mode="json"))
     else:
         print(render_text(report))
+    if args.verify_log is not None:  # recount from the public release log (ADR 0014)
+        problems = verify_with_log(report, args.verify_log)
+        for problem in problems:
+            print(f"verify-log: {problem}", file=sys.stderr)
+        if problems:
+            return 1
+        print(f"verify-log: the release log agrees ({report.releases} releases)", file=sys.stderr)
     return 0
 
 
@@ -45,5 +55,8 @@ def register(sub: Any) -> None:
                         help="only requests submitted at or after this time")
     report.add_argument("--until", type=_instant, default=None,
                         help="only requests submitted before this time")
+    report.add_argument("--verify-log", type=Path, default=None, metavar="POLICY",
+                        help="recount releases from the release log named by this "
+                        "tlog-policy file; exit 1 naming any difference")
     add_deployment_args(report)
     report.set_defaults(handler=guarded("report", _report))

@@ -1,0 +1,144 @@
+"""The doorbell's release-log gate: a token is acted on only with a valid log proof.
+
+`LogGate.check(token, bundle)` runs `protocol.tlog.verify.verify_log_proof` against the
+checkpoint this doorbell stored last and, when it passes, stores the newer checkpoint
+atomically before returning (so the next check is against it, also after a crash). On
+`log_inconsistent` it keeps the stored checkpoint, the offered bundle and the reason as
+evidence under `{state_dir}/release/log/evidence/` and reports it in `status()` until an
+operator clears the directory; the stored checkpoint is never replaced by one that does
+not extend it. The first checkpoint comes with enrolment (`seed`). The caller must not
+upload anything when `check` raises (docs/protocol.md section 11, ADR 0014).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from device.vault.outbox import write_atomic
+from protocol.tlog.bundle import parse_bundle
+from protocol.tlog.checkpoint import Checkpoint, open_checkpoint
+from protocol.tlog.errors import LogRejected, LogRejectionCode, TlogError
+from protocol.tlog.policy import WitnessPolicy, witnessed_names
+from protocol.tlog.verify import LogVerdict, verify_log_proof
+
+
+class LogStateError(Exception):
+    """The stored checkpoint cannot be read or written (names the file)."""
+
+
+@dataclass(frozen=True)
+class LogGateLayout:
+    state_dir: Path
+
+    @property
+    def root(self) -> Path:
+        return self.state_dir / "release" / "log"
+
+    @property
+    def checkpoint(self) -> Path:  # the last verified checkpoint note, replaced atomically
+        return self.root / "checkpoint"
+
+    @property
+    def evidence(self) -> Path:  # one directory per inconsistency seen
+        return self.root / "evidence"
+
+
+class LogGate:
+    """Checks tokens' log proofs against the stored checkpoint; keeps evidence."""
+
+    def __init__(self, state_dir: Path, policy: WitnessPolicy, identity: Ed25519PublicKey) -> None:
+        if len(policy.logs) != 1:
+            raise ValueError("the witness policy must name exactly one log")
+        self.layout = LogGateLayout(state_dir)
+        self.policy = policy
+        self.origin = policy.logs[0].origin
+        self.identity = identity
+        self.layout.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    # -- stored checkpoint -----------------------------------------------------
+
+    def _verifiers(self) -> list[Any]:
+        return [self.policy.logs[0].verifier, *self.policy.witness_verifiers]
+
+    def stored(self) -> Checkpoint | None:
+        path = self.layout.checkpoint
+        if not path.exists():
+            return None
+        try:
+            return open_checkpoint(path.read_bytes(), self._verifiers()).checkpoint
+        except (OSError, TlogError) as exc:
+            raise LogStateError(f"{path}: {exc}") from None
+
+    def seed(self, note: bytes) -> Checkpoint:
+        """Store the first checkpoint (from enrolment): signed by the log, with the quorum.
+        Refused when one is stored already."""
+        if self.layout.checkpoint.exists():
+            raise LogStateError(f"{self.layout.checkpoint} exists: a checkpoint is stored")
+        signed = open_checkpoint(note, self._verifiers())
+        log = self.policy.logs[0].verifier
+        names = witnessed_names(self.policy, (v for v, _ in signed.note.verified))
+        if not signed.signed_by(log) or not self.policy.satisfied(names):
+            raise LogRejected(
+                LogRejectionCode.witness_quorum,
+                "the first checkpoint lacks the log's signature or the witness quorum",
+            )
+        if signed.checkpoint.origin != self.origin:
+            raise LogRejected(LogRejectionCode.log_origin, "the first checkpoint is another log's")
+        write_atomic(self.layout.checkpoint, note)
+        return signed.checkpoint
+
+    # -- the check -------------------------------------------------------------
+
+    def check(self, token: bytes, bundle: bytes) -> LogVerdict:
+        """Raise LogRejected (nothing to upload) or return the verdict, the newer
+        checkpoint already stored."""
+        stored = self.stored()
+        try:
+            verdict = verify_log_proof(
+                token,
+                bundle,
+                policy=self.policy,
+                origin=self.origin,
+                stored=stored,
+                identity=self.identity,
+            )
+        except LogRejected as exc:
+            if exc.code is LogRejectionCode.log_inconsistent:
+                self._keep_evidence(bundle, exc)
+            raise
+        if stored is None or verdict.checkpoint.size > stored.size:
+            note = parse_bundle(bundle).proof.checkpoint
+            write_atomic(self.layout.checkpoint, note)
+        return verdict
+
+    def _keep_evidence(self, bundle: bytes, exc: LogRejected) -> None:
+        folder = self.layout.evidence / f"{time.time_ns()}"
+        folder.mkdir(parents=True, mode=0o700)
+        if self.layout.checkpoint.exists():
+            write_atomic(folder / "stored-checkpoint", self.layout.checkpoint.read_bytes())
+        write_atomic(folder / "offered-bundle", bundle)
+        write_atomic(
+            folder / "reason.json",
+            json.dumps({"code": exc.code.value, "detail": exc.detail}, sort_keys=True).encode(),
+        )
+
+    def status(self) -> dict[str, Any]:
+        """For the device's status: the stored size and any inconsistency kept."""
+        stored = self.stored()
+        kept = (
+            sorted(p.name for p in self.layout.evidence.glob("*"))
+            if (self.layout.evidence.exists())
+            else []
+        )
+        return {
+            "log_origin": self.origin,
+            "log_size": None if stored is None else stored.size,
+            "log_inconsistent": bool(kept),
+            "log_evidence": kept,
+        }
