@@ -130,6 +130,54 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
 
 
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (gone ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids(port: int) -> list[int]:
+    """The postmaster listening on `port` and its children (one backend per connection)."""
+    postmaster = None
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        if argv[0].endswith(b"postgres") and str(port).encode() in argv:
+            postmaster = int(entry.name)
+    if postmaster is None:
+        return []
+    return [postmaster, *(pid for pid, ppid in parents.items() if ppid == postmaster)]
+
+
+@dataclass(frozen=True)
+class CpuShare:
+    """CPU seconds the service, PostgreSQL and the broker spent over a phase's wall time."""
+
+    wall_s: float
+    service_s: float
+    postgres_s: float
+    broker_s: float
+
+    def line(self, phase: str) -> str:
+        return (f"{phase}: {self.wall_s:.2f} s wall; CPU of the service {self.service_s:.2f} s, "
+                f"PostgreSQL {self.postgres_s:.2f} s, mosquitto {self.broker_s:.2f} s "
+                f"(2 cores shared, load average {os.getloadavg()[0]:.1f})")
+
+
 def conninfo(store_url: str) -> str:
     """A libpq conninfo for a ``postgresql+psycopg://user@host:port/db`` URL."""
     rest = store_url.split("://", 1)[1]
@@ -416,12 +464,23 @@ async def run(args: argparse.Namespace, deployment: TestDeployment, devices: lis
         await echo.session.close()
         with serve(deployment, store_url, broker, workdir) as service:
             service_idle = rss_mib(service.process.pid)[0]
+            pg_port = int(conninfo(store_url).split("port=")[1].split()[0])
+
+            def cpu() -> tuple[float, float, float, float]:
+                assert broker._process is not None
+                return (time.perf_counter(), cpu_s([service.process.pid]),
+                        cpu_s(postgres_pids(pg_port)), cpu_s([broker._process.pid]))
+
+            before = cpu()
             escrow_s, escrow_lat = await fleet.escrow_all()
+            after = cpu()
+            escrow_cpu = CpuShare(*(b - a for a, b in zip(before, after, strict=True)))
             recorded: dict[str, float] = {}
             ready = asyncio.Event()
             listener = asyncio.create_task(listen_results(store_url, recorded, ready))
             try:
                 await asyncio.wait_for(ready.wait(), 30)
+                before = cpu()
                 approved_at, jtis = await release(service, deployment, released, principals)
                 deadline = time.monotonic() + WAIT_S
                 while not all(j in recorded for j in jtis):
@@ -434,6 +493,8 @@ async def run(args: argparse.Namespace, deployment: TestDeployment, devices: lis
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError, psycopg.Error):
                     await listener
+            after = cpu()
+            release_cpu = CpuShare(*(b - a for a, b in zip(before, after, strict=True)))
             delivered = [recorded[j] - fleet.token_at[j] for j in jtis]
             whole = [recorded[j] - approved_at for j in jtis]
             service_rss, service_peak = rss_mib(service.process.pid)
@@ -445,6 +506,8 @@ async def run(args: argparse.Namespace, deployment: TestDeployment, devices: lis
            delivered=delivered, bare_delivered=bare_delivered, whole=whole,
            bare_whole=bare_whole, memory=(broker_idle, broker_rss, broker_peak,
                                          service_idle, service_rss, service_peak))
+    figures.add(escrow_cpu.line("where the escrow phase went"))
+    figures.add(release_cpu.line("where the release phase went"))
 
 
 async def release(service: Service, deployment: TestDeployment, devices: list[Device],
