@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +163,9 @@ class CloudMqtt:
         if reason.is_failure:
             log.error("broker refused the connection: %s", reason)
             return
+        sock = client.socket()
+        if isinstance(sock, socket.socket):  # no Nagle: "Small packets", docs/architecture.md
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.subscribe([(all_devices(self.options.prefix, leaf), 1) for leaf in INBOUND_LEAVES])
         self._connected.set()
         log.info("connected to the broker at %s:%s", self.options.host, self.options.port)
