@@ -7,7 +7,7 @@ Pydantic models so that the OpenAPI description documents the answers and the CL
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -49,6 +49,24 @@ class TokenView(_View):
     hold_until: datetime | None
 
 
+class WarrantView(_View):
+    """The warrant behind a warrant-basis request, as the agency filed it and the court
+    signed it: what a reviewer checks with the clerk before approving. Fields the agency
+    left out are null (the legal check refuses a warrant without them)."""
+
+    court: str | None
+    judge: str | None
+    docket: str | None
+    order_type: str | None
+    issued: datetime | None
+    expires: datetime | None  # no token of the request lives past it
+    document_sha256: str | None
+    notify_after: datetime | None
+    investigator: str | None
+    contact: str | None
+    agency_case_number: str | None
+
+
 class Approvals(_View):
     required: int
     received: int
@@ -70,6 +88,7 @@ class RequestView(_View):
     follow_up_received: bool
     created_at: datetime
     updated_at: datetime
+    warrant: WarrantView | None = None  # warrant basis only
 
 
 class EvidenceFileView(_View):
@@ -123,6 +142,48 @@ def token_view(row: Token) -> TokenView:
     )
 
 
+def _instant(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def warrant_expiry(row: Request) -> datetime | None:
+    """The warrant's ``expires`` of a warrant-basis request (None for another basis): a
+    token's ``exp`` never passes it (`cloud_stub.release`), and the request view shows it."""
+    given = row.body.get("expires")
+    if row.basis != "warrant" or not isinstance(given, str):
+        return None
+    return datetime.fromisoformat(given).astimezone(UTC)
+
+
+def warrant_view(row: Request) -> WarrantView | None:
+    """The warrant's details from the stored body (None for another basis)."""
+    if row.basis != "warrant":
+        return None
+    body = row.body
+    return WarrantView(
+        court=_text(body.get("court_id")),
+        judge=_text(body.get("judge")),
+        docket=_text(body.get("docket")),
+        order_type=_text(body.get("order_type")),
+        issued=_instant(body.get("issued")),
+        expires=warrant_expiry(row),
+        document_sha256=_text(body.get("document_sha256")),
+        notify_after=_instant(body.get("notify_after")),
+        investigator=_text(body.get("investigator")),
+        contact=_text(body.get("contact")),
+        agency_case_number=_text(body.get("agency_case_number")),
+    )
+
+
 def request_view(
     row: Request,
     agency: Principal,
@@ -152,6 +213,7 @@ def request_view(
         follow_up_received=row.follow_up_received,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        warrant=warrant_view(row),
     )
 
 

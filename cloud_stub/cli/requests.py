@@ -25,7 +25,7 @@ from cloud_stub.errors import NotFound
 from cloud_stub.review import Action
 from cloud_stub.service import CloudService, PrincipalCaller
 from cloud_stub.store.models import Principal
-from cloud_stub.views import RequestView, as_json
+from cloud_stub.views import RequestView, WarrantView, as_json
 
 OPERATOR = PrincipalCaller(id="operator", name="operator", role="admin", org="operator")
 
@@ -55,6 +55,24 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warrant_text(w: WarrantView) -> None:
+    """The warrant as filed: what a reviewer checks with the court clerk."""
+    unset = "- (not given)"
+    print("warrant:")
+    print(f"  court              {w.court or unset}")
+    print(f"  judge              {w.judge or unset}")
+    print(f"  docket             {w.docket or unset}")
+    print(f"  order type         {w.order_type or unset}")
+    print(f"  issued             {_when(w.issued) + ' UTC' if w.issued else unset}")
+    print(f"  expires            {_when(w.expires) + ' UTC' if w.expires else unset}")
+    print(f"  document sha256    {w.document_sha256 or unset}")
+    if w.notify_after:
+        print(f"  owner notice after {_when(w.notify_after)} UTC (non-disclosure order)")
+    print(f"  investigator       {w.investigator or unset}")
+    print(f"  contact            {w.contact or unset}")
+    print(f"  agency case number {w.agency_case_number or unset}")
+
+
 def _show_text(v: RequestView) -> None:
     print(f"request   {v.id}")
     print(f"basis     {v.basis}")
@@ -63,6 +81,8 @@ def _show_text(v: RequestView) -> None:
     print(f"devices   {', '.join(v.devices) or '-'}")
     if v.window:
         print(f"window    {_when(v.window.start)} .. {_when(v.window.end)} UTC")
+    if v.warrant:
+        _warrant_text(v.warrant)
     print(f"approvals {v.approvals.received} of {v.approvals.required}")
     if v.follow_up_due:
         print(f"follow-up due {_when(v.follow_up_due)} UTC")
