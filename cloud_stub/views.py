@@ -110,6 +110,11 @@ class EvidenceListing(_View):
     request_id: str
     files: list[EvidenceFileView]
     manifests: dict[str, str]  # jti -> the device-signed manifest (JWS JSON text)
+    # What `doorbell-evidence verify` needs to check the manifests end to end
+    # (docs/protocol.md, "Evidence an agency can check"):
+    tokens: dict[str, str] = {}  # jti -> the release token (JWS JSON text)
+    device_certificates: dict[str, str] = {}  # device -> its identity certificate (JSON)
+    trust_root: str = ""  # the deployment's trust root (JSON text)
 
 
 class Offset(_View):
