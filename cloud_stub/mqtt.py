@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ INBOUND_LEAVES = ("escrow", "result", "status", "notice")
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our subscriptions and queued QoS 1
 PUBLISH_TIMEOUT_S = 10.0
 QUEUE_SIZE = 1000
+PENDING_POLL_S = 1.0  # seconds between looks for tokens issued by another process
 MAX_REDELIVERY_TICK_S = 30.0  # how often, at most, the redelivery pass looks at tokens
 
 
@@ -191,7 +193,9 @@ class CloudMqtt:
             raise TransportError(f"the broker did not acknowledge {topic} in time")
 
     def publish_release(self, device_id: str, payload: bytes) -> None:
-        self._publish(DeviceTopics(device_id, self.options.prefix).release, payload)
+        topic = DeviceTopics(device_id, self.options.prefix).release
+        self._publish(topic, payload)
+        log.info("published a release token for %s on %s", device_id, topic)
 
     def _republish(self) -> None:
         try:
@@ -205,12 +209,19 @@ class CloudMqtt:
         return max(0.5, min(initial / 2, MAX_REDELIVERY_TICK_S))
 
     def _redeliver_loop(self) -> None:
+        """Every PENDING_POLL_S, publish the tokens issued but not yet published (an
+        approval through the operator's CLI, which has no broker link, reaches the device
+        within that); every redelivery tick, also publish again what no result answered."""
         releaser = self.service.releaser
-        while not self._stopping.wait(self.redelivery_tick_s()):
+        next_redelivery = time.monotonic() + self.redelivery_tick_s()
+        while not self._stopping.wait(min(PENDING_POLL_S, self.redelivery_tick_s())):
             if not self._connected.is_set():
                 continue
             try:
                 releaser.publish(releaser.pending())  # issued tokens the broker did not take
+                if time.monotonic() < next_redelivery:
+                    continue
+                next_redelivery = time.monotonic() + self.redelivery_tick_s()
                 releaser.redeliver(self.service.core.now())
             except CloudError as exc:
                 log.warning("redelivery pass failed: %s", exc)

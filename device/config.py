@@ -112,7 +112,7 @@ class MqttSettings(_Section):
 
 class ReleaseSettings(_Section):
     trust_root: Path | None = None
-    cloud_url: str | None = None
+    cloud_url: str | None = None  # not read: bundles of older enrolments carry it
     # Owner tightening: None keeps the trust root's limit, a number may only lower it.
     allowed_bases: list[Literal["warrant", "emergency", "preservation"]] | None = None
     max_window_s: dict[Literal["warrant", "emergency", "preservation"], PositiveInt] = {}

@@ -90,8 +90,9 @@ MEANINGS: dict[str, str] = {
     "mqtt.max_payload_bytes": "largest inbound MQTT payload accepted",
     "mqtt.inbound_queue": "inbound messages queued before the link applies back-pressure",
     "release.trust_root": "the deployment's trust root (bundle `trust-root.json`)",
-    "release.cloud_url": "the cloud's URL as enrolment wrote it; when set, the agent "
-    "uploads evidence only to a token's upload URL under it",
+    "release.cloud_url": "not read (bundles of older enrolments carry it; the agent warns "
+    "at start-up): evidence goes to the upload URL each release token names, which the "
+    "cloud derives from its `api.url`",
     "release.allowed_bases": "legal bases the owner accepts (default: all the trust root "
     "allows)",
     "release.max_window_s": "per basis, a longer window than the trust root's is refused",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -16,9 +17,30 @@ from cloud_stub.service import CloudService
 log = logging.getLogger(__name__)
 
 
+def api_url_mismatch(api_url: str, port: int) -> str | None:
+    """A warning when devices would upload to another port than `serve` listens on
+    (`api.url` in deployment.toml goes into every token's upload URL), else None. A
+    reverse proxy in front may make that right, so this only warns."""
+    try:
+        url = urlsplit(api_url)
+        url_port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+    except ValueError:
+        return f"api.url {api_url!r} in deployment.toml is not a URL"
+    if url_port == port:
+        return None
+    return (
+        f"serve listens on port {port} but api.url in deployment.toml is {api_url}: tokens "
+        f"tell devices to upload evidence there, so uploads will not reach this server "
+        f"unless a proxy forwards them (serve --port {url_port}, or correct api.url)"
+    )
+
+
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     service = CloudService.open(args.deployment, store_url=args.store_url)
+    warning = api_url_mismatch(service.core.settings.api.url, args.port)
+    if warning is not None:
+        log.warning("%s", warning)
     link: CloudMqtt | None = None
     if not args.no_mqtt:
         options = MqttOptions.from_service(service, host=args.broker_host, port=args.broker_port)

@@ -19,7 +19,7 @@ from device.agent import Agent, read_status, tune_malloc
 from device.button.control import send_command
 from device.config import AgentConfig, load_config
 from device.errors import ConfigError, DoorbellError
-from device.release.clock import Clock, KernelClock, ManualClock
+from device.release.clock import Clock, ManualClock, clock_from_setting
 from device.systemd import Notifier, Watchdog
 
 SCENES = ("visitor", "passerby", "empty")
@@ -81,12 +81,21 @@ def _with_state_dir(config: AgentConfig, state_dir: Path | None) -> AgentConfig:
 def cmd_run(args: argparse.Namespace) -> int:
     _logging()
     config = load_config(args.config)
+    if config.release.cloud_url is not None:
+        logging.getLogger(__name__).warning(
+            "release.cloud_url in %s is not read: evidence goes to the upload URL each "
+            "release token names (the cloud's api.url); remove the line", args.config,
+        )
     notifier = Notifier.from_environment()
     try:
         watchdog = Watchdog.from_environment(notifier)
     except ValueError as exc:
         raise ConfigError(f"systemd watchdog environment: {exc}") from exc
-    agent = Agent.from_config(config, clock=KernelClock(), notifier=notifier)
+    # The clock `[release] clock` names, so that the status says what the release side
+    # judges tokens by (docs/adr/0009-clock-and-deferral.md).
+    agent = Agent.from_config(
+        config, clock=clock_from_setting(config.release.clock), notifier=notifier
+    )
     _install_signals(agent)
     agent.run(watchdog=watchdog)
     return 0

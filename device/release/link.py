@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import ssl
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,6 +88,11 @@ class MqttLink(Protocol):
 
     def wait_connected(self, timeout: float) -> bool: ...
 
+    def problem(self) -> str:
+        """Why the link is down, naming the broker's host:port and the cause ("" when
+        it is up or has not tried yet)."""
+        ...
+
     def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
     ) -> Delivery: ...
@@ -95,6 +102,23 @@ class MqttLink(Protocol):
     def ack(self, message: Inbound) -> None: ...
 
     def close(self, *, final_payload: bytes | None = None) -> None: ...
+
+
+def _describe_os_error(exc: BaseException) -> str:
+    """A connection failure in words: the kind and the system's message."""
+    if isinstance(exc, socket.gaierror):
+        return f"the host name does not resolve ({exc.strerror or exc})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (no broker listens on that port)"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: the broker's certificate is not accepted ({exc.verify_message})"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed ({exc.reason or exc})"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}"
 
 
 class _PahoDelivery:
@@ -116,6 +140,7 @@ class PahoLink:
         self._settings = settings
         self._inbound: queue.Queue[Inbound] = queue.Queue(maxsize=settings.inbound_queue)
         self._connected = threading.Event()
+        self._problem = ""
         self._closed = False
         self._started = False
         self.dropped = 0  # messages dropped because the inbound queue was full
@@ -127,6 +152,7 @@ class PahoLink:
         )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_message = self._on_message
         self._client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
         self._client.will_set(settings.will_topic, settings.will_payload, qos=1, retain=True)
@@ -161,6 +187,24 @@ class PahoLink:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
+    def problem(self) -> str:
+        return "" if self._connected.is_set() else self._problem
+
+    def _set_problem(self, problem: str) -> None:
+        """Record and log why the link is down; the same cause is logged once, not at
+        every retry."""
+        if problem != self._problem:
+            log.warning("%s; retrying with backoff", problem)
+        self._problem = problem
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho calls this from inside its `except OSError` around the connection attempt
+        # (DNS, refused, unreachable, TLS handshake), so the cause is the active exception.
+        exc = sys.exc_info()[1]
+        s = self._settings
+        cause = _describe_os_error(exc) if exc is not None else "the connection failed"
+        self._set_problem(f"cannot reach the MQTT broker at {s.host}:{s.port}: {cause}")
+
     def _on_connect(
         self,
         client: mqtt.Client,
@@ -170,9 +214,13 @@ class PahoLink:
         properties: Properties | None,
     ) -> None:
         if reason.is_failure:
-            log.warning("broker refused the connection: %s", reason)
+            s = self._settings
             self._connected.clear()
+            self._set_problem(
+                f"the MQTT broker at {s.host}:{s.port} refused the connection: {reason}"
+            )
             return
+        self._problem = ""
         for topic in self._settings.subscriptions:
             client.subscribe(topic, qos=1)
         self._connected.set()
@@ -195,7 +243,8 @@ class PahoLink:
     ) -> None:
         self._connected.clear()
         if not self._closed:
-            log.warning("MQTT link down (%s); reconnecting with backoff", reason)
+            s = self._settings
+            self._set_problem(f"MQTT link to {s.host}:{s.port} down ({reason})")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         size = len(msg.payload)
