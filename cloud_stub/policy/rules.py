@@ -316,7 +316,11 @@ class WarrantDates:
                 f"a warrant is valid at most {self.max_validity.days} days after issue",
             )
         if expires <= ctx.now:
-            raise _violation(Code.WARRANT_EXPIRED, "the warrant has expired")
+            raise _violation(
+                Code.WARRANT_EXPIRED,
+                f"the warrant expired at {expires.strftime('%Y-%m-%dT%H:%M:%SZ')} "
+                "(ask the court for a new one)",
+            )
 
 
 class DocumentHash:
