@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import uvicorn
 
 from cloud_stub.api import create_app
-from cloud_stub.cli._common import add_deployment_args, guarded
+from cloud_stub.cli._common import add_deployment_args, check_deployment_dir, guarded
 from cloud_stub.mqtt import CloudMqtt, MqttOptions
 from cloud_stub.service import CloudService
 
@@ -37,6 +37,7 @@ def api_url_mismatch(api_url: str, port: int) -> str | None:
 
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    check_deployment_dir(args.deployment)
     service = CloudService.open(args.deployment, store_url=args.store_url)
     warning = api_url_mismatch(service.core.settings.api.url, args.port)
     if warning is not None:
