@@ -22,11 +22,12 @@ from cloud_stub.cli._common import (
 )
 from cloud_stub.core import caller_of
 from cloud_stub.errors import NotFound
-from cloud_stub.review import Action
+from cloud_stub.review import MIN_REASON_CHARS, Action
 from cloud_stub.service import CloudService, PrincipalCaller
 from cloud_stub.store.models import Principal
 from cloud_stub.views import RequestView, WarrantView, as_json
 
+REASON_HELP = f"the written reason (at least {MIN_REASON_CHARS} characters)"
 OPERATOR = PrincipalCaller(id="operator", name="operator", role="admin", org="operator")
 
 
@@ -174,7 +175,7 @@ def register(sub: Any) -> None:
         cmd = group_sub.add_parser(action.value, help=f"{action.value} as a named reviewer")
         cmd.add_argument("request_id")
         cmd.add_argument("--reviewer", required=True, help="the reviewer's principal name")
-        cmd.add_argument("--reason", required=True, help="the written reason")
+        cmd.add_argument("--reason", required=True, help=REASON_HELP)
         cmd.add_argument("--json", action="store_true")
         add_deployment_args(cmd)
         cmd.set_defaults(handler=guarded(f"requests {action.value}", _decide(action)))
@@ -184,7 +185,7 @@ def register(sub: Any) -> None:
                         "whose token the device rejected as stale_seq or expired")
     reissue.add_argument("request_id")
     reissue.add_argument("--reviewer", required=True, help="the reviewer's principal name")
-    reissue.add_argument("--reason", required=True, help="the written reason")
+    reissue.add_argument("--reason", required=True, help=REASON_HELP)
     reissue.add_argument("--json", action="store_true")
     add_deployment_args(reissue)
     reissue.set_defaults(handler=guarded("requests reissue", _reissue))
