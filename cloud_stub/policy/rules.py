@@ -1,4 +1,4 @@
-"""Every rule of DESIGN section 5, each a small object with one ``check``.
+"""Every rule of docs/policy.md, each a small object with one ``check``.
 
 Each rule announces the codes it can raise in ``codes`` and takes its limits as
 keyword-only constructor arguments (with their units in the name). Rules never read
