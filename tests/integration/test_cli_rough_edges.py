@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.fixtures.agent import AgentEnv
 from tests.fixtures.deployment import TestDeployment
 
 BIN = Path(sys.executable).parent
@@ -52,3 +53,25 @@ def test_the_top_level_help_is_for_people(tmp_path: Path) -> None:
         assert result.returncode == 0
         assert "register(subparsers)" not in result.stdout
         assert says in result.stdout
+
+
+def test_clips_list_has_a_header_says_one_clip_and_survives_head(agent_env: AgentEnv) -> None:
+    assert len(agent_env.run("visitor", 24)) == 1
+    listed = agent_env.cli("clips", "list")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].split()[:3] == ["CLIP", "START", "(UTC)"]
+    assert lines[-1] == "1 clip"
+    process = subprocess.Popen(agent_env.cli_command("clips", "list"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    process.stdout.close()
+    _, err = process.communicate(timeout=120)
+    assert "Traceback" not in err
+    assert process.returncode == 141
+
+
+def test_grammar_of_the_principal_commands(tmp_path: Path) -> None:
+    result = _run("cloud-stub", "agencies", "--help", cwd=tmp_path)
+    assert "create an agency" in result.stdout
+    assert "create a agency" not in result.stdout
