@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from cloud_stub.device_events import Notice, Result
 from cloud_stub.errors import CloudError, EnvironmentFault, HostileInputError, TransportError
 from cloud_stub.escrow import EpochEscrow
 from cloud_stub.service import CloudService
+from protocol.connect_errors import describe_connection_error
 from protocol.errors import MessageError
 from protocol.keys import private_session_id
 from protocol.messages import EscrowAck, parse_escrow, parse_notice, parse_result, parse_status
@@ -106,6 +108,7 @@ class CloudMqtt:
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
         self._redeliverer: threading.Thread | None = None
+        self._last_problem = ""
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=options.client_id,
@@ -116,6 +119,7 @@ class CloudMqtt:
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_message = self._on_message
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -160,9 +164,21 @@ class CloudMqtt:
             log.error("broker refused the connection: %s", reason)
             return
         client.subscribe([(all_devices(self.options.prefix, leaf), 1) for leaf in INBOUND_LEAVES])
+        self._last_problem = ""
         self._connected.set()
         log.info("connected to the broker at %s:%s", self.options.host, self.options.port)
         threading.Thread(target=self._republish, name="cloud-mqtt-republish", daemon=True).start()
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        # paho calls this inside its `except OSError` around the attempt: the cause is
+        # the active exception. Each distinct cause is logged once, not at every retry.
+        exc = sys.exc_info()[1]
+        cause = describe_connection_error(exc) if exc is not None else "the connection failed"
+        problem = (f"cannot reach the MQTT broker at {self.options.host}:{self.options.port}: "
+                   f"{cause}")
+        if problem != self._last_problem:
+            log.error("%s; retrying with backoff", problem)
+        self._last_problem = problem
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any,
                        reason: ReasonCode, _props: Properties | None) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import socket
 import ssl
 import sys
 import threading
@@ -33,6 +32,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from device.errors import TransportError
+from protocol.connect_errors import describe_connection_error
 from protocol.tls import client_context
 
 log = logging.getLogger(__name__)
@@ -102,23 +102,6 @@ class MqttLink(Protocol):
     def ack(self, message: Inbound) -> None: ...
 
     def close(self, *, final_payload: bytes | None = None) -> None: ...
-
-
-def _describe_os_error(exc: BaseException) -> str:
-    """A connection failure in words: the kind and the system's message."""
-    if isinstance(exc, socket.gaierror):
-        return f"the host name does not resolve ({exc.strerror or exc})"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (no broker listens on that port)"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS: the broker's certificate is not accepted ({exc.verify_message})"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed ({exc.reason or exc})"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return f"{type(exc).__name__}: {exc}"
 
 
 class _PahoDelivery:
@@ -202,7 +185,7 @@ class PahoLink:
         # (DNS, refused, unreachable, TLS handshake), so the cause is the active exception.
         exc = sys.exc_info()[1]
         s = self._settings
-        cause = _describe_os_error(exc) if exc is not None else "the connection failed"
+        cause = describe_connection_error(exc) if exc is not None else "the connection failed"
         self._set_problem(f"cannot reach the MQTT broker at {s.host}:{s.port}: {cause}")
 
     def _on_connect(

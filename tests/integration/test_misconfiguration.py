@@ -99,12 +99,14 @@ def test_a_wrong_host_is_named_with_its_cause(deployment: TestDeployment, tmp_pa
     assert "does not resolve" in problem
 
 
-def _serve_output(deployment: TestDeployment, tmp_path: Path, port: int) -> str:
-    """`cloud-stub serve --port PORT` as a process, until it answers; its log so far."""
+def _serve_output(deployment: TestDeployment, tmp_path: Path, port: int,
+                  *mqtt: str) -> str:
+    """`cloud-stub serve --port PORT` as a process, until it answers; its log so far.
+    Without `mqtt` options it runs with --no-mqtt."""
     command = [str(Path(sys.executable).parent / "cloud-stub"), "serve", "--deployment",
                str(deployment.layout.root), "--store-url",
                f"sqlite:///{tmp_path / f'serve-{port}.sqlite3'}", "--port", str(port),
-               "--no-mqtt"]
+               *(mqtt or ("--no-mqtt",))]
     log_path = tmp_path / f"serve-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
@@ -137,3 +139,17 @@ def test_serve_warns_when_its_port_is_not_the_api_urls(
     output = _serve_output(fresh_deployment, tmp_path, port)
     assert f"serve listens on port {port} but api.url in deployment.toml is {api_url}" in output
     assert "uploads will not reach this server" in output
+
+
+def test_serve_names_a_broker_it_cannot_reach(
+    fresh_deployment: TestDeployment, tmp_path: Path
+) -> None:
+    sock = loopback_socket()
+    nobody = sock.getsockname()[1]
+    sock.close()
+    sock = loopback_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    output = _serve_output(fresh_deployment, tmp_path, port, "--broker-host", "127.0.0.1",
+                           "--broker-port", str(nobody))
+    assert f"cannot reach the MQTT broker at 127.0.0.1:{nobody}: connection refused" in output
