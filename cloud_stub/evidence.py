@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from cloud_stub.core import DeviceCaller, PrincipalCaller, ServiceCore
 from cloud_stub.device_auth import IssuedToken, check_device_request, parse_headers
+from cloud_stub.device_certs import device_certificate
 from cloud_stub.errors import Conflict, Forbidden, HostileInputError, NotFound
 from cloud_stub.evidence_files import HashState, check_clip_id, check_jti
 from cloud_stub.release import TokenStatus
@@ -354,12 +355,30 @@ class Evidence:
                 m.jti: m.jws
                 for m in session.execute(select(Manifest).where(Manifest.jti.in_(jtis))).scalars()
             }
+            tokens = {
+                t.jti: t.jws
+                for t in session.execute(select(Token).where(Token.jti.in_(jtis))).scalars()
+            }
+            devices = sorted({r.device_id for r in records})
+            identities = {
+                d.id: d.identity_pub
+                for d in session.execute(select(Device).where(Device.id.in_(devices))).scalars()
+            }
             api = self.core.settings.api.url
-            return EvidenceListing(
-                request_id=request_id,
-                files=[custody_view(r, api) for r in records],
-                manifests=manifests,
-            )
+            files = [custody_view(r, api) for r in records]
+        now = self.core.now()
+        certificates = {
+            device: device_certificate(self.core.layout, device, key, now).decode()
+            for device, key in identities.items()
+        }
+        return EvidenceListing(
+            request_id=request_id,
+            files=files,
+            manifests=manifests,
+            tokens=tokens,
+            device_certificates=certificates,
+            trust_root=self.core.layout.trust_root.read_text(),
+        )
 
     def download(self, caller: PrincipalCaller, jti: str, clip_id: str) -> Download:
         """The age file of one clip. Raises `Forbidden` for a principal that is not an

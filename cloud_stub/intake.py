@@ -66,7 +66,7 @@ class QueuePage:
 
 
 def default_approvals(basis: Basis) -> int:
-    """Two distinct reviewers for an emergency (DESIGN section 5), one otherwise."""
+    """Two distinct reviewers for an emergency (docs/policy.md), one otherwise."""
     return 2 if basis is Basis.EMERGENCY else 1
 
 

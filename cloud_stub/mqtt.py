@@ -21,7 +21,9 @@ from __future__ import annotations
 import logging
 import queue
 import socket
+import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ from cloud_stub.provision.deployment import enrolled_device_ids
 from cloud_stub.provision.errors import DeploymentError
 from cloud_stub.service import CloudService
 from cloud_stub.trust_admin import chain_fingerprint, published_chain
+from protocol.connect_errors import describe_connection_error
 from protocol.errors import MessageError
 from protocol.keys import private_session_id
 from protocol.messages import EscrowAck, parse_escrow, parse_notice, parse_result, parse_status
@@ -52,6 +55,7 @@ INBOUND_LEAVES = ("escrow", "result", "status", "notice")
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our subscriptions and queued QoS 1
 PUBLISH_TIMEOUT_S = 10.0
 QUEUE_SIZE = 1000
+PENDING_POLL_S = 1.0  # seconds between looks for tokens issued by another process
 MAX_REDELIVERY_TICK_S = 30.0  # how often, at most, the redelivery pass looks at tokens
 
 
@@ -110,6 +114,7 @@ class CloudMqtt:
         self._worker: threading.Thread | None = None
         self._redeliverer: threading.Thread | None = None
         self._published_roots = b""  # chain_fingerprint of the last published chain
+        self._last_problem = ""
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=options.client_id,
@@ -120,6 +125,7 @@ class CloudMqtt:
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_message = self._on_message
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -167,9 +173,21 @@ class CloudMqtt:
         if isinstance(sock, socket.socket):  # no Nagle: "Small packets", docs/architecture.md
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.subscribe([(all_devices(self.options.prefix, leaf), 1) for leaf in INBOUND_LEAVES])
+        self._last_problem = ""
         self._connected.set()
         log.info("connected to the broker at %s:%s", self.options.host, self.options.port)
         threading.Thread(target=self._republish, name="cloud-mqtt-republish", daemon=True).start()
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        # paho calls this inside its `except OSError` around the attempt: the cause is
+        # the active exception. Each distinct cause is logged once, not at every retry.
+        exc = sys.exc_info()[1]
+        cause = describe_connection_error(exc) if exc is not None else "the connection failed"
+        problem = (f"cannot reach the MQTT broker at {self.options.host}:{self.options.port}: "
+                   f"{cause}")
+        if problem != self._last_problem:
+            log.error("%s; retrying with backoff", problem)
+        self._last_problem = problem
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any,
                        reason: ReasonCode, _props: Properties | None) -> None:
@@ -200,7 +218,9 @@ class CloudMqtt:
             raise TransportError(f"the broker did not acknowledge {topic} in time")
 
     def publish_release(self, device_id: str, payload: bytes) -> None:
-        self._publish(DeviceTopics(device_id, self.options.prefix).release, payload)
+        topic = DeviceTopics(device_id, self.options.prefix).release
+        self._publish(topic, payload)
+        log.info("published a release token for %s on %s", device_id, topic)
 
     def _republish(self) -> None:
         self._published_roots = b""  # a new session: publish the trust roots again
@@ -238,13 +258,20 @@ class CloudMqtt:
         return max(0.5, min(initial / 2, MAX_REDELIVERY_TICK_S))
 
     def _redeliver_loop(self) -> None:
+        """Every PENDING_POLL_S, publish the tokens issued but not yet published (an
+        approval through the operator's CLI, which has no broker link, reaches the device
+        within that); every redelivery tick, also publish again what no result answered."""
         releaser = self.service.releaser
-        while not self._stopping.wait(self.redelivery_tick_s()):
+        next_redelivery = time.monotonic() + self.redelivery_tick_s()
+        while not self._stopping.wait(min(PENDING_POLL_S, self.redelivery_tick_s())):
             if not self._connected.is_set():
                 continue
             self.publish_trust_roots()
             try:
                 releaser.publish(releaser.pending())  # issued tokens the broker did not take
+                if time.monotonic() < next_redelivery:
+                    continue
+                next_redelivery = time.monotonic() + self.redelivery_tick_s()
                 releaser.redeliver(self.service.core.now())
             except CloudError as exc:
                 log.warning("redelivery pass failed: %s", exc)

@@ -190,8 +190,10 @@ class Releaser:
         if skipped:
             row.reasons = [*row.reasons, {
                 "code": "no_escrowed_epochs",
-                "reason": "no escrowed epoch key overlaps the window for "
-                          + ", ".join(skipped),
+                "reason": "no footage can be released from " + ", ".join(skipped)
+                          + ": the doorbell sent the cloud no key for any hour of the window "
+                          "(it was offline or not yet enrolled then, or has deleted that "
+                          "footage), so there is nothing to send",
             }]
         row.updated_at = now
         return issued

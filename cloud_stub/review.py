@@ -4,7 +4,7 @@
 reviewer who is acting, and returns the verdict or raises. It does no I/O; the API and
 the CLI load the rows, call it, and store what it returns inside one transaction.
 
-Rules (DESIGN section 5, separation of duties):
+Rules (docs/policy.md, separation of duties):
 - only a reviewer decides, only on a request waiting for review;
 - a reviewer of the submitting organisation cannot review it (names compared without
   case, punctuation or spaces: `same_organisation`);

@@ -50,9 +50,21 @@ class TokenView(_View):
 
 
 class WarrantView(_View):
-    """The warrant behind a warrant-basis request, as the court signed it."""
+    """The warrant behind a warrant-basis request, as the agency filed it and the court
+    signed it: what a reviewer checks with the clerk before approving. Fields the agency
+    left out are null (the legal check refuses a warrant without them)."""
 
-    expires: datetime  # no token of the request lives past it
+    court: str | None
+    judge: str | None
+    docket: str | None
+    order_type: str | None
+    issued: datetime | None
+    expires: datetime | None  # no token of the request lives past it
+    document_sha256: str | None
+    notify_after: datetime | None
+    investigator: str | None
+    contact: str | None
+    agency_case_number: str | None
 
 
 class Approvals(_View):
@@ -98,6 +110,11 @@ class EvidenceListing(_View):
     request_id: str
     files: list[EvidenceFileView]
     manifests: dict[str, str]  # jti -> the device-signed manifest (JWS JSON text)
+    # What `doorbell-evidence verify` needs to check the manifests end to end
+    # (docs/protocol.md, "Evidence an agency can check"):
+    tokens: dict[str, str] = {}  # jti -> the release token (JWS JSON text)
+    device_certificates: dict[str, str] = {}  # device -> its identity certificate (JSON)
+    trust_root: str = ""  # the deployment's trust root (JSON text)
 
 
 class Offset(_View):
@@ -130,6 +147,19 @@ def token_view(row: Token) -> TokenView:
     )
 
 
+def _instant(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def warrant_expiry(row: Request) -> datetime | None:
     """The warrant's ``expires`` of a warrant-basis request (None for another basis): a
     token's ``exp`` never passes it (`cloud_stub.release`), and the request view shows it."""
@@ -140,8 +170,23 @@ def warrant_expiry(row: Request) -> datetime | None:
 
 
 def warrant_view(row: Request) -> WarrantView | None:
-    expires = warrant_expiry(row)
-    return None if expires is None else WarrantView(expires=expires)
+    """The warrant's details from the stored body (None for another basis)."""
+    if row.basis != "warrant":
+        return None
+    body = row.body
+    return WarrantView(
+        court=_text(body.get("court_id")),
+        judge=_text(body.get("judge")),
+        docket=_text(body.get("docket")),
+        order_type=_text(body.get("order_type")),
+        issued=_instant(body.get("issued")),
+        expires=warrant_expiry(row),
+        document_sha256=_text(body.get("document_sha256")),
+        notify_after=_instant(body.get("notify_after")),
+        investigator=_text(body.get("investigator")),
+        contact=_text(body.get("contact")),
+        agency_case_number=_text(body.get("agency_case_number")),
+    )
 
 
 def request_view(

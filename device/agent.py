@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from device import instance_lock
 from device.button.base import Button, make_button
 from device.button.control import ControlServer
 from device.button.sim import SimButton
@@ -157,6 +158,7 @@ class Agent:
         self._last_retention: datetime | None = None
         self._camera_state = "stopped"
         self._storage_cache: tuple[int, float, dict[str, Any]] | None = None
+        self._lock: instance_lock.InstanceLock | None = None
 
     @classmethod
     def from_config(
@@ -167,19 +169,28 @@ class Agent:
         simulated: bool = False,
         notifier: Notifier | None = None,
     ) -> Agent:
-        """Open the store (recovering what a crash left) and build the agent.
+        """Take the state directory's lock, then open the store (recovering what a
+        crash left) and build the agent.
 
-        Raises DoorbellError subclasses from the store (bad recipients, index errors).
+        The lock comes first: a second agent on the same directory stops with
+        AgentAlreadyRunning before it has touched the store, so it cannot mark the
+        running agent's clip truncated. Raises DoorbellError subclasses from the lock and
+        the store (bad recipients, index errors).
         """
-        config.agent.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        store = open_store(config, clock=clock.now)
-        agent = cls(config, clock=clock, store=store, simulated=simulated, notifier=notifier)
-        agent.recover_store()
-        context = AgentContext(config=config, store=store, clock=clock, status=agent.status)
-        for name in SERVICE_MODULES:
-            service = importlib.import_module(name).make_service(context)
-            if service is not None:
-                agent.add_service(service)
+        lock = instance_lock.acquire(config.agent.state_dir)
+        try:
+            store = open_store(config, clock=clock.now)
+            agent = cls(config, clock=clock, store=store, simulated=simulated, notifier=notifier)
+            agent._lock = lock
+            agent.recover_store()
+            context = AgentContext(config=config, store=store, clock=clock, status=agent.status)
+            for name in SERVICE_MODULES:
+                service = importlib.import_module(name).make_service(context)
+                if service is not None:
+                    agent.add_service(service)
+        except BaseException:
+            lock.release()
+            raise
         return agent
 
     def recover_store(self) -> bool:
@@ -251,6 +262,9 @@ class Agent:
             self._camera_state = "stopped"
             self._write_status(state="stopped", force=True)
             self.store.close()
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     def _open_camera(self) -> Camera:
         bell = self._button.press if isinstance(self._button, SimButton) else None

@@ -1,8 +1,8 @@
 """The agent's configuration: one TOML file, typed and closed.
 
 An unknown key, a missing required key or an ill-typed value raises `ConfigError`
-whose message names the key (dotted path) and the file. Defaults follow DESIGN.md and
-the record-and-seal issue. Owner settings under ``[release]`` may only tighten the trust
+whose message names the key (dotted path) and the file. Every key, its default and
+its meaning: docs/agent-config.md. Owner settings under ``[release]`` may only tighten the trust
 root's limits; the release code enforces that, this file only types them.
 """
 
@@ -112,7 +112,7 @@ class MqttSettings(_Section):
 
 class ReleaseSettings(_Section):
     trust_root: Path | None = None
-    cloud_url: str | None = None
+    cloud_url: str | None = None  # not read: bundles of older enrolments carry it
     # Owner tightening: None keeps the trust root's limit, a number may only lower it.
     allowed_bases: list[Literal["warrant", "emergency", "preservation"]] | None = None
     max_window_s: dict[Literal["warrant", "emergency", "preservation"], PositiveInt] = {}

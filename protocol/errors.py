@@ -92,3 +92,7 @@ class RequestSignatureError(ProtocolError):
 
 class MessageError(ProtocolError):
     """An MQTT payload (escrow, escrow-ack, result, status, notice) is not acceptable."""
+
+
+class DeviceCertificateError(ProtocolError):
+    """A device identity certificate is malformed or not signed by the deployment's root."""

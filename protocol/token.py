@@ -2,7 +2,7 @@
 
 A token is a JWS in General JSON Serialization (RFC 7515 section 7.2.1), alg
 ``Ed25519`` (RFC 9864), each protected header exactly ``{"alg", "kid", "typ":
-"doorbell-release+jws"}``; its payload is the claims object of DESIGN section 4.
+"doorbell-release+jws"}``; its payload is the claims object of docs/protocol.md.
 
 `verify_token` is the device's trust decision: bytes, a trust root, a verification
 context (device id, the clock, owner limits) and a read-only view of the replay state
@@ -58,7 +58,7 @@ from protocol.warrant import WarrantClaim
 TOKEN_TYP: Final = "doorbell-release+jws"  # noqa: S105 (a media type, not a secret)
 TOKEN_VERSION: Final = 1
 MAX_TOKEN_BYTES: Final = 64 * 1024  # an age file of ~100 epoch identities fits well inside
-MAX_HOLD_S: Final = 90 * 24 * 3600  # DESIGN section 3.7: a pin lasts at most 90 days
+MAX_HOLD_S: Final = 90 * 24 * 3600  # docs/protocol.md: a pin lasts at most 90 days
 DEFAULT_SKEW_S: Final = 60
 RELEASE_ROLE: Final = "release"
 AGE_MAGIC: Final = b"age-encryption.org/v1\n"
@@ -199,7 +199,7 @@ class ReleaseClaims:
 
     @classmethod
     def from_payload(cls, value: Any) -> ReleaseClaims:
-        """The strict parser: exactly the claims of DESIGN section 4, nothing else.
+        """The strict parser: exactly the claims of docs/protocol.md, nothing else.
 
         Raises TokenRejected(malformed) naming the first problem.
         """

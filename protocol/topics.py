@@ -1,4 +1,4 @@
-"""MQTT topic names of the v1 wire contract (DESIGN section 4)."""
+"""MQTT topic names of the v1 wire contract (docs/protocol.md)."""
 
 from __future__ import annotations
 

@@ -98,6 +98,15 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, str]:
     return "invalid_request", "; ".join(parts) + more
 
 
+def _body_not_json(request: Request, exc: RequestValidationError) -> bool:
+    """A body sent without a JSON content type: FastAPI then sees no object at all and
+    would answer "Input should be a valid dictionary"."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return False
+    return any(tuple(err.get("loc", ())) == ("body",) for err in exc.errors())
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on an app."""
 
@@ -117,7 +126,13 @@ def install(app: FastAPI) -> None:
         return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if _body_not_json(request, exc):
+            return JSONResponse(error_body(
+                "unsupported_media_type",
+                "the body must be JSON sent with the header Content-Type: application/json "
+                f"(this request says {request.headers.get('content-type') or 'nothing'})",
+            ), status_code=415)
         code, message = _describe_validation(exc)
         status = 400 if code == "malformed_json" else 422
         return JSONResponse(error_body(code, message), status_code=status)

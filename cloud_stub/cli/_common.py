@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cloud_stub.errors import CloudError
+from cloud_stub.errors import CloudError, ConfigError
 from cloud_stub.service import CloudService
 
 
@@ -20,7 +20,19 @@ def add_deployment_args(parser: argparse.ArgumentParser) -> None:
                         help="database URL (default: cloud/store-url, else SQLite in cloud/)")
 
 
+def check_deployment_dir(directory: Path) -> None:
+    """Raise ConfigError with the fix when `directory` holds no deployment.toml (most
+    often: --deployment was left out and the current directory is not the deployment)."""
+    if not (directory / "deployment.toml").is_file():
+        given = "the current directory" if directory == Path(".") else str(directory)
+        raise ConfigError(
+            f"{given} is not a deployment directory (it has no deployment.toml): give "
+            "--deployment DIR, the directory `cloud-stub init DIR` created"
+        )
+
+
 def open_service(args: argparse.Namespace) -> CloudService:
+    check_deployment_dir(args.deployment)
     return CloudService.open(args.deployment, store_url=args.store_url)
 
 

@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import select
 
+from cloud_stub.config import default_store_url
 from cloud_stub.errors import CloudError
+from cloud_stub.intake import DEVICE_NOT_ENROLLED, DEVICE_REVOKED
 from cloud_stub.policy.base import PolicyContext
 from cloud_stub.policy.config import build_policy
 from cloud_stub.policy.courts import (
@@ -41,6 +44,8 @@ from cloud_stub.policy.requests import (
     basis_of,
     parse_request_json,
 )
+from cloud_stub.store import Store
+from cloud_stub.store.models import EscrowedEpoch
 from protocol.bundle import DeploymentLayout
 from protocol.keys import key_id
 
@@ -167,8 +172,67 @@ def _check(args: argparse.Namespace) -> int:
     except PolicyViolation as violation:
         print(f"REFUSED [{violation.code}]: {violation.reason}")
         return 3
+    refusal = _device_refusal(layout, request)
+    if refusal is not None:
+        code, reason = refusal
+        print(f"REFUSED [{code}]: {reason}")
+        return 3
     print(f"passes the legal check ({basis_of(request)}); a reviewer decides next")
+    for note in _footage_notes(layout, request, args.store_url):
+        print(note)
     return 0
+
+
+def _device_refusal(layout: DeploymentLayout, request: AnyRequest) -> tuple[str, str] | None:
+    """What the service checks after the policy, from the deployment's device registry:
+    every named device enrolled and not revoked. (code, reason), or None."""
+    devices = list(getattr(request, "device_ids", None) or [])
+    missing = [d for d in devices
+               if not (layout.device_record(d) / "identity.pub").is_file()]
+    if missing:
+        return (DEVICE_NOT_ENROLLED,
+                f"no enrolled device named {', '.join(repr(d) for d in missing[:5])} "
+                f"in {layout.devices_dir}")
+    revoked = [d for d in devices if (layout.device_record(d) / "revoked.json").exists()]
+    if revoked:
+        return (DEVICE_REVOKED,
+                f"revoked device {', '.join(repr(d) for d in revoked[:5])}: it gets no new token")
+    return None
+
+
+def _footage_notes(layout: DeploymentLayout, request: AnyRequest,
+                   store_url: str | None) -> list[str]:
+    """Whether the cloud holds keys for the window (else an approval releases nothing:
+    `no_escrowed_epochs`), when the deployment's store can be read; else a note saying
+    it was not checked."""
+    window = getattr(request, "window", None)
+    devices = list(getattr(request, "device_ids", None) or [])
+    if window is None or not devices or basis_of(request) == "preservation":
+        return []
+    url = store_url or default_store_url(layout)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return ["footage not checked: the cloud's store does not exist yet (cloud-stub serve "
+                "creates it)"]
+    store = Store(url)
+    try:
+        with store.read() as session:
+            held = set(session.execute(
+                select(EscrowedEpoch.device_id).where(
+                    EscrowedEpoch.device_id.in_(devices),
+                    EscrowedEpoch.start < window.end,
+                    EscrowedEpoch.end > window.start,
+                )
+            ).scalars())
+    except Exception as exc:  # a store this version cannot read: say so, decide nothing
+        return [f"footage not checked: cannot read the store: {type(exc).__name__}"]
+    finally:
+        store.dispose()
+    return [
+        f"no footage to release from {d} [no_escrowed_epochs]: the doorbell has sent the "
+        "cloud no key for any hour of this window (it was offline or not yet enrolled "
+        "then, or deleted that footage), so an approval would release nothing"
+        for d in devices if d not in held
+    ]
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -240,6 +304,9 @@ def register(sub: Any) -> None:
     check.add_argument("--policy", type=Path, help="policy file (default: cloud/policy.toml)")
     check.add_argument("--now", help="RFC 3339 (default: the system clock)")
     check.add_argument("--requester", default="offline-check", help="the agency asking")
+    check.add_argument("--store-url", default=None,
+                       help="the cloud's store, to say whether it holds keys for the window "
+                            "(default: cloud/store-url, else SQLite in cloud/)")
     check.set_defaults(handler=_guard("check", _check))
 
     listing = group_sub.add_parser("list", help="the court registry")

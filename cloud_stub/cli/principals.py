@@ -49,8 +49,20 @@ def _agency_identity(directory: Path) -> str:
     return recipient
 
 
+def _write_key_file(path: Path, token: str) -> None:
+    try:
+        _write_private(path, f"{token}\n".encode())
+    except OSError as exc:
+        raise EnvironmentFault(
+            f"the principal was created, but its API key could not be written to {path}: "
+            f"{exc.strerror}; add another principal"
+        ) from exc
+
+
 def _add(role: str) -> Any:
     def run(args: argparse.Namespace) -> int:
+        if args.key_file is not None and args.key_file.exists():
+            raise Conflict(f"{args.key_file} already exists", code="exists")
         service = open_service(args)
         try:
             check_name(role, args.name)
@@ -74,6 +86,8 @@ def _add(role: str) -> Any:
             from cloud_stub.cli.trust import add_reviewer_key
 
             add_reviewer_key(args.deployment, args.name, org, args.public_key)
+        if args.key_file is not None:
+            _write_key_file(args.key_file, token)
         if args.json:
             out = {"name": args.name, "role": role, "org": org, "api_key": token}
             if recipient:
@@ -82,7 +96,10 @@ def _add(role: str) -> Any:
             print_json(out)
         else:
             print(f"{role} {args.name} (organisation {org}) created.")
-            print(f"API key (shown once, store it now): {token}")
+            if args.key_file is not None:
+                print(f"API key written to {args.key_file} (0600); it is not shown again.")
+            else:
+                print(f"API key (shown once, store it now): {token}")
             if recipient:
                 print(f"age recipient for requests: {recipient}")
                 print(f"identity for opening evidence: "
@@ -101,7 +118,9 @@ def register(sub: Any) -> None:
         group = sub.add_parser(plural, help=f"manage {plural}")
         group_sub = group.add_subparsers(dest=f"{plural}_command", required=True,
                                          metavar="COMMAND")
-        add = group_sub.add_parser("add", help=f"create a {role} and print its API key once")
+        article = "an" if role[0] in "aeiou" else "a"
+        add = group_sub.add_parser(
+            "add", help=f"create {article} {role} and print its API key once")
         add.add_argument("name")
         add.add_argument("--org", required=role != "agency", default=None, help=org_help)
         add.add_argument("--json", action="store_true", help="print JSON")
@@ -109,5 +128,8 @@ def register(sub: Any) -> None:
             add.add_argument("--public-key", default=None,
                              help="the reviewer's Ed25519 public key (64 hex, from "
                                   "`doorbell-review keygen`): added to the draft trust root")
+        add.add_argument("--key-file", type=Path, default=None,
+                         help="write the API key to this new file (0600) instead of "
+                              "printing it")
         add_deployment_args(add)
         add.set_defaults(handler=guarded(f"{plural} add", _add(role)))

@@ -60,6 +60,7 @@ def _enroll(args: argparse.Namespace) -> int:
         tar_path=args.tar,
         owner_out=args.owner_out,
         install_dir=args.install_dir,
+        state_dir=args.state_dir,
     )
     try:
         result = enroll_device(
@@ -112,7 +113,11 @@ def register(sub: Any) -> None:
     target.add_argument("--tar", type=Path, default=None,
                         help="write the bundle as this new tarball (0600)")
     enroll.add_argument("--install-dir", type=Path, default=DEFAULT_INSTALL_DIR,
-                        help="where the bundle will live on the device (paths in agent.toml)")
+                        help="where the bundle will live on the device (the paths in its "
+                             "agent.toml; default /etc/doorbell)")
+    enroll.add_argument("--state-dir", type=Path, default=None,
+                        help="agent.state_dir in its agent.toml: where the agent keeps its "
+                             "sealed clips and state (default: the agent's, /var/lib/doorbell)")
     enroll.add_argument("--owner-out", type=Path, default=None,
                         help="write the owner's MQTT credential to this new directory "
                              "(default: DEPLOYMENT/devices/ID/owner)")

@@ -22,12 +22,13 @@ from cloud_stub.cli._common import (
 )
 from cloud_stub.core import caller_of
 from cloud_stub.errors import NotFound
-from cloud_stub.review import Action
+from cloud_stub.review import MIN_REASON_CHARS, Action
 from cloud_stub.service import CloudService, PrincipalCaller
 from cloud_stub.store.models import Principal
-from cloud_stub.views import RequestView, as_json
+from cloud_stub.views import RequestView, WarrantView, as_json
 from protocol import text as text_rule
 
+REASON_HELP = f"the written reason (at least {MIN_REASON_CHARS} characters)"
 OPERATOR = PrincipalCaller(id="operator", name="operator", role="admin", org="operator")
 MAX_SHOWN = 4000  # characters of one value on the terminal
 
@@ -68,6 +69,24 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warrant_text(w: WarrantView) -> None:
+    """The warrant as filed: what a reviewer checks with the court clerk."""
+    unset = "- (not given)"
+    print("warrant:")
+    print(f"  court              {w.court or unset}")
+    print(f"  judge              {w.judge or unset}")
+    print(f"  docket             {w.docket or unset}")
+    print(f"  order type         {w.order_type or unset}")
+    print(f"  issued             {_when(w.issued) + ' UTC' if w.issued else unset}")
+    print(f"  expires            {_when(w.expires) + ' UTC' if w.expires else unset}")
+    print(f"  document sha256    {w.document_sha256 or unset}")
+    if w.notify_after:
+        print(f"  owner notice after {_when(w.notify_after)} UTC (non-disclosure order)")
+    print(f"  investigator       {w.investigator or unset}")
+    print(f"  contact            {w.contact or unset}")
+    print(f"  agency case number {w.agency_case_number or unset}")
+
+
 def _show_text(v: RequestView) -> None:
     print(f"request   {_shown(v.id)}")
     print(f"basis     {_shown(v.basis)}")
@@ -76,6 +95,8 @@ def _show_text(v: RequestView) -> None:
     print(f"devices   {_shown(', '.join(v.devices)) or '-'}")
     if v.window:
         print(f"window    {_when(v.window.start)} .. {_when(v.window.end)} UTC")
+    if v.warrant:
+        _warrant_text(v.warrant)
     print(f"approvals {v.approvals.received} of {v.approvals.required}")
     if v.warrant:
         print(f"warrant expires {_when(v.warrant.expires)} UTC")
@@ -171,7 +192,7 @@ def register(sub: Any) -> None:
         cmd = group_sub.add_parser(action.value, help=f"{action.value} as a named reviewer")
         cmd.add_argument("request_id")
         cmd.add_argument("--reviewer", required=True, help="the reviewer's principal name")
-        cmd.add_argument("--reason", required=True, help="the written reason")
+        cmd.add_argument("--reason", required=True, help=REASON_HELP)
         cmd.add_argument("--json", action="store_true")
         add_deployment_args(cmd)
         cmd.set_defaults(handler=guarded(f"requests {action.value}", _decide(action)))
@@ -181,7 +202,7 @@ def register(sub: Any) -> None:
                         "whose token the device rejected as stale_seq or expired")
     reissue.add_argument("request_id")
     reissue.add_argument("--reviewer", required=True, help="the reviewer's principal name")
-    reissue.add_argument("--reason", required=True, help="the written reason")
+    reissue.add_argument("--reason", required=True, help=REASON_HELP)
     reissue.add_argument("--json", action="store_true")
     add_deployment_args(reissue)
     reissue.set_defaults(handler=guarded("requests reissue", _reissue))

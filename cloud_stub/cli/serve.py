@@ -6,11 +6,12 @@ import argparse
 import logging
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 
 from cloud_stub.api import create_app
-from cloud_stub.cli._common import add_deployment_args, guarded
+from cloud_stub.cli._common import add_deployment_args, check_deployment_dir, guarded
 from cloud_stub.mqtt import CloudMqtt, MqttOptions
 from cloud_stub.provision.offline import readable_decisive_keys
 from cloud_stub.service import CloudService
@@ -19,8 +20,27 @@ from protocol.bundle import DeploymentLayout
 log = logging.getLogger(__name__)
 
 
+def api_url_mismatch(api_url: str, port: int) -> str | None:
+    """A warning when devices would upload to another port than `serve` listens on
+    (`api.url` in deployment.toml goes into every token's upload URL), else None. A
+    reverse proxy in front may make that right, so this only warns."""
+    try:
+        url = urlsplit(api_url)
+        url_port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+    except ValueError:
+        return f"api.url {api_url!r} in deployment.toml is not a URL"
+    if url_port == port:
+        return None
+    return (
+        f"serve listens on port {port} but api.url in deployment.toml is {api_url}: tokens "
+        f"tell devices to upload evidence there, so uploads will not reach this server "
+        f"unless a proxy forwards them (serve --port {url_port}, or correct api.url)"
+    )
+
+
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    check_deployment_dir(args.deployment)
     service = CloudService.open(args.deployment, store_url=args.store_url)
     held = readable_decisive_keys(DeploymentLayout(args.deployment))
     if held:  # before any port is bound or the broker is reached
@@ -30,6 +50,9 @@ def _serve(args: argparse.Namespace) -> int:
                   "read it; move it off the service host (docs/threat-model.md)",
                   file=sys.stderr)
         return 1
+    warning = api_url_mismatch(service.core.settings.api.url, args.port)
+    if warning is not None:
+        log.warning("%s", warning)
     link: CloudMqtt | None = None
     if not args.no_mqtt:
         options = MqttOptions.from_service(service, host=args.broker_host, port=args.broker_port)

@@ -1,7 +1,7 @@
 """The policy file: typed, closed limits, and the policy tree built from them.
 
-``default-policy.toml`` (packaged next to this module) holds the defaults of DESIGN
-section 5. A deployment may give its own file; an unknown key, a missing file, bad TOML
+``default-policy.toml`` (packaged next to this module) holds the defaults that
+docs/policy.md lists. A deployment may give its own file; an unknown key, a missing file, bad TOML
 or a value outside its hard ceiling raises `PolicyFileError` naming the key and file.
 The ceilings are the law's or the design's outer bounds (a preservation holds at most
 90 days and is renewed at most once; an emergency needs at least two reviewers); a
@@ -91,7 +91,7 @@ class PreservationLimits(BasisLimits):
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """All limits of the legal check, with units (DESIGN section 5 defaults)."""
+    """All limits of the legal check, with units (docs/policy.md defaults)."""
 
     warrant: WarrantLimits
     emergency: EmergencyLimits

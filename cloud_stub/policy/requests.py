@@ -85,7 +85,7 @@ class OrderType(StrEnum):
     """The kind of legal process behind a ``warrant``-basis request.
 
     Only a search warrant reaches content; the others are named so that they can be
-    refused with ``order_type_no_content`` (DESIGN section 5).
+    refused with ``order_type_no_content`` (docs/policy.md).
     """
 
     SEARCH_WARRANT = "search_warrant"

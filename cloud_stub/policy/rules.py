@@ -1,4 +1,4 @@
-"""Every rule of DESIGN section 5, each a small object with one ``check``.
+"""Every rule of docs/policy.md, each a small object with one ``check``.
 
 Each rule announces the codes it can raise in ``codes`` and takes its limits as
 keyword-only constructor arguments (with their units in the name). Rules never read
@@ -331,7 +331,11 @@ class WarrantDates:
                 f"a warrant is valid at most {self.max_validity.days} days after issue",
             )
         if expires <= ctx.now:
-            raise _violation(Code.WARRANT_EXPIRED, "the warrant has expired")
+            raise _violation(
+                Code.WARRANT_EXPIRED,
+                f"the warrant expired at {expires.strftime('%Y-%m-%dT%H:%M:%SZ')} "
+                "(ask the court for a new one)",
+            )
 
 
 class DocumentHash:

@@ -26,7 +26,6 @@ class AgentConfigValues:
     prefix: str
     broker_host: str
     broker_port: int
-    cloud_url: str
     owner_recipient: str
     escrow_recipient: str
 
@@ -56,7 +55,6 @@ def render_agent_config(values: AgentConfigValues) -> bytes:
         },
         "release": {
             "trust_root": str(where.trust_root),
-            "cloud_url": values.cloud_url,
         },
     }
     header = (

@@ -278,7 +278,6 @@ def enroll_device(
                 prefix=settings.prefix,
                 broker_host=settings.broker.host,
                 broker_port=settings.broker.port,
-                cloud_url=settings.api.url,
                 owner_recipient=owner,
                 escrow_recipient=escrow,
             )

@@ -1,4 +1,4 @@
-"""The deployment's signers and the trust root they define (DESIGN section 4).
+"""The deployment's signers and the trust root they define (docs/protocol.md).
 
 Four Ed25519 signers: ``root-1`` and ``root-2`` form the `root` role (threshold 2), and
 ``policy`` and ``review`` the `release` role (threshold 2: the policy engine signs once

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,8 +23,17 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+DESCRIPTION = """The sealed-doorbell agent: records clips from the camera (by default
+the simulated one) and seals them on the device; answers release tokens over MQTT; lets
+the owner list and export the sealed clips. `run` is the daemon."""
+
+EPILOG = """Configuration: --config FILE (default /etc/doorbell/agent.toml); every key in
+docs/agent-config.md. A first run: README.md, "A first hour, by hand"."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="doorbell-agent", description=__doc__)
+    parser = argparse.ArgumentParser(prog="doorbell-agent", description=DESCRIPTION,
+                                     epilog=EPILOG)
     parser.add_argument(
         "--config",
         type=Path,
@@ -40,12 +50,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader left (`| head`): no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141
     except DoorbellError as exc:
         print(f"doorbell-agent: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    return code
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from device.agent import Agent, read_status, tune_malloc
 from device.button.control import send_command
 from device.config import AgentConfig, load_config
 from device.errors import ConfigError, DoorbellError
-from device.release.clock import Clock, KernelClock, ManualClock
+from device.release.clock import Clock, ManualClock, clock_from_setting
 from device.systemd import Notifier, Watchdog
 
 SCENES = ("visitor", "passerby", "empty")
@@ -50,8 +50,9 @@ def register(sub: Any) -> None:
     ring.add_argument("--state-dir", type=Path, help="override agent.state_dir")
     ring.set_defaults(handler=cmd_ring)
 
-    status = sub.add_parser("status", help="print the agent's status (JSON)")
+    status = sub.add_parser("status", help="print the agent's status (a table, or --json)")
     status.add_argument("--state-dir", type=Path, help="override agent.state_dir")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.set_defaults(handler=cmd_status)
 
 
@@ -81,12 +82,21 @@ def _with_state_dir(config: AgentConfig, state_dir: Path | None) -> AgentConfig:
 def cmd_run(args: argparse.Namespace) -> int:
     _logging()
     config = load_config(args.config)
+    if config.release.cloud_url is not None:
+        logging.getLogger(__name__).warning(
+            "release.cloud_url in %s is not read: evidence goes to the upload URL each "
+            "release token names (the cloud's api.url); remove the line", args.config,
+        )
     notifier = Notifier.from_environment()
     try:
         watchdog = Watchdog.from_environment(notifier)
     except ValueError as exc:
         raise ConfigError(f"systemd watchdog environment: {exc}") from exc
-    agent = Agent.from_config(config, clock=KernelClock(), notifier=notifier)
+    # The clock `[release] clock` names, so that the status says what the release side
+    # judges tokens by (docs/adr/0009-clock-and-deferral.md).
+    agent = Agent.from_config(
+        config, clock=clock_from_setting(config.release.clock), notifier=notifier
+    )
     _install_signals(agent)
     agent.run(watchdog=watchdog)
     return 0
@@ -146,11 +156,65 @@ def cmd_ring(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """The live status from a running agent, or the last status file it wrote."""
     sock, state = _socket_and_state(args)
+    status: dict[str, Any] | None = None
     if sock.exists():
         try:
-            print(json.dumps(json.loads(send_command(sock, "status")), indent=2, sort_keys=True))
-            return 0
+            status = json.loads(send_command(sock, "status"))
         except (DoorbellError, ValueError) as exc:
             print(f"doorbell-agent: no live answer ({exc}); last status file:", file=sys.stderr)
-    print(json.dumps(read_status(state), indent=2, sort_keys=True))
+    if status is None:
+        status = read_status(state)
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        print(render_status(status))
     return 0
+
+
+def _size(n: object) -> str:
+    if not isinstance(n, int):
+        return "?"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+def render_status(status: dict[str, Any]) -> str:
+    """The status as a short table for people (`--json` gives every field)."""
+    rows: list[tuple[str, str]] = [("device", str(status.get("device", "?")))]
+    state = str(status.get("state", "running"))
+    rows.append(("state", state + (", recording" if status.get("recording") else "")))
+    camera = status.get("camera") or {}
+    rows.append(("camera", f"{camera.get('source', '?')}, {camera.get('state', '?')}, "
+                           f"{camera.get('frames', 0)} frames, {camera.get('errors', 0)} errors"))
+    sealed, failed = status.get("clips_sealed", 0), status.get("clips_failed", 0)
+    clips = f"{sealed} sealed, {failed} failed since start"
+    last = status.get("last_clip")
+    if isinstance(last, dict):
+        clips += f"; last {last.get('id', '?')} ({last.get('state', '?')})"
+    rows.append(("clips", clips))
+    storage = status.get("storage") or {}
+    line = (f"{storage.get('clips', '?')} clips, {_size(storage.get('used_bytes'))} used, "
+            f"{_size(storage.get('free_bytes'))} free")
+    if storage.get("full"):
+        line += f"; FULL: {storage.get('reason', '')}"
+    rows.append(("storage", line))
+    clock = status.get("clock") or {}
+    synced = "synchronized" if clock.get("synchronized") else (
+        "NOT synchronized (release tokens wait: docs/adr/0009-clock-and-deferral.md)")
+    rows.append(("clock", f"{str(clock.get('now', '?'))[:19]} UTC, {synced}"))
+    for name, report in sorted((status.get("services") or {}).items()):
+        if not isinstance(report, dict):
+            continue
+        text = str(report.get("state", "?"))
+        if "connected" in report:
+            text += ", connected" if report["connected"] else ", NOT connected"
+        for key in ("link_problem", "reason"):
+            if report.get(key):
+                text += f": {report[key]}"
+        rows.append((name, text))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)

@@ -89,15 +89,24 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([describe(c) for c in clips], indent=2))
         return 0
+    if clips:
+        width = max(len(c.id) for c in clips)
+        print(f"{'CLIP':<{width}}  {'START (UTC)':<20}  {'LENGTH':>8}  {'BYTES':>11}  "
+              f"{'STATE':<9}  EVENTS")
     for clip in clips:
         length = "-" if clip.end is None else f"{(clip.end - clip.start).total_seconds():.1f}s"
         events = ",".join(e.kind for e in clip.events) or "-"
         print(
-            f"{clip.id}  {clip.start:%Y-%m-%d %H:%M:%S}Z  {length:>8}  {clip.bytes:>11}  "
+            f"{clip.id:<{width}}  {clip.start:%Y-%m-%d %H:%M:%S}Z  {length:>8}  {clip.bytes:>11}  "
             f"{clip.state.value:<9}  {events}"
         )
-    print(f"{len(clips)} clips")
+    print(count(len(clips), "clip"))
     return 0
+
+
+def count(n: int, noun: str) -> str:
+    """'1 clip', '2 clips', '0 clips'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _copy_verified(source: Path, target: Path, sha256: str | None) -> bool:
@@ -155,7 +164,7 @@ def _export(args: argparse.Namespace) -> int:
     }
     (out / "clips.json").write_text(json.dumps(listing, indent=2) + "\n", encoding="utf-8")
     failed = f", {len(problems)} failed" if problems else ""
-    print(f"exported {len(exported)} clips to {out}{failed}")
+    print(f"exported {count(len(exported), 'clip')} to {out}{failed}")
     for problem in problems:
         print(f"clips export: {problem['id']}: {problem['problem']}", file=sys.stderr)
     return 1 if problems else 0

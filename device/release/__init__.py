@@ -1,2 +1,2 @@
 """The release side of the agent: MQTT link, clock, replay state, release handler,
-re-seal, uploader, escrow publishing and the device audit log (DESIGN section 3.5)."""
+re-seal, uploader, escrow publishing and the device audit log (docs/architecture.md)."""

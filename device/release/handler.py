@@ -303,6 +303,10 @@ class ReleaseHandler:
             {"sha256": sha, "jti": jti, "status": "deferred", "code": "clock_unsynchronized"},
         )
         if fresh:
+            log.warning(
+                "token %s deferred: %s; it is checked again once the clock is synchronized "
+                "(NTP; docs/adr/0009-clock-and-deferral.md)", jti, detail,
+            )
             self._queue_result(jti, sha, "deferred", RejectionCode.clock_unsynchronized.value,
                                detail)
         return Outcome("deferred", jti, RejectionCode.clock_unsynchronized.value, detail)

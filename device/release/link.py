@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import ssl
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from device.errors import TransportError
+from protocol.connect_errors import describe_connection_error
 from protocol.tls import client_context
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,11 @@ class MqttLink(Protocol):
 
     def wait_connected(self, timeout: float) -> bool: ...
 
+    def problem(self) -> str:
+        """Why the link is down, naming the broker's host:port and the cause ("" when
+        it is up or has not tried yet)."""
+        ...
+
     def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
     ) -> Delivery: ...
@@ -116,6 +123,7 @@ class PahoLink:
         self._settings = settings
         self._inbound: queue.Queue[Inbound] = queue.Queue(maxsize=settings.inbound_queue)
         self._connected = threading.Event()
+        self._problem = ""
         self._closed = False
         self._started = False
         self.dropped = 0  # messages dropped because the inbound queue was full
@@ -127,6 +135,7 @@ class PahoLink:
         )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_message = self._on_message
         self._client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
         self._client.will_set(settings.will_topic, settings.will_payload, qos=1, retain=True)
@@ -161,6 +170,24 @@ class PahoLink:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
+    def problem(self) -> str:
+        return "" if self._connected.is_set() else self._problem
+
+    def _set_problem(self, problem: str) -> None:
+        """Record and log why the link is down; the same cause is logged once, not at
+        every retry."""
+        if problem != self._problem:
+            log.warning("%s; retrying with backoff", problem)
+        self._problem = problem
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho calls this from inside its `except OSError` around the connection attempt
+        # (DNS, refused, unreachable, TLS handshake), so the cause is the active exception.
+        exc = sys.exc_info()[1]
+        s = self._settings
+        cause = describe_connection_error(exc) if exc is not None else "the connection failed"
+        self._set_problem(f"cannot reach the MQTT broker at {s.host}:{s.port}: {cause}")
+
     def _on_connect(
         self,
         client: mqtt.Client,
@@ -170,9 +197,13 @@ class PahoLink:
         properties: Properties | None,
     ) -> None:
         if reason.is_failure:
-            log.warning("broker refused the connection: %s", reason)
+            s = self._settings
             self._connected.clear()
+            self._set_problem(
+                f"the MQTT broker at {s.host}:{s.port} refused the connection: {reason}"
+            )
             return
+        self._problem = ""
         for topic in self._settings.subscriptions:
             client.subscribe(topic, qos=1)
         self._connected.set()
@@ -195,7 +226,8 @@ class PahoLink:
     ) -> None:
         self._connected.clear()
         if not self._closed:
-            log.warning("MQTT link down (%s); reconnecting with backoff", reason)
+            s = self._settings
+            self._set_problem(f"MQTT link to {s.host}:{s.port} down ({reason})")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         size = len(msg.payload)

@@ -173,6 +173,8 @@ class ReleaseSupervisor:
             if self._since is not None:
                 report["since"] = self._since.isoformat()
         report["connected"] = link is not None and link.connected()
+        if link is not None and not report["connected"] and link.problem():
+            report["link_problem"] = link.problem()
         return report
 
     def _online_payload(self) -> bytes:

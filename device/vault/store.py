@@ -91,6 +91,23 @@ class RecoveryReport:
              self.adopted, self.quarantined)
         )
 
+    def __str__(self) -> str:
+        """What recovery did, in words (for the log), e.g. "1 clip kept as truncated
+        (power cut mid-clip): 20260504T093000Z-ab12cd34"."""
+        said = []
+        for ids, what in (
+            (self.truncated, "kept as truncated (power cut mid-clip)"),
+            (self.removed_empty, "removed (held nothing beyond the header)"),
+            (self.completed, "completed (sealed, not yet renamed)"),
+            (self.dropped_rows, "dropped from the index (the file was gone)"),
+            (self.adopted, "added to the index (a file without a row)"),
+            (self.quarantined, "moved to orphans/ (cannot be placed)"),
+        ):
+            if ids:
+                clips = "clip" if len(ids) == 1 else "clips"
+                said.append(f"{len(ids)} {clips} {what}: {', '.join(ids)}")
+        return "; ".join(said) or "nothing to do"
+
 
 @dataclass(slots=True)
 class _Recovery:

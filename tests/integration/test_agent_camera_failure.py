@@ -53,7 +53,7 @@ def test_the_daemon_survives_a_missing_camera_and_picks_it_up_when_it_appears(
         assert failed["state"] == "running"
         time.sleep(1.0)
         assert proc.poll() is None  # still alive
-        live = agent_env.cli("status")
+        live = agent_env.cli("status", "--json")
         assert live.returncode == 0
         assert json.loads(live.stdout)["camera"]["state"].startswith("error")
         # The camera comes back (here: the file appears); the agent reads it to its end.

@@ -58,7 +58,7 @@ def test_ring_and_status_reach_a_running_agent_and_sigterm_seals_the_clip(
         # been (a hang guard, not a time limit), then check what the agent reports.
         deadline = time.monotonic() + 30
         while True:
-            status = agent_env.cli("status")
+            status = agent_env.cli("status", "--json")
             assert status.returncode == 0, status.stderr
             live = json.loads(status.stdout)
             # (the count and the recorder are updated a moment apart in the loop)
@@ -84,9 +84,17 @@ def test_ring_and_status_reach_a_running_agent_and_sigterm_seals_the_clip(
     assert final["recording"] is False
     assert final["last_clip"]["id"] == clip.id
     # With the agent gone, `status` falls back to the last status file.
-    after = agent_env.cli("status")
+    after = agent_env.cli("status", "--json")
     assert after.returncode == 0
     assert json.loads(after.stdout)["state"] == "stopped"
+    # For people, a table (doorbell-owner status has one too).
+    table = agent_env.cli("status")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["device", "sim-doorbell"]
+    assert any(line.startswith("state") and "stopped" in line for line in lines)
+    assert any(line.startswith("clips") and "1 sealed" in line for line in lines)
+    assert len(lines) < 15
 
 
 def test_ring_without_a_running_agent_says_so(agent_env: AgentEnv) -> None:

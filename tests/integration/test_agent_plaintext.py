@@ -1,4 +1,4 @@
-"""Nothing plaintext reaches the device's disk (DESIGN section 1).
+"""Nothing plaintext reaches the device's disk (docs/threat-model.md).
 
 After a full agent run (the CLI, the real store, a visitor who rings), every file under
 the state directory (clips, SQLite database with its WAL and SHM files, the escrow

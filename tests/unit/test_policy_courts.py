@@ -265,8 +265,11 @@ def test_the_installed_command_runs(deployment: TestDeployment) -> None:
 
 
 def test_court_check_runs_the_whole_legal_check_offline(
-    deployment: TestDeployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fresh_deployment: TestDeployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    deployment = fresh_deployment
+    for device_id in ("porch-cam", "garage-cam"):  # court check refuses unenrolled devices
+        deployment.enroll_device(device_id)
     document = tmp_path / "warrant.pdf"
     document.write_bytes(b"%PDF-1.7 the warrant")
     assert cloud_stub_main(sign_args(deployment, document)) == 0

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cloud_stub.api.deps import principal, service_of
 from cloud_stub.api.problems import GUARDED_ANSWERS
-from cloud_stub.review import MAX_REASON_CHARS, Action
+from cloud_stub.review import MAX_REASON_CHARS, MIN_REASON_CHARS, Action
 from cloud_stub.service import PrincipalCaller
 from cloud_stub.views import RequestView
 
@@ -25,7 +25,10 @@ class DecisionBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, max_length=MAX_REASON_CHARS)
+    # The minimum is checked by the review itself (`reason_required`, naming it), so that
+    # an empty and a short reason get the same answer.
+    reason: str = Field(max_length=MAX_REASON_CHARS,
+                        description=f"at least {MIN_REASON_CHARS} characters")
 
 
 @router.get("/v1/review/queue", response_model=list[RequestView], summary="Waiting for review")

@@ -1,0 +1,61 @@
+"""Device identity certificates for the agency's evidence download.
+
+The deployment certifies a device's enrolled identity key (``devices/<id>/identity.pub``)
+with its trust root's root-role keys (`protocol.device_identity`), once, into
+``devices/<id>/identity-cert.json``; the evidence listing carries it, so that an agency
+checks a manifest's signature against the deployment's trust root alone
+(docs/protocol.md, "Evidence an agency can check").
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+from cloud_stub.errors import ConfigError
+from cloud_stub.provision.trust import ROOT_SIGNERS
+from protocol.bundle import DeploymentLayout
+from protocol.device_identity import DeviceIdentity, sign_device_identity
+from protocol.errors import KeyFormatError
+from protocol.keys import private_key_from_pem, public_key_from_hex
+
+CERT_FILE = "identity-cert.json"
+
+
+def certificate_path(layout: DeploymentLayout, device_id: str) -> Path:
+    return layout.device_record(device_id) / CERT_FILE
+
+
+def device_certificate(
+    layout: DeploymentLayout, device_id: str, identity_pub: str, now: datetime
+) -> bytes:
+    """The certificate of `device_id`'s identity key `identity_pub` (hex), made and kept
+    on first use. A kept certificate for another key (a re-enrolled id) is replaced.
+    Raises ConfigError when a root key cannot be read."""
+    path = certificate_path(layout, device_id)
+    try:
+        kept = path.read_bytes()
+    except FileNotFoundError:
+        kept = b""
+    if kept and f'"public":"{identity_pub}"'.encode() in kept:
+        return kept
+    try:
+        public = public_key_from_hex(identity_pub)
+    except KeyFormatError as exc:
+        raise ConfigError(f"device {device_id}: enrolled identity key: {exc}") from exc
+    signers = []
+    for name in ROOT_SIGNERS:
+        key_path = layout.signer_key(name)
+        try:
+            signers.append(private_key_from_pem(key_path.read_bytes()))
+        except (OSError, KeyFormatError) as exc:
+            raise ConfigError(f"{key_path}: cannot read the {name} key: {exc}") from exc
+    data = sign_device_identity(
+        DeviceIdentity(device=device_id, public_key=public, issued=now), signers
+    )
+    tmp = path.with_name(f".{CERT_FILE}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return data

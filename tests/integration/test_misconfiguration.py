@@ -1,0 +1,155 @@
+"""Misconfiguration is named, not silent: an agent pointed at a wrong MQTT port or host
+says which host:port and why, in its log (once, not at every retry) and in its status;
+`cloud-stub serve --port` different from the port of `api.url` warns at start-up."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from cloud_stub.cli.serve import api_url_mismatch
+from cloud_stub.config import load_deployment
+from device.agent import Agent
+from device.config import AgentConfig
+from device.release.clock import ManualClock
+from tests.fixtures.cloud import loopback_socket
+from tests.fixtures.deployment import TestDeployment
+from tests.fixtures.release import rig_config
+
+LINK_LOG = "device.release.link"
+CAMERA = {"width": 320, "height": 240, "fps": 15, "lores_width": 160, "lores_height": 120,
+          "source": "sim", "scene": "empty", "realtime": True}
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@contextmanager
+def _running(config: AgentConfig) -> Iterator[Agent]:
+    agent = Agent.from_config(config, clock=ManualClock(datetime.now(UTC)), simulated=True)
+    thread = threading.Thread(target=agent.run, kwargs={"duration_s": 600}, daemon=True)
+    thread.start()
+    try:
+        yield agent
+    finally:
+        agent.request_stop()
+        thread.join(timeout=60)
+
+
+def _config(deployment: TestDeployment, state: Path, **mqtt: Any) -> AgentConfig:
+    bundle = deployment.enroll_device(deployment.new_device_id("mis"))
+    base = rig_config(bundle, state)
+    return base.model_copy(update={
+        "camera": base.camera.model_copy(update=CAMERA),
+        "mqtt": base.mqtt.model_copy(update=mqtt),
+    })
+
+
+def _release(agent: Agent) -> dict[str, Any]:
+    report: dict[str, Any] = agent.status()["services"]["release"]
+    return report
+
+
+def test_a_wrong_port_is_named_with_its_cause(
+    deployment: TestDeployment, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sock = loopback_socket()
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    caplog.set_level(logging.WARNING, logger=LINK_LOG)
+    config = _config(deployment, tmp_path / "state", port=port)
+    with _running(config) as agent:
+        _wait("the link's problem in the status", lambda: "link_problem" in _release(agent))
+        problem = _release(agent)["link_problem"]
+        time.sleep(3)  # a few retries
+    assert f"127.0.0.1:{port}" in problem
+    assert "connection refused" in problem
+    assert _release(agent)["connected"] is False
+    logged = [r.getMessage() for r in caplog.records if r.name == LINK_LOG]
+    assert any(f"127.0.0.1:{port}" in m and "connection refused" in m for m in logged), logged
+    assert len([m for m in logged if "connection refused" in m]) == 1, logged
+    assert not any("Unspecified error" in m for m in logged), logged
+
+
+def test_a_wrong_host_is_named_with_its_cause(deployment: TestDeployment, tmp_path: Path) -> None:
+    config = _config(deployment, tmp_path / "state", host="no-such-broker.invalid")
+    with _running(config) as agent:
+        _wait("the link's problem in the status", lambda: "link_problem" in _release(agent))
+        problem = _release(agent)["link_problem"]
+    assert "no-such-broker.invalid:" in problem
+    assert "does not resolve" in problem
+
+
+def _serve_output(deployment: TestDeployment, tmp_path: Path, port: int,
+                  *mqtt: str) -> str:
+    """`cloud-stub serve --port PORT` as a process, until it answers; its log so far.
+    Without `mqtt` options it runs with --no-mqtt."""
+    command = [str(Path(sys.executable).parent / "cloud-stub"), "serve", "--deployment",
+               str(deployment.layout.root), "--store-url",
+               f"sqlite:///{tmp_path / f'serve-{port}.sqlite3'}", "--port", str(port),
+               *(mqtt or ("--no-mqtt",))]
+    log_path = tmp_path / f"serve-{port}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            _wait("serve to answer", lambda: _answers(port) or process.poll() is not None)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=20)
+    return log_path.read_text()
+
+
+def _answers(port: int) -> bool:
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    except httpx.TransportError:
+        return False
+    return True
+
+
+def test_serve_warns_when_its_port_is_not_the_api_urls(
+    fresh_deployment: TestDeployment, tmp_path: Path
+) -> None:
+    api_url = load_deployment(fresh_deployment.layout).api.url
+    assert api_url_mismatch(api_url, urlsplit(api_url).port or 80) is None
+    sock = loopback_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    output = _serve_output(fresh_deployment, tmp_path, port)
+    assert f"serve listens on port {port} but api.url in deployment.toml is {api_url}" in output
+    assert "uploads will not reach this server" in output
+
+
+def test_serve_names_a_broker_it_cannot_reach(
+    fresh_deployment: TestDeployment, tmp_path: Path
+) -> None:
+    sock = loopback_socket()
+    nobody = sock.getsockname()[1]
+    sock.close()
+    sock = loopback_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    output = _serve_output(fresh_deployment, tmp_path, port, "--broker-host", "127.0.0.1",
+                           "--broker-port", str(nobody))
+    assert f"cannot reach the MQTT broker at 127.0.0.1:{nobody}: connection refused" in output
