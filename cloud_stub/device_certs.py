@@ -5,6 +5,11 @@ with its trust root's root-role keys (`protocol.device_identity`), once, into
 ``devices/<id>/identity-cert.json``; the evidence listing carries it, so that an agency
 checks a manifest's signature against the deployment's trust root alone
 (docs/protocol.md, "Evidence an agency can check").
+
+The root keys are meant to be offline (ADR 0013), so the certificate is made where they
+are: at enrolment, while `offline-root/` is still beside the deployment (or, for a
+deployment made before ADR 0013, from `cloud/signers/`). A service that cannot read them
+serves the certificate it kept, or none.
 """
 
 from __future__ import annotations
@@ -29,10 +34,11 @@ def certificate_path(layout: DeploymentLayout, device_id: str) -> Path:
 
 def device_certificate(
     layout: DeploymentLayout, device_id: str, identity_pub: str, now: datetime
-) -> bytes:
+) -> bytes | None:
     """The certificate of `device_id`'s identity key `identity_pub` (hex), made and kept
-    on first use. A kept certificate for another key (a re-enrolled id) is replaced.
-    Raises ConfigError when a root key cannot be read."""
+    on first use; None when none is kept and the root keys are not on this host. A kept
+    certificate for another key (a re-enrolled id) is replaced. Raises ConfigError when
+    a root key is present but cannot be read."""
     path = certificate_path(layout, device_id)
     try:
         kept = path.read_bytes()
@@ -44,9 +50,11 @@ def device_certificate(
         public = public_key_from_hex(identity_pub)
     except KeyFormatError as exc:
         raise ConfigError(f"device {device_id}: enrolled identity key: {exc}") from exc
+    paths = _root_key_paths(layout)
+    if paths is None:
+        return None
     signers = []
-    for name in ROOT_SIGNERS:
-        key_path = layout.signer_key(name)
+    for name, key_path in zip(ROOT_SIGNERS, paths, strict=True):
         try:
             signers.append(private_key_from_pem(key_path.read_bytes()))
         except (OSError, KeyFormatError) as exc:
@@ -59,3 +67,13 @@ def device_certificate(
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return data
+
+
+def _root_key_paths(layout: DeploymentLayout) -> list[Path] | None:
+    """The root key files where they are all present: `offline-root/` (ADR 0013), or
+    `cloud/signers/` of a deployment made before it; None when neither holds them."""
+    for paths in ([layout.root_key(n) for n in ROOT_SIGNERS],
+                  [layout.signer_key(n) for n in ROOT_SIGNERS]):
+        if all(p.exists() for p in paths):
+            return paths
+    return None

@@ -367,10 +367,11 @@ class Evidence:
             api = self.core.settings.api.url
             files = [custody_view(r, api) for r in records]
         now = self.core.now()
-        certificates = {
-            device: device_certificate(self.core.layout, device, key, now).decode()
-            for device, key in identities.items()
-        }
+        certificates = {}
+        for device, key in identities.items():
+            made = device_certificate(self.core.layout, device, key, now)
+            if made is not None:  # none when the root keys are offline and none was kept
+                certificates[device] = made.decode()
         return EvidenceListing(
             request_id=request_id,
             files=files,

@@ -39,6 +39,7 @@ from typing import Any
 import tomli_w
 
 from cloud_stub.config import DeploymentSettings, load_deployment
+from cloud_stub.device_certs import device_certificate
 from cloud_stub.errors import ConfigError
 from cloud_stub.provision.agent_config import (
     DEFAULT_INSTALL_DIR,
@@ -308,6 +309,9 @@ def enroll_device(
         write_public(record / "transport.pub", transport.recipient_file)
         write_public(record / "owner.pub", f"{owner}\n".encode())
         write_public(record / "mqtt.pem", mqtt.cert_pem)
+        # The agency's proof of this identity key, made here while the root keys are on
+        # this host (cloud_stub/device_certs.py; ADR 0013 moves them offline after init).
+        device_certificate(layout, device_id, identity.public_hex, now)
         # Last in the record: the registry counts a device with this file as enrolled.
         write_public(layout.owner_mqtt_cert(device_id), owner_mqtt.cert_pem)
         acl_touched = True
