@@ -211,10 +211,23 @@ install_agent() {
   say "installing the agent from ${SOURCE} with the pi extra"
   "${VENV}/bin/pip" install --quiet --upgrade pip
   "${VENV}/bin/pip" install --quiet --upgrade --constraint "${constraints}" "${SOURCE}[pi]"
-  "${VENV}/bin/python" -c 'import picamera2, gpiozero' \
-    || die "picamera2 or gpiozero cannot be imported from ${VENV}; see docs/raspberry-pi.md"
+  check_imports
   install -d -m 0755 "${SHARE}"
   install -m 0644 "${SOURCE}/docs/raspberry-pi.md" "${SHARE}/raspberry-pi.md"
+}
+
+# Import picamera2, gpiozero and lgpio as the service user, in a working directory of
+# its own with LG_WD set, as the unit runs the agent: lgpio creates its notification
+# pipe there at import time (docs/raspberry-pi.md, "The service's working directory").
+check_imports() {
+  local probe status=0
+  probe="$(mktemp -d)"
+  chown "${SERVICE_USER}:${SERVICE_USER}" "${probe}"
+  (cd "${probe}" && runuser -u "${SERVICE_USER}" -- env -i PATH=/usr/bin:/bin LG_WD="${probe}" \
+    "${VENV}/bin/python" -c 'import picamera2, gpiozero, lgpio') || status=$?
+  rm -rf -- "${probe}"
+  ((status == 0)) \
+    || die "picamera2, gpiozero or lgpio cannot be imported by ${SERVICE_USER} from ${VENV}; see docs/raspberry-pi.md"
 }
 
 install_bundle() {

@@ -9,13 +9,23 @@ gpiozero calls ``when_pressed`` on its own thread. The callback only reads the c
 and hands the press to the agent's queue; an exception there is logged, never raised
 into gpiozero. gpiozero is imported only here, when this button is built; a missing
 gpiozero (or a machine without a GPIO header) raises `ButtonError` saying what to do.
+
+lgpio (gpiozero's pin factory on every Pi that runs Raspberry Pi OS Bookworm) creates a
+notification pipe ``.lgd-nfy*`` in ``$LG_WD``, or else in the working directory, when it
+is imported. gpiozero swallows that failure and falls back to factories that need
+/dev/gpiomem, so the button imports lgpio itself first and names the cause: the agent
+needs a working directory it can write (the unit sets ``WorkingDirectory`` and ``LG_WD``,
+docs/raspberry-pi.md).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
+import os
 import threading
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
@@ -31,6 +41,32 @@ INSTALL_HINT = (
     "created with `python3 -m venv --system-site-packages` "
     "(deploy/raspberry-pi/install.sh does both)"
 )
+
+
+def uses_lgpio(gpiozero: ModuleType, env: Mapping[str, str]) -> bool:
+    """True when gpiozero will build its default pin factory and try lgpio first: no
+    factory set in this process and GPIOZERO_PIN_FACTORY unset or ``lgpio``."""
+    if getattr(gpiozero.Device, "pin_factory", None) is not None:
+        return False
+    return env.get("GPIOZERO_PIN_FACTORY", "lgpio").strip().lower() in ("", "lgpio")
+
+
+def load_lgpio(env: Mapping[str, str]) -> ModuleType | None:
+    """lgpio, imported here so that its import-time failure is named; None when it is
+    not installed. Raises ButtonError when lgpio cannot create its notification pipe."""
+    if importlib.util.find_spec("lgpio") is None:
+        return None
+    try:
+        return importlib.import_module("lgpio")
+    except ImportError:
+        return None  # a broken install: gpiozero's own fallback message says more
+    except Exception as exc:
+        where = env.get("LG_WD") or os.getcwd()
+        raise ButtonError(
+            f"lgpio cannot create its notification pipe in {where} ({exc}): run the agent "
+            "with a working directory it can write and LG_WD set to it (the systemd unit "
+            "sets WorkingDirectory= and LG_WD to /run/doorbell; see docs/raspberry-pi.md)"
+        ) from exc
 
 
 def load_gpiozero() -> ModuleType:
@@ -62,6 +98,8 @@ class GpioButton:
             s = self._settings
             gz = self._gpiozero
             bounce = s.bounce_s if s.bounce_s > 0 else None
+            if uses_lgpio(gz, os.environ):
+                load_lgpio(os.environ)
             try:
                 device = gz.Button(s.pin, pull_up=s.pull_up, bounce_time=bounce)
             except gz.BadPinFactory as exc:

@@ -87,7 +87,13 @@ def _wrap(device: Button, fn: Callable[..., Any] | None) -> Callable[[], Any] | 
         return lambda: fn(device)
 
 
-class Button:
+class Device:
+    """gpiozero's device base; the stand-in's pin factory is set from the start."""
+
+    pin_factory: Any = object()
+
+
+class Button(Device):
     """A push button between a GPIO pin and ground (pull_up=True) or 3V3 (False)."""
 
     def __init__(
