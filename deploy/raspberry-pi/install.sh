@@ -12,7 +12,8 @@
 #
 # What it does, in order (docs/raspberry-pi.md explains each step and how to check it):
 #   1. checks the bundle, the platform and that it runs as root (changes nothing yet);
-#   2. installs system packages (picamera2 and libcamera from Raspberry Pi OS, age, ffmpeg);
+#   2. installs system packages (picamera2 and libcamera from Raspberry Pi OS, age, ffmpeg)
+#      and checks that picamera2 is at least ${PICAMERA2_FLOOR};
 #   3. creates the `doorbell` system user (groups video, gpio) and /var/lib/doorbell;
 #   4. creates a venv with --system-site-packages (picamera2 and libcamera only exist
 #      as system packages) and installs the agent with the `pi` extra from the checkout;
@@ -31,6 +32,12 @@ readonly UNIT_DIR=/etc/systemd/system
 readonly SERVICE_USER=doorbell
 readonly PACKAGES=(python3 python3-venv python3-pip python3-picamera2 python3-gpiozero
   python3-lgpio age ffmpeg)
+# The oldest picamera2 the agent supports (docs/adr/0018-pi-libraries-checked-upstream.md):
+# capture_request(wait=<seconds>) and cancel_all_and_flush from 0.3.20; the V4L2 encoder
+# releases its requests from 0.3.23; PyAV 12+ (the venv's, from PyPI, shadows Debian's
+# python3-av) works with the libav encoder from 0.3.24; the V4L2 encoder no longer locks
+# up on a frame without packets from 0.3.26.
+readonly PICAMERA2_FLOOR=0.3.26
 readonly PRIVATE_FILES=(identity.key transport.key mqtt.key)
 readonly PUBLIC_FILES=(device-id identity.pub transport.pub mqtt.pem ca.pem trust-root.json
   escrow.pub owner.pub)
@@ -142,9 +149,11 @@ check_bundle() {
 
 check_platform() {
   local arch codename=""
-  arch="$(uname -m)"
-  [[ "${arch}" == "aarch64" ]] \
-    || die "needs 64-bit Raspberry Pi OS (aarch64); this system is ${arch}"
+  # The userland's architecture, not the kernel's: a 32-bit image on a Pi 4 or 5 boots a
+  # 64-bit kernel, and there `uname -m` says aarch64.
+  arch="$(dpkg --print-architecture 2>/dev/null || echo unknown)"
+  [[ "${arch}" == "arm64" ]] \
+    || die "needs 64-bit Raspberry Pi OS (arm64); this system's packages are ${arch} (kernel $(uname -m))"
   if [[ -r /etc/os-release ]]; then
     # shellcheck disable=SC1091
     codename="$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")"
@@ -172,6 +181,15 @@ install_packages() {
   say "installing system packages: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+check_picamera2() {
+  local version
+  version="$(dpkg-query -W -f='${Version}' python3-picamera2 2>/dev/null)" \
+    || die "python3-picamera2 is not installed"
+  dpkg --compare-versions "${version}" ge "${PICAMERA2_FLOOR}" \
+    || die "python3-picamera2 ${version} is older than ${PICAMERA2_FLOOR}, the oldest this agent supports: run 'sudo apt update && sudo apt full-upgrade' and try again"
+  say "python3-picamera2 ${version} (at least ${PICAMERA2_FLOOR})"
 }
 
 create_user() {
@@ -297,6 +315,7 @@ main() {
   fi
   say "installing sealed-doorbell for device ${device} on Raspberry Pi OS ${codename}"
   install_packages
+  check_picamera2
   create_user
   install_agent "${codename}"
   if [[ -n "${dir}" ]]; then
@@ -307,4 +326,7 @@ main() {
   say "done: device ${device} is installed"
 }
 
-main "$@"
+# Sourced (by its tests) it only defines its functions.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi
