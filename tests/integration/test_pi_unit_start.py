@@ -152,6 +152,14 @@ def test_the_unit_gives_lgpio_a_writable_directory_for_its_pipe() -> None:
     assert "LG_WD=/run/doorbell" in d.get("Environment", [])
 
 
+def test_the_agent_does_not_wait_for_the_network_to_start_recording() -> None:
+    d = unit_directives()
+    for key in ("Wants", "After", "Requires", "BindsTo"):
+        for value in d.get(key, []):
+            assert "network-online.target" not in value, f"{key}={value}"
+            assert "time-sync.target" not in value, f"{key}={value}"
+
+
 def test_real_lgpio_imports_under_the_units_conditions(unit_conditions: UnitConditions) -> None:
     need_lgpio()
     result = unit_conditions.run(
