@@ -163,6 +163,7 @@ class GpioButton:
                 f"no GPIO header found ({describe(labels)}): on a Raspberry Pi, the agent's "
                 "user needs the gpio group and the unit DeviceAllow=char-gpiochip"
             )
+        log.info("GPIO header: gpiochip%d (%s)", chip, labels[chip])
         module = importlib.import_module("gpiozero.pins.lgpio")
         try:
             return module.LGPIOFactory(chip=chip)
