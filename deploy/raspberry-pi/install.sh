@@ -288,6 +288,17 @@ install_unit() {
   say "installing the systemd unit"
   install -m 0644 "${SOURCE}/deploy/systemd/doorbell-agent.service" \
     "${UNIT_DIR}/doorbell-agent.service"
+  if [[ ! -d /run/systemd/system ]]; then
+    # No running systemd (an image being prepared in a chroot): enabling only makes the
+    # boot-time links; the agent starts at the next boot.
+    if ((START == 1)); then
+      systemctl enable doorbell-agent.service
+      say "systemd is not running here: enabled, it starts at the next boot"
+    else
+      say "systemd is not running here: installed; enable with: sudo systemctl enable doorbell-agent"
+    fi
+    return
+  fi
   systemctl daemon-reload
   if ((START == 1)); then
     systemctl enable doorbell-agent.service

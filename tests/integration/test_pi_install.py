@@ -80,10 +80,11 @@ def fake_bundle(root: Path, device: str = "porch") -> Path:
     return bundle
 
 
-def test_shellcheck_is_clean() -> None:
+@pytest.mark.parametrize("script", ["install.sh", "pi-check.sh", "pi-root.sh"])
+def test_shellcheck_is_clean(script: str) -> None:
     assert shutil.which("shellcheck"), "shellcheck missing: run make setup"
     result = subprocess.run(
-        ["shellcheck", "--severity=style", str(SCRIPT)],
+        ["shellcheck", "--severity=style", str(SCRIPT.parent / script)],
         capture_output=True,
         text=True,
         timeout=60,
