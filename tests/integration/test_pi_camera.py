@@ -391,3 +391,32 @@ def test_a_busy_camera_names_picamera2s_error(standins: tuple[Any, Any]) -> None
             second.start()
     finally:
         first.stop()
+
+
+def test_requests_never_released_starve_the_stand_in_sensor(standins: tuple[Any, Any]) -> None:
+    # The stand-in's buffer pool is what makes the other tests' `dropped_frames == 0` and
+    # `held_buffers == 0` mean something: a holder that never releases starves it.
+    rig, _ = standins
+    from picamera2 import Picamera2
+
+    camera = Picamera2()
+    camera.configure(
+        camera.create_video_configuration(
+            main={"size": (320, 240), "format": "YUV420"},
+            controls={"FrameRate": 30.0},
+            buffer_count=3,
+        )
+    )
+    camera.start()
+    try:
+        held = [camera.capture_request(wait=2.0) for _ in range(3)]
+        with pytest.raises(TimeoutError):
+            camera.capture_request(wait=0.5)  # every buffer is held: no frame completes
+        assert rig.dropped_frames > 0
+        camera.cancel_all_and_flush()
+        for request in held:
+            request.release()
+        camera.capture_request(wait=2.0).release()  # buffers back: frames flow again
+    finally:
+        camera.close()
+    assert rig.held_buffers == 0
