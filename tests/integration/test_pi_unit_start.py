@@ -48,6 +48,8 @@ def service_python(code: str) -> list[str]:
     /root); then the system's python3 of the same minor version runs with this venv's
     site-packages added, which holds the same wheels (same CPython ABI)."""
     interpreter = str(VENV_BIN / "python")
+    if AS_ROOT and not _readable(ROOT / "device" / "__init__.py"):
+        pytest.skip(f"{ROOT} is not readable by nobody: the service user cannot run it")
     if not AS_ROOT or _reachable(interpreter):
         return [interpreter, "-c", code]
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -61,6 +63,11 @@ def service_python(code: str) -> list[str]:
 
 def _reachable(path: str) -> bool:
     check = [RUNUSER, "-u", "nobody", "--", "test", "-x", path]
+    return subprocess.run(check, capture_output=True, check=False).returncode == 0
+
+
+def _readable(path: Path) -> bool:
+    check = [RUNUSER, "-u", "nobody", "--", "test", "-r", str(path)]
     return subprocess.run(check, capture_output=True, check=False).returncode == 0
 
 
