@@ -5,8 +5,8 @@
 #
 # What it does (docs/raspberry-pi.md, "Checking the Pi path on arm64", says what this
 # proves and what it cannot):
-#   1. mounts binfmt_misc and installs qemu-user-static and debootstrap (apt only when
-#      missing), so arm64 programs run through qemu;
+#   1. mounts binfmt_misc and installs qemu-user-static, binfmt-support and debootstrap
+#      (apt only when missing), so arm64 programs run through qemu;
 #   2. builds, once, a Debian 12 arm64 root in CACHE_DIR/pi-root (pi-root.sh), then
 #      copies it to CACHE_DIR/pi-work for this run: every run is a first install;
 #   3. stands in for the two Raspberry Pi OS packages Debian lacks, as local .debs
@@ -62,6 +62,7 @@ host_tools() {
   local missing=()
   [[ -e /usr/libexec/qemu-binfmt/aarch64-binfmt-P || -x /usr/bin/qemu-aarch64-static ]] \
     || missing+=(qemu-user-static)
+  command -v update-binfmts >/dev/null || missing+=(binfmt-support)
   command -v debootstrap >/dev/null || missing+=(debootstrap)
   command -v dpkg-deb >/dev/null || missing+=(dpkg)
   command -v age-keygen >/dev/null || missing+=(age)
@@ -72,10 +73,9 @@ host_tools() {
   fi
   if [[ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]]; then
     # qemu-user-static registers its formats through binfmt-support or systemd-binfmt;
-    # without either running, register the one needed here from its own description.
-    if command -v update-binfmts >/dev/null; then
-      update-binfmts --enable qemu-aarch64 || true
-    fi
+    # on a machine where neither ran since binfmt_misc was mounted, register it now.
+    update-binfmts --import qemu-aarch64 >/dev/null 2>&1 || true
+    update-binfmts --enable qemu-aarch64 || true
   fi
   grep -q '^enabled' /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null \
     || die "arm64 binaries cannot run: /proc/sys/fs/binfmt_misc/qemu-aarch64 is not enabled"
