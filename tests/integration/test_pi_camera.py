@@ -420,3 +420,24 @@ def test_requests_never_released_starve_the_stand_in_sensor(standins: tuple[Any,
     finally:
         camera.close()
     assert rig.held_buffers == 0
+
+
+def test_a_frame_that_completes_as_the_job_is_flushed_is_released(
+    standins: tuple[Any, Any],
+) -> None:
+    # Between the capture timeout and the flush a frame may still complete: the job
+    # then holds a request nobody asked for, which must go back to the sensor.
+    rig, _ = standins
+    camera = PiCamera(SETTINGS, OffsetClock(), encoder=ENCODER)
+    camera.start()
+    try:
+        camera.read()
+        rig.sensor_stalled = True
+        rig.frame_at_flush = True
+        with pytest.raises(CameraError, match="no frame from the camera"):
+            for _ in range(3):  # the newest frame from before the stall may be queued
+                camera.read()
+        assert not rig.frame_at_flush  # the race was played
+    finally:
+        camera.stop()
+    assert rig.held_buffers == 0

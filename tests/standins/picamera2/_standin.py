@@ -89,6 +89,8 @@ class Rig:
     encoder_stalled: bool = False  # the encoder takes frames but delivers nothing
     sensor_stalled: bool = False  # the sensor delivers no frame at all (cable out)
     fail_start: str | None = None  # Picamera2.start() raises RuntimeError(this)
+    # One frame completes just as cancel_all_and_flush() runs: the queued job gets it.
+    frame_at_flush: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, call: str) -> None:

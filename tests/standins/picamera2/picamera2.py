@@ -235,6 +235,11 @@ class Picamera2:
     def cancel_all_and_flush(self) -> None:
         RIG.record("cancel_all_and_flush()")
         with self._lock:
+            if RIG.frame_at_flush and self._job_list and self._free_buffers > 0:
+                RIG.frame_at_flush = False  # the race: a frame completes first
+                self._free_buffers -= 1
+                late = CompletedRequest({}, {"SensorTimestamp": 0}, on_free=self._buffer_back)
+                self._job_list.pop(0)._future.set_result(late)
             for job in self._job_list:
                 job.cancel()
             self._job_list = []
