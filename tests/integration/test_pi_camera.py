@@ -422,6 +422,11 @@ def test_requests_never_released_starve_the_stand_in_sensor(standins: tuple[Any,
     assert rig.held_buffers == 0
 
 
+def read_past_the_queued_frame(camera: PiCamera) -> None:
+    for _ in range(3):  # the newest frame from before the stall may still be queued
+        camera.read()
+
+
 def test_a_frame_that_completes_as_the_job_is_flushed_is_released(
     standins: tuple[Any, Any],
 ) -> None:
@@ -435,8 +440,7 @@ def test_a_frame_that_completes_as_the_job_is_flushed_is_released(
         rig.sensor_stalled = True
         rig.frame_at_flush = True
         with pytest.raises(CameraError, match="no frame from the camera"):
-            for _ in range(3):  # the newest frame from before the stall may be queued
-                camera.read()
+            read_past_the_queued_frame(camera)
         assert not rig.frame_at_flush  # the race was played
     finally:
         camera.stop()
