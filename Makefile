@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test setup system-packages bench soak demo-release-log
+.PHONY: demo test setup system-packages bench soak demo-release-log pi-check
 
 demo: setup
 	$(BIN)/python -m demo --out demo-out
@@ -74,3 +74,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+# The Raspberry Pi path on a Debian 12 arm64 root under qemu (docs/raspberry-pi.md,
+# "Checking the Pi path on arm64"). Not part of `make test`: it needs root, downloads a
+# Debian root once (cached in PI_CHECK_CACHE) and runs for minutes.
+PI_CHECK_CACHE ?= /var/cache/sealed-doorbell
+pi-check: setup
+	$(SUDO) env PI_CHECK_BIN=$(abspath $(BIN)) deploy/raspberry-pi/pi-check.sh $(PI_CHECK_CACHE)

@@ -12,7 +12,8 @@
 #
 # What it does, in order (docs/raspberry-pi.md explains each step and how to check it):
 #   1. checks the bundle, the platform and that it runs as root (changes nothing yet);
-#   2. installs system packages (picamera2 and libcamera from Raspberry Pi OS, age, ffmpeg);
+#   2. installs system packages (picamera2 and libcamera from Raspberry Pi OS, age, ffmpeg)
+#      and checks that picamera2 is at least ${PICAMERA2_FLOOR};
 #   3. creates the `doorbell` system user (groups video, gpio) and /var/lib/doorbell;
 #   4. creates a venv with --system-site-packages (picamera2 and libcamera only exist
 #      as system packages) and installs the agent with the `pi` extra from the checkout;
@@ -31,6 +32,12 @@ readonly UNIT_DIR=/etc/systemd/system
 readonly SERVICE_USER=doorbell
 readonly PACKAGES=(python3 python3-venv python3-pip python3-picamera2 python3-gpiozero
   python3-lgpio age ffmpeg)
+# The oldest picamera2 the agent supports (docs/adr/0018-pi-libraries-checked-upstream.md):
+# capture_request(wait=<seconds>) and cancel_all_and_flush from 0.3.20; the V4L2 encoder
+# releases its requests from 0.3.23; PyAV 12+ (the venv's, from PyPI, shadows Debian's
+# python3-av) works with the libav encoder from 0.3.24; the V4L2 encoder no longer locks
+# up on a frame without packets from 0.3.26.
+readonly PICAMERA2_FLOOR=0.3.26
 readonly PRIVATE_FILES=(identity.key transport.key mqtt.key)
 readonly PUBLIC_FILES=(device-id identity.pub transport.pub mqtt.pem ca.pem trust-root.json
   escrow.pub owner.pub)
@@ -142,9 +149,11 @@ check_bundle() {
 
 check_platform() {
   local arch codename=""
-  arch="$(uname -m)"
-  [[ "${arch}" == "aarch64" ]] \
-    || die "needs 64-bit Raspberry Pi OS (aarch64); this system is ${arch}"
+  # The userland's architecture, not the kernel's: a 32-bit image on a Pi 4 or 5 boots a
+  # 64-bit kernel, and there `uname -m` says aarch64.
+  arch="$(dpkg --print-architecture 2>/dev/null || echo unknown)"
+  [[ "${arch}" == "arm64" ]] \
+    || die "needs 64-bit Raspberry Pi OS (arm64); this system's packages are ${arch} (kernel $(uname -m))"
   if [[ -r /etc/os-release ]]; then
     # shellcheck disable=SC1091
     codename="$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")"
@@ -172,6 +181,15 @@ install_packages() {
   say "installing system packages: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+check_picamera2() {
+  local version
+  version="$(dpkg-query -W -f='${Version}' python3-picamera2 2>/dev/null)" \
+    || die "python3-picamera2 is not installed"
+  dpkg --compare-versions "${version}" ge "${PICAMERA2_FLOOR}" \
+    || die "python3-picamera2 ${version} is older than ${PICAMERA2_FLOOR}, the oldest this agent supports: run 'sudo apt update && sudo apt full-upgrade' and try again"
+  say "python3-picamera2 ${version} (at least ${PICAMERA2_FLOOR})"
 }
 
 create_user() {
@@ -211,10 +229,23 @@ install_agent() {
   say "installing the agent from ${SOURCE} with the pi extra"
   "${VENV}/bin/pip" install --quiet --upgrade pip
   "${VENV}/bin/pip" install --quiet --upgrade --constraint "${constraints}" "${SOURCE}[pi]"
-  "${VENV}/bin/python" -c 'import picamera2, gpiozero' \
-    || die "picamera2 or gpiozero cannot be imported from ${VENV}; see docs/raspberry-pi.md"
+  check_imports
   install -d -m 0755 "${SHARE}"
   install -m 0644 "${SOURCE}/docs/raspberry-pi.md" "${SHARE}/raspberry-pi.md"
+}
+
+# Import picamera2, gpiozero and lgpio as the service user, in a working directory of
+# its own with LG_WD set, as the unit runs the agent: lgpio creates its notification
+# pipe there at import time (docs/raspberry-pi.md, "The service's working directory").
+check_imports() {
+  local probe status=0
+  probe="$(mktemp -d)"
+  chown "${SERVICE_USER}:${SERVICE_USER}" "${probe}"
+  (cd "${probe}" && runuser -u "${SERVICE_USER}" -- env -i PATH=/usr/bin:/bin LG_WD="${probe}" \
+    "${VENV}/bin/python" -c 'import picamera2, gpiozero, lgpio') || status=$?
+  rm -rf -- "${probe}"
+  ((status == 0)) \
+    || die "picamera2, gpiozero or lgpio cannot be imported by ${SERVICE_USER} from ${VENV}; see docs/raspberry-pi.md"
 }
 
 install_bundle() {
@@ -257,6 +288,17 @@ install_unit() {
   say "installing the systemd unit"
   install -m 0644 "${SOURCE}/deploy/systemd/doorbell-agent.service" \
     "${UNIT_DIR}/doorbell-agent.service"
+  if [[ ! -d /run/systemd/system ]]; then
+    # No running systemd (an image being prepared in a chroot): enabling only makes the
+    # boot-time links; the agent starts at the next boot.
+    if ((START == 1)); then
+      systemctl enable doorbell-agent.service
+      say "systemd is not running here: enabled, it starts at the next boot"
+    else
+      say "systemd is not running here: installed; enable with: sudo systemctl enable doorbell-agent"
+    fi
+    return
+  fi
   systemctl daemon-reload
   if ((START == 1)); then
     systemctl enable doorbell-agent.service
@@ -284,6 +326,7 @@ main() {
   fi
   say "installing sealed-doorbell for device ${device} on Raspberry Pi OS ${codename}"
   install_packages
+  check_picamera2
   create_user
   install_agent "${codename}"
   if [[ -n "${dir}" ]]; then
@@ -294,4 +337,7 @@ main() {
   say "done: device ${device} is installed"
 }
 
-main "$@"
+# Sourced (by its tests) it only defines its functions.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi

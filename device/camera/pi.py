@@ -9,8 +9,20 @@ One libcamera video configuration with two streams of the same sensor frames:
   The encoder thread hands each access unit to `PacketOutput.outputframe`, which copies
   it into a bounded in-memory queue: encoded bytes never touch the disk in plaintext.
 - ``lores`` (default 320x240, YUV420) is captured per frame with
-  `capture_request()`; its Y plane is the grayscale image for motion analysis, and the
-  request's ``SensorTimestamp`` places the frame and the packets on one timeline.
+  `capture_request(wait=False)` and `wait(job, timeout)`; its Y plane is the grayscale
+  image for motion analysis, and the request's ``SensorTimestamp`` places the frame and
+  the packets on one timeline. picamera2 would wait for ever for a frame that never
+  comes (a loose ribbon cable): after `CAPTURE_TIMEOUT_S` the job is flushed
+  (`cancel_all_and_flush`; a request that completed meanwhile is released) and `read`
+  raises `CameraError`, so the agent restarts the camera before the watchdog fires.
+
+The encoder is built with ``framerate`` = the configured fps: picamera2 otherwise gives
+the V4L2 encoder the sensor's limit capped at 30 and the libav one a fixed 30, and rate
+control spends ``bitrate / framerate`` per frame (half the bitrate at 15 fps). A
+`start` that fails after the encoder started stops it before closing the camera:
+picamera2's `close` does not, and each retry would leave an encoder thread and its
+buffers behind. Supported picamera2: 0.3.26 and later
+(docs/adr/0018-pi-libraries-checked-upstream.md).
 
 Timeline (the Camera seam's contract): frame 0's timestamp is the wall clock when it is
 read; later frames add the sensor's own elapsed time, so the timeline never jumps with
@@ -62,6 +74,7 @@ INSTALL_HINT = (
 QUEUE_SECONDS = 4.0  # packets held between two reads before the queue counts as overrun
 STALL_SECONDS = 5.0  # frames arriving but no packet for this long: the encoder is stuck
 CLOCK_STEP_SECONDS = 2.0  # wall clock this far from the sensor timeline: a clock step
+CAPTURE_TIMEOUT_S = 2.0  # no frame for this long (at least 4 frame periods): camera stalled
 
 
 class _Unit(NamedTuple):  # a tuple: built on the encoder thread for every frame
@@ -278,11 +291,15 @@ class PiCamera(ConfiguredGeometry):
             )
             camera.configure(config)
             encoder = self._encoders.H264Encoder(
-                bitrate=self._encoder_settings.bitrate, repeat=True, iperiod=self._gop
+                bitrate=self._encoder_settings.bitrate,
+                repeat=True,
+                iperiod=self._gop,
+                framerate=float(s.fps),
             )
             output = make_output(self._outputs.Output, self._sink)
             camera.start_recording(encoder, output)
         except Exception as exc:
+            _stop_encoders_quietly(camera)
             _close_quietly(camera)
             raise CameraError(f"camera refused {s.width}x{s.height}@{s.fps}: {exc}") from exc
         self._camera = camera
@@ -296,8 +313,8 @@ class PiCamera(ConfiguredGeometry):
             raise CameraError("read() before start()")
         if self._sink.dead is not None:
             raise CameraError(f"the H.264 output failed: {self._sink.dead}")
+        request = self._capture(camera)
         try:
-            request = camera.capture_request()
             try:
                 yuv = request.make_array("lores")
                 metadata = request.get_metadata()
@@ -326,6 +343,29 @@ class PiCamera(ConfiguredGeometry):
         frame = CameraFrame(timestamp=timestamp, index=self._index, lores=lores, packets=packets)
         self._index += 1
         return frame
+
+    def _capture(self, camera: Any) -> Any:
+        """The next completed request, or CameraError after the capture timeout."""
+        timeout = max(CAPTURE_TIMEOUT_S, 4.0 / self._settings.fps)
+        try:
+            job = camera.capture_request(wait=False)
+            return camera.wait(job, timeout=timeout)
+        except TimeoutError:
+            pass
+        except Exception as exc:
+            raise CameraError(f"the camera stopped delivering frames: {exc}") from exc
+        # Flush the job, or it would take (and hold for ever) the next frame's buffers.
+        try:
+            camera.cancel_all_and_flush()
+            late = camera.wait(job, timeout=0)  # completed between the timeout and flush
+        except Exception:  # CancelledError: the flush got it first
+            late = None
+        if late is not None:
+            _release_quietly(late)
+        raise CameraError(
+            f"no frame from the camera in {timeout:.1f} s (camera stalled, or its cable "
+            "loose?)"
+        )
 
     def stop(self) -> None:
         """Stop recording and release the camera. Idempotent, never raises."""
@@ -377,6 +417,20 @@ class PiCamera(ConfiguredGeometry):
             raise CameraError(
                 f"the H.264 encoder delivered nothing for {now - self._last_progress:.1f} s"
             )
+
+
+def _stop_encoders_quietly(camera: Any) -> None:
+    try:
+        camera.stop_encoder()
+    except Exception as exc:
+        log.warning("picamera2 stop_encoder failed: %s", exc)
+
+
+def _release_quietly(request: Any) -> None:
+    try:
+        request.release()
+    except Exception as exc:
+        log.warning("picamera2 request release failed: %s", exc)
 
 
 def _close_quietly(camera: Any) -> None:

@@ -1,8 +1,10 @@
 """PiCamera against the picamera2 stand-in, up to a sealed clip the owner can play.
 
-tests/standins/picamera2 keeps picamera2 0.3.x's names, signatures and call order; its
-H264Encoder plays the hardware encoder with libx264 (PyAV) on a thread of its own, so
-real H.264 access units go through PiCamera's Output. The end-to-end test runs the real
+tests/standins/picamera2 keeps picamera2 0.3.36's names, signatures, defaults and call
+order (tests/standins/README.md lists each behaviour and its upstream file); both of its
+H.264 encoders (the V4L2 one of a Pi 4 on its poll thread, the libav one of a Pi 5 on the
+camera's thread) encode with libx264 (PyAV), so real H.264 access units go through
+PiCamera's Output. The end-to-end test runs the real
 agent with `camera.source = "pi"` and `button.kind = "gpio"` (both stand-ins), presses
 the button, and opens the sealed clip with the `age` CLI and the owner's key: ffprobe
 must see H.264 at the configured size. tests/standins is on sys.path only in this file's
@@ -45,17 +47,17 @@ EXPECTED_START = [
     "Picamera2()",
     "create_video_configuration()",
     "configure()",
-    "H264Encoder(bitrate=400000, repeat=True, iperiod=10)",
+    "H264Encoder(bitrate=400000, repeat=True, iperiod=10, framerate=10.0)",
     "start_recording()",
     "start_encoder()",
     "start()",
 ]
-EXPECTED_STOP = ["stop_recording()", "stop()", "stop_encoder()", "close()"]
+EXPECTED_STOP = ["stop_recording()", "stop()", "stop_encoder()", "close()", "stop()"]
 
 
 def purge_standins() -> None:
     for name in list(sys.modules):
-        if name.split(".")[0] in ("picamera2", "gpiozero"):
+        if name.split(".")[0] in ("picamera2", "gpiozero", "lgpio"):
             del sys.modules[name]
 
 
@@ -64,11 +66,15 @@ def standins(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
     """(picamera2 rig, gpiozero rig) with tests/standins on sys.path for this test only."""
     monkeypatch.syspath_prepend(str(STANDINS))
     purge_standins()
+    import gpiozero
     from gpiozero._standin import RIG as GPIO
+    from gpiozero.pins.lgpio import LGPIOFactory
     from picamera2._standin import RIG as CAMERA
 
     CAMERA.reset()
     GPIO.reset()
+    # The header's chip is chosen once per process; here gpiochip0 of a Pi 4.
+    gpiozero.Device.pin_factory = LGPIOFactory(chip=0)
     yield CAMERA, GPIO
     purge_standins()
 
@@ -94,7 +100,8 @@ def test_real_h264_flows_through_the_output_in_picamera2_call_order(
         camera.stop()
     camera.stop()  # idempotent
     assert rig.calls == EXPECTED_START + EXPECTED_STOP
-    assert rig.unreleased == 0  # every captured request went back to libcamera
+    assert rig.held_buffers == 0  # every captured request went back to libcamera
+    assert rig.dropped_frames == 0
 
     shots = [frame for frame in frames if frame is not None]
     assert [frame.index for frame in shots] == list(range(25))
@@ -300,3 +307,141 @@ def test_missing_picamera2_says_how_to_install_it(monkeypatch: pytest.MonkeyPatc
         make_camera(SETTINGS, OffsetClock(), encoder=ENCODER)
     assert "sudo apt install python3-picamera2" in str(info.value)
     assert "--system-site-packages" in str(info.value)
+
+
+@pytest.mark.parametrize("platform", ["VC4", "PISP"])
+def test_the_encoder_runs_at_the_configured_frame_rate(
+    standins: tuple[Any, Any], platform: str
+) -> None:
+    # picamera2 gives the V4L2 encoder min(sensor limit, 30) fps and the libav one 30:
+    # at 10 fps, rate control would spend a third of the bitrate.
+    rig, _ = standins
+    rig.platform = platform
+    camera = PiCamera(SETTINGS, OffsetClock(), encoder=ENCODER)
+    camera.start()
+    try:
+        frames = [camera.read() for _ in range(12)]
+    finally:
+        camera.stop()
+    encoder = rig.encoders[-1]
+    assert type(encoder).__name__ == ("H264Encoder" if platform == "VC4" else "LibavH264Encoder")
+    assert encoder.framerate == 10.0
+    packets = [packet for frame in frames if frame is not None for packet in frame.packets]
+    assert packets
+    assert packets[0].keyframe
+    assert rig.held_buffers == 0
+
+
+def test_a_stalled_camera_raises_within_the_capture_timeout_and_flushes(
+    standins: tuple[Any, Any],
+) -> None:
+    rig, _ = standins
+    camera = PiCamera(SETTINGS, OffsetClock(), encoder=ENCODER)
+    camera.start()
+    outcome: list[BaseException | None] = []
+
+    def read_stalled() -> None:
+        try:
+            for _ in range(3):  # the newest frame from before the stall may be queued
+                camera.read()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    try:
+        camera.read()
+        rig.sensor_stalled = True  # the cable comes loose: no frame ever completes
+        reader = threading.Thread(target=read_stalled, daemon=True)
+        reader.start()
+        reader.join(timeout=15)
+        assert not reader.is_alive(), "read() waited for ever on a stalled camera"
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], CameraError)
+        assert "no frame from the camera in 2.0 s" in str(outcome[0])
+        assert "cancel_all_and_flush()" in rig.calls
+        rig.sensor_stalled = False  # the camera comes back: nothing holds its buffers
+        time.sleep(0.5)
+    finally:
+        camera.stop()
+    assert rig.held_buffers == 0
+    assert rig.dropped_frames == 0
+
+
+def test_a_failed_start_stops_the_encoder_it_started(standins: tuple[Any, Any]) -> None:
+    rig, _ = standins
+    rig.fail_start = "Failed to start camera"
+    camera = PiCamera(SETTINGS, OffsetClock(), encoder=ENCODER)
+    with pytest.raises(CameraError, match="Failed to start camera"):
+        camera.start()
+    (encoder,) = rig.encoders
+    assert not encoder.running
+    assert not encoder.thread_alive
+    assert rig.calls[-3:] == ["stop_encoder()", "close()", "stop()"]
+    rig.fail_start = None
+    camera.start()  # the retry opens the camera again: the first one was closed
+    camera.stop()
+
+
+def test_a_busy_camera_names_picamera2s_error(standins: tuple[Any, Any]) -> None:
+    first = PiCamera(SETTINGS, OffsetClock(), encoder=ENCODER)
+    first.start()
+    try:
+        second = PiCamera(SETTINGS, OffsetClock(), encoder=ENCODER)
+        with pytest.raises(CameraError, match="Camera __init__ sequence did not complete"):
+            second.start()
+    finally:
+        first.stop()
+
+
+def test_requests_never_released_starve_the_stand_in_sensor(standins: tuple[Any, Any]) -> None:
+    # The stand-in's buffer pool is what makes the other tests' `dropped_frames == 0` and
+    # `held_buffers == 0` mean something: a holder that never releases starves it.
+    rig, _ = standins
+    from picamera2 import Picamera2
+
+    camera = Picamera2()
+    camera.configure(
+        camera.create_video_configuration(
+            main={"size": (320, 240), "format": "YUV420"},
+            controls={"FrameRate": 30.0},
+            buffer_count=3,
+        )
+    )
+    camera.start()
+    try:
+        held = [camera.capture_request(wait=2.0) for _ in range(3)]
+        with pytest.raises(TimeoutError):
+            camera.capture_request(wait=0.5)  # every buffer is held: no frame completes
+        assert rig.dropped_frames > 0
+        camera.cancel_all_and_flush()
+        for request in held:
+            request.release()
+        camera.capture_request(wait=2.0).release()  # buffers back: frames flow again
+    finally:
+        camera.close()
+    assert rig.held_buffers == 0
+
+
+def read_past_the_queued_frame(camera: PiCamera) -> None:
+    for _ in range(3):  # the newest frame from before the stall may still be queued
+        camera.read()
+
+
+def test_a_frame_that_completes_as_the_job_is_flushed_is_released(
+    standins: tuple[Any, Any],
+) -> None:
+    # Between the capture timeout and the flush a frame may still complete: the job
+    # then holds a request nobody asked for, which must go back to the sensor.
+    rig, _ = standins
+    camera = PiCamera(SETTINGS, OffsetClock(), encoder=ENCODER)
+    camera.start()
+    try:
+        camera.read()
+        rig.sensor_stalled = True
+        rig.frame_at_flush = True
+        with pytest.raises(CameraError, match="no frame from the camera"):
+            read_past_the_queued_frame(camera)
+        assert not rig.frame_at_flush  # the race was played
+    finally:
+        camera.stop()
+    assert rig.held_buffers == 0

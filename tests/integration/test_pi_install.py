@@ -8,6 +8,7 @@ themselves are verified only by reading (see docs/raspberry-pi.md, "What was ver
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import subprocess
@@ -33,10 +34,36 @@ PUBLIC = (
 )
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=60, check=False
+        ["bash", str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
     )
+
+
+def _dpkg_architecture() -> str:
+    dpkg = shutil.which("dpkg")
+    if dpkg is None:
+        return "unknown"
+    out = subprocess.run([dpkg, "--print-architecture"], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+ARCH = _dpkg_architecture()
+
+
+def shims(directory: Path, **commands: str) -> dict[str, str]:
+    """An environment whose PATH puts one-line stand-in commands first."""
+    directory.mkdir()
+    for name, output in commands.items():
+        path = directory / name
+        path.write_text(f"#!/bin/sh\nprintf '%s\\n' '{output}'\n", encoding="utf-8")
+        path.chmod(0o755)
+    return {**os.environ, "PATH": f"{directory}:{os.environ['PATH']}"}
 
 
 def fake_bundle(root: Path, device: str = "porch") -> Path:
@@ -53,10 +80,11 @@ def fake_bundle(root: Path, device: str = "porch") -> Path:
     return bundle
 
 
-def test_shellcheck_is_clean() -> None:
+@pytest.mark.parametrize("script", ["install.sh", "pi-check.sh", "pi-root.sh"])
+def test_shellcheck_is_clean(script: str) -> None:
     assert shutil.which("shellcheck"), "shellcheck missing: run make setup"
     result = subprocess.run(
-        ["shellcheck", "--severity=style", str(SCRIPT)],
+        ["shellcheck", "--severity=style", str(SCRIPT.parent / script)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -121,7 +149,8 @@ def test_a_tarball_with_two_top_directories_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(
-    platform.machine() == "aarch64", reason="on a 64-bit ARM machine the script would install"
+    platform.machine() == "aarch64" or ARCH == "arm64",
+    reason="on a 64-bit ARM machine the script would install",
 )
 @pytest.mark.parametrize("as_tar", [False, True])
 def test_a_good_bundle_then_stops_at_the_platform_check(tmp_path: Path, as_tar: bool) -> None:
@@ -133,13 +162,14 @@ def test_a_good_bundle_then_stops_at_the_platform_check(tmp_path: Path, as_tar: 
             tar.add(bundle, arcname="porch")
     result = run("--bundle", str(target))
     assert result.returncode == 1
-    assert "needs 64-bit Raspberry Pi OS (aarch64)" in result.stderr
+    assert "needs 64-bit Raspberry Pi OS (arm64)" in result.stderr
     assert "==>" not in result.stdout  # nothing was done
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    platform.machine() == "aarch64", reason="on a 64-bit ARM machine the script would install"
+    platform.machine() == "aarch64" or ARCH == "arm64",
+    reason="on a 64-bit ARM machine the script would install",
 )
 def test_bundles_from_cloud_stub_devices_enroll_are_accepted(tmp_path: Path) -> None:
     cloud_stub = str(Path(sys.executable).parent / "cloud-stub")
@@ -167,4 +197,50 @@ def test_bundles_from_cloud_stub_devices_enroll_are_accepted(tmp_path: Path) -> 
         result = run("--bundle", str(target))
         # Every bundle check passed; only the platform stops it here.
         assert result.returncode == 1
-        assert "needs 64-bit Raspberry Pi OS (aarch64)" in result.stderr, result.stderr
+        assert "needs 64-bit Raspberry Pi OS (arm64)" in result.stderr, result.stderr
+
+
+def test_a_32_bit_userland_on_a_64_bit_kernel_is_refused(tmp_path: Path) -> None:
+    # Raspberry Pi OS 32-bit boots a 64-bit kernel on a Pi 4 or 5: uname -m says aarch64,
+    # the packages are armhf. The shims also make `id -u` non-root, so nothing is ever
+    # installed even by a script that let this userland through.
+    env = shims(tmp_path / "bin", uname="aarch64", dpkg="armhf", id="1000")
+    result = run("--bundle", str(fake_bundle(tmp_path)), env=env)
+    assert result.returncode == 1
+    assert "this system's packages are armhf (kernel aarch64)" in result.stderr
+    assert "==>" not in result.stdout
+
+
+def check_picamera2(tmp_path: Path, version: str) -> subprocess.CompletedProcess[str]:
+    """install.sh's picamera2 check alone (the script sourced), with dpkg-query saying
+    `version` for python3-picamera2; dpkg --compare-versions is the real one."""
+    env = shims(tmp_path / "bin", **{"dpkg-query": version})
+    return subprocess.run(
+        ["bash", "-c", f'source "{SCRIPT}" && check_picamera2'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize("version", ["0.3.12-1", "0.3.23-1~bpo12+1", "0.3.25-1"])
+def test_a_picamera2_older_than_the_floor_is_refused(tmp_path: Path, version: str) -> None:
+    result = check_picamera2(tmp_path, version)
+    assert result.returncode == 1
+    assert f"python3-picamera2 {version} is older than 0.3.26" in result.stderr
+    assert "apt full-upgrade" in result.stderr
+
+
+@pytest.mark.parametrize("version", ["0.3.26-1", "0.3.36-1", "0.3.30-1+rpt1"])
+def test_a_picamera2_at_or_above_the_floor_is_accepted(tmp_path: Path, version: str) -> None:
+    result = check_picamera2(tmp_path, version)
+    assert result.returncode == 0, result.stderr
+    assert "at least 0.3.26" in result.stdout
+
+
+def test_the_pi_extra_asks_for_the_same_picamera2_floor() -> None:
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert '"picamera2>=0.3.26"' in text
+    assert "PICAMERA2_FLOOR=0.3.26" in SCRIPT.read_text(encoding="utf-8")

@@ -1,16 +1,19 @@
-"""Stand-in of gpiozero 2.x: `Button` and the exceptions the doorbell handles.
+"""Stand-in of gpiozero 2.0.1: `Device`, `Button` and the exceptions the doorbell handles.
 
 `Button(pin=None, *, pull_up=True, active_state=None, bounce_time=None, hold_time=1,
-hold_repeat=False, pin_factory=None)` as in gpiozero; `when_pressed` accepts a callable
-of zero or one argument (the device) and is called on a thread of the pin factory, not
-the caller's. A physical press is played by `gpiozero._standin.RIG.press(pin)`; edges
-closer together than `bounce_time` are ignored, as gpiozero's debouncing does.
+hold_repeat=False, pin_factory=None)` as in gpiozero (gpiozero/input_devices.py);
+`when_pressed` accepts a callable of zero or one argument (the device). Without a
+`pin_factory` the first device builds the default one as gpiozero/devices.py
+`_default_pin_factory` does: GPIOZERO_PIN_FACTORY, else lgpio first; here only the lgpio
+factory exists (tests/standins/gpiozero/pins/lgpio.py). Presses are played by
+`gpiozero._standin.RIG` with lgpio's debounce timing and notification thread.
 """
 
 from __future__ import annotations
 
 import inspect
-import threading
+import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -87,7 +90,26 @@ def _wrap(device: Button, fn: Callable[..., Any] | None) -> Callable[[], Any] | 
         return lambda: fn(device)
 
 
-class Button:
+class Device:
+    """gpiozero's device base: the process-wide pin factory, built on first use."""
+
+    pin_factory: Any = None
+
+    @staticmethod
+    def _default_pin_factory() -> Any:
+        name = os.environ.get("GPIOZERO_PIN_FACTORY")
+        if RIG.no_pin_factory or name not in (None, "lgpio"):
+            raise BadPinFactory("Unable to load any default pin factory!")
+        from gpiozero.pins.lgpio import LGPIOFactory
+
+        try:
+            return LGPIOFactory()
+        except Exception as exc:
+            warnings.warn(f"Falling back from lgpio: {exc!s}", stacklevel=2)
+        raise BadPinFactory("Unable to load any default pin factory!")
+
+
+class Button(Device):
     """A push button between a GPIO pin and ground (pull_up=True) or 3V3 (False)."""
 
     def __init__(
@@ -102,8 +124,11 @@ class Button:
         pin_factory: Any = None,
     ) -> None:
         RIG.record(f"Button({pin!r}, pull_up={pull_up}, bounce_time={bounce_time})")
-        if RIG.no_pin_factory:
-            raise BadPinFactory("Unable to load any default pin factory!")
+        if pin_factory is None:
+            if Device.pin_factory is None:
+                Device.pin_factory = Device._default_pin_factory()
+            pin_factory = Device.pin_factory
+        self.pin_factory = pin_factory
         if pin is None:
             raise GPIODeviceError("No pin given")
         number = _pin_number(pin)
@@ -118,7 +143,7 @@ class Button:
         self.hold_repeat = hold_repeat
         self._when_pressed: Callable[[], Any] | None = None
         self._closed = False
-        RIG.claim(number, self)
+        pin_factory.claim(number, self)
 
     @property
     def when_pressed(self) -> Callable[[], Any] | None:
@@ -142,10 +167,9 @@ class Button:
             self._when_pressed = None
             RIG.release(self.pin_number, self)
 
-    def _edge(self) -> threading.Thread | None:
+    def _edge(self) -> None:
+        """A reported falling edge, on lgpio's notification thread: gpiozero calls
+        `when_pressed` right there; an exception propagates into that thread."""
         handler = self._when_pressed
-        if handler is None or self._closed:
-            return None
-        thread = threading.Thread(target=handler, name="standin-gpio-edge", daemon=True)
-        thread.start()
-        return thread
+        if handler is not None and not self._closed:
+            handler()

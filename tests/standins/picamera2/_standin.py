@@ -67,7 +67,8 @@ def from_strided(strided: I420, width: int, height: int) -> I420:
 
 @dataclass
 class Rig:
-    """Global state of the stand-in: what the sensor shows and what was called."""
+    """Global state of the stand-in: the platform, what the sensor shows, fault knobs
+    and what was called."""
 
     scene: Scene = flat_scene
     cameras: list[dict[str, object]] = field(
@@ -75,11 +76,21 @@ class Rig:
             {"Model": "imx708", "Location": 2, "Rotation": 180, "Id": "/base/imx708@1a", "Num": 0}
         ]
     )
+    # picamera2.platform: "VC4" (Pi 4, Zero 2: V4L2 hardware encoder) or "PISP" (Pi 5:
+    # libx264 through PyAV, picamera2.encoders.H264Encoder is LibavH264Encoder).
+    platform: str = "VC4"
+    # The sensor mode's shortest frame (imx708 at 1536x864 runs up to 120 fps).
+    sensor_min_frame_duration_us: int = 8333
     calls: list[str] = field(default_factory=list)
     sensor_base_ns: int = 1_234_000_000_000
-    unreleased: int = 0
-    encoders: list[Any] = field(default_factory=list)  # every H264Encoder built
+    held_buffers: int = 0  # sensor buffers whose request someone still holds
+    dropped_frames: int = 0  # frames the sensor lost for want of a free buffer
+    encoders: list[Any] = field(default_factory=list)  # every encoder built
     encoder_stalled: bool = False  # the encoder takes frames but delivers nothing
+    sensor_stalled: bool = False  # the sensor delivers no frame at all (cable out)
+    fail_start: str | None = None  # Picamera2.start() raises RuntimeError(this)
+    # One frame completes just as cancel_all_and_flush() runs: the queued job gets it.
+    frame_at_flush: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, call: str) -> None:
@@ -87,12 +98,10 @@ class Rig:
             self.calls.append(call)
 
     def reset(self) -> None:
-        self.scene = flat_scene
-        self.cameras = Rig().cameras
-        self.calls = []
-        self.unreleased = 0
-        self.encoders = []
-        self.encoder_stalled = False
+        fresh = Rig()
+        for name in fresh.__dataclass_fields__:
+            if name != "lock":
+                setattr(self, name, getattr(fresh, name))
 
 
 RIG = Rig()
