@@ -24,10 +24,10 @@ from cloud_stub.policy.base import Policy, PolicyContext, PreservationRecord
 from cloud_stub.policy.courts import Court
 from cloud_stub.policy.errors import PolicyViolation
 from cloud_stub.policy.requests import (
+    DEFAULT_HOLD_DAYS,
     AnyRequest,
     Basis,
     EmergencyRequest,
-    PreservationRequest,
     basis_of,
     parse_request,
 )
@@ -37,7 +37,6 @@ from cloud_stub.views import RequestView
 
 DEVICE_NOT_ENROLLED = "device_not_enrolled"
 DEVICE_REVOKED = "device_revoked"  # `cloud-stub devices revoke`: no new token for it
-DEFAULT_HOLD_DAYS = 90
 LIVE_PRESERVATION = (Status.PENDING_REVIEW, Status.APPROVED, Status.RELEASED, Status.PRESERVED)
 ApprovalsFor = Callable[[Basis], int]
 
@@ -220,10 +219,6 @@ class Intake:
         if caller.role == "reviewer":
             views = [v for v in views if all(d.reviewer != caller.name for d in v.decisions)]
         return views
-
-
-def preservation_hold(request: PreservationRequest, now: datetime) -> datetime:
-    return now + timedelta(days=request.hold_days or DEFAULT_HOLD_DAYS)
 
 
 class FollowUp:

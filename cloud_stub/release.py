@@ -32,6 +32,7 @@ from sqlalchemy import case, func, select
 from cloud_stub.core import ReleasePublisher, ServiceCore
 from cloud_stub.errors import CloudError, SigningError
 from cloud_stub.escrow import Escrow
+from cloud_stub.policy.requests import DEFAULT_HOLD_DAYS
 from cloud_stub.redelivery import (
     AWAITING_RESULT,
     PublishedToken,
@@ -48,8 +49,6 @@ from protocol.timefmt import parse_time
 from protocol.token import CaseRef, ReleaseClaims, Window, seal_keys_for_device, unix_time
 
 log = logging.getLogger(__name__)
-
-DEFAULT_HOLD_DAYS = 90
 
 
 class TokenStatus:

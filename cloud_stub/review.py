@@ -67,10 +67,6 @@ class Verdict:
     approvals: int
     required: int
 
-    @property
-    def complete(self) -> bool:
-        return self.status is Status.APPROVED
-
 
 def check_reason(reason: str) -> str:
     """The trimmed reason. Raises `HostileInputError` when too short or too long."""
