@@ -32,7 +32,7 @@ from sqlalchemy import case, func, select
 from cloud_stub.core import ReleasePublisher, ServiceCore
 from cloud_stub.errors import CloudError, SigningError
 from cloud_stub.escrow import Escrow
-from cloud_stub.policy.requests import DEFAULT_HOLD_DAYS
+from cloud_stub.policy.requests import DEFAULT_HOLD_DAYS as DEFAULT_HOLD_DAYS  # re-exported
 from cloud_stub.redelivery import (
     AWAITING_RESULT,
     PublishedToken,
