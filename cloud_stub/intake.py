@@ -25,11 +25,11 @@ from cloud_stub.policy.base import Policy, PolicyContext, PreservationRecord
 from cloud_stub.policy.courts import Court
 from cloud_stub.policy.errors import PolicyViolation
 from cloud_stub.policy.requests import (
+    DEFAULT_HOLD_DAYS,
     AnyRequest,
     Basis,
     EmergencyRequest,
     FollowUpWarrant,
-    PreservationRequest,
     WarrantRequest,
     Window,
     basis_of,
@@ -41,7 +41,6 @@ from cloud_stub.views import RequestView
 
 DEVICE_NOT_ENROLLED = "device_not_enrolled"
 DEVICE_REVOKED = "device_revoked"  # `cloud-stub devices revoke`: no new token for it
-DEFAULT_HOLD_DAYS = 90
 LIVE_PRESERVATION = (Status.PENDING_REVIEW, Status.APPROVED, Status.RELEASED, Status.PRESERVED)
 ApprovalsFor = Callable[[Basis], int]
 
@@ -301,10 +300,6 @@ class Intake:
                 .limit(query.limit).offset(query.offset)
             ).scalars().all()
             return QueuePage(views=[self.core.view(session, r) for r in rows], total=total)
-
-
-def preservation_hold(request: PreservationRequest, now: datetime) -> datetime:
-    return now + timedelta(days=request.hold_days or DEFAULT_HOLD_DAYS)
 
 
 class FollowUp:

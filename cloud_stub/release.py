@@ -33,6 +33,7 @@ from sqlalchemy import case, func, select
 from cloud_stub.core import ReleasePublisher, ServiceCore
 from cloud_stub.errors import CloudError, SigningError
 from cloud_stub.escrow import Escrow
+from cloud_stub.policy.requests import DEFAULT_HOLD_DAYS as DEFAULT_HOLD_DAYS  # re-exported
 from cloud_stub.redelivery import (
     AWAITING_RESULT,
     PublishedToken,
@@ -50,8 +51,6 @@ from protocol.timefmt import parse_time
 from protocol.token import CaseRef, ReleaseClaims, Window, seal_keys_for_device, unix_time
 
 log = logging.getLogger(__name__)
-
-DEFAULT_HOLD_DAYS = 90
 
 
 class TokenStatus:

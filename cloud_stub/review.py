@@ -71,10 +71,6 @@ class Verdict:
     approvals: int
     required: int
 
-    @property
-    def complete(self) -> bool:
-        return self.status is Status.APPROVED
-
 
 def check_reason(reason: str) -> str:
     """The trimmed reason. Raises `HostileInputError` when it holds a character the one

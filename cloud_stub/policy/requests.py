@@ -30,6 +30,7 @@ from pydantic import (
 from protocol import text as text_rule
 
 MAX_DEVICES_IN_BODY = 64  # schema cap; the policy's per-basis cap is far lower
+DEFAULT_HOLD_DAYS = 90  # a preservation without `hold_days` is held this long
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 

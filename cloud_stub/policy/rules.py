@@ -35,9 +35,6 @@ from cloud_stub.policy.requests import (
 from cloud_stub.provision.names import DEVICE_ID
 from protocol.token import exact_seconds
 
-DEVICE_ID_RE = DEVICE_ID
-"""What a named device id looks like: exactly what enrollment allows."""
-
 # An entry made only of these words is a request for every device ("all", "any camera").
 _QUANTIFIERS = frozenset({"all", "any", "every", "each", "everything", "entire", "whole"})
 _DEVICE_NOUNS = frozenset(
@@ -194,7 +191,7 @@ class NamedDevices:
                     "(no wildcards, 'all devices' or areas)",
                 )
         for entry in devices:
-            if DEVICE_ID_RE.fullmatch(entry) is None:
+            if DEVICE_ID.fullmatch(entry) is None:  # exactly what enrolment allows
                 raise _violation(Code.DEVICE_ID_INVALID, f"{entry!r:.80} is not a device id")
         if len(set(devices)) != len(devices):
             raise _violation(Code.DEVICE_ID_INVALID, "a device is named more than once")

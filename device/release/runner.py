@@ -195,11 +195,6 @@ class JobRunner:
         if errors:
             raise errors[0]
 
-    def _reseal_pending(self, job: Job, claims: ReleaseClaims) -> None:
-        """Re-seal every pending clip without uploading (recovery tests use it)."""
-        for _ in self._reseal_iter(job, claims):
-            pass
-
     def _reseal_iter(self, job: Job, claims: ReleaseClaims) -> Iterator[tuple[str, str]]:
         """Re-seal the pending clips; yields (clip id, sha256) as each is sealed."""
         pending = [c for c in job.clips if c.state == "pending"]

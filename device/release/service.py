@@ -331,7 +331,7 @@ class ReleaseService:
                 message = self.link.receive(self._timing.poll_s)
                 if message is not None:
                     self._on_message(message)
-                self._light_chores()
+                self.chores()
             except Exception:  # nothing may end the intake; the next pass tries again
                 log.exception("release intake error")
                 self._stop.wait(1.0)
@@ -341,24 +341,14 @@ class ReleaseService:
             self._job_wakeup.wait(self._timing.poll_s * 5)
             self._job_wakeup.clear()
             try:
-                if self._run_jobs():
-                    # a finished job's result is due now: send it from here rather than
-                    # on the intake thread's next pass, up to `poll_s` later
-                    self._flush_outbox()
+                self.run_jobs()
             except Exception:  # a job's unexpected error must not end the thread
                 log.exception("release job error")
                 self._stop.wait(1.0)
 
-    def run_chores(self) -> bool:
-        """One synchronous pass of everything but receiving: deferred tokens, jobs, the
-        outbox, escrow, status. Returns True when it did something. For tests without a
-        broker (the threads do the same work when started)."""
-        busy = self._light_chores()
-        busy |= self._run_jobs()
-        busy |= self._flush_outbox()
-        return busy
-
-    def _light_chores(self) -> bool:
+    def chores(self) -> bool:
+        """The intake thread's pass between messages: deferred tokens, the outbox, escrow
+        and status. Returns True when it did something."""
         busy = False
         connected = self.link.connected()
         if connected and not self._was_connected and self.escrow is not None:
@@ -425,9 +415,15 @@ class ReleaseService:
                                              "detail": refused.detail[:300]})
             log.warning("trust root refused, version %d kept: %s", outcome.root.version, refused)
 
-    def _run_jobs(self) -> bool:
+    def run_jobs(self) -> bool:
+        """The job thread's pass: each due job runs once; a finished job's result is then
+        sent from here rather than on the intake thread's next pass, up to `poll_s`
+        later. Returns True when a job ran."""
         with self._jobs_lock:
-            return self._run_jobs_locked()
+            ran = self._run_jobs_locked()
+        if ran:
+            self._flush_outbox()
+        return ran
 
     def _run_jobs_locked(self) -> bool:
         ran = False

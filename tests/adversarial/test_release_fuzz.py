@@ -35,6 +35,7 @@ from tests.fixtures.release import (
     craft_token,
     kid_of,
     make_rig,
+    run_chores,
 )
 
 pytestmark = pytest.mark.slow
@@ -163,7 +164,7 @@ def _setup(rig: DeviceRig, evidence: EvidenceServer, service: ReleaseService) ->
     evidence.allowed.add(claims.jti)
     valid = minter.sign(claims)
     assert service.handler.handle(valid).status == "accepted"
-    service.run_chores()
+    run_chores(service)
     assert evidence.manifest_posts == {claims.jti: 1}
     return Corpus(rig, minter, valid)
 
@@ -221,7 +222,7 @@ def test_ten_thousand_hostile_payloads_into_the_handler(
         for name, strategy in strategies.items():
             runner(name, strategy)()
         assert sum(seen.values()) >= 10_000, seen
-        service.run_chores()
+        run_chores(service)
         assert service.jobs.running_jobs() == jobs_before == []
         assert {k: bytes(v.data) for k, v in evidence.files.items()} == uploaded
         assert len(evidence.manifest_posts) == 1
@@ -237,7 +238,7 @@ def test_ten_thousand_hostile_payloads_into_the_handler(
         fresh = corpus.minter.claims(now - timedelta(hours=1), now - timedelta(minutes=2))
         evidence.allowed.add(fresh.jti)
         assert service.handler.handle(corpus.minter.sign(fresh)).status == "accepted"
-        service.run_chores()
+        run_chores(service)
         assert evidence.manifest_posts[fresh.jti] == 1
     finally:
         service.stop()

@@ -29,6 +29,7 @@ from tests.fixtures.release import (
     craft_token,
     kid_of,
     make_rig,
+    run_chores,
 )
 
 
@@ -58,7 +59,7 @@ class Scene:
 
     def expect_rejected(self, token: bytes, code: str) -> None:
         outcome = self.service.handler.handle(token)
-        self.service.run_chores()
+        run_chores(self.service)
         assert outcome.status == "rejected", outcome
         assert outcome.reason == code, outcome
         assert self.evidence.files == {}
@@ -93,7 +94,7 @@ def test_the_baseline_token_is_accepted(scene: Scene) -> None:
     """The control case: without a broken rule the same construction uploads."""
     claims = scene.claims()
     assert scene.service.handler.handle(scene.minter.sign(claims)).status == "accepted"
-    scene.service.run_chores()
+    run_chores(scene.service)
     assert scene.evidence.manifest_posts == {claims.jti: 1}
 
 
@@ -209,18 +210,18 @@ def test_replayed_token(scene: Scene) -> None:
     claims = scene.claims()
     token = scene.minter.sign(claims)
     assert scene.service.handler.handle(token).status == "accepted"
-    scene.service.run_chores()
+    run_chores(scene.service)
     posts = dict(scene.evidence.manifest_posts)
     files = {k: bytes(v.data) for k, v in scene.evidence.files.items()}
     replay = scene.minter.sign(dataclasses.replace(claims, window=Window(
         claims.window.start - timedelta(hours=1), claims.window.end)))
     outcome = scene.service.handler.handle(replay)
-    scene.service.run_chores()
+    run_chores(scene.service)
     assert (outcome.status, outcome.reason) == ("rejected", "replayed")
     assert scene.evidence.manifest_posts == posts
     assert {k: bytes(v.data) for k, v in scene.evidence.files.items()} == files
     again = scene.service.handler.handle(token)
-    scene.service.run_chores()
+    run_chores(scene.service)
     assert again.status == "duplicate"
     assert scene.evidence.manifest_posts == posts
     assert {k: bytes(v.data) for k, v in scene.evidence.files.items()} == files
@@ -230,11 +231,11 @@ def test_lower_seq_than_the_last_accepted(scene: Scene) -> None:
     first = scene.claims()
     older = scene.claims(seq=first.seq - 1)
     assert scene.service.handler.handle(scene.minter.sign(first)).status == "accepted"
-    scene.service.run_chores()
+    run_chores(scene.service)
     posts = dict(scene.evidence.manifest_posts)
     outcome = scene.service.handler.handle(scene.minter.sign(older))
     assert (outcome.status, outcome.reason) == ("rejected", "stale_seq")
-    scene.service.run_chores()
+    run_chores(scene.service)
     assert scene.evidence.manifest_posts == posts
 
 

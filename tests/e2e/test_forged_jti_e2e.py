@@ -25,8 +25,9 @@ from sqlalchemy import select
 
 from cloud_stub.store.models import AuditRow, CustodyRecord
 from protocol.topics import DeviceTopics
-from tests.e2e.test_token_redelivery_e2e import _device_audit, _wait, scene
+from tests.e2e.test_token_redelivery_e2e import _device_audit, scene
 from tests.fixtures.broker import publish
+from tests.fixtures.waiting import wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -45,7 +46,7 @@ def forge(jws: str) -> bytes:
 def test_a_forgery_claiming_a_jti_in_flight_does_not_stop_the_release(tmp_path: Path) -> None:
     with scene(tmp_path, initial_s=3600, max_s=3600) as s:
         jti = s.approve()
-        _wait("the broker's acknowledgement", lambda: s.status(jti) == "published")
+        wait_until("the broker's acknowledgement", lambda: s.status(jti) == "published")
         forged = forge(s.token(jti).jws)
         topics = DeviceTopics(s.rig.device_id, s.cloud.deployment.prefix)
         attacker = s.broker.client("cloud")  # whoever can publish on the release topic
@@ -56,7 +57,7 @@ def test_a_forgery_claiming_a_jti_in_flight_does_not_stop_the_release(tmp_path: 
         service = s.device_service()
         service.start()
         try:
-            _wait("the release to complete", lambda: s.status(jti) == "uploaded", timeout=90)
+            wait_until("the release to complete", lambda: s.status(jti) == "uploaded", timeout=90)
         finally:
             service.stop()
 

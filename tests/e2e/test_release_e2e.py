@@ -14,11 +14,9 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -35,6 +33,7 @@ from protocol.timefmt import format_time
 from tests.fixtures.broker import Broker
 from tests.fixtures.cloud import CloudServer
 from tests.fixtures.release import ResultWatcher, rig_config
+from tests.fixtures.waiting import wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -69,14 +68,6 @@ def _record(config: AgentConfig, scene: str, duration_s: float, start: datetime)
         simulated=True,
     )
     agent.run(duration_s=duration_s)
-
-
-def _wait(what: str, check: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_warrant_release_end_to_end(
@@ -114,7 +105,7 @@ def test_warrant_release_end_to_end(
     runner.start()
     try:
         outbox = agent.store.escrow_outbox
-        _wait("the cloud's escrow-ack", lambda: outbox.pending() == [])
+        wait_until("the cloud's escrow-ack", lambda: outbox.pending() == [])
 
         # 3. a warrant for a window holding the visitor and not the passer-by
         window_end = visitor.end + (passerby.start - visitor.end) / 2
@@ -122,7 +113,7 @@ def test_warrant_release_end_to_end(
             "start": format_time(visitor.start - timedelta(minutes=1)),
             "end": format_time(window_end.replace(microsecond=0) + timedelta(seconds=1)),
         }
-        _wait(
+        wait_until(
             "the window to be in the past",
             lambda: datetime.now(UTC) > window_end + timedelta(seconds=2),
         )

@@ -21,9 +21,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,18 +40,11 @@ from tests.fixtures.broker import Broker, running_broker
 from tests.fixtures.cloud import CloudServer, open_cloud
 from tests.fixtures.deployment import make_deployment
 from tests.fixtures.release import DeviceRig, make_rig
+from tests.fixtures.waiting import wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 REASON = "Warrant verified with the issuing court's clerk."
-
-
-def _wait(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout  # a hang guard, not a timed assertion
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @dataclass
@@ -102,13 +94,13 @@ class Scene:
     def lose_the_brokers_queue(self) -> None:
         """Stop mosquitto (it saves its database), delete the database, start it."""
         self.broker.stop()
-        _wait("the cloud to see the broker gone", lambda: not self.link.connected)
+        wait_until("the cloud to see the broker gone", lambda: not self.link.connected)
         saved = list(self.broker.data_dir.iterdir())
         assert [p.name for p in saved] == ["mosquitto.db"], saved
         for path in saved:
             path.unlink()
         self.broker.start()
-        _wait("the cloud to reconnect", lambda: self.link.connected)
+        wait_until("the cloud to reconnect", lambda: self.link.connected)
 
     def device_said_online(self) -> bool:
         with self.cloud.service.store.read() as session:
@@ -143,7 +135,7 @@ def scene(tmp_path: Path, *, initial_s: int, max_s: int) -> Iterator[Scene]:
         service = rig.service()
         service.start()
         try:
-            _wait("the cloud's escrow-ack", lambda: rig.store.escrow_outbox.pending() == [])
+            wait_until("the cloud's escrow-ack", lambda: rig.store.escrow_outbox.pending() == [])
         finally:
             service.stop()
         yield Scene(cloud, broker, link, rig, clip.id)
@@ -159,13 +151,13 @@ def test_a_token_the_broker_lost_is_delivered_by_the_cloud_and_released(
 ) -> None:
     with scene(tmp_path, initial_s=1, max_s=2) as s:
         jti = s.approve()
-        _wait("the broker's acknowledgement", lambda: s.status(jti) == "published")
+        wait_until("the broker's acknowledgement", lambda: s.status(jti) == "published")
         s.lose_the_brokers_queue()
         service = s.device_service()
         service.start()
         try:
-            _wait("the cloud to record the device's result",
-                  lambda: s.status(jti) == "uploaded", timeout=90)
+            wait_until("the cloud to record the device's result",
+                       lambda: s.status(jti) == "uploaded", timeout=90)
         finally:
             service.stop()
         assert "token.republished" in s.audit_actions(jti)
@@ -185,17 +177,17 @@ def test_without_redelivery_the_lost_token_never_arrives(tmp_path: Path) -> None
     """The control: the same loss with a first re-publish an hour away."""
     with scene(tmp_path, initial_s=3600, max_s=3600) as s:
         lost = s.approve()
-        _wait("the broker's acknowledgement", lambda: s.status(lost) == "published")
+        wait_until("the broker's acknowledgement", lambda: s.status(lost) == "published")
         s.lose_the_brokers_queue()
         service = s.device_service()
         service.start()
         try:
             # the broker has the device's subscription once it has its later status
-            _wait("the device's online status", s.device_said_online)
+            wait_until("the device's online status", s.device_said_online)
             s.rig.clock.set(datetime.now(UTC).replace(microsecond=0))
             later = s.approve()
-            _wait("the later token's result", lambda: s.status(later) == "uploaded",
-                  timeout=90)
+            wait_until("the later token's result", lambda: s.status(later) == "uploaded",
+                       timeout=90)
         finally:
             service.stop()
         assert s.status(lost) == "published"

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.agent import AgentEnv
+from tests.fixtures.waiting import wait_until
 
 
 def read_status(path: Path) -> dict[str, Any] | None:
@@ -23,16 +24,6 @@ def read_status(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data
-
-
-def wait_until(check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.mark.slow
@@ -47,6 +38,7 @@ def test_the_daemon_survives_a_missing_camera_and_picks_it_up_when_it_appears(
     )
     try:
         failed = wait_until(
+            "the status to report a camera error",
             lambda: (s := read_status(status_file)) and s["camera"]["errors"] >= 1 and s
         )
         assert "cannot open video file" in failed["camera"]["state"]
@@ -98,6 +90,7 @@ def test_sigterm_stops_a_daemon_waiting_for_its_camera(agent_env: AgentEnv) -> N
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_until(
+            "the status to report a camera error",
             lambda: (
                 (s := read_status(agent_env.state_dir / "status.json"))
                 and s["camera"]["errors"] >= 1

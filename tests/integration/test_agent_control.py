@@ -18,14 +18,7 @@ from device.button.control import ControlServer, send_command
 from device.button.errors import ControlError
 from device.vault import ClipState
 from tests.fixtures.agent import AgentEnv
-
-
-def wait_for(path: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear")
-        time.sleep(0.05)
+from tests.fixtures.waiting import wait_until
 
 
 @pytest.mark.slow
@@ -42,7 +35,7 @@ def test_ring_and_status_reach_a_running_agent_and_sigterm_seals_the_clip(
     )
     try:
         sock = agent_env.state_dir / "agent.sock"
-        wait_for(sock)
+        wait_until(f"{sock} to appear", sock.exists)
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600
         # The socket answers a moment before the button is started: a ring in between is
         # refused with that reason, and only that refusal is asked again.

@@ -21,7 +21,7 @@ from cloud_stub.store.models import Principal, Token
 from protocol.topics import DeviceTopics
 from tests.fixtures.broker import Broker, Inbox, subscribe
 from tests.fixtures.cloud import CloudServer
-from tests.integration.test_cloud_mqtt import wait_for
+from tests.fixtures.waiting import wait_until
 
 
 def test_a_json_body_without_its_content_type_is_told_so(cloud: CloudServer) -> None:
@@ -85,7 +85,7 @@ def test_a_cli_approval_is_published_at_once_and_logged(
                 select(Token).where(Token.request_id == request_id)).scalar_one()
             return token.status == "published"
 
-    wait_for(published, timeout=10)  # well before the 30 s redelivery pass
+    wait_until("the token published", published, timeout=10)  # before the 30 s redelivery
     assert inbox.get().payload
     logged = [r.getMessage() for r in caplog.records if r.name == "cloud_stub.mqtt"]
     assert any(f"published a release token for {device.device_id}" in m for m in logged)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pyrage
@@ -28,17 +26,10 @@ from protocol.topics import DeviceTopics
 from protocol.trust_root import load_trust_root
 from tests.fixtures.broker import Broker, Inbox, publish, subscribe
 from tests.fixtures.cloud import CloudServer, DeviceSigner, Principal
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 REASON = "Warrant verified with the issuing court's clerk."
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def escrow_message(cloud: CloudServer, device_id: str, start: datetime) -> EscrowMessage:
@@ -98,13 +89,13 @@ def test_escrow_release_result_and_notice(cloud: CloudServer, broker: Broker,
     claims = verify_token(release.payload, root=root, replay=None, context=VerificationContext(
         device_id=device.device_id, now=datetime.now(UTC), clock_synchronized=True))
     assert claims.case.request_id == request_id
-    wait_for(lambda: token_status(cloud, request_id) == "published")
+    wait_until("the token to be published", lambda: token_status(cloud, request_id) == "published")
 
     # A malformed result is dropped; the link keeps working.
     publish(client, topics.result, b'{"v": 1, "jti": 5}')
     publish(client, topics.result, ResultMessage(
         jti=claims.jti, status=ResultStatus.uploaded, clips=("c1", "c2")).to_bytes())
-    wait_for(lambda: token_status(cloud, request_id) == "uploaded")
+    wait_until("the token to be uploaded", lambda: token_status(cloud, request_id) == "uploaded")
     view = cloud.http.get(f"/v1/requests/{request_id}", headers=agency.headers).json()
     assert view["status"] == "uploaded"
 
@@ -118,7 +109,7 @@ def test_escrow_release_result_and_notice(cloud: CloudServer, broker: Broker,
             return session.execute(select(OwnerNotice).where(
                 OwnerNotice.jti == claims.jti)).first() is not None
 
-    wait_for(notified)
+    wait_until("the owner notice", notified)
     assert cloud.http.get("/v1/transparency").json()["owners_notified"] == 1
 
 
@@ -137,7 +128,7 @@ def test_a_rejection_carries_the_device_code(cloud: CloudServer, broker: Broker,
         json.loads(inbox.get().payload)["payload"] + "=="))
     publish(client, topics.result, ResultMessage(
         jti=token["jti"], status=ResultStatus.rejected, reason="expired").to_bytes())
-    wait_for(lambda: token_status(cloud, request_id) == "rejected")
+    wait_until("the token to be rejected", lambda: token_status(cloud, request_id) == "rejected")
     with cloud.service.store.transaction() as session:
         row = session.execute(select(Token).where(Token.request_id == request_id)).scalar_one()
         assert row.status_reason == "expired"
@@ -155,7 +146,7 @@ def test_a_device_cannot_report_on_another_devices_token(cloud: CloudServer, bro
                                  cloud.principal("reviewer", org="legal"), victim)
     token = json.loads(base64.urlsafe_b64decode(
         json.loads(inbox.get().payload)["payload"] + "=="))
-    wait_for(lambda: token_status(cloud, request_id) == "published")
+    wait_until("the token to be published", lambda: token_status(cloud, request_id) == "published")
     other_client = broker.client(other.device_id)
     publish(other_client, DeviceTopics(other.device_id, cloud.deployment.prefix).result,
             ResultMessage(jti=token["jti"], status=ResultStatus.uploaded).to_bytes())
@@ -163,7 +154,7 @@ def test_a_device_cannot_report_on_another_devices_token(cloud: CloudServer, bro
     publish(victim_client, DeviceTopics(victim.device_id, cloud.deployment.prefix).result,
             ResultMessage(jti=token["jti"], status=ResultStatus.deferred,
                           reason="clock_unsynchronized").to_bytes())
-    wait_for(lambda: token_status(cloud, request_id) == "deferred")
+    wait_until("the token to be deferred", lambda: token_status(cloud, request_id) == "deferred")
 
 
 @pytest.mark.slow
@@ -179,13 +170,14 @@ def test_a_token_issued_while_the_broker_is_down_is_published_on_reconnect(
     cloud.escrow_epoch(device.device_id, datetime.now(UTC) - timedelta(hours=20),
                        datetime.now(UTC) - timedelta(hours=19))
     broker.stop()
-    wait_for(lambda: not link.connected)
+    wait_until("the link to see the broker gone", lambda: not link.connected)
     request_id = approve_warrant(cloud, cloud.principal("agency", org="pd"),
                                  cloud.principal("reviewer", org="legal"), device)
     assert token_status(cloud, request_id) == "issued"
     broker.start()
-    wait_for(lambda: link.connected, timeout=40)
-    wait_for(lambda: token_status(cloud, request_id) == "published", timeout=20)
+    wait_until("the link to reconnect", lambda: link.connected, timeout=40)
+    wait_until("the token to be published",
+               lambda: token_status(cloud, request_id) == "published", timeout=20)
     reconnected = broker.client(device.device_id, inbox=inbox,
                                 client_id=f"{device.device_id}-a", clean_start=False,
                                 session_expiry_s=3600)

@@ -24,7 +24,8 @@ from protocol.token import CaseRef, Window
 from protocol.topics import DeviceTopics
 from tests.fixtures.broker import Broker, Inbox, publish, subscribe
 from tests.fixtures.cloud import CloudServer, DeviceSigner
-from tests.integration.test_cloud_mqtt import approve_warrant, token_status, wait_for
+from tests.fixtures.waiting import wait_until
+from tests.integration.test_cloud_mqtt import approve_warrant, token_status
 
 pytestmark = pytest.mark.broker
 
@@ -49,7 +50,7 @@ def _published_while_nobody_listens(cloud: CloudServer) -> tuple[DeviceSigner, s
     cloud.escrow_epoch(device.device_id, now - timedelta(hours=20), now - timedelta(hours=19))
     request_id = approve_warrant(cloud, cloud.principal("agency", org="pd"),
                                  cloud.principal("reviewer", org="legal"), device)
-    wait_for(lambda: token_status(cloud, request_id) == "published")
+    wait_until("the token to be published", lambda: token_status(cloud, request_id) == "published")
     return device, request_id, _token(cloud, request_id)
 
 
@@ -82,7 +83,7 @@ def test_a_token_no_result_answered_is_published_again_with_backoff_until_a_resu
     # the device holds it now (deferred): a result, so re-publishing ends
     publish(client, topics.result, ResultMessage(
         jti=token.jti, status=ResultStatus.deferred, reason="clock_unsynchronized").to_bytes())
-    wait_for(lambda: token_status(cloud, request_id) == "deferred")
+    wait_until("the token to be deferred", lambda: token_status(cloud, request_id) == "deferred")
     assert releaser.redeliver(base + timedelta(minutes=15)) == []
     assert [a for a, _ in _audit(cloud, token.jti)].count("token.republished") == 2
 
@@ -110,7 +111,7 @@ def test_a_repeated_result_changes_nothing_and_a_late_deferred_moves_nothing_bac
     client = broker.client(device.device_id)
     uploaded = ResultMessage(jti=token.jti, status=ResultStatus.uploaded, clips=("c1",))
     publish(client, topics.result, uploaded.to_bytes())
-    wait_for(lambda: token_status(cloud, request_id) == "uploaded")
+    wait_until("the token to be uploaded", lambda: token_status(cloud, request_id) == "uploaded")
     publish(client, topics.result, uploaded.to_bytes())  # the device answers a re-publish
     publish(client, topics.result, ResultMessage(   # an old one its outbox sent again
         jti=token.jti, status=ResultStatus.deferred, reason="clock_unsynchronized").to_bytes())
@@ -127,7 +128,7 @@ def test_a_repeated_result_changes_nothing_and_a_late_deferred_moves_nothing_bac
             return session.execute(select(OwnerNotice).where(
                 OwnerNotice.jti == token.jti)).first() is not None
 
-    wait_for(notified)
+    wait_until("the owner notice", notified)
     assert token_status(cloud, request_id) == "uploaded"
     with cloud.service.store.read() as session:
         request = session.get(Request, request_id)

@@ -37,7 +37,7 @@ from protocol.topics import DeviceTopics
 from protocol.trust_root import load_trust_root
 from tests.fixtures.broker import Broker, Inbox, publish, subscribe
 from tests.fixtures.cloud import CloudServer, DeviceSigner, Principal
-from tests.integration.test_cloud_mqtt import wait_for
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -121,7 +121,8 @@ def _approve(cloud: CloudServer, agency: Principal, reviewer: Principal,
     response = cloud.http.post(f"/v1/requests/{request_id}/approve", json={"reason": APPROVE},
                                headers=reviewer.headers)
     assert response.json()["status"] == "released", response.text
-    wait_for(lambda: [t.status for t in _tokens(cloud, request_id)] == ["published"])
+    wait_until("the token to be published",
+               lambda: [t.status for t in _tokens(cloud, request_id)] == ["published"])
     return request_id
 
 
@@ -153,7 +154,8 @@ def _make_stale(cloud: CloudServer, broker: Broker, reason: str = "stale_seq") -
     stale = Stale(agency, reviewer, device, client, inbox, topics, request_id, a, b)
     _result(stale, b.jti, ResultStatus.deferred, "clock_unsynchronized")  # B is held
     _result(stale, a.jti, ResultStatus.rejected, reason)  # A, re-published, comes too late
-    wait_for(lambda: _tokens(cloud, request_id)[0].status == "rejected")
+    wait_until("the token to be rejected",
+               lambda: _tokens(cloud, request_id)[0].status == "rejected")
     assert _request_status(cloud, request_id) == "rejected"
     return stale
 
@@ -219,7 +221,8 @@ def test_a_stale_seq_token_is_reissued_with_a_higher_seq_and_the_device_accepts_
     # the device's outbox sends A's refusal again: the request waits on the new token
     _result(stale, stale.a.jti, ResultStatus.rejected, "stale_seq")
     _result(stale, new.jti, ResultStatus.deferred, "clock_unsynchronized")
-    wait_for(lambda: _tokens(cloud, stale.request_id)[1].status == "deferred")
+    wait_until("the reissued token to be deferred",
+               lambda: _tokens(cloud, stale.request_id)[1].status == "deferred")
     assert _tokens(cloud, stale.request_id)[0].status == "superseded"
     assert _request_status(cloud, stale.request_id) == "deferred"
     # the new token is not refused: nothing more to re-issue
@@ -246,7 +249,8 @@ def test_an_expired_token_is_reissued_and_other_refusals_are_not(
 
     # uploaded: the device served the request (its token B, request two's, here)
     _result(wrong, wrong.b.jti, ResultStatus.uploaded)
-    wait_for(lambda: _tokens(cloud, wrong.b.request_id)[0].status == "uploaded")
+    wait_until("the token to be uploaded",
+               lambda: _tokens(cloud, wrong.b.request_id)[0].status == "uploaded")
     before = _snapshot(cloud, wrong.b.request_id)
     _refused(cloud, wrong, _reissue(cloud, reviewer, wrong.b.request_id), 409,
              "not_reissuable")

@@ -23,7 +23,8 @@ from protocol.messages import ResultMessage, ResultStatus
 from protocol.topics import DeviceTopics
 from tests.fixtures.broker import Broker, publish
 from tests.fixtures.cloud import CloudServer
-from tests.integration.test_cloud_mqtt import approve_warrant, token_status, wait_for
+from tests.fixtures.waiting import wait_until
+from tests.integration.test_cloud_mqtt import approve_warrant, token_status
 
 pytestmark = pytest.mark.broker
 
@@ -52,7 +53,8 @@ def test_a_result_is_believed_only_for_the_bytes_issued(
     agency = cloud.principal("agency", org="metro-pd")
     reviewer = cloud.principal("reviewer", org="legal")
     request_id = approve_warrant(cloud, agency, reviewer, device)
-    wait_for(lambda: token_status(cloud, request_id) == "published")
+    wait_until("the token published", lambda: token_status(cloud, request_id) == "published",
+               timeout=10)
     token = _token(cloud, request_id)
     issued = hashlib.sha256(token.jws.encode()).hexdigest()
     other = hashlib.sha256(b"forged bytes claiming the jti").hexdigest()
@@ -62,9 +64,9 @@ def test_a_result_is_believed_only_for_the_bytes_issued(
 
     send(ResultMessage(jti=token.jti, status=ResultStatus.rejected, reason="bad_signature",
                        token_sha256=other))
-    wait_for(lambda: len(_ignored(cloud, token.jti)) == 1)
+    wait_until("one ignored result", lambda: len(_ignored(cloud, token.jti)) == 1, timeout=10)
     send(ResultMessage(jti=token.jti, status=ResultStatus.rejected, reason="bad_signature"))
-    wait_for(lambda: len(_ignored(cloud, token.jti)) == 2)
+    wait_until("two ignored results", lambda: len(_ignored(cloud, token.jti)) == 2, timeout=10)
     assert token_status(cloud, request_id) == "published"
     first, second = _ignored(cloud, token.jti)
     assert "other bytes" in first
@@ -73,7 +75,9 @@ def test_a_result_is_believed_only_for_the_bytes_issued(
     # the controls: the issued bytes' own id, and a result naming the issued bytes
     send(ResultMessage(jti=f"sha256-{issued[:32]}", status=ResultStatus.deferred,
                        reason="clock_unsynchronized", token_sha256=issued))
-    wait_for(lambda: token_status(cloud, request_id) == "deferred")
+    wait_until("the token deferred", lambda: token_status(cloud, request_id) == "deferred",
+               timeout=10)
     send(ResultMessage(jti=token.jti, status=ResultStatus.uploaded, token_sha256=issued))
-    wait_for(lambda: token_status(cloud, request_id) == "uploaded")
+    wait_until("the token uploaded", lambda: token_status(cloud, request_id) == "uploaded",
+               timeout=10)
     assert len(_ignored(cloud, token.jti)) == 2

@@ -39,7 +39,7 @@ from device.vault.index import ClipRecord
 from protocol.messages import parse_escrow
 from protocol.timefmt import format_time
 from tests.fixtures.cloud import CloudServer
-from tests.fixtures.release import DeviceRig, identity_key
+from tests.fixtures.release import DeviceRig, identity_key, run_chores
 
 
 @dataclass
@@ -163,7 +163,7 @@ def _run_to_end(service: ReleaseService) -> None:
     for _ in range(10):  # a pass that hit a transport failure is retried on the next
         if not service.jobs.running_jobs():
             return
-        service.run_chores()
+        run_chores(service)
         service._retry_at.clear()  # no waiting between passes in this test
     assert service.jobs.running_jobs() == []
 
@@ -251,7 +251,7 @@ def test_an_agent_stopped_after_the_acceptance_finishes_the_job_as_uploaded_on_r
 
     monkeypatch.setattr(service.jobs, "finish_job", killed)
     with pytest.raises(Killed):
-        service.run_chores()
+        run_chores(service)
     job = service.jobs.job(issued.jti)
     assert job is not None
     assert job.state == "running"

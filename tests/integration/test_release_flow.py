@@ -13,7 +13,7 @@ import pyrage
 
 from device.release.jobs import IMMEDIATE
 from device.release.service import ReleaseService
-from tests.fixtures.release import DeviceRig, EvidenceServer, Minter
+from tests.fixtures.release import DeviceRig, EvidenceServer, Minter, run_chores
 
 
 def _results(service: ReleaseService) -> list[dict[str, Any]]:
@@ -44,8 +44,8 @@ def test_warrant_uploads_exactly_the_overlapping_clips_once(
     try:
         outcome = service.handler.handle(minter.sign(claims))
         assert outcome.status == "accepted"
-        service.run_chores()
-        service.run_chores()  # a second pass must not upload anything again
+        run_chores(service)
+        run_chores(service)  # a second pass must not upload anything again
         wanted = {c.id for c in [*inside, edge]}
         assert {clip for (_, clip) in evidence.files} == wanted
         assert before.id not in outcome.clips
@@ -95,7 +95,7 @@ def test_delayed_notice_waits_for_notify_after(
     service = rig.service()
     try:
         assert service.handler.handle(minter.sign(claims)).status == "accepted"
-        service.run_chores()
+        run_chores(service)
         due_now = service.jobs.due(now)
         assert [i.topic for i in due_now] == [service.topics.result]
         due_later = service.jobs.due(later)
@@ -117,7 +117,7 @@ def test_preservation_pins_clips_and_uploads_nothing(
     service = rig.service()
     try:
         assert service.handler.handle(minter.sign(claims)).status == "accepted"
-        service.run_chores()
+        run_chores(service)
         assert evidence.files == {}
         record = rig.store.get(clip.id)
         assert record.hold_until == claims.hold_until
@@ -138,7 +138,7 @@ def test_plaintext_never_reaches_the_release_state(
     service = rig.service()
     try:
         service.handler.handle(minter.sign(claims))
-        service.run_chores()
+        run_chores(service)
     finally:
         service.stop()
     for path in rig.config.agent.state_dir.rglob("*"):

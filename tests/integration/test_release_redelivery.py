@@ -26,7 +26,7 @@ from device.release.messages import unverified_id
 from device.release.service import ReleaseService
 from device.vault.index import ClipRecord
 from protocol.token import ReleaseClaims
-from tests.fixtures.release import DeviceRig, EvidenceServer, Minter
+from tests.fixtures.release import DeviceRig, EvidenceServer, Minter, run_chores
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_the_same_bytes_again_resend_the_result_and_do_nothing_else(
     minter, claims, clip = _released_clip(release_rig, evidence)
     token = minter.sign(claims)
     assert service.handler.handle(token).status == "accepted"
-    service.run_chores()
+    run_chores(service)
     [first] = _results(service)
     assert json.loads(first)["status"] == "uploaded"
     assert json.loads(first)["clips"] == [clip.id]
@@ -84,7 +84,7 @@ def test_the_same_bytes_again_resend_the_result_and_do_nothing_else(
     files, seq = _snapshot(evidence), service.replay.highest_seq()
 
     again = service.handler.handle(token)
-    service.run_chores()
+    run_chores(service)
     assert (again.status, again.jti, again.detail) == (
         "duplicate", claims.jti, "result_queued_again"
     )
@@ -110,11 +110,11 @@ def test_other_bytes_under_a_known_jti_are_still_replayed(
     """Positive control for the test above: only identical bytes are a re-delivery."""
     minter, claims, _ = _released_clip(release_rig, evidence)
     assert service.handler.handle(minter.sign(claims)).status == "accepted"
-    service.run_chores()
+    run_chores(service)
     _acknowledge_all(service)
     other = minter.sign(dataclasses.replace(claims, exp=claims.exp - 1))  # same jti
     outcome = service.handler.handle(other)
-    service.run_chores()
+    run_chores(service)
     assert (outcome.status, outcome.reason) == ("rejected", "replayed")
     [result] = [json.loads(p) for p in _results(service)]
     # Under the other bytes' own id: a result under claims.jti would tell the cloud that
@@ -136,7 +136,7 @@ def test_a_redelivery_while_the_job_runs_only_audits(
     assert (outcome.status, outcome.detail) == ("duplicate", "job_running")
     assert _results(service) == []
     assert [j.jti for j in service.jobs.running_jobs()] == [claims.jti]
-    service.run_chores()
+    run_chores(service)
     assert [json.loads(p)["status"] for p in _results(service)] == ["uploaded"]
     assert evidence.manifest_posts == {claims.jti: 1}
 
@@ -153,7 +153,7 @@ def test_a_redelivery_of_a_deferred_token_waits_with_it(
     assert [json.loads(p)["status"] for p in _results(service)] == ["deferred"]
     assert len(service.jobs.deferred()) == 1
     release_rig.clock.set_synchronized(True)
-    service.run_chores()
+    run_chores(service)
     statuses = [json.loads(p)["status"] for p in _results(service)]
     assert statuses == ["deferred", "uploaded"]
     assert evidence.manifest_posts == {claims.jti: 1}
@@ -173,7 +173,7 @@ def test_a_failed_job_and_a_preservation_resend_their_own_results(
     tokens = [minter.sign(refused), minter.sign(pin)]
     for token in tokens:
         assert service.handler.handle(token).status == "accepted"
-        service.run_chores()
+        run_chores(service)
     first = _results(service)
     assert [(json.loads(p)["status"], json.loads(p)["reason"]) for p in first] == [
         ("rejected", "upload_refused"), ("preserved", "")
@@ -201,7 +201,7 @@ def test_a_token_rejected_before_is_judged_again(
     assert service.handler.handle(token).reason == "not_yet_valid"
     rig.clock.set(now + timedelta(minutes=10))
     assert service.handler.handle(token).status == "accepted"
-    service.run_chores()
+    run_chores(service)
     assert evidence.manifest_posts == {claims.jti: 1}
 
 

@@ -4,7 +4,6 @@ never sends a clip twice."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from datetime import timedelta
@@ -12,13 +11,13 @@ from datetime import timedelta
 import pytest
 
 from device.release.uploader import HttpUploader, UploadLimits
-from protocol.token import ReleaseClaims
 from tests.fixtures.release import (
     CuttingProxy,
     DeviceRig,
     EvidenceServer,
     Minter,
     identity_key,
+    run_chores,
 )
 
 CLIP_BYTES = 1_500_000
@@ -65,7 +64,7 @@ def test_upload_cut_at_a_byte_resumes_to_a_matching_sha256(
         for _ in range(20):  # the worker's passes; a failed pass is retried later
             if not service.jobs.running_jobs():
                 break
-            service.run_chores()
+            run_chores(service)
             service._retry_at.clear()  # no waiting between passes in this test
         assert service.jobs.running_jobs() == []
         assert proxy.cut_done >= 1
@@ -93,13 +92,18 @@ def test_restart_mid_job_continues_without_resending(
     minter = Minter(rig, evidence.base)
     claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
     evidence.allowed.add(claims.jti)
-    service = rig.service()
+    # the job's first pass re-seals every clip; the cloud answers 503 to every upload
+    # request, so the pass ends with nothing sent (one attempt, no backoff to wait out)
+    evidence.fail_next = 1_000_000
+    uploader = HttpUploader(
+        device_id=rig.device_id, identity=identity_key(rig), limits=UploadLimits(max_failures=1)
+    )
+    service = rig.service(uploader=uploader)
     try:
         assert service.handler.handle(minter.sign(claims)).status == "accepted"
-        job = service.jobs.job(claims.jti)
-        assert job is not None
-        # run the job only up to the first clip's upload, as a crash would leave it
-        service.runner._reseal_pending(job, _claims(job.claims))
+        service.run_jobs()
+        evidence.fail_next = 0
+        # the first clip's upload alone, as a crash right after it would leave the job
         job = service.jobs.job(claims.jti)
         assert job is not None
         sealed = {c.clip_id: c.sha256 for c in job.clips}
@@ -116,7 +120,7 @@ def test_restart_mid_job_continues_without_resending(
     puts_before = {k: v.puts for k, v in evidence.files.items()}
     service = rig.service()  # the agent restarts
     try:
-        service.run_chores()
+        run_chores(service)
         job = service.jobs.job(claims.jti)
         assert job is not None
         assert job.state == "done"
@@ -127,7 +131,3 @@ def test_restart_mid_job_continues_without_resending(
         assert evidence.manifest_posts == {claims.jti: 1}
     finally:
         service.stop()
-
-
-def _claims(text: str) -> ReleaseClaims:
-    return ReleaseClaims.from_payload(json.loads(text))

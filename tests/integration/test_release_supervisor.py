@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from protocol.topics import DeviceTopics
 from tests.fixtures.broker import Broker, Inbox, publish, subscribe
 from tests.fixtures.deployment import TestDeployment
 from tests.fixtures.release import ResultWatcher, make_rig, rig_config
+from tests.fixtures.waiting import wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -57,14 +57,6 @@ def _config(deployment: TestDeployment, broker: Broker, state: Path) -> AgentCon
     camera = base.camera.model_copy(update=CAMERA)
     recorder = base.recorder.model_copy(update=RECORDER)
     return base.model_copy(update={"camera": camera, "recorder": recorder})
-
-
-def _wait(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def _release(status: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +109,7 @@ def test_corrupt_trust_root_keeps_recording_and_repair_brings_release_up(
 
     with _running(config) as agent:
         # Recording goes on: clips are sealed while the release side is down.
-        _wait("a sealed clip", lambda: agent.status()["clips_sealed"] >= 1)
+        wait_until("a sealed clip", lambda: agent.status()["clips_sealed"] >= 1)
         report = _release(agent.status())
         assert report["state"] == "unavailable", report
         assert str(root_path) in report["reason"], report
@@ -126,7 +118,7 @@ def test_corrupt_trust_root_keeps_recording_and_repair_brings_release_up(
         assert 0 <= report["retry_in_s"] <= 300
 
         # status.json and the control socket (`doorbell-agent status`) say the same.
-        _wait("status.json to name the problem", lambda: _release(read_status(state)).get(
+        wait_until("status.json to name the problem", lambda: _release(read_status(state)).get(
             "state") == "unavailable")
         assert str(root_path) in _release(read_status(state))["reason"]
         live = json.loads(send_command(state / "agent.sock", "status"))
@@ -142,7 +134,8 @@ def test_corrupt_trust_root_keeps_recording_and_repair_brings_release_up(
         assert str(root_path) in mqtt_status["release_reason"]
 
         # Let the backoff retry at least once more: the log still holds one error.
-        _wait("a second setup attempt", lambda: _release(agent.status()).get("attempts", 0) >= 2)
+        wait_until("a second setup attempt",
+                   lambda: _release(agent.status()).get("attempts", 0) >= 2)
         errors = [
             r for r in caplog.records if r.name == SUPERVISOR_LOG and r.levelno >= logging.ERROR
         ]
@@ -151,8 +144,9 @@ def test_corrupt_trust_root_keeps_recording_and_repair_brings_release_up(
 
         # Repair the file: the release side comes up without a restart.
         root_path.write_bytes(good_root)
-        _wait("the release side to run", lambda: _release(agent.status())["state"] == "running")
-        _wait("the link to report connected", lambda: _release(agent.status())["connected"])
+        wait_until("the release side to run",
+                   lambda: _release(agent.status())["state"] == "running")
+        wait_until("the link to report connected", lambda: _release(agent.status())["connected"])
         online = cloud.wait(
             cloud.topics.status,
             lambda b: b["state"] == "online" and b.get("release_state") == "running",
@@ -200,8 +194,8 @@ def test_escrow_blobs_leave_the_vaults_own_outbox_on_escrow_ack(
         assert json.loads(blob.payload)["epoch"] == epoch
         assert rig.store.escrow_outbox.pending() != []  # kept until acknowledged
         publish(cloud, topics.escrow_ack, EscrowAck(epoch).to_bytes(), qos=1)
-        _wait("the acknowledged blob to leave the outbox",
-              lambda: rig.store.escrow_outbox.pending() == [], timeout=20)
+        wait_until("the acknowledged blob to leave the outbox",
+                   lambda: rig.store.escrow_outbox.pending() == [], timeout=20)
     finally:
         service.stop()
         rig.close()
@@ -247,7 +241,8 @@ def test_each_broken_setup_file_is_named_and_repair_is_picked_up(
     )
     try:
         supervisor.start()
-        _wait("the failed attempt", lambda: supervisor.service_report()["state"] == "unavailable")
+        wait_until("the failed attempt",
+                   lambda: supervisor.service_report()["state"] == "unavailable")
         report = supervisor.service_report()
         assert expect in report["reason"], report
         assert str(path) in report["reason"], report
@@ -258,8 +253,8 @@ def test_each_broken_setup_file_is_named_and_repair_is_picked_up(
         path.write_bytes(good)
         path.chmod(0o600)
         # The next attempt is 30 s away; the changed file brings it forward.
-        _wait("the release side to run", lambda: supervisor.service_report()["state"] == "running",
-              timeout=10)
+        wait_until("the release side to run",
+                   lambda: supervisor.service_report()["state"] == "running", timeout=10)
         service = supervisor.service
         assert service is not None
         assert service.alive()

@@ -21,7 +21,7 @@ from device.release.jobs import IMMEDIATE
 from device.release.service import ReleaseService
 from protocol import _jws
 from protocol.token import TOKEN_TYP
-from tests.fixtures.release import DeviceRig, EvidenceServer, Minter
+from tests.fixtures.release import DeviceRig, EvidenceServer, Minter, run_chores
 
 
 def _results(service: ReleaseService) -> dict[str, dict[str, Any]]:
@@ -64,7 +64,7 @@ def test_a_token_with_invisible_text_is_refused_and_the_next_one_completes(
         assert (outcome.status, outcome.reason) == ("rejected", "malformed")
         assert "case.docket" in outcome.detail
         assert service.handler.handle(minter.sign(good)).status == "accepted"
-        service.run_chores()
+        run_chores(service)
         results = _results(service)
         assert results[good.jti]["status"] == "uploaded"
         assert evidence.manifest_posts == {good.jti: 1}
@@ -91,7 +91,7 @@ def test_a_job_that_cannot_finish_ends_with_a_code_and_the_next_job_completes(
         service.jobs.create_job(stuck_jti, "warrant", payload.decode(), [window])
         assert service.handler.handle(minter.sign(good)).status == "accepted"
         assert [j.jti for j in service.jobs.running_jobs()] == [stuck_jti, good.jti]
-        service.run_chores()
+        run_chores(service)
         results = _results(service)
         assert (results[stuck_jti]["status"], results[stuck_jti]["reason"]) == (
             "rejected", "malformed")
@@ -123,11 +123,11 @@ def test_a_job_that_fails_unexpectedly_ends_job_failed_and_never_blocks_the_next
     try:
         assert service.handler.handle(minter.sign(broken)).status == "accepted"
         assert service.handler.handle(minter.sign(good)).status == "accepted"
-        service.run_chores()
+        run_chores(service)
         assert _results(service)[good.jti]["status"] == "uploaded"
         deadline = time.monotonic() + 30  # a hang guard: the backoff is 0.2 s to 1 s here
         while broken.jti not in _results(service) and time.monotonic() < deadline:
-            service.run_chores()
+            run_chores(service)
             time.sleep(0.05)
         result = _results(service)[broken.jti]
         assert (result["status"], result["reason"]) == ("rejected", "job_failed")
