@@ -19,8 +19,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-PACKAGES = ("protocol", "device", "cloud_stub", "owner_app", "doorbell_review", "release_log",
-            "demo")
+PACKAGES = ("protocol", "device", "cloud_stub", "owner_app", "doorbell_review",
+            "doorbell_evidence", "release_log", "demo")
 
 
 def _lint(root: Path) -> subprocess.CompletedProcess[str]:
@@ -60,6 +60,7 @@ def test_the_checkout_keeps_every_floor() -> None:
         ("cloud_stub/redelivery.py", "demo.checks", "no program imports the demo"),
         ("doorbell_review/__init__.py", "cloud_stub.errors", "never import each other"),
         ("release_log/__init__.py", "cloud_stub.errors", "builds on protocol alone"),
+        ("doorbell_evidence/__init__.py", "device.errors", "never import each other"),
         ("device/motion.py", "release_log.client", "imports no log server or client"),
     ],
 )
