@@ -67,8 +67,8 @@ def readme_steps(text: str) -> list[Step]:
 
 def test_the_readme_names_each_step_once() -> None:
     titles = [s.title.split(" ")[0] for s in readme_steps((ROOT / "README.md").read_text())]
-    for needed in ("operator", "broker", "serve", "agent-config", "agent", "warrant",
-                   "request", "review", "approval", "evidence", "owner"):
+    for needed in ("operator", "keys-off-host", "broker", "serve", "agent-config", "agent",
+                   "warrant", "request", "review", "approval", "evidence", "owner"):
         assert titles.count(needed) == 1, (needed, titles)
 
 

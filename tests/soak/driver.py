@@ -89,6 +89,7 @@ class Schedule:
                 "--docket", docket, "--judge", "Hon. Ada Marsh", "--devices", device.device_id,
                 "--window-start", window["start"], "--window-end", window["end"],
                 "--issued", rfc3339(datetime.now(UTC) - timedelta(minutes=1)),
+                "--key", str(self.world.court_key(COURT_ID)),
             ),
             what="cloud-stub court sign",
         ))

@@ -172,6 +172,7 @@ class SoakWorld:
             self._write_agent_config(device)
             self.devices.append(device)
         self._principals()
+        self._move_decisive_keys_off_host()
         start_and_wait(
             self.supervisor, "mosquitto",
             [mosquitto_binary(), "-c", str(self.layout.root / "broker" / "mosquitto.conf")],
@@ -189,6 +190,24 @@ class SoakWorld:
         run([compiler, "-shared", "-fPIC", "-O2", "-o", str(target), str(CLOCKSHIFT_SOURCE),
              "-ldl"], what="cc clockshift.c")
         return target
+
+    @property
+    def off_host(self) -> Path:
+        """Where the keys the service host must not hold go (ADR 0013): the offline root
+        keys, the test court's key, the test reviewers' keys."""
+        return self.root / "off-host"
+
+    def _move_decisive_keys_off_host(self) -> None:
+        """`serve` refuses to start while it can read them. Enrolment (done by now) made
+        each device's identity certificate with the root keys."""
+        self.off_host.mkdir(exist_ok=True)
+        for directory in (self.layout.offline_root_dir, self.layout.court_key("x").parent,
+                          self.layout.test_reviewers_dir):
+            if directory.exists():
+                directory.rename(self.off_host / directory.name)
+
+    def court_key(self, court_id: str) -> Path:
+        return self.off_host / self.layout.court_key(court_id).parent.name / f"{court_id}.key"
 
     def _tune_deployment(self) -> None:
         path = self.layout.root / "deployment.toml"
