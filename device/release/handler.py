@@ -67,6 +67,9 @@ UNVERIFIED_CODES = frozenset({
     RejectionCode.bad_header,  # rule 3
     RejectionCode.bad_signature,  # rule 4a
     RejectionCode.below_threshold,  # rule 4b
+    RejectionCode.policy_signature_missing,  # trust root v2, rules 4b-4d: the signatures
+    RejectionCode.review_signature_missing,  # a token needs did not all verify, so its
+    RejectionCode.review_orgs_too_few,  # bytes vouch for no jti (a host can make these)
     RejectionCode.replayed,  # verified, but another token owns the jti
 })
 """Rejections reported under the bytes' own id (`unverified_id`), never the claimed jti."""

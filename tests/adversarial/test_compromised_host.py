@@ -13,6 +13,7 @@ court. The rotation tests show reviewers added and removed reaching a running ag
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +22,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from device.release.handler import UNVERIFIED_CODES
+from device.release.messages import unverified_id
 from device.release.service import ReleaseService
+from protocol.errors import RejectionCode
 from protocol.token import ReleaseClaims
 from tests.fixtures.broker import Broker
 from tests.fixtures.deployment import TestDeployment
@@ -66,6 +70,10 @@ class Doorbell:
 
     def expect(self, token: bytes, jti: str, status: str, code: str = "") -> None:
         self.watcher.publish_token(token)
+        if code and RejectionCode(code) in UNVERIFIED_CODES:
+            # refused before its signatures verified: reported under the bytes' own id,
+            # never the jti it claims (docs/protocol.md)
+            jti = unverified_id(hashlib.sha256(token).hexdigest())
         result = self.watcher.result(jti, status)
         assert result["reason"] == code, result
 

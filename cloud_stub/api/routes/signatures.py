@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloud_stub.api.deps import principal, service_of
+from cloud_stub.api.problems import GUARDED_ANSWERS
 from cloud_stub.review import MAX_REASON_CHARS
 from cloud_stub.service import PrincipalCaller
 from cloud_stub.signed_review import Submitted
 from cloud_stub.views import RequestView
 from protocol.release_signing import DetachedSignature
 
-router = APIRouter(tags=["review"])
+router = APIRouter(tags=["review"], responses=GUARDED_ANSWERS)
 
 Reviewer = Annotated[PrincipalCaller, Depends(principal("reviewer"))]
 
