@@ -227,6 +227,8 @@ class ReleaseService:
             audit=self.audit,
             vault=vault,
             transport_identity=transport,
+            identity=identity.public_key(),
+            state_dir=config.agent.state_dir,
         )
         try:
             self.handler.context()  # an owner limit the protocol refuses is a config error
@@ -310,6 +312,9 @@ class ReleaseService:
                 "outbox": self.jobs.pending_outbox(),
                 "clock_synchronized": self._clock.synchronized(),
             }
+            log_status = self.handler.log_status()  # the size the service proves from
+            if log_status is not None:
+                body["release"].update(log_status)
         except DoorbellError as exc:
             body["release"] = {"error": str(exc)[:200]}
         return body
