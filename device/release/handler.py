@@ -129,6 +129,7 @@ class ReleaseHandler:
         max_token_bytes: int | None = None,
         identity: Ed25519PublicKey | None = None,
         state_dir: Path | None = None,
+        log_seed: Path | None = None,
     ) -> None:
         self._device_id = device_id
         self._topics = topics
@@ -143,6 +144,7 @@ class ReleaseHandler:
         self._max_token_bytes = max_token_bytes
         self._identity = identity
         self._state_dir = state_dir
+        self._log_seed = log_seed  # enrolment's first checkpoint note, if any
         self._gate: tuple[str, LogGate] | None = None  # (policy text, gate) of the root
 
     @property
@@ -170,8 +172,20 @@ class ReleaseHandler:
                            self._identity)
         except (TlogError, ValueError, OSError) as exc:
             raise EnvironmentFault(f"the trust root's log policy is unusable: {exc}") from exc
+        self._seed(gate)
         self._gate = (root.log_policy, gate)
         return gate
+
+    def _seed(self, gate: LogGate) -> None:
+        """Store enrolment's checkpoint when none is stored yet. Without one, the first
+        proof the doorbell accepts becomes its checkpoint."""
+        seed = self._log_seed
+        if seed is None or not seed.is_file() or gate.layout.checkpoint.exists():
+            return
+        try:
+            gate.seed(seed.read_bytes())
+        except (TlogError, LogStateError, OSError) as exc:  # LogRejected: a TlogError
+            log.error("release-log checkpoint %s not used: %s", seed, exc)
 
     def log_status(self) -> dict[str, Any] | None:
         """`LogGate.status()` for the device's status (None without a log policy)."""
