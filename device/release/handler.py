@@ -57,6 +57,7 @@ from device.release.audit import AuditLog
 from device.release.clock import Clock
 from device.release.jobs import IMMEDIATE, JobStore
 from device.release.log_gate import LogGate, LogStateError
+from device.release.log_tiles import http_tiles
 from device.release.messages import result_payload, unverified_id
 from device.release.replay import ReplayState
 from device.release.vaultview import RELEASABLE, ClipVault
@@ -168,8 +169,10 @@ class ReleaseHandler:
             raise EnvironmentFault("the trust root has a log policy but the release handler "
                                    "has no identity key or state directory to check proofs")
         try:
-            gate = LogGate(self._state_dir, parse_policy(root.log_policy.encode("ascii")),
-                           self._identity)
+            policy = parse_policy(root.log_policy.encode("ascii"))
+            url = policy.logs[0].url if len(policy.logs) == 1 else None
+            gate = LogGate(self._state_dir, policy, self._identity,
+                           tiles=None if url is None else http_tiles(url))
         except (TlogError, ValueError, OSError) as exc:
             raise EnvironmentFault(f"the trust root's log policy is unusable: {exc}") from exc
         self._seed(gate)

@@ -113,8 +113,9 @@ def doorbell(deployment: TestDeployment, broker: Broker, tlog_network: TlogNetwo
     LogGate(rig.config.agent.state_dir, tlog_network.policy, rig.identity_public).seed(note)
     service = rig.service()
     service.start()
-    root = dataclasses.replace(parties.root(2, minter.root.issuer, now),
-                               log_policy=tlog_network.policy_path.read_text())
+    lines = tlog_network.policy_path.read_text().splitlines()  # the log line with its URL
+    policy = "\n".join([f"{lines[0]} {tlog_network.log.url}", *lines[1:]]) + "\n"
+    root = dataclasses.replace(parties.root(2, minter.root.issuer, now), log_policy=policy)
     publish_chain(watcher, [parties.signed_root(root, parties.root_keys)])
     try:
         wait_root_version(service, 2)
@@ -205,3 +206,25 @@ def test_a_split_view_is_refused_log_inconsistent_and_the_evidence_kept(
     d.service.publish_status()
     d.watcher.wait(d.watcher.topics.status,
                    lambda body: body.get("release_log_inconsistent") is True)
+
+
+def test_a_proof_from_a_stale_size_is_completed_from_the_logs_tiles(
+    doorbell: LoggedDoorbell,
+) -> None:
+    """The service proved both tokens from the size the doorbell reported before either
+    arrived; the second proof then starts from a size the doorbell no longer holds, and
+    the doorbell computes the consistency proof from the log's tiles itself."""
+    d = doorbell
+    first, second = d.warrant(), d.warrant()
+    first_token, second_token = d.token(first), d.token(second)
+    first_bundle = d.logged(first_token, first)
+    second_bundle = d.logged(second_token, second)  # both from size 1
+    for claims, token, bundle in ((first, first_token, first_bundle),
+                                  (second, second_token, second_bundle)):
+        d.watcher.publish_token(wrap_release(token, bundle))
+        result = d.watcher.result(claims.jti, timeout=60)
+        assert result["status"] == "uploaded", result
+    assert d.log_size() == 3
+    status = d.service.handler.log_status()
+    assert status is not None
+    assert status["log_evidence"] == 0
