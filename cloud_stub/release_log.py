@@ -5,6 +5,11 @@ the witness quorum, and hand back the proof bundle to publish with the token.
 a token whose statement has no quorum yet (`NotWitnessedYet`) simply stays `issued` and
 is tried again with the other pending tokens: with two of three witnesses down releases
 wait, are not lost, and go through when one returns.
+
+`DeploymentLog` is what `Releaser` calls before the broker: under the newest signed trust
+root with a log policy it logs the token and returns the envelope to publish
+(`protocol.release_envelope`), else the bare token. `enrolment_log` gives enrolment the
+policy and the log's checked checkpoint (docs/protocol.md section 11).
 """
 
 from __future__ import annotations
