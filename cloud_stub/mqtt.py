@@ -315,6 +315,9 @@ class CloudMqtt:
             elif leaf == "status":
                 status = parse_status(payload)
                 events.status_received(device_id, str(status.state))
+                # the size the next log proof for this device starts from (ADR 0014)
+                self.service.releaser.release_log.note_size(
+                    device_id, status.health.get("release_log_size"))
             else:
                 notice = parse_notice(payload)
                 events.notice_received(device_id, Notice(

@@ -40,6 +40,7 @@ from cloud_stub.redelivery import (
     RedeliveryPolicy,
     due_for_redelivery,
 )
+from cloud_stub.release_log import DeploymentLog, LogClientError
 from cloud_stub.review import Status
 from cloud_stub.signer import TokenSigner
 from cloud_stub.store.models import AuditRow, Device, Request, Token
@@ -144,6 +145,9 @@ class Releaser:
         self.redelivery = RedeliveryPolicy(initial_s=section.initial_s, max_s=section.max_s)
         self._history: dict[str, PublishHistory] = {}  # cache of the audit log, by jti
         self._redeliver_lock = threading.RLock()  # guards the cache; redeliver is re-entrant
+        # under a trust root with a log policy, tokens go out only with their log proof
+        # (docs/protocol.md section 11)
+        self.release_log = DeploymentLog(core.layout, now=core.now)
 
     def upload_url(self, jti: str) -> str:
         return f"{self.core.settings.api.url.rstrip('/')}/v1/evidence/{jti}"
@@ -331,8 +335,16 @@ class Releaser:
             if token is None or token.status != status:
                 return None
             device_id, jws = token.device_id, token.jws
+            device = session.get(Device, device_id)
+            identity = "" if device is None else device.identity_pub
         try:
-            publisher.publish_release(device_id, jws.encode("utf-8"))
+            # the statement logged and cosigned by the witness quorum before it is sent
+            payload = self.release_log.with_proof(device_id, identity, jws.encode("utf-8"))
+        except LogClientError as exc:
+            log.warning("token %s not %s yet: no release-log proof: %s", jti, what, exc)
+            return None
+        try:
+            publisher.publish_release(device_id, payload)
         except CloudError as exc:
             log.warning("token %s not %s yet: %s", jti, what, exc)
             return None

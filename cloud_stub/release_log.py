@@ -5,20 +5,41 @@ the witness quorum, and hand back the proof bundle to publish with the token.
 a token whose statement has no quorum yet (`NotWitnessedYet`) simply stays `issued` and
 is tried again with the other pending tokens: with two of three witnesses down releases
 wait, are not lost, and go through when one returns.
+
+`DeploymentLog` is what `Releaser` calls before the broker: under the newest signed trust
+root with a log policy it logs the token and returns the envelope to publish
+(`protocol.release_envelope`), else the bare token. `enrolment_log` gives enrolment the
+policy and the log's checked checkpoint (docs/protocol.md section 11).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
+import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from cloud_stub.errors import CloudError
+from cloud_stub.trust_admin import published_chain
+from protocol import _jws
+from protocol._schema import SchemaError, loads_strict
+from protocol.bundle import DeploymentLayout
+from protocol.errors import ProtocolError
 from protocol.keys import public_key_from_hex
-from protocol.tlog.statement import statement_for
+from protocol.release_envelope import wrap_release
+from protocol.tlog.checkpoint import open_checkpoint
+from protocol.tlog.errors import TlogError
+from protocol.tlog.policy import parse_policy, witnessed_names
+from protocol.tlog.statement import device_tag, statement_for
 from protocol.token import ReleaseClaims
+from protocol.trust_root_v2 import TrustRootV2, load_any_trust_root
 from release_log.client import LogClient, LogClientError, NotWitnessedYet
 
-__all__ = ["LogClientError", "NotWitnessedYet", "ReleaseLogPublisher"]
+__all__ = ["DeploymentLog", "LogClientError", "NotWitnessedYet", "ReleaseLogPublisher",
+           "claims_of"]
 
 
 @dataclass
@@ -46,3 +67,139 @@ class ReleaseLogPublisher:
         if bundle.proof.extra != statement:
             raise LogClientError(f"the log's proof for index {index} is another entry's")
         return bundle.encode()
+
+
+def claims_of(token: bytes) -> ReleaseClaims:
+    """The claims of a token this service signed (read, not verified: they are ours).
+    Raises LogClientError when the bytes are not a token."""
+    try:
+        raw = _jws.parse(token, max_bytes=len(token) + 1)
+        return ReleaseClaims.from_payload(loads_strict(raw.payload))
+    except (ProtocolError, SchemaError, ValueError) as exc:
+        raise LogClientError(f"not a token of this service: {exc}") from None
+
+
+class DeploymentLog:
+    """The release log of a deployment, as its newest signed trust root (v2) names it.
+
+    `with_proof` turns a token into what the service publishes on the device's `release`
+    topic: the token itself when the root carries no log policy (nothing changes), else
+    the envelope of `protocol.release_envelope` with the proof bundle, once the statement
+    is in the log with the witness quorum (docs/protocol.md section 11). The policy's
+    `log` line must give the log's URL. The checkpoint size each device last reported in
+    its status (`release_log_size`) is kept here; the consistency proof starts from it
+    (0 before any report). Thread-safe.
+    """
+
+    def __init__(self, layout: DeploymentLayout, *, now: Callable[[], datetime],
+                 wait_s: float = 5.0) -> None:
+        self._layout = layout
+        self._now = now
+        self._wait_s = wait_s
+        self._lock = threading.Lock()
+        self._sizes: dict[str, int] = {}
+        self._publisher: tuple[str, ReleaseLogPublisher] | None = None
+
+    def note_size(self, device_id: str, size: object) -> None:
+        """Remember the size a device reported (ignored unless a non-negative int)."""
+        if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+            with self._lock:
+                self._sizes[device_id] = size
+
+    def size(self, device_id: str) -> int:
+        with self._lock:
+            return self._sizes.get(device_id, 0)
+
+    def publisher(self) -> ReleaseLogPublisher | None:
+        """The publisher for the newest root's log, None without a log policy. Raises
+        LogClientError when the root or its policy cannot be used."""
+        try:
+            chain = published_chain(self._layout)
+            root = load_any_trust_root(chain[-1], now=self._now()) if chain else None
+        except (ProtocolError, OSError, CloudError) as exc:
+            raise LogClientError(f"the newest trust root cannot be read: {exc}") from None
+        if not isinstance(root, TrustRootV2) or root.log_policy is None:
+            return None
+        with self._lock:
+            if self._publisher is not None and self._publisher[0] == root.log_policy:
+                return self._publisher[1]
+        try:
+            policy = parse_policy(root.log_policy.encode("ascii"))
+        except TlogError as exc:
+            raise LogClientError(f"the trust root's log policy: {exc}") from None
+        urls = [log.url for log in policy.logs if log.url]
+        if len(urls) != 1:
+            raise LogClientError("the trust root's log policy must give one log line a URL")
+        publisher = ReleaseLogPublisher(LogClient(urls[0]), wait_s=self._wait_s)
+        with self._lock:
+            self._publisher = (root.log_policy, publisher)
+        return publisher
+
+    def with_proof(self, device_id: str, identity_pub: str, token: bytes) -> bytes:
+        """What to publish for `token` (see the class). Raises NotWitnessedYet (the
+        statement is logged, its quorum not there yet: try again later) or
+        LogClientError."""
+        publisher = self.publisher()
+        if publisher is None:
+            return token
+        try:
+            bundle = publisher.log_token(token, claims_of(token), identity_pub,
+                                         device_log_size=self.size(device_id))
+        except ProtocolError as exc:  # the device's recorded identity key is unusable
+            raise LogClientError(f"no statement for device {device_id}: {exc}") from None
+        return wrap_release(token, bundle)
+
+
+OWNER_POLICY_FILE = "release-log/policy.txt"  # read by `doorbell-owner monitor`
+OWNER_TAG_FILE = "release-log/device-tag"
+DEVICE_CHECKPOINT_FILE = "release-log-checkpoint"  # the device bundle's first checkpoint
+
+
+@dataclass(frozen=True)
+class EnrolmentLog:
+    """What enrolment writes when the deployment has a release log: the policy and the
+    log's current cosigned checkpoint note (the doorbell's `LogGate.seed`)."""
+
+    policy: str
+    checkpoint: bytes
+
+    def owner_files(self, identity_pub_hex: str) -> dict[str, bytes]:
+        tag = device_tag(public_key_from_hex(identity_pub_hex))
+        return {OWNER_POLICY_FILE: self.policy.encode("ascii"),
+                OWNER_TAG_FILE: f"{tag}\n".encode("ascii")}
+
+
+def enrolment_log(trust_root: bytes, *, now: datetime,
+                  timeout_s: float = 10.0) -> EnrolmentLog | None:
+    """None when `trust_root` (the one a new device gets) carries no log policy; else the
+    policy and the log's current checkpoint, fetched from the policy's log URL and checked
+    (log signature, witness quorum). Raises LogClientError naming what failed."""
+    try:
+        root = load_any_trust_root(trust_root, now=now)
+    except ProtocolError as exc:
+        raise LogClientError(f"the trust root: {exc}") from None
+    if not isinstance(root, TrustRootV2) or root.log_policy is None:
+        return None
+    try:
+        policy = parse_policy(root.log_policy.encode("ascii"))
+    except TlogError as exc:
+        raise LogClientError(f"the trust root's log policy: {exc}") from None
+    logs = [log for log in policy.logs if log.url]
+    if len(logs) != 1 or logs[0].url is None:
+        raise LogClientError("the trust root's log policy must give one log line a URL")
+    url = logs[0].url.rstrip("/") + "/checkpoint"
+    try:
+        response = httpx.get(url, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        raise LogClientError(f"{url}: {type(exc).__name__}") from None
+    if response.status_code != 200:
+        raise LogClientError(f"{url}: {response.status_code}")
+    try:
+        signed = open_checkpoint(response.content,
+                                 [logs[0].verifier, *policy.witness_verifiers])
+    except TlogError as exc:
+        raise LogClientError(f"{url}: {exc}") from None
+    names = witnessed_names(policy, (v for v, _ in signed.note.verified))
+    if not signed.signed_by(logs[0].verifier) or not policy.satisfied(names):
+        raise LogClientError(f"{url}: the checkpoint lacks the log's signature or the quorum")
+    return EnrolmentLog(root.log_policy, response.content)

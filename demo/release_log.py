@@ -7,8 +7,9 @@ Three `doorbell-witness` processes and one `doorbell-log` start on loopback unde
 `LogGate`; `doorbell-owner monitor` finds the entry over the tiles; a checkpoint of
 another history signed with the log's own key but never witnessed is refused
 (`witness_quorum`); with two witnesses down a release waits, and goes through, logged
-once, when one returns. The service and the
-agent of `make demo` do not call the log yet (ADR 0014, "Not yet wired").
+once, when one returns. The service and the agent use the log when the trust root
+carries a log policy (ADR 0014, "Wiring"); `make demo` does not set one yet, and
+`tests/e2e/test_release_log_e2e.py` runs that path end to end.
 """
 
 from __future__ import annotations

@@ -68,6 +68,7 @@ from cloud_stub.provision.keys import (
     write_public,
 )
 from cloud_stub.provision.names import owner_mqtt_user
+from cloud_stub.release_log import DEVICE_CHECKPOINT_FILE, LogClientError, enrolment_log
 from protocol.bundle import BundleLayout, DeploymentLayout, OwnerBundleLayout
 from protocol.topics import DeviceTopics
 
@@ -172,6 +173,8 @@ def _tarball(device_id: str, files: list[BundleFile], now: dt.datetime) -> bytes
 def write_bundle_dir(root: Path, files: list[BundleFile]) -> None:
     make_dir(root, mode=PRIVATE_DIR_MODE)
     for item in files:
+        if (root / item.name).parent != root:  # the owner's `release-log/` files
+            make_dir((root / item.name).parent, mode=PRIVATE_DIR_MODE)
         write_atomic(root / item.name, item.data, mode=item.mode)
 
 
@@ -251,6 +254,10 @@ def enroll_device(
     ca = CertificateAuthority.load(layout.ca_cert, layout.ca_key)
     ca_pem = read_public(layout.ca_cert)
     trust_root = read_public(layout.trust_root)
+    try:  # a deployment with a release log: its policy and first checkpoint (ADR 0014)
+        release_log = enrolment_log(trust_root, now=now)
+    except LogClientError as exc:
+        raise DeploymentError(f"release log: {exc}") from exc
     escrow = read_public(layout.escrow_recipient).decode("ascii", "replace").strip()
     if not is_age_recipient(escrow):
         raise DeploymentError(f"{layout.escrow_recipient}: not an age recipient")
@@ -298,13 +305,19 @@ def enroll_device(
             BundleFile(names.owner_recipient.name, f"{owner}\n".encode(), PUBLIC_MODE),
             BundleFile(names.config.name, config, PUBLIC_MODE),
         ]
+        owner_files = owner_bundle_files(device_id, owner_mqtt, ca_pem, settings)
+        if release_log is not None:
+            files.append(BundleFile(DEVICE_CHECKPOINT_FILE, release_log.checkpoint,
+                                    PUBLIC_MODE))
+            owner_files += [BundleFile(name, data, PUBLIC_MODE) for name, data
+                            in release_log.owner_files(identity.public_hex).items()]
         if options.tar_path is not None:
             write_private(options.tar_path, _tarball(device_id, files, now))
             bundle = None
         else:
             write_bundle_dir(bundle_root, files)
             bundle = BundleLayout(bundle_root)
-        write_bundle_dir(owner_root, owner_bundle_files(device_id, owner_mqtt, ca_pem, settings))
+        write_bundle_dir(owner_root, owner_files)
         write_public(record / "identity.pub", f"{identity.public_hex}\n".encode())
         write_public(record / "transport.pub", transport.recipient_file)
         write_public(record / "owner.pub", f"{owner}\n".encode())

@@ -23,6 +23,14 @@ root, the clock and the owner-tightened limits (a known jti with other bytes is
   after that does anything act on the token: `JobRunner` re-seals, uploads and
   publishes; for preservation it pins the clips.
 
+Under a trust root (v2) whose `log` section carries a witness policy, the message may be
+an envelope with the token's release-log proof (`protocol.release_envelope`); before
+anything else is done with the token, `LogGate.check` verifies the proof against the
+checkpoint this doorbell holds, and a refusal (a missing proof is `not_logged`) is a
+`rejected` result with the `LogRejectionCode` under the bytes' own id: nothing is
+uploaded (docs/protocol.md section 11, ADR 0014). Without a log policy a proof is ignored
+and tokens are judged as before.
+
 Every result names the sha256 of the token bytes it judged (`token_sha256`). Results go
 to the durable outbox; `ReleaseService` publishes them. Raises only
 EnvironmentFault (the release database or audit log failing), in which case the caller
@@ -38,18 +46,26 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from device.config import ReleaseSettings
 from device.errors import DoorbellError, EnvironmentFault
 from device.release.audit import AuditLog
 from device.release.clock import Clock
 from device.release.jobs import IMMEDIATE, JobStore
+from device.release.log_gate import LogGate, LogStateError
+from device.release.log_tiles import http_tiles
 from device.release.messages import result_payload, unverified_id
 from device.release.replay import ReplayState
 from device.release.vaultview import RELEASABLE, ClipVault
 from protocol.errors import KeyFormatError, RejectionCode, TokenRejected
 from protocol.release_check import verify_any
+from protocol.release_envelope import EnvelopeError, parse_release_message
+from protocol.tlog.errors import LogRejected, LogRejectionCode, TlogError
+from protocol.tlog.policy import parse_policy
 from protocol.token import (
     ID_PATTERN,
     ReleaseClaims,
@@ -57,7 +73,7 @@ from protocol.token import (
     open_delivered_keys,
 )
 from protocol.topics import DeviceTopics
-from protocol.trust_root_v2 import AnyTrustRoot
+from protocol.trust_root_v2 import AnyTrustRoot, TrustRootV2
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +131,9 @@ class ReleaseHandler:
         vault: ClipVault,
         transport_identity: str,
         max_token_bytes: int | None = None,
+        identity: Ed25519PublicKey | None = None,
+        state_dir: Path | None = None,
+        log_seed: Path | None = None,
     ) -> None:
         self._device_id = device_id
         self._topics = topics
@@ -127,6 +146,10 @@ class ReleaseHandler:
         self._vault = vault
         self._transport_identity = transport_identity
         self._max_token_bytes = max_token_bytes
+        self._identity = identity
+        self._state_dir = state_dir
+        self._log_seed = log_seed  # enrolment's first checkpoint note, if any
+        self._gate: tuple[str, LogGate] | None = None  # (policy text, gate) of the root
 
     @property
     def root(self) -> AnyTrustRoot:
@@ -135,6 +158,52 @@ class ReleaseHandler:
     def use_root(self, root: AnyTrustRoot) -> None:
         """Judge the next tokens under `root` (applied by the rotation rule)."""
         self._root = root
+
+    def log_gate(self) -> LogGate | None:
+        """The release-log gate when the trust root in force (v2) carries a log policy,
+        else None: no log, tokens are judged as before (docs/protocol.md section 11).
+        Raises EnvironmentFault when the policy cannot be used on this device."""
+        root = self._root
+        if not isinstance(root, TrustRootV2) or root.log_policy is None:
+            return None
+        if self._gate is not None and self._gate[0] == root.log_policy:
+            return self._gate[1]
+        if self._identity is None or self._state_dir is None:
+            raise EnvironmentFault("the trust root has a log policy but the release handler "
+                                   "has no identity key or state directory to check proofs")
+        try:
+            policy = parse_policy(root.log_policy.encode("ascii"))
+            url = policy.logs[0].url if len(policy.logs) == 1 else None
+            gate = LogGate(self._state_dir, policy, self._identity,
+                           tiles=None if url is None else http_tiles(url))
+        except (TlogError, ValueError, OSError) as exc:
+            raise EnvironmentFault(f"the trust root's log policy is unusable: {exc}") from exc
+        self._seed(gate)
+        self._gate = (root.log_policy, gate)
+        return gate
+
+    def _seed(self, gate: LogGate) -> None:
+        """Store enrolment's checkpoint when none is stored yet. Without one, the first
+        proof the doorbell accepts becomes its checkpoint."""
+        seed = self._log_seed
+        if seed is None or not seed.is_file() or gate.layout.checkpoint.exists():
+            return
+        try:
+            gate.seed(seed.read_bytes())
+        except (TlogError, LogStateError, OSError) as exc:  # LogRejected: a TlogError
+            log.error("release-log checkpoint %s not used: %s", seed, exc)
+
+    def log_status(self) -> dict[str, Any] | None:
+        """`LogGate.status()` for the device's status (None without a log policy)."""
+        gate = self.log_gate()
+        if gate is None:
+            return None
+        try:
+            status = gate.status()
+        except LogStateError as exc:
+            return {"log_error": str(exc)[:200]}
+        status["log_evidence"] = len(status["log_evidence"])
+        return status
 
     def context(self) -> VerificationContext:
         """The verification context at this instant (raises ValueError on a bad setting)."""
@@ -156,19 +225,33 @@ class ReleaseHandler:
     # ------------------------------------------------------------------------------
     def handle(self, data: bytes, *, oversized: int = 0, source: str = "mqtt") -> Outcome:
         """Decide on one token. Raises only EnvironmentFault (see the module docstring)."""
-        sha = hashlib.sha256(data).hexdigest()
-        self._audit.append(
-            "token_received",
-            {"sha256": sha, "bytes": oversized or len(data), "source": source},
-        )
         if oversized:
+            sha = hashlib.sha256(data).hexdigest()
+            self._audit.append("token_received",
+                               {"sha256": sha, "bytes": oversized, "source": source})
             return self._reject(
                 unverified_id(sha),
                 sha,
                 RejectionCode.oversized,
                 f"payload of {oversized} bytes was not kept",
             )
-        return self._redelivered(data, sha) or self._judge(data, sha, deferred=False)
+        try:
+            parsed = parse_release_message(data)
+        except EnvelopeError as exc:
+            sha = hashlib.sha256(data).hexdigest()
+            self._audit.append("token_received",
+                               {"sha256": sha, "bytes": len(data), "source": source})
+            return self._reject(unverified_id(sha), sha, RejectionCode.malformed,
+                                f"release envelope: {exc}")
+        # the sha256 of the token's own bytes (never of the envelope): what results name
+        token = parsed.token
+        sha = hashlib.sha256(token).hexdigest()
+        self._audit.append(
+            "token_received",
+            {"sha256": sha, "bytes": len(data), "source": source,
+             "log_proof": parsed.log is not None},
+        )
+        return self._redelivered(token, sha) or self._judge(data, sha, deferred=False)
 
     def recheck_deferred(self) -> list[Outcome]:
         """Judge the deferred tokens again once the clock is synchronized."""
@@ -217,8 +300,36 @@ class ReleaseHandler:
         log.info("token %s delivered again (%s)", jti, action)
         return Outcome("duplicate", jti, detail=action)
 
-    def _judge(self, data: bytes, sha: str, *, deferred: bool) -> Outcome:
+    def _check_log(self, message: bytes, sha: str) -> Outcome | None:
+        """The release-log check, before anything else is done with a token: None when
+        there is no log policy or the proof holds (the newer checkpoint then stored),
+        else the `rejected` outcome under the bytes' own id (nothing has verified the
+        jti the token claims). A token without a proof is `not_logged`."""
+        gate = self.log_gate()
+        if gate is None:
+            return None
+        parsed = parse_release_message(message)  # parsed once already by `handle`
+        if parsed.log is None:
+            return self._reject(unverified_id(sha), sha, LogRejectionCode.not_logged,
+                                "the token came without a release-log proof")
+        try:
+            gate.check(parsed.token, parsed.log)
+        except LogRejected as exc:
+            return self._reject(unverified_id(sha), sha, exc.code, exc.detail)
+        except LogStateError as exc:
+            raise EnvironmentFault(f"release-log state: {exc}") from exc
+        except TlogError as exc:  # a proof that breaks a format rule in an unforeseen way
+            return self._reject(unverified_id(sha), sha, LogRejectionCode.log_proof_malformed,
+                                str(exc))
+        return None
+
+    def _judge(self, message: bytes, sha: str, *, deferred: bool) -> Outcome:
+        data = parse_release_message(message).token
         jti = claimed_jti(data) or unverified_id(sha)
+        # a deferred token passed the log check when it arrived (its checkpoint is stored)
+        refused = None if deferred else self._check_log(message, sha)
+        if refused is not None:
+            return refused
         try:
             claims = verify_any(
                 data, root=self._root, context=self.context(), replay=self._replay
@@ -228,7 +339,7 @@ class ReleaseHandler:
                 self._check_keys(claims)
         except TokenRejected as exc:
             if exc.code is RejectionCode.clock_unsynchronized:
-                return self._defer(jti, sha, data, exc.detail, again=deferred)
+                return self._defer(jti, sha, message, exc.detail, again=deferred)
             if exc.code in UNVERIFIED_CODES:
                 # Refused before its signatures verified: nothing says these bytes are the
                 # token whose jti they claim (a forgery may claim the jti of a release in
@@ -314,7 +425,8 @@ class ReleaseHandler:
                                detail)
         return Outcome("deferred", jti, RejectionCode.clock_unsynchronized.value, detail)
 
-    def _reject(self, jti: str, sha: str, code: RejectionCode, detail: str) -> Outcome:
+    def _reject(self, jti: str, sha: str, code: RejectionCode | LogRejectionCode,
+                detail: str) -> Outcome:
         self._audit.append(
             "decision",
             {

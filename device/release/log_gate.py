@@ -20,6 +20,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from device.release.log_tiles import TileFetch, refresh_consistency
 from device.vault.outbox import write_atomic
 from protocol.tlog.bundle import parse_bundle
 from protocol.tlog.checkpoint import Checkpoint, open_checkpoint
@@ -52,13 +53,15 @@ class LogGateLayout:
 class LogGate:
     """Checks tokens' log proofs against the stored checkpoint; keeps evidence."""
 
-    def __init__(self, state_dir: Path, policy: WitnessPolicy, identity: Ed25519PublicKey) -> None:
+    def __init__(self, state_dir: Path, policy: WitnessPolicy, identity: Ed25519PublicKey,
+                 *, tiles: TileFetch | None = None) -> None:
         if len(policy.logs) != 1:
             raise ValueError("the witness policy must name exactly one log")
         self.layout = LogGateLayout(state_dir)
         self.policy = policy
         self.origin = policy.logs[0].origin
         self.identity = identity
+        self.tiles = tiles  # the log's tiles, for a proof from a stale size (log_tiles.py)
         self.layout.root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     # -- stored checkpoint -----------------------------------------------------
@@ -99,6 +102,8 @@ class LogGate:
         """Raise LogRejected (nothing to upload) or return the verdict, the newer
         checkpoint already stored."""
         stored = self.stored()
+        if self.tiles is not None:
+            bundle = refresh_consistency(bundle, stored, self.tiles)
         try:
             verdict = verify_log_proof(
                 token,

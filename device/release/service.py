@@ -110,6 +110,13 @@ def load_root(config: AgentConfig, now: datetime) -> AnyTrustRoot:
     return root_keeper(config).load(now)
 
 
+def log_seed_path(config: AgentConfig) -> Path | None:
+    """The first release-log checkpoint enrolment put beside the trust root in the
+    device bundle (`release-log-checkpoint`; docs/protocol.md section 11)."""
+    path = config.release.trust_root
+    return None if path is None else path.parent / "release-log-checkpoint"
+
+
 def root_keeper(config: AgentConfig) -> RootKeeper:
     """Raises ConfigError when `[release] trust_root` is not set."""
     path = config.release.trust_root
@@ -227,6 +234,9 @@ class ReleaseService:
             audit=self.audit,
             vault=vault,
             transport_identity=transport,
+            identity=identity.public_key(),
+            state_dir=config.agent.state_dir,
+            log_seed=log_seed_path(config),
         )
         try:
             self.handler.context()  # an owner limit the protocol refuses is a config error
@@ -310,6 +320,9 @@ class ReleaseService:
                 "outbox": self.jobs.pending_outbox(),
                 "clock_synchronized": self._clock.synchronized(),
             }
+            log_status = self.handler.log_status()  # the size the service proves from
+            if log_status is not None:
+                body["release"].update(log_status)
         except DoorbellError as exc:
             body["release"] = {"error": str(exc)[:200]}
         return body
@@ -371,13 +384,17 @@ class ReleaseService:
     def _on_message(self, message: Inbound) -> None:
         if message.topic == self.topics.release:
             try:
+                before = self.handler.log_status()
                 outcome = self.handler.handle(message.payload, oversized=message.oversized)
+                after = self.handler.log_status()
             except EnvironmentFault as exc:
                 log.error("release state unavailable, token left unacknowledged: %s", exc)
                 return
             self.link.ack(message)
             if outcome.status == "accepted":
                 self._job_wakeup.set()
+            if after != before:  # the service proves the next token from the new size
+                self.publish_status()
         elif message.topic == self.topics.trust_root:
             self._on_trust_root(message.payload)
             self.link.ack(message)
