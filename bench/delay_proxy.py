@@ -8,9 +8,10 @@ direction). A pump's reader stamps each chunk with the time it arrived and queue
 link behind the proxy); its writer sends each chunk once `delay` has passed since
 the stamp. A round trip through the proxy therefore takes 2 x `delay` longer.
 
-SIGUSR1 arms a cut: the next connection that carries `--cut-after` bytes from the
-client after the arming is reset (RST) there, once; the client must reconnect and
-resume.
+SIGUSR1 arms a cut: the first connection on which `--cut-after` bytes arrive from
+the client after the arming is reset there (both sides), once; the client must
+reconnect and resume. On the service's side of a shaped link those are bytes that
+crossed the link.
 
 Run: python bench/delay_proxy.py --listen HOST:PORT --to HOST:PORT [--delay-ms 20]
      [--cut-after BYTES]; prints "ready PORT" once listening (PORT 0 picks one).
@@ -40,7 +41,6 @@ class Cut:
     def __init__(self, after: int) -> None:
         self.after = after
         self.armed = False
-        self.fired = 0
         self.lock = threading.Lock()
 
     def arm(self, _signum: int, _frame: FrameType | None) -> None:
@@ -53,15 +53,21 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 def close_hard(*sockets: socket.socket) -> None:
+    """Reset the connections. `shutdown` first: a plain close would not wake the other
+    pump's thread blocked in recv on the same socket, and the kernel would keep the
+    connection open (no FIN, no RST) for as long as that call lasts."""
     for sock in sockets:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             sock.close()
 
 
 def pump(src: socket.socket, dst: socket.socket, delay: float, cut: Cut | None) -> None:
-    """Copy src -> dst, each chunk `delay` seconds after it arrived."""
+    """Copy src -> dst, each chunk `delay` seconds after it arrived. With `cut`, count
+    the bytes received from src once armed, and reset both connections at the mark."""
     chunks: queue.Queue[tuple[float, bytes]] = queue.Queue(maxsize=QUEUE_CHUNKS)
 
     def write() -> None:
@@ -79,32 +85,28 @@ def pump(src: socket.socket, dst: socket.socket, delay: float, cut: Cut | None) 
         except OSError:
             close_hard(src, dst)
 
-    writer = threading.Thread(target=write, daemon=True)
-    writer.start()
+    threading.Thread(target=write, daemon=True).start()
     carried = 0
     counting = False
     try:
         while True:
             data = src.recv(CHUNK)
-            if cut is not None:
+            if cut is not None and cut.armed:
                 with cut.lock:
-                    if cut.armed and not counting:
-                        counting, carried = True, 0
-                    if counting:
-                        carried += len(data)
-                        if cut.armed and carried >= cut.after:
-                            cut.armed = False
-                            cut.fired += 1
-                            print(f"cut after {carried} bytes", flush=True)
-                            close_hard(src, dst)
-                            chunks.put((0.0, b""))
-                            return
+                    carried = carried + len(data) if counting else len(data)
+                    counting = True
+                    if cut.armed and carried >= cut.after:
+                        cut.armed = False
+                        print(f"cut after {carried} bytes", flush=True)
+                        close_hard(src, dst)
+                        data = b""
             chunks.put((time.monotonic() + delay, data))
             if not data:
                 return
     except OSError:
         close_hard(src, dst)
-        chunks.put((0.0, b""))
+        with contextlib.suppress(queue.Full):
+            chunks.put((0.0, b""), timeout=1)
 
 
 def main() -> int:
