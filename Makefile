@@ -39,6 +39,7 @@ system-packages:
 	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v runuser >/dev/null || [ -x /usr/sbin/runuser ] || missing="$$missing util-linux"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v tc >/dev/null || [ -x /usr/sbin/tc ] || missing="$$missing iproute2"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	[ -z "$$missing" ] && exit 0; \
 	echo "installing system packages:$$missing"; \
