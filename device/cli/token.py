@@ -18,8 +18,6 @@ from typing import Any
 
 from protocol.errors import TokenRejected, TrustRootError
 from protocol.timefmt import format_time, parse_time
-from protocol.token import MAX_TOKEN_BYTES, VerificationContext, verify_token
-from protocol.trust_root import MAX_ROOT_BYTES, load_trust_root
 
 PROG = "doorbell-agent token verify"
 
@@ -61,6 +59,11 @@ def _read_capped(path: Path, cap: int) -> bytes:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    # Imported here: every other command (`run` among them) would pay for the JOSE and
+    # x509 stack at start-up (docs/adr/0019-agent-memory-and-uplink-benchmarks.md).
+    from protocol.token import MAX_TOKEN_BYTES, VerificationContext, verify_token
+    from protocol.trust_root import MAX_ROOT_BYTES, load_trust_root
+
     if args.now is None:
         now = datetime.now(UTC)
     else:
