@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -64,6 +65,8 @@ from tests.fixtures.cloud import CloudServer
 from tests.fixtures.deployment import TestDeployment, make_deployment
 
 PER_REQUEST = 5  # the policy's cap of devices per warrant
+CONNECT_BATCH = 25  # sessions started at once while the fleet connects
+CONNECT_TIMEOUT_S = 60.0
 RECEIVED: dict[str, float] = {}  # jti -> when a device session received it
 RECEIVED_LOCK = threading.Lock()
 MiB = 1024 * 1024
@@ -114,7 +117,11 @@ class Session:
         self.client.tls_set_context(tls_context(creds, creds.ca_cert))
         self.client.on_message = self._message
         self.connected = threading.Event()
+        self.trouble: object = "no answer"
         self.client.on_connect = lambda *_a: self._subscribe()
+        self.client.on_connect_fail = lambda *_a: setattr(self, "trouble", "connect failed")
+        self.client.on_disconnect = lambda _c, _u, _f, reason, _p: setattr(
+            self, "trouble", reason)
         self.client.connect_async(broker.host, broker.port, keepalive=60)
         self.client.loop_start()
 
@@ -256,14 +263,26 @@ def main() -> int:
             setup.close()
             process = start_cloud(deployment, store_url, port, broker.port, work / "cloud.log")
             start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-            payloads = [escrow_payload(deployment, d, start) for d in ids]
             assert broker._process is not None
             idle_broker, idle_cloud = rss_mib(broker._process.pid), rss_mib(process.pid)
             began = time.monotonic()
-            sessions = [Session(deployment, d, broker) for d in ids]
-            for session in sessions:
-                if not session.connected.wait(120):
-                    raise SystemExit(f"{session.device_id} did not connect")
+            failed: list[Session] = []
+            for first in range(0, len(ids), CONNECT_BATCH):  # not a TLS storm on 2 cores
+                if len(failed) >= CONNECT_BATCH:
+                    break  # the broker or this machine is saturated: judge what connected
+                batch = [Session(deployment, d, broker) for d in ids[first:first + CONNECT_BATCH]]
+                for session in batch:
+                    (sessions if session.connected.wait(CONNECT_TIMEOUT_S) else failed).append(
+                        session)
+            if failed:  # judged below; the rest of the fleet still runs
+                reasons = Counter(str(s.trouble) for s in failed)
+                print(f"  {len(failed)} sessions did not connect in {CONNECT_TIMEOUT_S:g} s: "
+                      f"{dict(reasons.most_common(3))}", flush=True)
+                for session in failed:
+                    with contextlib.suppress(Exception):
+                        session.close()
+            ids = [s.device_id for s in sessions]
+            payloads = [escrow_payload(deployment, d, start) for d in ids]
             print(f"  {len(sessions)} sessions connected in {time.monotonic() - began:.0f} s",
                   flush=True)
             spy = Spy(broker, deployment.prefix)
@@ -317,9 +336,11 @@ def main() -> int:
 
         print(f"fleet: {args.devices} device sessions (TLS, own certificates, deployment ACL), "
               f"cloud stub on PostgreSQL; tokens to {args.tokens} at once")
-        print(ratio_line("escrows acknowledged per second", args.devices / escrow_s,
+        print(ratio_line("device sessions connected", len(ids), args.devices, "", "target 1.00"))
+        print(ratio_line("escrows acknowledged per second", len(ids) / escrow_s,
                          args.devices / 10.0, "1/s",
-                         f"target >= 1.00: all {args.devices} in {escrow_s:.1f} s, under 10 s"))
+                         f"target >= 1.00: {len(ids)} in {escrow_s:.1f} s; all {args.devices}"
+                         " under 10 s"))
         print(ratio_line("token at device -> result at cloud, p50 (ms)",
                          1000 * statistics.median(latencies), 1000 * statistics.median(bare),
                          "ms", "vs the same for a bare ping, p50"))
