@@ -23,15 +23,12 @@ import ctypes.util
 import importlib
 import json
 import logging
-import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from device import instance_lock
@@ -45,15 +42,20 @@ from device.errors import CameraError, DoorbellError, StorageFull
 from device.motion import MotionDetector
 from device.recorder import ClipWriter, Recorder
 from device.release.clock import Clock, ManualClock
+from device.status_file import STATUS_FILE, write_json_atomic
 from device.systemd import Notifier, ServiceStatus, Watchdog
 from device.vault import SealedStore, open_store
 
 log = logging.getLogger(__name__)
 
 # Modules that contribute optional services; each exposes make_service(AgentContext).
-SERVICE_MODULES: tuple[str, ...] = ("device.release.supervisor", "device.homeassistant")
+# Each is imported only when the switch beside it is on, so a disabled service loads
+# none of its libraries (docs/adr/0019-agent-memory-and-uplink-benchmarks.md).
+SERVICE_MODULES: tuple[tuple[str, Callable[[AgentConfig], bool]], ...] = (
+    ("device.release.supervisor", lambda config: config.mqtt.enabled),
+    ("device.homeassistant", lambda config: config.home_assistant.enabled),
+)
 
-STATUS_FILE = "status.json"
 STATUS_EVERY_S = 1.0  # wall-clock seconds between status rewrites
 STORAGE_STATUS_EVERY_S = 10.0  # wall-clock seconds between reads of the store's health
 RETENTION_EVERY = timedelta(minutes=1)
@@ -184,7 +186,9 @@ class Agent:
             agent._lock = lock
             agent.recover_store()
             context = AgentContext(config=config, store=store, clock=clock, status=agent.status)
-            for name in SERVICE_MODULES:
+            for name, enabled in SERVICE_MODULES:
+                if not enabled(config):
+                    continue
                 service = importlib.import_module(name).make_service(context)
                 if service is not None:
                     agent.add_service(service)
@@ -499,39 +503,3 @@ def tune_malloc() -> bool:
         mallopt(M_ARENA_MAX, MALLOC_ARENAS),
     ]
     return all(results)
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON durably: temp file in the same directory (0600), fsync, rename, fsync
-    the directory. Raises OSError."""
-    payload = json.dumps(data, indent=2, sort_keys=True).encode("utf-8") + b"\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def read_status(state_dir: Path) -> dict[str, Any]:
-    """The last status the agent wrote. Raises DoorbellError when there is none."""
-    path = state_dir / STATUS_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise DoorbellError(f"no status file at {path}: has the agent run here?") from exc
-    except (OSError, ValueError) as exc:
-        raise DoorbellError(f"cannot read status file {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise DoorbellError(f"status file {path} does not hold a JSON object")
-    return data

@@ -1,10 +1,10 @@
 """Motion detection on the low-resolution grayscale stream.
 
-Per frame: average `downscale` x `downscale` blocks (cv2.INTER_AREA: a cheap first
+Per frame: average `downscale` x `downscale` blocks (an area average: a cheap first
 noise filter that also cuts the work by its square), Gaussian blur (sensor noise),
 subtract the frame's global brightness change against the background (a cloud, a
 streetlight switching on), absolute difference against a running average of past
-frames (`cv2.accumulateWeighted`, which follows slow daylight drift), threshold, drop
+frames (which follows slow daylight drift), threshold, drop
 excluded zones, and count the changed fraction of the frame. Motion starts after
 `start_frames` consecutive changed frames (a single-frame glitch is not a visitor) and
 ends after `quiet_s` without a changed frame.
@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
 from device.config import MotionSettings
+from device.imaging import area_downscale, gaussian_blur
 
 WARMUP_FRAMES = 3  # frames spent learning the background before anything can trigger
 
@@ -57,17 +57,15 @@ class MotionDetector:
         self._scaled = (max(1, width // factor), max(1, height // factor))
         width, height = self._scaled
         self._shape = (height, width)
-        self._small = np.empty(self._shape, dtype=np.uint8) if factor > 1 else None
-        kernel = settings.blur if settings.blur % 2 else settings.blur + 1
-        self._kernel = (kernel, kernel)
+        self._downscale = factor > 1
+        self._kernel = settings.blur if settings.blur % 2 else settings.blur + 1
         self._mask = exclusion_mask(settings.exclusion_zones, width=width, height=height)
         self._min_pixels = settings.min_area * width * height
         self._quiet = timedelta(seconds=settings.quiet_s)
         self._average: npt.NDArray[np.float32] | None = None
-        self._blurred = np.empty(self._shape, dtype=np.uint8)
         self._float = np.empty(self._shape, dtype=np.float32)
         self._delta = np.empty(self._shape, dtype=np.float32)
-        self._binary = np.empty(self._shape, dtype=np.uint8)
+        self._binary = np.empty(self._shape, dtype=np.bool_)
         self._frames = 0
         self._streak = 0
         self._active = False
@@ -84,11 +82,10 @@ class MotionDetector:
                 f"motion detector expects {self._input_shape} frames, got {lores.shape}"
             )
         source = lores
-        if self._small is not None:
-            cv2.resize(lores, self._scaled, dst=self._small, interpolation=cv2.INTER_AREA)
-            source = self._small
-        cv2.GaussianBlur(source, self._kernel, 0, dst=self._blurred)
-        np.copyto(self._float, self._blurred, casting="unsafe")
+        if self._downscale:
+            source = area_downscale(lores, *self._scaled)
+        gaussian_blur(source, self._kernel, self._float)
+        np.rint(self._float, out=self._float)  # the blurred picture in whole grey levels
         if self._average is None:
             self._average = self._float.copy()
             self._frames = 1
@@ -96,17 +93,17 @@ class MotionDetector:
         average = self._average
         # Remove the global brightness change first: a light switching on moves every
         # pixel by about the same amount, a visitor moves only some of them.
-        shift = float(cv2.mean(self._float)[0] - cv2.mean(average)[0])
+        shift = float(self._float.mean(dtype=np.float64) - average.mean(dtype=np.float64))
         np.subtract(self._float, np.float32(shift), out=self._delta)
-        cv2.absdiff(self._delta, average, dst=self._delta)
-        cv2.threshold(
-            self._delta, self._settings.threshold, 1.0, cv2.THRESH_BINARY, dst=self._delta
-        )
-        np.copyto(self._binary, self._delta, casting="unsafe")
+        np.subtract(self._delta, average, out=self._delta)
+        np.abs(self._delta, out=self._delta)
+        np.greater(self._delta, np.float32(self._settings.threshold), out=self._binary)
         if self._mask is not None:
-            cv2.bitwise_and(self._binary, self._mask, dst=self._binary)
-        changed_pixels = cv2.countNonZero(self._binary)
-        cv2.accumulateWeighted(self._float, average, self._settings.background_alpha)
+            np.logical_and(self._binary, self._mask, out=self._binary)
+        changed_pixels = int(np.count_nonzero(self._binary))
+        alpha = np.float32(self._settings.background_alpha)
+        average *= np.float32(1.0) - alpha  # running average: (1 - a) * old + a * new
+        average += alpha * self._float
         self._frames += 1
         if self._frames <= WARMUP_FRAMES:
             return self._result(changed=False, score=0.0, at=at)

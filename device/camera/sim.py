@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -27,6 +26,7 @@ from device.camera.h264 import H264Encoder, Yuv420Image
 from device.camera.scenes import Scene, Walk, scene
 from device.config import CameraSettings
 from device.errors import CameraError
+from device.imaging import area_downscale, linear_resize, lookup
 from device.release.clock import Clock
 
 NOISE_BANK = 16  # distinct noise fields cycled through; enough that no pattern repeats visibly
@@ -53,7 +53,7 @@ class SceneRenderer:
         self._bg_y = luma
         self._bg_u = np.full((height // 2, width // 2), 122, dtype=np.uint8)
         self._bg_v = np.full((height // 2, width // 2), 134, dtype=np.uint8)
-        lores = cv2.resize(luma, (lores_width, lores_height), interpolation=cv2.INTER_AREA)
+        lores = area_downscale(luma, lores_width, lores_height)
         self._bg_lores = lores.astype(np.int16)
         sigma = chosen.noise_sigma
         self._noise = [
@@ -81,7 +81,7 @@ class SceneRenderer:
         u_plane = out[h : h + h // 4].reshape(h // 2, w // 2)
         v_plane = out[h + h // 4 :].reshape(h // 2, w // 2)
         offset = round(self.scene.lighting(t))
-        cv2.LUT(self._bg_y, _shift_table(offset), dst=y_plane)
+        lookup(self._bg_y, _shift_table(offset), out=y_plane)
         np.copyto(u_plane, self._bg_u)
         np.copyto(v_plane, self._bg_v)
         for walk, x, y, pressing in self.scene.figures(t):
@@ -107,17 +107,16 @@ def _background(rng: np.random.Generator, width: int, height: int) -> npt.NDArra
     rows = np.linspace(150, 110, sh, dtype=np.float32)[:, None]
     small = np.repeat(rows, sw, axis=1)
     texture = rng.normal(0.0, 8.0, (max(2, height // 40), max(2, width // 40))).astype(np.float32)
-    small += cv2.resize(texture, (sw, sh), interpolation=cv2.INTER_CUBIC)
+    small += linear_resize(texture, sw, sh)
     small_u8 = np.clip(small, 0, 255).astype(np.uint8)
-    base = np.asarray(
-        cv2.resize(small_u8, (width, height), interpolation=cv2.INTER_LINEAR), dtype=np.uint8
-    )
+    base = np.clip(np.rint(linear_resize(small_u8.astype(np.float32), width, height)), 0, 255)
+    base = base.astype(np.uint8)
     door_w, door_h = int(width * 0.22), int(height * 0.7)
     left = int(width * (0.5 + rng.uniform(-0.08, 0.08))) - door_w // 2
     top = int(height * 0.18)
     base[top : top + door_h, left : left + door_w] = round(100 + rng.uniform(-8, 8))
     mat = base[int(height * 0.9) :, :]
-    np.copyto(mat, cv2.LUT(mat, _shift_table(-25)))  # the step and the mat
+    np.copyto(mat, lookup(mat, _shift_table(-25)))  # the step and the mat
     return base
 
 

@@ -13,14 +13,17 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from device.agent import Agent, read_status, tune_malloc
 from device.button.control import send_command
 from device.config import AgentConfig, load_config
 from device.errors import ConfigError, DoorbellError
 from device.release.clock import Clock, ManualClock, clock_from_setting
+from device.status_file import read_status
 from device.systemd import Notifier, Watchdog
+
+if TYPE_CHECKING:  # the agent (and its video stack) is imported only by the commands
+    from device.agent import Agent  # that run it: `status` and `ring` load none of it
 
 SCENES = ("visitor", "passerby", "empty")
 
@@ -57,6 +60,8 @@ def register(sub: Any) -> None:
 
 
 def _logging() -> None:
+    from device.agent import tune_malloc
+
     tune_malloc()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -80,6 +85,8 @@ def _with_state_dir(config: AgentConfig, state_dir: Path | None) -> AgentConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from device.agent import Agent
+
     _logging()
     config = load_config(args.config)
     if config.release.cloud_url is not None:
@@ -103,6 +110,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from device.agent import Agent
+
     _logging()
     if args.duration <= 0:
         raise ConfigError("--duration must be a positive number of seconds")

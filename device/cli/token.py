@@ -18,11 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.errors import TokenRejected, TrustRootError
-from protocol.release_check import verify_any
 from protocol.timefmt import format_time, parse_time
-from protocol.token import MAX_TOKEN_BYTES, VerificationContext
-from protocol.trust_root import MAX_ROOT_BYTES
-from protocol.trust_root_v2 import load_any_trust_root
 
 PROG = "doorbell-agent token verify"
 
@@ -64,6 +60,13 @@ def _read_capped(path: Path, cap: int) -> bytes:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    # Imported here: every other command (`run` among them) would pay for the JOSE and
+    # x509 stack at start-up (docs/adr/0019-agent-memory-and-uplink-benchmarks.md).
+    from protocol.release_check import verify_any
+    from protocol.token import MAX_TOKEN_BYTES, VerificationContext
+    from protocol.trust_root import MAX_ROOT_BYTES
+    from protocol.trust_root_v2 import load_any_trust_root
+
     if args.now is None:
         now = datetime.now(UTC)
     else:

@@ -6,6 +6,12 @@ after it still starts at or before ``newest - pre_roll_s``. The ring therefore a
 covers at least `pre_roll_s` (once that much video has been seen) and at most one GOP
 more; it starts on a keyframe or is empty. Memory is bounded by
 ``(pre_roll_s + GOP) * bitrate``.
+
+A stream whose keyframes stop (a camera that never sends the next one) would let the
+ring grow without end; the ring never holds more than ``pre_roll_s + max_gop_s``
+seconds: past that it is emptied and refills from the next keyframe
+(docs/adr/0019-agent-memory-and-uplink-benchmarks.md). `max_gop_s` defaults to the
+longest keyframe interval the configuration allows.
 """
 
 from __future__ import annotations
@@ -14,12 +20,15 @@ from collections import deque
 
 from device.camera.base import EncodedPacket
 
+MAX_GOP_S = 10.0  # recorder.keyframe_interval_s allows at most this (device/config.py)
+
 
 class PreRoll:
     """Bounded ring of packets. `push` drops non-keyframes that cannot start a clip."""
 
-    def __init__(self, pre_roll_s: float) -> None:
+    def __init__(self, pre_roll_s: float, max_gop_s: float = MAX_GOP_S) -> None:
         self._span = pre_roll_s
+        self._limit = pre_roll_s + max_gop_s
         self._packets: deque[EncodedPacket] = deque()
         self._keyframes: deque[float] = deque()  # pts of the keyframes held, oldest first
 
@@ -42,6 +51,14 @@ class PreRoll:
             cut = self._keyframes[0]
             while self._packets and self._packets[0].pts_s < cut:
                 self._packets.popleft()
+        if packet.pts_s - self._packets[0].pts_s > self._limit:  # keyframes stopped coming
+            newest = self._keyframes[-1]
+            while len(self._keyframes) > 1:
+                self._keyframes.popleft()
+            while self._packets and self._packets[0].pts_s < newest:
+                self._packets.popleft()
+            if packet.pts_s - newest > self._limit:
+                self.clear()
 
     def drain(self) -> list[EncodedPacket]:
         """Everything held, oldest first (starting on a keyframe); the ring is emptied."""

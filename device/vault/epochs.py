@@ -27,7 +27,6 @@ from device.vault.errors import EscrowError, InvalidAgeKey
 from device.vault.index import ClipIndex, EpochRecord
 from device.vault.outbox import EscrowOutbox
 from protocol.errors import MessageError
-from protocol.messages import EscrowMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +45,10 @@ def escrow_message(device_id: str, epoch: Epoch, sealed: bytes) -> bytes:
 
     Raises EscrowError when the protocol would refuse it (e.g. a malformed device id).
     """
+    # Imported at the first escrow, not at start-up: the protocol's messages bring the
+    # JOSE and x509 stack (docs/adr/0019-agent-memory-and-uplink-benchmarks.md).
+    from protocol.messages import EscrowMessage
+
     message = EscrowMessage(
         device=device_id,
         epoch=epoch.id,

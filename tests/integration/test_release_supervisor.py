@@ -21,12 +21,13 @@ from typing import Any
 import pyrage
 import pytest
 
-from device.agent import Agent, read_status
+from device.agent import Agent
 from device.button.control import send_command
 from device.config import AgentConfig
 from device.release.clock import ManualClock
 from device.release.supervisor import ReleaseSupervisor, SetupBackoff
 from device.release.vaultview import StoreVault
+from device.status_file import read_status
 from device.vault import ClipState, open_store
 from protocol.messages import EscrowAck
 from protocol.topics import DeviceTopics

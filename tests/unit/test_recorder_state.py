@@ -163,6 +163,23 @@ def test_pre_roll_ring_starts_on_a_keyframe_and_covers_the_span() -> None:
             assert 3.0 <= span + 1e-9 < 3.0 + 1.0  # at least the pre-roll, at most one GOP more
 
 
+def test_pre_roll_ring_stays_bounded_when_keyframes_stop() -> None:
+    ring = PreRoll(3.0, max_gop_s=2.0)
+    ring.push(EncodedPacket(b"k", 0.0, keyframe=True))
+    for i in range(1, 200):  # 20 s of delta frames: the next keyframe never comes
+        ring.push(EncodedPacket(b"d", i / 10, keyframe=False))
+        held = ring.drain()
+        for p in held:
+            ring.push(p)
+        assert not held or held[-1].pts_s - held[0].pts_s <= 3.0 + 2.0
+    assert len(ring) <= 51
+    ring.push(EncodedPacket(b"k", 20.0, keyframe=True))  # the stream recovers
+    ring.push(EncodedPacket(b"d", 20.1, keyframe=False))
+    held = ring.drain()
+    assert held[0].keyframe
+    assert held[0].pts_s == 20.0
+
+
 def test_a_bell_press_alone_opens_a_clip_with_pre_roll_and_post_roll(tmp_path: Path) -> None:
     store = MemoryStore()
     run(make(store), 20, presses=(8.0,))

@@ -1,0 +1,250 @@
+"""Release over a real uplink: ten 5 MB clips from a device whose network is a shaped
+20 Mbit/s link with 40 ms of round-trip latency, against what that link allows.
+
+The device (its release service over a real sealed store, in this process) runs in a
+network namespace of its own; mosquitto (TLS, ACL) and the cloud stub as deployed
+(`cloud-stub serve`) run in a second one. A veth pair joins them (bench/netns.py); the
+device side's egress is shaped by `tc ... tbf` to 20 Mbit/s. netem is not available
+here, so the latency is added by bench/delay_proxy.py in the device's namespace (20 ms
+each way on every device connection, MQTT and HTTP); a plain forwarder in the
+service's namespace hands the connections on to the loopback the services listen on.
+
+From the approval (which signs and publishes the token) until the device's `uploaded`
+result reaches a subscriber beside the broker, the device verifies the token, opens
+the epoch keys, re-seals the ten clips, uploads them, posts the manifest and
+publishes its result, all through the shaped link.
+
+Figures, each beside its baseline from the same run:
+1. latency against the link's bound for the same bytes: the bytes the shaper carried
+   up during the release (payload, HTTP, TLS, MQTT, TCP/IP) at the shaped rate, plus
+   the round trips the protocol needs in series (`ROUND_TRIPS`: the token's way down,
+   the TCP connect to the cloud, the answer to the last PUT, the manifest, the
+   result's way up). Target at most 1.10x.
+2. the same release again (a second request and token) with the forwarder on the
+   service's side resetting an upload connection once, when half a clip has crossed
+   the link on it since SIGUSR1 armed the cut; against the same bound. Target at most
+   1.25x.
+3. the device's CPU time per released MB against re-sealing the same clips alone
+   (decrypt, seal to the agency, write, fsync). Target at most 1.3x.
+The loopback figures stay in bench/bench_release.py (information).
+
+Needs root (network namespaces, tc) and iproute2. Creates only its own two namespaces
+and deletes them at the end, also on failure.
+Run: .venv/bin/python bench/bench_release_uplink.py [--clips 10] [--mb 5] [--mbit 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+
+from bench._report import ratio_line
+from bench.bench_release import (
+    REASON,
+    free_port,
+    reseal_alone,
+    set_api_url,
+    start_cloud,
+    stop_process,
+)
+from bench.netns import SVC_ADDRESS, ShapedLink
+from cloud_stub.service import CloudService
+from device.release.service import ReleaseService, ServiceTiming
+from device.release.vaultview import StoreVault
+from device.vault.outbox import EscrowOutbox
+from protocol.timefmt import format_time
+from tests.fixtures.broker import Broker
+from tests.fixtures.cloud import CloudServer
+from tests.fixtures.deployment import make_deployment
+from tests.fixtures.release import ResultWatcher, make_rig
+
+DELAY_PROXY = Path(__file__).with_name("delay_proxy.py")
+RESULT_TIMEOUT_S = 300.0
+ROUND_TRIPS = 4.0  # token down 0.5, TCP connect 1, last PUT's answer 1, manifest 1, result up 0.5
+
+
+class Proxy:
+    """One bench/delay_proxy.py process (started in the calling thread's namespace)."""
+
+    def __init__(self, listen: str, to: str, *, delay_ms: float,
+                 cut_after: int | None = None) -> None:
+        command = [sys.executable, str(DELAY_PROXY), "--listen", listen, "--to", to,
+                   "--delay-ms", str(delay_ms)]
+        if cut_after is not None:
+            command += ["--cut-after", str(cut_after)]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        stdout: IO[str] | None = self.process.stdout
+        assert stdout is not None
+        line = stdout.readline().split()
+        if line[:1] != ["ready"]:
+            stop_process(self.process)  # type: ignore[arg-type]
+            raise RuntimeError(f"delay proxy did not start: {line}")
+        self.port = int(line[1])
+
+    def arm_cut(self) -> None:
+        self.process.send_signal(signal.SIGUSR1)
+
+    def cut_report(self) -> str:
+        stdout = self.process.stdout
+        assert stdout is not None
+        return stdout.readline().strip()
+
+    def stop(self) -> None:
+        stop_process(self.process)  # type: ignore[arg-type]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=10)
+    parser.add_argument("--mb", type=float, default=5.0)
+    parser.add_argument("--mbit", type=float, default=20.0)
+    parser.add_argument("--rtt-ms", type=float, default=40.0)
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the namespaces go on SIGTERM too
+    if os.geteuid() != 0:
+        print("bench_release_uplink: needs root for network namespaces and tc; not run")
+        return 0
+    size = int(args.mb * 1024 * 1024)
+    work = Path(tempfile.mkdtemp(prefix="bench-uplink-"))
+    link = ShapedLink.create(f"dbup{os.getpid() % 100000}", rate_mbit=args.mbit)
+    proxies: list[Proxy] = []
+    process: subprocess.Popen[bytes] | None = None
+    broker: Broker | None = None
+    service = None
+    http: httpx.Client | None = None
+    try:
+        with link.enter("svc"):
+            deployment = make_deployment(work / "deploy")
+            broker = Broker(deployment=deployment, workdir=work / "broker")
+            broker.workdir.mkdir(mode=0o700)
+            broker.start()
+            cloud_port = free_port()
+            forward_mqtt = Proxy(f"{SVC_ADDRESS}:0", f"127.0.0.1:{broker.port}", delay_ms=0)
+            forward_http = Proxy(f"{SVC_ADDRESS}:0", f"127.0.0.1:{cloud_port}", delay_ms=0,
+                                 cut_after=size // 2)
+            proxies += [forward_mqtt, forward_http]
+        with link.enter("dev"):
+            device_mqtt = Proxy("127.0.0.1:0", f"{SVC_ADDRESS}:{forward_mqtt.port}",
+                                delay_ms=args.rtt_ms / 2)
+            device_http = Proxy("127.0.0.1:0", f"{SVC_ADDRESS}:{forward_http.port}",
+                                delay_ms=args.rtt_ms / 2)
+            proxies += [device_mqtt, device_http]
+        device_url = f"http://127.0.0.1:{device_http.port}"  # the cloud as the device sees it
+        service_url = f"http://127.0.0.1:{cloud_port}"  # the same, beside it
+        store_url = f"sqlite:///{work / 'cloud.sqlite3'}"
+        with link.enter("svc"):
+            set_api_url(deployment, device_url)
+            setup = CloudService.open(deployment.layout.root, store_url=store_url,
+                                      api_url=device_url)
+            http = httpx.Client(base_url=service_url, timeout=30)
+            cloud = CloudServer(service=setup, url=service_url, deployment=deployment, http=http)
+            device = cloud.enroll("bench")
+            agency = cloud.principal("agency")
+            reviewer = cloud.principal("reviewer", org="court-liaison")
+            setup.close()
+            process = start_cloud(deployment, store_url, cloud_port, broker.port,
+                                  work / "cloud.log")
+            device_id = device.bundle.device_id_file.read_text().strip()
+            watcher = ResultWatcher(broker, device_id, deployment.prefix)
+        with link.enter("dev"):
+            rig = make_rig(deployment, work, broker_port=device_mqtt.port, bundle=device.bundle,
+                           release={"cloud_url": device_url})
+            rig.clock.set(datetime.now(UTC).replace(microsecond=0))
+            base = rig.clock.now() - timedelta(minutes=50)
+            records = [rig.record(base + timedelta(minutes=2 * i), 60, payload=os.urandom(size))
+                       for i in range(args.clips)]
+            rig.clock.set(datetime.now(UTC).replace(microsecond=0))
+            identities = dict(rig.identities)
+            service = ReleaseService(rig.config, StoreVault(rig.store), rig.clock,
+                                     escrow_outbox=rig.store.escrow_outbox,
+                                     timing=ServiceTiming())  # the deployed timing
+            service.start()
+        outbox = EscrowOutbox(rig.config.agent.state_dir / "vault" / "outbox")
+        deadline = time.monotonic() + 120
+        while outbox.pending() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not outbox.pending(), "epoch keys were not escrowed over the link"
+
+        paths = [rig.store.sealed_path(r.id) for r in records]
+        cpu = time.process_time()  # nanosecond CPU clock (/proc counts 10 ms ticks)
+        baseline, _, _ = reseal_alone(
+            paths, identities, [r.epoch_id for r in records], agency.recipient or "",
+            work / "baseline")
+        baseline_cpu = time.process_time() - cpu
+
+        world = cloud.world(agency, rig.device_id)
+        window = {"start": format_time(base - timedelta(minutes=1)),
+                  "end": format_time(rig.clock.now() - timedelta(minutes=1))}
+
+        def release(cut: bool) -> tuple[float, float, int, dict[str, object]]:
+            with link.enter("svc"):
+                request = cloud.submit(agency, world.warrant(device_ids=[rig.device_id],
+                                                            window=window)).json()
+            if cut:
+                forward_http.arm_cut()
+            sent, cpu = link.sent_bytes(), time.process_time()
+            started = time.perf_counter()
+            with link.enter("svc"):
+                approved = cloud.http.post(f"/v1/requests/{request['id']}/approve",
+                                           json=REASON, headers=reviewer.headers).json()
+            try:
+                result = watcher.result(approved["tokens"][0]["jti"], timeout=RESULT_TIMEOUT_S)
+            except AssertionError:
+                print(service.layout.audit_log.read_text()[-3000:], file=sys.stderr)
+                raise
+            latency = time.perf_counter() - started
+            assert result["status"] == "uploaded", result
+            assert len(result["clips"]) == args.clips, result
+            return (latency, time.process_time() - cpu, link.sent_bytes() - sent, result)
+
+        latency, device_cpu, wire, _ = release(cut=False)
+        cut_latency, _, cut_wire, _ = release(cut=True)
+        cut_seen = forward_http.cut_report()
+        assert cut_seen.startswith("cut after"), cut_seen
+
+        payload_mb = args.clips * size / 1e6
+        bound = link.bound_s(wire) + ROUND_TRIPS * args.rtt_ms / 1000
+        print(f"release of {args.clips} clips x {args.mb:g} MiB = {payload_mb:.1f} MB over a "
+              f"{args.mbit:g} Mbit/s tbf uplink with {args.rtt_ms:g} ms RTT (delay proxy)")
+        print(f"  on the wire up: {wire / 1e6:.2f} MB ({wire / (args.clips * size) - 1:+.1%} "
+              f"over the payload); with one cut ({cut_seen}): {cut_wire / 1e6:.2f} MB")
+        print(ratio_line("token published -> result acknowledged (s)", latency, bound, "s",
+                         "target <= 1.10x the link's bound"))
+        print(ratio_line("same, the upload cut once mid-clip (s)", cut_latency, bound, "s",
+                         "target <= 1.25x the link's bound"))
+        print(ratio_line("device CPU per released MB (ms/MB)", 1000 * device_cpu / payload_mb,
+                         1000 * baseline_cpu / payload_mb, "ms/MB",
+                         "target <= 1.3x re-sealing alone"))
+        print(ratio_line("re-sealing alone (s, informative)", baseline, bound, "s",
+                         "informative: vs the link's bound"))
+        return 0
+    finally:
+        if service is not None:
+            service.stop()
+        if http is not None:
+            http.close()
+        if process is not None:
+            stop_process(process)
+        for proxy in proxies:
+            proxy.stop()
+        if broker is not None:
+            broker.close()
+        link.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

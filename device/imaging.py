@@ -1,0 +1,131 @@
+"""The few image operations the agent's own code needs, in NumPy alone.
+
+Motion detection and the simulated camera need an area-average downscale, a small
+Gaussian blur and a linear upscale, nothing more. OpenCV would bring them at a cost of
+about 40 MiB of resident memory in the running agent (its shared library, its own
+FFmpeg and BLAS), a tenth of a Raspberry Pi Zero 2 W; only the `v4l2` camera, which
+captures through OpenCV, still loads it (docs/adr/0019-agent-memory-and-uplink-benchmarks.md).
+
+All functions take and return C-contiguous 2-D arrays; uint8 results are rounded to
+the nearest value, as OpenCV's are.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import numpy.typing as npt
+
+U8 = npt.NDArray[np.uint8]
+F32 = npt.NDArray[np.float32]
+
+# OpenCV's fixed kernels for sigma <= 0 and sizes up to 7 (getGaussianKernel);
+# larger sizes use sigma = 0.3 * ((size - 1) / 2 - 1) + 0.8, as OpenCV does.
+_SMALL_KERNELS: dict[int, tuple[float, ...]] = {
+    1: (1.0,),
+    3: (0.25, 0.5, 0.25),
+    5: (0.0625, 0.25, 0.375, 0.25, 0.0625),
+    7: (0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125),
+}
+
+
+@cache
+def gaussian_kernel(size: int) -> tuple[float, ...]:
+    """The 1-D Gaussian weights of odd `size` (sum 1). Raises ValueError for an even size."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"a Gaussian kernel needs an odd size, not {size}")
+    if size in _SMALL_KERNELS:
+        return _SMALL_KERNELS[size]
+    sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    weights = np.exp(-(x * x) / (2 * sigma * sigma))
+    return tuple(float(w) for w in weights / weights.sum())
+
+
+def gaussian_blur(src: U8, size: int, out: F32) -> F32:
+    """Blur `src` with a separable Gaussian of odd `size` into `out` (float32, same
+    shape), borders mirrored without repeating the edge (OpenCV's default)."""
+    kernel = gaussian_kernel(size)
+    half = size // 2
+    if half == 0:
+        np.copyto(out, src, casting="unsafe")
+        return out
+    height, width = src.shape
+    if half >= min(height, width):
+        raise ValueError(f"a {size}x{size} blur needs a frame larger than {width}x{height}")
+    padded = np.pad(src.astype(np.float32), half, mode="reflect")
+    rows = np.zeros((height + 2 * half, width), dtype=np.float32)
+    for i, weight in enumerate(kernel):
+        rows += np.float32(weight) * padded[:, i : i + width]
+    out.fill(0)
+    for i, weight in enumerate(kernel):
+        out += np.float32(weight) * rows[i : i + height, :]
+    return out
+
+
+def to_u8(src: F32, out: U8) -> U8:
+    """Round and saturate float32 pixels into uint8 `out`."""
+    np.copyto(out, np.clip(np.rint(src), 0, 255), casting="unsafe")
+    return out
+
+
+@cache
+def _area_weights(source: int, target: int) -> F32:
+    """A (target x source) matrix whose row i averages the source pixels (and parts of
+    pixels) that target pixel i covers: OpenCV's INTER_AREA for a downscale."""
+    weights = np.zeros((target, source), dtype=np.float64)
+    scale = source / target
+    for i in range(target):
+        start, end = i * scale, (i + 1) * scale
+        first, last = int(np.floor(start)), min(source, int(np.ceil(end)))
+        for j in range(first, last):
+            weights[i, j] = min(end, j + 1) - max(start, j)
+        weights[i] /= weights[i].sum()
+    return weights.astype(np.float32)
+
+
+def area_downscale(src: U8, width: int, height: int) -> U8:
+    """Average `src` down to `width` x `height` (each no larger than the source)."""
+    src_h, src_w = src.shape
+    if width > src_w or height > src_h:
+        raise ValueError(f"cannot area-downscale {src_w}x{src_h} to {width}x{height}")
+    if src_w % width == 0 and src_h % height == 0:  # whole blocks: integer sums
+        fy, fx = src_h // height, src_w // width
+        blocks = src.reshape(height, fy, width, fx).sum(axis=(1, 3), dtype=np.uint32)
+        rounded: U8 = ((blocks + (fy * fx) // 2) // (fy * fx)).astype(np.uint8)
+        return rounded
+    out = _area_weights(src_h, height) @ src.astype(np.float32) @ _area_weights(src_w, width).T
+    return to_u8(out, np.empty((height, width), dtype=np.uint8))
+
+
+@cache
+def _linear_weights(source: int, target: int) -> F32:
+    """A (target x source) matrix of linear interpolation with pixel centres aligned
+    (OpenCV's INTER_LINEAR for an upscale)."""
+    weights = np.zeros((target, source), dtype=np.float32)
+    scale = source / target
+    for i in range(target):
+        x = min(max((i + 0.5) * scale - 0.5, 0.0), source - 1.0)
+        left = int(np.floor(x))
+        right = min(left + 1, source - 1)
+        frac = x - left
+        weights[i, left] += 1.0 - frac
+        weights[i, right] += frac
+    return weights
+
+
+def linear_resize(src: F32, width: int, height: int) -> F32:
+    """Resize float32 `src` to `width` x `height` by linear interpolation."""
+    src_h, src_w = src.shape
+    rows = _linear_weights(src_h, height)
+    cols = _linear_weights(src_w, width)
+    return np.asarray(rows @ src.astype(np.float32) @ cols.T, dtype=np.float32)
+
+
+def lookup(src: U8, table: U8, out: U8 | None = None) -> U8:
+    """Map every pixel through a 256-entry table (OpenCV's LUT)."""
+    if out is None:
+        return np.take(table, src)
+    np.take(table, src, out=out)
+    return out
