@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from device.agent import STATUS_FILE
 from device.release.service import ReleaseService
+from device.status_file import STATUS_FILE
 from protocol.topics import DeviceTopics
 from tests.fixtures.agent import AgentEnv
 from tests.fixtures.broker import Broker, Inbox, subscribe
