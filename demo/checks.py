@@ -9,8 +9,17 @@ from pathlib import Path
 
 from demo.steps import StepFailed
 
-# The markers the record-and-seal issue names: MP4 boxes and age secret keys.
-PLAINTEXT_MARKERS: tuple[bytes, ...] = (b"ftyp", b"moof", b"mdat", b"AGE-SECRET-KEY-")
+# What plaintext on the device would look like: the MP4 boxes every clip is made of,
+# and an age secret key.
+MP4_BOXES: tuple[bytes, ...] = (b"ftyp", b"moof", b"mdat")
+SECRET_MARKERS: tuple[bytes, ...] = (b"AGE-SECRET-KEY-",)
+PLAINTEXT_MARKERS: tuple[bytes, ...] = MP4_BOXES + SECRET_MARKERS
+# An MP4 box starts with its 32-bit big-endian size, then its type. The four letters
+# alone also turn up in base64 text (a token's sealed `keys`, a signature) in a database
+# page; text before them reads as a size of at least 0x20202020 bytes (512 MiB and
+# more), far beyond any box of a doorbell clip, so a box is its type after a size below
+# this (or 0, "to the end of the file", or 1, "a 64-bit size follows").
+MAX_PLAUSIBLE_BOX = 0x2000_0000
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +43,23 @@ def scan_for_plaintext(root: Path) -> ScanResult:
             continue  # a file that vanished while we scanned (a WAL checkpoint)
         files += 1
         total += len(data)
-        hits.extend(f"{path}: {m.decode()}" for m in PLAINTEXT_MARKERS if m in data)
+        hits.extend(f"{path}: {m.decode()}" for m in MP4_BOXES if has_mp4_box(data, m))
+        hits.extend(f"{path}: {m.decode()}" for m in SECRET_MARKERS if m in data)
     return ScanResult(files=files, bytes=total, hits=tuple(hits))
+
+
+def has_mp4_box(data: bytes, box: bytes) -> bool:
+    """Whether `data` holds the 4-letter type `box` where an MP4 box would have it:
+    after a plausible size (MAX_PLAUSIBLE_BOX), or at the very start of the data."""
+    at = data.find(box)
+    while at != -1:
+        if at < 4:
+            return True
+        size = int.from_bytes(data[at - 4:at], "big")
+        if size in (0, 1) or 8 <= size < MAX_PLAUSIBLE_BOX:
+            return True
+        at = data.find(box, at + 1)
+    return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,9 @@ and the audit commands.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import shutil
 import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
@@ -189,6 +191,12 @@ def check_devices(world: SoakWorld, findings: Findings, before: dict[str, list[s
             findings.problems.append(f"{device.device_id}: a clip is listed twice")
         scan = scan_for_plaintext(device.state_dir)
         findings.problems.extend(f"{device.device_id}: plaintext: {hit}" for hit in scan.hits)
+        for hit in scan.hits:  # the state directory is a tmpfs, gone after the run
+            found = Path(hit.rsplit(": ", 1)[0])
+            kept = world.root / "plaintext-evidence" / device.device_id / found.name
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                shutil.copy2(found, kept)
         try:
             run(device.agent("audit", "verify"), what=f"{device.device_id} audit verify")
         except RuntimeError as exc:
