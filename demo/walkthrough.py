@@ -719,10 +719,34 @@ class Demo:
                       "log, so it was refused before its signatures were even read (nothing "
                       "re-sealed, nothing uploaded)")
         self._say("the attacker holds every key of the cloud host but none of the witnesses': "
-                  "no forged token can come with a cosigned proof; behind the log's gate the "
-                  "token rules still demand rev-alice's signature, which no file on the host "
-                  "holds (docs/adr/0013-trust-root-v2.md)")
+                  "no forged token can come with a cosigned proof")
+        rule_codes = {f.basis: self._token_rule_code(f.basis, f.token) for f in forgeries}
+        for basis, code in rule_codes.items():
+            self._say(f"behind the log's gate, the token rules would refuse the forged {basis} "
+                      f"token too: `doorbell-agent token verify` under root v2 says {code} "
+                      "(no file on the host holds rev-alice's key)")
         self.report["attacker"] = {"codes": codes, "uploads": 0}
+        self.report["attacker_token_rules"] = rule_codes
+
+    def _token_rule_code(self, basis: str, token: bytes) -> str:
+        """What the doorbell's token rules (`doorbell-agent token verify`, offline, under
+        the bundle's trust root v2) say of a token, had it passed the log's gate."""
+        path = self.out / "attacker" / f"forged-{basis}.jws.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(token)
+        proc = subprocess.run(
+            [_bin("doorbell-agent"), "token", "verify", str(path), "--trust-root",
+             str(self.bundle.trust_root), "--device", DEVICE_ID],
+            capture_output=True, text=True, timeout=60, check=False)
+        try:
+            verdict = json.loads(proc.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            raise StepFailed(f"doorbell-agent token verify exited with {proc.returncode}: "
+                             f"{(proc.stderr or proc.stdout).strip()[-300:]}") from None
+        if proc.returncode != 1 or verdict.get("accepted") is not False:
+            raise StepFailed(f"the token rules did not refuse the forged {basis} token: "
+                             f"{verdict}")
+        return str(verdict.get("code"))
 
     # -- step 7 ----------------------------------------------------------------------
 

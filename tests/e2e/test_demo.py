@@ -68,6 +68,8 @@ def test_demo_shows_the_whole_promise(tmp_path: Path) -> None:
         "codes": {"warrant": "not_logged", "emergency": "not_logged"},
         "uploads": 0,
     }
+    assert report["attacker_token_rules"] == {"warrant": "review_signature_missing",
+                                              "emergency": "review_signature_missing"}
     # the warrant entered the log, was cosigned by a quorum of the three witnesses, the
     # doorbell's checkpoint moved to it, the owner's monitor found it, the audit agrees
     log = report["release_log"]
