@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {out}/device-state/  the device's storage: sealed clips only")
     print(f"  {out}/owner.key      the owner's key: `age -d -i {out}/owner.key FILE` opens a clip")
     print(f"  {out}/owner-bundle/  the owner's MQTT credential: reads the notices and status")
-    print(f"  {out}/logs/          the broker's, the cloud stub's and the agent's logs")
+    print(f"  {out}/release-log/   the release log, its three witnesses and their policy")
+    print(f"  {out}/owner-monitor/ the owner's monitor: the log's checkpoint, entries found")
+    print(f"  {out}/logs/          the broker's, cloud stub's, agent's, log's, witnesses' logs")
     return 0
 
 

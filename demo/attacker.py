@@ -4,12 +4,16 @@ With the host's copy of the deployment (the policy key, v1's review key, the esc
 the database, the cloud's MQTT certificate and key) the attacker forges a warrant token
 (for a window of its choosing, carrying the court's genuine statement from an earlier
 request) and an emergency token, and publishes both on the doorbell's release topic
-with the cloud's own broker credentials. Under trust root v2 the doorbell refuses both:
-no reviewer signed them (docs/adr/0013-trust-root-v2.md, docs/threat-model.md).
+with the cloud's own broker credentials. The doorbell refuses both before it reads
+their signatures: they carry no proof from the public release log, and the attacker
+cannot make the log's witnesses cosign an entry they never saw (`not_logged`,
+docs/adr/0014-release-log.md). Under trust root v2 they would fall next: no reviewer
+signed them (docs/adr/0013-trust-root-v2.md, docs/threat-model.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import ssl
 import time
@@ -23,6 +27,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from demo.steps import StepFailed
+from device.release.messages import unverified_id
 from protocol.bundle import DeploymentLayout
 from protocol.keys import private_key_from_pem
 from protocol.token import CaseRef, ReleaseClaims, Window, seal_keys_for_device, sign_token
@@ -35,6 +40,12 @@ class Forgery:
     basis: str
     jti: str
     token: bytes
+
+    @property
+    def bytes_id(self) -> str:
+        """The id the doorbell judges an unproven token under: its bytes' own
+        (`device.release.messages.unverified_id`), never the jti it claims."""
+        return unverified_id(hashlib.sha256(self.token).hexdigest())
 
 
 def _claims(layout: DeploymentLayout, device_id: str, issuer: str, basis: str,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from demo.steps import StepFailed
@@ -61,3 +62,45 @@ def read_retained_notice(
     finally:
         link.close()
     raise StepFailed(f"no owner notice for {jti} on {topic} (as {owner.root.name}'s owner)")
+
+
+def read_retained_status(
+    *, owner: OwnerBundleLayout, accept: Callable[[dict[str, Any]], bool],
+    timeout: float = 30.0
+) -> dict[str, Any]:
+    """Subscribe to the device's status topic with the owner bundle and return the first
+    status body (its health flattened, as the device publishes it) that `accept`s.
+
+    Raises StepFailed when the bundle or the broker fails, or when no accepted status
+    arrives within `timeout`.
+    """
+    try:
+        bundle = load_bundle(owner.root)
+        topic = bundle.topics.status
+        link = OwnerLink(LinkSettings(
+            host=bundle.host, port=bundle.port,
+            client_id=f"{bundle.user}.demo-{uuid.uuid4().hex[:8]}", tls=bundle.tls_context(),
+            persistent=False, session_expiry_s=0,
+        ))
+        link.open()
+    except OwnerError as exc:
+        raise StepFailed(f"reading the device's status: {exc}") from exc
+    deadline = time.monotonic() + timeout
+    seen: dict[str, Any] = {}
+    try:
+        link.subscribe(topic, timeout)
+        while (message := link.receive(max(0.0, deadline - time.monotonic()))) is not None:
+            link.ack(message)
+            try:
+                body = json.loads(message.payload)
+            except ValueError:
+                raise StepFailed(f"the payload on {topic} is not JSON") from None
+            if isinstance(body, dict):
+                seen = {**body, **(body.get("health") or {})}
+                if accept(seen):
+                    return seen
+    except OwnerError as exc:
+        raise StepFailed(f"reading the device's status: {exc}") from exc
+    finally:
+        link.close()
+    raise StepFailed(f"no matching status on {topic} within {timeout:.0f} s (last: {seen})")

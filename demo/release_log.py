@@ -8,8 +8,8 @@ Three `doorbell-witness` processes and one `doorbell-log` start on loopback unde
 another history signed with the log's own key but never witnessed is refused
 (`witness_quorum`); with two witnesses down a release waits, and goes through, logged
 once, when one returns. The service and the agent use the log when the trust root
-carries a log policy (ADR 0014, "Wiring"); `make demo` does not set one yet, and
-`tests/e2e/test_release_log_e2e.py` runs that path end to end.
+carries a log policy (ADR 0014, "Wiring"); `make demo` runs that path with its own log
+and witnesses, and `tests/e2e/test_release_log_e2e.py` tests it end to end.
 """
 
 from __future__ import annotations

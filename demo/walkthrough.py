@@ -23,6 +23,7 @@ import tomli_w
 from demo.agency import AGENCY_FIELDS, ApiClient, refusal_codes, submit
 from demo.checks import probe_video, scan_for_plaintext
 from demo.processes import Supervisor
+from demo.release_log_network import ORIGIN, QUORUM, WITNESSES, LogNetwork
 from demo.services import (
     free_port,
     http_ok,
@@ -115,9 +116,11 @@ class Demo:
     warrant_request_id: str = ""
     warrant_jti: str = ""
     reviewer_env: dict[str, str] = field(default_factory=dict)
+    release_log: LogNetwork = field(init=False)
 
     def __post_init__(self) -> None:
         self.reviewer_env["XDG_CONFIG_HOME"] = str(self.reviewer_home)
+        self.release_log = LogNetwork(self.out / "release-log", _bin)
 
     # -- paths ---------------------------------------------------------------------
 
@@ -213,6 +216,11 @@ class Demo:
         self._say(f"root keys, the test court's and test reviewers' keys moved off the service "
                   f"host to {self.off_host}")
 
+        self.release_log.start(self.supervisor)
+        self._say(f"release log {ORIGIN} on {self.release_log.log_url}; witnesses "
+                  f"{', '.join(self.release_log.witness_urls)} (any {QUORUM} of {WITNESSES} "
+                  f"must cosign); policy in {self.release_log.policy_file}")
+
         _run(["age-keygen", "-o", str(self.owner_key)], what="age-keygen (owner key)")
         owner_recipient = _run(
             ["age-keygen", "-y", str(self.owner_key)], what="age-keygen -y"
@@ -221,6 +229,32 @@ class Demo:
             f"owner key {self.owner_key} (the device only ever sees {owner_recipient[:16]}...)"
         )
 
+        agency = json.loads(
+            _run(self._cloud("agencies", "add", "metro-police", "--json"), what="agencies add")
+        )
+        keygen = _run([_bin("doorbell-review"), "keygen"], what="doorbell-review keygen",
+                      env=self.reviewer_env)
+        public = next(line.split()[-1] for line in keygen.splitlines()
+                      if line.startswith("public key:"))
+        self._say(f"reviewer rev-alice made her signing key on her own machine "
+                  f"({self.reviewer_home}); public key {public[:16]}...")
+        reviewer = json.loads(
+            _run(
+                self._cloud("reviewers", "add", "rev-alice", "--org", "court-liaison",
+                            "--public-key", public, "--json"),
+                what="reviewers add",
+            )
+        )
+        _run(self._cloud("root", "log-policy", str(self.release_log.policy_file)),
+             what="cloud-stub root log-policy")
+        _run(self._cloud("root", "sign", "--keys", str(self.off_host / "offline-root")),
+             what="cloud-stub root sign")
+        self._say("trust root v2 (policy key, reviewer rev-alice, the demo court, the release "
+                  "log's policy) signed with the offline root keys: the v1 root's threshold "
+                  "signs its successor")
+        self.layout.signer_key("review").unlink()
+        self._say("v1's review key, which signed beside the policy key on this host, is "
+                  "deleted: under v2 it counts for no one (serve refuses to start beside it)")
         _run(
             [
                 _bin("cloud-stub"),
@@ -241,36 +275,15 @@ class Demo:
             what="cloud-stub devices enroll",
         )
         self._write_agent_config()
-        self._say(f"device {DEVICE_ID} enrolled; bundle in {self.bundle.root}")
+        self._say(f"device {DEVICE_ID} enrolled under root v2; bundle in {self.bundle.root}, "
+                  "with the log's cosigned checkpoint (its first, stored before any token)")
         # The broker starts below and reads the ACL enrolment rewrote: no reload needed.
         self._say(
             f"owner credential (MQTT user owner.{DEVICE_ID}: reads {DEVICE_ID}'s notice and "
-            f"status only) in {self.owner_bundle.root}"
+            f"status only) in {self.owner_bundle.root}, with release-log/policy.txt and "
+            "release-log/device-tag for the owner's monitor"
         )
 
-        agency = json.loads(
-            _run(self._cloud("agencies", "add", "metro-police", "--json"), what="agencies add")
-        )
-        keygen = _run([_bin("doorbell-review"), "keygen"], what="doorbell-review keygen",
-                      env=self.reviewer_env)
-        public = next(line.split()[-1] for line in keygen.splitlines()
-                      if line.startswith("public key:"))
-        self._say(f"reviewer rev-alice made her signing key on her own machine "
-                  f"({self.reviewer_home}); public key {public[:16]}...")
-        reviewer = json.loads(
-            _run(
-                self._cloud("reviewers", "add", "rev-alice", "--org", "court-liaison",
-                            "--public-key", public, "--json"),
-                what="reviewers add",
-            )
-        )
-        _run(self._cloud("root", "sign", "--keys", str(self.off_host / "offline-root")),
-             what="cloud-stub root sign")
-        self._say("trust root v2 (policy key, reviewer rev-alice, the demo court) signed with "
-                  "the offline root keys: the v1 root's threshold signs its successor")
-        self.layout.signer_key("review").unlink()
-        self._say("v1's review key, which signed beside the policy key on this host, is "
-                  "deleted: under v2 it counts for no one (serve refuses to start beside it)")
         admin = json.loads(
             _run(
                 self._cloud("admins", "add", "ops", "--org", "operator", "--json"),
@@ -399,11 +412,8 @@ class Demo:
             timeout=45.0,
         )
         self._say("agent running; its epoch keys are escrowed to the cloud and acknowledged")
-        wait_for("the device to apply trust root v2",
-                 lambda: (self.state_dir / "release" / "trust-roots" / "00000002.json").exists(),
-                 timeout=30.0)
-        self._say("the device applied trust root v2 from its retained trust-root topic "
-                  "(signed by the threshold of its v1 root keys)")
+        self._say("the device holds trust root v2 from its bundle, and with it the log's "
+                  "policy: no token is believed without a proof from the public log")
 
     def _escrow_acknowledged(self) -> bool:
         outbox = self.state_dir / "vault" / "outbox"
@@ -553,6 +563,60 @@ class Demo:
             f"{notice['case'].get('authority')}"
         )
         self.report["owner_notice"] = notice
+        self._release_log_findings()
+
+    def _release_log_findings(self) -> None:
+        """The warrant's statement in the public log: its entry and cosignatures, the
+        doorbell's checked checkpoint, the owner's monitor and the auditor's check."""
+        from demo.owner import read_retained_status
+
+        token_sha256 = self._warrant_token_sha256()
+        size, witnesses = self.release_log.checkpoint()
+        if len(witnesses) < QUORUM:
+            raise StepFailed(f"the log's checkpoint has {len(witnesses)} cosignatures, "
+                             f"fewer than the quorum of {QUORUM}")
+        status = read_retained_status(owner=self.owner_bundle,
+                                      accept=lambda body: body.get("release_log_size") == size)
+        monitor = _run([_bin("doorbell-owner"), "--bundle", str(self.owner_bundle.root),
+                        "monitor", "--state", str(self.out / "owner-monitor"), "--json"],
+                       what="doorbell-owner monitor")
+        entries = [json.loads(line) for line in monitor.splitlines()
+                   if line.startswith("{") and "token_sha256" in line]
+        if [e["token_sha256"] for e in entries] != [token_sha256]:
+            raise StepFailed(f"the owner's monitor did not find the warrant's entry: {monitor}")
+        index = entries[0]["index"]
+        self._say(f"the service logged the release statement (token sha256 "
+                  f"{token_sha256[:16]}...) at index {index} of {ORIGIN} and published the "
+                  f"token only once {len(witnesses)} witnesses ({', '.join(witnesses)}) had "
+                  f"cosigned the checkpoint of size {size}")
+        self._say(f"the doorbell checked the proof (log signature, witness quorum, consistency "
+                  f"with its stored checkpoint, inclusion, this token and this device) before "
+                  f"reading the token: its published status says release_log_size "
+                  f"{status['release_log_size']}")
+        self._say(f"the owner's `doorbell-owner --bundle {self.owner_bundle.root.name} monitor`, "
+                  f"reading only the log's tiles, found entry {index} for this doorbell: "
+                  f"{entries[0]['basis']}, court {entries[0].get('court')}")
+        proc = subprocess.run(self._cloud("report", "--verify-log",
+                                          str(self.release_log.policy_file)),
+                              capture_output=True, text=True, timeout=120, check=False)
+        agreed = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+        if proc.returncode != 0 or "agrees" not in agreed:
+            raise StepFailed(f"cloud-stub report --verify-log: {proc.stderr.strip()[-600:]}")
+        self._say(f"`cloud-stub report --verify-log`: {agreed.removeprefix('verify-log: ')}")
+        self.report["release_log"] = {
+            "index": index, "checkpoint_size": size, "cosigned_by": witnesses,
+            "device_release_log_size": status["release_log_size"],
+            "owner_monitor_entries": len(entries), "verify_log": agreed,
+        }
+
+    def _warrant_token_sha256(self) -> str:
+        """The sha256 of the warrant token's bytes, from the doorbell's own decision."""
+        from demo.attacker import device_decisions
+
+        decision = device_decisions(self.state_dir, {self.warrant_jti}).get(self.warrant_jti)
+        if decision is None or not decision.get("sha256"):
+            raise StepFailed(f"the doorbell's audit has no decision for {self.warrant_jti}")
+        return str(decision["sha256"])
 
     def agency_view(self, request_id: str) -> dict[str, Any]:
         view: dict[str, Any] = self.client("agency").get(f"/v1/requests/{request_id}")
@@ -640,18 +704,49 @@ class Demo:
         settings = tomllib.loads(self.layout.settings.read_text())
         publish_as_cloud(self.layout, self.broker_port, str(settings["prefix"]), DEVICE_ID,
                          [f.token for f in forgeries])
-        jtis = {f.jti for f in forgeries}
+        ids = {f.bytes_id for f in forgeries}  # unproven: judged under their bytes' id
         wait_for("the device to judge the forged tokens",
-                 lambda: len(device_decisions(self.state_dir, jtis)) == len(jtis), timeout=30.0)
-        decisions = device_decisions(self.state_dir, jtis)
-        codes = {f.basis: decisions[f.jti].get("code") for f in forgeries}
-        statuses = {decisions[j].get("status") for j in jtis}
-        if statuses != {"rejected"} or uploads_for(self.state_dir, jtis):
+                 lambda: len(device_decisions(self.state_dir, ids)) == len(ids), timeout=30.0)
+        decisions = device_decisions(self.state_dir, ids)
+        codes = {f.basis: decisions[f.bytes_id].get("code") for f in forgeries}
+        statuses = {decisions[i].get("status") for i in ids}
+        claimed = {f.jti for f in forgeries}
+        if statuses != {"rejected"} or uploads_for(self.state_dir, ids | claimed):
             raise StepFailed(f"a forged token was not refused: {decisions}")
         for forgery in forgeries:
-            self._say(f"the doorbell refused the forged {forgery.basis} token: "
-                      f"{codes[forgery.basis]} (nothing re-sealed, nothing uploaded)")
+            self._say(f"the doorbell refused the forged {forgery.basis} token "
+                      f"({forgery.bytes_id}): {codes[forgery.basis]}: it is not in the public "
+                      "log, so it was refused before its signatures were even read (nothing "
+                      "re-sealed, nothing uploaded)")
+        self._say("the attacker holds every key of the cloud host but none of the witnesses': "
+                  "no forged token can come with a cosigned proof")
+        rule_codes = {f.basis: self._token_rule_code(f.basis, f.token) for f in forgeries}
+        for basis, code in rule_codes.items():
+            self._say(f"behind the log's gate, the token rules would refuse the forged {basis} "
+                      f"token too: `doorbell-agent token verify` under root v2 says {code} "
+                      "(no file on the host holds rev-alice's key)")
         self.report["attacker"] = {"codes": codes, "uploads": 0}
+        self.report["attacker_token_rules"] = rule_codes
+
+    def _token_rule_code(self, basis: str, token: bytes) -> str:
+        """What the doorbell's token rules (`doorbell-agent token verify`, offline, under
+        the bundle's trust root v2) say of a token, had it passed the log's gate."""
+        path = self.out / "attacker" / f"forged-{basis}.jws.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(token)
+        proc = subprocess.run(
+            [_bin("doorbell-agent"), "token", "verify", str(path), "--trust-root",
+             str(self.bundle.trust_root), "--device", DEVICE_ID],
+            capture_output=True, text=True, timeout=60, check=False)
+        try:
+            verdict = json.loads(proc.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            raise StepFailed(f"doorbell-agent token verify exited with {proc.returncode}: "
+                             f"{(proc.stderr or proc.stdout).strip()[-300:]}") from None
+        if proc.returncode != 1 or verdict.get("accepted") is not False:
+            raise StepFailed(f"the token rules did not refuse the forged {basis} token: "
+                             f"{verdict}")
+        return str(verdict.get("code"))
 
     # -- step 7 ----------------------------------------------------------------------
 

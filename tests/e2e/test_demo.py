@@ -2,8 +2,9 @@
 
 It starts its own mosquitto, cloud stub and agent as separate processes, so this test
 proves the same outcomes the README promises: one voluntary refusal, one refusal of a
-warrant without a court signature, one warrant with data produced, playable H.264
-evidence opened with the agency's age key, and nothing left running afterwards.
+warrant without a court signature, one warrant with data produced through the witnessed
+release log (its own `doorbell-log` and three `doorbell-witness` processes), playable
+H.264 evidence opened with the agency's age key, and nothing left running afterwards.
 """
 
 from __future__ import annotations
@@ -60,12 +61,24 @@ def test_demo_shows_the_whole_promise(tmp_path: Path) -> None:
         "warrants_with_data_produced": 1,
     }
     assert report["voluntary"]["codes"] == ["voluntary_requests_discontinued"]
-    # the cloud host's every secret forges nothing the doorbell accepts (ADR 0013)
+    # the cloud host's every secret forges nothing the doorbell accepts: without a proof
+    # from the witnessed log the forgeries are refused before their signatures are read
+    # (ADR 0014; behind that gate, ADR 0013's reviewer signature)
     assert report["attacker"] == {
-        "codes": {"warrant": "review_signature_missing",
-                  "emergency": "review_signature_missing"},
+        "codes": {"warrant": "not_logged", "emergency": "not_logged"},
         "uploads": 0,
     }
+    assert report["attacker_token_rules"] == {"warrant": "review_signature_missing",
+                                              "emergency": "review_signature_missing"}
+    # the warrant entered the log, was cosigned by a quorum of the three witnesses, the
+    # doorbell's checkpoint moved to it, the owner's monitor found it, the audit agrees
+    log = report["release_log"]
+    assert log["index"] == 0
+    assert log["checkpoint_size"] == log["device_release_log_size"] == 1
+    assert len(log["cosigned_by"]) >= 2
+    assert set(log["cosigned_by"]) <= {"w1", "w2", "w3"}
+    assert log["owner_monitor_entries"] == 1
+    assert "the release log agrees (1 releases)" in log["verify_log"]
     assert report["transparency"]["owners_notified"] == 1
 
     mp4s = sorted((out / "evidence").glob("*.mp4"))
