@@ -102,7 +102,10 @@ def test_a_wrong_host_is_named_with_its_cause(deployment: TestDeployment, tmp_pa
 def _serve_output(deployment: TestDeployment, tmp_path: Path, port: int,
                   *mqtt: str) -> str:
     """`cloud-stub serve --port PORT` as a process, until it answers; its log so far.
-    Without `mqtt` options it runs with --no-mqtt."""
+    Without `mqtt` options it runs with --no-mqtt. The keys `serve` refuses to hold go
+    off the host first (ADR 0013)."""
+    if deployment.layout.offline_root_dir.exists():
+        deployment.move_keys_off_host()
     command = [str(Path(sys.executable).parent / "cloud-stub"), "serve", "--deployment",
                str(deployment.layout.root), "--store-url",
                f"sqlite:///{tmp_path / f'serve-{port}.sqlite3'}", "--port", str(port),
