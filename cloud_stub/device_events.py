@@ -94,9 +94,10 @@ class DeviceEvents:
         now = self.core.now()
         verdicts: list[HostileInputError | None] = []
         with self.core.store.transaction() as session:
+            known = self.core.known_devices(session, sorted({d for d, _ in batch}))
             for topic_device, item in batch:
                 try:
-                    self._store_escrow(session, topic_device, item, now)
+                    self._store_escrow(session, topic_device, item, now, known)
                 except HostileInputError as exc:
                     verdicts.append(exc)
                 else:
@@ -104,13 +105,15 @@ class DeviceEvents:
         return verdicts
 
     def _store_escrow(self, session: Session, topic_device: str, item: EpochEscrow,
-                      now: datetime) -> None:
+                      now: datetime, known: set[str]) -> None:
         """Every check raises before this item writes anything (`Escrow.store` refuses
         before it adds the row), so a refusal leaves the batch's transaction clean."""
         if item.device_id != topic_device:
             raise HostileInputError("escrow names another device than its topic",
                                     code="device_mismatch")
-        self._device_known(session, topic_device)
+        if topic_device not in known:  # the batch's devices, enrolled (one query)
+            raise HostileInputError(f"device {topic_device!r} is not enrolled",
+                                    code="unknown_device")
         if self.escrow.store(session, item, now):
             self.core.audit.append(
                 session, at=now, actor=f"device:{topic_device}", action="escrow.stored",

@@ -203,13 +203,16 @@ def test_the_store_refuses_one_escrow_of_a_batch_and_keeps_the_others(
         (first.device_id, conflict),  # the same epoch again with other content
         (second.device_id, item(second.device_id, 2)),
         (first.device_id, kept),  # a redelivery inside the batch: stored once
+        ("cam-ghost-0", item("cam-ghost-0", 5)),  # never enrolled
     ]
     verdicts = cloud.service.events.escrows_received(batch)
-    assert [v is None for v in verdicts] == [True, False, False, True, True]
+    assert [v is None for v in verdicts] == [True, False, False, True, True, False]
     assert isinstance(verdicts[1], HostileInputError)
     assert verdicts[1].code == "device_mismatch"
     assert isinstance(verdicts[2], HostileInputError)
     assert verdicts[2].code == "escrow_conflict"
+    assert isinstance(verdicts[5], HostileInputError)
+    assert verdicts[5].code == "unknown_device"
     assert stored(cloud, first.device_id, kept.epoch_id)
     assert stored(cloud, second.device_id, batch[3][1].epoch_id)
     assert audited_escrows(cloud) == 2
