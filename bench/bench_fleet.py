@@ -65,6 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 import psycopg
 import pyrage
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench._report import ratio_line
 from bench.fleet_client import MqttSession
@@ -448,7 +449,8 @@ class Figures:
 
 async def run(args: argparse.Namespace, deployment: TestDeployment, devices: list[Device],
               broker: Broker, store_url: str, workdir: Path, figures: Figures,
-              principals: tuple[dict[str, str], dict[str, str], str]) -> None:
+              principals: tuple[dict[str, str], dict[str, str], str],
+              court_key: Ed25519PrivateKey) -> None:
     assert broker._process is not None
     broker_idle = rss_mib(broker._process.pid)[0]
     fleet = Fleet(devices)
@@ -481,7 +483,7 @@ async def run(args: argparse.Namespace, deployment: TestDeployment, devices: lis
             try:
                 await asyncio.wait_for(ready.wait(), 30)
                 before = cpu()
-                approved_at, jtis = await release(service, deployment, released, principals)
+                approved_at, jtis = await release(service, released, principals, court_key)
                 deadline = time.monotonic() + WAIT_S
                 while not all(j in recorded for j in jtis):
                     if time.monotonic() > deadline or listener.done():
@@ -510,14 +512,14 @@ async def run(args: argparse.Namespace, deployment: TestDeployment, devices: lis
     figures.add(release_cpu.line("where the release phase went"))
 
 
-async def release(service: Service, deployment: TestDeployment, devices: list[Device],
-                  principals: tuple[dict[str, str], dict[str, str], str]
-                  ) -> tuple[float, list[str]]:
+async def release(service: Service, devices: list[Device],
+                  principals: tuple[dict[str, str], dict[str, str], str],
+                  court_key: Ed25519PrivateKey) -> tuple[float, list[str]]:
     """Submit warrant requests for `devices`, 5 a request, then approve them all at once;
     (when the approvals were sent, the jtis issued)."""
     agency, reviewer, recipient = principals
     world = PolicyWorld(now=datetime.now(UTC).replace(microsecond=0),
-                        court_key=load_court_key(deployment.layout.court_key(COURT_ID)),
+                        court_key=court_key,
                         recipient=recipient)
     async with httpx.AsyncClient(base_url=service.url, timeout=60) as http:
         request_ids = []
@@ -609,11 +611,15 @@ def main() -> int:
         print(f"{args.sessions} devices enrolled with the enrolment code in "
               f"{time.perf_counter() - started:.1f} s", flush=True)
         principals = prepare_store(deployment, store_url)
+        # `serve` refuses to start beside the root, court and reviewer keys (ADR 0013):
+        # the court's key signs the warrants from this process's memory.
+        court_key = load_court_key(deployment.layout.court_key(COURT_ID))
+        deployment.move_keys_off_host()
         broker = Broker(deployment, workdir / "broker")
         broker.start()
         stack.callback(broker.close)
         asyncio.run(run(args, deployment, devices, broker, store_url, workdir, figures,
-                        principals))
+                        principals, court_key))
     return 0 if figures.ok else 1
 
 

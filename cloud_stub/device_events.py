@@ -10,6 +10,7 @@ id ``sha256-<32 hex>``; docs/protocol.md, "Which token a result is about").
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -75,21 +76,51 @@ class DeviceEvents:
     def escrow_received(self, topic_device: str, item: EpochEscrow) -> bool:
         """Store a sealed epoch key; True when it is stored (new or a redelivery) and may
         be acknowledged. Raises `HostileInputError` for a foreign or conflicting blob."""
+        refused = self.escrows_received([(topic_device, item)])[0]
+        if refused is not None:
+            raise refused
+        return True
+
+    def escrows_received(
+        self, batch: Sequence[tuple[str, EpochEscrow]]
+    ) -> list[HostileInputError | None]:
+        """Store a batch of sealed epoch keys, each with its audit entry, in one
+        transaction (docs/architecture.md, "Escrows in batches"). Each item is checked as
+        `escrow_received` checks it, before anything of it is written: the verdict at its
+        index is the `HostileInputError` that refused it (nothing of it stored) or None
+        (stored, or already stored: it may be acknowledged once this returns). A refused
+        item never fails its neighbours; a store failure (`StoreError`) fails the batch
+        and nothing of it is written, so nothing of it may be acknowledged."""
+        now = self.core.now()
+        verdicts: list[HostileInputError | None] = []
+        with self.core.store.transaction() as session:
+            known = self.core.known_devices(session, sorted({d for d, _ in batch}))
+            for topic_device, item in batch:
+                try:
+                    self._store_escrow(session, topic_device, item, now, known)
+                except HostileInputError as exc:
+                    verdicts.append(exc)
+                else:
+                    verdicts.append(None)
+        return verdicts
+
+    def _store_escrow(self, session: Session, topic_device: str, item: EpochEscrow,
+                      now: datetime, known: set[str]) -> None:
+        """Every check raises before this item writes anything (`Escrow.store` refuses
+        before it adds the row), so a refusal leaves the batch's transaction clean."""
         if item.device_id != topic_device:
             raise HostileInputError("escrow names another device than its topic",
                                     code="device_mismatch")
-        now = self.core.now()
-        with self.core.store.transaction() as session:
-            self._device_known(session, topic_device)
-            new = self.escrow.store(session, item, now)
-            if new:
-                self.core.audit.append(
-                    session, at=now, actor=f"device:{topic_device}", action="escrow.stored",
-                    subject=f"epoch:{topic_device}/{item.epoch_id}",
-                    detail={"start": item.start.isoformat(), "end": item.end.isoformat(),
-                            "recipient": item.recipient},
-                )
-        return True
+        if topic_device not in known:  # the batch's devices, enrolled (one query)
+            raise HostileInputError(f"device {topic_device!r} is not enrolled",
+                                    code="unknown_device")
+        if self.escrow.store(session, item, now):
+            self.core.audit.append(
+                session, at=now, actor=f"device:{topic_device}", action="escrow.stored",
+                subject=f"epoch:{topic_device}/{item.epoch_id}",
+                detail={"start": item.start.isoformat(), "end": item.end.isoformat(),
+                        "recipient": item.recipient},
+            )
 
     def result_received(self, topic_device: str, result: Result) -> bool:
         """Update the token and its request; False when nothing changed. A result equal

@@ -11,8 +11,10 @@ Redelivery: a background thread publishes, while connected, the tokens still
 
 Inbound: ``escrow``, ``result``, ``status`` and ``notice`` of every device. Messages are
 acknowledged manually, only after they were handled: the network thread puts them on a
-bounded queue, one worker parses each strictly (`protocol.messages`) and records it; a
-hostile or malformed payload is logged and dropped (acknowledged, so it is not redelivered
+bounded queue, one worker takes them in small batches, parses each strictly
+(`protocol.messages`) and records it; the escrows of a batch share one transaction and
+are acknowledged after its commit (docs/architecture.md, "Escrows in batches"). A hostile
+or malformed payload is logged and dropped alone (acknowledged, so it is not redelivered
 forever), a store failure leaves it unacknowledged so the broker redelivers it.
 """
 
@@ -55,6 +57,8 @@ INBOUND_LEAVES = ("escrow", "result", "status", "notice")
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our subscriptions and queued QoS 1
 PUBLISH_TIMEOUT_S = 10.0
 QUEUE_SIZE = 1000
+BATCH_SIZE = 64  # inbound messages the worker takes at once (escrows share a transaction)
+BATCH_WAIT_S = 0.005  # how long the worker waits for more after the first of a batch
 PENDING_POLL_S = 1.0  # seconds between looks for tokens issued by another process
 MAX_REDELIVERY_TICK_S = 30.0  # how often, at most, the redelivery pass looks at tokens
 
@@ -205,11 +209,21 @@ class CloudMqtt:
     # --- outbound -----------------------------------------------------------------------
 
     def _publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        self._await_publish(topic, self._start_publish(topic, payload, retain=retain))
+
+    def _start_publish(self, topic: str, payload: bytes, *,
+                       retain: bool = False) -> mqtt.MQTTMessageInfo:
+        """Hand a QoS 1 message to the network thread; `_await_publish` waits for the
+        broker's acknowledgement, so several can be on the wire at once."""
         if not self._connected.is_set():
             raise TransportError("not connected to the broker")
         info = self._client.publish(topic, payload, qos=1, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise TransportError(f"publish to {topic} refused: {mqtt.error_string(info.rc)}")
+        return info
+
+    @staticmethod
+    def _await_publish(topic: str, info: mqtt.MQTTMessageInfo) -> None:
         try:
             info.wait_for_publish(timeout=PUBLISH_TIMEOUT_S)
         except (RuntimeError, ValueError) as exc:
@@ -290,6 +304,23 @@ class CloudMqtt:
         DeviceTopics(parts[0], self.options.prefix)
         return parts[0], parts[1]
 
+    def _escrow(self, topic: str, payload: bytes) -> tuple[str, EpochEscrow]:
+        """The device of the topic and the escrow, strictly parsed. Raises
+        `HostileInputError` for a bad payload or topic."""
+        if len(payload) > self.options.max_payload:
+            raise HostileInputError(f"payload of {len(payload)} bytes over the cap")
+        device_id, leaf = self._split(topic)
+        if leaf != "escrow":
+            raise HostileInputError(f"{leaf} from {device_id} is not an escrow")
+        try:
+            msg = parse_escrow(payload)
+            return device_id, EpochEscrow(
+                device_id=msg.device, epoch_id=msg.epoch, start=msg.start, end=msg.end,
+                recipient=msg.recipient, sealed_b64=msg.sealed,
+            )
+        except (MessageError, ValueError) as exc:
+            raise HostileInputError(f"escrow from {device_id}: {exc}") from exc
+
     def handle(self, topic: str, payload: bytes) -> None:
         """Parse and record one inbound message. Raises `HostileInputError` for a bad
         payload or topic and `EnvironmentFault` when the store fails."""
@@ -299,13 +330,10 @@ class CloudMqtt:
         events = self.service.events
         try:
             if leaf == "escrow":
-                msg = parse_escrow(payload)
-                events.escrow_received(device_id, EpochEscrow(
-                    device_id=msg.device, epoch_id=msg.epoch, start=msg.start, end=msg.end,
-                    recipient=msg.recipient, sealed_b64=msg.sealed,
-                ))
+                _, item = self._escrow(topic, payload)
+                events.escrow_received(device_id, item)
                 ack = DeviceTopics(device_id, self.options.prefix).escrow_ack
-                self._publish(ack, EscrowAck(epoch=msg.epoch).to_bytes())
+                self._publish(ack, EscrowAck(epoch=item.epoch_id).to_bytes())
             elif leaf == "result":
                 res = parse_result(payload)
                 events.result_received(device_id, Result(
@@ -329,21 +357,113 @@ class CloudMqtt:
             raise HostileInputError(f"{leaf} from {device_id}: {exc}") from exc
 
     def _work(self) -> None:
+        """Take what is queued in batches (`_next_batch`); a run of escrows in a batch is
+        stored in one transaction (`_handle_escrows`), anything else one by one, in order."""
         while True:
-            item = self._queue.get()
-            if item is None:
+            batch, stopping = self._next_batch()
+            run: list[_Inbound] = []
+            for item in batch:
+                if self._is_escrow(item.topic):
+                    run.append(item)
+                    continue
+                self._handle_escrows(run)
+                run = []
+                self._handle_one(item)
+            self._handle_escrows(run)
+            if stopping:
                 return
+
+    def _next_batch(self) -> tuple[list[_Inbound], bool]:
+        """The next message, and what else arrives within BATCH_WAIT_S of it, up to
+        BATCH_SIZE; True when the link is stopping after these."""
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        deadline = time.monotonic() + BATCH_WAIT_S
+        while len(batch) < BATCH_SIZE:
             try:
-                self.handle(item.topic, item.payload)
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _is_escrow(self, topic: str) -> bool:
+        return topic.startswith(self.options.prefix + "/") and topic.endswith("/escrow")
+
+    def _ack(self, item: _Inbound) -> None:
+        if item.qos > 0:
+            self._client.ack(item.mid, item.qos)
+
+    def _handle_one(self, item: _Inbound) -> None:
+        try:
+            self.handle(item.topic, item.payload)
+        except HostileInputError as exc:
+            log.warning("dropped message on %s: %s", item.topic[:120], exc)
+        except (EnvironmentFault, TransportError) as exc:
+            log.error("message on %s not handled (will be redelivered): %s",
+                      item.topic[:120], exc)
+            return
+        except CloudError as exc:
+            log.warning("dropped message on %s: %s", item.topic[:120], exc)
+        except Exception:
+            log.exception("unexpected error handling %s; dropped", item.topic[:120])
+        self._ack(item)
+
+    def _handle_escrows(self, items: list[_Inbound]) -> None:
+        """Store a run of escrows in one transaction, then publish each escrow-ack: the
+        device drops its copy on the ack, so no ack goes out before the commit
+        (docs/architecture.md, "Escrows in batches"). A bad escrow is dropped alone, as
+        `_handle_one` drops it; a store failure leaves the whole run unacknowledged for
+        redelivery, and a failed ack publish leaves its own message so."""
+        parsed: list[tuple[_Inbound, str, EpochEscrow]] = []
+        for item in items:
+            try:
+                device_id, escrow = self._escrow(item.topic, item.payload)
             except HostileInputError as exc:
                 log.warning("dropped message on %s: %s", item.topic[:120], exc)
-            except (EnvironmentFault, TransportError) as exc:
+                self._ack(item)
+                continue
+            parsed.append((item, device_id, escrow))
+        if not parsed:
+            return
+        verdicts: list[CloudError | None]
+        try:
+            verdicts = list(self.service.events.escrows_received(
+                [(device_id, escrow) for _, device_id, escrow in parsed]))
+        except EnvironmentFault as exc:
+            log.error("%d escrows not stored (will be redelivered): %s", len(parsed), exc)
+            return
+        except CloudError as exc:
+            log.warning("dropped %d escrows: %s", len(parsed), exc)
+            verdicts = [exc] * len(parsed)
+        except Exception:
+            log.exception("unexpected error storing %d escrows; dropped", len(parsed))
+            for item, _, _ in parsed:
+                self._ack(item)
+            return
+        sent: list[tuple[_Inbound, str, mqtt.MQTTMessageInfo]] = []
+        for (item, device_id, escrow), refused in zip(parsed, verdicts, strict=True):
+            if refused is not None:
+                log.warning("dropped message on %s: %s", item.topic[:120], refused)
+                self._ack(item)
+                continue
+            topic = DeviceTopics(device_id, self.options.prefix).escrow_ack
+            try:
+                info = self._start_publish(topic, EscrowAck(epoch=escrow.epoch_id).to_bytes())
+            except TransportError as exc:
                 log.error("message on %s not handled (will be redelivered): %s",
                           item.topic[:120], exc)
                 continue
-            except CloudError as exc:
-                log.warning("dropped message on %s: %s", item.topic[:120], exc)
-            except Exception:
-                log.exception("unexpected error handling %s; dropped", item.topic[:120])
-            if item.qos > 0:
-                self._client.ack(item.mid, item.qos)
+            sent.append((item, topic, info))
+        for item, topic, info in sent:
+            try:
+                self._await_publish(topic, info)
+            except TransportError as exc:
+                log.error("message on %s not handled (will be redelivered): %s",
+                          item.topic[:120], exc)
+                continue
+            self._ack(item)
