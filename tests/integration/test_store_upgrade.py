@@ -306,6 +306,7 @@ import hashlib
 
 import sqlalchemy as sa
 from alembic import op
+from alembic.util import CommandError
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -326,7 +327,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError
+    raise CommandError("the store is never downgraded (ADR 0016)")
 '''
 
 

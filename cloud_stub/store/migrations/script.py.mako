@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from alembic.util import CommandError
 ${imports if imports else ""}
 
 revision: str = ${repr(up_revision)}
@@ -22,4 +23,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("the store is never downgraded (ADR 0016)")
+    raise CommandError("the store is never downgraded (ADR 0016)")

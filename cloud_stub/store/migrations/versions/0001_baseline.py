@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from alembic.util import CommandError
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -251,6 +252,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError(
+    raise CommandError(
         "the baseline is not undone: drop the database instead (ADR 0016, no downgrades)"
     )
