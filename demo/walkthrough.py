@@ -210,8 +210,7 @@ class Demo:
             raise StepFailed(f"serve started while it could read the root keys: {refused}")
         self._say("`cloud-stub serve` refuses to start: "
                   + refused.stderr.strip().splitlines()[0].split(": ", 2)[-1][:110] + "...")
-        for directory in (self.layout.offline_root_dir, self.layout.court_key("x").parent,
-                          self.layout.test_reviewers_dir):
+        for directory in self.layout.off_host_dirs:
             directory.rename(self.off_host / directory.name)
         self._say(f"root keys, the test court's and test reviewers' keys moved off the service "
                   f"host to {self.off_host}")

@@ -96,8 +96,19 @@ class DeploymentLayout:
     def court_registry(self) -> Path:  # JSON: court id -> Ed25519 public key
         return self.cloud_dir / "courts.json"
 
+    @property
+    def test_courts_dir(self) -> Path:  # for testers: the courts' private keys
+        return self.root / "courts"
+
     def court_key(self, court_id: str) -> Path:  # for testers: the court's private key
-        return self.root / "courts" / f"{court_id}.key"
+        return self.test_courts_dir / f"{court_id}.key"
+
+    @property
+    def off_host_dirs(self) -> tuple[Path, ...]:
+        """What `init` leaves beside the deployment that the service host must not keep:
+        the root keys, the test court's and the test reviewers' (ADR 0013; `serve`
+        refuses to start while it can read them)."""
+        return (self.offline_root_dir, self.test_courts_dir, self.test_reviewers_dir)
 
     @property
     def store_url_file(self) -> Path:

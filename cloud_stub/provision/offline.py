@@ -19,7 +19,7 @@ def _candidates(layout: DeploymentLayout) -> Iterator[tuple[Path, str]]:
         yield path, "a root key"
     for path in sorted(layout.signer_key("root-1").parent.glob("root-*.key")):
         yield path, "a root key"
-    for path in sorted(layout.court_key("x").parent.glob("*.key")):
+    for path in sorted(layout.test_courts_dir.glob("*.key")):
         yield path, "a court's key"
     for path in sorted(layout.test_reviewers_dir.glob("*/*.key")):
         yield path, "a reviewer's key"

@@ -201,13 +201,12 @@ class SoakWorld:
         """`serve` refuses to start while it can read them. Enrolment (done by now) made
         each device's identity certificate with the root keys."""
         self.off_host.mkdir(exist_ok=True)
-        for directory in (self.layout.offline_root_dir, self.layout.court_key("x").parent,
-                          self.layout.test_reviewers_dir):
+        for directory in self.layout.off_host_dirs:
             if directory.exists():
                 directory.rename(self.off_host / directory.name)
 
     def court_key(self, court_id: str) -> Path:
-        return self.off_host / self.layout.court_key(court_id).parent.name / f"{court_id}.key"
+        return self.off_host / self.layout.test_courts_dir.name / f"{court_id}.key"
 
     def _tune_deployment(self) -> None:
         path = self.layout.root / "deployment.toml"

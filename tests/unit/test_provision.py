@@ -411,7 +411,7 @@ def test_private_files_are_0600_and_private_dirs_0700(
         layout.signer_key("policy").parent,
         bundle.root,
         owner.root,
-        layout.court_key("x").parent,
+        layout.test_courts_dir,
         layout.offline_root_dir,
         layout.test_reviewers_dir,
         BrokerPaths(layout).data_dir,
