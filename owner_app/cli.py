@@ -119,7 +119,11 @@ def run_notices(args: argparse.Namespace, *, limits: Limits, clock: Clock, out: 
             if args.follow:
                 _print_entries(out, [outcome.entry], {outcome.entry.notice.jti}, args.json)
 
-    with open_ledger(state) as ledger:
+    # In follow mode the signal handlers go in before anything is printed: a SIGINT that
+    # arrives right after "first connection" must end the run cleanly, not as a traceback.
+    stop = stop or threading.Event()
+    signals = _stop_on_signals(stop) if args.follow else contextlib.nullcontext()
+    with signals, open_ledger(state) as ledger:
         link = _link(bundle, limits, persistent=True)
         link.open()
         try:
@@ -133,14 +137,12 @@ def run_notices(args: argparse.Namespace, *, limits: Limits, clock: Clock, out: 
                          f"published while you are offline (up to "
                          f"{limits.session_expiry_s // 86400} days)")
             if args.follow:
-                stop = stop or threading.Event()
-                with _stop_on_signals(stop):
-                    follow(link, ledger, topic=topic, limits=limits, clock=clock,
-                           report=show, stop=stop,
-                           on_link=lambda up: _say(err, "connected again" if up else
-                                                   f"connection to {bundle.address} lost "
-                                                   f"({link.last_error or 'closed'}); "
-                                                   "reconnecting"))
+                follow(link, ledger, topic=topic, limits=limits, clock=clock,
+                       report=show, stop=stop,
+                       on_link=lambda up: _say(err, "connected again" if up else
+                                               f"connection to {bundle.address} lost "
+                                               f"({link.last_error or 'closed'}); "
+                                               "reconnecting"))
                 return 0
             collect(link, ledger, topic=topic, limits=limits, clock=clock, report=show)
         finally:
