@@ -8,46 +8,27 @@ messages are acknowledged manually, only after the release handler has made its
 decision durable (`ack`), so a token is never lost between receipt and decision: if the
 agent dies in between, the broker delivers it again.
 
-The inbound queue is bounded and applies backpressure (see `_on_message`). The link
-fails closed: it is not `connected()` until a successful CONNACK. paho errors never
-escape it: they become `TransportError`.
+The session itself is `mqtt_session.Session`; the inbound queue is bounded and applies
+backpressure (see `PahoLink.__init__`). The link fails closed: it is not `connected()`
+until a successful CONNACK. paho errors never escape it: they become `TransportError`.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import ssl
-import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
+from typing import Protocol
 
 from device.errors import TransportError
-from protocol.connect_errors import describe_connection_error
+from mqtt_session import Inbound, InboundQueue, ProblemLog, Session, SessionSettings, Will
 from protocol.tls import client_context
 
+__all__ = ["Delivery", "Inbound", "LinkSettings", "MqttLink", "PahoLink"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Inbound:
-    """One message from the broker. `oversized` is the true size when the payload was
-    above the cap (then `payload` is empty and the bytes were never kept)."""
-
-    topic: str
-    payload: bytes
-    mid: int = 0
-    qos: int = 0
-    oversized: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +61,7 @@ class Delivery(Protocol):
 
 
 class MqttLink(Protocol):
-    """The seam the release service talks to."""
+    """The seam the release service talks to; `Inbound` is `mqtt_session.Inbound`."""
 
     def connect(self) -> None: ...
 
@@ -104,16 +85,34 @@ class MqttLink(Protocol):
     def close(self, *, final_payload: bytes | None = None) -> None: ...
 
 
-class _PahoDelivery:
-    def __init__(self, info: mqtt.MQTTMessageInfo) -> None:
-        self._info = info
+class _LinkWatcher(ProblemLog):
+    """Names why the link is down (logged once per cause) and publishes the online status
+    on every connection."""
 
-    def done(self) -> bool:
-        return self._info.is_published()
+    def __init__(self, settings: LinkSettings, session: Callable[[], Session]) -> None:
+        super().__init__(log, f"{settings.host}:{settings.port}")
+        self._settings = settings
+        self._session = session
+
+    def up(self, session_present: bool) -> None:
+        super().up(session_present)
+        log.info("MQTT link up (session present: %s)", session_present)
+        make_payload = self._settings.online_payload
+        if make_payload is None:
+            return
+        try:
+            payload = make_payload()
+        except Exception:  # the health reporter must not take the link down
+            log.exception("health reporter failed; publishing a bare online status")
+            payload = b'{"state":"online","v":1}'
+        try:
+            self._session().publish(self._settings.will_topic, payload, retain=True)
+        except TransportError as exc:
+            log.warning("could not publish the online status: %s", exc)
 
 
 class PahoLink:
-    """paho-mqtt 2.x (VERSION2 callbacks), MQTT v5, TLS client certificate.
+    """paho-mqtt 2.x through `mqtt_session`, MQTT v5, TLS client certificate.
 
     Raises TransportError from `connect` when the TLS material cannot be loaded, from
     `publish` when the link is down.
@@ -121,24 +120,42 @@ class PahoLink:
 
     def __init__(self, settings: LinkSettings) -> None:
         self._settings = settings
-        self._inbound: queue.Queue[Inbound] = queue.Queue(maxsize=settings.inbound_queue)
-        self._connected = threading.Event()
-        self._problem = ""
-        self._closed = False
-        self._started = False
-        self.dropped = 0  # messages dropped because the inbound queue was full
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-            manual_ack=True,
+        # Backpressure: while the queue is full the network thread waits, TCP stops
+        # reading and the broker holds the rest. Nothing that drains the queue ever waits
+        # on this thread (publishes are not awaited, see `publish`). Only a worker stuck
+        # for longer than `enqueue_timeout_s` makes us drop one, unacknowledged: the
+        # broker delivers it again when the session resumes.
+        self._inbound = InboundQueue(
+            settings.inbound_queue, wait_s=settings.enqueue_timeout_s, log=log
         )
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_connect_fail = self._on_connect_fail
-        self._client.on_message = self._on_message
-        self._client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
-        self._client.will_set(settings.will_topic, settings.will_payload, qos=1, retain=True)
+        self._watcher = _LinkWatcher(settings, lambda: self._session)
+        self._started = False
+        self._session = Session(
+            SessionSettings(
+                host=settings.host,
+                port=settings.port,
+                client_id=settings.client_id,
+                subscriptions=settings.subscriptions,
+                session_expiry_s=settings.session_expiry_s,
+                keepalive_s=settings.keepalive_s,
+                # Flow control: ask the broker to keep fewer unacknowledged messages in
+                # flight to us than the inbound queue holds.
+                receive_maximum=max(1, settings.inbound_queue // 2),
+                max_payload_bytes=settings.max_payload_bytes,
+                reconnect_min_s=settings.reconnect_min_s,
+                reconnect_max_s=settings.reconnect_max_s,
+                will=Will(settings.will_topic, settings.will_payload),
+            ),
+            log=log,
+            error=TransportError,
+            deliver=self._inbound.put,
+            watcher=self._watcher,
+        )
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped because the inbound queue was full."""
+        return self._inbound.dropped
 
     def connect(self) -> None:
         """Start connecting in the background (retrying with backoff until `close`); a
@@ -147,16 +164,7 @@ class PahoLink:
             return
         s = self._settings
         try:
-            self._client.tls_set_context(client_context(s.ca_cert, s.client_cert, s.client_key))
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = s.session_expiry_s
-            # Flow control: ask the broker to keep fewer unacknowledged messages in
-            # flight to us than the inbound queue holds.
-            props.ReceiveMaximum = max(1, s.inbound_queue // 2)
-            self._client.connect_async(
-                s.host, s.port, keepalive=s.keepalive_s, clean_start=False, properties=props
-            )
-            self._client.loop_start()
+            self._session.start(client_context(s.ca_cert, s.client_cert, s.client_key))
         except (OSError, ValueError, ssl.SSLError) as exc:
             raise TransportError(
                 f"cannot start the MQTT link to {s.host}:{s.port} with ca_cert {s.ca_cert}, "
@@ -165,86 +173,13 @@ class PahoLink:
         self._started = True
 
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return self._session.connected()
 
     def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
+        return self._session.wait_connected(timeout)
 
     def problem(self) -> str:
-        return "" if self._connected.is_set() else self._problem
-
-    def _set_problem(self, problem: str) -> None:
-        """Record and log why the link is down; the same cause is logged once, not at
-        every retry."""
-        if problem != self._problem:
-            log.warning("%s; retrying with backoff", problem)
-        self._problem = problem
-
-    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        # paho calls this from inside its `except OSError` around the connection attempt
-        # (DNS, refused, unreachable, TLS handshake), so the cause is the active exception.
-        exc = sys.exc_info()[1]
-        s = self._settings
-        cause = describe_connection_error(exc) if exc is not None else "the connection failed"
-        self._set_problem(f"cannot reach the MQTT broker at {s.host}:{s.port}: {cause}")
-
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            s = self._settings
-            self._connected.clear()
-            self._set_problem(
-                f"the MQTT broker at {s.host}:{s.port} refused the connection: {reason}"
-            )
-            return
-        self._problem = ""
-        for topic in self._settings.subscriptions:
-            client.subscribe(topic, qos=1)
-        self._connected.set()
-        log.info("MQTT link up (session present: %s)", flags.session_present)
-        if self._settings.online_payload is not None:
-            try:
-                payload = self._settings.online_payload()
-            except Exception:  # the health reporter must not take the link down
-                log.exception("health reporter failed; publishing a bare online status")
-                payload = b'{"state":"online","v":1}'
-            client.publish(self._settings.will_topic, payload, qos=1, retain=True)
-
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.DisconnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        self._connected.clear()
-        if not self._closed:
-            s = self._settings
-            self._set_problem(f"MQTT link to {s.host}:{s.port} down ({reason})")
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        size = len(msg.payload)
-        if size > self._settings.max_payload_bytes:
-            item = Inbound(msg.topic, b"", msg.mid, msg.qos, oversized=size)
-        else:
-            item = Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
-        try:
-            # Backpressure: while the queue is full the network thread waits, TCP stops
-            # reading and the broker holds the rest. Nothing that drains the queue ever
-            # waits on this thread (publishes are not awaited, see `publish`). Only a
-            # worker stuck for longer than `enqueue_timeout_s` makes us drop one,
-            # unacknowledged: the broker delivers it again when the session resumes.
-            self._inbound.put(item, timeout=self._settings.enqueue_timeout_s)
-        except queue.Full:
-            self.dropped += 1
-            log.error("inbound queue full; dropped a message on %s unacknowledged", msg.topic)
+        return "" if self._session.connected() else self._watcher.problem
 
     def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
@@ -255,42 +190,17 @@ class PahoLink:
 
         Raises TransportError when the link is down or paho refuses the message.
         """
-        if not self._connected.is_set():
-            raise TransportError(f"MQTT link is down; cannot publish to {topic}")
-        try:
-            info = self._client.publish(topic, payload, qos=qos, retain=retain)
-        except (RuntimeError, ValueError, OSError) as exc:
-            raise TransportError(f"publish to {topic} failed: {exc}") from exc
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
-            raise TransportError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
-        return _PahoDelivery(info)
+        return self._session.publish(topic, payload, qos=qos, retain=retain)
 
     def receive(self, timeout: float) -> Inbound | None:
-        try:
-            return self._inbound.get(timeout=timeout)
-        except queue.Empty:
-            return None
+        return self._inbound.get(timeout)
 
     def ack(self, message: Inbound) -> None:
         """Acknowledge a QoS 1 message once its outcome is durable (no-op for QoS 0)."""
-        if message.qos == 0 or not self._connected.is_set():
-            return
-        try:
-            self._client.ack(message.mid, message.qos)
-        except (RuntimeError, ValueError, OSError) as exc:
-            log.warning("could not acknowledge message %d: %s", message.mid, exc)
+        self._session.ack(message)
 
     def close(self, *, final_payload: bytes | None = None) -> None:
         """Publish `final_payload` on the status topic (if given), disconnect, stop."""
-        self._closed = True
-        if final_payload is not None and self._connected.is_set():
-            try:
-                info = self._client.publish(
-                    self._settings.will_topic, final_payload, qos=1, retain=True
-                )
-                info.wait_for_publish(2.0)
-            except (RuntimeError, ValueError, OSError):
-                log.warning("could not publish the final status")
-        self._client.disconnect()
-        self._client.loop_stop()
-        self._connected.clear()
+        last_words = None if final_payload is None else (self._settings.will_topic, final_payload)
+        self._session.stop(last_words=last_words, wait_s=2.0)
+        self._inbound.close()
