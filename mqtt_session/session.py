@@ -118,7 +118,7 @@ class ProblemLog(Watcher):
         self._log = log
         self._address = address
         self._level = level
-        self._link = link
+        self._name = link
         self.problem = ""  # "" while up or before the first attempt
 
     def note(self, problem: str, level: int | None = None) -> None:
@@ -139,7 +139,7 @@ class ProblemLog(Watcher):
 
     def down(self, reason: ReasonCode, was_up: bool, stopping: bool) -> None:
         if not stopping:
-            self.note(f"{self._link} to {self._address} down ({reason})", logging.WARNING)
+            self.note(f"{self._name} to {self._address} down ({reason})", logging.WARNING)
 
 
 class Delivery:
@@ -259,6 +259,10 @@ class Session:
     @property
     def stopping(self) -> bool:
         return self._stopping
+
+    def socket(self) -> object | None:
+        """The connection's socket (None between connections), for socket options."""
+        return self._client.socket()
 
     def _prepare(self, tls: ssl.SSLContext | None) -> None:
         if tls is not None:
