@@ -211,7 +211,9 @@ class Session:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        client.on_log = self._on_log
+        if type(self.watcher).paho_error is not Watcher.paho_error:
+            # Only when wanted: with on_log set, paho formats a line for every packet.
+            client.on_log = self._on_log
         self._client = client
 
     # --- lifecycle ----------------------------------------------------------------------
