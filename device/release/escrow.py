@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from device.errors import DoorbellError, TransportError
-from device.release.link import MqttLink
+from device.link import MqttLink
 from protocol.errors import MessageError
 from protocol.messages import parse_escrow_ack
 

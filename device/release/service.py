@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from device.config import AgentConfig, check_private_file
 from device.errors import ConfigError, DoorbellError, EnvironmentFault, TransportError
+from device.link import Delivery, Inbound, LinkSettings, MqttLink, PahoLink
 from device.release.audit import AuditLog
 from device.release.clock import Clock
 from device.release.db import ReleaseDb
@@ -36,7 +37,6 @@ from device.release.escrow import EscrowPublisher, EscrowSource
 from device.release.handler import ReleaseHandler
 from device.release.jobs import IMMEDIATE, Job, JobStore
 from device.release.layout import ReleaseLayout
-from device.release.link import Delivery, Inbound, LinkSettings, MqttLink, PahoLink
 from device.release.messages import status_payload
 from device.release.replay import ReplayState
 from device.release.roots import RootKeeper

@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 from device.config import AgentConfig
 from device.errors import DoorbellError, TransportError
+from device.link import MqttLink, PahoLink
 from device.release.clock import Clock, clock_from_setting
 from device.release.escrow import EscrowSource
-from device.release.link import MqttLink, PahoLink
 from device.release.messages import status_payload
 from device.release.service import ReleaseService, ServiceTiming, link_settings
 from device.release.vaultview import ClipVault, StoreVault

@@ -22,12 +22,9 @@ import pytest
 
 from device.config import HomeAssistantSettings
 from device.errors import ConfigError
-from device.homeassistant import (
-    Entities,
-    HomeAssistantBridge,
-    HomeAssistantService,
-    discovery_messages,
-)
+from device.homeassistant import HomeAssistantService
+from device.homeassistant_bridge import HomeAssistantBridge
+from device.homeassistant_messages import Entities, discovery_messages
 from tests.fixtures.agent import AgentEnv
 from tests.fixtures.home_assistant import (
     WAIT_S,
@@ -128,7 +125,7 @@ def test_dead_agent_is_marked_offline_by_the_last_will(broker: int) -> None:
     try:
         assert ha.next().payload == b"online"
         # Cut the TCP connection without DISCONNECT, as a crash or power cut would.
-        sock = bridge._client.socket()
+        sock = bridge._session.socket()
         assert isinstance(sock, socket.socket)
         sock.shutdown(socket.SHUT_RDWR)
         assert ha.until(bridge.entities.availability_topic).payload == b"offline"

@@ -30,7 +30,7 @@ import pytest
 
 from device.agent import Agent
 from device.config import HomeAssistantSettings
-from device.homeassistant import HomeAssistantBridge
+from device.homeassistant_bridge import HomeAssistantBridge
 from device.release.clock import ManualClock
 from tests.fixtures.agent import T0, AgentEnv
 from tests.fixtures.home_assistant import (

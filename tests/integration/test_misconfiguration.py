@@ -30,7 +30,7 @@ from tests.fixtures.cloud import loopback_socket
 from tests.fixtures.deployment import TestDeployment
 from tests.fixtures.release import rig_config
 
-LINK_LOG = "device.release.link"
+LINK_LOG = "device.link"
 CAMERA = {"width": 320, "height": 240, "fps": 15, "lores_width": 160, "lores_height": 120,
           "source": "sim", "scene": "empty", "realtime": True}
 

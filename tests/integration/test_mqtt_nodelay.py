@@ -14,7 +14,7 @@ WAIT_S = 15.0
 
 
 def _nodelay(link: CloudMqtt) -> bool:
-    sock = link._client.socket()  # the link's one socket; no public accessor
+    sock = link._session.socket()  # the link's one socket; no public accessor on the link
     assert isinstance(sock, socket.socket), "the link has no socket"
     return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
 
@@ -26,12 +26,12 @@ def test_the_broker_turns_nagle_off(broker: Broker) -> None:
 def test_the_cloud_link_turns_nagle_off_and_again_after_a_reconnect(
         link: CloudMqtt, broker: Broker) -> None:
     assert _nodelay(link)
-    first = link._client.socket()
+    first = link._session.socket()
     broker.restart()
     deadline = time.monotonic() + WAIT_S
     # A new socket means the old one's disconnect was handled (`connected` cleared), so
     # `connected` again means the new connection's on_connect has run.
-    while not (link._client.socket() not in (None, first) and link.connected):
+    while not (link._session.socket() not in (None, first) and link.connected):
         assert time.monotonic() < deadline, "the link did not reconnect"
         time.sleep(0.05)
     assert _nodelay(link)

@@ -15,7 +15,7 @@ import pytest
 
 from device.config import HomeAssistantSettings, load_config, parse_config
 from device.errors import ConfigError
-from device.homeassistant import HomeAssistantBridge, tls_context
+from device.homeassistant_bridge import HomeAssistantBridge, tls_context
 from tests.fixtures.home_assistant import HomePki, write_private
 
 KEYS = '[keys]\nowner_recipient = "age1owner"\nescrow_recipient = "age1escrow"\n'

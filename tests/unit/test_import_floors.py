@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-PACKAGES = ("protocol", "device", "cloud_stub", "owner_app", "doorbell_review",
+PACKAGES = ("protocol", "mqtt_session", "device", "cloud_stub", "owner_app", "doorbell_review",
             "doorbell_evidence", "release_log", "demo")
 
 
@@ -55,6 +55,10 @@ def test_the_checkout_keeps_every_floor() -> None:
     ("importer", "imported", "contract"),
     [
         ("protocol/timefmt.py", "device.errors", "protocol is the floor"),
+        ("protocol/timefmt.py", "mqtt_session.inbound", "protocol is the floor"),
+        ("mqtt_session/inbound.py", "device.errors", "MQTT session helper is a floor too"),
+        ("mqtt_session/inbound.py", "cloud_stub.errors", "MQTT session helper is a floor too"),
+        ("mqtt_session/inbound.py", "owner_app.errors", "MQTT session helper is a floor too"),
         ("device/motion.py", "cloud_stub.errors", "never import each other"),
         ("owner_app/render.py", "device.errors", "never import each other"),
         ("cloud_stub/redelivery.py", "demo.checks", "no program imports the demo"),
