@@ -32,16 +32,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from device import instance_lock
-from device.button.base import Button, make_button
+from device.button.base import Button
 from device.button.control import ControlServer
+from device.button.factory import make_button
 from device.button.sim import SimButton
-from device.camera.base import Camera
-from device.camera.factory import EncoderSettings, make_camera
+from device.camera.base import Camera, EncoderSettings
+from device.camera.factory import make_camera
+from device.clock import Clock, ManualClock
 from device.config import AgentConfig
 from device.errors import CameraError, DoorbellError, StorageFull
 from device.motion import MotionDetector
 from device.recorder import ClipWriter, Recorder
-from device.release.clock import Clock, ManualClock
 from device.status_file import STATUS_FILE, write_json_atomic
 from device.systemd import Notifier, ServiceStatus, Watchdog
 from device.vault import SealedStore, open_store

@@ -57,11 +57,16 @@ from typing import Any, NamedTuple, cast
 
 import numpy as np
 
-from device.camera.base import ANNEX_B_START, CameraFrame, ConfiguredGeometry, EncodedPacket
-from device.camera.factory import EncoderSettings
+from device.camera.base import (
+    ANNEX_B_START,
+    CameraFrame,
+    ConfiguredGeometry,
+    EncodedPacket,
+    EncoderSettings,
+)
+from device.clock import Clock
 from device.config import CameraSettings
 from device.errors import CameraError
-from device.release.clock import Clock
 
 log = logging.getLogger(__name__)
 

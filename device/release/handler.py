@@ -51,10 +51,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from device.clock import Clock
 from device.config import ReleaseSettings
 from device.errors import DoorbellError, EnvironmentFault
 from device.release.audit import AuditLog
-from device.release.clock import Clock
 from device.release.jobs import IMMEDIATE, JobStore
 from device.release.log_gate import LogGate, LogStateError
 from device.release.log_tiles import http_tiles

@@ -44,9 +44,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from device.clock import Clock
 from device.errors import DoorbellError, TransportError
 from device.release.audit import AuditLog
-from device.release.clock import Clock
 from device.release.errors import UploadRefused
 from device.release.jobs import IMMEDIATE, Job, JobClip, JobStore
 from device.release.messages import notice_payload, result_payload

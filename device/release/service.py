@@ -27,10 +27,10 @@ from typing import Any
 import pyrage
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from device.clock import Clock
 from device.config import AgentConfig, check_private_file
 from device.errors import ConfigError, DoorbellError, EnvironmentFault, TransportError
 from device.release.audit import AuditLog
-from device.release.clock import Clock
 from device.release.db import ReleaseDb
 from device.release.escrow import EscrowPublisher, EscrowSource
 from device.release.handler import ReleaseHandler

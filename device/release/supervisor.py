@@ -33,9 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from device.clock import Clock, clock_from_setting
 from device.config import AgentConfig
 from device.errors import DoorbellError, TransportError
-from device.release.clock import Clock, clock_from_setting
 from device.release.escrow import EscrowSource
 from device.release.link import MqttLink, PahoLink
 from device.release.messages import status_payload

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from device.release.clock import KernelClock, ManualClock
+from device.clock import KernelClock, ManualClock
 from device.release.db import ReleaseDb
 from device.release.errors import ReleaseStateError
 from device.release.jobs import JobStore
