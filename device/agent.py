@@ -3,9 +3,9 @@ retention ticks, optional services and a status file.
 
 One thread runs the camera loop (read a frame, analyse it, hand it to the recorder);
 the control socket and a GPIO button call back from their own threads and only queue a
-press. Optional services (MQTT, release handling) are built from `SERVICE_MODULES`,
-each exposing ``make_service(context) -> Service | None``, and are started after the
-store and stopped before it.
+press. Optional services (the release side, the Home Assistant bridge) are built by
+`device.compose.optional_services` from an `AgentContext` (device.service), started
+after the store and stopped before it.
 
 `status.json` in the state directory is rewritten atomically (temp file, fsync,
 rename) about once a second and whenever a clip ends. It holds no footage and no key.
@@ -20,16 +20,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import importlib
 import json
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from device import instance_lock
 from device.button.base import Button
@@ -39,58 +37,22 @@ from device.button.sim import SimButton
 from device.camera.base import Camera, EncoderSettings
 from device.camera.factory import make_camera
 from device.clock import Clock, ManualClock
+from device.compose import optional_services
 from device.config import AgentConfig
 from device.errors import CameraError, DoorbellError, StorageFull
 from device.motion import MotionDetector
 from device.recorder import ClipWriter, Recorder
+from device.service import AgentContext, ReportingService, Service
 from device.status_file import STATUS_FILE, write_json_atomic
 from device.systemd import Notifier, ServiceStatus, Watchdog
 from device.vault import SealedStore, open_store
 
 log = logging.getLogger(__name__)
 
-# Modules that contribute optional services; each exposes make_service(AgentContext).
-# Each is imported only when the switch beside it is on, so a disabled service loads
-# none of its libraries (docs/adr/0019-agent-memory-and-uplink-benchmarks.md).
-SERVICE_MODULES: tuple[tuple[str, Callable[[AgentConfig], bool]], ...] = (
-    ("device.release.supervisor", lambda config: config.mqtt.enabled),
-    ("device.homeassistant", lambda config: config.home_assistant.enabled),
-)
-
 STATUS_EVERY_S = 1.0  # wall-clock seconds between status rewrites
 STORAGE_STATUS_EVERY_S = 10.0  # wall-clock seconds between reads of the store's health
 RETENTION_EVERY = timedelta(minutes=1)
 CAMERA_RETRY_S = 5.0
-
-
-class Service(Protocol):
-    """Something the agent starts after the store and stops before it."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-@runtime_checkable
-class ReportingService(Protocol):
-    """A service whose state the agent's status shows under ``services.<service_name>``
-    (e.g. the release side: running, or unavailable and why). `service_report` must not
-    call the agent's `status` (it is called from it)."""
-
-    service_name: str
-
-    def service_report(self) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class AgentContext:
-    """What a service module receives: the configuration, the store, the clock, and a
-    function returning the agent's current status (for health reports)."""
-
-    config: AgentConfig
-    store: SealedStore
-    clock: Clock
-    status: Callable[[], dict[str, Any]]
 
 
 class _RecoveryGate:
@@ -187,12 +149,8 @@ class Agent:
             agent._lock = lock
             agent.recover_store()
             context = AgentContext(config=config, store=store, clock=clock, status=agent.status)
-            for name, enabled in SERVICE_MODULES:
-                if not enabled(config):
-                    continue
-                service = importlib.import_module(name).make_service(context)
-                if service is not None:
-                    agent.add_service(service)
+            for service in optional_services(context):
+                agent.add_service(service)
         except BaseException:
             lock.release()
             raise

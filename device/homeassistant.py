@@ -53,7 +53,7 @@ from device.errors import ConfigError, TransportError
 from protocol.tls import TlsMaterialError, client_context
 
 if TYPE_CHECKING:
-    from device.agent import AgentContext
+    from device.service import AgentContext
 
 log = logging.getLogger(__name__)
 
