@@ -24,27 +24,29 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pyrage
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from device.clock import Clock
 from device.config import AgentConfig, check_private_file
 from device.errors import ConfigError, DoorbellError, EnvironmentFault, TransportError
 from device.release.audit import AuditLog
 from device.release.db import ReleaseDb
+from device.release.decision import Decision
 from device.release.escrow import EscrowPublisher, EscrowSource
-from device.release.handler import ReleaseHandler
+from device.release.handler import ContextSource, ReleaseHandler
+from device.release.handover import Handover
 from device.release.jobs import IMMEDIATE, Job, JobStore
+from device.release.keys import DeviceKeys
 from device.release.layout import ReleaseLayout
 from device.release.link import Delivery, Inbound, LinkSettings, MqttLink, PahoLink
+from device.release.log_gate import RootLogGate
 from device.release.messages import status_payload
+from device.release.records import ReleaseRecords
 from device.release.replay import ReplayState
 from device.release.roots import RootKeeper
 from device.release.runner import MAX_UNEXPECTED_FAILURES, JobRunner, RunResult
 from device.release.uploader import HttpUploader, Uploader
 from device.release.vaultview import ClipVault
-from protocol.errors import KeyFormatError, TrustRootError
-from protocol.keys import private_key_from_pem, private_session_id
+from protocol.errors import TrustRootError
+from protocol.keys import private_session_id
 from protocol.topics import DeviceTopics
 from protocol.trust_root_v2 import AnyTrustRoot
 
@@ -60,45 +62,6 @@ class ServiceTiming:
     retry_initial_s: float = 2.0
     retry_max_s: float = 300.0
     publish_timeout_s: float = 30.0  # unacknowledged this long: publish again
-
-
-def _read_secret(path: Path | None, what: str) -> bytes:
-    """A private key file's bytes, refused (like ssh does) unless only its owner, the
-    agent's user or root, may read it: a key that others could read has leaked."""
-    if path is None:
-        raise ConfigError(f"[keys] {what} is required when mqtt.enabled is true")
-    try:
-        data = path.read_bytes()
-        check_private_file(path)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise ConfigError(f"[keys] {what} refused: {exc}") from exc
-    return data
-
-
-def load_identity_key(config: AgentConfig) -> Ed25519PrivateKey:
-    """The device identity key named in `[keys] identity_key`. Raises ConfigError."""
-    path = config.keys.identity_key
-    try:
-        return private_key_from_pem(_read_secret(path, "identity_key"))
-    except KeyFormatError as exc:
-        raise ConfigError(f"[keys] identity_key {path} refused: {exc}") from exc
-
-
-def load_transport_identity(config: AgentConfig) -> str:
-    """The age identity named in `[keys] transport_identity`, checked now rather than at
-    the first token. Raises ConfigError."""
-    path = config.keys.transport_identity
-    text = _read_secret(path, "transport_identity").decode("utf-8", errors="replace").strip()
-    try:
-        pyrage.x25519.Identity.from_str(text)
-    except Exception as exc:  # pyrage raises its own IdentityError
-        raise ConfigError(
-            f"[keys] transport_identity {path} refused: not an age X25519 identity "
-            "(AGE-SECRET-KEY-1...)"
-        ) from exc
-    return text
 
 
 def load_root(config: AgentConfig, now: datetime) -> AnyTrustRoot:
@@ -189,8 +152,7 @@ class ReleaseService:
         self._thread: threading.Thread | None = None
         device_id = config.agent.device_id
         self.topics = DeviceTopics(device_id, config.mqtt.prefix)
-        identity = load_identity_key(config)
-        transport = load_transport_identity(config)
+        keys = DeviceKeys.load(config)
         self.roots = root_keeper(config)
         root = load_root(config, clock.now())
         self.layout = ReleaseLayout(config.agent.state_dir)
@@ -201,8 +163,7 @@ class ReleaseService:
             self.db.close()
             raise
         try:
-            self._build(config, vault, clock, identity, transport, root, escrow_outbox, link,
-                        uploader)
+            self._build(config, vault, clock, keys, root, escrow_outbox, link, uploader)
         except BaseException:  # a setup that is retried must not leak open files
             self.audit.close()
             self.db.close()
@@ -213,8 +174,7 @@ class ReleaseService:
         config: AgentConfig,
         vault: ClipVault,
         clock: Clock,
-        identity: Ed25519PrivateKey,
-        transport: str,
+        keys: DeviceKeys,
         root: AnyTrustRoot,
         escrow_outbox: EscrowSource | None,
         link: MqttLink | None,
@@ -223,20 +183,18 @@ class ReleaseService:
         device_id = config.agent.device_id
         self.replay = ReplayState(self.db)
         self.jobs = JobStore(self.db)
+        records = ReleaseRecords(self.replay, self.jobs, self.audit)
+        self._handover = Handover()
         self.handler = ReleaseHandler(
-            device_id=device_id,
-            topics=self.topics,
             root=root,
-            settings=config.release,
-            clock=clock,
-            replay=self.replay,
-            jobs=self.jobs,
-            audit=self.audit,
+            topics=self.topics,
+            verification=ContextSource(device_id, config.release, clock),
+            records=records,
             vault=vault,
-            transport_identity=transport,
-            identity=identity.public_key(),
-            state_dir=config.agent.state_dir,
-            log_seed=log_seed_path(config),
+            transport_identity=keys.transport_identity,
+            log_gate=RootLogGate(config.agent.state_dir, keys.identity.public_key(),
+                                 seed=log_seed_path(config)),
+            handover=self._handover,
         )
         try:
             self.handler.context()  # an owner limit the protocol refuses is a config error
@@ -246,21 +204,18 @@ class ReleaseService:
             link_settings(config, self.topics, self._online_payload)
         )
         self.uploader: Uploader = uploader or HttpUploader(
-            device_id=device_id, identity=identity, stop=self._stop
+            device_id=device_id, identity=keys.identity, stop=self._stop
         )
         self.runner = JobRunner(
-            device_id=device_id,
             topics=self.topics,
-            identity_key=identity,
-            transport_identity=transport,
+            keys=keys,
             vault=vault,
-            jobs=self.jobs,
-            audit=self.audit,
+            records=records,
             uploader=self.uploader,
-            work_dir=self.layout.root / "work",
+            layout=self.layout,
             clock=clock,
+            handover=self._handover,
             stop=self._stop,
-            token_sha256=self.replay.token_sha256,
         )
         self.escrow = (
             EscrowPublisher(escrow_outbox, self.link, self.topics.escrow)
@@ -295,6 +250,7 @@ class ReleaseService:
         for thread in (self._thread, self._jobs_thread):
             if thread is not None:
                 thread.join(timeout=30)
+        self._handover.clear()  # keys of a job that never ran leave memory now
         self.link.close(final_payload=status_payload(False, {}))
         self.uploader.close()
         self.audit.close()
@@ -369,7 +325,7 @@ class ReleaseService:
         self._was_connected = connected
         for outcome in self.handler.recheck_deferred():
             log.info("deferred token %s: %s", outcome.jti, outcome.status)
-            if outcome.status == "accepted":
+            if outcome.status is Decision.accepted:
                 self._job_wakeup.set()
             busy = True
         busy |= self._flush_outbox()
@@ -391,7 +347,7 @@ class ReleaseService:
                 log.error("release state unavailable, token left unacknowledged: %s", exc)
                 return
             self.link.ack(message)
-            if outcome.status == "accepted":
+            if outcome.status is Decision.accepted:
                 self._job_wakeup.set()
             if after != before:  # the service proves the next token from the new size
                 self.publish_status()
@@ -472,7 +428,7 @@ class ReleaseService:
             self._unexpected[job.jti] = failures
             detail = f"{type(exc).__name__}: {exc}"
             if failures < MAX_UNEXPECTED_FAILURES:
-                return RunResult(False, "", detail)
+                return RunResult(False, None, detail)
             result = self.runner.give_up(job, f"{failures} unexpected failures; last {detail}")
         if result.finished:
             self._unexpected.pop(job.jti, None)
