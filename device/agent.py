@@ -18,8 +18,6 @@ end the loop; the clip in progress is finished and sealed before the process exi
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import json
 import logging
 import queue
@@ -42,15 +40,15 @@ from device.config import AgentConfig
 from device.errors import CameraError, DoorbellError, StorageFull
 from device.motion import MotionDetector
 from device.recorder import ClipWriter, Recorder
-from device.service import AgentContext, ReportingService, Service
+from device.service import AgentContext, Service, service_reports
 from device.status_file import STATUS_FILE, write_json_atomic
+from device.storage_report import StorageReport
 from device.systemd import Notifier, ServiceStatus, Watchdog
 from device.vault import SealedStore, open_store
 
 log = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 1.0  # wall-clock seconds between status rewrites
-STORAGE_STATUS_EVERY_S = 10.0  # wall-clock seconds between reads of the store's health
 RETENTION_EVERY = timedelta(minutes=1)
 CAMERA_RETRY_S = 5.0
 
@@ -122,7 +120,7 @@ class Agent:
         self._last_status_write = 0.0
         self._last_retention: datetime | None = None
         self._camera_state = "stopped"
-        self._storage_cache: tuple[int, float, dict[str, Any]] | None = None
+        self._storage = StorageReport(store)
         self._lock: instance_lock.InstanceLock | None = None
 
     @classmethod
@@ -368,40 +366,11 @@ class Agent:
                 "synchronized": self.clock.synchronized(),
                 "simulated": self.simulated,
             },
-            "services": self._service_reports(),
+            "services": service_reports(self._services),
         }
 
-    def _service_reports(self) -> dict[str, Any]:
-        reports: dict[str, Any] = {}
-        for service in self._services:
-            if isinstance(service, ReportingService):
-                try:
-                    reports[service.service_name] = service.service_report()
-                except Exception as exc:  # a report must not break the status
-                    reports[service.service_name] = {"state": "unknown", "reason": str(exc)}
-        return reports
-
     def _storage_status(self) -> dict[str, Any]:
-        """The store's health, re-read at most every STORAGE_STATUS_EVERY_S or after a
-        clip ended (it lists the index, too costly for every status write)."""
-        ended = self._recorder.clips_finished + self._recorder.clips_failed
-        mono = time.monotonic()
-        cached = self._storage_cache
-        if cached is not None and cached[0] == ended and mono - cached[1] < STORAGE_STATUS_EVERY_S:
-            storage = dict(cached[2])
-        else:
-            try:
-                health = self.store.health
-                storage = {
-                    "full": health.storage_full,
-                    "reason": health.reason,
-                    "free_bytes": health.free_bytes,
-                    "used_bytes": health.used_bytes,
-                    "clips": health.clips,
-                }
-            except DoorbellError as exc:
-                storage = {"full": False, "reason": f"index unavailable: {exc}"}
-            self._storage_cache = (ended, mono, dict(storage))
+        storage = self._storage.read(self._recorder.clips_finished + self._recorder.clips_failed)
         storage["full"] = bool(storage["full"]) or self._recorder.storage_full
         if self._gate.pending:
             storage["full"] = True
@@ -425,40 +394,3 @@ class Agent:
             recording=self._recorder.recording,
             clock_synchronized=self.clock.synchronized(),
         )
-
-
-M_TRIM_THRESHOLD = -1  # glibc <malloc.h> mallopt parameters
-M_MMAP_THRESHOLD = -3
-M_ARENA_MAX = -8
-MALLOC_ARENAS = 2
-MMAP_THRESHOLD = 128 * 1024  # glibc's initial value, made fixed
-TRIM_THRESHOLD = 1024 * 1024
-
-
-def tune_malloc() -> bool:
-    """Keep a long-running video daemon's heap from ratcheting up (glibc only).
-
-    Every frame allocates and frees buffers of a megabyte or more (raw frames for the
-    encoder). glibc's dynamic mmap threshold moves such blocks onto the heap after the
-    first free, where long-lived small objects (packets in the pre-roll ring, index
-    rows) pin them and the heap only grows: measured +25 MiB over ten minutes at 720p.
-    A fixed threshold keeps big blocks in their own mappings, returned on free; a
-    bounded number of arenas stops helper threads from each holding their own.
-    Returns False where libc has no `mallopt` (musl) or refuses; the agent works anyway.
-    """
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    results = [
-        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD),
-        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD),
-        mallopt(M_ARENA_MAX, MALLOC_ARENAS),
-    ]
-    return all(results)

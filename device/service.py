@@ -8,7 +8,7 @@ services, so a service imports it without importing the agent that runs it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -45,3 +45,16 @@ class AgentContext:
     store: SealedStore
     clock: Clock
     status: Callable[[], dict[str, Any]]
+
+
+def service_reports(services: Iterable[Service]) -> dict[str, Any]:
+    """``service_name -> service_report()`` of the services that report; a report that
+    raises is shown as ``{"state": "unknown", "reason": ...}``, never raised."""
+    reports: dict[str, Any] = {}
+    for service in services:
+        if isinstance(service, ReportingService):
+            try:
+                reports[service.service_name] = service.service_report()
+            except Exception as exc:  # a report must not break the status
+                reports[service.service_name] = {"state": "unknown", "reason": str(exc)}
+    return reports

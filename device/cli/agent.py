@@ -60,7 +60,7 @@ def register(sub: Any) -> None:
 
 
 def _logging() -> None:
-    from device.agent import tune_malloc
+    from device.malloc import tune_malloc
 
     tune_malloc()
     logging.basicConfig(

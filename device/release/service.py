@@ -20,8 +20,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from device.clock import Clock
@@ -33,19 +31,19 @@ from device.release.decision import Decision
 from device.release.escrow import EscrowPublisher, EscrowSource
 from device.release.handler import ContextSource, ReleaseHandler
 from device.release.handover import Handover
-from device.release.jobs import IMMEDIATE, Job, JobStore
+from device.release.jobs import Job, JobStore
 from device.release.keys import DeviceKeys
 from device.release.layout import ReleaseLayout
-from device.release.link import Delivery, Inbound, LinkSettings, MqttLink, PahoLink
+from device.release.link import Inbound, LinkSettings, MqttLink, PahoLink
 from device.release.log_gate import RootLogGate
 from device.release.messages import status_payload
+from device.release.publisher import OutboxPublisher
 from device.release.records import ReleaseRecords
 from device.release.replay import ReplayState
-from device.release.roots import RootKeeper
+from device.release.roots import load_root, log_seed_path, root_keeper
 from device.release.runner import MAX_UNEXPECTED_FAILURES, JobRunner, RunResult
 from device.release.uploader import HttpUploader, Uploader
 from device.release.vaultview import ClipVault
-from protocol.errors import TrustRootError
 from protocol.keys import private_session_id
 from protocol.topics import DeviceTopics
 from protocol.trust_root_v2 import AnyTrustRoot
@@ -62,30 +60,6 @@ class ServiceTiming:
     retry_initial_s: float = 2.0
     retry_max_s: float = 300.0
     publish_timeout_s: float = 30.0  # unacknowledged this long: publish again
-
-
-def load_root(config: AgentConfig, now: datetime) -> AnyTrustRoot:
-    """The trust root named in `[release] trust_root`, with every later root the device
-    accepted since (`device.release.roots`). Raises ConfigError."""
-    path = config.release.trust_root
-    if path is None:
-        raise ConfigError("[release] trust_root is required when mqtt.enabled is true")
-    return root_keeper(config).load(now)
-
-
-def log_seed_path(config: AgentConfig) -> Path | None:
-    """The first release-log checkpoint enrolment put beside the trust root in the
-    device bundle (`release-log-checkpoint`; docs/protocol.md section 11)."""
-    path = config.release.trust_root
-    return None if path is None else path.parent / "release-log-checkpoint"
-
-
-def root_keeper(config: AgentConfig) -> RootKeeper:
-    """Raises ConfigError when `[release] trust_root` is not set."""
-    path = config.release.trust_root
-    if path is None:
-        raise ConfigError("[release] trust_root is required when mqtt.enabled is true")
-    return RootKeeper(path, ReleaseLayout(config.agent.state_dir).trust_roots)
 
 
 def link_settings(
@@ -217,6 +191,8 @@ class ReleaseService:
             handover=self._handover,
             stop=self._stop,
         )
+        self.outbox = OutboxPublisher(self.jobs, self.link, clock,
+                                      timeout_s=self._timing.publish_timeout_s)
         self.escrow = (
             EscrowPublisher(escrow_outbox, self.link, self.topics.escrow)
             if escrow_outbox is not None
@@ -229,8 +205,6 @@ class ReleaseService:
         self._jobs_thread: threading.Thread | None = None
         self._job_wakeup = threading.Event()
         self._jobs_lock = threading.Lock()
-        self._outbox_lock = threading.Lock()
-        self._in_flight: dict[int, tuple[Delivery, float]] = {}
 
     # --- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
@@ -328,7 +302,7 @@ class ReleaseService:
             if outcome.status is Decision.accepted:
                 self._job_wakeup.set()
             busy = True
-        busy |= self._flush_outbox()
+        busy |= self.outbox.flush()
         if self.escrow is not None and self.escrow.flush():
             busy = True
         now = time.monotonic()
@@ -352,7 +326,9 @@ class ReleaseService:
             if after != before:  # the service proves the next token from the new size
                 self.publish_status()
         elif message.topic == self.topics.trust_root:
-            self._on_trust_root(message.payload)
+            self.handler.use_root(self.roots.apply_published(
+                self.handler.root, message.payload, self._clock.now(), self.audit
+            ))
             self.link.ack(message)
         elif message.topic == self.topics.escrow_ack:
             if self.escrow is not None:
@@ -362,32 +338,6 @@ class ReleaseService:
             log.warning("message on unexpected topic %s ignored", message.topic[:200])
             self.link.ack(message)
 
-    def _on_trust_root(self, payload: bytes) -> None:
-        """Apply a published chain of trust roots by the rotation rule; audit the outcome.
-        A refused root leaves the current one in force."""
-        current = self.handler.root
-        try:
-            outcome = self.roots.receive(current, payload, self._clock.now())
-        except TrustRootError as exc:
-            self.audit.append("trust_root", {"status": "refused", "version": current.version,
-                                             "code": exc.code.value, "detail": exc.detail[:300]})
-            log.warning("trust root chain refused: %s", exc)
-            return
-        except OSError as exc:
-            log.error("trust root not saved, kept version %d: %s", current.version, exc)
-            return
-        if outcome.applied:
-            self.handler.use_root(outcome.root)
-            self.audit.append("trust_root", {"status": "applied", "version": outcome.root.version,
-                                             "code": "", "detail": ""})
-            log.info("trust root version %d applied", outcome.root.version)
-        refused = outcome.refused
-        if refused is not None:
-            self.audit.append("trust_root", {"status": "refused", "version": outcome.root.version,
-                                             "code": refused.code.value,
-                                             "detail": refused.detail[:300]})
-            log.warning("trust root refused, version %d kept: %s", outcome.root.version, refused)
-
     def run_jobs(self) -> bool:
         """The job thread's pass: each due job runs once; a finished job's result is then
         sent from here rather than on the intake thread's next pass, up to `poll_s`
@@ -395,7 +345,7 @@ class ReleaseService:
         with self._jobs_lock:
             ran = self._run_jobs_locked()
         if ran:
-            self._flush_outbox()
+            self.outbox.flush()
         return ran
 
     def _run_jobs_locked(self) -> bool:
@@ -433,33 +383,3 @@ class ReleaseService:
         if result.finished:
             self._unexpected.pop(job.jti, None)
         return result
-
-    def _flush_outbox(self) -> bool:
-        with self._outbox_lock:
-            return self._flush_outbox_locked()
-
-    def _flush_outbox_locked(self) -> bool:
-        """Publish due items; an item leaves the durable outbox only once the broker
-        acknowledged it (checked on later passes, never waited for here)."""
-        progressed = False
-        for item_id, (delivery, sent_at) in list(self._in_flight.items()):
-            if delivery.done():
-                self.jobs.sent(item_id)
-                del self._in_flight[item_id]
-                progressed = True
-            elif time.monotonic() - sent_at > self._timing.publish_timeout_s:
-                del self._in_flight[item_id]  # sent again below
-        if not self.link.connected():
-            return progressed
-        horizon = self._clock.now() if self._clock.synchronized() else IMMEDIATE
-        for item in self.jobs.due(horizon):
-            if item.id in self._in_flight:
-                continue
-            try:
-                delivery = self.link.publish(item.topic, item.payload, qos=1, retain=item.retain)
-            except TransportError as exc:
-                log.info("outbox publish deferred: %s", exc)
-                break
-            self._in_flight[item.id] = (delivery, time.monotonic())
-            progressed = True
-        return progressed
