@@ -5,7 +5,10 @@ the job runner in memory, so that both are read once per acceptance.
 it judges a token; `JobRunner` re-seals with the same identities and records when it
 runs that job's first pass. Nothing here touches the disk: a job resumed after a
 restart (or retried after its first pass) opens the keys and lists the clips again,
-and every pass clears the identities when it ends.
+and every pass clears the identities when it ends. Holding them from acceptance to the
+first pass (usually at once; longer while another job uploads) exposes nothing new: the
+same process holds the transport identity that opens them. `ReleaseService.stop` wipes
+whatever is left.
 """
 
 from __future__ import annotations

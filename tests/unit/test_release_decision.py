@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -134,7 +134,7 @@ def test_an_unsynchronized_clock_defers_under_the_claimed_jti(world: World) -> N
 def test_a_forgery_is_rejected_under_its_own_id_not_the_jti_it_claims(world: World) -> None:
     """A token signed by keys the root does not trust claims a real jti: the rejection
     must not name that jti (it could be a release in flight)."""
-    forged = World(**{**world.__dict__, "release_keys": [world.root_keys[0], world.root_keys[1]]})
+    forged = replace(world, release_keys=list(world.root_keys))
     token = forged.token()
     verdict = decide(world, token)
     assert isinstance(verdict, Reject)
