@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import ratio_line
-from device.camera.pi import PacketSink
+from device.camera.pi_output import PacketSink
 
 FRAMES = 3000  # 100 s of video at 30 fps
 SPS_PPS = b"\x00\x00\x00\x01\x67\x64\x00\x28" + bytes(12) + b"\x00\x00\x00\x01\x68\xee\x3c\x80"

@@ -32,8 +32,7 @@ import numpy as np
 import pyrage
 
 from bench._report import ratio_line
-from device.camera.base import CameraFrame
-from device.camera.factory import EncoderSettings
+from device.camera.base import CameraFrame, EncoderSettings
 from device.camera.h264 import H264Encoder
 from device.camera.scenes import scene
 from device.camera.sim import SceneRenderer

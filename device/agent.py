@@ -3,9 +3,9 @@ retention ticks, optional services and a status file.
 
 One thread runs the camera loop (read a frame, analyse it, hand it to the recorder);
 the control socket and a GPIO button call back from their own threads and only queue a
-press. Optional services (MQTT, release handling) are built from `SERVICE_MODULES`,
-each exposing ``make_service(context) -> Service | None``, and are started after the
-store and stopped before it.
+press. Optional services (the release side, the Home Assistant bridge) are built by
+`device.compose.optional_services` from an `AgentContext` (device.service), started
+after the store and stopped before it.
 
 `status.json` in the state directory is rewritten atomically (temp file, fsync,
 rename) about once a second and whenever a clip ends. It holds no footage and no key.
@@ -18,78 +18,39 @@ end the loop; the clip in progress is finished and sealed before the process exi
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import importlib
 import json
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from device import instance_lock
-from device.button.base import Button, make_button
+from device.button.base import Button
 from device.button.control import ControlServer
+from device.button.factory import make_button
 from device.button.sim import SimButton
-from device.camera.base import Camera
-from device.camera.factory import EncoderSettings, make_camera
+from device.camera.base import Camera, EncoderSettings
+from device.camera.factory import make_camera
+from device.clock import Clock, ManualClock
+from device.compose import optional_services
 from device.config import AgentConfig
 from device.errors import CameraError, DoorbellError, StorageFull
 from device.motion import MotionDetector
 from device.recorder import ClipWriter, Recorder
-from device.release.clock import Clock, ManualClock
+from device.service import AgentContext, Service, service_reports
 from device.status_file import STATUS_FILE, write_json_atomic
+from device.storage_report import StorageReport
 from device.systemd import Notifier, ServiceStatus, Watchdog
 from device.vault import SealedStore, open_store
 
 log = logging.getLogger(__name__)
 
-# Modules that contribute optional services; each exposes make_service(AgentContext).
-# Each is imported only when the switch beside it is on, so a disabled service loads
-# none of its libraries (docs/adr/0019-agent-memory-and-uplink-benchmarks.md).
-SERVICE_MODULES: tuple[tuple[str, Callable[[AgentConfig], bool]], ...] = (
-    ("device.release.supervisor", lambda config: config.mqtt.enabled),
-    ("device.homeassistant", lambda config: config.home_assistant.enabled),
-)
-
 STATUS_EVERY_S = 1.0  # wall-clock seconds between status rewrites
-STORAGE_STATUS_EVERY_S = 10.0  # wall-clock seconds between reads of the store's health
 RETENTION_EVERY = timedelta(minutes=1)
 CAMERA_RETRY_S = 5.0
-
-
-class Service(Protocol):
-    """Something the agent starts after the store and stops before it."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-@runtime_checkable
-class ReportingService(Protocol):
-    """A service whose state the agent's status shows under ``services.<service_name>``
-    (e.g. the release side: running, or unavailable and why). `service_report` must not
-    call the agent's `status` (it is called from it)."""
-
-    service_name: str
-
-    def service_report(self) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class AgentContext:
-    """What a service module receives: the configuration, the store, the clock, and a
-    function returning the agent's current status (for health reports)."""
-
-    config: AgentConfig
-    store: SealedStore
-    clock: Clock
-    status: Callable[[], dict[str, Any]]
 
 
 class _RecoveryGate:
@@ -159,7 +120,7 @@ class Agent:
         self._last_status_write = 0.0
         self._last_retention: datetime | None = None
         self._camera_state = "stopped"
-        self._storage_cache: tuple[int, float, dict[str, Any]] | None = None
+        self._storage = StorageReport(store)
         self._lock: instance_lock.InstanceLock | None = None
 
     @classmethod
@@ -186,12 +147,8 @@ class Agent:
             agent._lock = lock
             agent.recover_store()
             context = AgentContext(config=config, store=store, clock=clock, status=agent.status)
-            for name, enabled in SERVICE_MODULES:
-                if not enabled(config):
-                    continue
-                service = importlib.import_module(name).make_service(context)
-                if service is not None:
-                    agent.add_service(service)
+            for service in optional_services(context):
+                agent.add_service(service)
         except BaseException:
             lock.release()
             raise
@@ -409,40 +366,11 @@ class Agent:
                 "synchronized": self.clock.synchronized(),
                 "simulated": self.simulated,
             },
-            "services": self._service_reports(),
+            "services": service_reports(self._services),
         }
 
-    def _service_reports(self) -> dict[str, Any]:
-        reports: dict[str, Any] = {}
-        for service in self._services:
-            if isinstance(service, ReportingService):
-                try:
-                    reports[service.service_name] = service.service_report()
-                except Exception as exc:  # a report must not break the status
-                    reports[service.service_name] = {"state": "unknown", "reason": str(exc)}
-        return reports
-
     def _storage_status(self) -> dict[str, Any]:
-        """The store's health, re-read at most every STORAGE_STATUS_EVERY_S or after a
-        clip ended (it lists the index, too costly for every status write)."""
-        ended = self._recorder.clips_finished + self._recorder.clips_failed
-        mono = time.monotonic()
-        cached = self._storage_cache
-        if cached is not None and cached[0] == ended and mono - cached[1] < STORAGE_STATUS_EVERY_S:
-            storage = dict(cached[2])
-        else:
-            try:
-                health = self.store.health
-                storage = {
-                    "full": health.storage_full,
-                    "reason": health.reason,
-                    "free_bytes": health.free_bytes,
-                    "used_bytes": health.used_bytes,
-                    "clips": health.clips,
-                }
-            except DoorbellError as exc:
-                storage = {"full": False, "reason": f"index unavailable: {exc}"}
-            self._storage_cache = (ended, mono, dict(storage))
+        storage = self._storage.read(self._recorder.clips_finished + self._recorder.clips_failed)
         storage["full"] = bool(storage["full"]) or self._recorder.storage_full
         if self._gate.pending:
             storage["full"] = True
@@ -466,40 +394,3 @@ class Agent:
             recording=self._recorder.recording,
             clock_synchronized=self.clock.synchronized(),
         )
-
-
-M_TRIM_THRESHOLD = -1  # glibc <malloc.h> mallopt parameters
-M_MMAP_THRESHOLD = -3
-M_ARENA_MAX = -8
-MALLOC_ARENAS = 2
-MMAP_THRESHOLD = 128 * 1024  # glibc's initial value, made fixed
-TRIM_THRESHOLD = 1024 * 1024
-
-
-def tune_malloc() -> bool:
-    """Keep a long-running video daemon's heap from ratcheting up (glibc only).
-
-    Every frame allocates and frees buffers of a megabyte or more (raw frames for the
-    encoder). glibc's dynamic mmap threshold moves such blocks onto the heap after the
-    first free, where long-lived small objects (packets in the pre-roll ring, index
-    rows) pin them and the heap only grows: measured +25 MiB over ten minutes at 720p.
-    A fixed threshold keeps big blocks in their own mappings, returned on free; a
-    bounded number of arenas stops helper threads from each holding their own.
-    Returns False where libc has no `mallopt` (musl) or refuses; the agent works anyway.
-    """
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    results = [
-        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD),
-        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD),
-        mallopt(M_ARENA_MAX, MALLOC_ARENAS),
-    ]
-    return all(results)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from device.homeassistant_bridge import HomeAssistantBridge
 
 if TYPE_CHECKING:
-    from device.agent import AgentContext
+    from device.service import AgentContext
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class HomeAssistantService:
 
 
 def make_service(context: AgentContext) -> HomeAssistantService | None:
-    """The agent's hook (`device.agent.SERVICE_MODULES`): the Home Assistant service
+    """The agent's hook (`device.compose.optional_services`): the Home Assistant service
     when ``[home_assistant] enabled``, else None. Raises ConfigError for a bad prefix."""
     settings = context.config.home_assistant
     if not settings.enabled:

@@ -227,9 +227,10 @@ run_checks() {
   as_service "${venv}/bin/python" -c 'import lgpio, os; print("lgpio imported in", os.getcwd())'
   out="$(as_service "${venv}/bin/python" -c '
 from datetime import UTC, datetime
-from device.button.base import ButtonError, make_button
+from device.button.base import ButtonError
+from device.button.factory import make_button
 from device.config import ButtonSettings
-from device.release.clock import ManualClock
+from device.clock import ManualClock
 try:
     make_button(ButtonSettings(kind="gpio"), ManualClock(datetime.now(UTC))).start(print)
 except ButtonError as exc:

@@ -2,19 +2,17 @@
 
 `start(on_press)` begins delivering presses, each with the time it was observed;
 `on_press` must return quickly and never raise (the agent only queues the press).
-`stop()` is idempotent. GPIO (gpiozero) is imported only when selected.
+`stop()` is idempotent. `device.button.factory.make_button` builds the configured one;
+GPIO (gpiozero) is imported only when selected.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
 from device.button.errors import ButtonError
-from device.config import ButtonSettings
-from device.release.clock import Clock
 
 PressHandler = Callable[[datetime], None]
 
@@ -25,22 +23,4 @@ class Button(Protocol):
     def stop(self) -> None: ...
 
 
-def make_button(settings: ButtonSettings, clock: Clock) -> Button:
-    """The button named by `settings.kind`.
-
-    Raises ButtonError when `gpio` is selected on a machine without gpiozero.
-    """
-    if settings.kind == "sim":
-        from device.button.sim import SimButton
-
-        return SimButton(clock)
-    # Imported by name: device/button/gpio.py belongs to the Pi's own issue and imports
-    # gpiozero at module level, which exists only where GPIO does.
-    try:
-        module = importlib.import_module("device.button.gpio")
-    except ImportError as exc:
-        raise ButtonError(f"button.kind = 'gpio' needs gpiozero on a Raspberry Pi: {exc}") from exc
-    button: Button = module.GpioButton(settings, clock)
-    return button
-
-__all__ = ["Button", "ButtonError", "PressHandler", "make_button"]
+__all__ = ["Button", "ButtonError", "PressHandler"]

@@ -42,8 +42,8 @@ from typing import Any
 
 from device.button.base import ButtonError, PressHandler
 from device.button.gpiochip import describe, header_chip, read_chip_labels
+from device.clock import Clock
 from device.config import ButtonSettings
-from device.release.clock import Clock
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import threading
 from datetime import datetime
 
 from device.button.base import PressHandler
-from device.release.clock import Clock
+from device.clock import Clock
 
 log = logging.getLogger(__name__)
 

@@ -35,11 +35,27 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from device.config import CameraSettings
+from device.config import CameraSettings, RecorderSettings
 
 LoresImage = npt.NDArray[np.uint8]
 
 ANNEX_B_START = b"\x00\x00\x01"
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderSettings:
+    """What every main-stream encoder (software or the Pi's hardware) must honour.
+
+    `bitrate` in bits per second; `keyframe_interval_s` is the fixed GOP length in
+    seconds (a clip can only start on a keyframe, so this bounds pre-roll precision).
+    """
+
+    bitrate: int
+    keyframe_interval_s: float
+
+    @classmethod
+    def from_recorder(cls, settings: RecorderSettings) -> EncoderSettings:
+        return cls(bitrate=settings.bitrate, keyframe_interval_s=settings.keyframe_interval_s)
 
 
 @dataclass(frozen=True, slots=True)

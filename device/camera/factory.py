@@ -8,31 +8,12 @@ through which its scripted presses reach the Button seam.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
-from device.camera.base import Camera
-from device.config import CameraSettings, RecorderSettings
-from device.errors import CameraError
-from device.release.clock import Clock
-
-
-@dataclass(frozen=True, slots=True)
-class EncoderSettings:
-    """What every main-stream encoder (software or the Pi's hardware) must honour.
-
-    `bitrate` in bits per second; `keyframe_interval_s` is the fixed GOP length in
-    seconds (a clip can only start on a keyframe, so this bounds pre-roll precision).
-    """
-
-    bitrate: int
-    keyframe_interval_s: float
-
-    @classmethod
-    def from_recorder(cls, settings: RecorderSettings) -> EncoderSettings:
-        return cls(bitrate=settings.bitrate, keyframe_interval_s=settings.keyframe_interval_s)
+from device.camera.base import Camera, EncoderSettings
+from device.clock import Clock
+from device.config import CameraSettings
 
 
 def make_camera(
@@ -59,11 +40,6 @@ def make_camera(
         from device.camera.v4l2 import V4L2Camera
 
         return V4L2Camera(settings, clock, encoder=encoder)
-    # Imported by name: device/camera/pi.py belongs to the Pi camera's own issue and
-    # imports picamera2 at module level, which exists only on a Raspberry Pi.
-    try:
-        module = importlib.import_module("device.camera.pi")
-    except ImportError as exc:
-        raise CameraError(f"camera.source = 'pi' needs picamera2 on a Raspberry Pi: {exc}") from exc
-    camera: Camera = module.PiCamera(settings, clock, encoder=encoder)
-    return camera
+    from device.camera.pi import PiCamera
+
+    return PiCamera(settings, clock, encoder=encoder)

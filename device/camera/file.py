@@ -18,12 +18,11 @@ import av
 import av.error
 import numpy as np
 
-from device.camera.base import CameraFrame, ConfiguredGeometry
-from device.camera.factory import EncoderSettings
+from device.camera.base import CameraFrame, ConfiguredGeometry, EncoderSettings
 from device.camera.h264 import H264Encoder
+from device.clock import Clock
 from device.config import CameraSettings
 from device.errors import CameraError
-from device.release.clock import Clock
 
 
 class FileCamera(ConfiguredGeometry):

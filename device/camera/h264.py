@@ -18,8 +18,7 @@ import av.error
 import numpy as np
 import numpy.typing as npt
 
-from device.camera.base import EncodedPacket
-from device.camera.factory import EncoderSettings
+from device.camera.base import EncodedPacket, EncoderSettings
 from device.errors import CameraError
 
 Yuv420Image = npt.NDArray[np.uint8]

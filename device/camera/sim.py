@@ -20,14 +20,13 @@ from datetime import datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from device.camera.base import CameraFrame, ConfiguredGeometry, LoresImage
-from device.camera.factory import EncoderSettings
+from device.camera.base import CameraFrame, ConfiguredGeometry, EncoderSettings, LoresImage
 from device.camera.h264 import H264Encoder, Yuv420Image
 from device.camera.scenes import Scene, Walk, scene
+from device.clock import Clock
 from device.config import CameraSettings
 from device.errors import CameraError
 from device.imaging import area_downscale, linear_resize, lookup
-from device.release.clock import Clock
 
 NOISE_BANK = 16  # distinct noise fields cycled through; enough that no pattern repeats visibly
 

@@ -14,12 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.camera.base import CameraFrame, ConfiguredGeometry
-from device.camera.factory import EncoderSettings
+from device.camera.base import CameraFrame, ConfiguredGeometry, EncoderSettings
 from device.camera.h264 import H264Encoder
+from device.clock import Clock
 from device.config import CameraSettings
 from device.errors import CameraError
-from device.release.clock import Clock
 
 READ_FAILURES_TOLERATED = 30  # consecutive failed grabs before the camera counts as gone
 

@@ -16,9 +16,9 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from device.button.control import send_command
+from device.clock import Clock, ManualClock, clock_from_setting
 from device.config import AgentConfig, load_config
 from device.errors import ConfigError, DoorbellError
-from device.release.clock import Clock, ManualClock, clock_from_setting
 from device.status_file import read_status
 from device.systemd import Notifier, Watchdog
 
@@ -60,7 +60,7 @@ def register(sub: Any) -> None:
 
 
 def _logging() -> None:
-    from device.agent import tune_malloc
+    from device.malloc import tune_malloc
 
     tune_malloc()
     logging.basicConfig(

@@ -19,9 +19,26 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from device.release.db import ReleaseDb
 from protocol.timefmt import format_time, parse_time
+
+
+class JobState(StrEnum):
+    """A job's state in the release database."""
+
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class JobClipState(StrEnum):
+    """A clip's progress in its job: re-sealed once, then uploaded once."""
+
+    pending = "pending"
+    sealed = "sealed"
+    uploaded = "uploaded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +46,7 @@ class JobClip:
     clip_id: str
     start: datetime
     end: datetime
-    state: str  # pending | sealed | uploaded
+    state: JobClipState
     bytes: int | None
     sha256: str | None
 
@@ -39,7 +56,7 @@ class Job:
     jti: str
     basis: str
     claims: str  # the verified claims as JSON (ReleaseClaims.to_payload)
-    state: str  # running | done | failed
+    state: JobState
     clips: tuple[JobClip, ...]
     result: bytes | None = None  # the final `result` payload, once the job ended
 
@@ -122,18 +139,21 @@ class JobStore:
         clips: list[tuple[str, datetime, datetime]],
     ) -> None:
         conn.execute(
-            "INSERT INTO jobs (jti, basis, claims, state, created_at) "
-            "VALUES (?, ?, ?, 'running', ?)",
-            (jti, basis, claims, _now()),
+            "INSERT INTO jobs (jti, basis, claims, state, created_at) VALUES (?, ?, ?, ?, ?)",
+            (jti, basis, claims, JobState.running, _now()),
         )
         conn.executemany(
-            "INSERT INTO job_clips (jti, clip_id, start, end, state) "
-            "VALUES (?, ?, ?, ?, 'pending')",
-            [(jti, cid, format_time(s), format_time(e)) for cid, s, e in clips],
+            "INSERT INTO job_clips (jti, clip_id, start, end, state) VALUES (?, ?, ?, ?, ?)",
+            [
+                (jti, cid, format_time(s), format_time(e), JobClipState.pending)
+                for cid, s, e in clips
+            ],
         )
 
     def running_jobs(self) -> list[Job]:
-        rows = self._db.query("SELECT jti FROM jobs WHERE state = 'running' ORDER BY rowid")
+        rows = self._db.query(
+            "SELECT jti FROM jobs WHERE state = ? ORDER BY rowid", (JobState.running,)
+        )
         return [job for (jti,) in rows if (job := self.job(str(jti))) is not None]
 
     def job(self, jti: str) -> Job | None:
@@ -152,14 +172,14 @@ class JobStore:
             jti=jti,
             basis=str(basis),
             claims=str(claims),
-            state=str(state),
+            state=JobState(str(state)),
             result=bytes(result) if result is not None else None,
             clips=tuple(
                 JobClip(
                     clip_id=str(cid),
                     start=parse_time(start),
                     end=parse_time(end),
-                    state=str(cstate),
+                    state=JobClipState(str(cstate)),
                     bytes=int(size) if isinstance(size, int) else None,
                     sha256=str(sha) if sha is not None else None,
                 )
@@ -170,31 +190,30 @@ class JobStore:
     def clip_sealed(self, jti: str, clip_id: str, size: int, sha256: str) -> None:
         with self._db.transaction() as conn:
             conn.execute(
-                "UPDATE job_clips SET state = 'sealed', bytes = ?, sha256 = ? "
-                "WHERE jti = ? AND clip_id = ? AND state = 'pending'",
-                (size, sha256, jti, clip_id),
+                "UPDATE job_clips SET state = ?, bytes = ?, sha256 = ? "
+                "WHERE jti = ? AND clip_id = ? AND state = ?",
+                (JobClipState.sealed, size, sha256, jti, clip_id, JobClipState.pending),
             )
 
     def clip_uploaded(self, jti: str, clip_id: str) -> None:
         with self._db.transaction() as conn:
             conn.execute(
-                "UPDATE job_clips SET state = 'uploaded' "
-                "WHERE jti = ? AND clip_id = ? AND state = 'sealed'",
-                (jti, clip_id),
+                "UPDATE job_clips SET state = ? WHERE jti = ? AND clip_id = ? AND state = ?",
+                (JobClipState.uploaded, jti, clip_id, JobClipState.sealed),
             )
 
     def drop_clip(self, jti: str, clip_id: str) -> None:
         """Forget a clip that can no longer be released (gone from the store)."""
         with self._db.transaction() as conn:
             conn.execute(
-                "DELETE FROM job_clips WHERE jti = ? AND clip_id = ? AND state = 'pending'",
-                (jti, clip_id),
+                "DELETE FROM job_clips WHERE jti = ? AND clip_id = ? AND state = ?",
+                (jti, clip_id, JobClipState.pending),
             )
 
     def finish_job(
         self,
         jti: str,
-        state: str,
+        state: JobState,
         detail: str,
         outbox: list[tuple[str, bytes, bool, datetime]],
         *,

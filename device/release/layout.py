@@ -25,5 +25,13 @@ class ReleaseLayout:
         return self.root / "release.sqlite3"
 
     @property
+    def work(self) -> Path:  # re-sealed clips waiting for upload, one folder per job
+        return self.root / "work"
+
+    def work_file(self, jti: str, clip_id: str) -> Path:
+        """Where the job of `jti` keeps `clip_id` re-sealed to the requester."""
+        return self.work / jti / f"{clip_id}.age"
+
+    @property
     def trust_roots(self) -> Path:  # the trust roots applied after the bundle's (ADR 0013)
         return self.root / "trust-roots"

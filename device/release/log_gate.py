@@ -13,6 +13,7 @@ upload anything when `check` raises (docs/protocol.md section 11, ADR 0014).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +21,17 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from device.release.log_tiles import TileFetch, refresh_consistency
+from device.errors import EnvironmentFault
+from device.release.log_tiles import TileFetch, http_tiles, refresh_consistency
 from device.vault.outbox import write_atomic
 from protocol.tlog.bundle import parse_bundle
 from protocol.tlog.checkpoint import Checkpoint, open_checkpoint
 from protocol.tlog.errors import LogRejected, LogRejectionCode, TlogError
-from protocol.tlog.policy import WitnessPolicy, witnessed_names
+from protocol.tlog.policy import WitnessPolicy, parse_policy, witnessed_names
 from protocol.tlog.verify import LogVerdict, verify_log_proof
+from protocol.trust_root_v2 import AnyTrustRoot, TrustRootV2
+
+log = logging.getLogger(__name__)
 
 
 class LogStateError(Exception):
@@ -147,3 +152,59 @@ class LogGate:
             "log_inconsistent": bool(kept),
             "log_evidence": kept,
         }
+
+
+class RootLogGate:
+    """The gate of the trust root in force: built when a root (v2) with a log policy is
+    first used, again when the policy changes, and seeded with enrolment's checkpoint
+    (`seed`, the bundle's ``release-log-checkpoint``) while none is stored."""
+
+    def __init__(self, state_dir: Path, identity: Ed25519PublicKey, *,
+                 seed: Path | None = None) -> None:
+        self._state_dir = state_dir
+        self._identity = identity
+        self._seed = seed
+        self._gate: tuple[str, LogGate] | None = None  # (policy text, gate)
+
+    def gate(self, root: AnyTrustRoot) -> LogGate | None:
+        """The gate when `root` carries a log policy, else None: no log, tokens are
+        judged as before (docs/protocol.md section 11). Raises EnvironmentFault when the
+        policy cannot be used on this device."""
+        if not isinstance(root, TrustRootV2) or root.log_policy is None:
+            return None
+        if self._gate is not None and self._gate[0] == root.log_policy:
+            return self._gate[1]
+        try:
+            policy = parse_policy(root.log_policy.encode("ascii"))
+            url = policy.logs[0].url if len(policy.logs) == 1 else None
+            gate = LogGate(self._state_dir, policy, self._identity,
+                           tiles=None if url is None else http_tiles(url))
+        except (TlogError, ValueError, OSError) as exc:
+            raise EnvironmentFault(f"the trust root's log policy is unusable: {exc}") from exc
+        self._seed_gate(gate)
+        self._gate = (root.log_policy, gate)
+        return gate
+
+    def _seed_gate(self, gate: LogGate) -> None:
+        """Store enrolment's checkpoint when none is stored yet. Without one, the first
+        proof the doorbell accepts becomes its checkpoint."""
+        seed = self._seed
+        if seed is None or not seed.is_file() or gate.layout.checkpoint.exists():
+            return
+        try:
+            gate.seed(seed.read_bytes())
+        except (TlogError, LogStateError, OSError) as exc:  # LogRejected: a TlogError
+            log.error("release-log checkpoint %s not used: %s", seed, exc)
+
+    def status(self, root: AnyTrustRoot) -> dict[str, Any] | None:
+        """`LogGate.status()` for the device's status, the evidence as a count (None
+        without a log policy). Raises EnvironmentFault as `gate` does."""
+        gate = self.gate(root)
+        if gate is None:
+            return None
+        try:
+            status = gate.status()
+        except LogStateError as exc:
+            return {"log_error": str(exc)[:200]}
+        status["log_evidence"] = len(status["log_evidence"])
+        return status

@@ -12,15 +12,21 @@ back to an older root. docs/adr/0013-trust-root-v2.md section 6.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from datetime import datetime
 from pathlib import Path
 
+from device.config import AgentConfig
 from device.errors import ConfigError
+from device.release.audit import AuditLog
+from device.release.layout import ReleaseLayout
 from protocol.errors import TrustRootError
 from protocol.root_chain import ChainOutcome, apply_chain, parse_chain
 from protocol.trust_root import MAX_ROOT_BYTES
 from protocol.trust_root_v2 import AnyTrustRoot, load_any_trust_root
+
+log = logging.getLogger(__name__)
 
 
 class RootKeeper:
@@ -74,6 +80,34 @@ class RootKeeper:
             self._persist(data, version)
         return outcome
 
+    def apply_published(
+        self, current: AnyTrustRoot, payload: bytes, now: datetime, audit: AuditLog
+    ) -> AnyTrustRoot:
+        """Apply a published chain of trust roots by the rotation rule and audit the
+        outcome; the root in force afterwards. A refused root leaves the current one in
+        force. Raises only what the audit log raises."""
+        try:
+            outcome = self.receive(current, payload, now)
+        except TrustRootError as exc:
+            audit.append("trust_root", {"status": "refused", "version": current.version,
+                                        "code": exc.code.value, "detail": exc.detail[:300]})
+            log.warning("trust root chain refused: %s", exc)
+            return current
+        except OSError as exc:
+            log.error("trust root not saved, kept version %d: %s", current.version, exc)
+            return current
+        if outcome.applied:
+            audit.append("trust_root", {"status": "applied", "version": outcome.root.version,
+                                        "code": "", "detail": ""})
+            log.info("trust root version %d applied", outcome.root.version)
+        refused = outcome.refused
+        if refused is not None:
+            audit.append("trust_root", {"status": "refused", "version": outcome.root.version,
+                                        "code": refused.code.value,
+                                        "detail": refused.detail[:300]})
+            log.warning("trust root refused, version %d kept: %s", outcome.root.version, refused)
+        return outcome.root if outcome.applied else current
+
     def _persist(self, data: bytes, version: int) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         final = self.directory / f"{version:08d}.json"
@@ -90,3 +124,26 @@ class RootKeeper:
             os.fsync(dfd)
         os.close(dfd)
 
+
+def load_root(config: AgentConfig, now: datetime) -> AnyTrustRoot:
+    """The trust root named in `[release] trust_root`, with every later root the device
+    accepted since (`device.release.roots`). Raises ConfigError."""
+    path = config.release.trust_root
+    if path is None:
+        raise ConfigError("[release] trust_root is required when mqtt.enabled is true")
+    return root_keeper(config).load(now)
+
+
+def log_seed_path(config: AgentConfig) -> Path | None:
+    """The first release-log checkpoint enrolment put beside the trust root in the
+    device bundle (`release-log-checkpoint`; docs/protocol.md section 11)."""
+    path = config.release.trust_root
+    return None if path is None else path.parent / "release-log-checkpoint"
+
+
+def root_keeper(config: AgentConfig) -> RootKeeper:
+    """Raises ConfigError when `[release] trust_root` is not set."""
+    path = config.release.trust_root
+    if path is None:
+        raise ConfigError("[release] trust_root is required when mqtt.enabled is true")
+    return RootKeeper(path, ReleaseLayout(config.agent.state_dir).trust_roots)

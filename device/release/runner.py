@@ -4,8 +4,11 @@ A release job moves each clip `pending -> sealed -> uploaded` in the release dat
 
 - re-seal: the clip's sealed file is stream-decrypted with the delivered epoch identity
   and re-sealed to the token's recipient (the vault's `reseal`: plaintext only
-  in memory, one 64 KiB chunk at a time) into `{state}/release/work/{jti}/{clip}.age`,
-  written as `.part`, fsync'd and renamed; identities are dropped when the pass ends;
+  in memory, one 64 KiB chunk at a time) into `{state}/release/work/{jti}/{clip}.age`
+  (`ReleaseLayout.work_file`), written as `.part`, fsync'd and renamed. The first pass
+  uses the identities and clip records the handler opened and listed when it accepted
+  the token (`device.release.handover`); a later pass (after a restart or a transport
+  failure) opens and lists them again. Identities are dropped when the pass ends;
 - upload: resumable, from whatever offset the cloud holds (`Uploader`), by a small pool
   of threads that starts on each clip as soon as it is sealed (re-seal and upload
   overlap; the cloud endpoint is the slower of the two);
@@ -36,25 +39,26 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
+from device.clock import Clock
 from device.errors import DoorbellError, TransportError
-from device.release.audit import AuditLog
-from device.release.clock import Clock
 from device.release.errors import UploadRefused
-from device.release.jobs import IMMEDIATE, Job, JobClip, JobStore
+from device.release.handover import Handover, Prepared
+from device.release.jobs import IMMEDIATE, Job, JobClip, JobClipState, JobState
+from device.release.keys import DeviceKeys
+from device.release.layout import ReleaseLayout
 from device.release.messages import notice_payload, result_payload
+from device.release.records import ReleaseRecords
 from device.release.uploader import EvidenceClosed, Uploader
 from device.release.vaultview import RELEASABLE, ClipVault
 from device.vault.reseal import reseal
 from protocol.errors import MessageError, ProtocolError, RejectionCode, TokenRejected
 from protocol.manifest import EvidenceManifest, ManifestClip, sign_manifest
+from protocol.messages import ResultStatus
 from protocol.token import ReleaseClaims, open_delivered_keys
 from protocol.topics import DeviceTopics
 
@@ -70,7 +74,7 @@ class RunResult:
     """`finished` is False when the job must be tried again later (transport failure)."""
 
     finished: bool
-    status: str = ""
+    status: ResultStatus | None = None
     detail: str = ""
 
 
@@ -80,36 +84,35 @@ class JobRunner:
     def __init__(
         self,
         *,
-        device_id: str,
         topics: DeviceTopics,
-        identity_key: Ed25519PrivateKey,
-        transport_identity: str,
+        keys: DeviceKeys,
         vault: ClipVault,
-        jobs: JobStore,
-        audit: AuditLog,
+        records: ReleaseRecords,
         uploader: Uploader,
-        work_dir: Path,
+        layout: ReleaseLayout,
         clock: Clock,
+        handover: Handover | None = None,
         stop: threading.Event | None = None,
         upload_workers: int = 2,
-        token_sha256: Callable[[str], str | None] | None = None,
     ) -> None:
         if upload_workers < 1:
             raise ValueError("upload_workers must be at least 1")
         self._upload_workers = upload_workers
-        self._device_id = device_id
         self._topics = topics
-        self._identity_key = identity_key
-        self._transport_identity = transport_identity
+        self._keys = keys
         self._vault = vault
-        self._jobs = jobs
-        self._audit = audit
+        self._records = records
+        self._jobs = records.jobs
+        self._audit = records.audit
         self._uploader = uploader
-        self._work_dir = work_dir
+        self._layout = layout
         self._clock = clock
+        self._handover = handover or Handover()
         self._stop = stop or threading.Event()
-        # the sha256 of an accepted token's bytes, which every result names
-        self._token_sha256 = token_sha256 or (lambda _jti: None)
+
+    def _token_sha256(self, jti: str) -> str:
+        """The sha256 of an accepted token's bytes, which every result names."""
+        return self._records.token_sha256(jti) or ""
 
     def run(self, job: Job) -> RunResult:
         """Run one job as far as it goes now. A job that fails for a reason that cannot
@@ -117,6 +120,14 @@ class JobRunner:
         that no longer parse (stored by an agent with a looser text rule) are
         ``malformed``, and claims that cannot make the owner notice are
         ``notice_invalid``, found before anything is re-sealed or sent."""
+        prepared = self._handover.take(job.jti)  # what the handler opened, if it was now
+        try:
+            return self._run(job, prepared)
+        finally:
+            if prepared is not None:
+                prepared.clear()
+
+    def _run(self, job: Job, prepared: Prepared | None) -> RunResult:
         try:
             claims = ReleaseClaims.from_payload(json.loads(job.claims))
         except TokenRejected as exc:
@@ -130,13 +141,13 @@ class JobRunner:
         except MessageError as exc:
             return self._fail(job, NOTICE_INVALID, f"the owner notice cannot be built: {exc}")
         try:
-            self._reseal_and_upload(job, claims)
+            self._reseal_and_upload(job, claims, prepared)
             job = self._jobs.job(job.jti) or job
             return self._finish_release(job, claims)
         except TransportError as exc:
             log.warning("release %s: %s; will retry", job.jti, exc)
             self._audit.append("upload_retry", {"jti": job.jti, "detail": str(exc)[:300]})
-            return RunResult(False, "", str(exc))
+            return RunResult(False, None, str(exc))
         except EvidenceClosed as exc:
             return self._accepted_by_cloud(job, claims, exc)
         except UploadRefused as exc:
@@ -149,22 +160,21 @@ class JobRunner:
         assert claims.hold_until is not None
         ids = [c.clip_id for c in job.clips]
         self._vault.hold(ids, claims.hold_until)
-        result = result_payload(jti=job.jti, status="preserved", reason="", detail="", clips=ids,
-                                token_sha256=self._token_sha256(job.jti) or "")
+        result = result_payload(jti=job.jti, status=ResultStatus.preserved, reason="", detail="",
+                                clips=ids, token_sha256=self._token_sha256(job.jti))
         self._jobs.finish_job(
-            job.jti, "done", "", [(self._topics.result, result, False, IMMEDIATE)],
+            job.jti, JobState.done, "", [(self._topics.result, result, False, IMMEDIATE)],
             result=result,
         )
         self._audit.append(
             "preserved", {"jti": job.jti, "clips": ids, "hold_until": claims.hold_until.isoformat()}
         )
-        return RunResult(True, "preserved")
+        return RunResult(True, ResultStatus.preserved)
 
     # --- release --------------------------------------------------------------------
-    def _work_path(self, jti: str, clip_id: str) -> Path:
-        return self._work_dir / jti / f"{clip_id}.age"
-
-    def _reseal_and_upload(self, job: Job, claims: ReleaseClaims) -> None:
+    def _reseal_and_upload(
+        self, job: Job, claims: ReleaseClaims, prepared: Prepared | None
+    ) -> None:
         """Re-seal pending clips one after the other while `upload_workers` threads
         upload each sealed clip as soon as it is ready (the cloud's evidence endpoint,
         not the re-seal, is the slow part). Raises EvidenceClosed when the cloud said
@@ -175,10 +185,10 @@ class JobRunner:
             futures = [
                 pool.submit(self._upload_one, job.jti, claims, c.clip_id, c.sha256)
                 for c in job.clips
-                if c.state == "sealed"
+                if c.state is JobClipState.sealed
             ]
             try:
-                for clip_id, sha in self._reseal_iter(job, claims):
+                for clip_id, sha in self._reseal_iter(job, claims, prepared):
                     futures.append(pool.submit(self._upload_one, job.jti, claims, clip_id, sha))
             finally:
                 for future in futures:
@@ -195,19 +205,20 @@ class JobRunner:
         if errors:
             raise errors[0]
 
-    def _reseal_iter(self, job: Job, claims: ReleaseClaims) -> Iterator[tuple[str, str]]:
-        """Re-seal the pending clips; yields (clip id, sha256) as each is sealed."""
-        pending = [c for c in job.clips if c.state == "pending"]
+    def _reseal_iter(
+        self, job: Job, claims: ReleaseClaims, prepared: Prepared | None
+    ) -> Iterator[tuple[str, str]]:
+        """Re-seal the pending clips; yields (clip id, sha256) as each is sealed. Uses
+        `prepared` when the handler handed it over, else opens the keys and lists the
+        clips itself (raises TokenRejected when the stored keys no longer open)."""
+        pending = [c for c in job.clips if c.state is JobClipState.pending]
         if not pending:
             return
         assert claims.recipient is not None
-        recorded = {e.id: e.recipient for e in self._vault.epochs()}
-        identities = open_delivered_keys(claims, self._transport_identity, recorded)
+        if prepared is None:
+            prepared = self._prepare(claims)
+        identities, records = prepared.identities, prepared.records
         try:
-            records = {
-                r.id: r
-                for r in self._vault.list_clips(claims.window.start, claims.window.end, RELEASABLE)
-            }
             for clip in pending:
                 if self._stop.is_set():
                     raise TransportError("stopping")
@@ -227,11 +238,22 @@ class JobRunner:
         finally:
             identities.clear()
 
+    def _prepare(self, claims: ReleaseClaims) -> Prepared:
+        recorded = {e.id: e.recipient for e in self._vault.epochs()}
+        identities = open_delivered_keys(claims, self._keys.transport_identity, recorded)
+        try:
+            window = claims.window
+            listed = self._vault.list_clips(window.start, window.end, RELEASABLE)
+        except BaseException:
+            identities.clear()
+            raise
+        return Prepared(identities, {r.id: r for r in listed})
+
     def _reseal_one(
         self, jti: str, clip: JobClip, identity: str, recipient: str, *, truncated: bool
     ) -> str | None:
         """Re-seal one clip into the work directory; its sha256, or None if skipped."""
-        target = self._work_path(jti, clip.clip_id)
+        target = self._layout.work_file(jti, clip.clip_id)
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         part = target.with_suffix(".part")
         try:
@@ -262,7 +284,7 @@ class JobRunner:
     def _upload_one(self, jti: str, claims: ReleaseClaims, clip_id: str, sha: str | None) -> None:
         """Upload one sealed clip (resuming from the cloud's offset) and record it."""
         assert claims.upload is not None
-        path = self._work_path(jti, clip_id)
+        path = self._layout.work_file(jti, clip_id)
         if not path.exists():
             raise UploadRefused(0, f"re-sealed file of {clip_id} is gone from the disk")
         size = self._uploader.upload_file(upload=claims.upload, jti=jti, clip_id=clip_id,
@@ -272,10 +294,10 @@ class JobRunner:
 
     def _finish_release(self, job: Job, claims: ReleaseClaims) -> RunResult:
         assert claims.upload is not None
-        done = [c for c in job.clips if c.state == "uploaded"]
+        done = [c for c in job.clips if c.state is JobClipState.uploaded]
         manifest = EvidenceManifest(
             jti=job.jti,
-            device=self._device_id,
+            device=self._topics.device_id,
             clips=tuple(
                 ManifestClip(
                     clip_id=c.clip_id,
@@ -289,7 +311,7 @@ class JobRunner:
             created=self._clock.now().replace(microsecond=0),
         )
         try:
-            signed = sign_manifest(manifest, self._identity_key)
+            signed = sign_manifest(manifest, self._keys.identity)
         except (ProtocolError, ValueError) as exc:
             return self._fail(job, "manifest_invalid", str(exc))
         self._uploader.upload_manifest(upload=claims.upload, jti=job.jti, manifest=signed)
@@ -301,7 +323,7 @@ class JobRunner:
         """The cloud holds an accepted manifest of this job (409 ``closed``): end the
         job `uploaded` with the clips it recorded as uploaded."""
         job = self._jobs.job(job.jti) or job
-        ids = [c.clip_id for c in job.clips if c.state == "uploaded"]
+        ids = [c.clip_id for c in job.clips if c.state is JobClipState.uploaded]
         log.warning("release %s: the cloud had already accepted its evidence (%s); "
                     "finishing it as uploaded", job.jti, exc.where)
         self._audit.append("accepted_by_cloud", {
@@ -312,13 +334,13 @@ class JobRunner:
     def _complete(self, job: Job, claims: ReleaseClaims, ids: list[str]) -> RunResult:
         """End the job `uploaded` with its result and owner notice, in one transaction."""
         now = self._clock.now()
-        result = result_payload(jti=job.jti, status="uploaded", reason="", detail="", clips=ids,
-                                token_sha256=self._token_sha256(job.jti) or "")
+        result = result_payload(jti=job.jti, status=ResultStatus.uploaded, reason="", detail="",
+                                clips=ids, token_sha256=self._token_sha256(job.jti))
         notice = self._notice(job, claims, ids, now)
         notice_due: datetime = claims.notify_after or IMMEDIATE
         self._jobs.finish_job(
             job.jti,
-            "done",
+            JobState.done,
             "",
             [
                 (self._topics.result, result, False, IMMEDIATE),
@@ -328,7 +350,7 @@ class JobRunner:
         )
         self._cleanup(job)
         log.info("release %s: uploaded %d clip(s)", job.jti, len(ids))
-        return RunResult(True, "uploaded")
+        return RunResult(True, ResultStatus.uploaded)
 
     @staticmethod
     def _notice(job: Job, claims: ReleaseClaims, ids: list[str], now: datetime) -> bytes:
@@ -350,23 +372,23 @@ class JobRunner:
 
     def _fail(self, job: Job, reason: str, detail: str) -> RunResult:
         result = result_payload(
-            jti=job.jti, status="rejected", reason=reason, detail=detail, clips=(),
-            token_sha256=self._token_sha256(job.jti) or "",
+            jti=job.jti, status=ResultStatus.rejected, reason=reason, detail=detail, clips=(),
+            token_sha256=self._token_sha256(job.jti),
         )
         self._jobs.finish_job(
             job.jti,
-            "failed",
+            JobState.failed,
             detail[:300],
             [(self._topics.result, result, False, IMMEDIATE)],
             result=result,
         )
         self._audit.append("job_failed", {"jti": job.jti, "code": reason, "detail": detail[:300]})
         self._cleanup(job)
-        return RunResult(True, "rejected", detail)
+        return RunResult(True, ResultStatus.rejected, detail)
 
     def _cleanup(self, job: Job) -> None:
         try:
             self._vault.clear_pending_upload([c.clip_id for c in job.clips])
         except DoorbellError as exc:
             log.warning("release %s: cannot clear pending-upload marks: %s", job.jti, exc)
-        shutil.rmtree(self._work_dir / job.jti, ignore_errors=True)
+        shutil.rmtree(self._layout.work / job.jti, ignore_errors=True)

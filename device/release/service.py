@@ -20,31 +20,31 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import pyrage
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
+from device.clock import Clock
 from device.config import AgentConfig, check_private_file
 from device.errors import ConfigError, DoorbellError, EnvironmentFault, TransportError
-from device.link import Delivery, Inbound, LinkSettings, MqttLink, PahoLink
+from device.link import Inbound, LinkSettings, MqttLink, PahoLink
 from device.release.audit import AuditLog
-from device.release.clock import Clock
 from device.release.db import ReleaseDb
+from device.release.decision import Decision
 from device.release.escrow import EscrowPublisher, EscrowSource
-from device.release.handler import ReleaseHandler
-from device.release.jobs import IMMEDIATE, Job, JobStore
+from device.release.handler import ContextSource, ReleaseHandler
+from device.release.handover import Handover
+from device.release.jobs import Job, JobStore
+from device.release.keys import DeviceKeys
 from device.release.layout import ReleaseLayout
+from device.release.log_gate import RootLogGate
 from device.release.messages import status_payload
+from device.release.publisher import OutboxPublisher
+from device.release.records import ReleaseRecords
 from device.release.replay import ReplayState
-from device.release.roots import RootKeeper
+from device.release.roots import load_root, log_seed_path, root_keeper
 from device.release.runner import MAX_UNEXPECTED_FAILURES, JobRunner, RunResult
 from device.release.uploader import HttpUploader, Uploader
 from device.release.vaultview import ClipVault
-from protocol.errors import KeyFormatError, TrustRootError
-from protocol.keys import private_key_from_pem, private_session_id
+from protocol.keys import private_session_id
 from protocol.topics import DeviceTopics
 from protocol.trust_root_v2 import AnyTrustRoot
 
@@ -60,69 +60,6 @@ class ServiceTiming:
     retry_initial_s: float = 2.0
     retry_max_s: float = 300.0
     publish_timeout_s: float = 30.0  # unacknowledged this long: publish again
-
-
-def _read_secret(path: Path | None, what: str) -> bytes:
-    """A private key file's bytes, refused (like ssh does) unless only its owner, the
-    agent's user or root, may read it: a key that others could read has leaked."""
-    if path is None:
-        raise ConfigError(f"[keys] {what} is required when mqtt.enabled is true")
-    try:
-        data = path.read_bytes()
-        check_private_file(path)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise ConfigError(f"[keys] {what} refused: {exc}") from exc
-    return data
-
-
-def load_identity_key(config: AgentConfig) -> Ed25519PrivateKey:
-    """The device identity key named in `[keys] identity_key`. Raises ConfigError."""
-    path = config.keys.identity_key
-    try:
-        return private_key_from_pem(_read_secret(path, "identity_key"))
-    except KeyFormatError as exc:
-        raise ConfigError(f"[keys] identity_key {path} refused: {exc}") from exc
-
-
-def load_transport_identity(config: AgentConfig) -> str:
-    """The age identity named in `[keys] transport_identity`, checked now rather than at
-    the first token. Raises ConfigError."""
-    path = config.keys.transport_identity
-    text = _read_secret(path, "transport_identity").decode("utf-8", errors="replace").strip()
-    try:
-        pyrage.x25519.Identity.from_str(text)
-    except Exception as exc:  # pyrage raises its own IdentityError
-        raise ConfigError(
-            f"[keys] transport_identity {path} refused: not an age X25519 identity "
-            "(AGE-SECRET-KEY-1...)"
-        ) from exc
-    return text
-
-
-def load_root(config: AgentConfig, now: datetime) -> AnyTrustRoot:
-    """The trust root named in `[release] trust_root`, with every later root the device
-    accepted since (`device.release.roots`). Raises ConfigError."""
-    path = config.release.trust_root
-    if path is None:
-        raise ConfigError("[release] trust_root is required when mqtt.enabled is true")
-    return root_keeper(config).load(now)
-
-
-def log_seed_path(config: AgentConfig) -> Path | None:
-    """The first release-log checkpoint enrolment put beside the trust root in the
-    device bundle (`release-log-checkpoint`; docs/protocol.md section 11)."""
-    path = config.release.trust_root
-    return None if path is None else path.parent / "release-log-checkpoint"
-
-
-def root_keeper(config: AgentConfig) -> RootKeeper:
-    """Raises ConfigError when `[release] trust_root` is not set."""
-    path = config.release.trust_root
-    if path is None:
-        raise ConfigError("[release] trust_root is required when mqtt.enabled is true")
-    return RootKeeper(path, ReleaseLayout(config.agent.state_dir).trust_roots)
 
 
 def link_settings(
@@ -189,8 +126,7 @@ class ReleaseService:
         self._thread: threading.Thread | None = None
         device_id = config.agent.device_id
         self.topics = DeviceTopics(device_id, config.mqtt.prefix)
-        identity = load_identity_key(config)
-        transport = load_transport_identity(config)
+        keys = DeviceKeys.load(config)
         self.roots = root_keeper(config)
         root = load_root(config, clock.now())
         self.layout = ReleaseLayout(config.agent.state_dir)
@@ -201,8 +137,7 @@ class ReleaseService:
             self.db.close()
             raise
         try:
-            self._build(config, vault, clock, identity, transport, root, escrow_outbox, link,
-                        uploader)
+            self._build(config, vault, clock, keys, root, escrow_outbox, link, uploader)
         except BaseException:  # a setup that is retried must not leak open files
             self.audit.close()
             self.db.close()
@@ -213,8 +148,7 @@ class ReleaseService:
         config: AgentConfig,
         vault: ClipVault,
         clock: Clock,
-        identity: Ed25519PrivateKey,
-        transport: str,
+        keys: DeviceKeys,
         root: AnyTrustRoot,
         escrow_outbox: EscrowSource | None,
         link: MqttLink | None,
@@ -223,20 +157,18 @@ class ReleaseService:
         device_id = config.agent.device_id
         self.replay = ReplayState(self.db)
         self.jobs = JobStore(self.db)
+        records = ReleaseRecords(self.replay, self.jobs, self.audit)
+        self._handover = Handover()
         self.handler = ReleaseHandler(
-            device_id=device_id,
-            topics=self.topics,
             root=root,
-            settings=config.release,
-            clock=clock,
-            replay=self.replay,
-            jobs=self.jobs,
-            audit=self.audit,
+            topics=self.topics,
+            verification=ContextSource(device_id, config.release, clock),
+            records=records,
             vault=vault,
-            transport_identity=transport,
-            identity=identity.public_key(),
-            state_dir=config.agent.state_dir,
-            log_seed=log_seed_path(config),
+            transport_identity=keys.transport_identity,
+            log_gate=RootLogGate(config.agent.state_dir, keys.identity.public_key(),
+                                 seed=log_seed_path(config)),
+            handover=self._handover,
         )
         try:
             self.handler.context()  # an owner limit the protocol refuses is a config error
@@ -246,22 +178,21 @@ class ReleaseService:
             link_settings(config, self.topics, self._online_payload)
         )
         self.uploader: Uploader = uploader or HttpUploader(
-            device_id=device_id, identity=identity, stop=self._stop
+            device_id=device_id, identity=keys.identity, stop=self._stop
         )
         self.runner = JobRunner(
-            device_id=device_id,
             topics=self.topics,
-            identity_key=identity,
-            transport_identity=transport,
+            keys=keys,
             vault=vault,
-            jobs=self.jobs,
-            audit=self.audit,
+            records=records,
             uploader=self.uploader,
-            work_dir=self.layout.root / "work",
+            layout=self.layout,
             clock=clock,
+            handover=self._handover,
             stop=self._stop,
-            token_sha256=self.replay.token_sha256,
         )
+        self.outbox = OutboxPublisher(self.jobs, self.link, clock,
+                                      timeout_s=self._timing.publish_timeout_s)
         self.escrow = (
             EscrowPublisher(escrow_outbox, self.link, self.topics.escrow)
             if escrow_outbox is not None
@@ -274,8 +205,6 @@ class ReleaseService:
         self._jobs_thread: threading.Thread | None = None
         self._job_wakeup = threading.Event()
         self._jobs_lock = threading.Lock()
-        self._outbox_lock = threading.Lock()
-        self._in_flight: dict[int, tuple[Delivery, float]] = {}
 
     # --- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
@@ -295,6 +224,7 @@ class ReleaseService:
         for thread in (self._thread, self._jobs_thread):
             if thread is not None:
                 thread.join(timeout=30)
+        self._handover.clear()  # keys of a job that never ran leave memory now
         self.link.close(final_payload=status_payload(False, {}))
         self.uploader.close()
         self.audit.close()
@@ -369,10 +299,10 @@ class ReleaseService:
         self._was_connected = connected
         for outcome in self.handler.recheck_deferred():
             log.info("deferred token %s: %s", outcome.jti, outcome.status)
-            if outcome.status == "accepted":
+            if outcome.status is Decision.accepted:
                 self._job_wakeup.set()
             busy = True
-        busy |= self._flush_outbox()
+        busy |= self.outbox.flush()
         if self.escrow is not None and self.escrow.flush():
             busy = True
         now = time.monotonic()
@@ -391,12 +321,14 @@ class ReleaseService:
                 log.error("release state unavailable, token left unacknowledged: %s", exc)
                 return
             self.link.ack(message)
-            if outcome.status == "accepted":
+            if outcome.status is Decision.accepted:
                 self._job_wakeup.set()
             if after != before:  # the service proves the next token from the new size
                 self.publish_status()
         elif message.topic == self.topics.trust_root:
-            self._on_trust_root(message.payload)
+            self.handler.use_root(self.roots.apply_published(
+                self.handler.root, message.payload, self._clock.now(), self.audit
+            ))
             self.link.ack(message)
         elif message.topic == self.topics.escrow_ack:
             if self.escrow is not None:
@@ -406,32 +338,6 @@ class ReleaseService:
             log.warning("message on unexpected topic %s ignored", message.topic[:200])
             self.link.ack(message)
 
-    def _on_trust_root(self, payload: bytes) -> None:
-        """Apply a published chain of trust roots by the rotation rule; audit the outcome.
-        A refused root leaves the current one in force."""
-        current = self.handler.root
-        try:
-            outcome = self.roots.receive(current, payload, self._clock.now())
-        except TrustRootError as exc:
-            self.audit.append("trust_root", {"status": "refused", "version": current.version,
-                                             "code": exc.code.value, "detail": exc.detail[:300]})
-            log.warning("trust root chain refused: %s", exc)
-            return
-        except OSError as exc:
-            log.error("trust root not saved, kept version %d: %s", current.version, exc)
-            return
-        if outcome.applied:
-            self.handler.use_root(outcome.root)
-            self.audit.append("trust_root", {"status": "applied", "version": outcome.root.version,
-                                             "code": "", "detail": ""})
-            log.info("trust root version %d applied", outcome.root.version)
-        refused = outcome.refused
-        if refused is not None:
-            self.audit.append("trust_root", {"status": "refused", "version": outcome.root.version,
-                                             "code": refused.code.value,
-                                             "detail": refused.detail[:300]})
-            log.warning("trust root refused, version %d kept: %s", outcome.root.version, refused)
-
     def run_jobs(self) -> bool:
         """The job thread's pass: each due job runs once; a finished job's result is then
         sent from here rather than on the intake thread's next pass, up to `poll_s`
@@ -439,7 +345,7 @@ class ReleaseService:
         with self._jobs_lock:
             ran = self._run_jobs_locked()
         if ran:
-            self._flush_outbox()
+            self.outbox.flush()
         return ran
 
     def _run_jobs_locked(self) -> bool:
@@ -472,38 +378,8 @@ class ReleaseService:
             self._unexpected[job.jti] = failures
             detail = f"{type(exc).__name__}: {exc}"
             if failures < MAX_UNEXPECTED_FAILURES:
-                return RunResult(False, "", detail)
+                return RunResult(False, None, detail)
             result = self.runner.give_up(job, f"{failures} unexpected failures; last {detail}")
         if result.finished:
             self._unexpected.pop(job.jti, None)
         return result
-
-    def _flush_outbox(self) -> bool:
-        with self._outbox_lock:
-            return self._flush_outbox_locked()
-
-    def _flush_outbox_locked(self) -> bool:
-        """Publish due items; an item leaves the durable outbox only once the broker
-        acknowledged it (checked on later passes, never waited for here)."""
-        progressed = False
-        for item_id, (delivery, sent_at) in list(self._in_flight.items()):
-            if delivery.done():
-                self.jobs.sent(item_id)
-                del self._in_flight[item_id]
-                progressed = True
-            elif time.monotonic() - sent_at > self._timing.publish_timeout_s:
-                del self._in_flight[item_id]  # sent again below
-        if not self.link.connected():
-            return progressed
-        horizon = self._clock.now() if self._clock.synchronized() else IMMEDIATE
-        for item in self.jobs.due(horizon):
-            if item.id in self._in_flight:
-                continue
-            try:
-                delivery = self.link.publish(item.topic, item.payload, qos=1, retain=item.retain)
-            except TransportError as exc:
-                log.info("outbox publish deferred: %s", exc)
-                break
-            self._in_flight[item.id] = (delivery, time.monotonic())
-            progressed = True
-        return progressed

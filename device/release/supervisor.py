@@ -3,7 +3,7 @@ stops the agent, whose first job is recording.
 
 Setting up the release side reads files an operator can get wrong: the MQTT TLS files,
 the identity key, the transport identity and the trust root. `ReleaseSupervisor` is the
-service the agent runs (`make_service`, listed in `device.agent.SERVICE_MODULES`). Its
+service the agent runs (`make_service`, called by `device.compose`). Its
 `start()` never raises; a setup thread does the work in two steps:
 
 1. the MQTT link (TLS files); once it is up it stays up, so the broker sees the device
@@ -33,10 +33,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from device.clock import Clock, clock_from_setting
 from device.config import AgentConfig
 from device.errors import DoorbellError, TransportError
 from device.link import MqttLink, PahoLink
-from device.release.clock import Clock, clock_from_setting
 from device.release.escrow import EscrowSource
 from device.release.messages import status_payload
 from device.release.service import ReleaseService, ServiceTiming, link_settings
@@ -44,7 +44,7 @@ from device.release.vaultview import ClipVault, StoreVault
 from protocol.topics import DeviceTopics
 
 if TYPE_CHECKING:
-    from device.agent import AgentContext
+    from device.service import AgentContext
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ class ReleaseSupervisor:
 
 
 def make_service(context: AgentContext) -> ReleaseSupervisor | None:
-    """The agent's hook (`device.agent.SERVICE_MODULES`): the supervised release side
+    """The agent's hook (called by `device.compose`): the supervised release side
     when `[mqtt] enabled`, else None. The clock is the agent's (the kernel's in `run`,
     the frame clock in `simulate`) unless `[release] clock` says to assume it
     synchronized. Raises nothing: files that do not load are reported and retried."""

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from device.release.handler import UNVERIFIED_CODES
+from device.release.decision import UNVERIFIED_CODES
 from device.release.messages import unverified_id
 from device.release.service import ReleaseService
 from protocol.errors import RejectionCode

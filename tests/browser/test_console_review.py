@@ -17,8 +17,8 @@ from playwright.sync_api import BrowserContext, Page, expect
 from cloud_stub.mqtt import CloudMqtt, MqttOptions
 from cloud_stub.store.models import Request
 from device.agent import Agent
+from device.clock import ManualClock
 from device.config import AgentConfig
-from device.release.clock import ManualClock
 from device.vault import open_store
 from protocol.timefmt import format_time
 from tests.browser.conftest import ConsoleServer, WatchedPage

@@ -22,9 +22,9 @@ import pytest
 
 from cloud_stub.mqtt import CloudMqtt, MqttOptions
 from device.agent import Agent
+from device.clock import ManualClock
 from device.config import AgentConfig
 from device.release.audit import verify_log
-from device.release.clock import ManualClock
 from device.release.layout import ReleaseLayout
 from device.vault import open_store
 from protocol.keys import public_key_from_hex

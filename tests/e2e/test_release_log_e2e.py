@@ -29,8 +29,8 @@ from cloud_stub.policy.courts import load_court_key
 from cloud_stub.release_log import DEVICE_CHECKPOINT_FILE
 from cloud_stub.store.models import Token
 from device.agent import Agent
+from device.clock import ManualClock
 from device.config import AgentConfig
-from device.release.clock import ManualClock
 from device.release.layout import ReleaseLayout
 from device.vault import open_store
 from protocol.keys import public_key_from_hex

@@ -50,7 +50,7 @@ import sys
 from pathlib import Path
 from device.agent import Agent
 from device.config import load_config
-from device.release.clock import KernelClock
+from device.clock import KernelClock
 agent = Agent.from_config(load_config(Path(sys.argv[1])), clock=KernelClock())
 agent.run(duration_s=1.0)
 assert agent.status()["camera"]["frames"] > 0, agent.status()

@@ -29,9 +29,9 @@ from pathlib import Path
 import pytest
 
 from device.agent import Agent
+from device.clock import ManualClock
 from device.config import HomeAssistantSettings
 from device.homeassistant_bridge import HomeAssistantBridge
-from device.release.clock import ManualClock
 from tests.fixtures.agent import T0, AgentEnv
 from tests.fixtures.home_assistant import (
     WAIT_S,

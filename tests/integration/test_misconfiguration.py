@@ -24,8 +24,8 @@ import pytest
 from cloud_stub.cli.serve import api_url_mismatch
 from cloud_stub.config import load_deployment
 from device.agent import Agent
+from device.clock import ManualClock
 from device.config import AgentConfig
-from device.release.clock import ManualClock
 from tests.fixtures.cloud import loopback_socket
 from tests.fixtures.deployment import TestDeployment
 from tests.fixtures.release import rig_config

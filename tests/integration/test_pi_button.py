@@ -21,11 +21,12 @@ from typing import Any
 
 import pytest
 
-from device.button.base import ButtonError, make_button
+from device.button.base import ButtonError
+from device.button.factory import make_button
 from device.button.gpio import GpioButton
 from device.button.gpiochip import header_chip
+from device.clock import ManualClock
 from device.config import ButtonSettings
-from device.release.clock import ManualClock
 
 STANDINS = Path(__file__).resolve().parents[1] / "standins"
 T0 = datetime(2026, 5, 4, 9, 30, tzinfo=UTC)

@@ -29,12 +29,12 @@ import numpy as np
 import pytest
 
 from device.agent import Agent
-from device.camera.base import EncodedPacket, parameter_sets
-from device.camera.factory import EncoderSettings, make_camera
+from device.camera.base import EncodedPacket, EncoderSettings, parameter_sets
+from device.camera.factory import make_camera
 from device.camera.pi import PiCamera
+from device.clock import ManualClock, OffsetClock
 from device.config import CameraSettings
 from device.errors import CameraError
-from device.release.clock import ManualClock, OffsetClock
 from tests.fixtures.agent import AgentEnv
 
 STANDINS = Path(__file__).resolve().parents[1] / "standins"

@@ -195,9 +195,10 @@ def test_real_lgpio_fails_in_the_root_directory_as_a_service_user() -> None:
 BUTTON_START = """
 import sys
 from datetime import UTC, datetime
-from device.button.base import ButtonError, make_button
+from device.button.base import ButtonError
+from device.button.factory import make_button
 from device.config import ButtonSettings
-from device.release.clock import ManualClock
+from device.clock import ManualClock
 button = make_button(ButtonSettings(kind="gpio"), ManualClock(datetime(2026, 5, 4, tzinfo=UTC)))
 try:
     button.start(lambda at: None)

@@ -112,7 +112,7 @@ def test_restart_mid_job_continues_without_resending(
             upload=claims.upload or "",
             jti=claims.jti,
             clip_id=head.clip_id,
-            path=service.runner._work_path(claims.jti, head.clip_id),
+            path=service.layout.work_file(claims.jti, head.clip_id),
         )
         service.jobs.clip_uploaded(claims.jti, head.clip_id)
     finally:

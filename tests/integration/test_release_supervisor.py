@@ -23,8 +23,8 @@ import pytest
 
 from device.agent import Agent
 from device.button.control import send_command
+from device.clock import ManualClock
 from device.config import AgentConfig
-from device.release.clock import ManualClock
 from device.release.supervisor import ReleaseSupervisor, SetupBackoff
 from device.release.vaultview import StoreVault
 from device.status_file import read_status

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from device.button import make_button
 from device.button.errors import ButtonError
 from device.button.sim import SimButton
+from device.clock import ManualClock
 from device.config import ButtonSettings
-from device.release.clock import ManualClock
 
 NOW = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 

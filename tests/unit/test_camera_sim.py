@@ -12,9 +12,9 @@ from device.camera import CameraFrame, EncoderSettings, make_camera
 from device.camera.base import parameter_sets, split_nal_units
 from device.camera.scenes import SCENES, scene
 from device.camera.sim import SimCamera
+from device.clock import ManualClock
 from device.config import CameraSettings
 from device.errors import CameraError
-from device.release.clock import ManualClock
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ENCODER = EncoderSettings(bitrate=400_000, keyframe_interval_s=1.0)

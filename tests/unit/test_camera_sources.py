@@ -13,9 +13,9 @@ from device.camera import EncoderSettings, make_camera
 from device.camera.base import split_nal_units
 from device.camera.file import FileCamera
 from device.camera.v4l2 import V4L2Camera
+from device.clock import ManualClock
 from device.config import CameraSettings
 from device.errors import CameraError
-from device.release.clock import ManualClock
 
 START = datetime(2026, 5, 4, tzinfo=UTC)
 ENCODER = EncoderSettings(bitrate=300_000, keyframe_interval_s=1.0)

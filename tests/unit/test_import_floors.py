@@ -1,5 +1,9 @@
 """The import floors of docs/architecture.md hold, and the check that says so can fail.
 
+The floors are between the programs (protocol at the bottom, the programs never importing
+each other) and inside the device (composition above the services, above the recording
+parts, above the clock, configuration and errors).
+
 The contracts live in pyproject.toml (`[tool.importlinter]`). The second test copies the
 packages into a temporary folder, plants one wrong-way import per floor and runs the
 same contracts over the copy: each planted import must break the contract it crosses,
@@ -66,6 +70,10 @@ def test_the_checkout_keeps_every_floor() -> None:
         ("release_log/__init__.py", "cloud_stub.errors", "builds on protocol alone"),
         ("doorbell_evidence/__init__.py", "device.errors", "never import each other"),
         ("device/motion.py", "release_log.client", "imports no log server or client"),
+        ("device/clock.py", "device.release.handler", "the device's floors"),
+        ("device/camera/base.py", "device.agent", "the device's floors"),
+        ("device/vault/retention.py", "device.release.jobs", "the device's floors"),
+        ("device/release/roots.py", "device.homeassistant", "the device's floors"),
     ],
 )
 def test_a_planted_wrong_way_import_breaks_its_floor(

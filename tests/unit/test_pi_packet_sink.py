@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from device.camera.pi import PacketSink, header_prefix
+from device.camera.pi_output import PacketSink, header_prefix
 
 SPS = b"\x00\x00\x00\x01\x67\x42\x00\x1e"
 PPS = b"\x00\x00\x00\x01\x68\xce\x3c\x80"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from device.release.clock import KernelClock, ManualClock
+from device.clock import KernelClock, ManualClock
 from device.release.db import ReleaseDb
 from device.release.errors import ReleaseStateError
-from device.release.jobs import JobStore
+from device.release.jobs import JobState, JobStore
 from device.release.replay import ReplayState
 
 
@@ -80,7 +80,7 @@ def test_job_clips_move_forward_only(tmp_path: Path) -> None:
     clip = jobs.job("j").clips[0]  # type: ignore[union-attr]
     assert (clip.state, clip.bytes, clip.sha256) == ("uploaded", 10, "ab" * 32)
     assert [j.jti for j in jobs.running_jobs()] == ["j"]
-    jobs.finish_job("j", "done", "", [])
+    jobs.finish_job("j", JobState.done, "", [])
     assert jobs.running_jobs() == []
     db.close()
 

@@ -1,0 +1,46 @@
+"""`tune_malloc`: glibc's allocator settings for a long-running video daemon.
+
+Standard library only (ctypes), so the command line calls it first, before it imports
+the agent.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+M_TRIM_THRESHOLD = -1  # glibc <malloc.h> mallopt parameters
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
+MMAP_THRESHOLD = 128 * 1024  # glibc's initial value, made fixed
+TRIM_THRESHOLD = 1024 * 1024
+
+
+def tune_malloc() -> bool:
+    """Keep a long-running video daemon's heap from ratcheting up (glibc only).
+
+    Every frame allocates and frees buffers of a megabyte or more (raw frames for the
+    encoder). glibc's dynamic mmap threshold moves such blocks onto the heap after the
+    first free, where long-lived small objects (packets in the pre-roll ring, index
+    rows) pin them and the heap only grows: measured +25 MiB over ten minutes at 720p.
+    A fixed threshold keeps big blocks in their own mappings, returned on free; a
+    bounded number of arenas stops helper threads from each holding their own.
+    Returns False where libc has no `mallopt` (musl) or refuses; the agent works anyway.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    results = [
+        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+        mallopt(M_ARENA_MAX, MALLOC_ARENAS),
+    ]
+    return all(results)

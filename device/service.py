@@ -1,0 +1,60 @@
+"""What the agent asks of an optional service, and what it hands one.
+
+A service (the release side, the Home Assistant bridge) is built by
+`device.compose.optional_services` from an `AgentContext`, started after the store is
+recovered and stopped before it closes. This module sits below both the agent and the
+services, so a service imports it without importing the agent that runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from device.clock import Clock
+from device.config import AgentConfig
+from device.vault import SealedStore
+
+
+class Service(Protocol):
+    """Something the agent starts after the store and stops before it."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@runtime_checkable
+class ReportingService(Protocol):
+    """A service whose state the agent's status shows under ``services.<service_name>``
+    (e.g. the release side: running, or unavailable and why). `service_report` must not
+    call the agent's `status` (it is called from it)."""
+
+    service_name: str
+
+    def service_report(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AgentContext:
+    """What a service receives: the configuration, the store, the clock, and a function
+    returning the agent's current status (for health reports)."""
+
+    config: AgentConfig
+    store: SealedStore
+    clock: Clock
+    status: Callable[[], dict[str, Any]]
+
+
+def service_reports(services: Iterable[Service]) -> dict[str, Any]:
+    """``service_name -> service_report()`` of the services that report; a report that
+    raises is shown as ``{"state": "unknown", "reason": ...}``, never raised."""
+    reports: dict[str, Any] = {}
+    for service in services:
+        if isinstance(service, ReportingService):
+            try:
+                reports[service.service_name] = service.service_report()
+            except Exception as exc:  # a report must not break the status
+                reports[service.service_name] = {"state": "unknown", "reason": str(exc)}
+    return reports
