@@ -25,7 +25,7 @@ from protocol import _schema as s
 from protocol.errors import ManifestError
 from protocol.keys import key_id
 from protocol.timefmt import format_time, require_aware
-from protocol.token import Window
+from protocol.token_claims import Window
 
 MANIFEST_TYP: Final = "doorbell-manifest+jws"
 MANIFEST_VERSION: Final = 1
