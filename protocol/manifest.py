@@ -13,7 +13,6 @@ where ``bytes`` and ``sha256`` describe the re-sealed file the cloud receives.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -158,7 +157,3 @@ def check_manifest_window(manifest: EvidenceManifest, window: Window) -> None:
                 f"lies outside the window {format_time(window.start)} to "
                 f"{format_time(window.end)}"
             )
-
-
-def manifest_clip_ids(manifest: EvidenceManifest) -> Sequence[str]:
-    return [clip.clip_id for clip in manifest.clips]

@@ -34,8 +34,9 @@ def make_button(settings: ButtonSettings, clock: Clock) -> Button:
         from device.button.sim import SimButton
 
         return SimButton(clock)
-    # Imported by name: device/button/gpio.py belongs to the Pi's own issue and imports
-    # gpiozero at module level, which exists only where GPIO does.
+    # Only when selected, like the simulator. gpio.py loads gpiozero itself when the
+    # button is built (`load_gpiozero` raises ButtonError without it); this guard turns
+    # a module that cannot be imported at all into the same ButtonError.
     try:
         module = importlib.import_module("device.button.gpio")
     except ImportError as exc:
