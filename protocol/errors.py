@@ -72,7 +72,8 @@ class RejectionCode(StrEnum):
 
 
 class SealedDoorbellError(Exception):
-    """Base of every error this repository's programs raise on purpose."""
+    """Base of every error `protocol`, the device, the cloud stub and the owner's
+    application raise on purpose."""
 
 
 class ConfigError(SealedDoorbellError):
