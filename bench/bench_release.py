@@ -13,7 +13,8 @@ with signed requests, posts the signed manifest and publishes its result.
 
 Baselines, same run, same files:
 1. re-sealing the ten clips (decrypt with the epoch identity, seal to the agency, write,
-   fsync) and nothing else: the issue's target is at most 1.5x of this;
+   fsync) and nothing else: the target is at most 1.5x of this
+   (docs/adr/0008-cloud-store-and-auth.md);
 2. re-sealing plus pushing the re-sealed bytes to the same cloud evidence endpoint with
    the same signed, chunked PUTs (a second issued jti), without the protocol around it
    (no MQTT, no token check, no key opening, no durable job state, no manifest): the

@@ -3,7 +3,7 @@
 The full `verify_token` (size cap, strict JSON, headers, two signatures, every rule,
 age recipient and keys parse, with replay state) is timed against two bare
 `Ed25519PublicKey.verify` calls over the very same signing inputs, in the same run.
-Target (issue 5): at most 1.5x.
+Target: at most 1.5x (bench/README.md, docs/adr/0001-token-format.md).
 """
 
 from __future__ import annotations

@@ -3,16 +3,23 @@
 Two roots, as on the device and in python-tuf: `HostileInputError` for anything that came
 from outside and cannot be trusted (HTTP bodies, MQTT payloads, uploaded files, device
 signatures), and `EnvironmentFault` for the world failing under us (database, disk,
-broker). `ServiceError` carries the refusals the service decides on purpose (not found,
-forbidden, conflict); every one of them has a stable machine-readable ``code``.
+broker). The refusals the service decides on purpose (not found, forbidden, conflict)
+hang directly under `CloudError`; every error has a stable machine-readable ``code``.
 Third-party exceptions (SQLAlchemy, pyrage, paho) are translated at the seam that calls
 the library.
+
+`ConfigError`, `HostileInputError`, `EnvironmentFault` and `TransportError` are also the
+shared classes of their names in `protocol.errors` (docs/architecture.md, "Errors"):
+``except CloudError`` catches what the stub raises, an ``except`` of a shared class
+catches that kind of failure from any program.
 """
 
 from __future__ import annotations
 
+from protocol import errors as shared
 
-class CloudError(Exception):
+
+class CloudError(shared.SealedDoorbellError):
     """Base of every error the cloud stub raises on purpose."""
 
     code: str = "error"
@@ -27,13 +34,13 @@ class CloudError(Exception):
         return str(self.args[0]) if self.args else self.code
 
 
-class ConfigError(CloudError):
+class ConfigError(CloudError, shared.ConfigError):
     """The deployment directory or the service settings are missing or ill-formed."""
 
     code = "config_error"
 
 
-class HostileInputError(CloudError):
+class HostileInputError(CloudError, shared.HostileInputError):
     """Input from outside was rejected (bad body, bad signature, bad file). Never retried."""
 
     code = "bad_input"
@@ -45,23 +52,19 @@ class AuthenticationError(HostileInputError):
     code = "unauthenticated"
 
 
-class ServiceError(CloudError):
-    """A refusal the service decides on purpose."""
-
-
-class NotFound(ServiceError):
+class NotFound(CloudError):
     """The named object does not exist, or the caller may not know that it does."""
 
     code = "not_found"
 
 
-class Forbidden(ServiceError):
+class Forbidden(CloudError):
     """The caller is authenticated but its role or organisation may not do this."""
 
     code = "forbidden"
 
 
-class Conflict(ServiceError):
+class Conflict(CloudError):
     """The object is not in a state that allows the action (already decided, wrong offset)."""
 
     code = "conflict"
@@ -73,19 +76,19 @@ class TooLarge(HostileInputError):
     code = "too_large"
 
 
-class RefusedByPolicy(ServiceError):
+class RefusedByPolicy(CloudError):
     """The legal check refused it; ``code`` is the policy's own (docs/policy.md)."""
 
     code = "refused"
 
 
-class SigningError(ServiceError):
+class SigningError(CloudError):
     """A token could not be built or signed (no escrowed keys, unreadable signer key)."""
 
     code = "signing_failed"
 
 
-class EnvironmentFault(CloudError):
+class EnvironmentFault(CloudError, shared.EnvironmentFault):
     """The world failed under us (database, disk, broker). May be retried."""
 
     code = "environment_fault"
@@ -97,7 +100,7 @@ class StoreError(EnvironmentFault):
     code = "store_error"
 
 
-class TransportError(EnvironmentFault):
+class TransportError(EnvironmentFault, shared.TransportError):
     """The MQTT broker could not be reached or refused a publish."""
 
     code = "transport_error"

@@ -6,28 +6,36 @@ the bundle, the local state, or the broker. Third-party errors (ssl, paho, OSErr
 tomllib, cryptography) are translated where they are raised, and each message names
 the file, the host:port or the topic concerned. Every `OwnerError` ends the command
 with exit code 1; a command line the parser refuses exits 2.
+
+Each class is also the shared class of its kind in `protocol.errors` (docs/architecture.md,
+"Errors"): `HostileInput` a `HostileInputError`, `BundleError` a `ConfigError`,
+`StateError` an `EnvironmentFault`, `TransportError` the shared `TransportError`.
+`HostileInput` stays outside `OwnerError`: a refused payload is reported and dropped, it
+does not stop a command.
 """
 
 from __future__ import annotations
 
+from protocol import errors as shared
 
-class HostileInput(Exception):
+
+class HostileInput(shared.HostileInputError):
     """A payload the protocol refused (malformed, oversized, wrong topic)."""
 
 
-class OwnerError(Exception):
+class OwnerError(shared.SealedDoorbellError):
     """A command cannot go on. The message is one line meant for the owner."""
 
 
-class BundleError(OwnerError):
+class BundleError(OwnerError, shared.ConfigError):
     """The owner bundle is missing, incomplete, or holds a file that is not what it says."""
 
 
-class StateError(OwnerError):
+class StateError(OwnerError, shared.EnvironmentFault):
     """The local ledger cannot be read or written, or another reader holds it."""
 
 
-class TransportError(OwnerError):
+class TransportError(OwnerError, shared.TransportError):
     """The broker could not be reached or the connection to it failed."""
 
 

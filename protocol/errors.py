@@ -1,4 +1,21 @@
-"""The protocol's error hierarchy and the stable rejection codes.
+"""The error hierarchy shared by every program, the protocol's own errors, and the
+stable rejection codes.
+
+The shared floor, in the manner of sigstore-python's `errors.py` and python-tuf's two
+roots (docs/architecture.md, "Errors")::
+
+    SealedDoorbellError
+    ├── ConfigError          a configuration or deployment file is missing or ill-formed
+    ├── HostileInputError    bytes from outside were refused; never retried as is
+    │   └── ProtocolError    everything `protocol` raises on purpose
+    └── EnvironmentFault     the world failed under us (disk, database, camera); may be retried
+        └── TransportError   the broker, the cloud or the network could not be reached
+
+Each program keeps its own root (`DoorbellError`, `CloudError`, `OwnerError`) and its
+classes of these names subclass both that root and the shared class, so an ``except``
+of the program's root keeps its meaning and an ``except`` of a shared class here
+catches the same kind of failure from any program. These classes carry no state of
+their own: a program's root adds what it needs (the cloud stub's ``code``).
 
 Everything raised on purpose by `protocol` is a `ProtocolError`. Hostile input (a token,
 a trust root, a manifest, a signed request, an MQTT payload) is rejected with a subclass
@@ -54,8 +71,31 @@ class RejectionCode(StrEnum):
     warrant_case_mismatch = "warrant_case_mismatch"  # case differs from the signed statement
 
 
-class ProtocolError(Exception):
-    """Base of every error `protocol` raises on purpose."""
+class SealedDoorbellError(Exception):
+    """Base of every error `protocol`, the device, the cloud stub and the owner's
+    application raise on purpose."""
+
+
+class ConfigError(SealedDoorbellError):
+    """A configuration or deployment file is missing, unreadable or ill-formed."""
+
+
+class HostileInputError(SealedDoorbellError):
+    """Input from outside was refused (a token, a payload, a file, a signature).
+
+    Never retried as is."""
+
+
+class EnvironmentFault(SealedDoorbellError):
+    """The world failed under us (disk, database, broker, camera, network). May be retried."""
+
+
+class TransportError(EnvironmentFault):
+    """The broker, the cloud or the network could not be reached, or dropped the exchange."""
+
+
+class ProtocolError(HostileInputError):
+    """Base of every error `protocol` raises on purpose: hostile bytes refused."""
 
 
 class CodedError(ProtocolError):

@@ -13,7 +13,6 @@ where ``bytes`` and ``sha256`` describe the re-sealed file the cloud receives.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -25,7 +24,7 @@ from protocol import _schema as s
 from protocol.errors import ManifestError
 from protocol.keys import key_id
 from protocol.timefmt import format_time, require_aware
-from protocol.token import Window
+from protocol.token_claims import Window
 
 MANIFEST_TYP: Final = "doorbell-manifest+jws"
 MANIFEST_VERSION: Final = 1
@@ -158,7 +157,3 @@ def check_manifest_window(manifest: EvidenceManifest, window: Window) -> None:
                 f"lies outside the window {format_time(window.start)} to "
                 f"{format_time(window.end)}"
             )
-
-
-def manifest_clip_ids(manifest: EvidenceManifest) -> Sequence[str]:
-    return [clip.clip_id for clip in manifest.clips]

@@ -24,7 +24,8 @@ from protocol import _schema as s
 from protocol.errors import MessageError
 from protocol.keys import canonical_json
 from protocol.timefmt import format_time
-from protocol.token import AGE_MAGIC, EPOCH_ID_PATTERN, CaseRef, Window
+from protocol.token_claims import CaseRef, Window
+from protocol.token_keys import AGE_MAGIC, EPOCH_ID_PATTERN
 from protocol.trust_root import BASES
 
 printable = s.printable  # text for a message field, with what `string` refuses made '?'

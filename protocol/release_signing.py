@@ -23,7 +23,8 @@ from protocol import _schema as s
 from protocol.errors import TokenRejected
 from protocol.keys import key_id
 from protocol.timefmt import format_time
-from protocol.token import MAX_TOKEN_BYTES, TOKEN_TYP, ReleaseClaims, encode_claims
+from protocol.token_claims import MAX_TOKEN_BYTES, TOKEN_TYP, ReleaseClaims
+from protocol.token_signing import encode_claims
 
 
 class SignatureRefused(ValueError):

@@ -1,4 +1,5 @@
-"""Release and preservation tokens: claims, signing, and the device's acceptance rules.
+"""Release and preservation tokens: the device's acceptance rules, and the public surface
+of the token modules.
 
 A token is a JWS in General JSON Serialization (RFC 7515 section 7.2.1), alg
 ``Ed25519`` (RFC 9864), each protected header exactly ``{"alg", "kid", "typ":
@@ -30,280 +31,49 @@ exactly this order and stops at the first failure (docs/protocol.md lists the co
 
 The delivered keys are opened separately, by `open_delivered_keys`, once the device
 holds its transport identity and its epoch records (keys_mismatch, bad_keys).
+
+The other jobs live beside this module and are imported through it (`__all__`):
+`protocol.token_claims` (the claims and their strict parser), `protocol.token_signing`
+(the cloud's signing) and `protocol.token_keys` (the delivered epoch keys).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import math
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Final, Protocol
+from datetime import datetime
+from typing import Final, Protocol
 
 import pyrage
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol import _jws
 from protocol import _schema as s
-from protocol._schema import ID_PATTERN as ID_PATTERN  # public: ids on the wire
-from protocol.errors import KeyFormatError, RejectionCode, TokenRejected
-from protocol.timefmt import format_time, parse_time, require_aware
+from protocol._schema import ID_PATTERN
+from protocol.errors import RejectionCode, TokenRejected
+from protocol.timefmt import format_time, require_aware
+from protocol.token_claims import (
+    MAX_TOKEN_BYTES,
+    TOKEN_TYP,
+    TOKEN_VERSION,
+    CaseRef,
+    ReleaseClaims,
+    Window,
+    unix_time,
+)
+from protocol.token_keys import (
+    AGE_MAGIC,
+    EPOCH_ID_PATTERN,
+    MAX_EPOCHS,
+    decode_keys,
+    open_delivered_keys,
+    seal_keys_for_device,
+)
+from protocol.token_signing import add_signature, encode_claims, sign_token
 from protocol.trust_root import BASES, BasisLimits, TrustRoot
-from protocol.warrant import WarrantClaim
 
-TOKEN_TYP: Final = "doorbell-release+jws"  # noqa: S105 (a media type, not a secret)
-TOKEN_VERSION: Final = 1
-MAX_TOKEN_BYTES: Final = 64 * 1024  # an age file of ~100 epoch identities fits well inside
 MAX_HOLD_S: Final = 90 * 24 * 3600  # docs/protocol.md: a pin lasts at most 90 days
 DEFAULT_SKEW_S: Final = 60
 RELEASE_ROLE: Final = "release"
-AGE_MAGIC: Final = b"age-encryption.org/v1\n"
-MAX_EPOCHS: Final = 1024
-EPOCH_ID_PATTERN: Final = re.compile(r"\d{1,12}-[0-9a-f]{8}")
-_UPLOAD_URL: Final = re.compile(
-    r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~!$&'()*+,;=:@%/\-]*)?"
-)
-
-_CLAIMS_REQUIRED = frozenset(
-    {"v", "iss", "aud", "jti", "seq", "iat", "nbf", "exp", "basis", "case", "window"}
-)
-_RELEASE_ONLY = frozenset({"recipient", "keys", "upload"})
-_CASE_KEYS = frozenset({"request_id", "docket", "authority", "document_sha256"})
-_WINDOW_KEYS = frozenset({"start", "end"})
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """A half-open time range [start, end), aware UTC datetimes."""
-
-    start: datetime
-    end: datetime
-
-    def __post_init__(self) -> None:
-        require_aware("window.start", self.start)
-        require_aware("window.end", self.end)
-        if self.end <= self.start:
-            raise ValueError("window end must be after its start")
-
-    @property
-    def length_s(self) -> float:
-        return (self.end - self.start).total_seconds()
-
-    def overlaps(self, start: datetime, end: datetime) -> bool:
-        """True when [start, end] shares any instant with the window."""
-        return start < self.end and end > self.start
-
-    def to_payload(self) -> dict[str, str]:
-        return {"start": format_time(self.start), "end": format_time(self.end)}
-
-    @classmethod
-    def from_payload(cls, value: Any, name: str = "window") -> Window:
-        """Raises s.SchemaError."""
-        item = s.obj(value, name, _WINDOW_KEYS)
-        try:
-            start, end = parse_time(item["start"]), parse_time(item["end"])
-        except ValueError as exc:
-            raise s.SchemaError(f"{name}: {exc}") from None
-        if end <= start:
-            raise s.SchemaError(f"{name} end must be after its start")
-        return cls(start=start, end=end)
-
-
-@dataclass(frozen=True, slots=True)
-class CaseRef:
-    """The legal case behind a token: request id, docket or incident number, court or
-    agency, and the sha256 of the signed warrant or emergency certification."""
-
-    request_id: str
-    docket: str
-    authority: str
-    document_sha256: str
-
-    def to_payload(self) -> dict[str, str]:
-        return {
-            "request_id": self.request_id,
-            "docket": self.docket,
-            "authority": self.authority,
-            "document_sha256": self.document_sha256,
-        }
-
-    @classmethod
-    def from_payload(cls, value: Any, name: str = "case") -> CaseRef:
-        """Raises s.SchemaError."""
-        item = s.obj(value, name, _CASE_KEYS)
-        return cls(
-            request_id=s.string(item["request_id"], f"{name}.request_id", max_len=128),
-            docket=s.string(item["docket"], f"{name}.docket", max_len=256),
-            authority=s.string(item["authority"], f"{name}.authority", max_len=256),
-            document_sha256=s.hex64(item["document_sha256"], f"{name}.document_sha256"),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ReleaseClaims:
-    """The payload of a token. `recipient`, `keys` and `upload` are present exactly for
-    warrant and emergency; `hold_until` exactly for preservation."""
-
-    v: int
-    iss: str
-    aud: str
-    jti: str
-    seq: int
-    iat: int
-    nbf: int
-    exp: int
-    basis: str
-    case: CaseRef
-    window: Window
-    recipient: str | None = None
-    keys: str | None = None  # standard base64 of an age file sealed to the transport key
-    upload: str | None = None
-    notify_after: datetime | None = None
-    hold_until: datetime | None = None
-    warrant: WarrantClaim | None = None  # warrant basis, trust root v2 (protocol/warrant.py)
-
-    @property
-    def is_preservation(self) -> bool:
-        return self.basis == "preservation"
-
-    def to_payload(self) -> dict[str, Any]:
-        """The claims as a JSON object (absent optional claims are left out)."""
-        out: dict[str, Any] = {
-            "v": self.v,
-            "iss": self.iss,
-            "aud": self.aud,
-            "jti": self.jti,
-            "seq": self.seq,
-            "iat": self.iat,
-            "nbf": self.nbf,
-            "exp": self.exp,
-            "basis": self.basis,
-            "case": self.case.to_payload(),
-            "window": self.window.to_payload(),
-        }
-        for name in ("recipient", "keys", "upload"):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
-        if self.notify_after is not None:
-            out["notify_after"] = format_time(self.notify_after)
-        if self.hold_until is not None:
-            out["hold_until"] = format_time(self.hold_until)
-        if self.warrant is not None:
-            out["warrant"] = self.warrant.to_payload()
-        return out
-
-    @classmethod
-    def from_payload(cls, value: Any) -> ReleaseClaims:
-        """The strict parser: exactly the claims of docs/protocol.md, nothing else.
-
-        Raises TokenRejected(malformed) naming the first problem.
-        """
-        try:
-            return _parse_claims(value)
-        except s.SchemaError as exc:
-            raise TokenRejected(RejectionCode.malformed, f"claims: {exc}") from None
-
-
-def _parse_claims(value: Any) -> ReleaseClaims:
-    if not isinstance(value, dict):
-        raise s.SchemaError("the payload must be a JSON object")
-    basis = value.get("basis")
-    if basis not in BASES:
-        raise s.SchemaError(f"basis must be one of {', '.join(BASES)}")
-    if basis == "preservation":
-        item = s.obj(value, "claims", _CLAIMS_REQUIRED | {"hold_until"})
-    else:
-        optional = {"notify_after", "warrant"} if basis == "warrant" else {"notify_after"}
-        item = s.obj(value, "claims", _CLAIMS_REQUIRED | _RELEASE_ONLY, frozenset(optional))
-    if type(item["v"]) is not int or item["v"] != TOKEN_VERSION:  # not 1.0, 1e0 or true
-        raise s.SchemaError(f"v must be the integer {TOKEN_VERSION}")
-    jti = s.identifier(item["jti"], "jti")
-    iat = s.integer(item["iat"], "iat")
-    nbf = s.integer(item["nbf"], "nbf")
-    exp = s.integer(item["exp"], "exp")
-    if not iat <= nbf < exp:
-        raise s.SchemaError("times must satisfy iat <= nbf < exp")
-    recipient = keys = upload = None
-    notify_after = hold_until = None
-    if basis == "preservation":
-        hold_until = s.instant(item["hold_until"], "hold_until")
-    else:
-        upload = s.string(item["upload"], "upload", max_len=2048)
-        if _UPLOAD_URL.fullmatch(upload) is None:
-            raise s.SchemaError("upload must be an http(s) URL without query or fragment")
-        if "notify_after" in item:
-            notify_after = s.instant(item["notify_after"], "notify_after")
-        # strings under the text rule like every claim (docs/protocol.md rule 2); whether
-        # they parse as a recipient and an age file is judged later (bad_recipient, bad_keys)
-        recipient = s.string(item["recipient"], "recipient", max_len=MAX_TOKEN_BYTES,
-                             allow_empty=True)
-        keys = s.string(item["keys"], "keys", max_len=MAX_TOKEN_BYTES, allow_empty=True)
-    return ReleaseClaims(
-        v=TOKEN_VERSION,
-        iss=s.string(item["iss"], "iss", max_len=128),
-        aud=s.string(item["aud"], "aud", max_len=128),
-        jti=jti,
-        seq=s.integer(item["seq"], "seq", minimum=1),
-        iat=iat,
-        nbf=nbf,
-        exp=exp,
-        basis=basis,
-        case=CaseRef.from_payload(item["case"]),
-        window=Window.from_payload(item["window"]),
-        recipient=recipient,
-        keys=keys,
-        upload=upload,
-        notify_after=notify_after,
-        hold_until=hold_until,
-        warrant=WarrantClaim.from_payload(item["warrant"]) if "warrant" in item else None,
-    )
-
-
-# --- signing (the cloud) -------------------------------------------------------------
-
-
-def encode_claims(claims: ReleaseClaims) -> bytes:
-    """Compact, sorted JSON of the claims, after checking them with the strict parser.
-
-    Raises ValueError when the claims would not pass the device's parser.
-    """
-    payload = claims.to_payload()
-    try:
-        ReleaseClaims.from_payload(payload)
-    except TokenRejected as exc:
-        raise ValueError(f"these claims would be rejected as malformed: {exc.detail}") from None
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
-        "utf-8"
-    )
-
-
-def sign_token(claims: ReleaseClaims, signers: Sequence[Ed25519PrivateKey]) -> bytes:
-    """A token signed by each of `signers` (one signature per distinct key).
-
-    Raises ValueError for invalid claims, no signer, or a signer given twice.
-    """
-    envelope = _jws.sign(encode_claims(claims), TOKEN_TYP, signers)
-    return _jws.encode(envelope)
-
-
-def add_signature(token: bytes, signer: Ed25519PrivateKey) -> bytes:
-    """Add one more signature to a token (threshold collection across signers).
-
-    Raises ValueError when the token does not parse, or when `signer`'s key id already
-    signed it (a repeated kid would count only once on the device anyway).
-    """
-    try:
-        return _jws.add_signature(token, typ=TOKEN_TYP, max_bytes=MAX_TOKEN_BYTES, signer=signer)
-    except _jws.JwsFormatError as exc:
-        raise ValueError(f"not a token: {exc.detail}") from None
-
-
-# --- verification (the device) -------------------------------------------------------
 
 
 class ReplayView(Protocol):
@@ -524,7 +294,7 @@ def check_claims(
     if claims.recipient is not None:
         _check_recipient(claims.recipient)
     if claims.keys is not None:
-        _decode_keys(claims.keys)
+        decode_keys(claims.keys)
 
 
 def exact_seconds(value: float) -> str:
@@ -542,108 +312,30 @@ def _check_recipient(recipient: str) -> None:
         raise _reject(RejectionCode.bad_recipient, f"recipient does not parse: {exc}") from None
 
 
-def _decode_keys(keys: str) -> bytes:
-    try:
-        raw = base64.b64decode(keys.encode("ascii"), validate=True)
-    except (binascii.Error, ValueError, UnicodeEncodeError):
-        raise _reject(RejectionCode.bad_keys, "keys is not standard padded base64") from None
-    if not raw.startswith(AGE_MAGIC):
-        raise _reject(RejectionCode.bad_keys, "keys does not hold an age v1 file")
-    return raw
-
-
-# --- delivered epoch keys --------------------------------------------------------------
-
-
-def open_delivered_keys(
-    claims: ReleaseClaims,
-    transport_identity: str,
-    recorded_recipients: Mapping[str, str],
-) -> dict[str, str]:
-    """Open the `keys` claim with the device transport identity.
-
-    Returns epoch id -> ``AGE-SECRET-KEY-1...``. Every delivered identity's public
-    recipient must equal the recipient the device recorded for that epoch.
-    Raises TokenRejected(bad_keys) when the claim is absent, does not decrypt or does not
-    hold ``{"epochs": {...}}``; TokenRejected(keys_mismatch) for an unknown epoch or a
-    wrong identity; KeyFormatError when `transport_identity` itself is not an age
-    identity (a fault of the device, not of the token).
-    """
-    if claims.keys is None:
-        raise _reject(RejectionCode.bad_keys, f"a {claims.basis} token carries no keys")
-    sealed = _decode_keys(claims.keys)
-    try:
-        identity = pyrage.x25519.Identity.from_str(transport_identity.strip())
-    except pyrage.IdentityError:
-        raise KeyFormatError("the transport identity is not an age X25519 identity") from None
-    try:
-        plaintext = pyrage.decrypt(sealed, [identity])
-    except pyrage.DecryptError as exc:
-        raise _reject(
-            RejectionCode.bad_keys, f"keys could not be opened with the transport identity: {exc}"
-        ) from None
-    try:
-        doc = s.obj(s.loads_strict(plaintext), "keys plaintext", frozenset({"epochs"}))
-        epochs = doc["epochs"]
-        if not isinstance(epochs, dict) or len(epochs) > MAX_EPOCHS:
-            raise s.SchemaError(f"epochs must be an object of at most {MAX_EPOCHS} entries")
-    except s.SchemaError as exc:
-        raise _reject(RejectionCode.bad_keys, str(exc)) from None
-    out: dict[str, str] = {}
-    for epoch, secret in epochs.items():
-        if EPOCH_ID_PATTERN.fullmatch(epoch) is None:
-            raise _reject(RejectionCode.bad_keys, f"epoch id {epoch!r:.40} is not <secs>-<8 hex>")
-        if not isinstance(secret, str):
-            raise _reject(RejectionCode.bad_keys, f"epoch {epoch}: identity must be a string")
-        try:
-            public = str(pyrage.x25519.Identity.from_str(secret).to_public())
-        except pyrage.IdentityError:
-            raise _reject(
-                RejectionCode.bad_keys, f"epoch {epoch}: not an age X25519 identity"
-            ) from None
-        recorded = recorded_recipients.get(epoch)
-        if recorded is None:
-            raise _reject(
-                RejectionCode.keys_mismatch, f"epoch {epoch} was never recorded by this device"
-            )
-        if public != recorded:
-            raise _reject(
-                RejectionCode.keys_mismatch,
-                f"epoch {epoch}: delivered identity does not match the recorded recipient",
-            )
-        out[epoch] = secret
-    return out
-
-
-def seal_keys_for_device(epochs: Mapping[str, str], transport_recipient: str) -> str:
-    """The `keys` claim: epoch identities sealed to the device's transport recipient.
-
-    Raises KeyFormatError for a bad recipient, epoch id or identity.
-    """
-    if len(epochs) > MAX_EPOCHS:
-        raise KeyFormatError(f"at most {MAX_EPOCHS} epochs fit in one token")
-    for epoch, secret in epochs.items():
-        if EPOCH_ID_PATTERN.fullmatch(epoch) is None:
-            raise KeyFormatError(f"epoch id {epoch!r:.40} is not <unix seconds>-<8 hex>")
-        try:
-            pyrage.x25519.Identity.from_str(secret)
-        except pyrage.IdentityError:
-            raise KeyFormatError(f"epoch {epoch}: not an age X25519 identity") from None
-    try:
-        recipient = pyrage.x25519.Recipient.from_str(transport_recipient.strip())
-    except pyrage.RecipientError:
-        raise KeyFormatError("the transport recipient is not an age X25519 recipient") from None
-    plaintext = json.dumps({"epochs": dict(epochs)}, sort_keys=True, separators=(",", ":")).encode(
-        "utf-8"
-    )
-    try:
-        sealed = pyrage.encrypt(plaintext, [recipient])
-    except pyrage.EncryptError as exc:
-        raise KeyFormatError(f"sealing the epoch keys failed: {exc}") from None
-    return base64.b64encode(sealed).decode("ascii")
-
-
-def unix_time(value: datetime) -> int:
-    """Whole seconds since the epoch of an aware datetime (floor). Raises ValueError."""
-    require_aware("time", value)
-    return math.floor(value.astimezone(UTC).timestamp())
+__all__ = [
+    "AGE_MAGIC",
+    "DEFAULT_SKEW_S",
+    "EPOCH_ID_PATTERN",
+    "ID_PATTERN",
+    "MAX_EPOCHS",
+    "MAX_HOLD_S",
+    "MAX_TOKEN_BYTES",
+    "RELEASE_ROLE",
+    "TOKEN_TYP",
+    "TOKEN_VERSION",
+    "CaseRef",
+    "ReleaseClaims",
+    "ReplayView",
+    "VerificationContext",
+    "Window",
+    "add_signature",
+    "check_claims",
+    "encode_claims",
+    "exact_seconds",
+    "open_delivered_keys",
+    "parse_token",
+    "seal_keys_for_device",
+    "sign_token",
+    "unix_time",
+    "verify_token",
+]

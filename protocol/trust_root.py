@@ -385,8 +385,3 @@ def update_trust_root(current: TrustRoot, data: bytes, *, now: datetime) -> Trus
     check_threshold(parsed, new.roles["root"], new.keys, "the new")
     check_expiry(new.version, new.expires, now)
     return new
-
-
-def trust_root_to_bytes_unsigned(root: TrustRoot) -> bytes:
-    """Canonical bytes of the ``signed`` part: what each root key signs."""
-    return canonical_json(root.to_signed())

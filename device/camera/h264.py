@@ -106,12 +106,3 @@ class H264Encoder:
         return EncodedPacket(
             data=bytes(packet), pts_s=float(pts / self._rate), keyframe=packet.is_keyframe
         )
-
-
-def gray_to_i420(gray: npt.NDArray[np.uint8]) -> Yuv420Image:
-    """A neutral-chroma I420 image from a grayscale one (for monochrome sources)."""
-    height, width = gray.shape
-    out = np.empty((height * 3 // 2, width), dtype=np.uint8)
-    out[:height] = gray
-    out[height:] = 128
-    return out

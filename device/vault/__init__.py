@@ -5,15 +5,11 @@ from device.vault.agestream import AgeStreamReader, AgeStreamWriter
 from device.vault.epochs import Epoch, EpochKeeper
 from device.vault.index import ClipEvent, ClipIndex, ClipRecord, ClipState, EpochRecord
 from device.vault.outbox import EscrowOutbox, OutboxItem
+from device.vault.recovery import RecoveryReport
 from device.vault.reseal import reseal
 from device.vault.retention import RetentionPlan, plan_retention
-from device.vault.store import (
-    ClipWriter,
-    RecoveryReport,
-    SealedStore,
-    StoreHealth,
-    open_store,
-)
+from device.vault.store import SealedStore, StoreHealth, open_store
+from device.vault.writer import ClipWriter
 
 __all__ = [
     "AgeStreamReader",

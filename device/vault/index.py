@@ -328,7 +328,3 @@ class ClipIndex:
                 "UPDATE clips SET pending_upload = ? WHERE id = ?",
                 [(int(pending), c) for c in clip_ids],
             )
-
-    def total_bytes(self) -> int:
-        rows = self._query("SELECT COALESCE(SUM(bytes), 0) FROM clips")
-        return int(str(rows[0][0]))

@@ -7,6 +7,9 @@ ciphertext), then the file is renamed to ``.age`` and the directory fsync'd. `re
 puts every state a crash can leave back into agreement. A full disk ends the clip as
 ``truncated`` and makes the store refuse new clips (`StorageFull`) until retention or
 the operator frees space; nothing in here lets a disk error corrupt the index.
+
+One clip is written by a `ClipWriter` (`device/vault/writer.py`); the files and their
+rows are kept in agreement by `ClipFiles` (`device/vault/recovery.py`).
 """
 
 from __future__ import annotations
@@ -14,31 +17,23 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
-import shutil
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from device.config import AgentConfig, StorageSettings
 from device.errors import StorageFull
 from device.vault.agekeys import X25519Recipient
-from device.vault.agestream import AgeStreamWriter
 from device.vault.clipfile import (
-    CLIP_ID,
-    PART_SUFFIX,
-    SEALED_SUFFIX,
-    HashingFileSink,
     clip_dir,
     fsync_dir,
-    inspect,
     new_clip_id,
     part_file,
     sealed_file,
 )
-from device.vault.epochs import Epoch, EpochKeeper
+from device.vault.epochs import EpochKeeper
 from device.vault.errors import (
     ClipStateError,
     ClipWriteFailed,
@@ -48,12 +43,12 @@ from device.vault.errors import (
 )
 from device.vault.index import ClipEvent, ClipIndex, ClipRecord, ClipState
 from device.vault.outbox import EscrowOutbox
+from device.vault.recovery import ClipFiles, RecoveryNotes, RecoveryReport
 from device.vault.retention import RetentionPlan, plan_retention
+from device.vault.writer import ClipWriter
 
 log = logging.getLogger(__name__)
 
-_EVENT_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
-MAX_EVENTS = 1000
 RESUME_FREE_BYTES = 4 * 1024 * 1024  # "space is back" only with room for a few seconds
 
 
@@ -73,191 +68,6 @@ class StoreHealth:
     used_bytes: int
     clips: int
     unsettled: int  # clips whose end could not be written yet (disk full); retried
-
-
-@dataclass(frozen=True, slots=True)
-class RecoveryReport:
-    truncated: tuple[str, ...] = ()  # .part files kept as truncated clips
-    removed_empty: tuple[str, ...] = ()  # .part files holding nothing beyond the header
-    completed: tuple[str, ...] = ()  # sealed rows whose rename had not happened
-    dropped_rows: tuple[str, ...] = ()  # rows whose file was gone
-    adopted: tuple[str, ...] = ()  # files without a row, given one (their epoch is known)
-    quarantined: tuple[str, ...] = ()  # files nobody can place, moved to orphans/
-
-    @property
-    def clean(self) -> bool:
-        return not any(
-            (self.truncated, self.removed_empty, self.completed, self.dropped_rows,
-             self.adopted, self.quarantined)
-        )
-
-    def __str__(self) -> str:
-        """What recovery did, in words (for the log), e.g. "1 clip kept as truncated
-        (power cut mid-clip): 20260504T093000Z-ab12cd34"."""
-        said = []
-        for ids, what in (
-            (self.truncated, "kept as truncated (power cut mid-clip)"),
-            (self.removed_empty, "removed (held nothing beyond the header)"),
-            (self.completed, "completed (sealed, not yet renamed)"),
-            (self.dropped_rows, "dropped from the index (the file was gone)"),
-            (self.adopted, "added to the index (a file without a row)"),
-            (self.quarantined, "moved to orphans/ (cannot be placed)"),
-        ):
-            if ids:
-                clips = "clip" if len(ids) == 1 else "clips"
-                said.append(f"{len(ids)} {clips} {what}: {', '.join(ids)}")
-        return "; ".join(said) or "nothing to do"
-
-
-@dataclass(slots=True)
-class _Recovery:
-    truncated: list[str] = field(default_factory=list)
-    removed_empty: list[str] = field(default_factory=list)
-    completed: list[str] = field(default_factory=list)
-    dropped_rows: list[str] = field(default_factory=list)
-    adopted: list[str] = field(default_factory=list)
-    quarantined: list[str] = field(default_factory=list)
-
-    def freeze(self) -> RecoveryReport:
-        return RecoveryReport(
-            tuple(self.truncated), tuple(self.removed_empty), tuple(self.completed),
-            tuple(self.dropped_rows), tuple(self.adopted), tuple(self.quarantined),
-        )
-
-
-class ClipWriter:
-    """One clip being sealed. Not thread-safe: one producer writes it.
-
-    `write` and `finish` raise StorageFull (ENOSPC) or ClipWriteFailed (another disk
-    error); by then the clip is already ended as ``truncated`` (or removed when it held
-    nothing) and the writer is dead. Raises ValueError when used after finish/abort.
-    """
-
-    def __init__(
-        self, store: SealedStore, clip_id: str, start: datetime, epoch: Epoch, fd: int
-    ) -> None:
-        self._store = store
-        self.clip_id = clip_id
-        self.start = start
-        self.epoch = epoch
-        self._fd: int | None = fd
-        self._sink = HashingFileSink(fd)
-        self._events: list[ClipEvent] = []
-        self._done = False
-        self._age = AgeStreamWriter(self._sink, [epoch.recipient, store.owner_recipient])
-
-    @property
-    def alive(self) -> bool:
-        return not self._done
-
-    @property
-    def plaintext_bytes(self) -> int:
-        return self._age.plaintext_bytes
-
-    def _check(self) -> None:
-        if self._done:
-            raise ValueError(f"clip {self.clip_id} is already finished or aborted")
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Seal `data` into the clip. Raises StorageFull, ClipWriteFailed, ValueError."""
-        self._check()
-        try:
-            self._age.write(data)
-        except OSError as exc:
-            self._fail(exc)
-
-    def add_event(self, kind: str, at: datetime) -> None:
-        """Record an event (e.g. ``button``) on the clip; kept in the index at once.
-
-        Raises ValueError for a bad kind or naive time. An index write failure is logged
-        and the event is kept in memory until finish.
-        """
-        self._check()
-        if not _EVENT_KIND.fullmatch(kind):
-            raise ValueError(f"event kind must match [a-z][a-z0-9_]{{0,31}}: {kind!r:.40}")
-        if at.tzinfo is None:
-            raise ValueError("event time must be an aware datetime")
-        if len(self._events) >= MAX_EVENTS:
-            raise ValueError(f"a clip holds at most {MAX_EVENTS} events")
-        self._events.append(ClipEvent(kind, at.astimezone(UTC)))
-        try:
-            self._store.index.set_events(self.clip_id, self._events)
-        except VaultIndexError as exc:
-            log.warning("clip %s: event %s kept in memory for now: %s", self.clip_id, kind, exc)
-
-    def finish(self, end: datetime) -> ClipRecord:
-        """Seal the final chunk, fsync, record ``sealed`` and rename to ``.age``.
-
-        Raises StorageFull / ClipWriteFailed (the clip is then ``truncated``),
-        VaultIndexError (IndexFull on a full disk) when the index cannot record it: the
-        sealed file is kept and its row is completed before the next clip opens.
-        """
-        self._check()
-        if end.tzinfo is None:
-            raise ValueError("end must be an aware datetime")
-        try:
-            self._age.close()
-            self._sink.sync()
-        except OSError as exc:
-            self._fail(exc)
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
-        self._done = True
-        self._store._finished(self)
-        size, digest = self._sink.bytes, self._sink.hasher.hexdigest()
-        try:
-            self._store.index.finish(
-                self.clip_id, end=end, events=self._events, size=size, sha256=digest,
-                complete=True,
-            )
-        except VaultIndexError:
-            # The file is complete; only its row is behind. Retried before the next clip.
-            self._store._defer_finish(self.clip_id, end, self._events, size, digest)
-            raise
-        try:
-            self._store._publish(self.clip_id)
-        except OSError as exc:
-            self._store._defer_finish(self.clip_id, end, self._events, size, digest)
-            raise ClipWriteFailed(
-                f"clip {self.clip_id} is sealed but could not be renamed ({exc.strerror}); "
-                "retried before the next clip"
-            ) from exc
-        record = self._store.index.get(self.clip_id)
-        if record is None:
-            raise VaultIndexError(f"clip {self.clip_id} vanished from the index")
-        return record
-
-    def abort(self) -> None:
-        """Discard the clip: its file and its row go. Idempotent."""
-        if self._done:
-            return
-        self._done = True
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
-        self._store._finished(self)
-        self._store._discard(self.clip_id)
-
-    def _fail(self, exc: OSError) -> None:
-        self._done = True
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                log.warning("clip %s: close after a write error failed", self.clip_id)
-        self._store._finished(self)
-        self._store._settle_failed(self.clip_id, self._events)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            self._store._mark_full(f"disk full while writing clip {self.clip_id}")
-            raise StorageFull(
-                f"disk full while writing clip {self.clip_id}; it was ended as truncated "
-                "(or removed if nothing beyond its header was written)"
-            ) from exc
-        raise ClipWriteFailed(
-            f"writing clip {self.clip_id} failed ({exc.strerror}); it was ended as truncated"
-        ) from exc
 
 
 class SealedStore:
@@ -285,6 +95,7 @@ class SealedStore:
         self.clips_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.owner_recipient = owner_recipient
         self.index = index if index is not None else ClipIndex(root / "index.sqlite")
+        self.files = ClipFiles(self.clips_dir, self.orphans_dir, self.index)
         self.epochs = epochs
         self._clock = clock
         self.limits = limits
@@ -336,7 +147,7 @@ class SealedStore:
                 writer = ClipWriter(self, clip_id, start.astimezone(UTC), epoch, fd)
             except OSError as exc:
                 os.close(fd)
-                self._discard(clip_id)
+                self.files.discard(clip_id)
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     self._mark_full("disk full: cannot write a clip header")
                     raise StorageFull("disk full: cannot write a clip header") from exc
@@ -350,16 +161,6 @@ class SealedStore:
     def _finished(self, writer: ClipWriter) -> None:
         with self._lock:
             self._writers.pop(writer.clip_id, None)
-
-    def _publish(self, clip_id: str) -> None:
-        part = part_file(self.clips_dir, clip_id)
-        os.replace(part, sealed_file(self.clips_dir, clip_id))
-        fsync_dir(part.parent)
-
-    def _discard(self, clip_id: str) -> None:
-        for path in (part_file(self.clips_dir, clip_id), sealed_file(self.clips_dir, clip_id)):
-            path.unlink(missing_ok=True)
-        self.index.delete([clip_id])
 
     def _settle_failed(self, clip_id: str, events: list[ClipEvent]) -> None:
         with self._lock:
@@ -381,36 +182,18 @@ class SealedStore:
                 self.index.finish(
                     clip_id, end=end, events=evts, size=size, sha256=digest, complete=True
                 )
-                self._publish(clip_id)
+                self.files.publish(clip_id)
             except (OSError, VaultIndexError) as exc:
                 log.warning("clip %s: cannot record its end yet (%s); will retry", clip_id, exc)
                 continue
             del self._unfinished[clip_id]
         for clip_id, events in list(self._unsettled.items()):
             try:
-                self._settle_part(clip_id, events, _Recovery())
+                self.files.settle_part(clip_id, events, RecoveryNotes())
             except (OSError, VaultIndexError) as exc:
                 log.warning("clip %s: cannot settle yet (%s); will retry", clip_id, exc)
                 continue
             del self._unsettled[clip_id]
-
-    def _settle_part(self, clip_id: str, events: Sequence[ClipEvent], report: _Recovery) -> None:
-        part = part_file(self.clips_dir, clip_id)
-        disk = inspect(part)
-        if not disk.has_payload:
-            part.unlink()
-            fsync_dir(part.parent)
-            self.index.delete([clip_id])
-            report.removed_empty.append(clip_id)
-            return
-        record = self.index.get(clip_id)
-        evts = list(events) if events else list(record.events if record else ())
-        self.index.finish(
-            clip_id, end=disk.mtime, events=evts, size=disk.size, sha256=disk.sha256,
-            complete=False,
-        )
-        self._publish(clip_id)
-        report.truncated.append(clip_id)
 
     def _mark_full(self, reason: str) -> None:
         if reason != self._full_reason:  # log a change of condition, not every retry
@@ -549,103 +332,14 @@ class SealedStore:
             if self._writers:
                 raise ClipStateError("recover() while clips are being written")
             self._settle_pending()  # what this process still knows beats guessing from disk
-            report = _Recovery()
-            files: dict[str, dict[str, Path]] = {}
-            for directory in sorted(p for p in self.clips_dir.iterdir()):
-                if not directory.is_dir():
-                    self._quarantine(directory, "not a clip directory", report)
-                    continue
-                for path in sorted(directory.iterdir()):
-                    name = path.name
-                    for suffix in (PART_SUFFIX, SEALED_SUFFIX):
-                        if name.endswith(suffix) and CLIP_ID.fullmatch(name[: -len(suffix)]):
-                            clip_id = name[: -len(suffix)]
-                            if clip_dir(self.clips_dir, clip_id) == directory:
-                                files.setdefault(clip_id, {})[suffix] = path
-                                break
-                    else:
-                        self._quarantine(path, "not a clip file", report)
-            for record in self.index.clips():
-                self._recover_row(record, files.pop(record.id, {}), report)
-            for clip_id, found in files.items():
-                self._adopt(clip_id, found, report)
+            report = RecoveryNotes()
+            self.files.reconcile(report)
             self._unsettled.clear()
             self._unfinished.clear()
             result = report.freeze()
             if not result.clean:
                 log.warning("sealed store recovery: %s", result)
             return result
-
-    def _recover_row(self, record: ClipRecord, found: dict[str, Path], report: _Recovery) -> None:
-        sealed, part = found.get(SEALED_SUFFIX), found.get(PART_SUFFIX)
-        if record.state is ClipState.RECORDING:
-            if part is not None:
-                if sealed is not None:  # cannot happen in our order; keep the finished one
-                    part.unlink()
-                else:
-                    self._settle_part(record.id, record.events, report)
-                    return
-            if sealed is not None:  # a failed clip renamed before its row could be written
-                disk = inspect(sealed)
-                self.index.finish(
-                    record.id, end=disk.mtime, events=record.events, size=disk.size,
-                    sha256=disk.sha256, complete=False,
-                )
-                report.truncated.append(record.id)
-                return
-            self.index.delete([record.id])
-            report.dropped_rows.append(record.id)
-            return
-        if sealed is not None:
-            if part is not None:
-                part.unlink()
-            return
-        if part is not None:  # sealed in the index, crash before the rename
-            disk = inspect(part)
-            if disk.size == record.bytes and disk.sha256 == record.sha256:
-                self._publish(record.id)
-                report.completed.append(record.id)
-            else:
-                self._settle_part(record.id, record.events, report)
-            return
-        log.error("clip %s (%s) has no file any more; dropping its row", record.id, record.state)
-        self.index.delete([record.id])
-        report.dropped_rows.append(record.id)
-
-    def _adopt(self, clip_id: str, found: dict[str, Path], report: _Recovery) -> None:
-        path = found.get(SEALED_SUFFIX) or found[PART_SUFFIX]
-        start = datetime.strptime(clip_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-        epoch = next((e for e in self.index.epochs() if e.start <= start < e.end), None)
-        if epoch is None:
-            for other in found.values():
-                self._quarantine(other, "no index row and no epoch covers its start", report)
-            return
-        disk = inspect(path)
-        if not disk.has_payload:
-            for other in found.values():
-                other.unlink()
-            report.removed_empty.append(clip_id)
-            return
-        self.index.insert_recording(clip_id, start, epoch.id)
-        self.index.finish(
-            clip_id, end=disk.mtime, events=(), size=disk.size, sha256=disk.sha256,
-            complete=False,
-        )
-        if path.name.endswith(PART_SUFFIX):
-            self._publish(clip_id)
-        for other in found.values():
-            if other != path:
-                other.unlink(missing_ok=True)
-        report.adopted.append(clip_id)
-
-    def _quarantine(self, path: Path, reason: str, report: _Recovery) -> None:
-        self.orphans_dir.mkdir(exist_ok=True, mode=0o700)
-        target = self.orphans_dir / path.name
-        if target.exists():
-            target = self.orphans_dir / f"{path.name}.{os.getpid()}-{id(report)}"
-        log.warning("sealed store: moving %s to %s: %s", path, self.orphans_dir, reason)
-        shutil.move(str(path), str(target))
-        report.quarantined.append(path.name)
 
     def close(self) -> None:
         """Abort nothing: open writers stay recoverable as truncated. Closes the index."""

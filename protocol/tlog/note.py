@@ -203,10 +203,6 @@ class Signer:
             raise NoteError("an Ed25519 note signature carries no timestamp")
         return self.private_key.sign(text)
 
-    def signature_line(self, text: bytes, *, timestamp: int | None = None) -> str:
-        raw = self.key_id.to_bytes(4, "big") + self.sign(text, timestamp=timestamp)
-        return f"{SIG_PREFIX}{self.name} {base64.b64encode(raw).decode()}\n"
-
     @property
     def skey(self) -> str:
         """Go's private key string `PRIVATE+KEY+name+hex(id)+base64(type || seed)`."""

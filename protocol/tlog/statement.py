@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from protocol import _schema as s
 from protocol.keys import canonical_json, raw_public_bytes
 from protocol.tlog.errors import StatementError
-from protocol.token import ReleaseClaims
+from protocol.token_claims import ReleaseClaims
 
 MAX_STATEMENT_BYTES = 65535  # 64 KiB less one byte: an entry bundle length is a uint16
 STATEMENT_VERSION = 1

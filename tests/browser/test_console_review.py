@@ -5,8 +5,7 @@ sees and decides what; hostile agency text stays text; approving by keyboard alo
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from tests.browser.conftest import ConsoleServer, WatchedPage
 from tests.fixtures.broker import Broker
 from tests.fixtures.cloud import Principal, window_ago
 from tests.fixtures.release import rig_config
+from tests.fixtures.waiting import wait_until
 
 REASON = "The court's signature verifies and the window is narrow."
 CAMERA = {"width": 320, "height": 240, "fps": 15, "lores_width": 160, "lores_height": 120}
@@ -140,14 +140,6 @@ def _agent_config(base: AgentConfig, scene: str, realtime: bool) -> AgentConfig:
                                    "recorder": base.recorder.model_copy(update=RECORDER)})
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 @pytest.mark.broker
 @pytest.mark.slow
 def test_approved_in_the_browser_released_by_a_real_agent(
@@ -170,7 +162,8 @@ def test_approved_in_the_browser_released_by_a_real_agent(
     runner = threading.Thread(target=agent.run, kwargs={"duration_s": 600}, daemon=True)
     runner.start()
     try:
-        _wait("the cloud's escrow-ack", lambda: agent.store.escrow_outbox.pending() == [])
+        wait_until("the cloud's escrow-ack", lambda: agent.store.escrow_outbox.pending() == [],
+                   interval=0.2)
         agency = cloud.principal("agency", org="metro-pd")
         window = {"start": format_time(start - timedelta(minutes=1)),
                   "end": format_time(start + timedelta(minutes=2))}
@@ -195,7 +188,7 @@ def test_approved_in_the_browser_released_by_a_real_agent(
             page.reload()
             return "uploaded" in page.locator("#token-status").inner_text()
 
-        _wait("the token to be uploaded", uploaded, timeout=90)
+        wait_until("the token to be uploaded", uploaded, timeout=90, interval=0.2)
         watched.shot("token")
         watched.check_accessible()
         assert page.locator("ol.events li", has_text="token.issued").count() == 1

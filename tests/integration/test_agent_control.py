@@ -9,8 +9,8 @@ import signal
 import socket
 import stat
 import subprocess
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,26 +39,26 @@ def test_ring_and_status_reach_a_running_agent_and_sigterm_seals_the_clip(
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600
         # The socket answers a moment before the button is started: a ring in between is
         # refused with that reason, and only that refusal is asked again.
-        deadline = time.monotonic() + 30
-        while True:
+        def ring_taken() -> subprocess.CompletedProcess[str] | None:
             ring = agent_env.cli("ring")
-            if "not started yet" not in ring.stderr or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+            return None if "not started yet" in ring.stderr else ring
+
+        ring = wait_until("a ring the started button takes", ring_taken, timeout=30,
+                          interval=0.1)
         assert ring.returncode == 0, ring.stderr
         assert ring.stdout.strip() == "ok ring"
         # The press is taken up by the camera loop at its next frame: ask until it has
         # been (a hang guard, not a time limit), then check what the agent reports.
-        deadline = time.monotonic() + 30
-        while True:
+        def pressed() -> dict[str, Any] | None:
             status = agent_env.cli("status", "--json")
             assert status.returncode == 0, status.stderr
-            live = json.loads(status.stdout)
+            live: dict[str, Any] = json.loads(status.stdout)
             # (the count and the recorder are updated a moment apart in the loop)
             done = live["button_presses"] >= 1 and live["recording"] is True
-            if done or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+            return live if done else None
+
+        live = wait_until("the press in the agent's status", pressed, timeout=30,
+                          interval=0.1)
         assert live["recording"] is True
         assert live["button_presses"] == 1
         assert live["clock"]["simulated"] is True

@@ -1,6 +1,7 @@
-"""A full disk does not crash the agent (issue 3): on a 2 MiB tmpfs the visitor scene
-fills the disk mid-clip, the agent keeps running to the end of the simulation, reports
-the condition, and leaves a store that recovery finds consistent."""
+"""A full disk does not crash the agent (docs/adr/0005-storage-layout.md, "Retention and a
+full disk"): on a 2 MiB tmpfs the visitor scene fills the disk mid-clip, the agent keeps
+running to the end of the simulation, reports the condition, and leaves a store that
+recovery finds consistent."""
 
 from __future__ import annotations
 

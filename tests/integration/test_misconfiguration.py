@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,18 +29,11 @@ from device.config import AgentConfig
 from tests.fixtures.cloud import loopback_socket
 from tests.fixtures.deployment import TestDeployment
 from tests.fixtures.release import rig_config
+from tests.fixtures.waiting import wait_until
 
 LINK_LOG = "device.link"
 CAMERA = {"width": 320, "height": 240, "fps": 15, "lores_width": 160, "lores_height": 120,
           "source": "sim", "scene": "empty", "realtime": True}
-
-
-def _wait(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @contextmanager
@@ -78,7 +71,8 @@ def test_a_wrong_port_is_named_with_its_cause(
     caplog.set_level(logging.WARNING, logger=LINK_LOG)
     config = _config(deployment, tmp_path / "state", port=port)
     with _running(config) as agent:
-        _wait("the link's problem in the status", lambda: "link_problem" in _release(agent))
+        wait_until("the link's problem in the status",
+                   lambda: "link_problem" in _release(agent), timeout=30, interval=0.2)
         problem = _release(agent)["link_problem"]
         time.sleep(3)  # a few retries
     assert f"127.0.0.1:{port}" in problem
@@ -93,7 +87,8 @@ def test_a_wrong_port_is_named_with_its_cause(
 def test_a_wrong_host_is_named_with_its_cause(deployment: TestDeployment, tmp_path: Path) -> None:
     config = _config(deployment, tmp_path / "state", host="no-such-broker.invalid")
     with _running(config) as agent:
-        _wait("the link's problem in the status", lambda: "link_problem" in _release(agent))
+        wait_until("the link's problem in the status",
+                   lambda: "link_problem" in _release(agent), timeout=30, interval=0.2)
         problem = _release(agent)["link_problem"]
     assert "no-such-broker.invalid:" in problem
     assert "does not resolve" in problem
@@ -115,7 +110,8 @@ def _serve_output(deployment: TestDeployment, tmp_path: Path, port: int,
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         try:
-            _wait("serve to answer", lambda: _answers(port) or process.poll() is not None)
+            wait_until("serve to answer", lambda: _answers(port) or process.poll() is not None,
+                       timeout=30, interval=0.2)
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)

@@ -5,10 +5,10 @@ cloud stub's link sets TCP_NODELAY on its socket, again after every reconnect.""
 from __future__ import annotations
 
 import socket
-import time
 
 from cloud_stub.mqtt import CloudMqtt
 from tests.fixtures.broker import Broker
+from tests.fixtures.waiting import wait_until
 
 WAIT_S = 15.0
 
@@ -28,10 +28,9 @@ def test_the_cloud_link_turns_nagle_off_and_again_after_a_reconnect(
     assert _nodelay(link)
     first = link._session.socket()
     broker.restart()
-    deadline = time.monotonic() + WAIT_S
     # A new socket means the old one's disconnect was handled (`connected` cleared), so
     # `connected` again means the new connection's on_connect has run.
-    while not (link._session.socket() not in (None, first) and link.connected):
-        assert time.monotonic() < deadline, "the link did not reconnect"
-        time.sleep(0.05)
+    wait_until("the link to reconnect",
+               lambda: link._session.socket() not in (None, first) and link.connected,
+               timeout=WAIT_S)
     assert _nodelay(link)

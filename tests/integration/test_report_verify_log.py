@@ -4,7 +4,6 @@ missing from the log or an extra one in it is named (cloud_stub.log_audit)."""
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 import httpx
@@ -16,6 +15,7 @@ from protocol.tlog.policy import parse_policy
 from protocol.tlog.statement import ReleaseStatement
 from tests.fixtures.deployment import OperatorCli, TestDeployment
 from tests.fixtures.tlog import TlogNetwork
+from tests.fixtures.waiting import wait_until
 from tests.unit.test_transparency import DECISIONS, NOW, RELEASES, REQUESTS
 
 BASIS = {r.request_id: r.basis for r in REQUESTS}
@@ -98,10 +98,9 @@ def test_cloud_stub_report_verify_log_agrees_then_names_a_difference(
         )
     )
     cli = OperatorCli(fresh_deployment, f"sqlite:///{tmp_path / 'store.sqlite3'}", capsys)
-    deadline = time.monotonic() + 20
-    while httpx.get(tlog_network.log.url + "/checkpoint", timeout=10).status_code != 200:
-        assert time.monotonic() < deadline, "the empty log never got its quorum"
-        time.sleep(0.1)
+    wait_until("the empty log's quorum",
+               lambda: httpx.get(tlog_network.log.url + "/checkpoint", timeout=10).status_code
+               == 200, timeout=20, interval=0.1)
     code, _, err = cli.run("report", "--verify-log", str(policy))
     assert code == 0, err
     assert "the release log agrees (0 releases)" in err

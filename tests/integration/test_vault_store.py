@@ -21,7 +21,8 @@ from device.errors import StorageFull
 from device.vault.agestream import CHUNK_SIZE, AgeStreamReader, decrypt_all
 from device.vault.errors import ClipStateError, TruncatedStream, UnknownClip
 from device.vault.index import ClipState
-from device.vault.store import ClipWriter, SealedStore
+from device.vault.store import SealedStore
+from device.vault.writer import ClipWriter
 from tests.fixtures.disk import mounted_tmpfs
 from tests.fixtures.vault import MP4_MARKERS, SECRET_MARKER, VaultWorld, files_containing
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from device.vault.store import RecoveryReport
+from device.vault.recovery import RecoveryReport
 
 
 def test_a_recovery_report_reads_as_words() -> None:
