@@ -36,13 +36,17 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from cloud_stub.core import DeviceCaller, PrincipalCaller, ServiceCore
-from cloud_stub.device_auth import IssuedToken, check_device_request, parse_headers
 from cloud_stub.device_certs import device_certificate
+from cloud_stub.domain.device_requests import IssuedToken, check_device_request, parse_headers
+from cloud_stub.domain.lifecycle import (
+    EVIDENCE_ACCEPTED,
+    REFUSED_BY_DEVICE,
+    UNISSUED,
+    RequestStatus,
+    TokenStatus,
+)
 from cloud_stub.errors import Conflict, Forbidden, HostileInputError, NotFound
 from cloud_stub.evidence_files import HashState, check_clip_id, check_jti
-from cloud_stub.release import TokenStatus
-from cloud_stub.review import Status
-from cloud_stub.signed_review import UNISSUED_STATUSES
 from cloud_stub.store.models import (
     CustodyRecord,
     Device,
@@ -100,7 +104,7 @@ class Evidence:
                     .join(Device, Device.id == Token.device_id)
                     .where(Token.jti == parsed.jti,
                            # a payload still waiting for reviewer signatures is no token
-                           Token.status.not_in(UNISSUED_STATUSES))
+                           Token.status.not_in(UNISSUED))
                 ).one_or_none()
         issued = None if row is None else IssuedToken(
             jti=parsed.jti,
@@ -139,9 +143,9 @@ class Evidence:
         Raises `WrongOffset` (409), `TooLarge` (413), `Conflict` after acceptance."""
         _check_url_jti(caller, jti)
         check_clip_id(clip_id)
-        if caller.token_status in TokenStatus.EVIDENCE_ACCEPTED:
+        if caller.token_status in EVIDENCE_ACCEPTED:
             raise Conflict("the evidence of this token was already accepted", code="closed")
-        if caller.token_status in TokenStatus.REFUSED:
+        if caller.token_status in REFUSED_BY_DEVICE:
             raise Conflict(f"the device reported this token rejected ({caller.token_status})",
                            code="token_rejected")
         if offset < 0:
@@ -308,11 +312,11 @@ class Evidence:
                 })
             if custody:
                 session.execute(insert(CustodyRecord), custody)
-            row.status = TokenStatus.EVIDENCE_RECEIVED
+            row.status = TokenStatus.EVIDENCE_RECEIVED.value
             row.updated_at = now
             request = session.get(Request, row.request_id)
-            if request is not None and request.status == Status.RELEASED:
-                request.status = Status.EVIDENCE_RECEIVED.value
+            if request is not None and request.status == RequestStatus.RELEASED:
+                request.status = RequestStatus.EVIDENCE_RECEIVED.value
                 request.updated_at = now
             listed = {c[0] for c in checked}
             dropped = [f.clip_id for f in files.staged(jti) if f.clip_id not in listed]

@@ -20,6 +20,8 @@ from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
 from cloud_stub.core import PrincipalCaller, ServiceCore, caller_of
+from cloud_stub.domain.lifecycle import RequestStatus
+from cloud_stub.domain.review_rules import same_organisation
 from cloud_stub.errors import Conflict, Forbidden, NotFound, RefusedByPolicy
 from cloud_stub.policy.base import Policy, PolicyContext, PreservationRecord
 from cloud_stub.policy.courts import Court
@@ -35,13 +37,13 @@ from cloud_stub.policy.requests import (
     basis_of,
     parse_request,
 )
-from cloud_stub.review import Status, same_organisation
 from cloud_stub.store.models import Decision, Principal, Request, Token
 from cloud_stub.views import RequestView
 
 DEVICE_NOT_ENROLLED = "device_not_enrolled"
 DEVICE_REVOKED = "device_revoked"  # `cloud-stub devices revoke`: no new token for it
-LIVE_PRESERVATION = (Status.PENDING_REVIEW, Status.APPROVED, Status.RELEASED, Status.PRESERVED)
+LIVE_PRESERVATION = (RequestStatus.PENDING_REVIEW, RequestStatus.APPROVED, RequestStatus.RELEASED,
+                     RequestStatus.PRESERVED)
 ApprovalsFor = Callable[[Basis], int]
 
 
@@ -49,7 +51,7 @@ ApprovalsFor = Callable[[Basis], int]
 class QueueQuery:
     """Filters of `Intake.queue_page`; None means any."""
 
-    status: str | None = Status.PENDING_REVIEW.value
+    status: str | None = RequestStatus.PENDING_REVIEW.value
     basis: str | None = None
     org: str | None = None
     created_after: datetime | None = None
@@ -196,7 +198,7 @@ class Intake:
             followup = request.followup_due
         with self.core.store.transaction() as session:
             reasons = self._check(session, caller, request, now)
-            status = Status.REFUSED if reasons else Status.PENDING_REVIEW
+            status = RequestStatus.REFUSED if reasons else RequestStatus.PENDING_REVIEW
             body: dict[str, Any] = request.model_dump(mode="json", exclude_none=True)
             row = Request(
                 id=str(uuid.uuid4()),
@@ -254,7 +256,7 @@ class Intake:
     def queue(self, caller: PrincipalCaller) -> list[RequestView]:
         """Requests waiting for review that this caller's organisation may review."""
         with self.core.store.transaction() as session:
-            stmt = self._reviewable(session, caller, Status.PENDING_REVIEW.value)
+            stmt = self._reviewable(session, caller, RequestStatus.PENDING_REVIEW.value)
             rows = session.execute(stmt.order_by(Request.created_at, Request.id)).scalars()
             return [self.core.view(session, r) for r in rows.all()]
 
@@ -268,7 +270,7 @@ class Intake:
         stmt = select(Request)
         if status is not None:
             stmt = stmt.where(Request.status == status)
-        if caller.role == "reviewer" and status == Status.PENDING_REVIEW.value:
+        if caller.role == "reviewer" and status == RequestStatus.PENDING_REVIEW.value:
             decided = select(Decision.id).where(
                 Decision.request_id == Request.id, Decision.reviewer_id == caller.id
             )
@@ -331,7 +333,8 @@ class FollowUp:
                 raise Forbidden("only the requesting agency files the follow-up")
             if row.basis != Basis.EMERGENCY.value:
                 raise Conflict("only an emergency request takes a follow-up", code="not_emergency")
-            if row.status in (Status.REFUSED, Status.DENIED, Status.PENDING_REVIEW):
+            if row.status in (RequestStatus.REFUSED, RequestStatus.DENIED,
+                              RequestStatus.PENDING_REVIEW):
                 raise Conflict(f"the request is {row.status}; nothing was disclosed",
                                code="not_granted")
             if row.follow_up_received:

@@ -30,10 +30,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud_stub.core import PrincipalCaller, ServiceCore
+from cloud_stub.domain.lifecycle import RequestStatus, TokenStatus
+from cloud_stub.domain.review_rules import Reviewer, check_reason, check_reviewer
 from cloud_stub.errors import Conflict, NotFound
 from cloud_stub.intake import Intake
-from cloud_stub.release import Issued, Releaser, TokenStatus
-from cloud_stub.review import Reviewer, Status, check_reason, check_reviewer
+from cloud_stub.release import Issued, Releaser
 from cloud_stub.store.models import Device, Manifest, Principal, Request, Token
 from cloud_stub.views import RequestView
 
@@ -41,8 +42,8 @@ REISSUE_REASONS = ("stale_seq", "expired")  # device refusals a new token can an
 REISSUED_ACTION = "token.reissued"
 NOT_REISSUABLE = "not_reissuable"
 # Before approval there is no token to re-issue; a request in one of these never had one.
-_NEVER_RELEASED = (Status.REFUSED, Status.PENDING_REVIEW, Status.DENIED, Status.APPROVED,
-                   Status.NO_FOOTAGE)
+_NEVER_RELEASED = (RequestStatus.REFUSED, RequestStatus.PENDING_REVIEW, RequestStatus.DENIED,
+                   RequestStatus.APPROVED, RequestStatus.NO_FOOTAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +127,7 @@ class Reissuing:
                     raise Conflict(f"no escrowed epoch key overlaps the window for "
                                    f"{old.device_id} any more", code="no_escrowed_epochs")
                 refused = old.status_reason
-                old.status = TokenStatus.SUPERSEDED
+                old.status = TokenStatus.SUPERSEDED.value
                 old.status_reason = f"rejected {refused}; re-issued as {new.jti}"
                 old.updated_at = now
                 self.core.audit.append(
@@ -149,8 +150,8 @@ class Reissuing:
                     },
                 )
                 issued.append(new)
-            if row.status == Status.REJECTED:
-                row.status = Status.RELEASED.value
+            if row.status == RequestStatus.REJECTED:
+                row.status = RequestStatus.RELEASED.value
             row.updated_at = now
         self.releaser.publish([i.jti for i in issued])
         with self.core.store.transaction() as session:

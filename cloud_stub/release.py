@@ -11,7 +11,7 @@ epoch in the window gets no token: there is nothing it could decrypt. Publishing
 after the commit (`publish`); a token the broker did not take stays ``issued`` and is
 published again when the MQTT link reconnects, and on the link's next redelivery pass.
 A ``published`` token that no device result has answered is published again with
-backoff until its ``exp`` (`redeliver`, policy in `cloud_stub.redelivery`, ADR 0011):
+backoff until its ``exp`` (`redeliver`, policy in `cloud_stub.domain.redelivery_policy`, ADR 0011):
 the broker's acknowledgement does not prove the device will ever get it. A token the
 device refused ``stale_seq`` or ``expired`` is signed again only on a reviewer's decision
 (`sign_for_device` from `cloud_stub.reissuing`); the refused one becomes ``superseded``.
@@ -31,17 +31,16 @@ from typing import Any
 from sqlalchemy import case, func, select
 
 from cloud_stub.core import ReleasePublisher, ServiceCore
-from cloud_stub.errors import CloudError, SigningError
-from cloud_stub.escrow import Escrow
-from cloud_stub.policy.requests import DEFAULT_HOLD_DAYS as DEFAULT_HOLD_DAYS  # re-exported
-from cloud_stub.redelivery import (
-    AWAITING_RESULT,
+from cloud_stub.domain.lifecycle import RequestStatus, TokenStatus
+from cloud_stub.domain.redelivery_policy import (
     PublishedToken,
     RedeliveryPolicy,
     due_for_redelivery,
 )
+from cloud_stub.errors import CloudError, SigningError
+from cloud_stub.escrow import Escrow
+from cloud_stub.policy.requests import DEFAULT_HOLD_DAYS as DEFAULT_HOLD_DAYS  # re-exported
 from cloud_stub.release_log import DeploymentLog, LogClientError
-from cloud_stub.review import Status
 from cloud_stub.signer import TokenSigner
 from cloud_stub.store.models import AuditRow, Device, Request, Token
 from cloud_stub.store.sequence import allocate_seq
@@ -52,30 +51,6 @@ from protocol.timefmt import parse_time
 from protocol.token import CaseRef, ReleaseClaims, Window, seal_keys_for_device, unix_time
 
 log = logging.getLogger(__name__)
-
-
-class TokenStatus:
-    """A token row's ``status``: the one table of token states and of the groups the
-    evidence endpoint, the device results and the re-issuing judge by."""
-
-    ISSUED = "issued"  # signed and stored, not yet taken by the broker
-    PUBLISHED = AWAITING_RESULT  # the broker acknowledged the QoS 1 publish; no result yet
-    # device results (`cloud_stub.device_events`)
-    DEFERRED = "deferred"  # the device holds it until its clock can judge it
-    UPLOADED = "uploaded"
-    PRESERVED = "preserved"
-    REJECTED = "rejected"
-    EVIDENCE_RECEIVED = "evidence_received"  # the cloud accepted its manifest
-    SUPERSEDED = "superseded"  # refused by the device, and re-issued as a new token
-
-    # a manifest was accepted: the evidence is closed
-    EVIDENCE_ACCEPTED = (EVIDENCE_RECEIVED, UPLOADED)
-    # the device refused it (no manifest), or a reviewer re-issued it after that refusal
-    # (`cloud_stub.reissuing`): nothing may be uploaded under it
-    REFUSED = (REJECTED, SUPERSEDED)
-    # the device has acted on it: a late `deferred` (its outbox re-sends unacknowledged
-    # results, so order can vary) does not take it back
-    ACTED_ON = (*EVIDENCE_ACCEPTED, REJECTED, PRESERVED)
 
 
 PUBLISHED_ACTION = "token.published"
@@ -184,7 +159,7 @@ class Releaser:
                 skipped.append(device_id)
                 continue
             issued.append(one)
-        row.status = (Status.RELEASED if issued else Status.NO_FOOTAGE).value
+        row.status = (RequestStatus.RELEASED if issued else RequestStatus.NO_FOOTAGE).value
         if revoked:
             row.reasons = [*row.reasons, {
                 "code": "device_revoked",
@@ -277,7 +252,7 @@ class Releaser:
                 expires_at=now + timedelta(seconds=life),
                 hold_until=extra.get("hold_until"),
                 size_cap=0 if preservation else self.core.limits.max_evidence_per_token,
-                status=TokenStatus.ISSUED,
+                status=TokenStatus.ISSUED.value,
                 status_reason="",
                 jws=jws.decode("utf-8"),
                 updated_at=now,
@@ -315,7 +290,7 @@ class Releaser:
             with self.core.store.transaction() as session:
                 token = session.get(Token, jti)
                 if token is not None and token.status == TokenStatus.ISSUED:
-                    token.status = TokenStatus.PUBLISHED
+                    token.status = TokenStatus.PUBLISHED.value
                     token.updated_at = self.core.now()
                     self.core.audit.append(
                         session,

@@ -1,4 +1,4 @@
-"""Loading the store's rows into `cloud_stub.transparency`'s records and building the report.
+"""Loading the store's rows into `cloud_stub.domain.transparency`'s records and building the report.
 
 The report is public (``GET /v1/transparency`` needs no key, docs/adr/0008): it holds
 counts, agency names and the audit head, never a device id, a case number or a person.
@@ -12,6 +12,13 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from cloud_stub.core import ServiceCore
+from cloud_stub.domain.transparency import (
+    DecisionRecord,
+    ReleaseRecord,
+    RequestRecord,
+    TransparencyReport,
+    build_report,
+)
 from cloud_stub.store.audit_log import LOCK_ID
 from cloud_stub.store.models import (
     AuditLock,
@@ -21,13 +28,6 @@ from cloud_stub.store.models import (
     Principal,
     Request,
     Token,
-)
-from cloud_stub.transparency import (
-    DecisionRecord,
-    ReleaseRecord,
-    RequestRecord,
-    TransparencyReport,
-    build_report,
 )
 
 

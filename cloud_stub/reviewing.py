@@ -12,10 +12,11 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from cloud_stub.core import PrincipalCaller, ServiceCore
+from cloud_stub.domain.lifecycle import RequestStatus
+from cloud_stub.domain.review_rules import Action, PriorDecision, Reviewer, check_reason, decide
 from cloud_stub.errors import NotFound
 from cloud_stub.intake import Intake
 from cloud_stub.release import Releaser
-from cloud_stub.review import Action, PriorDecision, Reviewer, Status, check_reason, decide
 from cloud_stub.store.models import Decision, Principal
 from cloud_stub.views import RequestView
 
@@ -86,7 +87,7 @@ class Reviewing:
                     "status": verdict.status.value,
                 },
             )
-            if verdict.status is Status.APPROVED:
+            if verdict.status is RequestStatus.APPROVED:
                 agency = session.get(Principal, row.agency_id)
                 if agency is None:
                     raise NotFound(f"the agency of request {row.id} no longer exists")

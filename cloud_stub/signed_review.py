@@ -25,12 +25,13 @@ from typing import Any
 from sqlalchemy import select
 
 from cloud_stub.core import PrincipalCaller, ServiceCore
+from cloud_stub.domain.lifecycle import RequestStatus, TokenStatus
+from cloud_stub.domain.review_rules import Action, PriorDecision, Reviewer, check_reason, decide
 from cloud_stub.errors import Conflict, Forbidden, HostileInputError, NotFound, SigningError
 from cloud_stub.intake import Intake
 from cloud_stub.policy.courts import WarrantStatement
 from cloud_stub.policy.requests import WarrantRequest, parse_request
-from cloud_stub.release import DEFAULT_HOLD_DAYS, Releaser, TokenStatus, case_ref
-from cloud_stub.review import Action, PriorDecision, Reviewer, Status, check_reason, decide
+from cloud_stub.release import DEFAULT_HOLD_DAYS, Releaser, case_ref
 from cloud_stub.store.models import Decision, Device, Principal, Request, Token
 from cloud_stub.store.sequence import allocate_seq
 from cloud_stub.trust_admin import current_root
@@ -52,10 +53,6 @@ from protocol.timefmt import parse_time
 from protocol.token import ReleaseClaims, Window, seal_keys_for_device, unix_time
 from protocol.trust_root_v2 import TrustRootV2
 from protocol.warrant import WarrantClaim
-
-PREPARED = "prepared"  # a token row whose payload waits for reviewer signatures
-DISCARDED = "discarded"  # a prepared payload that will never be signed (denied, refused)
-UNISSUED_STATUSES = (PREPARED, DISCARDED)  # token rows that no device may act under
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +101,7 @@ class SignedReview:
         root = self.root(now)
         with self.core.store.transaction() as session:
             row = self.core.load_request(session, request_id, lock=True)
-            if row.status != Status.PENDING_REVIEW:
+            if row.status != RequestStatus.PENDING_REVIEW:
                 raise Conflict(f"the request is {row.status}, not waiting for review",
                                code="not_pending")
             tokens = self._prepared(session, row.id)
@@ -133,13 +130,14 @@ class SignedReview:
             raise Conflict("the prepared payload expired after a reviewer signed it: deny the "
                            "request and have the agency submit it again", code="expired")
         for token in tokens:
-            token.status = DISCARDED
+            token.status = TokenStatus.DISCARDED.value
         session.flush()
         return []
 
     def _prepared(self, session: Any, request_id: str) -> list[Token]:
         return list(session.execute(
-            select(Token).where(Token.request_id == request_id, Token.status == PREPARED)
+            select(Token).where(Token.request_id == request_id,
+                                Token.status == TokenStatus.PREPARED)
             .order_by(Token.device_id)
         ).scalars())
 
@@ -166,7 +164,7 @@ class SignedReview:
                 hold_until=claims.hold_until,
                 size_cap=0 if claims.is_preservation
                 else self.core.limits.max_evidence_per_token,
-                status=PREPARED, status_reason="",
+                status=TokenStatus.PREPARED.value, status_reason="",
                 jws=canonical_json({"payload": segment, "signatures": []}).decode(),
                 updated_at=now,
             )
@@ -300,7 +298,7 @@ class SignedReview:
                                            "approvals": verdict.approvals,
                                            "required": verdict.required,
                                            "status": verdict.status.value})
-            if verdict.status is Status.APPROVED:
+            if verdict.status is RequestStatus.APPROVED:
                 issued = self._finish(session, row, list(tokens.values()), now)
         self.releaser.publish(issued)
         with self.core.store.transaction() as session:
@@ -310,10 +308,10 @@ class SignedReview:
                 ) -> list[str]:
         reasons = self.intake.recheck(session, row, now)
         if reasons:  # the law changed under the request: nothing is released
-            row.status = Status.REFUSED.value
+            row.status = RequestStatus.REFUSED.value
             row.reasons = [*row.reasons, *reasons]
             for token in tokens:
-                token.status = DISCARDED
+                token.status = TokenStatus.DISCARDED.value
             self.core.audit.append(session, at=now, actor="service:policy",
                                    action="request.refused", subject=f"request:{row.id}",
                                    detail={"reasons": reasons, "at": "approval"})
@@ -322,14 +320,14 @@ class SignedReview:
         for token in tokens:
             segment, collected = _stored(token)
             token.jws = assemble(segment, [sign_detached(segment, policy), *collected]).decode()
-            token.status = TokenStatus.ISSUED
+            token.status = TokenStatus.ISSUED.value
             token.updated_at = now
             self.core.audit.append(session, at=now, actor="service:signer",
                                    action="token.issued", subject=f"token:{token.jti}",
                                    detail={"request": row.id, "device": token.device_id,
                                            "seq": token.seq, "basis": row.basis,
                                            "signers": ["policy", "review"]})
-        row.status = Status.RELEASED.value
+        row.status = RequestStatus.RELEASED.value
         return [t.jti for t in tokens]
 
     def discard_if_closed(self, request_id: str) -> int:
@@ -337,10 +335,10 @@ class SignedReview:
         as discarded: they will never be signed. Returns how many."""
         with self.core.store.transaction() as session:
             row = self.core.load_request(session, request_id, lock=True)
-            if row.status == Status.PENDING_REVIEW:
+            if row.status == RequestStatus.PENDING_REVIEW:
                 return 0
             tokens = self._prepared(session, request_id)
             for token in tokens:
-                token.status = DISCARDED
+                token.status = TokenStatus.DISCARDED.value
                 token.updated_at = self.core.now()
             return len(tokens)

@@ -21,8 +21,8 @@ from cloud_stub.cli._common import (
     print_table,
 )
 from cloud_stub.core import caller_of
+from cloud_stub.domain.review_rules import MIN_REASON_CHARS, Action
 from cloud_stub.errors import NotFound
-from cloud_stub.review import MIN_REASON_CHARS, Action
 from cloud_stub.service import CloudService, PrincipalCaller
 from cloud_stub.store.models import Principal
 from cloud_stub.views import RequestView, WarrantView, as_json

@@ -29,11 +29,12 @@ from cloud_stub.console.web import (
     safe_next,
     set_session_cookie,
 )
+from cloud_stub.domain.lifecycle import RequestStatus
+from cloud_stub.domain.review_rules import MAX_REASON_CHARS, Action
 from cloud_stub.errors import AuthenticationError, CloudError, Forbidden
 from cloud_stub.intake import QueueQuery
 from cloud_stub.policy import Basis
 from cloud_stub.reporting import transparency_report
-from cloud_stub.review import MAX_REASON_CHARS, Action, Status
 from protocol.timefmt import parse_time
 
 router = APIRouter()
@@ -146,7 +147,7 @@ def queue(
     request: Request,
     user: User,
     basis: Annotated[str, Query(max_length=32)] = "",
-    status: Annotated[str, Query(max_length=32)] = Status.PENDING_REVIEW.value,
+    status: Annotated[str, Query(max_length=32)] = RequestStatus.PENDING_REVIEW.value,
     org: Annotated[str, Query(max_length=200)] = "",
     age: Age = Age.ANY,
     page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
@@ -170,7 +171,7 @@ def queue(
     return page(request, "queue.html", user=user, result=result, page_no=page_no,
                 pages=max(1, -(-result.total // size)),
                 filters={"basis": basis, "status": status, "org": org, "age": age.value},
-                bases=[b.value for b in Basis], statuses=[s.value for s in Status],
+                bases=[b.value for b in Basis], statuses=[s.value for s in RequestStatus],
                 ages=[a.value for a in Age])
 
 
@@ -199,7 +200,7 @@ def _request_page(request: Request, user: User, request_id: str, *, status_code:
             if isinstance(value, str):
                 marks.append((label, parse_time(value)))
         line = timeline(view.window.start, view.window.end, marks)
-    may_decide = (user.caller.role == "reviewer" and view.status == Status.PENDING_REVIEW
+    may_decide = (user.caller.role == "reviewer" and view.status == RequestStatus.PENDING_REVIEW
                   and view.org != user.caller.org
                   and all(d.reviewer != user.caller.name for d in view.decisions))
     return page(request, "request.html", status_code, user=user, detail=detail, view=view,

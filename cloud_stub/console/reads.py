@@ -19,9 +19,9 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud_stub.audit import AuditChainBroken, AuditEntry
 from cloud_stub.console.rules import CourtVerdict, RuleResult, court_verdict, explain
 from cloud_stub.core import PrincipalCaller
+from cloud_stub.domain.audit_chain import AuditChainBroken, AuditEntry
 from cloud_stub.errors import Forbidden, NotFound
 from cloud_stub.policy import parse_request
 from cloud_stub.release import REPUBLISHED_ACTION

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cloud_stub.domain.transparency import build_report
 from cloud_stub.log_audit import differences, read_tally, tally
-from cloud_stub.transparency import build_report
 from protocol.tlog.policy import parse_policy
 from protocol.tlog.statement import ReleaseStatement
 from tests.fixtures.deployment import OperatorCli, TestDeployment

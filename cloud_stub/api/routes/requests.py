@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse
 
 from cloud_stub.api.deps import principal, service_of
 from cloud_stub.api.problems import GUARDED_ANSWERS, error_body
+from cloud_stub.domain.lifecycle import RequestStatus
 from cloud_stub.policy.requests import AgencyRequest, FollowUpWarrant
-from cloud_stub.review import Status
 from cloud_stub.service import PrincipalCaller
 from cloud_stub.views import RequestView, as_json
 
@@ -33,7 +33,7 @@ RequestId = Annotated[str, Query(max_length=64)]
 def submit(request: Request, body: AgencyRequest, caller: Agency) -> JSONResponse:
     view = service_of(request).intake.submit(caller, body)
     location = {"Location": f"/v1/requests/{view.id}"}
-    if view.status == Status.REFUSED:
+    if view.status == RequestStatus.REFUSED:
         first = view.reasons[0]
         payload = error_body(first.code, first.reason)
         payload["request"] = as_json(view)
