@@ -36,13 +36,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from cloud_stub.device_events import Notice, Result
 from cloud_stub.errors import CloudError, EnvironmentFault, HostileInputError, TransportError
-from cloud_stub.escrow import EpochEscrow
 from cloud_stub.provision.deployment import enrolled_device_ids
 from cloud_stub.provision.errors import DeploymentError
-from cloud_stub.service import CloudService
-from cloud_stub.trust_admin import chain_fingerprint, published_chain
+from cloud_stub.provision.trust_roots import chain_fingerprint, published_chain
+from cloud_stub.services.cloud_service import CloudService
+from cloud_stub.services.device_events import Notice, Result
+from cloud_stub.services.escrow import EpochEscrow
 from protocol.connect_errors import describe_connection_error
 from protocol.errors import MessageError
 from protocol.keys import private_session_id

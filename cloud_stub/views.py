@@ -162,7 +162,8 @@ def _text(value: object) -> str | None:
 
 def warrant_expiry(row: Request) -> datetime | None:
     """The warrant's ``expires`` of a warrant-basis request (None for another basis): a
-    token's ``exp`` never passes it (`cloud_stub.release`), and the request view shows it."""
+    token's ``exp`` never passes it (`cloud_stub.services.issuing`), and the request view
+    shows it."""
     given = row.body.get("expires")
     if row.basis != "warrant" or not isinstance(given, str):
         return None

@@ -3,7 +3,7 @@
 ``approve`` and ``deny`` act as a named reviewer (``--reviewer``) with the same rules as
 the API: another organisation than the submitter's, once per reviewer, a written reason.
 ``reissue`` has a named reviewer issue a new token for an approved request whose token
-the device refused as ``stale_seq`` or ``expired`` (`cloud_stub.reissuing`).
+the device refused as ``stale_seq`` or ``expired`` (`cloud_stub.services.reissuing`).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from cloud_stub.cli._common import (
     print_json,
     print_table,
 )
-from cloud_stub.core import caller_of
 from cloud_stub.domain.review_rules import MIN_REASON_CHARS, Action
 from cloud_stub.errors import NotFound
-from cloud_stub.service import CloudService, PrincipalCaller
+from cloud_stub.services.cloud_service import CloudService, PrincipalCaller
+from cloud_stub.services.context import caller_of
 from cloud_stub.store.models import Principal
 from cloud_stub.views import RequestView, WarrantView, as_json
 from protocol import text as text_rule

@@ -32,9 +32,9 @@ from cloud_stub.console.web import (
 from cloud_stub.domain.lifecycle import RequestStatus
 from cloud_stub.domain.review_rules import MAX_REASON_CHARS, Action
 from cloud_stub.errors import AuthenticationError, CloudError, Forbidden
-from cloud_stub.intake import QueueQuery
 from cloud_stub.policy import Basis
-from cloud_stub.reporting import transparency_report
+from cloud_stub.services.intake import QueueQuery
+from cloud_stub.services.reporting import transparency_report
 from protocol.timefmt import parse_time
 
 router = APIRouter()

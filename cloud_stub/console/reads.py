@@ -20,12 +20,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud_stub.console.rules import CourtVerdict, RuleResult, court_verdict, explain
-from cloud_stub.core import PrincipalCaller
 from cloud_stub.domain.audit_chain import AuditChainBroken, AuditEntry
 from cloud_stub.errors import Forbidden, NotFound
 from cloud_stub.policy import parse_request
-from cloud_stub.release import REPUBLISHED_ACTION
-from cloud_stub.service import CloudService
+from cloud_stub.services.cloud_service import CloudService
+from cloud_stub.services.context import PrincipalCaller
+from cloud_stub.services.publishing import REPUBLISHED_ACTION
 from cloud_stub.store.models import AuditRow, CustodyRecord, Device, Manifest, Request, Token
 from cloud_stub.views import RequestView, TokenView, token_view
 from protocol.errors import ProtocolError

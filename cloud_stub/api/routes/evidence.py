@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from cloud_stub.api.deps import device_or_agency, device_request, principal, service_of
 from cloud_stub.api.problems import GUARDED_ANSWERS
-from cloud_stub.service import DeviceCaller, PrincipalCaller
+from cloud_stub.services.cloud_service import DeviceCaller, PrincipalCaller
 from cloud_stub.views import EvidenceListing, ManifestAccepted, Offset
 
 router = APIRouter(tags=["evidence"], responses=GUARDED_ANSWERS)

@@ -11,7 +11,7 @@ from cloud_stub.api.deps import principal, service_of
 from cloud_stub.api.problems import GUARDED_ANSWERS, error_body
 from cloud_stub.domain.lifecycle import RequestStatus
 from cloud_stub.policy.requests import AgencyRequest, FollowUpWarrant
-from cloud_stub.service import PrincipalCaller
+from cloud_stub.services.cloud_service import PrincipalCaller
 from cloud_stub.views import RequestView, as_json
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"], responses=GUARDED_ANSWERS)

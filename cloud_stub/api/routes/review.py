@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cloud_stub.api.deps import principal, service_of
 from cloud_stub.api.problems import GUARDED_ANSWERS
 from cloud_stub.domain.review_rules import MAX_REASON_CHARS, MIN_REASON_CHARS, Action
-from cloud_stub.service import PrincipalCaller
+from cloud_stub.services.cloud_service import PrincipalCaller
 from cloud_stub.views import RequestView
 
 router = APIRouter(tags=["review"], responses=GUARDED_ANSWERS)

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from cloud_stub.api.deps import principal, service_of
 from cloud_stub.api.problems import GUARDED_ANSWERS
 from cloud_stub.domain.review_rules import MAX_REASON_CHARS
-from cloud_stub.service import PrincipalCaller
-from cloud_stub.signed_review import Submitted
+from cloud_stub.services.cloud_service import PrincipalCaller
+from cloud_stub.services.signed_review import Submitted
 from cloud_stub.views import RequestView
 from protocol.release_signing import DetachedSignature
 

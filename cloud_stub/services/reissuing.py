@@ -15,7 +15,7 @@ issued again: `Reissuing.reissue` checks, in one transaction, that
   code path of submission, shared with approval: a warrant expired since, an emergency
   past its follow-up, a revoked device are refused with the policy's own code);
 
-then signs a new token per such device exactly as at approval (`Releaser.sign_for_device`:
+then signs a new token per such device exactly as at approval (`Issuer.sign_for_device`:
 new ``jti``, next ``seq``, same window, basis, case and recipient, a fresh life from now),
 marks the refused token ``superseded``, audits ``token.reissued`` (old and new jti,
 reviewer, reason), puts a ``rejected`` request back to ``released``, and after the commit
@@ -29,12 +29,13 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud_stub.core import PrincipalCaller, ServiceCore
 from cloud_stub.domain.lifecycle import RequestStatus, TokenStatus
 from cloud_stub.domain.review_rules import Reviewer, check_reason, check_reviewer
 from cloud_stub.errors import Conflict, NotFound
-from cloud_stub.intake import Intake
-from cloud_stub.release import Issued, Releaser
+from cloud_stub.services.context import PrincipalCaller, ServiceCore
+from cloud_stub.services.intake import Intake
+from cloud_stub.services.issuing import Issued, Issuer
+from cloud_stub.services.publishing import Publisher
 from cloud_stub.store.models import Device, Manifest, Principal, Request, Token
 from cloud_stub.views import RequestView
 
@@ -55,9 +56,11 @@ class _Candidate:
 class Reissuing:
     """Issue a new token for an approved request whose token the device refused."""
 
-    def __init__(self, core: ServiceCore, releaser: Releaser, intake: Intake) -> None:
+    def __init__(self, core: ServiceCore, issuer: Issuer, publisher: Publisher,
+                 intake: Intake) -> None:
         self.core = core
-        self.releaser = releaser
+        self.issuer = issuer
+        self.publisher = publisher
         self.intake = intake
 
     def _candidates(self, session: Session, row: Request) -> list[_Candidate]:
@@ -119,7 +122,7 @@ class Reissuing:
                 raise NotFound(f"the agency of request {row.id} no longer exists")
             for candidate in candidates:
                 old = candidate.old
-                new = self.releaser.sign_for_device(
+                new = self.issuer.sign_for_device(
                     session, row, candidate.device, agency.org, now,
                     audit_detail={"reissue_of": old.jti},
                 )
@@ -153,6 +156,6 @@ class Reissuing:
             if row.status == RequestStatus.REJECTED:
                 row.status = RequestStatus.RELEASED.value
             row.updated_at = now
-        self.releaser.publish([i.jti for i in issued])
+        self.publisher.publish([i.jti for i in issued])
         with self.core.store.transaction() as session:
             return self.core.view(session, self.core.load_request(session, request_id))

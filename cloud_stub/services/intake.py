@@ -11,7 +11,7 @@ transparency report counts refusals by code), a passing one waits for review.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,11 +19,11 @@ from typing import Any
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
-from cloud_stub.core import PrincipalCaller, ServiceCore, caller_of
 from cloud_stub.domain.lifecycle import RequestStatus
 from cloud_stub.domain.review_rules import same_organisation
 from cloud_stub.errors import Conflict, Forbidden, NotFound, RefusedByPolicy
 from cloud_stub.policy.base import Policy, PolicyContext, PreservationRecord
+from cloud_stub.policy.config import Limits
 from cloud_stub.policy.courts import Court
 from cloud_stub.policy.errors import PolicyViolation
 from cloud_stub.policy.requests import (
@@ -37,6 +37,7 @@ from cloud_stub.policy.requests import (
     basis_of,
     parse_request,
 )
+from cloud_stub.services.context import PrincipalCaller, ServiceCore, caller_of
 from cloud_stub.store.models import Decision, Principal, Request, Token
 from cloud_stub.views import RequestView
 
@@ -44,7 +45,6 @@ DEVICE_NOT_ENROLLED = "device_not_enrolled"
 DEVICE_REVOKED = "device_revoked"  # `cloud-stub devices revoke`: no new token for it
 LIVE_PRESERVATION = (RequestStatus.PENDING_REVIEW, RequestStatus.APPROVED, RequestStatus.RELEASED,
                      RequestStatus.PRESERVED)
-ApprovalsFor = Callable[[Basis], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +66,6 @@ class QueuePage:
     total: int  # matching requests on all pages
 
 
-def default_approvals(basis: Basis) -> int:
-    """Two distinct reviewers for an emergency (docs/policy.md), one otherwise."""
-    return 2 if basis is Basis.EMERGENCY else 1
-
-
 class Intake:
     """Submit, list and read requests."""
 
@@ -80,12 +75,12 @@ class Intake:
         *,
         policy: Policy[AnyRequest],
         courts: Mapping[str, Court],
-        approvals_for: ApprovalsFor = default_approvals,
+        limits: Limits,
     ) -> None:
         self.core = core
         self.policy = policy
         self.courts = courts
-        self.approvals_for = approvals_for
+        self.limits = limits  # the policy file's: how many approvals a basis needs
 
     def _preservations(self, session: Session, caller: PrincipalCaller, exclude: str = ""
                        ) -> dict[str, PreservationRecord]:
@@ -164,7 +159,7 @@ class Intake:
         """The legal check of a stored request run again at `now`, as at submission and
         for the same agency (the request itself left out of its preservations): the
         codes and reasons it fails with now, empty when it still passes. A re-issued
-        token stands on the law as it is when it is signed (`cloud_stub.reissuing`).
+        token stands on the law as it is when it is signed (`cloud_stub.services.reissuing`).
         Raises `NotFound` when the agency no longer exists."""
         agency = session.get(Principal, row.agency_id)
         if agency is None:
@@ -174,10 +169,11 @@ class Intake:
 
     def require_lawful_now(self, session: Session, row: Request, now: datetime) -> None:
         """The one "re-check at now" of every step that acts on a stored request: an
-        approval (`cloud_stub.reviewing`) and a re-issue (`cloud_stub.reissuing`) stand
-        on the law as it is at `now`, not as it was at submission (docs/policy.md,
-        "Checked again at every step"). Raises `Conflict` with the policy's own code (a
-        warrant expired since is ``warrant_expired``, an emergency past its follow-up
+        approval (`cloud_stub.services.reviewing`) and a re-issue
+        (`cloud_stub.services.reissuing`) stand on the law as it is at `now`, not as it
+        was at submission (docs/policy.md, "Checked again at every step"). Raises
+        `Conflict` with the policy's own code (a warrant expired since is
+        ``warrant_expired``, an emergency past its follow-up
         ``emergency_followup_out_of_range``, a revoked device ``device_revoked``) and
         `NotFound` when the agency no longer exists."""
         failed = self.recheck(session, row, now)
@@ -211,7 +207,7 @@ class Intake:
                 window_end=window.end if window else None,
                 body=body,
                 reasons=reasons,
-                approvals_required=self.approvals_for(basis),
+                approvals_required=self.limits.approvals(basis),
                 follow_up_due=followup,
                 follow_up_received=False,
                 created_at=now,

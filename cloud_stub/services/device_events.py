@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud_stub.core import ServiceCore
 from cloud_stub.domain.lifecycle import (
     ACTED_ON,
     DEVICE_RESULTS,
@@ -26,8 +25,9 @@ from cloud_stub.domain.lifecycle import (
     request_after_result,
 )
 from cloud_stub.errors import HostileInputError
-from cloud_stub.escrow import EpochEscrow, Escrow
-from cloud_stub.release import issued_sha256
+from cloud_stub.services.context import ServiceCore
+from cloud_stub.services.escrow import EpochEscrow, Escrow
+from cloud_stub.services.issuing import issued_sha256
 from cloud_stub.store.models import Device, Manifest, OwnerNotice, Request, Token
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class DeviceEvents:
         nothing back, and so is a `rejected` for a token whose manifest was accepted (the
         evidence was received whatever the device's job concluded; a warning is logged)
         and any result for a token a reviewer re-issued (``superseded``: its request
-        waits on the new token, `cloud_stub.reissuing`).
+        waits on the new token, `cloud_stub.services.reissuing`).
         Raises `HostileInputError` for a token not issued to this device or an unknown
         status."""
         if result.status not in DEVICE_RESULTS:

@@ -2,7 +2,7 @@
 
 Under trust root v2 (docs/adr/0013-trust-root-v2.md) the service holds the ``policy``
 key only: `TokenSigner` then signs nothing by itself (`sign` refuses), and
-`cloud_stub.signed_review` adds the policy signature to payloads the reviewers signed on
+`cloud_stub.services.signed_review` adds the policy signature to payloads the reviewers signed on
 their own machines.
 
 The trust root names the release keys and the threshold (2: the ``policy`` key signs

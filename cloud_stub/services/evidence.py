@@ -35,8 +35,6 @@ from pathlib import Path
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from cloud_stub.core import DeviceCaller, PrincipalCaller, ServiceCore
-from cloud_stub.device_certs import device_certificate
 from cloud_stub.domain.device_requests import IssuedToken, check_device_request, parse_headers
 from cloud_stub.domain.lifecycle import (
     EVIDENCE_ACCEPTED,
@@ -46,7 +44,9 @@ from cloud_stub.domain.lifecycle import (
     TokenStatus,
 )
 from cloud_stub.errors import Conflict, Forbidden, HostileInputError, NotFound
-from cloud_stub.evidence_files import HashState, check_clip_id, check_jti
+from cloud_stub.provision.device_certs import device_certificate
+from cloud_stub.services.context import DeviceCaller, PrincipalCaller, ServiceCore
+from cloud_stub.store.evidence_files import HashState, check_clip_id, check_jti
 from cloud_stub.store.models import (
     CustodyRecord,
     Device,

@@ -24,17 +24,18 @@ from typing import Any
 
 from sqlalchemy import select
 
-from cloud_stub.core import PrincipalCaller, ServiceCore
 from cloud_stub.domain.lifecycle import RequestStatus, TokenStatus
 from cloud_stub.domain.review_rules import Action, PriorDecision, Reviewer, check_reason, decide
 from cloud_stub.errors import Conflict, Forbidden, HostileInputError, NotFound, SigningError
-from cloud_stub.intake import Intake
 from cloud_stub.policy.courts import WarrantStatement
-from cloud_stub.policy.requests import WarrantRequest, parse_request
-from cloud_stub.release import DEFAULT_HOLD_DAYS, Releaser, case_ref
+from cloud_stub.policy.requests import DEFAULT_HOLD_DAYS, WarrantRequest, parse_request
+from cloud_stub.provision.trust_roots import current_root
+from cloud_stub.services.context import PrincipalCaller, ServiceCore
+from cloud_stub.services.intake import Intake
+from cloud_stub.services.issuing import Issuer, case_ref
+from cloud_stub.services.publishing import Publisher
 from cloud_stub.store.models import Decision, Device, Principal, Request, Token
 from cloud_stub.store.sequence import allocate_seq
-from cloud_stub.trust_admin import current_root
 from cloud_stub.views import RequestView
 from protocol.errors import KeyFormatError
 from protocol.keys import canonical_json
@@ -77,9 +78,11 @@ def _stored(token: Token) -> tuple[str, list[DetachedSignature]]:
 class SignedReview:
     """Prepare payloads, accept reviewer signatures, finish with the policy signature."""
 
-    def __init__(self, core: ServiceCore, releaser: Releaser, intake: Intake) -> None:
+    def __init__(self, core: ServiceCore, issuer: Issuer, publisher: Publisher,
+                 intake: Intake) -> None:
         self.core = core
-        self.releaser = releaser
+        self.issuer = issuer
+        self.publisher = publisher
         self.intake = intake
 
     def root(self, now: datetime) -> TrustRootV2:
@@ -199,7 +202,7 @@ class SignedReview:
         if row.window_start is None or row.window_end is None:
             raise SigningError(f"request {row.id} has no window", code="bad_state")
         window = Window(start=row.window_start, end=row.window_end)
-        life = min(root.limits[row.basis].max_token_life_s, self.releaser._life_s(row))
+        life = min(root.limits[row.basis].max_token_life_s, self.issuer.life_s(row))
         iat = unix_time(now)
         exp = iat + life
         if warrant is not None:  # a token never outlives its warrant
@@ -211,17 +214,17 @@ class SignedReview:
             extra["hold_until"] = now + timedelta(days=days)
         else:
             lead = timedelta(seconds=self.core.limits.epoch_lead_s)
-            epochs = self.releaser.escrow.covering(session, device.id, window.start, window.end,
+            epochs = self.issuer.escrow.covering(session, device.id, window.start, window.end,
                                                    lead)
             if not epochs:
                 return None
             try:
-                extra["keys"] = seal_keys_for_device(self.releaser.escrow.open(epochs),
+                extra["keys"] = seal_keys_for_device(self.issuer.escrow.open(epochs),
                                                      device.transport_recipient)
             except KeyFormatError as exc:
                 raise SigningError(f"cannot seal keys for {device.id}: {exc}") from exc
             extra["recipient"] = str(row.body.get("recipient") or "")
-            extra["upload"] = self.releaser.upload_url(jti)
+            extra["upload"] = self.issuer.upload_url(jti)
             notify_after = row.body.get("notify_after")
             if notify_after:
                 extra["notify_after"] = parse_time(str(notify_after).replace("+00:00", "Z"))
@@ -300,7 +303,7 @@ class SignedReview:
                                            "status": verdict.status.value})
             if verdict.status is RequestStatus.APPROVED:
                 issued = self._finish(session, row, list(tokens.values()), now)
-        self.releaser.publish(issued)
+        self.publisher.publish(issued)
         with self.core.store.transaction() as session:
             return self.core.view(session, self.core.load_request(session, request_id))
 
@@ -316,7 +319,7 @@ class SignedReview:
                                    action="request.refused", subject=f"request:{row.id}",
                                    detail={"reasons": reasons, "at": "approval"})
             return []
-        policy = self.releaser.signer.policy_key
+        policy = self.issuer.signer.policy_key
         for token in tokens:
             segment, collected = _stored(token)
             token.jws = assemble(segment, [sign_detached(segment, policy), *collected]).decode()

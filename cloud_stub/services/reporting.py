@@ -11,7 +11,6 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
-from cloud_stub.core import ServiceCore
 from cloud_stub.domain.transparency import (
     DecisionRecord,
     ReleaseRecord,
@@ -19,6 +18,7 @@ from cloud_stub.domain.transparency import (
     TransparencyReport,
     build_report,
 )
+from cloud_stub.services.context import ServiceCore
 from cloud_stub.store.audit_log import LOCK_ID
 from cloud_stub.store.models import (
     AuditLock,

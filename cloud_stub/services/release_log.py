@@ -6,7 +6,7 @@ a token whose statement has no quorum yet (`NotWitnessedYet`) simply stays `issu
 is tried again with the other pending tokens: with two of three witnesses down releases
 wait, are not lost, and go through when one returns.
 
-`DeploymentLog` is what `Releaser` calls before the broker: under the newest signed trust
+`DeploymentLog` is what `Publisher` calls before the broker: under the newest signed trust
 root with a log policy it logs the token and returns the envelope to publish
 (`protocol.release_envelope`), else the bare token. `enrolment_log` gives enrolment the
 policy and the log's checked checkpoint (docs/protocol.md section 11).
@@ -23,7 +23,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from cloud_stub.errors import CloudError
-from cloud_stub.trust_admin import published_chain
+from cloud_stub.provision.trust_roots import published_chain
 from protocol import _jws
 from protocol._schema import SchemaError, loads_strict
 from protocol.bundle import DeploymentLayout

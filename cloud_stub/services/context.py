@@ -1,6 +1,6 @@
-"""State and helpers shared by the service's parts (intake, review, release, evidence,
-device events). `cloud_stub.service.CloudService` wires them together; the HTTP API, the
-MQTT consumer and the CLI are thin layers over that.
+"""State and helpers shared by the service's parts (intake, review, issuing, publishing,
+evidence, device events). `cloud_stub.services.cloud_service.CloudService` wires them
+together; the HTTP API, the MQTT consumer and the CLI are thin layers over that.
 
 Each public method runs in its own store transaction (or a few, when a side effect
 outside the database must happen after a commit, such as publishing a token), takes
@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session
 
 from cloud_stub.config import DeploymentSettings, ServiceLimits
 from cloud_stub.errors import Forbidden, NotFound
-from cloud_stub.evidence_files import EvidenceFiles, HashState
 from cloud_stub.store import Store
 from cloud_stub.store.audit_log import AuditTrail
 from cloud_stub.store.devices import SyncReport, sync_devices
+from cloud_stub.store.evidence_files import EvidenceFiles, HashState
 from cloud_stub.store.models import Decision, Device, Principal, Request, Token
 from cloud_stub.store.principals import authenticate
 from cloud_stub.views import RequestView, request_view
