@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 
 from cloud_stub.config import DeploymentSettings, ServiceLimits
 from cloud_stub.errors import Forbidden, NotFound
+from cloud_stub.services.device_registry import SyncReport, sync_devices
 from cloud_stub.store import Store
 from cloud_stub.store.audit_log import AuditTrail
-from cloud_stub.store.devices import SyncReport, sync_devices
 from cloud_stub.store.evidence_files import EvidenceFiles, HashState
 from cloud_stub.store.models import Decision, Device, Principal, Request, Token
 from cloud_stub.store.principals import authenticate
