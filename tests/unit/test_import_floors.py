@@ -62,6 +62,13 @@ def test_the_checkout_keeps_every_floor() -> None:
         ("release_log/__init__.py", "cloud_stub.errors", "builds on protocol alone"),
         ("doorbell_evidence/__init__.py", "device.errors", "never import each other"),
         ("device/motion.py", "release_log.client", "imports no log server or client"),
+        ("cloud_stub/domain/lifecycle.py", "cloud_stub.store.models", "the cloud stub's floors"),
+        ("cloud_stub/store/sequence.py", "cloud_stub.services.context",
+         "the cloud stub's floors"),
+        ("cloud_stub/services/escrow.py", "cloud_stub.api.deps", "the cloud stub's floors"),
+        ("cloud_stub/store/devices.py", "cloud_stub.provision.revocations",
+         "read no deployment files"),
+        ("cloud_stub/domain/review_rules.py", "cloud_stub.config", "read no deployment files"),
     ],
 )
 def test_a_planted_wrong_way_import_breaks_its_floor(
