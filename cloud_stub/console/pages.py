@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from cloud_stub.api.problems import status_for
+from cloud_stub.api.views import request_view
 from cloud_stub.console import reads
 from cloud_stub.console.charts import bar_chart, timeline
 from cloud_stub.console.sessions import Admission
@@ -168,7 +169,9 @@ def queue(
         status=status or None, basis=basis or None, org=org or None,
         created_after=after, created_before=before, limit=size, offset=(page_no - 1) * size,
     ))
-    return page(request, "queue.html", user=user, result=result, page_no=page_no,
+    views = [request_view(r) for r in result.requests]
+    return page(request, "queue.html", user=user, views=views, total=result.total,
+                page_no=page_no,
                 pages=max(1, -(-result.total // size)),
                 filters={"basis": basis, "status": status, "org": org, "age": age.value},
                 bases=[b.value for b in Basis], statuses=[s.value for s in RequestStatus],
@@ -179,7 +182,8 @@ def queue(
 def mine(request: Request, user: User) -> HTMLResponse:
     if user.caller.role != "agency":
         raise Forbidden("this page lists an agency's own requests")
-    views = console_of(request).service.intake.list_for(user.caller, limit=500)
+    views = [request_view(r)
+             for r in console_of(request).service.intake.list_for(user.caller, limit=500)]
     return page(request, "mine.html", user=user, views=views)
 
 

@@ -43,9 +43,11 @@ from cloud_stub.domain.lifecycle import (
     RequestStatus,
     TokenStatus,
 )
+from cloud_stub.domain.summaries import EvidenceSummary, ManifestReceipt
 from cloud_stub.errors import Conflict, Forbidden, HostileInputError, NotFound
 from cloud_stub.provision.device_certs import device_certificate
 from cloud_stub.services.context import DeviceCaller, PrincipalCaller, ServiceCore
+from cloud_stub.services.summaries import evidence_file
 from cloud_stub.store.evidence_files import HashState, check_clip_id, check_jti
 from cloud_stub.store.models import (
     CustodyRecord,
@@ -56,7 +58,6 @@ from cloud_stub.store.models import (
     Token,
     Upload,
 )
-from cloud_stub.views import EvidenceListing, ManifestAccepted, custody_view
 from protocol.errors import KeyFormatError, ManifestError
 from protocol.keys import public_key_from_hex
 from protocol.manifest import EvidenceManifest, check_manifest_window, verify_manifest
@@ -163,7 +164,7 @@ class Evidence:
                 session.add(Upload(jti=jti, clip_id=clip_id, received=0,
                                    started_at=now, updated_at=now))
 
-    def accept_manifest(self, caller: DeviceCaller, jti: str) -> ManifestAccepted:
+    def accept_manifest(self, caller: DeviceCaller, jti: str) -> ManifestReceipt:
         """Check the manifest against the signature, the token and the staged files, then
         store the files content-addressed with their custody records.
 
@@ -219,7 +220,7 @@ class Evidence:
         return accepted
 
     def _repeated(self, session: Session, caller: DeviceCaller, jti: str
-                  ) -> ManifestAccepted | None:
+                  ) -> ManifestReceipt | None:
         """None when no manifest was accepted for the token; the first acceptance's
         answer when the caller's body is that manifest, byte for byte, from the same
         device. Raises `Conflict` (``closed``) for any other manifest."""
@@ -235,10 +236,10 @@ class Evidence:
         ) or 0
         log.info("token %s: the accepted manifest was posted again; answered as accepted",
                  jti)
-        return ManifestAccepted(jti=jti, accepted=files, manifest_sha256=accepted.sha256)
+        return ManifestReceipt(jti=jti, accepted=files, manifest_sha256=accepted.sha256)
 
     def _check_and_store(self, caller: DeviceCaller, jti: str, manifest: EvidenceManifest,
-                         now: datetime) -> tuple[list[Path], ManifestAccepted]:
+                         now: datetime) -> tuple[list[Path], ManifestReceipt]:
         """The staged files against the manifest, then in one transaction their content
         addresses, the custody records and the audit entry."""
         files = self.core.files
@@ -332,7 +333,7 @@ class Evidence:
                     "discarded_unlisted": dropped,
                 },
             )
-        return stored_files, ManifestAccepted(jti=jti, accepted=len(checked),
+        return stored_files, ManifestReceipt(jti=jti, accepted=len(checked),
                                               manifest_sha256=manifest_sha)
 
     # --- agency side --------------------------------------------------------------------
@@ -346,7 +347,7 @@ class Evidence:
             raise NotFound(f"no request {request_id[:40]!r}")
         return row
 
-    def listing(self, caller: PrincipalCaller, request_id: str) -> EvidenceListing:
+    def listing(self, caller: PrincipalCaller, request_id: str) -> EvidenceSummary:
         with self.core.store.transaction() as session:
             self._own_request(session, caller, request_id)
             records = session.execute(
@@ -369,14 +370,14 @@ class Evidence:
                 for d in session.execute(select(Device).where(Device.id.in_(devices))).scalars()
             }
             api = self.core.settings.api.url
-            files = [custody_view(r, api) for r in records]
+            files = tuple(evidence_file(r, api) for r in records)
         now = self.core.now()
         certificates = {}
         for device, key in identities.items():
             made = device_certificate(self.core.layout, device, key, now)
             if made is not None:  # none when the root keys are offline and none was kept
                 certificates[device] = made.decode()
-        return EvidenceListing(
+        return EvidenceSummary(
             request_id=request_id,
             files=files,
             manifests=manifests,

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from cloud_stub.domain.lifecycle import RequestStatus
 from cloud_stub.domain.review_rules import same_organisation
+from cloud_stub.domain.summaries import RequestSummary
 from cloud_stub.errors import Conflict, Forbidden, NotFound, RefusedByPolicy
 from cloud_stub.policy.base import Policy, PolicyContext, PreservationRecord
 from cloud_stub.policy.config import Limits
@@ -39,7 +40,6 @@ from cloud_stub.policy.requests import (
 )
 from cloud_stub.services.context import PrincipalCaller, ServiceCore, caller_of
 from cloud_stub.store.models import Decision, Principal, Request, Token
-from cloud_stub.views import RequestView
 
 DEVICE_NOT_ENROLLED = "device_not_enrolled"
 DEVICE_REVOKED = "device_revoked"  # `cloud-stub devices revoke`: no new token for it
@@ -62,7 +62,7 @@ class QueueQuery:
 
 @dataclass(frozen=True, slots=True)
 class QueuePage:
-    views: list[RequestView]
+    requests: list[RequestSummary]
     total: int  # matching requests on all pages
 
 
@@ -182,7 +182,7 @@ class Intake:
             raise Conflict(f"the request no longer passes the legal check: {first['reason']}",
                            code=first["code"])
 
-    def submit(self, caller: PrincipalCaller, request: AnyRequest) -> RequestView:
+    def submit(self, caller: PrincipalCaller, request: AnyRequest) -> RequestSummary:
         """Check and store a request. Raises `Forbidden` for a non-agency caller."""
         if caller.role != "agency":
             raise Forbidden("only an agency submits requests")
@@ -228,10 +228,10 @@ class Intake:
                     "reasons": reasons,
                 },
             )
-            return self.core.view(session, row)
+            return self.core.summary(session, row)
 
     def list_for(self, caller: PrincipalCaller, *, status: str | None = None,
-             limit: int = 100, offset: int = 0) -> list[RequestView]:
+             limit: int = 100, offset: int = 0) -> list[RequestSummary]:
         """Requests the caller may see, newest first: an agency sees only its own."""
         with self.core.store.transaction() as session:
             stmt = select(Request).order_by(Request.created_at.desc(), Request.id)
@@ -242,19 +242,20 @@ class Intake:
             if status is not None:
                 stmt = stmt.where(Request.status == status)
             rows = session.execute(stmt.limit(limit).offset(offset)).scalars().all()
-            return [self.core.view(session, r) for r in rows]
+            return [self.core.summary(session, r) for r in rows]
 
-    def get(self, caller: PrincipalCaller, request_id: str) -> RequestView:
+    def get(self, caller: PrincipalCaller, request_id: str) -> RequestSummary:
         """Raises `NotFound` (also for another agency's request)."""
         with self.core.store.transaction() as session:
-            return self.core.view(session, self.core.visible_request(session, caller, request_id))
+            row = self.core.visible_request(session, caller, request_id)
+            return self.core.summary(session, row)
 
-    def queue(self, caller: PrincipalCaller) -> list[RequestView]:
+    def queue(self, caller: PrincipalCaller) -> list[RequestSummary]:
         """Requests waiting for review that this caller's organisation may review."""
         with self.core.store.transaction() as session:
             stmt = self._reviewable(session, caller, RequestStatus.PENDING_REVIEW.value)
             rows = session.execute(stmt.order_by(Request.created_at, Request.id)).scalars()
-            return [self.core.view(session, r) for r in rows.all()]
+            return [self.core.summary(session, r) for r in rows.all()]
 
     def _reviewable(self, session: Session, caller: PrincipalCaller, status: str | None
                     ) -> Select[Request]:
@@ -297,7 +298,7 @@ class Intake:
                 stmt.order_by(emergency_first, Request.created_at, Request.id)
                 .limit(query.limit).offset(query.offset)
             ).scalars().all()
-            return QueuePage(views=[self.core.view(session, r) for r in rows], total=total)
+            return QueuePage(requests=[self.core.summary(session, r) for r in rows], total=total)
 
 
 class FollowUp:
@@ -315,7 +316,7 @@ class FollowUp:
         self.courts = courts
 
     def record(self, caller: PrincipalCaller, request_id: str, follow_up: FollowUpWarrant
-               ) -> RequestView:
+               ) -> RequestSummary:
         """Check and record the follow-up on the agency's own emergency request.
 
         Raises `NotFound` (not this agency's), `Conflict` (not an emergency, not granted,
@@ -359,4 +360,4 @@ class FollowUp:
                         "due": row.follow_up_due.isoformat() if row.follow_up_due else None,
                         "late": bool(row.follow_up_due and now > row.follow_up_due)},
             )
-            return self.core.view(session, row)
+            return self.core.summary(session, row)

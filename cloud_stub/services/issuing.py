@@ -25,16 +25,22 @@ from typing import Any
 from cloud_stub.domain.lifecycle import RequestStatus, TokenStatus
 from cloud_stub.errors import SigningError
 from cloud_stub.policy.config import Limits
-from cloud_stub.policy.requests import DEFAULT_HOLD_DAYS
+from cloud_stub.policy.requests import (
+    DEFAULT_HOLD_DAYS,
+    AnyRequest,
+    EmergencyRequest,
+    PreservationRequest,
+    WarrantRequest,
+    parse_request,
+)
 from cloud_stub.services.context import ServiceCore
 from cloud_stub.services.escrow import Escrow
+from cloud_stub.services.summaries import warrant_expiry
 from cloud_stub.services.token_signing import TokenSigner
 from cloud_stub.store.models import Device, Request, Token
 from cloud_stub.store.sequence import allocate_seq
-from cloud_stub.views import warrant_expiry
 from protocol.errors import KeyFormatError
 from protocol.keys import canonical_json
-from protocol.timefmt import parse_time
 from protocol.token import CaseRef, ReleaseClaims, Window, seal_keys_for_device, unix_time
 
 
@@ -51,24 +57,34 @@ def issued_sha256(token: Token) -> str:
     return hashlib.sha256(token.jws.encode("utf-8")).hexdigest()
 
 
-def _document_sha256(row: Request) -> str:
-    given = row.body.get("document_sha256")
-    if row.basis == "warrant" and isinstance(given, str) and len(given) == 64:
+def _document_sha256(row: Request, request: AnyRequest) -> str:
+    given = request.document_sha256 if isinstance(request, WarrantRequest) else None
+    if given is not None and len(given) == 64:
         return given.lower()
     return hashlib.sha256(canonical_json(row.body)).hexdigest()
 
 
-def case_ref(row: Request, agency_org: str) -> CaseRef:
+def hold_days(request: AnyRequest) -> int:
+    """How long a preservation pins its clips, in days."""
+    given = request.hold_days if isinstance(request, PreservationRequest) else None
+    return given or DEFAULT_HOLD_DAYS
+
+
+def notify_after(request: AnyRequest) -> datetime | None:
+    """Until when a warrant's non-disclosure order delays the owner's notice."""
+    return request.notify_after if isinstance(request, WarrantRequest) else None
+
+
+def case_ref(row: Request, request: AnyRequest, agency_org: str) -> CaseRef:
     """The token's ``case``: what the owner's notice names as the requester. For a
     warrant the docket and the court are the ones the court signed (checked at
     submission and at approval); for an emergency or a preservation the authority is the
     authenticated agency's registered organisation and the docket the service's request
     id, never the request body's free text (``agency``, ``agency_case_number``), which
     would let one agency sign a request as another (docs/protocol.md, ``case``)."""
-    body: dict[str, Any] = row.body
-    if row.basis == "warrant":
-        docket = str(body.get("docket") or row.id)
-        authority = str(body.get("court_id") or agency_org)
+    if isinstance(request, WarrantRequest):
+        docket = request.docket or row.id
+        authority = request.court_id or agency_org
     else:
         docket = row.id
         authority = agency_org
@@ -76,7 +92,7 @@ def case_ref(row: Request, agency_org: str) -> CaseRef:
         request_id=row.id,
         docket=docket[:256],
         authority=authority[:256],
-        document_sha256=_document_sha256(row),
+        document_sha256=_document_sha256(row, request),
     )
 
 class Issuer:
@@ -92,13 +108,14 @@ class Issuer:
     def upload_url(self, jti: str) -> str:
         return f"{self.core.settings.api.url.rstrip('/')}/v1/evidence/{jti}"
 
-    def life_s(self, row: Request) -> int:
+    def life_s(self, row: Request, request: AnyRequest) -> int:
         """The life of a token of this request, in seconds, before a warrant caps it."""
         limit = self.signer.limits(row.basis).max_token_life_s
         if self.limits is not None:  # the policy file may only shorten it
             limit = min(limit, self.limits.token_life_s(row.basis))
-        asked = row.body.get("token_lifetime_s")
-        if isinstance(asked, int) and 0 < asked < limit:
+        asked = (request.token_lifetime_s
+                 if isinstance(request, WarrantRequest | EmergencyRequest) else None)
+        if asked is not None and 0 < asked < limit:
             return asked
         return limit
 
@@ -156,9 +173,10 @@ class Issuer:
         if row.window_start is None or row.window_end is None:
             raise SigningError(f"request {row.id} has no window", code="bad_state")
         window = Window(start=row.window_start, end=row.window_end)
-        case = case_ref(row, agency_org)
-        life = self.life_s(row)
-        warrant_expires = warrant_expiry(row)
+        request = parse_request(row.body)  # it passed the legal check again just now
+        case = case_ref(row, request, agency_org)
+        life = self.life_s(row, request)
+        warrant_expires = warrant_expiry(request)
         if warrant_expires is not None:  # a token never outlives its warrant
             left = unix_time(warrant_expires) - unix_time(now)
             if left <= 0:
@@ -166,14 +184,13 @@ class Issuer:
                                    code="warrant_expired")
             life = min(life, left)
         preservation = row.basis == "preservation"
-        notify_after = row.body.get("notify_after")
+        notify = notify_after(request)
         lead = timedelta(seconds=self.core.limits.epoch_lead_s)
         device_id = device.id
         jti = str(uuid.uuid4())
         extra: dict[str, Any] = {}
         if preservation:
-            days = int(row.body.get("hold_days") or DEFAULT_HOLD_DAYS)
-            extra["hold_until"] = now + timedelta(days=days)
+            extra["hold_until"] = now + timedelta(days=hold_days(request))
         else:
             epochs = self.escrow.covering(session, device_id, window.start, window.end, lead)
             if not epochs:
@@ -183,11 +200,11 @@ class Issuer:
                                             device.transport_recipient)
             except KeyFormatError as exc:
                 raise SigningError(f"cannot seal keys for {device_id}: {exc}") from exc
-            extra["recipient"] = str(row.body.get("recipient") or "")
+            extra["recipient"] = request.recipient or ""
             extra["keys"] = keys
             extra["upload"] = self.upload_url(jti)
-            if notify_after:
-                extra["notify_after"] = parse_time(str(notify_after).replace("+00:00", "Z"))
+            if notify is not None:
+                extra["notify_after"] = notify
         seq = allocate_seq(session, device_id)
         iat = unix_time(now)
         claims = ReleaseClaims(

@@ -31,13 +31,13 @@ from sqlalchemy.orm import Session
 
 from cloud_stub.domain.lifecycle import RequestStatus, TokenStatus
 from cloud_stub.domain.review_rules import Reviewer, check_reason, check_reviewer
+from cloud_stub.domain.summaries import RequestSummary
 from cloud_stub.errors import Conflict, NotFound
 from cloud_stub.services.context import PrincipalCaller, ServiceCore
 from cloud_stub.services.intake import Intake
 from cloud_stub.services.issuing import Issued, Issuer
 from cloud_stub.services.publishing import Publisher
 from cloud_stub.store.models import Device, Manifest, Principal, Request, Token
-from cloud_stub.views import RequestView
 
 REISSUE_REASONS = ("stale_seq", "expired")  # device refusals a new token can answer
 REISSUED_ACTION = "token.reissued"
@@ -102,7 +102,7 @@ class Reissuing:
             )
         return out
 
-    def reissue(self, caller: PrincipalCaller, request_id: str, reason: str) -> RequestView:
+    def reissue(self, caller: PrincipalCaller, request_id: str, reason: str) -> RequestSummary:
         """Re-issue the refused tokens of an approved request; returns the request.
 
         Raises `Forbidden` (not a reviewer, separation of duties), `Conflict`
@@ -158,4 +158,4 @@ class Reissuing:
             row.updated_at = now
         self.publisher.publish([i.jti for i in issued])
         with self.core.store.transaction() as session:
-            return self.core.view(session, self.core.load_request(session, request_id))
+            return self.core.summary(session, self.core.load_request(session, request_id))

@@ -13,13 +13,13 @@ from sqlalchemy import select
 
 from cloud_stub.domain.lifecycle import RequestStatus
 from cloud_stub.domain.review_rules import Action, PriorDecision, Reviewer, check_reason, decide
+from cloud_stub.domain.summaries import RequestSummary
 from cloud_stub.errors import NotFound
 from cloud_stub.services.context import PrincipalCaller, ServiceCore
 from cloud_stub.services.intake import Intake
 from cloud_stub.services.issuing import Issuer
 from cloud_stub.services.publishing import Publisher
 from cloud_stub.store.models import Decision, Principal
-from cloud_stub.views import RequestView
 
 
 class Reviewing:
@@ -33,7 +33,7 @@ class Reviewing:
         self.intake = intake
 
     def decide(self, caller: PrincipalCaller, request_id: str, action: Action, reason: str
-               ) -> RequestView:
+               ) -> RequestSummary:
         """Record the decision; on the last approval issue the tokens, then publish them.
 
         Raises `Forbidden` (not a reviewer, separation of duties), `Conflict` (not
@@ -106,4 +106,4 @@ class Reviewing:
                 )
         self.publisher.publish(issued_jtis)
         with self.core.store.transaction() as session:
-            return self.core.view(session, self.core.load_request(session, request_id))
+            return self.core.summary(session, self.core.load_request(session, request_id))

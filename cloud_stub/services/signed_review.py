@@ -26,17 +26,17 @@ from sqlalchemy import select
 
 from cloud_stub.domain.lifecycle import RequestStatus, TokenStatus
 from cloud_stub.domain.review_rules import Action, PriorDecision, Reviewer, check_reason, decide
+from cloud_stub.domain.summaries import RequestSummary
 from cloud_stub.errors import Conflict, Forbidden, HostileInputError, NotFound, SigningError
 from cloud_stub.policy.courts import WarrantStatement
-from cloud_stub.policy.requests import DEFAULT_HOLD_DAYS, WarrantRequest, parse_request
+from cloud_stub.policy.requests import WarrantRequest, parse_request
 from cloud_stub.provision.trust_roots import current_root
 from cloud_stub.services.context import PrincipalCaller, ServiceCore
 from cloud_stub.services.intake import Intake
-from cloud_stub.services.issuing import Issuer, case_ref
+from cloud_stub.services.issuing import Issuer, case_ref, hold_days, notify_after
 from cloud_stub.services.publishing import Publisher
 from cloud_stub.store.models import Decision, Device, Principal, Request, Token
 from cloud_stub.store.sequence import allocate_seq
-from cloud_stub.views import RequestView
 from protocol.errors import KeyFormatError
 from protocol.keys import canonical_json
 from protocol.release_signing import (
@@ -50,7 +50,6 @@ from protocol.release_signing import (
     payload_sha256,
     sign_detached,
 )
-from protocol.timefmt import parse_time
 from protocol.token import ReleaseClaims, Window, seal_keys_for_device, unix_time
 from protocol.trust_root_v2 import TrustRootV2
 from protocol.warrant import WarrantClaim
@@ -202,7 +201,8 @@ class SignedReview:
         if row.window_start is None or row.window_end is None:
             raise SigningError(f"request {row.id} has no window", code="bad_state")
         window = Window(start=row.window_start, end=row.window_end)
-        life = min(root.limits[row.basis].max_token_life_s, self.issuer.life_s(row))
+        request = parse_request(row.body)
+        life = min(root.limits[row.basis].max_token_life_s, self.issuer.life_s(row, request))
         iat = unix_time(now)
         exp = iat + life
         if warrant is not None:  # a token never outlives its warrant
@@ -210,8 +210,7 @@ class SignedReview:
         jti = str(uuid.uuid4())
         extra: dict[str, Any] = {}
         if row.basis == "preservation":
-            days = int(row.body.get("hold_days") or DEFAULT_HOLD_DAYS)
-            extra["hold_until"] = now + timedelta(days=days)
+            extra["hold_until"] = now + timedelta(days=hold_days(request))
         else:
             lead = timedelta(seconds=self.core.limits.epoch_lead_s)
             epochs = self.issuer.escrow.covering(session, device.id, window.start, window.end,
@@ -223,23 +222,23 @@ class SignedReview:
                                                      device.transport_recipient)
             except KeyFormatError as exc:
                 raise SigningError(f"cannot seal keys for {device.id}: {exc}") from exc
-            extra["recipient"] = str(row.body.get("recipient") or "")
+            extra["recipient"] = request.recipient or ""
             extra["upload"] = self.issuer.upload_url(jti)
-            notify_after = row.body.get("notify_after")
-            if notify_after:
-                extra["notify_after"] = parse_time(str(notify_after).replace("+00:00", "Z"))
+            notify = notify_after(request)
+            if notify is not None:
+                extra["notify_after"] = notify
             if warrant is not None:
                 extra["warrant"] = warrant
         return ReleaseClaims(
             v=1, iss=root.issuer, aud=device.id, jti=jti,
             seq=allocate_seq(session, device.id), iat=iat, nbf=iat, exp=exp,
-            basis=row.basis, case=case_ref(row, agency_name), window=window, **extra,
+            basis=row.basis, case=case_ref(row, request, agency_name), window=window, **extra,
         )
 
     # --- the signatures ------------------------------------------------------------------
 
     def submit(self, caller: PrincipalCaller, request_id: str, kid: str, reason: str,
-               signatures: list[Submitted]) -> RequestView:
+               signatures: list[Submitted]) -> RequestSummary:
         """Record one reviewer's approval by signature; on the last one, finish.
 
         Raises Forbidden (not this reviewer's key, separation of duties), Conflict (not
@@ -305,7 +304,7 @@ class SignedReview:
                 issued = self._finish(session, row, list(tokens.values()), now)
         self.publisher.publish(issued)
         with self.core.store.transaction() as session:
-            return self.core.view(session, self.core.load_request(session, request_id))
+            return self.core.summary(session, self.core.load_request(session, request_id))
 
     def _finish(self, session: Any, row: Request, tokens: list[Token], now: datetime
                 ) -> list[str]:
