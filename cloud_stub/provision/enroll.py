@@ -67,10 +67,11 @@ from cloud_stub.provision.keys import (
     write_private,
     write_public,
 )
+from cloud_stub.provision.log_enrolment import DEVICE_CHECKPOINT_FILE, enrolment_log
 from cloud_stub.provision.names import owner_mqtt_user
-from cloud_stub.services.release_log import DEVICE_CHECKPOINT_FILE, LogClientError, enrolment_log
 from protocol.bundle import BundleLayout, DeploymentLayout, OwnerBundleLayout
 from protocol.topics import DeviceTopics
+from release_log.client import LogClientError
 
 MAX_PUBLIC_FILE = 64 * 1024  # CA certificate, trust root, recipient: all a few KiB
 

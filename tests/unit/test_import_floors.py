@@ -66,6 +66,8 @@ def test_the_checkout_keeps_every_floor() -> None:
         ("cloud_stub/store/sequence.py", "cloud_stub.services.context",
          "the cloud stub's floors"),
         ("cloud_stub/services/escrow.py", "cloud_stub.api.deps", "the cloud stub's floors"),
+        ("cloud_stub/provision/names.py", "cloud_stub.services.context",
+         "the cloud stub's floors"),
         ("cloud_stub/store/devices.py", "cloud_stub.provision.revocations",
          "read no deployment files"),
         ("cloud_stub/domain/review_rules.py", "cloud_stub.config", "read no deployment files"),
