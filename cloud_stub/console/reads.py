@@ -27,7 +27,7 @@ from cloud_stub.policy import parse_request
 from cloud_stub.services.cloud_service import CloudService
 from cloud_stub.services.context import PrincipalCaller
 from cloud_stub.services.publishing import REPUBLISHED_ACTION
-from cloud_stub.services.summaries import token_summary
+from cloud_stub.services.summarise import token_summary
 from cloud_stub.store.models import AuditRow, CustodyRecord, Device, Manifest, Request, Token
 from protocol.errors import ProtocolError
 from protocol.keys import public_key_from_hex

@@ -24,7 +24,7 @@ from cloud_stub.config import DeploymentSettings, ServiceLimits
 from cloud_stub.domain.summaries import RequestSummary
 from cloud_stub.errors import Forbidden, NotFound
 from cloud_stub.services.device_registry import SyncReport, sync_devices
-from cloud_stub.services.summaries import request_summary
+from cloud_stub.services.summarise import request_summary
 from cloud_stub.store import Store
 from cloud_stub.store.audit_log import AuditTrail
 from cloud_stub.store.evidence_files import EvidenceFiles, HashState

@@ -16,7 +16,7 @@ from cloud_stub.domain.summaries import EvidenceSummary
 from cloud_stub.errors import Forbidden, NotFound
 from cloud_stub.provision.device_certs import device_certificate
 from cloud_stub.services.context import PrincipalCaller, ServiceCore
-from cloud_stub.services.summaries import evidence_file
+from cloud_stub.services.summarise import evidence_file
 from cloud_stub.store.evidence_files import check_clip_id, check_jti
 from cloud_stub.store.models import CustodyRecord, Device, Manifest, Request, Token
 

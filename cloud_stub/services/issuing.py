@@ -35,7 +35,7 @@ from cloud_stub.policy.requests import (
 )
 from cloud_stub.services.context import ServiceCore
 from cloud_stub.services.escrow import Escrow
-from cloud_stub.services.summaries import warrant_expiry
+from cloud_stub.services.summarise import warrant_expiry
 from cloud_stub.services.token_signing import TokenSigner
 from cloud_stub.store.models import Device, Request, Token
 from cloud_stub.store.sequence import allocate_seq

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
+from cloud_stub.domain.lifecycle import RequestStatus
 from cloud_stub.domain.transparency import (
     DecisionRecord,
     ReleaseRecord,
@@ -44,7 +45,7 @@ def transparency_report(core: ServiceCore, *, period_start: datetime | None = No
                 devices=tuple(str(d) for d in r.devices),
                 submitted_at=r.created_at,
                 refusal_codes=tuple(str(x["code"]) for x in r.reasons)
-                if r.status == "refused" else (),
+                if r.status == RequestStatus.REFUSED else (),
                 followup_due=r.follow_up_due,
                 followup_received=r.follow_up_received,
             )
