@@ -70,7 +70,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bench._report import ratio_line
 from bench.fleet_client import MqttSession
 from cloud_stub.policy.courts import load_court_key
-from cloud_stub.service import CloudService
+from cloud_stub.services.cloud_service import CloudService
 from cloud_stub.store.principals import create_principal
 from device.release.messages import result_payload
 from device.vault.epochs import Epoch, escrow_message

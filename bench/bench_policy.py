@@ -33,11 +33,11 @@ import pyrage
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench._report import ratio_line
-from cloud_stub.audit import AuditEntry, chain_entry, entry_hash, verify_chain
+from cloud_stub.domain.audit_chain import AuditEntry, chain_entry, entry_hash, verify_chain
+from cloud_stub.domain.transparency import RequestRecord, build_report
 from cloud_stub.policy import PolicyContext, WarrantStatement, build_policy, parse_request_json
 from cloud_stub.policy.courts import Court, CourtRegistry, request_fields, sign_warrant
 from cloud_stub.policy.requests import OrderType
-from cloud_stub.transparency import RequestRecord, build_report
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

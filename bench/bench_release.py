@@ -53,7 +53,7 @@ import tomli_w
 
 from bench._report import ratio_line
 from cloud_stub.config import ApiSection, load_deployment
-from cloud_stub.service import CloudService
+from cloud_stub.services.cloud_service import CloudService
 from device.release.uploader import HttpUploader, UploadLimits
 from device.vault.outbox import EscrowOutbox
 from device.vault.reseal import reseal

@@ -61,7 +61,7 @@ from bench.bench_release import (
     stop_process,
 )
 from bench.netns import SVC_ADDRESS, ShapedLink
-from cloud_stub.service import CloudService
+from cloud_stub.services.cloud_service import CloudService
 from device.release.service import ReleaseService, ServiceTiming
 from device.release.vaultview import StoreVault
 from device.vault.outbox import EscrowOutbox

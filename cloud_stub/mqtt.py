@@ -7,7 +7,8 @@ returns once the broker acknowledged, else raises `TransportError` and the token
 
 Redelivery: a background thread publishes, while connected, the tokens still
 ``issued``, and publishes again ``published`` tokens that no device result answered
-(`Releaser.redeliver`, backoff from ``[redelivery]`` in ``deployment.toml``, ADR 0011).
+(`Publisher.redeliver` in services/publishing.py, backoff from ``[redelivery]`` in
+``deployment.toml``, ADR 0011).
 
 Inbound: ``escrow``, ``result``, ``status`` and ``notice`` of every device. Messages are
 acknowledged manually, only after they were handled: the network thread puts them on a
@@ -29,8 +30,8 @@ from cloud_stub.errors import CloudError, EnvironmentFault, TransportError
 from cloud_stub.mqtt_inbound import INBOUND_LEAVES, PUBLISH_TIMEOUT_S, InboundWorker
 from cloud_stub.provision.deployment import enrolled_device_ids
 from cloud_stub.provision.errors import DeploymentError
-from cloud_stub.service import CloudService
-from cloud_stub.trust_admin import chain_fingerprint, published_chain
+from cloud_stub.provision.trust_roots import chain_fingerprint, published_chain
+from cloud_stub.services.cloud_service import CloudService
 from mqtt_session import (
     InboundQueue,
     ProblemLog,

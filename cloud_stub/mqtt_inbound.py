@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import time
 
-from cloud_stub.device_events import Notice, Result
 from cloud_stub.errors import CloudError, EnvironmentFault, HostileInputError, TransportError
-from cloud_stub.escrow import EpochEscrow
-from cloud_stub.service import CloudService
+from cloud_stub.services.cloud_service import CloudService
+from cloud_stub.services.device_events import Notice, Result
+from cloud_stub.services.escrow import EpochEscrow
 from mqtt_session import Delivery, Inbound, InboundQueue, Session
 from protocol.errors import MessageError
 from protocol.messages import EscrowAck, parse_escrow, parse_notice, parse_result, parse_status

@@ -30,7 +30,7 @@ import httpx
 import pyrage
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cloud_stub.release_log import NotWitnessedYet, ReleaseLogPublisher
+from cloud_stub.services.release_log import NotWitnessedYet, ReleaseLogPublisher
 from device.release.log_gate import LogGate
 from owner_app.cli import main as owner_main
 from protocol.tlog.bundle import build_bundle, parse_bundle

@@ -21,8 +21,8 @@ Multi-line text (a justification, a decision's reason) may also hold ``\\n`` and
 `refused` finds the first refused character, `check` raises `TextError` naming it, and
 `printable` makes each one ``?`` for text a party builds from what it did not choose
 before passing it on or printing it. Pure functions; the cloud (`cloud_stub.policy.
-requests`, `cloud_stub.review`, the operator's CLI) and the device and the wire contract
-(`protocol._schema`) all use this module.
+requests`, `cloud_stub.domain.review_rules`, the operator's CLI) and the device and the
+wire contract (`protocol._schema`) all use this module.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from cloud_stub.api.deps import check_every_route_is_guarded
 from cloud_stub.api.limits import BodyLimitMiddleware
 from cloud_stub.api.routes import evidence, meta, requests, review, signatures, transparency
 from cloud_stub.console import ConsoleSettings, create_console
-from cloud_stub.service import CloudService
+from cloud_stub.services.cloud_service import CloudService
 
 API_VERSION = "1.0.0"
 

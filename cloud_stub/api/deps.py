@@ -19,7 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from cloud_stub.errors import AuthenticationError, Forbidden
-from cloud_stub.service import CloudService, DeviceCaller, PrincipalCaller
+from cloud_stub.services.cloud_service import CloudService, DeviceCaller, PrincipalCaller
 
 AUDIENCE_MARK = "__doorbell_audience__"
 DEVICE_HEADER = "x-doorbell-device"

@@ -27,7 +27,7 @@ from cloud_stub.errors import (
     RefusedByPolicy,
     TooLarge,
 )
-from cloud_stub.evidence_files import WrongOffset
+from cloud_stub.store.evidence_files import WrongOffset
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud_stub.errors import CloudError, ConfigError
-from cloud_stub.service import CloudService
+from cloud_stub.services.cloud_service import CloudService
 
 
 def add_deployment_args(parser: argparse.ArgumentParser) -> None:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from cloud_stub.audit import AuditChainBroken
 from cloud_stub.cli._common import add_deployment_args, guarded, open_service, print_json
+from cloud_stub.domain.audit_chain import AuditChainBroken
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -25,7 +25,6 @@ from sqlalchemy import select
 
 from cloud_stub.config import default_store_url
 from cloud_stub.errors import CloudError
-from cloud_stub.intake import DEVICE_NOT_ENROLLED, DEVICE_REVOKED
 from cloud_stub.policy.base import PolicyContext
 from cloud_stub.policy.config import build_policy
 from cloud_stub.policy.courts import (
@@ -44,6 +43,7 @@ from cloud_stub.policy.requests import (
     basis_of,
     parse_request_json,
 )
+from cloud_stub.services.intake import DEVICE_NOT_ENROLLED, DEVICE_REVOKED
 from cloud_stub.store import Store
 from cloud_stub.store.models import EscrowedEpoch
 from protocol.bundle import DeploymentLayout

@@ -19,7 +19,7 @@ from cloud_stub.provision.names import owner_mqtt_user
 from cloud_stub.provision.owner import REPLACE_REASON, issue_owner_credential
 from cloud_stub.provision.revocations import Scope
 from cloud_stub.provision.revoke import RevokeResult, revoke_device
-from cloud_stub.store.devices import sync_devices
+from cloud_stub.services.device_registry import sync_devices
 from protocol.bundle import DeploymentLayout
 from protocol.topics import DEFAULT_PREFIX
 

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from cloud_stub.cli._common import add_deployment_args, guarded, open_service, print_json
+from cloud_stub.domain.transparency import render_text
 from cloud_stub.errors import HostileInputError
-from cloud_stub.log_audit import verify_with_log
-from cloud_stub.reporting import transparency_report
-from cloud_stub.transparency import render_text
+from cloud_stub.services.log_recount import verify_with_log
+from cloud_stub.services.reporting import transparency_report
 
 
 def _instant(value: str) -> datetime:

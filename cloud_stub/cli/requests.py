@@ -3,7 +3,7 @@
 ``approve`` and ``deny`` act as a named reviewer (``--reviewer``) with the same rules as
 the API: another organisation than the submitter's, once per reviewer, a written reason.
 ``reissue`` has a named reviewer issue a new token for an approved request whose token
-the device refused as ``stale_seq`` or ``expired`` (`cloud_stub.reissuing`).
+the device refused as ``stale_seq`` or ``expired`` (`cloud_stub.services.reissuing`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from cloud_stub.api.views import RequestView, WarrantView, as_json, request_view
 from cloud_stub.cli._common import (
     add_deployment_args,
     guarded,
@@ -20,12 +21,11 @@ from cloud_stub.cli._common import (
     print_json,
     print_table,
 )
-from cloud_stub.core import caller_of
+from cloud_stub.domain.review_rules import MIN_REASON_CHARS, Action
 from cloud_stub.errors import NotFound
-from cloud_stub.review import MIN_REASON_CHARS, Action
-from cloud_stub.service import CloudService, PrincipalCaller
+from cloud_stub.services.cloud_service import CloudService, PrincipalCaller
+from cloud_stub.services.context import caller_of
 from cloud_stub.store.models import Principal
-from cloud_stub.views import RequestView, WarrantView, as_json
 from protocol import text as text_rule
 
 REASON_HELP = f"the written reason (at least {MIN_REASON_CHARS} characters)"
@@ -51,7 +51,8 @@ def _row(*values: object) -> tuple[str, ...]:
 def _list(args: argparse.Namespace) -> int:
     service = open_service(args)
     try:
-        views = service.intake.list_for(OPERATOR, status=args.status, limit=args.limit)
+        views = [request_view(r) for r in
+                 service.intake.list_for(OPERATOR, status=args.status, limit=args.limit)]
     finally:
         service.close()
     if args.json:
@@ -120,7 +121,7 @@ def _show_text(v: RequestView) -> None:
 def _show(args: argparse.Namespace) -> int:
     service = open_service(args)
     try:
-        view = service.intake.get(OPERATOR, args.request_id)
+        view = request_view(service.intake.get(OPERATOR, args.request_id))
     finally:
         service.close()
     if args.json:
@@ -143,7 +144,8 @@ def _decide(action: Action) -> Any:
         service = open_service(args)
         try:
             caller = _reviewer(service, args.reviewer)
-            view = service.reviewing.decide(caller, args.request_id, action, args.reason)
+            view = request_view(
+                service.reviewing.decide(caller, args.request_id, action, args.reason))
         finally:
             service.close()
         if args.json:
@@ -159,7 +161,7 @@ def _reissue(args: argparse.Namespace) -> int:
     service = open_service(args)
     try:
         caller = _reviewer(service, args.reviewer)
-        view = service.reissuing.reissue(caller, args.request_id, args.reason)
+        view = request_view(service.reissuing.reissue(caller, args.request_id, args.reason))
     finally:
         service.close()
     if args.json:

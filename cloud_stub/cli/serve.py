@@ -14,7 +14,7 @@ from cloud_stub.api import create_app
 from cloud_stub.cli._common import add_deployment_args, check_deployment_dir, guarded
 from cloud_stub.mqtt import CloudMqtt, MqttOptions
 from cloud_stub.provision.offline import readable_decisive_keys
-from cloud_stub.service import CloudService
+from cloud_stub.services.cloud_service import CloudService
 from protocol.bundle import DeploymentLayout
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """`cloud-stub courts add`, `cloud-stub root show|sign`: preparing and signing trust roots
-(`cloud_stub.trust_admin`, docs/adr/0013-trust-root-v2.md).
+(`cloud_stub.provision.trust_roots`, docs/adr/0013-trust-root-v2.md).
 
 `root sign --keys DIR` is run where the root keys are (the directory `init` asked to move
 offline); it needs the deployment's public files only, never the service's secrets."""
@@ -17,7 +17,7 @@ from cloud_stub.cli._common import add_deployment_args, guarded, subcommands
 from cloud_stub.config import load_deployment
 from cloud_stub.errors import ConfigError
 from cloud_stub.provision.deployment import write_broker_acl
-from cloud_stub.trust_admin import (
+from cloud_stub.provision.trust_roots import (
     add_court,
     add_reviewer,
     load_draft,

@@ -30,7 +30,7 @@ from cloud_stub.console.web import (
     safe_next,
 )
 from cloud_stub.errors import CloudError, EnvironmentFault
-from cloud_stub.service import CloudService
+from cloud_stub.services.cloud_service import CloudService
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from cloud_stub.api.problems import status_for
+from cloud_stub.api.views import request_view
 from cloud_stub.console import reads
 from cloud_stub.console.charts import bar_chart, timeline
 from cloud_stub.console.sessions import Admission
@@ -29,11 +30,12 @@ from cloud_stub.console.web import (
     safe_next,
     set_session_cookie,
 )
+from cloud_stub.domain.lifecycle import RequestStatus
+from cloud_stub.domain.review_rules import MAX_REASON_CHARS, Action
 from cloud_stub.errors import AuthenticationError, CloudError, Forbidden
-from cloud_stub.intake import QueueQuery
 from cloud_stub.policy import Basis
-from cloud_stub.reporting import transparency_report
-from cloud_stub.review import MAX_REASON_CHARS, Action, Status
+from cloud_stub.services.intake import QueueQuery
+from cloud_stub.services.reporting import transparency_report
 from protocol.timefmt import parse_time
 
 router = APIRouter()
@@ -146,7 +148,7 @@ def queue(
     request: Request,
     user: User,
     basis: Annotated[str, Query(max_length=32)] = "",
-    status: Annotated[str, Query(max_length=32)] = Status.PENDING_REVIEW.value,
+    status: Annotated[str, Query(max_length=32)] = RequestStatus.PENDING_REVIEW.value,
     org: Annotated[str, Query(max_length=200)] = "",
     age: Age = Age.ANY,
     page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
@@ -167,10 +169,12 @@ def queue(
         status=status or None, basis=basis or None, org=org or None,
         created_after=after, created_before=before, limit=size, offset=(page_no - 1) * size,
     ))
-    return page(request, "queue.html", user=user, result=result, page_no=page_no,
+    views = [request_view(r) for r in result.requests]
+    return page(request, "queue.html", user=user, views=views, total=result.total,
+                page_no=page_no,
                 pages=max(1, -(-result.total // size)),
                 filters={"basis": basis, "status": status, "org": org, "age": age.value},
-                bases=[b.value for b in Basis], statuses=[s.value for s in Status],
+                bases=[b.value for b in Basis], statuses=[s.value for s in RequestStatus],
                 ages=[a.value for a in Age])
 
 
@@ -178,7 +182,8 @@ def queue(
 def mine(request: Request, user: User) -> HTMLResponse:
     if user.caller.role != "agency":
         raise Forbidden("this page lists an agency's own requests")
-    views = console_of(request).service.intake.list_for(user.caller, limit=500)
+    views = [request_view(r)
+             for r in console_of(request).service.intake.list_for(user.caller, limit=500)]
     return page(request, "mine.html", user=user, views=views)
 
 
@@ -199,7 +204,7 @@ def _request_page(request: Request, user: User, request_id: str, *, status_code:
             if isinstance(value, str):
                 marks.append((label, parse_time(value)))
         line = timeline(view.window.start, view.window.end, marks)
-    may_decide = (user.caller.role == "reviewer" and view.status == Status.PENDING_REVIEW
+    may_decide = (user.caller.role == "reviewer" and view.status == RequestStatus.PENDING_REVIEW
                   and view.org != user.caller.org
                   and all(d.reviewer != user.caller.name for d in view.decisions))
     return page(request, "request.html", status_code, user=user, detail=detail, view=view,

@@ -19,15 +19,16 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud_stub.audit import AuditChainBroken, AuditEntry
+from cloud_stub.api.views import RequestView, TokenView, request_view, token_view
 from cloud_stub.console.rules import CourtVerdict, RuleResult, court_verdict, explain
-from cloud_stub.core import PrincipalCaller
+from cloud_stub.domain.audit_chain import AuditChainBroken, AuditEntry
 from cloud_stub.errors import Forbidden, NotFound
 from cloud_stub.policy import parse_request
-from cloud_stub.release import REPUBLISHED_ACTION
-from cloud_stub.service import CloudService
+from cloud_stub.services.cloud_service import CloudService
+from cloud_stub.services.context import PrincipalCaller
+from cloud_stub.services.publishing import REPUBLISHED_ACTION
+from cloud_stub.services.summarise import token_summary
 from cloud_stub.store.models import AuditRow, CustodyRecord, Device, Manifest, Request, Token
-from cloud_stub.views import RequestView, TokenView, token_view
 from protocol.errors import ProtocolError
 from protocol.keys import public_key_from_hex
 from protocol.manifest import verify_manifest
@@ -122,7 +123,7 @@ def request_page(service: CloudService, caller: PrincipalCaller, request_id: str
     now = service.core.now()
     with service.store.transaction() as session:
         row = _visible(service, session, caller, request_id)
-        view = service.core.view(session, row)
+        view = request_view(service.core.summary(session, row))
         body = dict(row.body)
         devices = _devices(session, [str(d) for d in row.devices])
         ctx = service.intake.context_for(session, row, now)
@@ -158,7 +159,7 @@ def token_life(service: CloudService, caller: PrincipalCaller, jti: str) -> Toke
                                         {"device": token.device_id, "seq": token.seq}))
         return TokenLife(
             request_id=token.request_id,
-            token=token_view(token),
+            token=token_view(token_summary(token)),
             events=events,
             redeliveries=sum(1 for e in events if e.action == REPUBLISHED_ACTION),
         )

@@ -27,8 +27,8 @@ from cloud_stub.api.deps import AUDIENCE_MARK
 from cloud_stub.console.sessions import ConsoleSession, SessionStore, SignInLimiter
 from cloud_stub.console.settings import ConsoleSettings
 from cloud_stub.console.text import inert
-from cloud_stub.core import PrincipalCaller, caller_of
-from cloud_stub.service import CloudService
+from cloud_stub.services.cloud_service import CloudService
+from cloud_stub.services.context import PrincipalCaller, caller_of
 from cloud_stub.store.models import Principal
 
 COOKIE = "console_session"

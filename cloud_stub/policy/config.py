@@ -106,6 +106,18 @@ class Limits:
         }
         return by_basis[str(basis)]
 
+    def approvals(self, basis: Basis) -> int:
+        """Distinct reviewers who must approve a request of this basis (one for a
+        voluntary request, which the legal check refuses anyway)."""
+        if basis is Basis.VOLUNTARY:
+            return 1
+        return self.for_basis(basis).approvals
+
+    def token_life_s(self, basis: Basis | str) -> int:
+        """The longest token life of a basis, in seconds. Raises KeyError for
+        ``voluntary``."""
+        return int(self.for_basis(basis).token_lifetime.total_seconds())
+
 
 # --- the file (what the operator writes) -----------------------------------------------------
 

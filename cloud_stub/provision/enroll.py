@@ -39,7 +39,6 @@ from typing import Any
 import tomli_w
 
 from cloud_stub.config import DeploymentSettings, load_deployment
-from cloud_stub.device_certs import device_certificate
 from cloud_stub.errors import ConfigError
 from cloud_stub.provision.agent_config import (
     DEFAULT_INSTALL_DIR,
@@ -48,6 +47,7 @@ from cloud_stub.provision.agent_config import (
 )
 from cloud_stub.provision.ca import CertificateAuthority, IssuedCert
 from cloud_stub.provision.deployment import write_broker_acl
+from cloud_stub.provision.device_certs import device_certificate
 from cloud_stub.provision.errors import (
     AlreadyExists,
     DeploymentError,
@@ -67,10 +67,11 @@ from cloud_stub.provision.keys import (
     write_private,
     write_public,
 )
+from cloud_stub.provision.log_enrolment import DEVICE_CHECKPOINT_FILE, enrolment_log
 from cloud_stub.provision.names import owner_mqtt_user
-from cloud_stub.release_log import DEVICE_CHECKPOINT_FILE, LogClientError, enrolment_log
 from protocol.bundle import BundleLayout, DeploymentLayout, OwnerBundleLayout
 from protocol.topics import DeviceTopics
+from release_log.client import LogClientError
 
 MAX_PUBLIC_FILE = 64 * 1024  # CA certificate, trust root, recipient: all a few KiB
 
@@ -323,7 +324,7 @@ def enroll_device(
         write_public(record / "owner.pub", f"{owner}\n".encode())
         write_public(record / "mqtt.pem", mqtt.cert_pem)
         # The agency's proof of this identity key, made here while the root keys are on
-        # this host (cloud_stub/device_certs.py; ADR 0013 moves them offline after init).
+        # this host (cloud_stub/provision/device_certs.py; ADR 0013 moves them offline after init).
         device_certificate(layout, device_id, identity.public_hex, now)
         # Last in the record: the registry counts a device with this file as enrolled.
         write_public(layout.owner_mqtt_cert(device_id), owner_mqtt.cert_pem)

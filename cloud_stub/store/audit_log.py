@@ -1,6 +1,6 @@
 """The audit chain in the store: appends serialized, verification over the stored rows.
 
-The hash of each entry and the verification of a chain are `cloud_stub.audit`'s; this
+The hash of each entry and the verification of a chain are `cloud_stub.domain.audit_chain`'s; this
 module only persists entries and serializes appends. An append locks the single
 ``audit_lock`` row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN
 IMMEDIATE`` already serializes writers), reads the head, links the new entry to it and
@@ -16,15 +16,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud_stub import audit
+from cloud_stub.domain import audit_chain
 from cloud_stub.store.engine import AUDIT_LOCK_ID, Store
 from cloud_stub.store.models import AuditLock, AuditRow
 
 LOCK_ID = AUDIT_LOCK_ID
 
 
-def _row_to_entry(row: AuditRow) -> audit.AuditEntry:
-    return audit.AuditEntry(
+def _row_to_entry(row: AuditRow) -> audit_chain.AuditEntry:
+    return audit_chain.AuditEntry(
         seq=row.seq,
         at=row.at,
         actor=row.actor,
@@ -48,7 +48,7 @@ class AuditTrail:
             stmt = stmt.with_for_update()
         head = session.execute(stmt).scalar_one_or_none()
         if head is None:
-            head = AuditLock(id=LOCK_ID, head_seq=0, head_hash=audit.GENESIS_HASH)
+            head = AuditLock(id=LOCK_ID, head_seq=0, head_hash=audit_chain.GENESIS_HASH)
             session.add(head)
             session.flush()
             if self.store.locks_rows:
@@ -64,12 +64,12 @@ class AuditTrail:
         action: str,
         subject: str,
         detail: dict[str, Any],
-    ) -> audit.AuditEntry:
+    ) -> audit_chain.AuditEntry:
         """Link a new entry to the head inside the caller's transaction. `at` is kept to
         the whole second, as the store keeps it (`UnixTime`): an entry hashed with the
         microseconds would not verify once read back."""
         head = self._head(session)
-        entry = audit.make_entry(
+        entry = audit_chain.make_entry(
             seq=head.head_seq + 1,
             at=at.replace(microsecond=0),
             actor=actor,
@@ -95,15 +95,15 @@ class AuditTrail:
         session.flush()
         return entry
 
-    def entries(self, session: Session) -> list[audit.AuditEntry]:
+    def entries(self, session: Session) -> list[audit_chain.AuditEntry]:
         rows = session.execute(select(AuditRow).order_by(AuditRow.seq)).scalars().all()
         return [_row_to_entry(r) for r in rows]
 
-    def verify(self) -> audit.ChainReport:
+    def verify(self) -> audit_chain.ChainReport:
         """Verify the stored chain against the recorded head (detects a truncated tail)."""
         with self.store.transaction() as session:
             entries = self.entries(session)
             head = session.get(AuditLock, LOCK_ID)
             head_seq = head.head_seq if head is not None else 0
-            head_hash = head.head_hash if head is not None else audit.GENESIS_HASH
-        return audit.verify_chain(entries, head_seq=head_seq, head_hash=head_hash)
+            head_hash = head.head_hash if head is not None else audit_chain.GENESIS_HASH
+        return audit_chain.verify_chain(entries, head_seq=head_seq, head_hash=head_hash)

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud_stub.auth import issue_key, parse_key, secret_matches
+from cloud_stub.domain.api_keys import issue_key, parse_key, secret_matches
 from cloud_stub.errors import AuthenticationError, Conflict, HostileInputError
 from cloud_stub.store.models import Principal
 

@@ -30,7 +30,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_
 
 from cloud_stub.api import create_app
 from cloud_stub.console import ConsoleSettings
-from cloud_stub.service import CloudService
+from cloud_stub.services.cloud_service import CloudService
 from tests.fixtures.cloud import (
     START_TIMEOUT_S,
     CloudServer,

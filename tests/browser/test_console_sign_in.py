@@ -10,8 +10,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from cloud_stub.audit import AuditEntry
 from cloud_stub.console import ConsoleSettings
+from cloud_stub.domain.audit_chain import AuditEntry
 from cloud_stub.store.models import Request
 from tests.browser.conftest import ConsoleServer, open_console
 from tests.fixtures.cloud import window_ago

@@ -26,7 +26,7 @@ import pytest
 
 from cloud_stub.mqtt import CloudMqtt, MqttOptions
 from cloud_stub.policy.courts import load_court_key
-from cloud_stub.release_log import DEVICE_CHECKPOINT_FILE
+from cloud_stub.provision.log_enrolment import DEVICE_CHECKPOINT_FILE
 from cloud_stub.store.models import Token
 from device.agent import Agent
 from device.clock import ManualClock

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from cloud_stub.core import caller_of
+from cloud_stub.domain.review_rules import Action
 from cloud_stub.mqtt import CloudMqtt
-from cloud_stub.review import Action
-from cloud_stub.service import CloudService
+from cloud_stub.services.cloud_service import CloudService
+from cloud_stub.services.context import caller_of
 from cloud_stub.store.models import Principal, Token
 from protocol.topics import DeviceTopics
 from tests.fixtures.broker import Broker, Inbox, subscribe

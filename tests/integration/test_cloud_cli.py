@@ -19,10 +19,10 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from cloud_stub.core import caller_of
 from cloud_stub.policy.courts import load_court_key
 from cloud_stub.policy.requests import parse_request
-from cloud_stub.service import CloudService
+from cloud_stub.services.cloud_service import CloudService
+from cloud_stub.services.context import caller_of
 from cloud_stub.store import Store
 from cloud_stub.store.models import AuditRow
 from cloud_stub.store.principals import authenticate

@@ -22,8 +22,8 @@ import pytest
 from sqlalchemy import func, select, text
 
 from cloud_stub.errors import HostileInputError, StoreError
-from cloud_stub.escrow import EpochEscrow
 from cloud_stub.mqtt import CloudMqtt
+from cloud_stub.services.escrow import EpochEscrow
 from cloud_stub.store.models import AuditRow, EscrowedEpoch
 from protocol.messages import EscrowMessage
 from protocol.topics import DeviceTopics

@@ -21,8 +21,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from cloud_stub.device_events import Result
-from cloud_stub.evidence import Evidence
+from cloud_stub.services.device_events import Result
+from cloud_stub.services.evidence import Evidence
 from cloud_stub.store.models import AuditRow, CustodyRecord, Request, Token
 from tests.fixtures.cloud import CloudServer
 from tests.integration.test_cloud_evidence import (

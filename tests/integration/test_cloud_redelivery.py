@@ -5,7 +5,7 @@ ACL and the real cloud service.
 The device is a plain MQTT client presenting the device's certificate. The first
 publish of the token reaches the broker while the device has no session, so the broker
 acknowledges it and drops it: exactly the loss the re-publish exists for. The
-redelivery pass is driven with the clock passed in (`Releaser.redeliver(now)`), so no
+redelivery pass is driven with the clock passed in (`Publisher.redeliver(now)`), so no
 test waits for a backoff to elapse.
 """
 

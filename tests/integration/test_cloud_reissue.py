@@ -1,5 +1,5 @@
 """A reviewer re-issues a token the device refused as ``stale_seq`` or ``expired``
-(`cloud_stub.reissuing`), against a real mosquitto with the deployment's TLS and ACL, the
+(`cloud_stub.services.reissuing`), against a real mosquitto with the deployment's TLS and ACL, the
 real cloud over HTTP, and the operator's command line on the same store.
 
 The loss ADR 0011 cannot repair by re-publishing: token A (request one) is lost, the

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, select, update
 
-from cloud_stub.audit import AuditChainBroken
+from cloud_stub.domain.audit_chain import AuditChainBroken
 from cloud_stub.errors import AuthenticationError
 from cloud_stub.store import Store
 from cloud_stub.store.audit_log import AuditTrail

@@ -21,7 +21,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud_stub.mqtt import MqttOptions
-from cloud_stub.service import CloudService
+from cloud_stub.services.cloud_service import CloudService
 from device.release.service import link_settings
 from protocol.keys import private_session_id
 from protocol.topics import DeviceTopics

@@ -29,8 +29,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from cloud_stub.device_events import Result
-from cloud_stub.escrow import EpochEscrow
+from cloud_stub.services.device_events import Result
+from cloud_stub.services.escrow import EpochEscrow
 from cloud_stub.store.models import AuditRow, CustodyRecord, Manifest, Request, Token
 from device.release.jobs import IMMEDIATE
 from device.release.service import ReleaseService

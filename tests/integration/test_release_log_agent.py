@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cloud_stub.release_log import ReleaseLogPublisher
+from cloud_stub.services.release_log import ReleaseLogPublisher
 from device.release.log_gate import LogGate
 from device.release.messages import unverified_id
 from device.release.service import ReleaseService

@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from cloud_stub.release_log import NotWitnessedYet, ReleaseLogPublisher
+from cloud_stub.services.release_log import NotWitnessedYet, ReleaseLogPublisher
 from device.release.log_gate import LogGate
 from protocol.keys import public_key_hex
 from protocol.tlog.errors import LogRejected, LogRejectionCode

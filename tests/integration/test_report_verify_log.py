@@ -1,5 +1,5 @@
 """The transparency report recounted from the public log: equal counts agree, a release
-missing from the log or an extra one in it is named (cloud_stub.log_audit)."""
+missing from the log or an extra one in it is named (cloud_stub.services.log_recount)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cloud_stub.log_audit import differences, read_tally, tally
-from cloud_stub.transparency import build_report
+from cloud_stub.domain.transparency import build_report
+from cloud_stub.services.log_recount import differences, read_tally, tally
 from protocol.tlog.policy import parse_policy
 from protocol.tlog.statement import ReleaseStatement
 from tests.fixtures.deployment import OperatorCli, TestDeployment

@@ -22,7 +22,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
 from cloud_stub.errors import StoreError
-from cloud_stub.service import CloudService
+from cloud_stub.services.cloud_service import CloudService
 from cloud_stub.store import Store, migrate
 from cloud_stub.store.audit_log import AuditTrail
 from cloud_stub.store.migrate import (

@@ -17,7 +17,13 @@ import tomli_w
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud_stub.mqtt import CloudMqtt, MqttOptions
-from cloud_stub.trust_admin import add_reviewer, load_draft, remove_reviewer, save_draft, sign_draft
+from cloud_stub.provision.trust_roots import (
+    add_reviewer,
+    load_draft,
+    remove_reviewer,
+    save_draft,
+    sign_draft,
+)
 from protocol.keys import public_key_hex
 from protocol.trust_root_v2 import TrustRootV2
 from tests.fixtures.broker import running_broker

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cloud_stub.audit import (
+from cloud_stub.domain.audit_chain import (
     GENESIS_HASH,
     AuditChainBroken,
     AuditEntry,

@@ -1,4 +1,4 @@
-"""The staging files' running SHA-256 (cloud_stub/evidence_files.py), on real files.
+"""The staging files' running SHA-256 (cloud_stub/store/evidence_files.py), on real files.
 
 What the manifest check relies on: `staged_digest` answers the SHA-256 of exactly the
 bytes on disk. It answers from the hash carried along with the appends when that hash
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from cloud_stub.errors import Conflict, EnvironmentFault, TooLarge
-from cloud_stub.evidence_files import EvidenceFiles, HashState, WrongOffset
+from cloud_stub.store.evidence_files import EvidenceFiles, HashState, WrongOffset
 
 JTI = "0f8fad5b-d9cb-469f-a165-70867728950e"
 OTHER_JTI = "7c9e6679-7425-40de-944b-e07fc1f90ae7"

@@ -21,8 +21,9 @@ from cloud_stub.policy import (
     load_limits,
 )
 from cloud_stub.policy import rules as rules_module
+from cloud_stub.policy.preservation_rules import RefuseVoluntary
 from cloud_stub.policy.requests import AnyRequest, WarrantRequest
-from cloud_stub.policy.rules import FieldsPresent, RefuseVoluntary
+from cloud_stub.policy.rules import FieldsPresent
 from tests.fixtures.policy import PolicyWorld, parse
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "policy.md"

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from cloud_stub.config import parse_deployment
-from cloud_stub.errors import ConfigError
-from cloud_stub.redelivery import (
+from cloud_stub.domain.redelivery_policy import (
     PublishedToken,
     RedeliveryPolicy,
     due_for_redelivery,
     next_redelivery,
 )
+from cloud_stub.errors import ConfigError
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 POLICY = RedeliveryPolicy(initial_s=60, max_s=3600)

@@ -1,11 +1,13 @@
-"""An emergency's approvals come from distinct organisations (cloud_stub.review.decide)."""
+"""An emergency's approvals come from distinct organisations
+(cloud_stub.domain.review_rules.decide)."""
 
 from __future__ import annotations
 
 import pytest
 
+from cloud_stub.domain.lifecycle import RequestStatus as Status
+from cloud_stub.domain.review_rules import Action, PriorDecision, Reviewer, decide
 from cloud_stub.errors import Forbidden
-from cloud_stub.review import Action, PriorDecision, Reviewer, Status, decide
 
 REASON = "The emergency is specific and ongoing."
 

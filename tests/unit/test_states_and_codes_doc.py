@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from cloud_stub.release import TokenStatus
-from cloud_stub.review import Status
+from cloud_stub.domain.lifecycle import RequestStatus as Status
+from cloud_stub.domain.lifecycle import TokenStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "states-and-codes.md").read_text()

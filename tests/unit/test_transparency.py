@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cloud_stub.transparency import (
+from cloud_stub.domain.transparency import (
     DecisionRecord,
     ReleaseRecord,
     RequestRecord,

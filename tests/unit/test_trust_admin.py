@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud_stub.errors import ConfigError
 from cloud_stub.provision.offline import readable_decisive_keys
-from cloud_stub.trust_admin import (
+from cloud_stub.provision.trust_roots import (
     add_court,
     add_reviewer,
     load_draft,

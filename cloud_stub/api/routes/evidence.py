@@ -9,8 +9,14 @@ from fastapi.responses import StreamingResponse
 
 from cloud_stub.api.deps import device_or_agency, device_request, principal, service_of
 from cloud_stub.api.problems import GUARDED_ANSWERS
-from cloud_stub.service import DeviceCaller, PrincipalCaller
-from cloud_stub.views import EvidenceListing, ManifestAccepted, Offset
+from cloud_stub.api.views import (
+    EvidenceListing,
+    ManifestAccepted,
+    Offset,
+    evidence_listing,
+    manifest_accepted,
+)
+from cloud_stub.services.cloud_service import DeviceCaller, PrincipalCaller
 
 router = APIRouter(tags=["evidence"], responses=GUARDED_ANSWERS)
 
@@ -53,10 +59,10 @@ def put_chunk(request: Request, jti: str, clip_id: str, caller: Device,
 @router.post("/v1/evidence/{jti}/manifest", response_model=ManifestAccepted,
              summary="Submit the device-signed manifest (signed device request)")
 def post_manifest(request: Request, jti: str, caller: Device) -> ManifestAccepted:
-    return service_of(request).evidence.accept_manifest(caller, jti)
+    return manifest_accepted(service_of(request).evidence.accept_manifest(caller, jti))
 
 
 @router.get("/v1/requests/{request_id}/evidence", response_model=EvidenceListing,
             summary="Evidence of a request with its manifests (requesting agency)")
 def listing(request: Request, request_id: str, caller: Agency) -> EvidenceListing:
-    return service_of(request).evidence.listing(caller, request_id)
+    return evidence_listing(service_of(request).evidence.listing(caller, request_id))

@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from cloud_stub.api.deps import principal, public, service_of
 from cloud_stub.api.problems import GUARDED_ANSWERS
-from cloud_stub.audit import AuditChainBroken
-from cloud_stub.service import PrincipalCaller
+from cloud_stub.domain.audit_chain import AuditChainBroken
+from cloud_stub.services.cloud_service import PrincipalCaller
 from cloud_stub.store.models import Device
 
 router = APIRouter(tags=["meta"])

@@ -9,10 +9,10 @@ from fastapi.responses import JSONResponse
 
 from cloud_stub.api.deps import principal, service_of
 from cloud_stub.api.problems import GUARDED_ANSWERS, error_body
+from cloud_stub.api.views import RequestView, as_json, request_view
+from cloud_stub.domain.lifecycle import RequestStatus
 from cloud_stub.policy.requests import AgencyRequest, FollowUpWarrant
-from cloud_stub.review import Status
-from cloud_stub.service import PrincipalCaller
-from cloud_stub.views import RequestView, as_json
+from cloud_stub.services.cloud_service import PrincipalCaller
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"], responses=GUARDED_ANSWERS)
 
@@ -31,9 +31,9 @@ RequestId = Annotated[str, Query(max_length=64)]
     summary="Submit a request for footage (agency)",
 )
 def submit(request: Request, body: AgencyRequest, caller: Agency) -> JSONResponse:
-    view = service_of(request).intake.submit(caller, body)
+    view = request_view(service_of(request).intake.submit(caller, body))
     location = {"Location": f"/v1/requests/{view.id}"}
-    if view.status == Status.REFUSED:
+    if view.status == RequestStatus.REFUSED:
         first = view.reasons[0]
         payload = error_body(first.code, first.reason)
         payload["request"] = as_json(view)
@@ -49,12 +49,13 @@ def list_requests(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[RequestView]:
-    return service_of(request).intake.list_for(caller, status=status, limit=limit, offset=offset)
+    return [request_view(r) for r in service_of(request).intake.list_for(
+        caller, status=status, limit=limit, offset=offset)]
 
 
 @router.get("/{request_id}", response_model=RequestView, summary="One request")
 def get_request(request: Request, request_id: str, caller: Reader) -> RequestView:
-    return service_of(request).intake.get(caller, request_id)
+    return request_view(service_of(request).intake.get(caller, request_id))
 
 
 @router.post(
@@ -69,4 +70,4 @@ def get_request(request: Request, request_id: str, caller: Reader) -> RequestVie
 )
 def follow_up(request: Request, request_id: str, body: FollowUpWarrant, caller: Agency
               ) -> RequestView:
-    return service_of(request).follow_up.record(caller, request_id, body)
+    return request_view(service_of(request).follow_up.record(caller, request_id, body))

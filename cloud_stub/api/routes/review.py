@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cloud_stub.api.deps import principal, service_of
 from cloud_stub.api.problems import GUARDED_ANSWERS
-from cloud_stub.review import MAX_REASON_CHARS, MIN_REASON_CHARS, Action
-from cloud_stub.service import PrincipalCaller
-from cloud_stub.views import RequestView
+from cloud_stub.api.views import RequestView, request_view
+from cloud_stub.domain.review_rules import MAX_REASON_CHARS, MIN_REASON_CHARS, Action
+from cloud_stub.services.cloud_service import PrincipalCaller
 
 router = APIRouter(tags=["review"], responses=GUARDED_ANSWERS)
 
@@ -33,14 +33,15 @@ class DecisionBody(BaseModel):
 
 @router.get("/v1/review/queue", response_model=list[RequestView], summary="Waiting for review")
 def queue(request: Request, caller: QueueReader) -> list[RequestView]:
-    return service_of(request).intake.queue(caller)
+    return [request_view(r) for r in service_of(request).intake.queue(caller)]
 
 
 @router.post("/v1/requests/{request_id}/approve", response_model=RequestView,
              summary="Approve (reviewer of another organisation)")
 def approve(request: Request, request_id: str, body: DecisionBody, caller: Reviewer
             ) -> RequestView:
-    return service_of(request).reviewing.decide(caller, request_id, Action.APPROVE, body.reason)
+    return request_view(
+        service_of(request).reviewing.decide(caller, request_id, Action.APPROVE, body.reason))
 
 
 @router.post("/v1/requests/{request_id}/deny", response_model=RequestView,
@@ -51,7 +52,7 @@ def deny(request: Request, request_id: str, body: DecisionBody, caller: Reviewer
     view = service.reviewing.decide(caller, request_id, Action.DENY, body.reason)
     if service.signed_review.discard_if_closed(request_id):  # trust root v2 (ADR 0013)
         view = service.intake.get(caller, request_id)
-    return view
+    return request_view(view)
 
 
 @router.post("/v1/requests/{request_id}/reissue", response_model=RequestView,
@@ -59,4 +60,4 @@ def deny(request: Request, request_id: str, body: DecisionBody, caller: Reviewer
                      "(reviewer of another organisation)")
 def reissue(request: Request, request_id: str, body: DecisionBody, caller: Reviewer
             ) -> RequestView:
-    return service_of(request).reissuing.reissue(caller, request_id, body.reason)
+    return request_view(service_of(request).reissuing.reissue(caller, request_id, body.reason))

@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cloud_stub.api.deps import principal, service_of
 from cloud_stub.api.problems import GUARDED_ANSWERS
-from cloud_stub.review import MAX_REASON_CHARS
-from cloud_stub.service import PrincipalCaller
-from cloud_stub.signed_review import Submitted
-from cloud_stub.views import RequestView
+from cloud_stub.api.views import RequestView, request_view
+from cloud_stub.domain.review_rules import MAX_REASON_CHARS
+from cloud_stub.services.cloud_service import PrincipalCaller
+from cloud_stub.services.signed_review import Submitted
 from protocol.release_signing import DetachedSignature
 
 router = APIRouter(tags=["review"], responses=GUARDED_ANSWERS)
@@ -53,5 +53,5 @@ def signatures(request: Request, request_id: str, body: SignaturesBody, caller: 
                ) -> RequestView:
     items = [Submitted(s.jti, DetachedSignature(s.protected, s.signature))
              for s in body.signatures]
-    return service_of(request).signed_review.submit(caller, request_id, body.kid, body.reason,
-                                                    items)
+    return request_view(service_of(request).signed_review.submit(
+        caller, request_id, body.kid, body.reason, items))

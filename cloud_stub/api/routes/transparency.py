@@ -9,9 +9,9 @@ from pydantic import AwareDatetime
 
 from cloud_stub.api.deps import public, service_of
 from cloud_stub.api.problems import error_answers
+from cloud_stub.domain.transparency import TransparencyReport
 from cloud_stub.errors import HostileInputError
-from cloud_stub.reporting import transparency_report
-from cloud_stub.transparency import TransparencyReport
+from cloud_stub.services.reporting import transparency_report
 
 router = APIRouter(tags=["transparency"])
 

@@ -23,7 +23,7 @@ down_revision: str | None = None
 branch_labels: str | None = None
 depends_on: str | None = None
 
-# cloud_stub.audit.GENESIS_HASH, frozen: sha256(b"sealed-doorbell/audit/genesis/v1")
+# cloud_stub.domain.audit_chain.GENESIS_HASH, frozen: sha256(b"sealed-doorbell/audit/genesis/v1")
 GENESIS_HASH = "19ff16cf1e1c6c521f074074b68ee288e2c42f4b23744e2a0b7778b710226dd7"
 
 

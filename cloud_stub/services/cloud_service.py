@@ -14,7 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cloud_stub.config import ApiSection, ServiceLimits, default_store_url, load_deployment
-from cloud_stub.core import (
+from cloud_stub.policy import load_court_registry, load_limits
+from cloud_stub.policy.config import Limits, followup_policy, policy_for_limits
+from cloud_stub.policy.courts import Court
+from cloud_stub.services.context import (
     Clock,
     DeviceCaller,
     PrincipalCaller,
@@ -22,19 +25,18 @@ from cloud_stub.core import (
     ServiceCore,
     utc_now,
 )
-from cloud_stub.device_events import DeviceEvents
-from cloud_stub.escrow import Escrow, load_escrow_identity
-from cloud_stub.evidence import Evidence
-from cloud_stub.evidence_files import HashState
-from cloud_stub.intake import FollowUp, Intake
-from cloud_stub.policy import Basis, build_policy, load_court_registry, load_limits
-from cloud_stub.policy.config import Limits, followup_policy
-from cloud_stub.reissuing import Reissuing
-from cloud_stub.release import Releaser
-from cloud_stub.reviewing import Reviewing
-from cloud_stub.signed_review import SignedReview
-from cloud_stub.signer import TokenSigner
+from cloud_stub.services.device_events import DeviceEvents
+from cloud_stub.services.escrow import Escrow, load_escrow_identity
+from cloud_stub.services.evidence import Evidence
+from cloud_stub.services.intake import FollowUp, Intake
+from cloud_stub.services.issuing import Issuer
+from cloud_stub.services.publishing import Publisher
+from cloud_stub.services.reissuing import Reissuing
+from cloud_stub.services.reviewing import Reviewing
+from cloud_stub.services.signed_review import SignedReview
+from cloud_stub.services.token_signing import TokenSigner
 from cloud_stub.store import Store
+from cloud_stub.store.evidence_files import HashState
 from cloud_stub.store.migrate import UPGRADE_COMMAND
 from cloud_stub.store.schema import prepare_store
 from protocol.bundle import DeploymentLayout
@@ -58,28 +60,25 @@ class CloudService:
         signer: TokenSigner,
         escrow: Escrow,
         policy_limits: Limits,
-        courts: Mapping[str, object],
+        courts: Mapping[str, Court],
     ) -> None:
+        """`policy_limits` are the policy file's, read once: the legal check is built from
+        them, and they set the approvals a basis needs and cap a token's life."""
         self.core = core
         self.signer = signer
         self.escrow = escrow
         self.policy_limits = policy_limits
-        self.intake = Intake(
-            core,
-            policy=build_policy(policy_file(core.layout)),
-            courts=courts,  # type: ignore[arg-type]
-            approvals_for=self.approvals_for,
-        )
-        self.follow_up = FollowUp(
-            core,
-            policy=followup_policy(policy_limits.warrant),
-            courts=courts,  # type: ignore[arg-type]
-        )
-        self.releaser = Releaser(core, signer=signer, escrow=escrow,
-                                 policy_life_s=self.token_life_s)
-        self.reviewing = Reviewing(core, self.releaser, self.intake)
-        self.signed_review = SignedReview(core, self.releaser, self.intake)  # trust root v2
-        self.reissuing = Reissuing(core, self.releaser, self.intake)
+        self.intake = Intake(core, policy=policy_for_limits(policy_limits), courts=courts,
+                             limits=policy_limits)
+        self.follow_up = FollowUp(core, policy=followup_policy(policy_limits.warrant),
+                                  courts=courts)
+        self.issuer = Issuer(core, signer=signer, escrow=escrow, limits=policy_limits)
+        # the tokens' way to the broker: the MQTT link publishes and re-publishes with it
+        self.releaser = Publisher(core)
+        self.reviewing = Reviewing(core, self.issuer, self.releaser, self.intake)
+        self.signed_review = SignedReview(core, self.issuer, self.releaser,
+                                          self.intake)  # trust root v2
+        self.reissuing = Reissuing(core, self.issuer, self.releaser, self.intake)
         self.evidence = Evidence(core)
         self.events = DeviceEvents(core, escrow)
 
@@ -122,15 +121,6 @@ class CloudService:
         )
         core.sync_devices()
         return service
-
-    def token_life_s(self, basis: str) -> int:
-        """The policy file's token lifetime for a basis, in seconds."""
-        return int(self.policy_limits.for_basis(basis).token_lifetime.total_seconds())
-
-    def approvals_for(self, basis: Basis) -> int:
-        if basis is Basis.VOLUNTARY:
-            return 1
-        return self.policy_limits.for_basis(basis).approvals
 
     @property
     def store(self) -> Store:

@@ -18,23 +18,19 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud_stub.core import ServiceCore
+from cloud_stub.domain.lifecycle import (
+    ACTED_ON,
+    DEVICE_RESULTS,
+    TokenStatus,
+    request_after_result,
+)
 from cloud_stub.errors import HostileInputError
-from cloud_stub.escrow import EpochEscrow, Escrow
-from cloud_stub.release import TokenStatus, issued_sha256
-from cloud_stub.review import Status
+from cloud_stub.services.context import ServiceCore
+from cloud_stub.services.escrow import EpochEscrow, Escrow
+from cloud_stub.services.issuing import issued_sha256
 from cloud_stub.store.models import Device, Manifest, OwnerNotice, Request, Token
 
 log = logging.getLogger(__name__)
-
-RESULT_STATUSES = ("uploaded", "rejected", "deferred", "preserved")
-_REQUEST_STATUS = {
-    "uploaded": Status.UPLOADED,
-    "rejected": Status.REJECTED,
-    "deferred": Status.DEFERRED,
-    "preserved": Status.PRESERVED,
-}
-_FINAL_REQUEST = (Status.UPLOADED.value, Status.REJECTED.value, Status.PRESERVED.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +126,10 @@ class DeviceEvents:
         nothing back, and so is a `rejected` for a token whose manifest was accepted (the
         evidence was received whatever the device's job concluded; a warning is logged)
         and any result for a token a reviewer re-issued (``superseded``: its request
-        waits on the new token, `cloud_stub.reissuing`).
+        waits on the new token, `cloud_stub.services.reissuing`).
         Raises `HostileInputError` for a token not issued to this device or an unknown
         status."""
-        if result.status not in RESULT_STATUSES:
+        if result.status not in DEVICE_RESULTS:
             raise HostileInputError(f"unknown result status {result.status!r:.30}")
         now = self.core.now()
         with self.core.store.transaction() as session:
@@ -168,11 +164,10 @@ class DeviceEvents:
             token.status_reason = result.reason[:200]
             token.updated_at = now
             request = session.get(Request, token.request_id)
-            regress = result.status == "deferred" and request is not None and (
-                request.status == Status.EVIDENCE_RECEIVED
-            )
-            if request is not None and request.status not in _FINAL_REQUEST and not regress:
-                request.status = _REQUEST_STATUS[result.status].value
+            after = None if request is None else request_after_result(request.status,
+                                                                        result.status)
+            if request is not None and after is not None:
+                request.status = after.value
                 request.updated_at = now
             self.core.audit.append(
                 session, at=now, actor=f"device:{topic_device}",
@@ -228,7 +223,7 @@ class DeviceEvents:
         or a `rejected` after its manifest was accepted (logged)."""
         if token.status == TokenStatus.SUPERSEDED:
             return {}
-        if result.status == TokenStatus.DEFERRED and token.status in TokenStatus.ACTED_ON:
+        if result.status == TokenStatus.DEFERRED and token.status in ACTED_ON:
             return {}
         if result.status == TokenStatus.REJECTED and session.get(Manifest, token.jti) is not None:
             log.warning("token %s: device %s reported it rejected (%s) after its evidence "

@@ -15,7 +15,7 @@ issued again: `Reissuing.reissue` checks, in one transaction, that
   code path of submission, shared with approval: a warrant expired since, an emergency
   past its follow-up, a revoked device are refused with the policy's own code);
 
-then signs a new token per such device exactly as at approval (`Releaser.sign_for_device`:
+then signs a new token per such device exactly as at approval (`Issuer.sign_for_device`:
 new ``jti``, next ``seq``, same window, basis, case and recipient, a fresh life from now),
 marks the refused token ``superseded``, audits ``token.reissued`` (old and new jti,
 reviewer, reason), puts a ``rejected`` request back to ``released``, and after the commit
@@ -29,20 +29,22 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud_stub.core import PrincipalCaller, ServiceCore
+from cloud_stub.domain.lifecycle import RequestStatus, TokenStatus
+from cloud_stub.domain.review_rules import Reviewer, check_reason, check_reviewer
+from cloud_stub.domain.summaries import RequestSummary
 from cloud_stub.errors import Conflict, NotFound
-from cloud_stub.intake import Intake
-from cloud_stub.release import Issued, Releaser, TokenStatus
-from cloud_stub.review import Reviewer, Status, check_reason, check_reviewer
+from cloud_stub.services.context import PrincipalCaller, ServiceCore
+from cloud_stub.services.intake import Intake
+from cloud_stub.services.issuing import Issued, Issuer
+from cloud_stub.services.publishing import Publisher
 from cloud_stub.store.models import Device, Manifest, Principal, Request, Token
-from cloud_stub.views import RequestView
 
 REISSUE_REASONS = ("stale_seq", "expired")  # device refusals a new token can answer
 REISSUED_ACTION = "token.reissued"
 NOT_REISSUABLE = "not_reissuable"
 # Before approval there is no token to re-issue; a request in one of these never had one.
-_NEVER_RELEASED = (Status.REFUSED, Status.PENDING_REVIEW, Status.DENIED, Status.APPROVED,
-                   Status.NO_FOOTAGE)
+_NEVER_RELEASED = (RequestStatus.REFUSED, RequestStatus.PENDING_REVIEW, RequestStatus.DENIED,
+                   RequestStatus.APPROVED, RequestStatus.NO_FOOTAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +56,11 @@ class _Candidate:
 class Reissuing:
     """Issue a new token for an approved request whose token the device refused."""
 
-    def __init__(self, core: ServiceCore, releaser: Releaser, intake: Intake) -> None:
+    def __init__(self, core: ServiceCore, issuer: Issuer, publisher: Publisher,
+                 intake: Intake) -> None:
         self.core = core
-        self.releaser = releaser
+        self.issuer = issuer
+        self.publisher = publisher
         self.intake = intake
 
     def _candidates(self, session: Session, row: Request) -> list[_Candidate]:
@@ -98,7 +102,7 @@ class Reissuing:
             )
         return out
 
-    def reissue(self, caller: PrincipalCaller, request_id: str, reason: str) -> RequestView:
+    def reissue(self, caller: PrincipalCaller, request_id: str, reason: str) -> RequestSummary:
         """Re-issue the refused tokens of an approved request; returns the request.
 
         Raises `Forbidden` (not a reviewer, separation of duties), `Conflict`
@@ -118,7 +122,7 @@ class Reissuing:
                 raise NotFound(f"the agency of request {row.id} no longer exists")
             for candidate in candidates:
                 old = candidate.old
-                new = self.releaser.sign_for_device(
+                new = self.issuer.sign_for_device(
                     session, row, candidate.device, agency.org, now,
                     audit_detail={"reissue_of": old.jti},
                 )
@@ -126,7 +130,7 @@ class Reissuing:
                     raise Conflict(f"no escrowed epoch key overlaps the window for "
                                    f"{old.device_id} any more", code="no_escrowed_epochs")
                 refused = old.status_reason
-                old.status = TokenStatus.SUPERSEDED
+                old.status = TokenStatus.SUPERSEDED.value
                 old.status_reason = f"rejected {refused}; re-issued as {new.jti}"
                 old.updated_at = now
                 self.core.audit.append(
@@ -149,9 +153,9 @@ class Reissuing:
                     },
                 )
                 issued.append(new)
-            if row.status == Status.REJECTED:
-                row.status = Status.RELEASED.value
+            if row.status == RequestStatus.REJECTED:
+                row.status = RequestStatus.RELEASED.value
             row.updated_at = now
-        self.releaser.publish([i.jti for i in issued])
+        self.publisher.publish([i.jti for i in issued])
         with self.core.store.transaction() as session:
-            return self.core.view(session, self.core.load_request(session, request_id))
+            return self.core.summary(session, self.core.load_request(session, request_id))

@@ -21,27 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from cloud_stub.domain.lifecycle import RequestStatus
 from cloud_stub.errors import Conflict, Forbidden, HostileInputError
 from protocol import text as text_rule
 
 MIN_REASON_CHARS = 10
 MAX_REASON_CHARS = 4000
-
-
-class Status(StrEnum):
-    """Where a request stands. The first four are decided here; the rest by release."""
-
-    REFUSED = "refused"  # the policy engine refused it: terminal
-    PENDING_REVIEW = "pending_review"
-    DENIED = "denied"  # a reviewer denied it: terminal
-    APPROVED = "approved"  # approvals are in; signing follows in the same transaction
-    RELEASED = "released"  # tokens issued and handed to the broker
-    NO_FOOTAGE = "no_footage"  # approved, but no escrowed epoch overlaps the window
-    EVIDENCE_RECEIVED = "evidence_received"  # a signed manifest was accepted
-    UPLOADED = "uploaded"  # the device reported the upload complete
-    REJECTED = "rejected"  # the device refused the token (with its code)
-    DEFERRED = "deferred"  # the device deferred it (clock not synchronized)
-    PRESERVED = "preserved"  # the device pinned the clips (preservation)
 
 
 class Action(StrEnum):
@@ -67,7 +52,7 @@ class PriorDecision:
 class Verdict:
     """The new status and the number of distinct approvals after this decision."""
 
-    status: Status
+    status: RequestStatus
     approvals: int
     required: int
 
@@ -135,7 +120,7 @@ def decide(
     already decided by this reviewer) or `HostileInputError` (reason missing).
     """
     check_reviewer(reviewer, submitter_org)
-    if status != Status.PENDING_REVIEW:
+    if status != RequestStatus.PENDING_REVIEW:
         raise Conflict(f"the request is {status}, not waiting for review", code="not_pending")
     if any(d.reviewer_id == reviewer.id for d in prior):
         raise Conflict("this reviewer already decided on this request", code="already_decided")
@@ -152,8 +137,8 @@ def decide(
             code="same_organisation",
         )
     if action is Action.DENY:
-        return Verdict(Status.DENIED, len(approvers), approvals_required)
+        return Verdict(RequestStatus.DENIED, len(approvers), approvals_required)
     approvers.add(reviewer.id)
     if len(approvers) >= approvals_required:
-        return Verdict(Status.APPROVED, len(approvers), approvals_required)
-    return Verdict(Status.PENDING_REVIEW, len(approvers), approvals_required)
+        return Verdict(RequestStatus.APPROVED, len(approvers), approvals_required)
+    return Verdict(RequestStatus.PENDING_REVIEW, len(approvers), approvals_required)

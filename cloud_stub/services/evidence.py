@@ -19,30 +19,33 @@ repeat changes nothing, and the audit chain should not grow with every retry or 
 signed request replayed within the clock skew). A PUT for a token the device reported
 `rejected` (no manifest accepted) is 409 ``token_rejected``, not ``closed``.
 
-Access (agency): the listing with the manifests, and each age file, only for the agency
-that made the request; for anyone else the request and its files do not exist.
+Access (agency): `cloud_stub.services.evidence_access`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from cloud_stub.core import DeviceCaller, PrincipalCaller, ServiceCore
-from cloud_stub.device_auth import IssuedToken, check_device_request, parse_headers
-from cloud_stub.device_certs import device_certificate
+from cloud_stub.domain.device_requests import IssuedToken, check_device_request, parse_headers
+from cloud_stub.domain.lifecycle import (
+    EVIDENCE_ACCEPTED,
+    REFUSED_BY_DEVICE,
+    UNISSUED,
+    RequestStatus,
+    TokenStatus,
+)
+from cloud_stub.domain.summaries import ManifestReceipt
 from cloud_stub.errors import Conflict, Forbidden, HostileInputError, NotFound
-from cloud_stub.evidence_files import HashState, check_clip_id, check_jti
-from cloud_stub.release import TokenStatus
-from cloud_stub.review import Status
-from cloud_stub.signed_review import UNISSUED_STATUSES
+from cloud_stub.services.context import DeviceCaller, ServiceCore
+from cloud_stub.services.evidence_access import AgencyEvidence
+from cloud_stub.store.evidence_files import HashState, check_clip_id, check_jti
 from cloud_stub.store.models import (
     CustodyRecord,
     Device,
@@ -52,14 +55,12 @@ from cloud_stub.store.models import (
     Token,
     Upload,
 )
-from cloud_stub.views import EvidenceListing, ManifestAccepted, custody_view
 from protocol.errors import KeyFormatError, ManifestError
 from protocol.keys import public_key_from_hex
 from protocol.manifest import EvidenceManifest, check_manifest_window, verify_manifest
 from protocol.token import Window
 
 log = logging.getLogger(__name__)
-
 
 
 def _check_url_jti(caller: DeviceCaller, jti: str) -> None:
@@ -69,19 +70,12 @@ def _check_url_jti(caller: DeviceCaller, jti: str) -> None:
         raise Forbidden("the signed jti is not the token in the URL", code="jti_mismatch")
 
 
-@dataclass(frozen=True, slots=True)
-class Download:
-    sha256: str
-    size: int
-    clip_id: str
-    chunks: Iterator[bytes]
-
-
-class Evidence:
-    """The evidence endpoint's logic."""
+class Evidence(AgencyEvidence):
+    """The evidence endpoint's logic: the device side here, the agency side (the
+    listing and the downloads) from `AgencyEvidence`."""
 
     def __init__(self, core: ServiceCore) -> None:
-        self.core = core
+        super().__init__(core)
 
     # --- device side --------------------------------------------------------------------
 
@@ -100,7 +94,7 @@ class Evidence:
                     .join(Device, Device.id == Token.device_id)
                     .where(Token.jti == parsed.jti,
                            # a payload still waiting for reviewer signatures is no token
-                           Token.status.not_in(UNISSUED_STATUSES))
+                           Token.status.not_in(UNISSUED))
                 ).one_or_none()
         issued = None if row is None else IssuedToken(
             jti=parsed.jti,
@@ -139,9 +133,9 @@ class Evidence:
         Raises `WrongOffset` (409), `TooLarge` (413), `Conflict` after acceptance."""
         _check_url_jti(caller, jti)
         check_clip_id(clip_id)
-        if caller.token_status in TokenStatus.EVIDENCE_ACCEPTED:
+        if caller.token_status in EVIDENCE_ACCEPTED:
             raise Conflict("the evidence of this token was already accepted", code="closed")
-        if caller.token_status in TokenStatus.REFUSED:
+        if caller.token_status in REFUSED_BY_DEVICE:
             raise Conflict(f"the device reported this token rejected ({caller.token_status})",
                            code="token_rejected")
         if offset < 0:
@@ -159,7 +153,7 @@ class Evidence:
                 session.add(Upload(jti=jti, clip_id=clip_id, received=0,
                                    started_at=now, updated_at=now))
 
-    def accept_manifest(self, caller: DeviceCaller, jti: str) -> ManifestAccepted:
+    def accept_manifest(self, caller: DeviceCaller, jti: str) -> ManifestReceipt:
         """Check the manifest against the signature, the token and the staged files, then
         store the files content-addressed with their custody records.
 
@@ -215,7 +209,7 @@ class Evidence:
         return accepted
 
     def _repeated(self, session: Session, caller: DeviceCaller, jti: str
-                  ) -> ManifestAccepted | None:
+                  ) -> ManifestReceipt | None:
         """None when no manifest was accepted for the token; the first acceptance's
         answer when the caller's body is that manifest, byte for byte, from the same
         device. Raises `Conflict` (``closed``) for any other manifest."""
@@ -231,10 +225,10 @@ class Evidence:
         ) or 0
         log.info("token %s: the accepted manifest was posted again; answered as accepted",
                  jti)
-        return ManifestAccepted(jti=jti, accepted=files, manifest_sha256=accepted.sha256)
+        return ManifestReceipt(jti=jti, accepted=files, manifest_sha256=accepted.sha256)
 
     def _check_and_store(self, caller: DeviceCaller, jti: str, manifest: EvidenceManifest,
-                         now: datetime) -> tuple[list[Path], ManifestAccepted]:
+                         now: datetime) -> tuple[list[Path], ManifestReceipt]:
         """The staged files against the manifest, then in one transaction their content
         addresses, the custody records and the audit entry."""
         files = self.core.files
@@ -308,11 +302,11 @@ class Evidence:
                 })
             if custody:
                 session.execute(insert(CustodyRecord), custody)
-            row.status = TokenStatus.EVIDENCE_RECEIVED
+            row.status = TokenStatus.EVIDENCE_RECEIVED.value
             row.updated_at = now
             request = session.get(Request, row.request_id)
-            if request is not None and request.status == Status.RELEASED:
-                request.status = Status.EVIDENCE_RECEIVED.value
+            if request is not None and request.status == RequestStatus.RELEASED:
+                request.status = RequestStatus.EVIDENCE_RECEIVED.value
                 request.updated_at = now
             listed = {c[0] for c in checked}
             dropped = [f.clip_id for f in files.staged(jti) if f.clip_id not in listed]
@@ -328,85 +322,5 @@ class Evidence:
                     "discarded_unlisted": dropped,
                 },
             )
-        return stored_files, ManifestAccepted(jti=jti, accepted=len(checked),
+        return stored_files, ManifestReceipt(jti=jti, accepted=len(checked),
                                               manifest_sha256=manifest_sha)
-
-    # --- agency side --------------------------------------------------------------------
-
-    def _own_request(self, session: Session, caller: PrincipalCaller, request_id: str
-                     ) -> Request:
-        if caller.role != "agency":
-            raise Forbidden("only the requesting agency reads evidence")
-        row = session.get(Request, request_id)
-        if row is None or row.agency_id != caller.id:
-            raise NotFound(f"no request {request_id[:40]!r}")
-        return row
-
-    def listing(self, caller: PrincipalCaller, request_id: str) -> EvidenceListing:
-        with self.core.store.transaction() as session:
-            self._own_request(session, caller, request_id)
-            records = session.execute(
-                select(CustodyRecord)
-                .where(CustodyRecord.request_id == request_id)
-                .order_by(CustodyRecord.jti, CustodyRecord.clip_start, CustodyRecord.clip_id)
-            ).scalars().all()
-            jtis = sorted({r.jti for r in records})
-            manifests = {
-                m.jti: m.jws
-                for m in session.execute(select(Manifest).where(Manifest.jti.in_(jtis))).scalars()
-            }
-            tokens = {
-                t.jti: t.jws
-                for t in session.execute(select(Token).where(Token.jti.in_(jtis))).scalars()
-            }
-            devices = sorted({r.device_id for r in records})
-            identities = {
-                d.id: d.identity_pub
-                for d in session.execute(select(Device).where(Device.id.in_(devices))).scalars()
-            }
-            api = self.core.settings.api.url
-            files = [custody_view(r, api) for r in records]
-        now = self.core.now()
-        certificates = {}
-        for device, key in identities.items():
-            made = device_certificate(self.core.layout, device, key, now)
-            if made is not None:  # none when the root keys are offline and none was kept
-                certificates[device] = made.decode()
-        return EvidenceListing(
-            request_id=request_id,
-            files=files,
-            manifests=manifests,
-            tokens=tokens,
-            device_certificates=certificates,
-            trust_root=self.core.layout.trust_root.read_text(),
-        )
-
-    def download(self, caller: PrincipalCaller, jti: str, clip_id: str) -> Download:
-        """The age file of one clip. Raises `Forbidden` for a principal that is not an
-        agency, and `NotFound` unless the caller's request owns it: another agency's
-        file gets exactly the answer of a file that does not exist (no request id)."""
-        check_jti(jti)
-        check_clip_id(clip_id)
-        if caller.role != "agency":
-            raise Forbidden("only the requesting agency reads evidence")
-        with self.core.store.transaction() as session:
-            record = session.execute(
-                select(CustodyRecord).where(
-                    CustodyRecord.jti == jti, CustodyRecord.clip_id == clip_id
-                )
-            ).scalar_one_or_none()
-            owner = None if record is None else session.get(Request, record.request_id)
-            if record is None or owner is None or owner.agency_id != caller.id:
-                raise NotFound("no such evidence file")
-            now = self.core.now()
-            self.core.audit.append(
-                session,
-                at=now,
-                actor=caller.label,
-                action="evidence.downloaded",
-                subject=f"token:{jti}",
-                detail={"clip_id": clip_id, "sha256": record.sha256},
-            )
-            sha, size = record.sha256, record.bytes
-        return Download(sha256=sha, size=size, clip_id=clip_id,
-                        chunks=self.core.files.read_blob(sha))

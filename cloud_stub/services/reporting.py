@@ -1,4 +1,4 @@
-"""Loading the store's rows into `cloud_stub.transparency`'s records and building the report.
+"""Loading the store's rows into `cloud_stub.domain.transparency`'s records and building the report.
 
 The report is public (``GET /v1/transparency`` needs no key, docs/adr/0008): it holds
 counts, agency names and the audit head, never a device id, a case number or a person.
@@ -11,7 +11,15 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
-from cloud_stub.core import ServiceCore
+from cloud_stub.domain.lifecycle import RequestStatus
+from cloud_stub.domain.transparency import (
+    DecisionRecord,
+    ReleaseRecord,
+    RequestRecord,
+    TransparencyReport,
+    build_report,
+)
+from cloud_stub.services.context import ServiceCore
 from cloud_stub.store.audit_log import LOCK_ID
 from cloud_stub.store.models import (
     AuditLock,
@@ -21,13 +29,6 @@ from cloud_stub.store.models import (
     Principal,
     Request,
     Token,
-)
-from cloud_stub.transparency import (
-    DecisionRecord,
-    ReleaseRecord,
-    RequestRecord,
-    TransparencyReport,
-    build_report,
 )
 
 
@@ -44,7 +45,7 @@ def transparency_report(core: ServiceCore, *, period_start: datetime | None = No
                 devices=tuple(str(d) for d in r.devices),
                 submitted_at=r.created_at,
                 refusal_codes=tuple(str(x["code"]) for x in r.reasons)
-                if r.status == "refused" else (),
+                if r.status == RequestStatus.REFUSED else (),
                 followup_due=r.follow_up_due,
                 followup_received=r.follow_up_received,
             )

@@ -29,21 +29,22 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict
 
+from cloud_stub.domain.lifecycle import RequestStatus
 from protocol.timefmt import format_time
 
 OUTCOMES = ("refused", "pending", "denied", "granted")
 _STATUS_OUTCOME: Mapping[str, str] = {
-    "refused": "refused",
-    "pending_review": "pending",
-    "denied": "denied",
-    "approved": "granted",
-    "released": "granted",
-    "no_footage": "granted",
-    "evidence_received": "granted",
-    "uploaded": "granted",
-    "rejected": "granted",
-    "deferred": "granted",
-    "preserved": "granted",
+    RequestStatus.REFUSED: "refused",
+    RequestStatus.PENDING_REVIEW: "pending",
+    RequestStatus.DENIED: "denied",
+    RequestStatus.APPROVED: "granted",
+    RequestStatus.RELEASED: "granted",
+    RequestStatus.NO_FOOTAGE: "granted",
+    RequestStatus.EVIDENCE_RECEIVED: "granted",
+    RequestStatus.UPLOADED: "granted",
+    RequestStatus.REJECTED: "granted",
+    RequestStatus.DEFERRED: "granted",
+    RequestStatus.PRESERVED: "granted",
 }
 CONTENT_BASES = frozenset({"warrant", "emergency"})
 
@@ -55,7 +56,7 @@ class RequestRecord:
     request_id: str
     basis: str  # warrant | emergency | preservation | voluntary
     agency: str  # the requesting organisation (authenticated, not self-declared)
-    status: str  # cloud_stub.review.Status value
+    status: str  # a `RequestStatus` value
     devices: tuple[str, ...]
     submitted_at: datetime
     refusal_codes: tuple[str, ...] = ()  # policy codes when refused

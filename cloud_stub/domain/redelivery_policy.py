@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-AWAITING_RESULT = "published"  # the only token status that is re-published
+from cloud_stub.domain.lifecycle import AWAITING_RESULT
+
 MAX_DOUBLINGS = 40  # 2**40 s is beyond any cap; bounds the exponent
 
 

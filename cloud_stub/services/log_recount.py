@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from cloud_stub.transparency import TransparencyReport
+from cloud_stub.domain.transparency import TransparencyReport
 from protocol.tlog.errors import StatementError, TlogError
 from protocol.tlog.policy import WitnessPolicy, parse_policy
 from protocol.tlog.statement import ReleaseStatement, parse_statement

@@ -24,17 +24,19 @@ from typing import Any
 
 from sqlalchemy import select
 
-from cloud_stub.core import PrincipalCaller, ServiceCore
+from cloud_stub.domain.lifecycle import RequestStatus, TokenStatus
+from cloud_stub.domain.review_rules import Action, PriorDecision, Reviewer, check_reason, decide
+from cloud_stub.domain.summaries import RequestSummary
 from cloud_stub.errors import Conflict, Forbidden, HostileInputError, NotFound, SigningError
-from cloud_stub.intake import Intake
 from cloud_stub.policy.courts import WarrantStatement
 from cloud_stub.policy.requests import WarrantRequest, parse_request
-from cloud_stub.release import DEFAULT_HOLD_DAYS, Releaser, TokenStatus, case_ref
-from cloud_stub.review import Action, PriorDecision, Reviewer, Status, check_reason, decide
+from cloud_stub.provision.trust_roots import current_root
+from cloud_stub.services.context import PrincipalCaller, ServiceCore
+from cloud_stub.services.intake import Intake
+from cloud_stub.services.issuing import Issuer, case_ref, hold_days, notify_after
+from cloud_stub.services.publishing import Publisher
 from cloud_stub.store.models import Decision, Device, Principal, Request, Token
 from cloud_stub.store.sequence import allocate_seq
-from cloud_stub.trust_admin import current_root
-from cloud_stub.views import RequestView
 from protocol.errors import KeyFormatError
 from protocol.keys import canonical_json
 from protocol.release_signing import (
@@ -48,14 +50,9 @@ from protocol.release_signing import (
     payload_sha256,
     sign_detached,
 )
-from protocol.timefmt import parse_time
 from protocol.token import ReleaseClaims, Window, seal_keys_for_device, unix_time
 from protocol.trust_root_v2 import TrustRootV2
 from protocol.warrant import WarrantClaim
-
-PREPARED = "prepared"  # a token row whose payload waits for reviewer signatures
-DISCARDED = "discarded"  # a prepared payload that will never be signed (denied, refused)
-UNISSUED_STATUSES = (PREPARED, DISCARDED)  # token rows that no device may act under
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +77,11 @@ def _stored(token: Token) -> tuple[str, list[DetachedSignature]]:
 class SignedReview:
     """Prepare payloads, accept reviewer signatures, finish with the policy signature."""
 
-    def __init__(self, core: ServiceCore, releaser: Releaser, intake: Intake) -> None:
+    def __init__(self, core: ServiceCore, issuer: Issuer, publisher: Publisher,
+                 intake: Intake) -> None:
         self.core = core
-        self.releaser = releaser
+        self.issuer = issuer
+        self.publisher = publisher
         self.intake = intake
 
     def root(self, now: datetime) -> TrustRootV2:
@@ -104,7 +103,7 @@ class SignedReview:
         root = self.root(now)
         with self.core.store.transaction() as session:
             row = self.core.load_request(session, request_id, lock=True)
-            if row.status != Status.PENDING_REVIEW:
+            if row.status != RequestStatus.PENDING_REVIEW:
                 raise Conflict(f"the request is {row.status}, not waiting for review",
                                code="not_pending")
             tokens = self._prepared(session, row.id)
@@ -133,13 +132,14 @@ class SignedReview:
             raise Conflict("the prepared payload expired after a reviewer signed it: deny the "
                            "request and have the agency submit it again", code="expired")
         for token in tokens:
-            token.status = DISCARDED
+            token.status = TokenStatus.DISCARDED.value
         session.flush()
         return []
 
     def _prepared(self, session: Any, request_id: str) -> list[Token]:
         return list(session.execute(
-            select(Token).where(Token.request_id == request_id, Token.status == PREPARED)
+            select(Token).where(Token.request_id == request_id,
+                                Token.status == TokenStatus.PREPARED)
             .order_by(Token.device_id)
         ).scalars())
 
@@ -166,7 +166,7 @@ class SignedReview:
                 hold_until=claims.hold_until,
                 size_cap=0 if claims.is_preservation
                 else self.core.limits.max_evidence_per_token,
-                status=PREPARED, status_reason="",
+                status=TokenStatus.PREPARED.value, status_reason="",
                 jws=canonical_json({"payload": segment, "signatures": []}).decode(),
                 updated_at=now,
             )
@@ -201,7 +201,8 @@ class SignedReview:
         if row.window_start is None or row.window_end is None:
             raise SigningError(f"request {row.id} has no window", code="bad_state")
         window = Window(start=row.window_start, end=row.window_end)
-        life = min(root.limits[row.basis].max_token_life_s, self.releaser._life_s(row))
+        request = parse_request(row.body)
+        life = min(root.limits[row.basis].max_token_life_s, self.issuer.life_s(row, request))
         iat = unix_time(now)
         exp = iat + life
         if warrant is not None:  # a token never outlives its warrant
@@ -209,36 +210,35 @@ class SignedReview:
         jti = str(uuid.uuid4())
         extra: dict[str, Any] = {}
         if row.basis == "preservation":
-            days = int(row.body.get("hold_days") or DEFAULT_HOLD_DAYS)
-            extra["hold_until"] = now + timedelta(days=days)
+            extra["hold_until"] = now + timedelta(days=hold_days(request))
         else:
             lead = timedelta(seconds=self.core.limits.epoch_lead_s)
-            epochs = self.releaser.escrow.covering(session, device.id, window.start, window.end,
+            epochs = self.issuer.escrow.covering(session, device.id, window.start, window.end,
                                                    lead)
             if not epochs:
                 return None
             try:
-                extra["keys"] = seal_keys_for_device(self.releaser.escrow.open(epochs),
+                extra["keys"] = seal_keys_for_device(self.issuer.escrow.open(epochs),
                                                      device.transport_recipient)
             except KeyFormatError as exc:
                 raise SigningError(f"cannot seal keys for {device.id}: {exc}") from exc
-            extra["recipient"] = str(row.body.get("recipient") or "")
-            extra["upload"] = self.releaser.upload_url(jti)
-            notify_after = row.body.get("notify_after")
-            if notify_after:
-                extra["notify_after"] = parse_time(str(notify_after).replace("+00:00", "Z"))
+            extra["recipient"] = request.recipient or ""
+            extra["upload"] = self.issuer.upload_url(jti)
+            notify = notify_after(request)
+            if notify is not None:
+                extra["notify_after"] = notify
             if warrant is not None:
                 extra["warrant"] = warrant
         return ReleaseClaims(
             v=1, iss=root.issuer, aud=device.id, jti=jti,
             seq=allocate_seq(session, device.id), iat=iat, nbf=iat, exp=exp,
-            basis=row.basis, case=case_ref(row, agency_name), window=window, **extra,
+            basis=row.basis, case=case_ref(row, request, agency_name), window=window, **extra,
         )
 
     # --- the signatures ------------------------------------------------------------------
 
     def submit(self, caller: PrincipalCaller, request_id: str, kid: str, reason: str,
-               signatures: list[Submitted]) -> RequestView:
+               signatures: list[Submitted]) -> RequestSummary:
         """Record one reviewer's approval by signature; on the last one, finish.
 
         Raises Forbidden (not this reviewer's key, separation of duties), Conflict (not
@@ -300,36 +300,36 @@ class SignedReview:
                                            "approvals": verdict.approvals,
                                            "required": verdict.required,
                                            "status": verdict.status.value})
-            if verdict.status is Status.APPROVED:
+            if verdict.status is RequestStatus.APPROVED:
                 issued = self._finish(session, row, list(tokens.values()), now)
-        self.releaser.publish(issued)
+        self.publisher.publish(issued)
         with self.core.store.transaction() as session:
-            return self.core.view(session, self.core.load_request(session, request_id))
+            return self.core.summary(session, self.core.load_request(session, request_id))
 
     def _finish(self, session: Any, row: Request, tokens: list[Token], now: datetime
                 ) -> list[str]:
         reasons = self.intake.recheck(session, row, now)
         if reasons:  # the law changed under the request: nothing is released
-            row.status = Status.REFUSED.value
+            row.status = RequestStatus.REFUSED.value
             row.reasons = [*row.reasons, *reasons]
             for token in tokens:
-                token.status = DISCARDED
+                token.status = TokenStatus.DISCARDED.value
             self.core.audit.append(session, at=now, actor="service:policy",
                                    action="request.refused", subject=f"request:{row.id}",
                                    detail={"reasons": reasons, "at": "approval"})
             return []
-        policy = self.releaser.signer.policy_key
+        policy = self.issuer.signer.policy_key
         for token in tokens:
             segment, collected = _stored(token)
             token.jws = assemble(segment, [sign_detached(segment, policy), *collected]).decode()
-            token.status = TokenStatus.ISSUED
+            token.status = TokenStatus.ISSUED.value
             token.updated_at = now
             self.core.audit.append(session, at=now, actor="service:signer",
                                    action="token.issued", subject=f"token:{token.jti}",
                                    detail={"request": row.id, "device": token.device_id,
                                            "seq": token.seq, "basis": row.basis,
                                            "signers": ["policy", "review"]})
-        row.status = Status.RELEASED.value
+        row.status = RequestStatus.RELEASED.value
         return [t.jti for t in tokens]
 
     def discard_if_closed(self, request_id: str) -> int:
@@ -337,10 +337,10 @@ class SignedReview:
         as discarded: they will never be signed. Returns how many."""
         with self.core.store.transaction() as session:
             row = self.core.load_request(session, request_id, lock=True)
-            if row.status == Status.PENDING_REVIEW:
+            if row.status == RequestStatus.PENDING_REVIEW:
                 return 0
             tokens = self._prepared(session, request_id)
             for token in tokens:
-                token.status = DISCARDED
+                token.status = TokenStatus.DISCARDED.value
                 token.updated_at = self.core.now()
             return len(tokens)

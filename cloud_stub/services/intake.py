@@ -11,7 +11,7 @@ transparency report counts refusals by code), a passing one waits for review.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,9 +19,12 @@ from typing import Any
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
-from cloud_stub.core import PrincipalCaller, ServiceCore, caller_of
+from cloud_stub.domain.lifecycle import RequestStatus
+from cloud_stub.domain.review_rules import same_organisation
+from cloud_stub.domain.summaries import RequestSummary
 from cloud_stub.errors import Conflict, Forbidden, NotFound, RefusedByPolicy
 from cloud_stub.policy.base import Policy, PolicyContext, PreservationRecord
+from cloud_stub.policy.config import Limits
 from cloud_stub.policy.courts import Court
 from cloud_stub.policy.errors import PolicyViolation
 from cloud_stub.policy.requests import (
@@ -35,21 +38,20 @@ from cloud_stub.policy.requests import (
     basis_of,
     parse_request,
 )
-from cloud_stub.review import Status, same_organisation
+from cloud_stub.services.context import PrincipalCaller, ServiceCore, caller_of
 from cloud_stub.store.models import Decision, Principal, Request, Token
-from cloud_stub.views import RequestView
 
 DEVICE_NOT_ENROLLED = "device_not_enrolled"
 DEVICE_REVOKED = "device_revoked"  # `cloud-stub devices revoke`: no new token for it
-LIVE_PRESERVATION = (Status.PENDING_REVIEW, Status.APPROVED, Status.RELEASED, Status.PRESERVED)
-ApprovalsFor = Callable[[Basis], int]
+LIVE_PRESERVATION = (RequestStatus.PENDING_REVIEW, RequestStatus.APPROVED, RequestStatus.RELEASED,
+                     RequestStatus.PRESERVED)
 
 
 @dataclass(frozen=True, slots=True)
 class QueueQuery:
     """Filters of `Intake.queue_page`; None means any."""
 
-    status: str | None = Status.PENDING_REVIEW.value
+    status: str | None = RequestStatus.PENDING_REVIEW.value
     basis: str | None = None
     org: str | None = None
     created_after: datetime | None = None
@@ -60,13 +62,8 @@ class QueueQuery:
 
 @dataclass(frozen=True, slots=True)
 class QueuePage:
-    views: list[RequestView]
+    requests: list[RequestSummary]
     total: int  # matching requests on all pages
-
-
-def default_approvals(basis: Basis) -> int:
-    """Two distinct reviewers for an emergency (docs/policy.md), one otherwise."""
-    return 2 if basis is Basis.EMERGENCY else 1
 
 
 class Intake:
@@ -78,12 +75,12 @@ class Intake:
         *,
         policy: Policy[AnyRequest],
         courts: Mapping[str, Court],
-        approvals_for: ApprovalsFor = default_approvals,
+        limits: Limits,
     ) -> None:
         self.core = core
         self.policy = policy
         self.courts = courts
-        self.approvals_for = approvals_for
+        self.limits = limits  # the policy file's: how many approvals a basis needs
 
     def _preservations(self, session: Session, caller: PrincipalCaller, exclude: str = ""
                        ) -> dict[str, PreservationRecord]:
@@ -162,7 +159,7 @@ class Intake:
         """The legal check of a stored request run again at `now`, as at submission and
         for the same agency (the request itself left out of its preservations): the
         codes and reasons it fails with now, empty when it still passes. A re-issued
-        token stands on the law as it is when it is signed (`cloud_stub.reissuing`).
+        token stands on the law as it is when it is signed (`cloud_stub.services.reissuing`).
         Raises `NotFound` when the agency no longer exists."""
         agency = session.get(Principal, row.agency_id)
         if agency is None:
@@ -172,10 +169,11 @@ class Intake:
 
     def require_lawful_now(self, session: Session, row: Request, now: datetime) -> None:
         """The one "re-check at now" of every step that acts on a stored request: an
-        approval (`cloud_stub.reviewing`) and a re-issue (`cloud_stub.reissuing`) stand
-        on the law as it is at `now`, not as it was at submission (docs/policy.md,
-        "Checked again at every step"). Raises `Conflict` with the policy's own code (a
-        warrant expired since is ``warrant_expired``, an emergency past its follow-up
+        approval (`cloud_stub.services.reviewing`) and a re-issue
+        (`cloud_stub.services.reissuing`) stand on the law as it is at `now`, not as it
+        was at submission (docs/policy.md, "Checked again at every step"). Raises
+        `Conflict` with the policy's own code (a warrant expired since is
+        ``warrant_expired``, an emergency past its follow-up
         ``emergency_followup_out_of_range``, a revoked device ``device_revoked``) and
         `NotFound` when the agency no longer exists."""
         failed = self.recheck(session, row, now)
@@ -184,7 +182,7 @@ class Intake:
             raise Conflict(f"the request no longer passes the legal check: {first['reason']}",
                            code=first["code"])
 
-    def submit(self, caller: PrincipalCaller, request: AnyRequest) -> RequestView:
+    def submit(self, caller: PrincipalCaller, request: AnyRequest) -> RequestSummary:
         """Check and store a request. Raises `Forbidden` for a non-agency caller."""
         if caller.role != "agency":
             raise Forbidden("only an agency submits requests")
@@ -196,7 +194,7 @@ class Intake:
             followup = request.followup_due
         with self.core.store.transaction() as session:
             reasons = self._check(session, caller, request, now)
-            status = Status.REFUSED if reasons else Status.PENDING_REVIEW
+            status = RequestStatus.REFUSED if reasons else RequestStatus.PENDING_REVIEW
             body: dict[str, Any] = request.model_dump(mode="json", exclude_none=True)
             row = Request(
                 id=str(uuid.uuid4()),
@@ -209,7 +207,7 @@ class Intake:
                 window_end=window.end if window else None,
                 body=body,
                 reasons=reasons,
-                approvals_required=self.approvals_for(basis),
+                approvals_required=self.limits.approvals(basis),
                 follow_up_due=followup,
                 follow_up_received=False,
                 created_at=now,
@@ -230,10 +228,10 @@ class Intake:
                     "reasons": reasons,
                 },
             )
-            return self.core.view(session, row)
+            return self.core.summary(session, row)
 
     def list_for(self, caller: PrincipalCaller, *, status: str | None = None,
-             limit: int = 100, offset: int = 0) -> list[RequestView]:
+             limit: int = 100, offset: int = 0) -> list[RequestSummary]:
         """Requests the caller may see, newest first: an agency sees only its own."""
         with self.core.store.transaction() as session:
             stmt = select(Request).order_by(Request.created_at.desc(), Request.id)
@@ -244,19 +242,20 @@ class Intake:
             if status is not None:
                 stmt = stmt.where(Request.status == status)
             rows = session.execute(stmt.limit(limit).offset(offset)).scalars().all()
-            return [self.core.view(session, r) for r in rows]
+            return [self.core.summary(session, r) for r in rows]
 
-    def get(self, caller: PrincipalCaller, request_id: str) -> RequestView:
+    def get(self, caller: PrincipalCaller, request_id: str) -> RequestSummary:
         """Raises `NotFound` (also for another agency's request)."""
         with self.core.store.transaction() as session:
-            return self.core.view(session, self.core.visible_request(session, caller, request_id))
+            row = self.core.visible_request(session, caller, request_id)
+            return self.core.summary(session, row)
 
-    def queue(self, caller: PrincipalCaller) -> list[RequestView]:
+    def queue(self, caller: PrincipalCaller) -> list[RequestSummary]:
         """Requests waiting for review that this caller's organisation may review."""
         with self.core.store.transaction() as session:
-            stmt = self._reviewable(session, caller, Status.PENDING_REVIEW.value)
+            stmt = self._reviewable(session, caller, RequestStatus.PENDING_REVIEW.value)
             rows = session.execute(stmt.order_by(Request.created_at, Request.id)).scalars()
-            return [self.core.view(session, r) for r in rows.all()]
+            return [self.core.summary(session, r) for r in rows.all()]
 
     def _reviewable(self, session: Session, caller: PrincipalCaller, status: str | None
                     ) -> Select[Request]:
@@ -268,7 +267,7 @@ class Intake:
         stmt = select(Request)
         if status is not None:
             stmt = stmt.where(Request.status == status)
-        if caller.role == "reviewer" and status == Status.PENDING_REVIEW.value:
+        if caller.role == "reviewer" and status == RequestStatus.PENDING_REVIEW.value:
             decided = select(Decision.id).where(
                 Decision.request_id == Request.id, Decision.reviewer_id == caller.id
             )
@@ -299,7 +298,7 @@ class Intake:
                 stmt.order_by(emergency_first, Request.created_at, Request.id)
                 .limit(query.limit).offset(query.offset)
             ).scalars().all()
-            return QueuePage(views=[self.core.view(session, r) for r in rows], total=total)
+            return QueuePage(requests=[self.core.summary(session, r) for r in rows], total=total)
 
 
 class FollowUp:
@@ -317,7 +316,7 @@ class FollowUp:
         self.courts = courts
 
     def record(self, caller: PrincipalCaller, request_id: str, follow_up: FollowUpWarrant
-               ) -> RequestView:
+               ) -> RequestSummary:
         """Check and record the follow-up on the agency's own emergency request.
 
         Raises `NotFound` (not this agency's), `Conflict` (not an emergency, not granted,
@@ -331,7 +330,8 @@ class FollowUp:
                 raise Forbidden("only the requesting agency files the follow-up")
             if row.basis != Basis.EMERGENCY.value:
                 raise Conflict("only an emergency request takes a follow-up", code="not_emergency")
-            if row.status in (Status.REFUSED, Status.DENIED, Status.PENDING_REVIEW):
+            if row.status in (RequestStatus.REFUSED, RequestStatus.DENIED,
+                              RequestStatus.PENDING_REVIEW):
                 raise Conflict(f"the request is {row.status}; nothing was disclosed",
                                code="not_granted")
             if row.follow_up_received:
@@ -360,4 +360,4 @@ class FollowUp:
                         "due": row.follow_up_due.isoformat() if row.follow_up_due else None,
                         "late": bool(row.follow_up_due and now > row.follow_up_due)},
             )
-            return self.core.view(session, row)
+            return self.core.summary(session, row)

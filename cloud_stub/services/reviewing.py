@@ -11,25 +11,29 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from cloud_stub.core import PrincipalCaller, ServiceCore
+from cloud_stub.domain.lifecycle import RequestStatus
+from cloud_stub.domain.review_rules import Action, PriorDecision, Reviewer, check_reason, decide
+from cloud_stub.domain.summaries import RequestSummary
 from cloud_stub.errors import NotFound
-from cloud_stub.intake import Intake
-from cloud_stub.release import Releaser
-from cloud_stub.review import Action, PriorDecision, Reviewer, Status, check_reason, decide
+from cloud_stub.services.context import PrincipalCaller, ServiceCore
+from cloud_stub.services.intake import Intake
+from cloud_stub.services.issuing import Issuer
+from cloud_stub.services.publishing import Publisher
 from cloud_stub.store.models import Decision, Principal
-from cloud_stub.views import RequestView
 
 
 class Reviewing:
     """Approve or deny a request waiting for review."""
 
-    def __init__(self, core: ServiceCore, releaser: Releaser, intake: Intake) -> None:
+    def __init__(self, core: ServiceCore, issuer: Issuer, publisher: Publisher,
+                 intake: Intake) -> None:
         self.core = core
-        self.releaser = releaser
+        self.issuer = issuer
+        self.publisher = publisher
         self.intake = intake
 
     def decide(self, caller: PrincipalCaller, request_id: str, action: Action, reason: str
-               ) -> RequestView:
+               ) -> RequestSummary:
         """Record the decision; on the last approval issue the tokens, then publish them.
 
         Raises `Forbidden` (not a reviewer, separation of duties), `Conflict` (not
@@ -86,11 +90,11 @@ class Reviewing:
                     "status": verdict.status.value,
                 },
             )
-            if verdict.status is Status.APPROVED:
+            if verdict.status is RequestStatus.APPROVED:
                 agency = session.get(Principal, row.agency_id)
                 if agency is None:
                     raise NotFound(f"the agency of request {row.id} no longer exists")
-                issued = self.releaser.issue(session, row, agency.org, now)
+                issued = self.issuer.issue(session, row, agency.org, now)
                 issued_jtis = [i.jti for i in issued]
                 self.core.audit.append(
                     session,
@@ -100,6 +104,6 @@ class Reviewing:
                     subject=f"request:{row.id}",
                     detail={"tokens": issued_jtis},
                 )
-        self.releaser.publish(issued_jtis)
+        self.publisher.publish(issued_jtis)
         with self.core.store.transaction() as session:
-            return self.core.view(session, self.core.load_request(session, request_id))
+            return self.core.summary(session, self.core.load_request(session, request_id))

@@ -2,15 +2,14 @@
 
 Under trust root v2 (docs/adr/0013-trust-root-v2.md) the service holds the ``policy``
 key only: `TokenSigner` then signs nothing by itself (`sign` refuses), and
-`cloud_stub.signed_review` adds the policy signature to payloads the reviewers signed on
+`cloud_stub.services.signed_review` adds the policy signature to payloads the reviewers signed on
 their own machines.
 
-The trust root names the release keys and the threshold (2: the ``policy`` key signs
-once the automated check passed, the ``review`` key once the required approvals are
-in). `TokenSigner` loads both keys, checks at start-up that they are release keys of
-the deployment's trust root and together meet its threshold, and signs a token with
-the policy key first, then adds the review key's signature, the same two steps a
-split deployment would run on two machines.
+Under trust root v1 the root names two release keys, ``policy`` and ``review``, and a
+threshold of 2. `TokenSigner` loads both, checks at start-up that they are release keys
+of the deployment's trust root and together meet its threshold, and `sign` applies both
+in one call when a request is approved: the policy key's signature first, then the
+review key's. Both keys on one host is what trust root v2 removes (ADR 0013).
 """
 
 from __future__ import annotations

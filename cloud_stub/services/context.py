@@ -1,6 +1,6 @@
-"""State and helpers shared by the service's parts (intake, review, release, evidence,
-device events). `cloud_stub.service.CloudService` wires them together; the HTTP API, the
-MQTT consumer and the CLI are thin layers over that.
+"""State and helpers shared by the service's parts (intake, review, issuing, publishing,
+evidence, device events). `cloud_stub.services.cloud_service.CloudService` wires them
+together; the HTTP API, the MQTT consumer and the CLI are thin layers over that.
 
 Each public method runs in its own store transaction (or a few, when a side effect
 outside the database must happen after a commit, such as publishing a token), takes
@@ -21,14 +21,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud_stub.config import DeploymentSettings, ServiceLimits
+from cloud_stub.domain.summaries import RequestSummary
 from cloud_stub.errors import Forbidden, NotFound
-from cloud_stub.evidence_files import EvidenceFiles, HashState
+from cloud_stub.services.device_registry import SyncReport, sync_devices
+from cloud_stub.services.summarise import request_summary
 from cloud_stub.store import Store
 from cloud_stub.store.audit_log import AuditTrail
-from cloud_stub.store.devices import SyncReport, sync_devices
+from cloud_stub.store.evidence_files import EvidenceFiles, HashState
 from cloud_stub.store.models import Decision, Device, Principal, Request, Token
 from cloud_stub.store.principals import authenticate
-from cloud_stub.views import RequestView, request_view
 from protocol.bundle import DeploymentLayout
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ class ServiceCore:
             raise Forbidden("this principal may not read requests")
         return row
 
-    def view(self, session: Session, row: Request) -> RequestView:
+    def summary(self, session: Session, row: Request) -> RequestSummary:
         agency = session.get(Principal, row.agency_id)
         if agency is None:
             raise NotFound(f"the agency of request {row.id} no longer exists")
@@ -153,7 +154,7 @@ class ServiceCore:
         tokens = session.execute(
             select(Token).where(Token.request_id == row.id).order_by(Token.device_id, Token.seq)
         ).scalars().all()
-        return request_view(row, agency, [(d, p) for d, p in decisions], list(tokens))
+        return request_summary(row, agency, [(d, p) for d, p in decisions], list(tokens))
 
     # --- principals and devices ---------------------------------------------------------
 
