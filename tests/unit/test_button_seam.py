@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from device.button import make_button
 from device.button.errors import ButtonError
 from device.button.sim import SimButton
@@ -26,10 +28,12 @@ def test_sim_button_delivers_presses_only_between_start_and_stop() -> None:
     assert seen == [NOW, datetime(2026, 5, 4, 9, 0, 8, tzinfo=UTC)]
 
 
-def test_gpio_is_imported_only_when_selected() -> None:
+def test_gpio_is_imported_only_when_selected(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    sys.modules.pop("device.button.gpio", None)
+    # monkeypatch puts the module back afterwards: a test that imported GpioButton before
+    # this one must still get that class from the factory.
+    monkeypatch.delitem(sys.modules, "device.button.gpio", raising=False)
     make_button(ButtonSettings(kind="sim"), ManualClock(NOW))
     assert "device.button.gpio" not in sys.modules
     outcome: object
