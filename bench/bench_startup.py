@@ -6,10 +6,11 @@ starts ``doorbell-agent run`` (1280x720 sim camera in real time, a fresh state
 directory) as systemd would: ``NOTIFY_SOCKET`` names a Unix datagram socket this
 process reads, and ``WATCHDOG_USEC`` is set so that the main loop's first heartbeat,
 sent right after the first frame has gone through motion and into the recorder's
-pre-roll (`Agent._loop`), marks the first frame. ``READY=1`` is sent when the store is
-recovered and the services are started, before the camera opens. The agent is then
-stopped with SIGTERM. Runs alternate with the bare import of the video stack, so both
-see the same machine; the figures are medians.
+pre-roll (`Agent._loop`), marks the first frame. ``READY=1`` is sent just before that
+heartbeat; the store is opened and recovered, and the services started, after it, in a
+start-up thread (`device/startup.py`). The agent is then stopped with SIGTERM. Runs
+alternate with the bare import of the video stack, so both see the same machine; the
+figures are medians.
 
 Run: .venv/bin/python bench/bench_startup.py [--runs 5]
 """
