@@ -107,6 +107,7 @@ class Agent:
         )
         self._services: list[Service] = []
         self._started: list[Service] = []
+        self._announced = False  # READY=1 sent
         self._notifier = notifier if notifier is not None else Notifier(None)
         self._watchdog = Watchdog(self._notifier, None)
         self._service_status = ServiceStatus(self._notifier)
@@ -235,14 +236,15 @@ class Agent:
         self._started.extend(start_services(self._services))
 
     def _ready(self) -> None:
+        self._announced = True
         self._notifier.ready(f"{self.config.agent.device_id}: watching")
 
     def _first_pass_done(self) -> None:
         """The loop's first frame is in the pre-roll (or the camera is missing): tell
         systemd, then open the store in the background if that was deferred."""
-        if not self._gate.settled:
+        if not self._announced:
             self._ready()
-            self._gate.begin()
+        self._gate.begin()
 
     def _open_camera(self) -> Camera:
         bell = self._button.press if isinstance(self._button, SimButton) else None

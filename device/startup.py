@@ -132,9 +132,10 @@ class StoreGate:
         """The store's `open_clip`, once start-up has opened and recovered the store.
 
         Waits for a start-up still running (starting it if needed). Raises StorageFull
-        while recovery waits for space, or when start-up failed.
+        while recovery waits for space, when start-up failed, or when there is neither
+        a store nor a start-up to open one.
         """
-        if not self.settled:
+        if not self.settled and self._work is not None:
             self.begin()
             self._settled.wait()
         if self.store is None or not self.recovered:

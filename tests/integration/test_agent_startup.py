@@ -17,7 +17,7 @@ from device import instance_lock
 from device.agent import Agent
 from device.clock import ManualClock
 from device.config import AgentConfig
-from device.errors import DoorbellError
+from device.errors import DoorbellError, StorageFull
 from device.recorder import ClipWriter
 from device.startup import StoreGate
 from device.vault import ClipRecord, open_store
@@ -122,3 +122,8 @@ def test_an_index_that_cannot_be_trusted_still_ends_the_agent(agent_env: AgentEn
     with pytest.raises(DoorbellError, match="not open"):
         _ = agent.store
     instance_lock.acquire(agent_env.state_dir).release()  # the agent let go of its lock
+
+
+def test_without_a_store_or_a_start_up_to_open_one_a_clip_is_refused_at_once() -> None:
+    with pytest.raises(StorageFull, match="not been recovered"):
+        StoreGate().open_clip(T0)
