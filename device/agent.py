@@ -182,6 +182,7 @@ class Agent:
         self._open_store()
         if not self._stop.is_set():
             self._start_services()
+            self._write_status(state="running", force=True)
 
     def recover_store(self) -> bool:
         """Run the store's crash recovery; True once it has succeeded. On a full disk
@@ -408,9 +409,13 @@ class Agent:
         return storage
 
     def _write_status(self, *, state: str, force: bool) -> None:
+        with self._status_lock:  # the loop, and once the start-up thread
+            self._write_status_locked(state=state, force=force)
+
+    def _write_status_locked(self, *, state: str, force: bool) -> None:
         mono = time.monotonic()
-        if not force and not self._gate.settled:
-            return  # the status file waits until start-up has recovered the store
+        if self._gate.store is None:
+            return  # the status file waits until start-up has opened the store
         if not force and mono - self._last_status_write < STATUS_EVERY_S:
             return
         self._last_status_write = mono
