@@ -6,12 +6,17 @@ starts ``doorbell-agent run`` (1280x720 sim camera in real time, a fresh state
 directory) as systemd would: ``NOTIFY_SOCKET`` names a Unix datagram socket this
 process reads, and ``WATCHDOG_USEC`` is set so that the main loop's first heartbeat,
 sent right after the first frame has gone through motion and into the recorder's
-pre-roll (`Agent._loop`), marks the first frame. ``READY=1`` is sent when the store is
-recovered and the services are started, before the camera opens. The agent is then
-stopped with SIGTERM. Runs alternate with the bare import of the video stack, so both
-see the same machine; the figures are medians.
+pre-roll (`Agent._loop`), marks the first frame. ``READY=1`` is sent just before that
+heartbeat; the store is opened and recovered, and the services started, after it, in a
+start-up thread (`device/startup.py`). The agent is then stopped with SIGTERM. Runs
+alternate with the bare import of the video stack, so both see the same machine; the
+figures are medians.
 
-Run: .venv/bin/python bench/bench_startup.py [--runs 5]
+`--other-tree DIR` also starts, in each run, the agent of another checkout of the
+project (DIR first on its ``PYTHONPATH``), e.g. ``git archive main | tar -x -C DIR``,
+and prints its figures beside this tree's against the same baseline.
+
+Run: .venv/bin/python bench/bench_startup.py [--runs 5] [--other-tree DIR]
 """
 
 from __future__ import annotations
@@ -62,8 +67,9 @@ def write_config(root: Path) -> Path:
     return config
 
 
-def agent_start(root: Path) -> tuple[float, float]:
-    """(seconds to READY=1, seconds to the first frame) of one `doorbell-agent run`."""
+def agent_start(root: Path, tree: Path | None = None) -> tuple[float, float]:
+    """(seconds to READY=1, seconds to the first frame) of one `doorbell-agent run`;
+    with `tree`, the agent of that checkout."""
     config = write_config(root)
     address = root / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
@@ -71,6 +77,8 @@ def agent_start(root: Path) -> tuple[float, float]:
         sock.settimeout(TIMEOUT_S)
         env = {**os.environ, "NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "60000000"}
         env.pop("WATCHDOG_PID", None)
+        if tree is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(tree), env.get("PYTHONPATH", "")])
         started = time.monotonic()
         process = subprocess.Popen(
             [str(AGENT), "--config", str(config), "run"],
@@ -100,13 +108,20 @@ def agent_start(root: Path) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--other-tree", type=Path, help="also time this checkout's agent")
     args = parser.parse_args()
     bare_import_s()  # warm the page cache for both
     bare: list[float] = []
     ready: list[float] = []
     frame: list[float] = []
+    other: list[tuple[float, float]] = []
     for run in range(args.runs):
         bare.append(bare_import_s())
+        if args.other_tree is not None:
+            with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+                other.append(agent_start(Path(tmp), args.other_tree))
+            print(f"  run {run + 1}: other tree: ready {other[-1][0]:.3f} s, "
+                  f"first frame {other[-1][1]:.3f} s", flush=True)
         with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
             to_ready, to_frame = agent_start(Path(tmp))
         ready.append(to_ready)
@@ -119,6 +134,12 @@ def main() -> int:
                      baseline, "s", "target <= 1.5x bare import of cv2, av, numpy"))
     print(ratio_line("process start -> READY=1 (s)", statistics.median(ready), baseline, "s",
                      "informative: vs the same baseline"))
+    if other:
+        print(f"the agent of {args.other_tree}, same runs and baseline")
+        print(ratio_line("process start -> first frame in pre-roll (s)",
+                         statistics.median(x[1] for x in other), baseline, "s", "other tree"))
+        print(ratio_line("process start -> READY=1 (s)",
+                         statistics.median(x[0] for x in other), baseline, "s", "other tree"))
     return 0
 
 

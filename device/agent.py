@@ -7,6 +7,10 @@ press. Optional services (the release side, the Home Assistant bridge) are built
 `device.compose.optional_services` from an `AgentContext` (device.service), started
 after the store and stopped before it.
 
+The daemon opens the store after its first frame is in the pre-roll: the store opens,
+recovers and starts the services in a thread of its own (device.startup), and no clip
+opens before that recovery has ended (docs/adr/0019-agent-memory-and-uplink-benchmarks.md).
+
 `status.json` in the state directory is rewritten atomically (temp file, fsync,
 rename) about once a second and whenever a clip ends. It holds no footage and no key.
 
@@ -25,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device import instance_lock
 from device.button.base import Button
@@ -37,34 +41,23 @@ from device.camera.factory import make_camera
 from device.clock import Clock, ManualClock
 from device.compose import optional_services
 from device.config import AgentConfig
-from device.errors import CameraError, DoorbellError, StorageFull
+from device.errors import CameraError, DoorbellError
 from device.motion import MotionDetector
-from device.recorder import ClipWriter, Recorder
-from device.service import AgentContext, Service, service_reports
+from device.recorder import Recorder
+from device.service import AgentContext, Service, service_reports, start_services, stop_services
+from device.startup import StoreGate
 from device.status_file import STATUS_FILE, write_json_atomic
 from device.storage_report import StorageReport
 from device.systemd import Notifier, ServiceStatus, Watchdog
-from device.vault import SealedStore, open_store
+
+if TYPE_CHECKING:  # the store's modules (age, cryptography) load when the store opens
+    from device.vault import SealedStore
 
 log = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 1.0  # wall-clock seconds between status rewrites
 RETENTION_EVERY = timedelta(minutes=1)
 CAMERA_RETRY_S = 5.0
-
-
-class _RecoveryGate:
-    """The store as the recorder sees it: no clip opens before recovery has run."""
-
-    def __init__(self, store: SealedStore) -> None:
-        self._store = store
-        self.recovered = False
-        self.pending = ""
-
-    def open_clip(self, start: datetime, /) -> ClipWriter:
-        if not self.recovered:
-            raise StorageFull(self.pending or "the store has not been recovered yet")
-        return self._store.open_clip(start)
 
 
 @dataclass(slots=True)
@@ -80,7 +73,8 @@ class Agent:
     """Composes the parts. Build with `Agent.from_config`; `run()` blocks until stopped.
 
     `simulated=True` drives the clock from the camera's frame times (so a simulation
-    faster than real time keeps epochs, retention and event times consistent).
+    faster than real time keeps epochs, retention and event times consistent). Without
+    a `store`, `run()` opens it after the first frame (`from_config(store_later=True)`).
     """
 
     def __init__(
@@ -88,13 +82,12 @@ class Agent:
         config: AgentConfig,
         *,
         clock: Clock,
-        store: SealedStore,
+        store: SealedStore | None = None,
         simulated: bool = False,
         notifier: Notifier | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
-        self.store = store
         self.simulated = simulated
         self.state_dir = config.agent.state_dir
         self._presses: queue.SimpleQueue[datetime] = queue.SimpleQueue()
@@ -103,7 +96,7 @@ class Agent:
         self._button: Button = make_button(config.button, clock)
         self._camera: Camera | None = None
         cam = config.camera
-        self._gate = _RecoveryGate(store)
+        self._gate = StoreGate()
         self._recorder = Recorder(
             self._gate, config.recorder, width=cam.width, height=cam.height, fps=float(cam.fps)
         )
@@ -113,6 +106,8 @@ class Agent:
             socket_path, {"ring": self._ring, "status": self._status_line}
         )
         self._services: list[Service] = []
+        self._started: list[Service] = []
+        self._announced = False  # READY=1 sent
         self._notifier = notifier if notifier is not None else Notifier(None)
         self._watchdog = Watchdog(self._notifier, None)
         self._service_status = ServiceStatus(self._notifier)
@@ -120,8 +115,10 @@ class Agent:
         self._last_status_write = 0.0
         self._last_retention: datetime | None = None
         self._camera_state = "stopped"
-        self._storage = StorageReport(store)
+        self._storage: StorageReport | None = None
         self._lock: instance_lock.InstanceLock | None = None
+        if store is not None:
+            self._attach(store)
 
     @classmethod
     def from_config(
@@ -131,6 +128,7 @@ class Agent:
         clock: Clock,
         simulated: bool = False,
         notifier: Notifier | None = None,
+        store_later: bool = False,
     ) -> Agent:
         """Take the state directory's lock, then open the store (recovering what a
         crash left) and build the agent.
@@ -139,42 +137,58 @@ class Agent:
         AgentAlreadyRunning before it has touched the store, so it cannot mark the
         running agent's clip truncated. Raises DoorbellError subclasses from the lock and
         the store (bad recipients, index errors).
+
+        With `store_later` (the daemon) only the lock is taken here: `run()` opens the
+        store and builds the services in a start-up thread once the first frame is in
+        the pre-roll, and raises their errors from the camera loop.
         """
         lock = instance_lock.acquire(config.agent.state_dir)
         try:
-            store = open_store(config, clock=clock.now)
-            agent = cls(config, clock=clock, store=store, simulated=simulated, notifier=notifier)
+            agent = cls(config, clock=clock, simulated=simulated, notifier=notifier)
             agent._lock = lock
-            agent.recover_store()
-            context = AgentContext(config=config, store=store, clock=clock, status=agent.status)
-            for service in optional_services(context):
-                agent.add_service(service)
+            if store_later:
+                agent._gate.defer(agent._start_up)
+            else:
+                agent._open_store()
         except BaseException:
             lock.release()
             raise
         return agent
 
-    def recover_store(self) -> bool:
-        """Run the store's crash recovery; True once it has succeeded.
+    @property
+    def store(self) -> SealedStore:
+        """The sealed store. Raises DoorbellError while start-up has not opened it."""
+        store = self._gate.store
+        if store is None:
+            raise DoorbellError("the store is not open yet")
+        return store
 
-        On a full disk recovery itself may fail (the index cannot grow): the agent then
-        runs without opening clips (the recorder sees `StorageFull`, the status says so)
-        and tries again at every retention tick, after retention has had its chance.
-        Other index errors are raised: the store cannot be trusted.
-        """
-        if self._gate.recovered:
-            return True
-        try:
-            report = self.store.recover()
-        except StorageFull as exc:
-            self._gate.pending = f"start-up recovery waits for space: {exc}"
-            log.error("%s", self._gate.pending)
-            return False
-        self._gate.recovered = True
-        self._gate.pending = ""
-        if not report.clean:
-            log.warning("start-up recovery: %s", report)
-        return True
+    def _attach(self, store: SealedStore) -> None:
+        self._storage = StorageReport(store)
+        self._gate.open(store)
+
+    def _open_store(self) -> None:
+        """Open the store, run its recovery, then build the configured services."""
+        store = self._gate.open_recovered(self.config, self.clock)
+        self._storage = StorageReport(store)
+        context = AgentContext(
+            config=self.config, store=store, clock=self.clock, status=self.status
+        )
+        for service in optional_services(context):
+            self.add_service(service)
+
+    def _start_up(self) -> None:
+        """The daemon's start-up thread: the store, its recovery, then the services."""
+        self._open_store()
+        if not self._stop.is_set():
+            self._start_services()
+            self._write_status(state="running", force=True)
+
+    def recover_store(self) -> bool:
+        """Run the store's crash recovery; True once it has succeeded. On a full disk
+        the agent runs without opening clips and tries again at every retention tick
+        (`StoreGate.recover`); other index errors are raised."""
+        return self._gate.recover()
 
     def add_service(self, service: Service) -> None:
         self._services.append(service)
@@ -197,35 +211,41 @@ class Agent:
         except BaseException:
             self._button.stop()
             raise
-        started: list[Service] = []
         try:
-            for service in self._services:
-                try:
-                    service.start()
-                except Exception:  # an optional service never stops the recording
-                    log.exception("service %s failed to start", type(service).__name__)
-                    continue
-                started.append(service)
-            self._notifier.ready(f"{self.config.agent.device_id}: watching")
+            if self._gate.settled:  # the store was opened by from_config
+                self._start_services()
+                self._ready()
             self._loop(duration_s)
         finally:
             self._notifier.stopping()
             self._recorder.close()
-            for service in reversed(started):
-                try:
-                    service.stop()
-                except Exception:
-                    log.exception("service %s failed to stop", type(service).__name__)
+            self._gate.join()  # a start-up still running ends before anything stops
+            stop_services(self._started)
             self._button.stop()
             self._control.stop()
             if self._camera is not None:
                 self._camera.stop()
             self._camera_state = "stopped"
             self._write_status(state="stopped", force=True)
-            self.store.close()
+            if self._gate.store is not None:
+                self._gate.store.close()
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
+
+    def _start_services(self) -> None:
+        self._started.extend(start_services(self._services))
+
+    def _ready(self) -> None:
+        self._announced = True
+        self._notifier.ready(f"{self.config.agent.device_id}: watching")
+
+    def _first_pass_done(self) -> None:
+        """The loop's first frame is in the pre-roll (or the camera is missing): tell
+        systemd, then open the store in the background if that was deferred."""
+        if not self._announced:
+            self._ready()
+        self._gate.begin()
 
     def _open_camera(self) -> Camera:
         bell = self._button.press if isinstance(self._button, SimButton) else None
@@ -242,6 +262,8 @@ class Agent:
     def _loop(self, duration_s: float | None) -> None:
         first: datetime | None = None
         while not self._stop.is_set():
+            if self._gate.failure is not None:
+                raise self._gate.failure
             try:
                 if self._camera is None:
                     self._camera = self._open_camera()
@@ -250,6 +272,8 @@ class Agent:
                 self._camera_failed(exc)
                 if self.simulated:
                     raise
+                if first is None:
+                    self._first_pass_done()
                 self._stop.wait(CAMERA_RETRY_S)
                 # The loop is alive while it waits for the camera: a missing camera must
                 # not make systemd restart the agent (tokens and escrow still run).
@@ -258,6 +282,7 @@ class Agent:
             if frame is None:
                 log.info("camera stream ended")
                 return
+            started = first is None
             if first is None:
                 first = frame.timestamp
             if self.simulated and isinstance(self.clock, ManualClock):
@@ -268,6 +293,8 @@ class Agent:
             finished = self._recorder.clips_finished + self._recorder.clips_failed
             self._recorder.process(frame, update, presses)
             self._counters.frames += 1
+            if started:
+                self._first_pass_done()
             self._watchdog.beat()
             self._tick_retention(frame.timestamp)
             changed = self._recorder.clips_finished + self._recorder.clips_failed != finished
@@ -303,6 +330,8 @@ class Agent:
         return presses
 
     def _tick_retention(self, now: datetime) -> None:
+        if not self._gate.settled or self._gate.store is None:
+            return  # the first tick runs once start-up has opened the store
         if self._last_retention is not None and now - self._last_retention < RETENTION_EVERY:
             return
         self._last_retention = now
@@ -370,6 +399,8 @@ class Agent:
         }
 
     def _storage_status(self) -> dict[str, Any]:
+        if self._storage is None:
+            return {"full": False, "reason": "start-up is opening the store"}
         storage = self._storage.read(self._recorder.clips_finished + self._recorder.clips_failed)
         storage["full"] = bool(storage["full"]) or self._recorder.storage_full
         if self._gate.pending:
@@ -378,7 +409,13 @@ class Agent:
         return storage
 
     def _write_status(self, *, state: str, force: bool) -> None:
+        with self._status_lock:  # the loop, and once the start-up thread
+            self._write_status_locked(state=state, force=force)
+
+    def _write_status_locked(self, *, state: str, force: bool) -> None:
         mono = time.monotonic()
+        if self._gate.store is None:
+            return  # the status file waits until start-up has opened the store
         if not force and mono - self._last_status_write < STATUS_EVERY_S:
             return
         self._last_status_write = mono
@@ -394,3 +431,4 @@ class Agent:
             recording=self._recorder.recording,
             clock_synchronized=self.clock.synchronized(),
         )
+

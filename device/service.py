@@ -8,13 +8,18 @@ services, so a service imports it without importing the agent that runs it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from device.clock import Clock
 from device.config import AgentConfig
-from device.vault import SealedStore
+
+if TYPE_CHECKING:  # the store's modules load when the agent opens it, not at import
+    from device.vault import SealedStore
+
+log = logging.getLogger(__name__)
 
 
 class Service(Protocol):
@@ -58,3 +63,26 @@ def service_reports(services: Iterable[Service]) -> dict[str, Any]:
             except Exception as exc:  # a report must not break the status
                 reports[service.service_name] = {"state": "unknown", "reason": str(exc)}
     return reports
+
+
+def start_services(services: Iterable[Service]) -> list[Service]:
+    """Start each service in order; the ones that started. A service that fails to
+    start is logged and left out: an optional service never stops the recording."""
+    started: list[Service] = []
+    for service in services:
+        try:
+            service.start()
+        except Exception:
+            log.exception("service %s failed to start", type(service).__name__)
+            continue
+        started.append(service)
+    return started
+
+
+def stop_services(started: Sequence[Service]) -> None:
+    """Stop the started services in reverse order; a failure is logged, never raised."""
+    for service in reversed(started):
+        try:
+            service.stop()
+        except Exception:
+            log.exception("service %s failed to stop", type(service).__name__)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device.errors import DoorbellError
-from device.vault import SealedStore
+
+if TYPE_CHECKING:  # the store's modules load when the agent opens it, not at import
+    from device.vault import SealedStore
 
 STORAGE_STATUS_EVERY_S = 10.0  # wall-clock seconds between reads of the store's health
 

@@ -54,12 +54,11 @@ class SceneRenderer:
         self._bg_v = np.full((height // 2, width // 2), 134, dtype=np.uint8)
         lores = area_downscale(luma, lores_width, lores_height)
         self._bg_lores = lores.astype(np.int16)
-        sigma = chosen.noise_sigma
-        self._noise = [
-            np.clip(np.rint(rng.normal(0.0, sigma, (lores_height, lores_width))), -127, 127)
-            .astype(np.int8)
-            for _ in range(NOISE_BANK)
-        ]
+        # The noise fields are drawn from the same generator, in bank order, when a
+        # frame first needs one: the same fields as drawing all of them here, without
+        # delaying the camera's first frame by the whole bank.
+        self._rng = rng
+        self._noise: list[npt.NDArray[np.int8]] = []
         self._main = np.empty((height * 3 // 2, width), dtype=np.uint8)
 
     def lores(self, t: float, index: int) -> LoresImage:
@@ -67,10 +66,18 @@ class SceneRenderer:
         canvas = self._bg_lores.copy()
         for walk, x, y, pressing in self.scene.figures(t):
             _draw_figure(canvas, walk, x, y, pressing, walk.luma)
-        canvas += self._noise[index % NOISE_BANK]
+        canvas += self._noise_field(index % NOISE_BANK)
         canvas += round(self.scene.lighting(t))
         np.clip(canvas, 0, 255, out=canvas)
         return canvas.astype(np.uint8)
+
+    def _noise_field(self, slot: int) -> npt.NDArray[np.int8]:
+        sigma = self.scene.noise_sigma
+        shape = (self.lores_height, self.lores_width)
+        while len(self._noise) <= slot:
+            field = np.clip(np.rint(self._rng.normal(0.0, sigma, shape)), -127, 127)
+            self._noise.append(field.astype(np.int8))
+        return self._noise[slot]
 
     def main(self, t: float) -> Yuv420Image:
         """The I420 main frame at scene time `t`. The returned array is reused."""

@@ -100,9 +100,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"systemd watchdog environment: {exc}") from exc
     # The clock `[release] clock` names, so that the status says what the release side
-    # judges tokens by (docs/adr/0009-clock-and-deferral.md).
+    # judges tokens by (docs/adr/0009-clock-and-deferral.md). The store opens once the
+    # first frame is in the pre-roll (docs/adr/0019-agent-memory-and-uplink-benchmarks.md).
     agent = Agent.from_config(
-        config, clock=clock_from_setting(config.release.clock), notifier=notifier
+        config,
+        clock=clock_from_setting(config.release.clock),
+        notifier=notifier,
+        store_later=True,
     )
     _install_signals(agent)
     agent.run(watchdog=watchdog)

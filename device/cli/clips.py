@@ -17,12 +17,14 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device.config import load_config
-from device.vault.clipfile import sealed_file
-from device.vault.index import ClipIndex, ClipRecord, ClipState
-from device.vault.store import vault_root
+
+# The vault (age, cryptography) is imported inside the commands: every command, `run`
+# included, builds this module's parser.
+if TYPE_CHECKING:
+    from device.vault.index import ClipIndex, ClipRecord
 
 
 def register(subparsers: Any) -> None:
@@ -51,6 +53,9 @@ def _when(text: str) -> datetime:
 
 
 def _open_index(args: argparse.Namespace) -> tuple[ClipIndex, Path] | None:
+    from device.vault.index import ClipIndex
+    from device.vault.store import vault_root
+
     root = vault_root(load_config(args.config))
     if not (root / "index.sqlite").is_file():
         print(f"doorbell-agent clips: no vault index at {root}", file=sys.stderr)
@@ -127,6 +132,9 @@ def _copy_verified(source: Path, target: Path, sha256: str | None) -> bool:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from device.vault.clipfile import sealed_file
+    from device.vault.index import ClipState
+
     if args.until <= args.since:
         print("doorbell-agent clips export: --until must be after --since", file=sys.stderr)
         return 2
