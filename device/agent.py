@@ -27,7 +27,6 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +46,7 @@ from device.recorder import Recorder
 from device.service import AgentContext, Service, service_reports, start_services, stop_services
 from device.startup import StoreGate
 from device.status_file import STATUS_FILE, write_json_atomic
+from device.status_report import Counters, Recording, status_document
 from device.storage_report import StorageReport
 from device.systemd import Notifier, ServiceStatus, Watchdog
 
@@ -58,15 +58,6 @@ log = logging.getLogger(__name__)
 STATUS_EVERY_S = 1.0  # wall-clock seconds between status rewrites
 RETENTION_EVERY = timedelta(minutes=1)
 CAMERA_RETRY_S = 5.0
-
-
-@dataclass(slots=True)
-class _Counters:
-    frames: int = 0
-    camera_errors: int = 0
-    started_at: datetime | None = None
-    presses: int = 0
-    motion_starts: int = 0
 
 
 class Agent:
@@ -92,7 +83,7 @@ class Agent:
         self.state_dir = config.agent.state_dir
         self._presses: queue.SimpleQueue[datetime] = queue.SimpleQueue()
         self._stop = threading.Event()
-        self._counters = _Counters()
+        self._counters = Counters()
         self._button: Button = make_button(config.button, clock)
         self._camera: Camera | None = None
         cam = config.camera
@@ -362,41 +353,14 @@ class Agent:
     def status(self) -> dict[str, Any]:
         """The agent's health as JSON-ready data (no footage, no keys)."""
         rec = self._recorder
-        storage = self._storage_status()
-        last = rec.last_clip
-        last_clip = None
-        if last is not None:
-            last_clip = {
-                "id": getattr(last.record, "id", None),
-                "start": last.start.isoformat(),
-                "end": last.end.isoformat(),
-                "bytes": last.bytes,
-                "events": [kind for kind, _ in last.events],
-                "outcome": last.outcome,
-            }
-        return {
-            "v": 1,
-            "device": self.config.agent.device_id,
-            "recording": rec.recording,
-            "storage": storage,
-            "last_clip": last_clip,
-            "clips_sealed": rec.clips_finished,
-            "clips_failed": rec.clips_failed,
-            "camera": {
-                "source": self.config.camera.source,
-                "state": self._camera_state,
-                "frames": self._counters.frames,
-                "errors": self._counters.camera_errors,
-            },
-            "button_presses": self._counters.presses,
-            "motion": {"active": self._motion.active, "starts": self._counters.motion_starts},
-            "clock": {
-                "now": self.clock.now().isoformat(),
-                "synchronized": self.clock.synchronized(),
-                "simulated": self.simulated,
-            },
-            "services": service_reports(self._services),
-        }
+        return status_document(
+            device_id=self.config.agent.device_id,
+            recording=Recording(rec.recording, rec.last_clip, rec.clips_finished,
+                                rec.clips_failed),
+            storage=self._storage_status(), camera_source=self.config.camera.source,
+            camera_state=self._camera_state, counters=self._counters,
+            motion_active=self._motion.active, clock=self.clock, simulated=self.simulated,
+            services=service_reports(self._services))
 
     def _storage_status(self) -> dict[str, Any]:
         if self._storage is None:
