@@ -76,6 +76,15 @@ class AuditTrail:
         the whole second, as the store keeps it (`UnixTime`): an entry hashed with the
         microseconds would not verify once read back."""
         head = self._head(session)
+        entry = self._link(session, head, at=at, actor=actor, action=action,
+                           subject=subject, detail=detail)
+        session.flush()
+        return entry
+
+    @staticmethod
+    def _link(session: Session, head: AuditLock, *, at: datetime, actor: str, action: str,
+              subject: str, detail: dict[str, Any]) -> audit_chain.AuditEntry:
+        """Add the entry that follows `head` and move the head to it (not flushed)."""
         entry = audit_chain.make_entry(
             seq=head.head_seq + 1,
             at=at.replace(microsecond=0),
@@ -99,7 +108,6 @@ class AuditTrail:
         )
         head.head_seq = entry.seq
         head.head_hash = entry.hash
-        session.flush()
         return entry
 
     def append_at_commit(
@@ -128,8 +136,15 @@ class AuditTrail:
                        "detail": dict(detail)})
 
     def _append_queued(self, session: Session) -> None:
-        for item in session.info.pop(_QUEUED, []):
-            self.append(session, **item)
+        """The queued entries, linked under one read of the head and written in one
+        flush: the lock is held for as few round trips as the entries allow."""
+        queued = session.info.pop(_QUEUED, [])
+        if not queued:
+            return
+        head = self._head(session)
+        for item in queued:
+            self._link(session, head, **item)
+        session.flush()
 
     def entries(self, session: Session) -> list[audit_chain.AuditEntry]:
         rows = session.execute(select(AuditRow).order_by(AuditRow.seq)).scalars().all()
