@@ -147,6 +147,9 @@ class DeviceEvents:
         now = self.core.now()
         verdicts: list[bool | HostileInputError] = []
         with self.core.store.transaction() as session:
+            # the rows of the tokens named by jti, in jti order, before any is updated
+            self.core.lock_tokens(session, [r.jti for _, r in batch
+                                            if not r.jti.startswith(UNVERIFIED_ID_PREFIX)])
             for topic_device, result in batch:
                 try:
                     verdicts.append(self._record_result(session, topic_device, result, now))
