@@ -74,9 +74,11 @@ class Publisher:
         # batches"), the audit entries linked at the commit
         now = self.core.now()
         with self.core.store.transaction() as session:
-            for jti, token in self.core.lock_tokens(session, list(taken)).items():
-                if token.status != TokenStatus.ISSUED:
-                    continue  # its result came first
+            locked = self.core.lock_tokens(session, list(taken))
+            for jti, device_id in taken.items():  # audited in the order they were taken
+                token = locked.get(jti)
+                if token is None or token.status != TokenStatus.ISSUED:
+                    continue  # gone, or its result came first
                 token.status = TokenStatus.PUBLISHED.value
                 token.updated_at = now
                 self.core.audit.append_at_commit(
@@ -85,7 +87,7 @@ class Publisher:
                     actor="service:mqtt",
                     action=PUBLISHED_ACTION,
                     subject=f"token:{jti}",
-                    detail={"device": taken[jti]},
+                    detail={"device": device_id},
                 )
 
     def _hand_to_broker(self, publisher: ReleasePublisher, jti: str, status: str,
