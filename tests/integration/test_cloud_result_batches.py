@@ -10,8 +10,11 @@ on its own, as without batches.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -23,7 +26,8 @@ from cloud_stub.store.models import AuditRow, Token
 from mqtt_session import Inbound, InboundQueue
 from protocol.messages import ResultMessage, ResultStatus
 from protocol.topics import DeviceTopics
-from tests.fixtures.cloud import CloudServer, DeviceSigner
+from tests.fixtures.cloud import CloudServer, DeviceSigner, open_cloud
+from tests.fixtures.deployment import TestDeployment
 from tests.integration.test_cloud_mqtt import approve_warrant
 
 
@@ -139,4 +143,59 @@ def test_when_the_batch_fails_each_result_is_handled_alone(
     worker._handle_results(items)
     assert statuses(cloud, [a, b]) == ["uploaded", "uploaded"]
     assert sorted(session.acked) == sorted(i.topic for i in items)
+    cloud.service.core.audit.verify()
+
+
+class Broker:
+    """Takes every token at once (the publisher's side of the link)."""
+
+    def publish_release(self, device_id: str, payload: bytes) -> None:
+        pass
+
+
+@pytest.fixture
+def cloud_on_each_store(deployment: TestDeployment, tmp_path: Path, store_url: str
+                        ) -> Iterator[CloudServer]:
+    """The cloud stub on a SQLite store, then on a PostgreSQL one."""
+    yield from open_cloud(deployment, tmp_path, store_url)
+
+
+def test_a_batch_of_results_and_a_publish_of_the_same_tokens_both_go_through(
+    cloud_on_each_store: CloudServer,
+) -> None:
+    """A batch of results and the publisher's marking take the same tokens' rows; both
+    lock them in jti order, so neither fails as a deadlock's victim, whichever comes
+    first, and the chain stays one chain."""
+    cloud = cloud_on_each_store
+    pairs = released(cloud, 6)
+    core = cloud.service.core
+    core.set_publisher(Broker())
+    jtis = [jti for _, jti in pairs]
+    start = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def publish() -> None:
+        try:
+            start.wait(30)
+            cloud.service.releaser.publish(jtis)
+        except BaseException as exc:  # reported below, on the test's thread
+            failures.append(exc)
+
+    def answer() -> None:
+        try:
+            start.wait(30)
+            verdicts = cloud.service.events.results_received(
+                [(device.device_id, uploaded(jti)) for device, jti in reversed(pairs)])
+            assert verdicts == [True] * len(pairs)
+        except BaseException as exc:  # reported below, on the test's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=publish), threading.Thread(target=answer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    core.set_publisher(None)
+    assert failures == []
+    assert statuses(cloud, jtis) == ["uploaded"] * len(jtis)
     cloud.service.core.audit.verify()
