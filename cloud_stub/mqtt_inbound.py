@@ -3,7 +3,8 @@
 `InboundWorker` runs on one thread of the cloud's link (`cloud_stub.mqtt`). It takes
 what the network thread queued in small batches, parses each message strictly
 (`protocol.messages`) and records it; the escrows of a batch share one transaction and
-are acknowledged after its commit (docs/architecture.md, "Escrows in batches"). A
+are acknowledged after its commit (docs/architecture.md, "Escrows in batches"), and so
+do its token results ("Results in batches"). A
 hostile or malformed payload is logged and dropped alone (acknowledged, so it is not
 redelivered forever), a store failure leaves it unacknowledged so the broker redelivers
 it.
@@ -27,7 +28,7 @@ log = logging.getLogger("cloud_stub.mqtt")  # one logger for the whole link
 
 INBOUND_LEAVES = ("escrow", "result", "status", "notice")
 PUBLISH_TIMEOUT_S = 10.0
-BATCH_SIZE = 64  # inbound messages the worker takes at once (escrows share a transaction)
+BATCH_SIZE = 64  # inbound messages the worker takes at once (escrows, results share one)
 BATCH_WAIT_S = 0.005  # how long the worker waits for more after the first of a batch
 
 
@@ -69,6 +70,23 @@ class InboundWorker:
         except (MessageError, ValueError) as exc:
             raise HostileInputError(f"escrow from {device_id}: {exc}") from exc
 
+    def _result(self, topic: str, payload: bytes) -> tuple[str, Result]:
+        """The device of the topic and the token result, strictly parsed. Raises
+        `HostileInputError` for a bad payload or topic."""
+        if len(payload) > self._max_payload:
+            raise HostileInputError(f"payload of {len(payload)} bytes over the cap")
+        device_id, leaf = self._split(topic)
+        if leaf != "result":
+            raise HostileInputError(f"{leaf} from {device_id} is not a result")
+        try:
+            res = parse_result(payload)
+            return device_id, Result(
+                jti=res.jti, status=str(res.status), reason=res.reason, detail=res.detail,
+                clips=res.clips, token_sha256=res.token_sha256,
+            )
+        except (MessageError, ValueError) as exc:
+            raise HostileInputError(f"result from {device_id}: {exc}") from exc
+
     def handle(self, topic: str, payload: bytes) -> None:
         """Parse and record one inbound message. Raises `HostileInputError` for a bad
         payload or topic and `EnvironmentFault` when the store fails."""
@@ -84,11 +102,8 @@ class InboundWorker:
                 self._session.publish_and_wait(ack, EscrowAck(epoch=item.epoch_id).to_bytes(),
                                                timeout=PUBLISH_TIMEOUT_S)
             elif leaf == "result":
-                res = parse_result(payload)
-                events.result_received(device_id, Result(
-                    jti=res.jti, status=str(res.status), reason=res.reason, detail=res.detail,
-                    clips=res.clips, token_sha256=res.token_sha256,
-                ))
+                _, result = self._result(topic, payload)
+                events.result_received(device_id, result)
             elif leaf == "status":
                 status = parse_status(payload)
                 events.status_received(device_id, str(status.state))
@@ -107,20 +122,32 @@ class InboundWorker:
 
     def run(self) -> None:
         """Take what is queued in batches (`_next_batch`); a run of escrows in a batch is
-        stored in one transaction (`_handle_escrows`), anything else one by one, in order."""
+        stored in one transaction (`_handle_escrows`), so is a run of results
+        (`_handle_results`), anything else one by one, in order."""
         while True:
             batch, stopping = self._next_batch()
             run: list[Inbound] = []
+            kind = ""
             for item in batch:
-                if self._is_escrow(item.topic):
+                leaf = self._batched_leaf(item.topic)
+                if run and leaf != kind:
+                    self._handle_run(kind, run)
+                    run = []
+                if leaf:
+                    kind = leaf
                     run.append(item)
-                    continue
-                self._handle_escrows(run)
-                run = []
-                self._handle_one(item)
-            self._handle_escrows(run)
+                else:
+                    self._handle_one(item)
+            if run:
+                self._handle_run(kind, run)
             if stopping:
                 return
+
+    def _handle_run(self, kind: str, run: list[Inbound]) -> None:
+        if kind == "escrow":
+            self._handle_escrows(run)
+        else:
+            self._handle_results(run)
 
     def _next_batch(self) -> tuple[list[Inbound], bool]:
         """The next message, and what else arrives within BATCH_WAIT_S of it, up to
@@ -139,8 +166,13 @@ class InboundWorker:
             batch.append(item)
         return batch, False
 
-    def _is_escrow(self, topic: str) -> bool:
-        return topic.startswith(self._prefix + "/") and topic.endswith("/escrow")
+    def _batched_leaf(self, topic: str) -> str:
+        """``escrow`` or ``result`` for a message recorded in batches, else ""."""
+        if topic.startswith(self._prefix + "/"):
+            for leaf in ("escrow", "result"):
+                if topic.endswith("/" + leaf):
+                    return leaf
+        return ""
 
     def _ack(self, item: Inbound) -> None:
         self._session.ack(item)
@@ -213,4 +245,35 @@ class InboundWorker:
                 log.error("message on %s not handled (will be redelivered): %s",
                           item.topic[:120], exc)
                 continue
+            self._ack(item)
+
+    def _handle_results(self, items: list[Inbound]) -> None:
+        """Record a run of token results in one transaction, then acknowledge each to the
+        broker (docs/architecture.md, "Results in batches"). A bad result is dropped
+        alone, as `_handle_one` drops it; when the batch fails (the store failed, or
+        picked it as a deadlock's victim), nothing of it was recorded and each result is
+        handled on its own, as without batches."""
+        parsed: list[tuple[Inbound, str, Result]] = []
+        for item in items:
+            try:
+                device_id, result = self._result(item.topic, item.payload)
+            except HostileInputError as exc:
+                log.warning("dropped message on %s: %s", item.topic[:120], exc)
+                self._ack(item)
+                continue
+            parsed.append((item, device_id, result))
+        if not parsed:
+            return
+        try:
+            verdicts = self._service.events.results_received(
+                [(device_id, result) for _, device_id, result in parsed])
+        except Exception as exc:  # each alone then, as without batches
+            log.warning("%d results not recorded together (%s); one at a time",
+                        len(parsed), exc)
+            for item, _, _ in parsed:
+                self._handle_one(item)
+            return
+        for (item, _, _), verdict in zip(parsed, verdicts, strict=True):
+            if isinstance(verdict, HostileInputError):
+                log.warning("dropped message on %s: %s", item.topic[:120], verdict)
             self._ack(item)

@@ -130,6 +130,20 @@ class ServiceCore:
             raise NotFound(f"no request {request_id[:40]!r}")
         return row
 
+    def lock_tokens(self, session: Session, jtis: list[str]) -> dict[str, Token]:
+        """The tokens of these jtis that exist, their rows locked until the transaction
+        ends, in jti order (``SELECT ... ORDER BY jti FOR UPDATE``; SQLite's writer lock
+        already serializes): a transaction that updates several tokens takes their rows
+        in one order, so two of them never wait on each other (docs/architecture.md,
+        "Results in batches")."""
+        wanted = sorted(set(jtis))
+        if not wanted:
+            return {}
+        stmt = select(Token).where(Token.jti.in_(wanted)).order_by(Token.jti)
+        if self.store.locks_rows:
+            stmt = stmt.with_for_update()
+        return {token.jti: token for token in session.execute(stmt).scalars()}
+
     def visible_request(self, session: Session, caller: PrincipalCaller, request_id: str
                         ) -> Request:
         """The request if the caller may see it. An agency asking for another agency's

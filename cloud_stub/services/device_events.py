@@ -129,52 +129,84 @@ class DeviceEvents:
         waits on the new token, `cloud_stub.services.reissuing`).
         Raises `HostileInputError` for a token not issued to this device or an unknown
         status."""
+        verdict = self.results_received([(topic_device, result)])[0]
+        if isinstance(verdict, HostileInputError):
+            raise verdict
+        return verdict
+
+    def results_received(
+        self, batch: Sequence[tuple[str, Result]]
+    ) -> list[bool | HostileInputError]:
+        """Record a batch of token results in one transaction, in order, each as
+        `result_received` records it (docs/architecture.md, "Results in batches"): the
+        verdict at its index is what `result_received` returns for it, or the
+        `HostileInputError` that refused it (nothing of it recorded). Every check that
+        refuses a result runs before it writes anything, so a refused result never fails
+        its neighbours; a store failure (`StoreError`) fails the batch and nothing of it is
+        recorded."""
+        now = self.core.now()
+        verdicts: list[bool | HostileInputError] = []
+        with self.core.store.transaction() as session:
+            # the rows of the tokens named by jti, in jti order, before any is updated
+            self.core.lock_tokens(session, [r.jti for _, r in batch
+                                            if not r.jti.startswith(UNVERIFIED_ID_PREFIX)])
+            for topic_device, result in batch:
+                try:
+                    verdicts.append(self._record_result(session, topic_device, result, now))
+                except HostileInputError as exc:
+                    verdicts.append(exc)
+        return verdicts
+
+    def _record_result(self, session: Session, topic_device: str, result: Result,
+                       now: datetime) -> bool:
+        """`result_received` inside the caller's transaction. Every refusal is raised before
+        anything of this result is written. Its audit entry is queued for the commit: a
+        batch holds the chain's lock only at its end, never while it waits for a token's
+        row (the publisher locks the token, then the chain)."""
         if result.status not in DEVICE_RESULTS:
             raise HostileInputError(f"unknown result status {result.status!r:.30}")
-        now = self.core.now()
-        with self.core.store.transaction() as session:
-            token = self._judged_token(session, topic_device, result)
-            doubt = self._not_believed(token, result)
-            if doubt:
-                log.warning("result %s (%s) from %s not believed for token %s: %s",
-                            result.status, result.reason[:60], topic_device, token.jti, doubt)
-                self.core.audit.append(
-                    session, at=now, actor=f"device:{topic_device}",
-                    action="token.result_ignored", subject=f"token:{token.jti}",
-                    detail={"status": result.status, "reason": result.reason,
-                            "reported_as": result.jti, "token_sha256": result.token_sha256,
-                            "why": doubt},
-                )
-                return False
-            result = replace(result, jti=token.jti)
-            if token.status == result.status and token.status_reason == result.reason[:200]:
-                log.info("result %s for token %s repeated; already recorded",
-                         result.status, result.jti)
-                return False
-            kept = self._state_kept(session, topic_device, token, result)
-            if kept is not None:  # audited, but the token's state stays
-                self.core.audit.append(
-                    session, at=now, actor=f"device:{topic_device}",
-                    action=f"token.{result.status}", subject=f"token:{result.jti}",
-                    detail={"reason": result.reason, "detail": result.detail[:500],
-                            "clips": [], "state_kept": token.status, **kept},
-                )
-                return False
-            token.status = result.status
-            token.status_reason = result.reason[:200]
-            token.updated_at = now
-            request = session.get(Request, token.request_id)
-            after = None if request is None else request_after_result(request.status,
-                                                                        result.status)
-            if request is not None and after is not None:
-                request.status = after.value
-                request.updated_at = now
-            self.core.audit.append(
+        token = self._judged_token(session, topic_device, result)
+        doubt = self._not_believed(token, result)
+        if doubt:
+            log.warning("result %s (%s) from %s not believed for token %s: %s",
+                        result.status, result.reason[:60], topic_device, token.jti, doubt)
+            self.core.audit.append_at_commit(
+                session, at=now, actor=f"device:{topic_device}",
+                action="token.result_ignored", subject=f"token:{token.jti}",
+                detail={"status": result.status, "reason": result.reason,
+                        "reported_as": result.jti, "token_sha256": result.token_sha256,
+                        "why": doubt},
+            )
+            return False
+        result = replace(result, jti=token.jti)
+        if token.status == result.status and token.status_reason == result.reason[:200]:
+            log.info("result %s for token %s repeated; already recorded",
+                     result.status, result.jti)
+            return False
+        kept = self._state_kept(session, topic_device, token, result)
+        if kept is not None:  # audited, but the token's state stays
+            self.core.audit.append_at_commit(
                 session, at=now, actor=f"device:{topic_device}",
                 action=f"token.{result.status}", subject=f"token:{result.jti}",
                 detail={"reason": result.reason, "detail": result.detail[:500],
-                        "clips": list(result.clips)[:1000]},
+                        "clips": [], "state_kept": token.status, **kept},
             )
+            return False
+        token.status = result.status
+        token.status_reason = result.reason[:200]
+        token.updated_at = now
+        request = session.get(Request, token.request_id)
+        after = None if request is None else request_after_result(request.status,
+                                                                    result.status)
+        if request is not None and after is not None:
+            request.status = after.value
+            request.updated_at = now
+        self.core.audit.append_at_commit(
+            session, at=now, actor=f"device:{topic_device}",
+            action=f"token.{result.status}", subject=f"token:{result.jti}",
+            detail={"reason": result.reason, "detail": result.detail[:500],
+                    "clips": list(result.clips)[:1000]},
+        )
         return True
 
     @staticmethod

@@ -8,7 +8,9 @@ recipient, builds the claims (``jti`` uuid4, token life from the basis, capped b
 trust root, by the policy file and, for a warrant, by the warrant's ``expires``: a token
 never outlives its warrant) and signs them with the threshold of release keys. A device
 with no escrowed epoch in the window gets no token: there is nothing it could decrypt.
-Handing the tokens to the broker happens after the commit
+The audit entries are queued for the commit (`AuditTrail.append_at_commit`): the chain's
+lock is not held while the tokens are sealed and signed. Handing the tokens to the
+broker happens after the commit
 (`cloud_stub.services.publishing`). A token the device refused ``stale_seq`` or
 ``expired`` is signed again only on a reviewer's decision (`Issuer.sign_for_device` from
 `cloud_stub.services.reissuing`); the refused one becomes ``superseded``.
@@ -38,7 +40,7 @@ from cloud_stub.services.escrow import Escrow
 from cloud_stub.services.summarise import warrant_expiry
 from cloud_stub.services.token_signing import TokenSigner
 from cloud_stub.store.models import Device, Request, Token
-from cloud_stub.store.sequence import allocate_seq
+from cloud_stub.store.sequence import allocate_seq, lock_counters
 from protocol.errors import KeyFormatError
 from protocol.keys import canonical_json
 from protocol.token import CaseRef, ReleaseClaims, Window, seal_keys_for_device, unix_time
@@ -130,7 +132,9 @@ class Issuer:
         issued: list[Issued] = []
         skipped: list[str] = []
         revoked: list[str] = []
-        for device_id in [str(d) for d in row.devices]:
+        device_ids = [str(d) for d in row.devices]
+        lock_counters(session, device_ids)  # in id order: approvals never wait on each other
+        for device_id in device_ids:
             device = session.get(Device, device_id)
             if device is None:
                 raise SigningError(f"device {device_id} is not enrolled", code="bad_state")
@@ -242,7 +246,7 @@ class Issuer:
             )
         )
         session.flush()
-        self.core.audit.append(
+        self.core.audit.append_at_commit(
             session,
             at=now,
             actor="service:signer",

@@ -62,23 +62,33 @@ class Publisher:
         publisher = self.core.publisher
         if publisher is None:
             return
+        taken: dict[str, str] = {}
         for jti in jtis:
             device_id = self._hand_to_broker(publisher, jti, TokenStatus.ISSUED, "published")
-            if device_id is None:
-                continue
-            with self.core.store.transaction() as session:
-                token = session.get(Token, jti)
-                if token is not None and token.status == TokenStatus.ISSUED:
-                    token.status = TokenStatus.PUBLISHED.value
-                    token.updated_at = self.core.now()
-                    self.core.audit.append(
-                        session,
-                        at=self.core.now(),
-                        actor="service:mqtt",
-                        action=PUBLISHED_ACTION,
-                        subject=f"token:{jti}",
-                        detail={"device": device_id},
-                    )
+            if device_id is not None:
+                taken[jti] = device_id
+        if not taken:
+            return
+        # the broker took them: one transaction marks them all, their rows locked in jti
+        # order as a batch of results locks them (docs/architecture.md, "Results in
+        # batches"), the audit entries linked at the commit
+        now = self.core.now()
+        with self.core.store.transaction() as session:
+            locked = self.core.lock_tokens(session, list(taken))
+            for jti, device_id in taken.items():  # audited in the order they were taken
+                token = locked.get(jti)
+                if token is None or token.status != TokenStatus.ISSUED:
+                    continue  # gone, or its result came first
+                token.status = TokenStatus.PUBLISHED.value
+                token.updated_at = now
+                self.core.audit.append_at_commit(
+                    session,
+                    at=now,
+                    actor="service:mqtt",
+                    action=PUBLISHED_ACTION,
+                    subject=f"token:{jti}",
+                    detail={"device": device_id},
+                )
 
     def _hand_to_broker(self, publisher: ReleasePublisher, jti: str, status: str,
                         what: str) -> str | None:

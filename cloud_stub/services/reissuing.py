@@ -38,6 +38,7 @@ from cloud_stub.services.intake import Intake
 from cloud_stub.services.issuing import Issued, Issuer
 from cloud_stub.services.publishing import Publisher
 from cloud_stub.store.models import Device, Manifest, Principal, Request, Token
+from cloud_stub.store.sequence import lock_counters
 
 REISSUE_REASONS = ("stale_seq", "expired")  # device refusals a new token can answer
 REISSUED_ACTION = "token.reissued"
@@ -120,6 +121,7 @@ class Reissuing:
             agency = session.get(Principal, row.agency_id)
             if agency is None:
                 raise NotFound(f"the agency of request {row.id} no longer exists")
+            lock_counters(session, [c.device.id for c in candidates])
             for candidate in candidates:
                 old = candidate.old
                 new = self.issuer.sign_for_device(
@@ -133,7 +135,7 @@ class Reissuing:
                 old.status = TokenStatus.SUPERSEDED.value
                 old.status_reason = f"rejected {refused}; re-issued as {new.jti}"
                 old.updated_at = now
-                self.core.audit.append(
+                self.core.audit.append_at_commit(
                     session,
                     at=now,
                     actor=caller.label,

@@ -76,7 +76,7 @@ class Reviewing:
             row.status = verdict.status.value
             row.updated_at = now
             session.flush()
-            self.core.audit.append(
+            self.core.audit.append_at_commit(
                 session,
                 at=now,
                 actor=caller.label,
@@ -96,7 +96,7 @@ class Reviewing:
                     raise NotFound(f"the agency of request {row.id} no longer exists")
                 issued = self.issuer.issue(session, row, agency.org, now)
                 issued_jtis = [i.jti for i in issued]
-                self.core.audit.append(
+                self.core.audit.append_at_commit(
                     session,
                     at=now,
                     actor="service:signer",

@@ -294,7 +294,7 @@ class SignedReview:
             row.status = verdict.status.value
             row.updated_at = now
             session.flush()
-            self.core.audit.append(session, at=now, actor=caller.label,
+            self.core.audit.append_at_commit(session, at=now, actor=caller.label,
                                    action="request.approve", subject=f"request:{row.id}",
                                    detail={"reason": text, "org": caller.org, "kid": kid,
                                            "approvals": verdict.approvals,
@@ -314,7 +314,7 @@ class SignedReview:
             row.reasons = [*row.reasons, *reasons]
             for token in tokens:
                 token.status = TokenStatus.DISCARDED.value
-            self.core.audit.append(session, at=now, actor="service:policy",
+            self.core.audit.append_at_commit(session, at=now, actor="service:policy",
                                    action="request.refused", subject=f"request:{row.id}",
                                    detail={"reasons": reasons, "at": "approval"})
             return []
@@ -324,7 +324,7 @@ class SignedReview:
             token.jws = assemble(segment, [sign_detached(segment, policy), *collected]).decode()
             token.status = TokenStatus.ISSUED.value
             token.updated_at = now
-            self.core.audit.append(session, at=now, actor="service:signer",
+            self.core.audit.append_at_commit(session, at=now, actor="service:signer",
                                    action="token.issued", subject=f"token:{token.jti}",
                                    detail={"request": row.id, "device": token.device_id,
                                            "seq": token.seq, "basis": row.basis,

@@ -6,6 +6,12 @@ module only persists entries and serializes appends. An append locks the single
 IMMEDIATE`` already serializes writers), reads the head, links the new entry to it and
 moves the head, all in the caller's transaction: a rolled-back state change leaves no
 audit entry, and a committed one always has its entry.
+
+A transaction that does slow work after its first entry (an approval signs its tokens)
+queues its entries with `AuditTrail.append_at_commit` instead: they are linked to the
+head, in the order queued, when it commits, so it holds the lock only for those last
+writes and the commit, and every other append (a device's result) waits that long, not
+for the signing (docs/architecture.md, "The audit lock at commit").
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from cloud_stub.domain import audit_chain
@@ -21,6 +27,7 @@ from cloud_stub.store.engine import AUDIT_LOCK_ID, Store
 from cloud_stub.store.models import AuditLock, AuditRow
 
 LOCK_ID = AUDIT_LOCK_ID
+_QUEUED = "audit.at_commit"  # the session's queued entries (Session.info)
 
 
 def _row_to_entry(row: AuditRow) -> audit_chain.AuditEntry:
@@ -69,6 +76,15 @@ class AuditTrail:
         the whole second, as the store keeps it (`UnixTime`): an entry hashed with the
         microseconds would not verify once read back."""
         head = self._head(session)
+        entry = self._link(session, head, at=at, actor=actor, action=action,
+                           subject=subject, detail=detail)
+        session.flush()
+        return entry
+
+    @staticmethod
+    def _link(session: Session, head: AuditLock, *, at: datetime, actor: str, action: str,
+              subject: str, detail: dict[str, Any]) -> audit_chain.AuditEntry:
+        """Add the entry that follows `head` and move the head to it (not flushed)."""
         entry = audit_chain.make_entry(
             seq=head.head_seq + 1,
             at=at.replace(microsecond=0),
@@ -92,8 +108,43 @@ class AuditTrail:
         )
         head.head_seq = entry.seq
         head.head_hash = entry.hash
-        session.flush()
         return entry
+
+    def append_at_commit(
+        self,
+        session: Session,
+        *,
+        at: datetime,
+        actor: str,
+        action: str,
+        subject: str,
+        detail: dict[str, Any],
+    ) -> None:
+        """Queue an entry that `append` links to the head just before the caller's
+        transaction commits, after the entries queued before it; a rolled-back
+        transaction drops it with everything else. Checked now as `append` checks it
+        (raises ValueError where the entry is made, not at the commit). A transaction that
+        queues entries appends none directly (they would come first in the chain)."""
+        audit_chain.make_entry(seq=1, at=at.replace(microsecond=0), actor=actor,
+                               action=action, subject=subject, detail=detail,
+                               prev_hash=audit_chain.GENESIS_HASH)
+        queued: list[dict[str, Any]] | None = session.info.get(_QUEUED)
+        if queued is None:
+            queued = session.info[_QUEUED] = []
+            event.listen(session, "before_commit", self._append_queued)
+        queued.append({"at": at, "actor": actor, "action": action, "subject": subject,
+                       "detail": dict(detail)})
+
+    def _append_queued(self, session: Session) -> None:
+        """The queued entries, linked under one read of the head and written in one
+        flush: the lock is held for as few round trips as the entries allow."""
+        queued = session.info.pop(_QUEUED, [])
+        if not queued:
+            return
+        head = self._head(session)
+        for item in queued:
+            self._link(session, head, **item)
+        session.flush()
 
     def entries(self, session: Session) -> list[audit_chain.AuditEntry]:
         rows = session.execute(select(AuditRow).order_by(AuditRow.seq)).scalars().all()

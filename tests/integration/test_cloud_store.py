@@ -24,7 +24,7 @@ from cloud_stub.store import Store
 from cloud_stub.store.audit_log import AuditTrail
 from cloud_stub.store.models import AuditRow, Principal
 from cloud_stub.store.principals import authenticate, create_principal
-from cloud_stub.store.sequence import allocate_seq, ensure_counter
+from cloud_stub.store.sequence import allocate_seq, ensure_counter, lock_counters
 from tests.fixtures.cloud import open_cloud
 from tests.fixtures.deployment import TestDeployment
 
@@ -108,6 +108,103 @@ def test_concurrent_appends_keep_one_chain(store: Store) -> None:
     report = trail.verify()
     assert report.entries == 40
     assert report.head_seq == 40
+
+
+def test_entries_queued_for_the_commit_follow_what_was_appended_meanwhile(store: Store
+                                                                          ) -> None:
+    """An approval queues its entries for its commit and signs meanwhile without the
+    chain's lock: an entry another transaction appends then is not held up by it, and
+    the approval's entries still come together, in their order, on one chain."""
+    if not store.locks_rows:
+        pytest.skip("SQLite serializes whole writing transactions")
+    trail = _fill(store, 1)
+    queued, appended = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def approval() -> None:
+        try:
+            with store.transaction() as session:
+                allocate_seq(session, "porch-cam")  # locks the device's counter
+                for i in range(3):
+                    trail.append_at_commit(session, at=NOW, actor="service:signer",
+                                           action="token.issued", subject=f"token:{i}",
+                                           detail={"i": i})
+                queued.set()
+                outcome.append(appended.wait(30))
+        except Exception as exc:  # reported below, on the test's thread
+            outcome.append(exc)
+
+    with store.transaction() as session:
+        ensure_counter(session, "porch-cam")
+    thread = threading.Thread(target=approval)
+    thread.start()
+    assert queued.wait(30)
+    with store.transaction() as session:  # a device's result, while the approval signs
+        trail.append(session, at=NOW, actor="device:porch-cam", action="token.uploaded",
+                     subject="token:x", detail={})
+    appended.set()
+    thread.join(30)
+    assert outcome == [True]
+    with store.transaction() as session:
+        subjects = [e.subject for e in trail.entries(session)]
+    assert subjects == ["request:0", "token:x", "token:0", "token:1", "token:2"]
+    assert trail.verify().entries == 5
+
+
+def test_entries_queued_for_a_rolled_back_commit_are_dropped(store: Store) -> None:
+    trail = _fill(store, 1)
+
+    def failing_approval() -> None:
+        with store.transaction() as session:
+            trail.append_at_commit(session, at=NOW, actor="a", action="b", subject="c",
+                                   detail={})
+            raise RuntimeError("the approval failed after queueing its entry")
+
+    with pytest.raises(RuntimeError):
+        failing_approval()
+    with store.transaction() as session:
+        trail.append_at_commit(session, at=NOW, actor="a", action="b", subject="d", detail={})
+    with store.transaction() as session:
+        assert [e.subject for e in trail.entries(session)] == ["request:0", "d"]
+    assert trail.verify().entries == 2
+
+
+def test_an_entry_that_cannot_be_hashed_is_refused_where_it_is_queued(store: Store) -> None:
+    trail = AuditTrail(store)
+    with pytest.raises(ValueError, match="plain JSON"), store.transaction() as session:
+        trail.append_at_commit(session, at=NOW, actor="a", action="b", subject="c",
+                               detail={"at": NOW})
+    assert trail.verify().entries == 0
+
+
+def test_signers_of_overlapping_devices_in_any_order_do_not_deadlock(store: Store) -> None:
+    devices = ["cam-a", "cam-b", "cam-c"]
+    with store.transaction() as session:
+        for device in devices:
+            ensure_counter(session, device)
+    start = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def signer(order: list[str]) -> None:
+        try:
+            for _ in range(10):
+                start.wait(30)
+                with store.transaction() as session:
+                    lock_counters(session, order)
+                    for device in order:
+                        allocate_seq(session, device)
+        except BaseException as exc:  # reported below, on the test's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=signer, args=(order,))
+               for order in (devices, devices[::-1])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert failures == []
+    with store.transaction() as session:
+        assert [allocate_seq(session, d) for d in devices] == [21, 21, 21]
 
 
 def test_an_entry_appended_with_microseconds_still_verifies(store: Store) -> None:
