@@ -22,9 +22,9 @@ from device.release.jobs import IMMEDIATE
 from device.release.service import ReleaseService
 from protocol.token import TOKEN_TYP, ReleaseClaims, Window, seal_keys_for_device
 from tests.fixtures.deployment import TestDeployment
+from tests.fixtures.evidence import EvidenceEndpoint
 from tests.fixtures.release import (
     DeviceRig,
-    EvidenceServer,
     Minter,
     craft_token,
     kid_of,
@@ -37,7 +37,7 @@ from tests.fixtures.release import (
 class Scene:
     rig: DeviceRig
     minter: Minter
-    evidence: EvidenceServer
+    evidence: EvidenceEndpoint
     service: ReleaseService
     now: datetime
 
@@ -47,7 +47,7 @@ class Scene:
     def claims(self, **changes: Any) -> ReleaseClaims:
         start, end = self.window()
         claims = self.minter.claims(start, end, **changes)
-        self.evidence.allowed.add(claims.jti)  # the cloud would accept the upload
+        self.evidence.issue(claims)  # the cloud would accept the upload
         return claims
 
     def results(self) -> list[dict[str, Any]]:
@@ -72,7 +72,7 @@ class Scene:
 
 def _scene(deployment: TestDeployment, tmp_path: Path, release: dict[str, Any]) -> Iterator[Scene]:
     rig = make_rig(deployment, tmp_path, release=release)
-    evidence = EvidenceServer(rig.device_id, rig.identity_public)
+    evidence = EvidenceEndpoint(rig, tmp_path)
     evidence.start()
     now = rig.clock.now()
     rig.record(now - timedelta(minutes=30), 5)
@@ -196,7 +196,7 @@ def test_expired(scene: Scene) -> None:
         nbf=now - 2 * 3600,
         exp=now - 60,
     )
-    scene.evidence.allowed.add(claims.jti)
+    scene.evidence.issue(claims)
     scene.expect_rejected(scene.minter.sign(claims), "expired")
 
 
