@@ -30,7 +30,7 @@ from protocol.errors import RejectionCode
 from protocol.token import ReleaseClaims
 from tests.fixtures.broker import Broker
 from tests.fixtures.deployment import TestDeployment
-from tests.fixtures.evidence import EvidenceEndpoint
+from tests.fixtures.evidence import EvidenceCloud, EvidenceEndpoint
 from tests.fixtures.release import DeviceRig, Minter, ResultWatcher, make_rig
 from tests.fixtures.trust_v2 import (
     Parties,
@@ -81,11 +81,12 @@ class Doorbell:
 
 
 @pytest.fixture
-def doorbell(deployment: TestDeployment, broker: Broker, tmp_path: Path) -> Iterator[Doorbell]:
+def doorbell(deployment: TestDeployment, broker: Broker, tmp_path: Path,
+             evidence_cloud: EvidenceCloud) -> Iterator[Doorbell]:
     rig = make_rig(deployment, tmp_path, broker_port=broker.port)
     now = rig.clock.now()
     rig.record(now - timedelta(minutes=30), 5)
-    evidence = EvidenceEndpoint(rig, tmp_path)
+    evidence = EvidenceEndpoint(rig, evidence_cloud)
     evidence.start()
     minter = Minter(rig, evidence.base)
     parties = Parties.of(minter)

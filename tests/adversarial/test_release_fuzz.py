@@ -26,7 +26,7 @@ from device.release.service import ReleaseService
 from protocol.token import TOKEN_TYP
 from tests.fixtures.broker import Broker
 from tests.fixtures.deployment import TestDeployment
-from tests.fixtures.evidence import EvidenceEndpoint
+from tests.fixtures.evidence import EvidenceCloud, EvidenceEndpoint
 from tests.fixtures.release import (
     DeviceRig,
     Minter,
@@ -170,10 +170,10 @@ def _setup(rig: DeviceRig, evidence: EvidenceEndpoint, service: ReleaseService) 
 
 
 def test_ten_thousand_hostile_payloads_into_the_handler(
-    deployment: TestDeployment, shm_dir: Path
+    deployment: TestDeployment, shm_dir: Path, evidence_cloud: EvidenceCloud
 ) -> None:
     rig = make_rig(deployment, shm_dir)
-    evidence = EvidenceEndpoint(rig, shm_dir)
+    evidence = EvidenceEndpoint(rig, evidence_cloud)
     evidence.start()
     service = rig.service()
     try:
@@ -248,10 +248,10 @@ def test_ten_thousand_hostile_payloads_into_the_handler(
 
 @pytest.mark.broker
 def test_hostile_payloads_through_the_broker(
-    deployment: TestDeployment, broker: Broker, tmp_path: Path
+    deployment: TestDeployment, broker: Broker, tmp_path: Path, evidence_cloud: EvidenceCloud
 ) -> None:
     rig = make_rig(deployment, tmp_path, broker_port=broker.port)
-    evidence = EvidenceEndpoint(rig, tmp_path)
+    evidence = EvidenceEndpoint(rig, evidence_cloud)
     evidence.start()
     service = rig.service()
     try:

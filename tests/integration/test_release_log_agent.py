@@ -34,7 +34,7 @@ from release_log.client import LogClient
 from release_log.log_cli import read_signer
 from tests.fixtures.broker import Broker
 from tests.fixtures.deployment import TestDeployment
-from tests.fixtures.evidence import EvidenceEndpoint
+from tests.fixtures.evidence import EvidenceCloud, EvidenceEndpoint
 from tests.fixtures.release import DeviceRig, Minter, ResultWatcher, make_rig
 from tests.fixtures.tlog import TlogNetwork
 from tests.fixtures.trust_v2 import (
@@ -95,11 +95,12 @@ class LoggedDoorbell:
 
 @pytest.fixture
 def doorbell(deployment: TestDeployment, broker: Broker, tlog_network: TlogNetwork,
+             evidence_cloud: EvidenceCloud,
              tmp_path: Path) -> Iterator[LoggedDoorbell]:
     rig = make_rig(deployment, tmp_path, broker_port=broker.port)
     now = rig.clock.now()
     rig.record(now - timedelta(minutes=30), 5)
-    evidence = EvidenceEndpoint(rig, tmp_path)
+    evidence = EvidenceEndpoint(rig, evidence_cloud)
     evidence.start()
     minter = Minter(rig, evidence.base)
     parties = Parties.of(minter)

@@ -17,7 +17,7 @@ import pytest
 from device.release.messages import unverified_id
 from tests.fixtures.broker import Broker
 from tests.fixtures.deployment import TestDeployment
-from tests.fixtures.evidence import EvidenceEndpoint
+from tests.fixtures.evidence import EvidenceCloud, EvidenceEndpoint
 from tests.fixtures.release import (
     DeviceRig,
     Minter,
@@ -38,8 +38,9 @@ def mqtt_rig(deployment: TestDeployment, broker: Broker, tmp_path: Path) -> Iter
 
 
 @pytest.fixture
-def cloud_side(mqtt_rig: DeviceRig, tmp_path: Path) -> Iterator[EvidenceEndpoint]:
-    server = EvidenceEndpoint(mqtt_rig, tmp_path)
+def cloud_side(mqtt_rig: DeviceRig, evidence_cloud: EvidenceCloud
+               ) -> Iterator[EvidenceEndpoint]:
+    server = EvidenceEndpoint(mqtt_rig, evidence_cloud)
     server.start()
     try:
         yield server
