@@ -23,4 +23,5 @@ pytest_plugins = [
     "tests.fixtures.cloud",
     "tests.fixtures.postgres",
     "tests.fixtures.tlog",  # release log and witnesses as processes (ADR 0014)
+    "tests.fixtures.evidence",  # the cloud's evidence endpoint behind a recording proxy
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +30,8 @@ from protocol.errors import RejectionCode
 from protocol.token import ReleaseClaims
 from tests.fixtures.broker import Broker
 from tests.fixtures.deployment import TestDeployment
-from tests.fixtures.release import DeviceRig, EvidenceServer, Minter, ResultWatcher, make_rig
+from tests.fixtures.evidence import EvidenceCloud, EvidenceEndpoint
+from tests.fixtures.release import DeviceRig, Minter, ResultWatcher, make_rig
 from tests.fixtures.trust_v2 import (
     Parties,
     audit_events,
@@ -48,7 +50,7 @@ class Doorbell:
     rig: DeviceRig
     minter: Minter
     parties: Parties
-    evidence: EvidenceServer
+    evidence: EvidenceEndpoint
     watcher: ResultWatcher
     service: ReleaseService
     roots: list[bytes]
@@ -57,7 +59,7 @@ class Doorbell:
         now = self.rig.clock.now()
         claims = self.minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1),
                                     **changes)
-        self.evidence.allowed.add(claims.jti)  # the (compromised) cloud would take the upload
+        self.evidence.issue(claims)  # the (compromised) cloud would take the upload
         return claims
 
     def warrant(self, st_changes: dict[str, Any] | None = None,
@@ -79,11 +81,12 @@ class Doorbell:
 
 
 @pytest.fixture
-def doorbell(deployment: TestDeployment, broker: Broker, tmp_path: Path) -> Iterator[Doorbell]:
+def doorbell(deployment: TestDeployment, broker: Broker, tmp_path: Path,
+             evidence_cloud: EvidenceCloud) -> Iterator[Doorbell]:
     rig = make_rig(deployment, tmp_path, broker_port=broker.port)
     now = rig.clock.now()
     rig.record(now - timedelta(minutes=30), 5)
-    evidence = EvidenceServer(rig.device_id, rig.identity_public)
+    evidence = EvidenceEndpoint(rig, evidence_cloud)
     evidence.start()
     minter = Minter(rig, evidence.base)
     parties = Parties.of(minter)
@@ -130,8 +133,9 @@ def policy_and_review_over_other_payload(d: Doorbell) -> tuple[bytes, str]:
     import json
 
     genuine = d.warrant()  # what alice approved
-    forged = dataclasses.replace(genuine, jti=genuine.jti + "x", seq=genuine.seq + 1)
-    d.evidence.allowed.add(forged.jti)
+    # another jti of the form the cloud issues (its endpoint refuses any other form)
+    forged = dataclasses.replace(genuine, jti=str(uuid.uuid4()), seq=genuine.seq + 1)
+    d.evidence.issue(forged)
     token = json.loads(sign(forged, d.parties.policy))
     alice = json.loads(sign(genuine, d.parties.key("alice")))
     token["signatures"].append(alice["signatures"][0])

@@ -26,9 +26,9 @@ from device.release.service import ReleaseService
 from protocol.token import TOKEN_TYP
 from tests.fixtures.broker import Broker
 from tests.fixtures.deployment import TestDeployment
+from tests.fixtures.evidence import EvidenceCloud, EvidenceEndpoint
 from tests.fixtures.release import (
     DeviceRig,
-    EvidenceServer,
     Minter,
     ResultWatcher,
     b64url,
@@ -156,12 +156,12 @@ def shm_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _setup(rig: DeviceRig, evidence: EvidenceServer, service: ReleaseService) -> Corpus:
+def _setup(rig: DeviceRig, evidence: EvidenceEndpoint, service: ReleaseService) -> Corpus:
     now = rig.clock.now()
     rig.record(now - timedelta(minutes=30), 5)
     minter = Minter(rig, evidence.base)
     claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
-    evidence.allowed.add(claims.jti)
+    evidence.issue(claims)
     valid = minter.sign(claims)
     assert service.handler.handle(valid).status == "accepted"
     run_chores(service)
@@ -170,10 +170,10 @@ def _setup(rig: DeviceRig, evidence: EvidenceServer, service: ReleaseService) ->
 
 
 def test_ten_thousand_hostile_payloads_into_the_handler(
-    deployment: TestDeployment, shm_dir: Path
+    deployment: TestDeployment, shm_dir: Path, evidence_cloud: EvidenceCloud
 ) -> None:
     rig = make_rig(deployment, shm_dir)
-    evidence = EvidenceServer(rig.device_id, rig.identity_public)
+    evidence = EvidenceEndpoint(rig, evidence_cloud)
     evidence.start()
     service = rig.service()
     try:
@@ -236,7 +236,7 @@ def test_ten_thousand_hostile_payloads_into_the_handler(
         # and the device still works
         now = rig.clock.now()
         fresh = corpus.minter.claims(now - timedelta(hours=1), now - timedelta(minutes=2))
-        evidence.allowed.add(fresh.jti)
+        evidence.issue(fresh)
         assert service.handler.handle(corpus.minter.sign(fresh)).status == "accepted"
         run_chores(service)
         assert evidence.manifest_posts[fresh.jti] == 1
@@ -248,10 +248,10 @@ def test_ten_thousand_hostile_payloads_into_the_handler(
 
 @pytest.mark.broker
 def test_hostile_payloads_through_the_broker(
-    deployment: TestDeployment, broker: Broker, tmp_path: Path
+    deployment: TestDeployment, broker: Broker, tmp_path: Path, evidence_cloud: EvidenceCloud
 ) -> None:
     rig = make_rig(deployment, tmp_path, broker_port=broker.port)
-    evidence = EvidenceServer(rig.device_id, rig.identity_public)
+    evidence = EvidenceEndpoint(rig, evidence_cloud)
     evidence.start()
     service = rig.service()
     try:
@@ -302,7 +302,7 @@ def test_hostile_payloads_through_the_broker(
         # still alive and correct: a valid token is executed after the storm
         now = rig.clock.now()
         fresh = corpus.minter.claims(now - timedelta(hours=1), now - timedelta(minutes=2))
-        evidence.allowed.add(fresh.jti)
+        evidence.issue(fresh)
         watcher.publish_token(corpus.minter.sign(fresh))
         assert watcher.result(fresh.jti, "uploaded", timeout=30)["status"] == "uploaded"
     finally:

@@ -22,9 +22,9 @@ from device.release.jobs import IMMEDIATE
 from device.release.service import ReleaseService
 from protocol.token import TOKEN_TYP, ReleaseClaims, Window, seal_keys_for_device
 from tests.fixtures.deployment import TestDeployment
+from tests.fixtures.evidence import EvidenceCloud, EvidenceEndpoint
 from tests.fixtures.release import (
     DeviceRig,
-    EvidenceServer,
     Minter,
     craft_token,
     kid_of,
@@ -37,7 +37,7 @@ from tests.fixtures.release import (
 class Scene:
     rig: DeviceRig
     minter: Minter
-    evidence: EvidenceServer
+    evidence: EvidenceEndpoint
     service: ReleaseService
     now: datetime
 
@@ -47,7 +47,7 @@ class Scene:
     def claims(self, **changes: Any) -> ReleaseClaims:
         start, end = self.window()
         claims = self.minter.claims(start, end, **changes)
-        self.evidence.allowed.add(claims.jti)  # the cloud would accept the upload
+        self.evidence.issue(claims)  # the cloud would accept the upload
         return claims
 
     def results(self) -> list[dict[str, Any]]:
@@ -70,9 +70,10 @@ class Scene:
         assert last["reason"] == code
 
 
-def _scene(deployment: TestDeployment, tmp_path: Path, release: dict[str, Any]) -> Iterator[Scene]:
+def _scene(deployment: TestDeployment, tmp_path: Path, release: dict[str, Any],
+           evidence_cloud: EvidenceCloud) -> Iterator[Scene]:
     rig = make_rig(deployment, tmp_path, release=release)
-    evidence = EvidenceServer(rig.device_id, rig.identity_public)
+    evidence = EvidenceEndpoint(rig, evidence_cloud)
     evidence.start()
     now = rig.clock.now()
     rig.record(now - timedelta(minutes=30), 5)
@@ -86,8 +87,9 @@ def _scene(deployment: TestDeployment, tmp_path: Path, release: dict[str, Any]) 
 
 
 @pytest.fixture
-def scene(deployment: TestDeployment, tmp_path: Path) -> Iterator[Scene]:
-    yield from _scene(deployment, tmp_path, {})
+def scene(deployment: TestDeployment, tmp_path: Path, evidence_cloud: EvidenceCloud
+          ) -> Iterator[Scene]:
+    yield from _scene(deployment, tmp_path, {}, evidence_cloud)
 
 
 def test_the_baseline_token_is_accepted(scene: Scene) -> None:
@@ -196,7 +198,7 @@ def test_expired(scene: Scene) -> None:
         nbf=now - 2 * 3600,
         exp=now - 60,
     )
-    scene.evidence.allowed.add(claims.jti)
+    scene.evidence.issue(claims)
     scene.expect_rejected(scene.minter.sign(claims), "expired")
 
 
@@ -287,13 +289,14 @@ def test_delivered_epoch_the_device_never_recorded(scene: Scene) -> None:
 
 
 @pytest.fixture
-def owner_scene(deployment: TestDeployment, tmp_path: Path) -> Iterator[Scene]:
+def owner_scene(deployment: TestDeployment, tmp_path: Path, evidence_cloud: EvidenceCloud
+                ) -> Iterator[Scene]:
     release = {
         "allowed_bases": ["warrant", "preservation"],
         "max_window_s": {"warrant": 1800},
         "max_token_life_s": {"warrant": 10**9},  # an attempt to loosen: must not
     }
-    yield from _scene(deployment, tmp_path, release)
+    yield from _scene(deployment, tmp_path, release, evidence_cloud)
 
 
 def test_owner_refuses_a_basis(owner_scene: Scene) -> None:

@@ -26,7 +26,8 @@ from protocol.topics import DeviceTopics
 from tests.fixtures.agent import AgentEnv
 from tests.fixtures.broker import Broker, Inbox, subscribe
 from tests.fixtures.deployment import TestDeployment
-from tests.fixtures.release import DeviceRig, EvidenceServer, Minter
+from tests.fixtures.evidence import EvidenceEndpoint
+from tests.fixtures.release import DeviceRig, Minter
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def service(release_rig: DeviceRig) -> Iterator[ReleaseService]:
 
 
 def test_a_deferred_token_is_logged_once(
-    release_rig: DeviceRig, evidence: EvidenceServer, service: ReleaseService,
+    release_rig: DeviceRig, evidence: EvidenceEndpoint, service: ReleaseService,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     now = release_rig.clock.now()

@@ -13,7 +13,8 @@ import pyrage
 
 from device.release.jobs import IMMEDIATE
 from device.release.service import ReleaseService
-from tests.fixtures.release import DeviceRig, EvidenceServer, Minter, run_chores
+from tests.fixtures.evidence import EvidenceEndpoint
+from tests.fixtures.release import DeviceRig, Minter, run_chores
 
 
 def _results(service: ReleaseService) -> list[dict[str, Any]]:
@@ -25,7 +26,7 @@ def _results(service: ReleaseService) -> list[dict[str, Any]]:
 
 
 def test_warrant_uploads_exactly_the_overlapping_clips_once(
-    release_rig: DeviceRig, evidence: EvidenceServer, tmp_path: Path
+    release_rig: DeviceRig, evidence: EvidenceEndpoint, tmp_path: Path
 ) -> None:
     rig = release_rig
     now = rig.clock.now()
@@ -39,7 +40,7 @@ def test_warrant_uploads_exactly_the_overlapping_clips_once(
     after = rig.record(base + timedelta(minutes=40), 5)
     minter = Minter(rig, evidence.base)
     claims = minter.claims(base + timedelta(minutes=5), base + timedelta(minutes=30))
-    evidence.allowed.add(claims.jti)
+    evidence.issue(claims)
     service = rig.service()
     try:
         outcome = service.handler.handle(minter.sign(claims))
@@ -83,7 +84,7 @@ def test_warrant_uploads_exactly_the_overlapping_clips_once(
 
 
 def test_delayed_notice_waits_for_notify_after(
-    release_rig: DeviceRig, evidence: EvidenceServer
+    release_rig: DeviceRig, evidence: EvidenceEndpoint
 ) -> None:
     rig = release_rig
     now = rig.clock.now()
@@ -91,7 +92,7 @@ def test_delayed_notice_waits_for_notify_after(
     minter = Minter(rig, evidence.base)
     later = now + timedelta(days=90)
     claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1), notify_after=later)
-    evidence.allowed.add(claims.jti)
+    evidence.issue(claims)
     service = rig.service()
     try:
         assert service.handler.handle(minter.sign(claims)).status == "accepted"
@@ -105,7 +106,7 @@ def test_delayed_notice_waits_for_notify_after(
 
 
 def test_preservation_pins_clips_and_uploads_nothing(
-    release_rig: DeviceRig, evidence: EvidenceServer
+    release_rig: DeviceRig, evidence: EvidenceEndpoint
 ) -> None:
     rig = release_rig
     now = rig.clock.now()
@@ -127,14 +128,14 @@ def test_preservation_pins_clips_and_uploads_nothing(
 
 
 def test_plaintext_never_reaches_the_release_state(
-    release_rig: DeviceRig, evidence: EvidenceServer
+    release_rig: DeviceRig, evidence: EvidenceEndpoint
 ) -> None:
     rig = release_rig
     now = rig.clock.now()
     rig.record(now - timedelta(minutes=30), 5)
     minter = Minter(rig, evidence.base)
     claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
-    evidence.allowed.add(claims.jti)
+    evidence.issue(claims)
     service = rig.service()
     try:
         service.handler.handle(minter.sign(claims))

@@ -34,7 +34,8 @@ from release_log.client import LogClient
 from release_log.log_cli import read_signer
 from tests.fixtures.broker import Broker
 from tests.fixtures.deployment import TestDeployment
-from tests.fixtures.release import DeviceRig, EvidenceServer, Minter, ResultWatcher, make_rig
+from tests.fixtures.evidence import EvidenceCloud, EvidenceEndpoint
+from tests.fixtures.release import DeviceRig, Minter, ResultWatcher, make_rig
 from tests.fixtures.tlog import TlogNetwork
 from tests.fixtures.trust_v2 import (
     Parties,
@@ -54,7 +55,7 @@ class LoggedDoorbell:
     rig: DeviceRig
     minter: Minter
     parties: Parties
-    evidence: EvidenceServer
+    evidence: EvidenceEndpoint
     watcher: ResultWatcher
     service: ReleaseService
     network: TlogNetwork
@@ -65,7 +66,7 @@ class LoggedDoorbell:
         st = statement((self.rig.device_id,), now)
         claims = self.minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1),
                                     warrant=warrant_claim(st, self.parties.court))
-        self.evidence.allowed.add(claims.jti)  # the cloud would take the upload
+        self.evidence.issue(claims)  # the cloud would take the upload
         return claims
 
     def token(self, claims: ReleaseClaims) -> bytes:
@@ -94,11 +95,12 @@ class LoggedDoorbell:
 
 @pytest.fixture
 def doorbell(deployment: TestDeployment, broker: Broker, tlog_network: TlogNetwork,
+             evidence_cloud: EvidenceCloud,
              tmp_path: Path) -> Iterator[LoggedDoorbell]:
     rig = make_rig(deployment, tmp_path, broker_port=broker.port)
     now = rig.clock.now()
     rig.record(now - timedelta(minutes=30), 5)
-    evidence = EvidenceServer(rig.device_id, rig.identity_public)
+    evidence = EvidenceEndpoint(rig, evidence_cloud)
     evidence.start()
     minter = Minter(rig, evidence.base)
     parties = Parties.of(minter)

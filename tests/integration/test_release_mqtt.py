@@ -17,9 +17,9 @@ import pytest
 from device.release.messages import unverified_id
 from tests.fixtures.broker import Broker
 from tests.fixtures.deployment import TestDeployment
+from tests.fixtures.evidence import EvidenceCloud, EvidenceEndpoint
 from tests.fixtures.release import (
     DeviceRig,
-    EvidenceServer,
     Minter,
     ResultWatcher,
     make_rig,
@@ -38,8 +38,9 @@ def mqtt_rig(deployment: TestDeployment, broker: Broker, tmp_path: Path) -> Iter
 
 
 @pytest.fixture
-def cloud_side(mqtt_rig: DeviceRig) -> Iterator[EvidenceServer]:
-    server = EvidenceServer(mqtt_rig.device_id, mqtt_rig.identity_public)
+def cloud_side(mqtt_rig: DeviceRig, evidence_cloud: EvidenceCloud
+               ) -> Iterator[EvidenceEndpoint]:
+    server = EvidenceEndpoint(mqtt_rig, evidence_cloud)
     server.start()
     try:
         yield server
@@ -48,7 +49,7 @@ def cloud_side(mqtt_rig: DeviceRig) -> Iterator[EvidenceServer]:
 
 
 def test_token_over_mqtt_uploads_and_reports(
-    mqtt_rig: DeviceRig, cloud_side: EvidenceServer, broker: Broker, deployment: TestDeployment
+    mqtt_rig: DeviceRig, cloud_side: EvidenceEndpoint, broker: Broker, deployment: TestDeployment
 ) -> None:
     rig = mqtt_rig
     now = rig.clock.now()
@@ -56,7 +57,7 @@ def test_token_over_mqtt_uploads_and_reports(
     watcher = ResultWatcher(broker, rig.device_id, deployment.prefix)
     minter = Minter(rig, cloud_side.base)
     claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
-    cloud_side.allowed.add(claims.jti)
+    cloud_side.issue(claims)
     service = rig.service()
     service.start()
     try:
@@ -77,7 +78,7 @@ def test_token_over_mqtt_uploads_and_reports(
 
 
 def test_token_sent_while_offline_runs_on_reconnect_also_across_a_broker_restart(
-    mqtt_rig: DeviceRig, cloud_side: EvidenceServer, broker: Broker, deployment: TestDeployment
+    mqtt_rig: DeviceRig, cloud_side: EvidenceEndpoint, broker: Broker, deployment: TestDeployment
 ) -> None:
     rig = mqtt_rig
     now = rig.clock.now()
@@ -90,12 +91,12 @@ def test_token_sent_while_offline_runs_on_reconnect_also_across_a_broker_restart
 
     watcher = ResultWatcher(broker, rig.device_id, deployment.prefix)
     first = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
-    cloud_side.allowed.add(first.jti)
+    cloud_side.issue(first)
     watcher.publish_token(minter.sign(first))  # the device is offline
     broker.restart()  # the queued QoS 1 message must survive this
     watcher = ResultWatcher(broker, rig.device_id, deployment.prefix)
     second = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=2))
-    cloud_side.allowed.add(second.jti)
+    cloud_side.issue(second)
     watcher.publish_token(minter.sign(second))  # offline again, after the restart
 
     service = rig.service()
@@ -109,7 +110,7 @@ def test_token_sent_while_offline_runs_on_reconnect_also_across_a_broker_restart
 
 
 def test_token_waits_for_a_synchronized_clock(
-    mqtt_rig: DeviceRig, cloud_side: EvidenceServer, broker: Broker, deployment: TestDeployment
+    mqtt_rig: DeviceRig, cloud_side: EvidenceEndpoint, broker: Broker, deployment: TestDeployment
 ) -> None:
     rig = mqtt_rig
     now = rig.clock.now()
@@ -117,7 +118,8 @@ def test_token_waits_for_a_synchronized_clock(
     minter = Minter(rig, cloud_side.base)
     fresh = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1), life_s=3600)
     short = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=2), life_s=120)
-    cloud_side.allowed.update({fresh.jti, short.jti})
+    cloud_side.issue(fresh)
+    cloud_side.issue(short)
     watcher = ResultWatcher(broker, rig.device_id, deployment.prefix)
     rig.clock.set_synchronized(False)  # a Pi that just booted without NTP yet
     service = rig.service()
@@ -142,7 +144,7 @@ def test_token_waits_for_a_synchronized_clock(
 
 
 def test_replay_after_an_agent_restart_is_rejected(
-    mqtt_rig: DeviceRig, cloud_side: EvidenceServer, broker: Broker, deployment: TestDeployment
+    mqtt_rig: DeviceRig, cloud_side: EvidenceEndpoint, broker: Broker, deployment: TestDeployment
 ) -> None:
     """Attack: a token re-signed under an accepted jti, published once the agent has
     restarted (the replay state must be on disk, not in memory), is `replayed`; the same
@@ -153,7 +155,7 @@ def test_replay_after_an_agent_restart_is_rejected(
     rig.record(now - timedelta(minutes=30), 5)
     minter = Minter(rig, cloud_side.base)
     claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
-    cloud_side.allowed.add(claims.jti)
+    cloud_side.issue(claims)
     token = minter.sign(claims)
     watcher = ResultWatcher(broker, rig.device_id, deployment.prefix)
     service = rig.service()
@@ -189,7 +191,7 @@ def test_replay_after_an_agent_restart_is_rejected(
 
 
 def test_link_reconnects_by_itself_after_a_broker_restart(
-    mqtt_rig: DeviceRig, cloud_side: EvidenceServer, broker: Broker, deployment: TestDeployment
+    mqtt_rig: DeviceRig, cloud_side: EvidenceEndpoint, broker: Broker, deployment: TestDeployment
 ) -> None:
     rig = mqtt_rig
     now = rig.clock.now()
@@ -202,7 +204,7 @@ def test_link_reconnects_by_itself_after_a_broker_restart(
         broker.restart()  # the running agent loses its connection
         watcher = ResultWatcher(broker, rig.device_id, deployment.prefix)
         claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
-        cloud_side.allowed.add(claims.jti)
+        cloud_side.issue(claims)
         watcher.publish_token(minter.sign(claims))  # queued if the device is not back yet
         assert watcher.result(claims.jti, "uploaded", timeout=60)["status"] == "uploaded"
         assert service.link.connected()

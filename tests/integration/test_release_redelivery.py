@@ -26,7 +26,8 @@ from device.release.messages import unverified_id
 from device.release.service import ReleaseService
 from device.vault.index import ClipRecord
 from protocol.token import ReleaseClaims
-from tests.fixtures.release import DeviceRig, EvidenceServer, Minter, run_chores
+from tests.fixtures.evidence import EvidenceEndpoint
+from tests.fixtures.release import DeviceRig, Minter, run_chores
 
 
 @pytest.fixture
@@ -53,12 +54,12 @@ def _events(service: ReleaseService, event: str) -> list[dict[str, Any]]:
     return [line["data"] for line in lines if line["event"] == event]
 
 
-def _snapshot(evidence: EvidenceServer) -> dict[tuple[str, str], bytes]:
+def _snapshot(evidence: EvidenceEndpoint) -> dict[tuple[str, str], bytes]:
     return {key: bytes(entry.data) for key, entry in evidence.files.items()}
 
 
 def _released_clip(
-    rig: DeviceRig, evidence: EvidenceServer
+    rig: DeviceRig, evidence: EvidenceEndpoint
 ) -> tuple[Minter, ReleaseClaims, ClipRecord]:
     """A clip recorded half an hour ago and the claims of a warrant token over the last
     hour, which the evidence endpoint takes."""
@@ -66,12 +67,12 @@ def _released_clip(
     clip = rig.record(now - timedelta(minutes=30), 5)
     minter = Minter(rig, evidence.base)
     claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
-    evidence.allowed.add(claims.jti)
+    evidence.issue(claims)
     return minter, claims, clip
 
 
 def test_the_same_bytes_again_resend_the_result_and_do_nothing_else(
-    release_rig: DeviceRig, evidence: EvidenceServer, service: ReleaseService
+    release_rig: DeviceRig, evidence: EvidenceEndpoint, service: ReleaseService
 ) -> None:
     minter, claims, clip = _released_clip(release_rig, evidence)
     token = minter.sign(claims)
@@ -105,7 +106,7 @@ def test_the_same_bytes_again_resend_the_result_and_do_nothing_else(
 
 
 def test_other_bytes_under_a_known_jti_are_still_replayed(
-    release_rig: DeviceRig, evidence: EvidenceServer, service: ReleaseService
+    release_rig: DeviceRig, evidence: EvidenceEndpoint, service: ReleaseService
 ) -> None:
     """Positive control for the test above: only identical bytes are a re-delivery."""
     minter, claims, _ = _released_clip(release_rig, evidence)
@@ -127,7 +128,7 @@ def test_other_bytes_under_a_known_jti_are_still_replayed(
 
 
 def test_a_redelivery_while_the_job_runs_only_audits(
-    release_rig: DeviceRig, evidence: EvidenceServer, service: ReleaseService
+    release_rig: DeviceRig, evidence: EvidenceEndpoint, service: ReleaseService
 ) -> None:
     minter, claims, _ = _released_clip(release_rig, evidence)
     token = minter.sign(claims)
@@ -142,7 +143,7 @@ def test_a_redelivery_while_the_job_runs_only_audits(
 
 
 def test_a_redelivery_of_a_deferred_token_waits_with_it(
-    release_rig: DeviceRig, evidence: EvidenceServer, service: ReleaseService
+    release_rig: DeviceRig, evidence: EvidenceEndpoint, service: ReleaseService
 ) -> None:
     minter, claims, _ = _released_clip(release_rig, evidence)
     token = minter.sign(claims)
@@ -160,14 +161,14 @@ def test_a_redelivery_of_a_deferred_token_waits_with_it(
 
 
 def test_a_failed_job_and_a_preservation_resend_their_own_results(
-    release_rig: DeviceRig, evidence: EvidenceServer, service: ReleaseService
+    release_rig: DeviceRig, evidence: EvidenceEndpoint, service: ReleaseService
 ) -> None:
     rig = release_rig
     now = rig.clock.now()
     rig.record(now - timedelta(minutes=30), 5)
     minter = Minter(rig, evidence.base)
     refused = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
-    # not in evidence.allowed: the endpoint refuses the upload (403), the job fails
+    # never issued: the endpoint refuses the upload (403), the job fails
     pin = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1),
                         basis="preservation")
     tokens = [minter.sign(refused), minter.sign(pin)]
@@ -185,7 +186,7 @@ def test_a_failed_job_and_a_preservation_resend_their_own_results(
 
 
 def test_a_token_rejected_before_is_judged_again(
-    release_rig: DeviceRig, evidence: EvidenceServer, service: ReleaseService
+    release_rig: DeviceRig, evidence: EvidenceEndpoint, service: ReleaseService
 ) -> None:
     """Only accepted tokens are remembered: the same bytes after a rejection for a rule
     that no longer fails (here: not yet valid, then the time comes) are accepted."""
@@ -196,7 +197,7 @@ def test_a_token_rejected_before_is_judged_again(
     start = int(now.timestamp()) + 600
     claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1),
                            iat=start - 300, nbf=start, exp=start + 3600)
-    evidence.allowed.add(claims.jti)
+    evidence.issue(claims)
     token = minter.sign(claims)
     assert service.handler.handle(token).reason == "not_yet_valid"
     rig.clock.set(now + timedelta(minutes=10))

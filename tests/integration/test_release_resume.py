@@ -11,10 +11,10 @@ from datetime import timedelta
 import pytest
 
 from device.release.uploader import HttpUploader, UploadLimits
+from tests.fixtures.evidence import EvidenceEndpoint
 from tests.fixtures.release import (
     CuttingProxy,
     DeviceRig,
-    EvidenceServer,
     Minter,
     identity_key,
     run_chores,
@@ -27,7 +27,7 @@ ARBITRARY_CUTS = [271_829, 1_234_567]
 
 
 @pytest.fixture
-def proxy_factory(evidence: EvidenceServer) -> Iterator[list[CuttingProxy]]:
+def proxy_factory(evidence: EvidenceEndpoint) -> Iterator[list[CuttingProxy]]:
     proxies: list[CuttingProxy] = []
     yield proxies
     for proxy in proxies:
@@ -40,7 +40,7 @@ def proxy_factory(evidence: EvidenceServer) -> Iterator[list[CuttingProxy]]:
 )
 def test_upload_cut_at_a_byte_resumes_to_a_matching_sha256(
     release_rig: DeviceRig,
-    evidence: EvidenceServer,
+    evidence: EvidenceEndpoint,
     proxy_factory: list[CuttingProxy],
     cut_after: int,
 ) -> None:
@@ -52,7 +52,7 @@ def test_upload_cut_at_a_byte_resumes_to_a_matching_sha256(
     proxy_factory.append(proxy)
     minter = Minter(rig, f"http://127.0.0.1:{proxy.port}/v1/evidence")
     claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
-    evidence.allowed.add(claims.jti)
+    evidence.issue(claims)
     uploader = HttpUploader(
         device_id=rig.device_id,
         identity=identity_key(rig),
@@ -82,7 +82,7 @@ def test_upload_cut_at_a_byte_resumes_to_a_matching_sha256(
 
 
 def test_restart_mid_job_continues_without_resending(
-    release_rig: DeviceRig, evidence: EvidenceServer
+    release_rig: DeviceRig, evidence: EvidenceEndpoint
 ) -> None:
     """The agent dies after the first clip went up: the second run uploads only the rest."""
     rig = release_rig
@@ -91,7 +91,7 @@ def test_restart_mid_job_continues_without_resending(
     second = rig.record(now - timedelta(minutes=30), 5)
     minter = Minter(rig, evidence.base)
     claims = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
-    evidence.allowed.add(claims.jti)
+    evidence.issue(claims)
     # the job's first pass re-seals every clip; the cloud answers 503 to every upload
     # request, so the pass ends with nothing sent (one attempt, no backoff to wait out)
     evidence.fail_next = 1_000_000

@@ -21,7 +21,8 @@ from device.release.jobs import IMMEDIATE
 from device.release.service import ReleaseService
 from protocol import _jws
 from protocol.token import TOKEN_TYP
-from tests.fixtures.release import DeviceRig, EvidenceServer, Minter, run_chores
+from tests.fixtures.evidence import EvidenceEndpoint
+from tests.fixtures.release import DeviceRig, Minter, run_chores
 
 
 def _results(service: ReleaseService) -> dict[str, dict[str, Any]]:
@@ -49,15 +50,16 @@ def _signed(minter: Minter, payload: bytes) -> bytes:
 @pytest.mark.parametrize("docket", ["1:26-mj-\ud800", "1:26-mj-\u200b42", "1:26-mj-\U000e0041"],
                          ids=["lone-surrogate", "zero-width", "tag"])
 def test_a_token_with_invisible_text_is_refused_and_the_next_one_completes(
-    release_rig: DeviceRig, evidence: EvidenceServer, docket: str
+    release_rig: DeviceRig, evidence: EvidenceEndpoint, docket: str
 ) -> None:
     rig = release_rig
     now = rig.clock.now()
     rig.record(now - timedelta(minutes=30), 2)
     minter = Minter(rig, evidence.base)
-    bad_jti, payload = _payload_with_docket(minter, rig, docket)
+    _, payload = _payload_with_docket(minter, rig, docket)
     good = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
-    evidence.allowed.update({bad_jti, good.jti})
+    evidence.issue_payload(payload)
+    evidence.issue(good)
     service = rig.service()
     try:
         outcome = service.handler.handle(_signed(minter, payload))
@@ -73,7 +75,7 @@ def test_a_token_with_invisible_text_is_refused_and_the_next_one_completes(
 
 
 def test_a_job_that_cannot_finish_ends_with_a_code_and_the_next_job_completes(
-    release_rig: DeviceRig, evidence: EvidenceServer
+    release_rig: DeviceRig, evidence: EvidenceEndpoint
 ) -> None:
     """A job an older agent accepted with a lone surrogate in its case: its owner notice
     can never be built. It ends `rejected` ``malformed`` before anything is sent, and the
@@ -84,7 +86,8 @@ def test_a_job_that_cannot_finish_ends_with_a_code_and_the_next_job_completes(
     minter = Minter(rig, evidence.base)
     stuck_jti, payload = _payload_with_docket(minter, rig, "1:26-mj-\ud800")
     good = minter.claims(now - timedelta(hours=1), now - timedelta(minutes=1))
-    evidence.allowed.update({stuck_jti, good.jti})
+    evidence.issue_payload(payload)
+    evidence.issue(good)
     service = rig.service()
     try:
         window = (clip.id, clip.start, clip.end or clip.start)
@@ -104,7 +107,7 @@ def test_a_job_that_cannot_finish_ends_with_a_code_and_the_next_job_completes(
 
 
 def test_a_job_that_fails_unexpectedly_ends_job_failed_and_never_blocks_the_next(
-    release_rig: DeviceRig, evidence: EvidenceServer
+    release_rig: DeviceRig, evidence: EvidenceEndpoint
 ) -> None:
     """A signed token whose upload host has an empty label (``a..b``) passes the upload
     URL pattern, but no HTTP client can encode it: the job raises UnicodeError, which no
@@ -118,7 +121,7 @@ def test_a_job_that_fails_unexpectedly_ends_job_failed_and_never_blocks_the_next
     broken = minter.claims(*window)
     broken = dataclasses.replace(broken, upload=f"http://a..b/v1/evidence/{broken.jti}")
     good = minter.claims(*window)
-    evidence.allowed.add(good.jti)
+    evidence.issue(good)
     service = rig.service()
     try:
         assert service.handler.handle(minter.sign(broken)).status == "accepted"
