@@ -11,7 +11,11 @@ keys, no spaces) of the line without its `hash` member; the first line's `prev` 
 zeros. Removing, reordering or editing any line breaks the chain at that line, which
 `verify_log` names. Each line is written with one `write` on an O_APPEND descriptor and
 fsync'd before `append` returns. A line torn by a power cut (no final newline) is cut
-off when the log is next opened, and that is itself recorded as a `torn_tail` line.
+off when the log is next opened, and that is itself recorded as a `torn_tail` line. A
+write that fails part-way while the agent runs (a full disk, a file size limit, a failed
+fsync) is cut back before `append` raises, so the next line starts where the last whole
+one ended; if even that cut fails, every later `append` tries it again first and raises
+until it succeeds, rather than write after a fragment.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class AuditLog:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._lock = threading.Lock()
+        self._fragment_from: int | None = None  # where a failed append's bytes begin
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
@@ -100,6 +105,7 @@ class AuditLog:
     def append(self, event: str, data: Mapping[str, Any]) -> str:
         """Write one line and fsync it; returns its hash. Raises ReleaseStateError."""
         with self._lock:
+            self._cut_fragment()
             record: dict[str, Any] = {
                 "n": self._n + 1,
                 "at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
@@ -111,15 +117,38 @@ class AuditLog:
             record["hash"] = digest
             line = _canonical(record) + b"\n"
             try:
+                end = os.fstat(self._fd).st_size
+            except OSError as exc:
+                raise ReleaseStateError(f"cannot append to audit log: {exc.strerror}") from exc
+            try:
                 written = os.write(self._fd, line)
                 if written != len(line):
-                    raise OSError(0, "short write")
+                    raise OSError(0, f"short write ({written} of {len(line)} bytes)")
                 os.fsync(self._fd)
             except OSError as exc:
+                # Part of the line may be in the file: cut back to the last whole line.
+                self._fragment_from = end
+                self._cut_fragment(raise_on_failure=False)
                 raise ReleaseStateError(f"cannot append to audit log: {exc.strerror}") from exc
             self._n += 1
             self._prev = digest
             return digest
+
+    def _cut_fragment(self, *, raise_on_failure: bool = True) -> None:
+        """Truncate what a failed append left after the last whole line."""
+        end = self._fragment_from
+        if end is None:
+            return
+        try:
+            os.ftruncate(self._fd, end)
+            os.fsync(self._fd)
+        except OSError as exc:
+            if raise_on_failure:
+                raise ReleaseStateError(
+                    f"cannot cut a failed audit line from {self._path}: {exc.strerror}"
+                ) from exc
+            return
+        self._fragment_from = None
 
     def close(self) -> None:
         with self._lock:

@@ -4,6 +4,8 @@ named at its first broken line (by the library and by `doorbell-agent audit veri
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,38 @@ def test_cli_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is False
     assert report["line"] == 2
+
+
+_CUT_SHORT = """
+import resource, signal, sys
+from pathlib import Path
+from device.release.audit import AuditLog
+from device.release.errors import ReleaseStateError
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write returns short, then EFBIG
+log = AuditLog(Path(sys.argv[1]))
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), hard))
+try:
+    log.append("decision", {"jti": "t-cut", "pad": "x" * 300})
+except ReleaseStateError as exc:
+    print("refused:", exc)
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+log.append("decision", {"jti": "t-after", "code": "accepted"})
+"""
+
+
+def test_a_line_cut_short_by_a_full_file_leaves_no_fragment(tmp_path: Path) -> None:
+    """A write that stops part-way (here a file size limit, as a full disk does) is cut
+    back before `append` raises: the next line starts after the last whole one and the
+    chain verifies. Run in a child, whose file size limit the kernel enforces."""
+    path = tmp_path / "audit.jsonl"
+    _write(path, 3)
+    limit = path.stat().st_size + 60  # room for part of the next line only
+    child = subprocess.run([sys.executable, "-c", _CUT_SHORT, str(path), str(limit)],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert child.returncode == 0, child.stderr
+    assert "refused: cannot append to audit log: short write" in child.stdout
+    assert verify_log(path) == 4
+    last = json.loads(path.read_bytes().splitlines()[-1])
+    assert (last["n"], last["data"]["jti"]) == (4, "t-after")
