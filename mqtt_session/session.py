@@ -8,7 +8,11 @@ broker deliver it again. paho reconnects by itself with a bounded backoff; every
 CONNACK subscribes again, at QoS 1, to every topic the session follows. Outbound
 messages are QoS 1; `Delivery.wait` waits for the PUBACK with a timeout.
 
-The session is not connected until a successful CONNACK. What happens to the
+The session is not `connected()` until a successful CONNACK and, when it follows
+topics, the SUBACK of the subscriptions sent with it: a message published to us after
+that is either delivered or held for us, even by a broker that had forgotten the
+session (docs/architecture.md, "One MQTT session"). Publishing and acknowledging work
+from the CONNACK on. What happens to the
 connection is told to a `Watcher` on the network thread (`ProblemLog` logs each new
 cause once); what arrives goes to `deliver`, usually an `InboundQueue.put`. paho's
 errors do not escape: publish and subscribe raise the program's own error, made by the
@@ -185,11 +189,13 @@ class Session:
         self._error = error
         self._deliver = deliver
         self.watcher = watcher or Watcher()
-        self._connected = threading.Event()
+        self._online = threading.Event()  # CONNACK received: publish and ack work
+        self._connected = threading.Event()  # and the subscriptions are confirmed
         self._stopping = False
         self._subscriptions = settings.subscriptions
-        self._suback = threading.Event()
-        self._suback_refusal: ReasonCode | None = None
+        self._subacks = threading.Condition()
+        self._suback_reasons: dict[int, list[ReasonCode]] = {}  # by the SUBSCRIBE's mid
+        self._resubscribe: tuple[int, bool] | None = None  # (mid, session_present)
         s = settings
         if s.mqtt_v5:
             client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id,
@@ -240,7 +246,7 @@ class Session:
         """Publish `last_words` (topic, payload; retained, QoS 1, waiting up to `wait_s`
         for the PUBACK) while connected, then disconnect and stop. Never raises."""
         self._stopping = True
-        if last_words is not None and self._connected.is_set():
+        if last_words is not None and self._online.is_set():
             topic, payload = last_words
             try:
                 info = self._client.publish(topic, payload, qos=1, retain=True)
@@ -250,6 +256,7 @@ class Session:
         with contextlib.suppress(*_PAHO_ERRORS):
             self._client.disconnect()
         self._client.loop_stop()
+        self._online.clear()
         self._connected.clear()
 
     def connected(self) -> bool:
@@ -291,25 +298,27 @@ class Session:
         """Follow `topic` at QoS 1 from now on (again at every reconnection) and wait for
         the SUBACK. Raises the session's error when it does not come or refuses."""
         address = self.settings.address
-        self._suback.clear()
         self._subscriptions = (*self._subscriptions, topic)
-        result, _mid = self._client.subscribe(topic, qos=1)
-        if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            raise self._error(f"subscribing to {topic} at {address} failed: "
-                              f"{mqtt.error_string(result)}")
-        if not self._suback.wait(timeout):
-            raise self._error(f"the broker at {address} did not confirm the subscription to "
-                              f"{topic} within {timeout:g} s")
-        if self._suback_refusal is not None:
+        with self._subacks:  # held until waiting, so the SUBACK cannot come unseen
+            result, mid = self._client.subscribe(topic, qos=1)
+            if result != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+                raise self._error(f"subscribing to {topic} at {address} failed: "
+                                  f"{mqtt.error_string(result)}")
+            if not self._subacks.wait_for(lambda: mid in self._suback_reasons, timeout):
+                raise self._error(f"the broker at {address} did not confirm the "
+                                  f"subscription to {topic} within {timeout:g} s")
+            reasons = self._suback_reasons.pop(mid)
+        failed = [r for r in reasons if r.is_failure]
+        if failed:
             raise self._error(f"the broker at {address} refused the subscription to {topic} "
-                              f"({self._suback_refusal})")
+                              f"({failed[0]})")
 
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 1,
                 retain: bool = False) -> Delivery:
         """Hand a message to the network thread and return at once (never waits on that
         thread, which may itself wait for room in an inbound queue). Raises the session's
         error when it is down or paho refuses the message."""
-        if not self._connected.is_set():
+        if not self._online.is_set():
             raise self._error(f"the MQTT session with {self.settings.address} is down; "
                               f"cannot publish to {topic}")
         try:
@@ -328,7 +337,7 @@ class Session:
     def ack(self, message: Inbound) -> None:
         """Acknowledge a QoS 1 message once it was handled. Nothing for QoS 0, nor while
         disconnected: the broker then delivers it again."""
-        if message.qos == 0 or not self._connected.is_set():
+        if message.qos == 0 or not self._online.is_set():
             return
         try:
             self._client.ack(message.mid, message.qos)
@@ -348,6 +357,7 @@ class Session:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
                     reason: ReasonCode, properties: Properties | None) -> None:
         if reason.is_failure:
+            self._online.clear()
             self._connected.clear()
             self.watcher.refused(reason)
             return
@@ -355,22 +365,46 @@ class Session:
             sock = client.socket()
             if isinstance(sock, socket.socket):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._online.set()
+        session_present = bool(flags.session_present)
         if self._subscriptions:
-            client.subscribe([(topic, 1) for topic in self._subscriptions])
+            # Up once the broker confirmed them (`_on_subscribe`): a broker that lost
+            # the session holds nothing for us until then.
+            result, mid = client.subscribe([(topic, 1) for topic in self._subscriptions])
+            if result == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+                self._resubscribe = (mid, session_present)
+                return
+            self._log.warning("subscribing again at %s failed: %s", self.settings.address,
+                              mqtt.error_string(result))
+        self._up(session_present)
+
+    def _up(self, session_present: bool) -> None:
         self._connected.set()
-        self.watcher.up(bool(flags.session_present))
+        self.watcher.up(session_present)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
                        reason: ReasonCode, properties: Properties | None) -> None:
-        was_up = self._connected.is_set()
+        was_up = self._online.is_set()
+        self._resubscribe = None
+        self._online.clear()
         self._connected.clear()
         self.watcher.down(reason, was_up, self._stopping)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Properties | None) -> None:
-        failed = [r for r in reasons if r.is_failure]
-        self._suback_refusal = failed[0] if failed else None
-        self._suback.set()
+        pending = self._resubscribe
+        if pending is not None and pending[0] == mid:
+            self._resubscribe = None
+            refused = [topic for topic, r in zip(self._subscriptions, reasons, strict=False)
+                       if r.is_failure]
+            if refused:  # an ACL that forbids them: nothing will arrive there
+                self._log.warning("the broker at %s refused the subscription to %s",
+                                  self.settings.address, ", ".join(refused))
+            self._up(pending[1])
+            return
+        with self._subacks:
+            self._suback_reasons[mid] = list(reasons)
+            self._subacks.notify_all()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         size, cap = len(msg.payload), self.settings.max_payload_bytes

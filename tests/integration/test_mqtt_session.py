@@ -26,6 +26,7 @@ from tests.fixtures.home_assistant import (
     HomeAssistantBroker,
     running_home_assistant_broker,
 )
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -46,9 +47,9 @@ class Client:
     """A session with its inbound queue, as a link builds it."""
 
     def __init__(self, port: int, client_id: str, topics: tuple[str, ...] = (),
-                 *, persistent: bool = True) -> None:
+                 *, persistent: bool = True, watcher: ProblemLog | None = None) -> None:
         self.inbound = InboundQueue(8, wait_s=0, log=LOG)
-        self.watcher = ProblemLog(LOG, f"127.0.0.1:{port}")
+        self.watcher = watcher or ProblemLog(LOG, f"127.0.0.1:{port}")
         self.session = Session(
             SessionSettings(host="127.0.0.1", port=port, client_id=client_id,
                             subscriptions=topics, persistent=persistent,
@@ -114,11 +115,44 @@ def test_the_session_subscribes_again_after_a_broker_restart(
     topic = unique("t") + "/a"
     with Client(broker.port, unique("rx"), (topic,), persistent=False) as rx:
         broker.stop()
+        wait_until("rx to see the broker go", lambda: not rx.session.connected(),
+                   timeout=WAIT_S)
         broker.start()  # persistence off: the broker forgot every subscription
         assert rx.session.wait_connected(WAIT_S)
         with Client(broker.port, unique("tx")) as tx:
             tx.session.publish_and_wait(topic, b"after", timeout=WAIT_S)
         assert rx.next().payload == b"after"
+
+
+class PublishWhenUp(ProblemLog):
+    """Has `sender` publish to `topic` the moment the session says it is up, on the
+    session's own network thread (which then sends nothing else until it returns)."""
+
+    def __init__(self, port: int, sender: Client, topic: str) -> None:
+        super().__init__(LOG, f"127.0.0.1:{port}")
+        self.sender = sender
+        self.topic = topic
+        self.published = 0
+
+    def up(self, session_present: bool) -> None:
+        super().up(session_present)
+        self.sender.session.publish_and_wait(self.topic, b"at once", timeout=WAIT_S)
+        self.published += 1
+
+
+def test_the_session_is_up_only_once_the_broker_confirmed_its_subscriptions(
+    broker: HomeAssistantBroker,
+) -> None:
+    # A message published as soon as the session is up must reach it, also when the
+    # broker holds no session for it (a first connection, or a broker that lost it):
+    # up at the CONNACK, the SUBSCRIBE was not even sent yet and the message was lost.
+    topic = unique("t") + "/a"
+    with Client(broker.port, unique("tx")) as tx:
+        watcher = PublishWhenUp(broker.port, tx, topic)
+        with Client(broker.port, unique("rx"), (topic,), persistent=False,
+                    watcher=watcher) as rx:
+            assert rx.next().payload == b"at once"
+            assert watcher.published == 1
 
 
 def test_the_programs_error_names_a_publish_while_down_and_an_absent_broker(
