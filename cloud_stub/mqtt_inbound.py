@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 
+from cloud_stub.domain.lifecycle import TokenStatus
 from cloud_stub.errors import CloudError, EnvironmentFault, HostileInputError, TransportError
 from cloud_stub.services.cloud_service import CloudService
 from cloud_stub.services.device_events import Notice, Result
@@ -81,8 +82,8 @@ class InboundWorker:
         try:
             res = parse_result(payload)
             return device_id, Result(
-                jti=res.jti, status=str(res.status), reason=res.reason, detail=res.detail,
-                clips=res.clips, token_sha256=res.token_sha256,
+                jti=res.jti, status=TokenStatus(res.status.value), reason=res.reason,
+                detail=res.detail, clips=res.clips, token_sha256=res.token_sha256,
             )
         except (MessageError, ValueError) as exc:
             raise HostileInputError(f"result from {device_id}: {exc}") from exc

@@ -35,8 +35,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Result:
+    """A token result as the device reported it; `status` is one of `DEVICE_RESULTS`
+    once `result_received` accepted it."""
+
     jti: str
-    status: str
+    status: TokenStatus
     reason: str
     detail: str
     clips: tuple[str, ...]

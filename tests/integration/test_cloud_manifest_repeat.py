@@ -21,6 +21,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from cloud_stub.domain.lifecycle import TokenStatus
 from cloud_stub.services.device_events import Result
 from cloud_stub.services.evidence import Evidence
 from cloud_stub.store.models import AuditRow, CustodyRecord, Request, Token
@@ -163,11 +164,12 @@ def test_a_rejected_result_after_the_acceptance_keeps_the_evidence_received(
     device = r.device.device_id
     if uploaded_first:
         assert cloud.service.events.result_received(device, Result(
-            jti=r.jti, status="uploaded", reason="", detail="", clips=("clip-a", "clip-b")))
+            jti=r.jti, status=TokenStatus.UPLOADED, reason="", detail="",
+            clips=("clip-a", "clip-b")))
     before = _states(cloud, r)
     assert before == (("uploaded", "uploaded") if uploaded_first
                       else ("evidence_received", "evidence_received"))
-    rejected = Result(jti=r.jti, status="rejected", reason="upload_refused",
+    rejected = Result(jti=r.jti, status=TokenStatus.REJECTED, reason="upload_refused",
                       detail="cloud refused the upload (409): closed", clips=())
     assert cloud.service.events.result_received(device, rejected) is False
     assert _states(cloud, r) == before
@@ -183,5 +185,5 @@ def test_a_rejected_result_after_the_acceptance_keeps_the_evidence_received(
 
     control = release(cloud, r.agency)
     assert cloud.service.events.result_received(control.device.device_id, Result(
-        jti=control.jti, status="rejected", reason="upload_refused", detail="", clips=()))
+        jti=control.jti, status=TokenStatus.REJECTED, reason="upload_refused", detail="", clips=()))
     assert _states(cloud, control) == ("rejected", "rejected")

@@ -15,10 +15,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 from sqlalchemy import select
 
+from cloud_stub.domain.lifecycle import TokenStatus
 from cloud_stub.errors import HostileInputError, StoreError
 from cloud_stub.mqtt_inbound import InboundWorker
 from cloud_stub.services.device_events import Result
@@ -50,7 +52,8 @@ def released(cloud: CloudServer, n: int) -> list[tuple[DeviceSigner, str]]:
 
 
 def uploaded(jti: str, status: str = "uploaded") -> Result:
-    return Result(jti=jti, status=status, reason="", detail="", clips=())
+    # a str on purpose: a hostile status the type would not allow must be refused too
+    return Result(jti=jti, status=cast(TokenStatus, status), reason="", detail="", clips=())
 
 
 def statuses(cloud: CloudServer, jtis: list[str]) -> list[str]:

@@ -29,6 +29,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from cloud_stub.domain.lifecycle import TokenStatus
 from cloud_stub.services.device_events import Result
 from cloud_stub.services.escrow import EpochEscrow
 from cloud_stub.store.models import AuditRow, CustodyRecord, Manifest, Request, Token
@@ -298,7 +299,7 @@ def test_a_conflict_with_another_code_still_fails_the_job(
     services.append(service)
     assert service.handler.handle(issued.token).status == "accepted"
     assert cloud.service.events.result_received(rig.device_id, Result(
-        jti=issued.jti, status="rejected", reason="replayed", detail="", clips=()))
+        jti=issued.jti, status=TokenStatus.REJECTED, reason="replayed", detail="", clips=()))
     _run_to_end(service)
     job = service.jobs.job(issued.jti)
     assert job is not None
