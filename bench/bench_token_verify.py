@@ -9,22 +9,18 @@ Target: at most 1.5x (bench/README.md, docs/adr/0001-token-format.md).
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 
 import pyrage
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import ratio_line
-from protocol._jws import b64url_decode
+from bench._verify_common import NoReplay, RawVerify, best_alternating, jws_signatures, raw_verifier
 from protocol.keys import key_id
 from protocol.token import (
     CaseRef,
@@ -42,24 +38,11 @@ ROUNDS = 25
 LOOPS = 400
 
 
-@dataclass
-class _Replay:
-    last: int = 0
-
-    def seen(self, jti: str) -> bool:
-        return False
-
-    def last_seq(self) -> int:
-        return self.last
-
-
 def _key(seed: str) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed.encode()).digest())
 
 
-def _setup() -> tuple[
-    bytes, TrustRoot, VerificationContext, list[tuple[Ed25519PublicKey, bytes, bytes]]
-]:
+def _setup() -> tuple[bytes, TrustRoot, VerificationContext, list[RawVerify]]:
     root_keys = [_key("root-1"), _key("root-2")]
     release = [_key("policy"), _key("review")]
     every = root_keys + release
@@ -100,48 +83,18 @@ def _setup() -> tuple[
     )
     token = sign_token(claims, release)
     context = VerificationContext(device_id="porch-1", now=NOW, clock_synchronized=True)
-    doc = json.loads(token)
-    raw = []
-    for entry in doc["signatures"]:
-        header = json.loads(b64url_decode(entry["protected"]))
-        raw.append(
-            (
-                root.keys[header["kid"]],
-                b64url_decode(entry["signature"]),
-                f"{entry['protected']}.{doc['payload']}".encode(),
-            )
-        )
+    raw = jws_signatures(token, root.keys)
     return token, root, context, raw
-
-
-def _time(fn: Callable[[], None]) -> float:
-    """CPU microseconds of this process per call over LOOPS calls (process time, not
-    wall time: on a shared machine other processes then cost neither side)."""
-    start = time.process_time()
-    for _ in range(LOOPS):
-        fn()
-    return (time.process_time() - start) / LOOPS * 1e6
 
 
 def main() -> int:
     token, root, context, raw = _setup()
-    replay = _Replay(last=1)
+    replay = NoReplay(last=1)
 
     def full() -> None:
         verify_token(token, root=root, context=context, replay=replay)
 
-    def baseline() -> None:
-        for key, sig, data in raw:
-            key.verify(sig, data)
-
-    full()
-    baseline()
-    # Alternate the two, ROUNDS times, and keep each side's best round: a noisy
-    # neighbour on the shared machine then hurts both sides alike.
-    base_us = full_us = float("inf")
-    for _ in range(ROUNDS):
-        base_us = min(base_us, _time(baseline))
-        full_us = min(full_us, _time(full))
+    full_us, base_us = best_alternating(full, raw_verifier(raw), rounds=ROUNDS, loops=LOOPS)
     print(f"token of {len(token)} bytes, 2 signatures, 4 epoch keys")
     print(
         ratio_line(
