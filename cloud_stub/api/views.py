@@ -2,8 +2,8 @@
 
 Pydantic models so that the OpenAPI description documents the answers and the CLI's
 ``--json`` prints exactly what the API returns. Built from the services' summaries
-(`cloud_stub.domain.summaries`) by `request_view`, `evidence_listing` and
-`manifest_accepted`.
+(`cloud_stub.domain.summaries`), field by field of the same name (`from_attributes`),
+by `request_view`, `evidence_listing` and `manifest_accepted`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from cloud_stub.domain.summaries import (
     ManifestReceipt,
     RequestSummary,
     TokenSummary,
-    WarrantSummary,
 )
 
 
 class _View(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, from_attributes=True)
 
 
 class Reason(_View):
@@ -141,41 +140,10 @@ class Submitted(_View):
 
 
 def token_view(token: TokenSummary) -> TokenView:
-    return TokenView(
-        jti=token.jti,
-        device=token.device,
-        seq=token.seq,
-        basis=token.basis,
-        status=token.status,
-        status_reason=token.status_reason,
-        issued_at=token.issued_at,
-        expires_at=token.expires_at,
-        hold_until=token.hold_until,
-    )
-
-
-def warrant_view(warrant: WarrantSummary | None) -> WarrantView | None:
-    if warrant is None:
-        return None
-    return WarrantView(
-        court=warrant.court,
-        judge=warrant.judge,
-        docket=warrant.docket,
-        order_type=warrant.order_type,
-        issued=warrant.issued,
-        expires=warrant.expires,
-        document_sha256=warrant.document_sha256,
-        notify_after=warrant.notify_after,
-        investigator=warrant.investigator,
-        contact=warrant.contact,
-        agency_case_number=warrant.agency_case_number,
-    )
+    return TokenView.model_validate(token)
 
 
 def request_view(request: RequestSummary) -> RequestView:
-    window = None
-    if request.window is not None:
-        window = Window(start=request.window.start, end=request.window.end)
     return RequestView(
         id=request.id,
         basis=request.basis,
@@ -183,46 +151,26 @@ def request_view(request: RequestSummary) -> RequestView:
         agency=request.agency,
         org=request.org,
         devices=list(request.devices),
-        window=window,
-        reasons=[Reason(code=r.code, reason=r.reason) for r in request.reasons],
+        window=None if request.window is None else Window.model_validate(request.window),
+        reasons=[Reason.model_validate(r) for r in request.reasons],
         approvals=Approvals(required=request.approvals_required,
                             received=request.approvals_received),
-        decisions=[
-            DecisionView(reviewer=d.reviewer, org=d.org, action=d.action, reason=d.reason,
-                         at=d.at)
-            for d in request.decisions
-        ],
+        decisions=[DecisionView.model_validate(d) for d in request.decisions],
         tokens=[token_view(t) for t in request.tokens],
         follow_up_due=request.follow_up_due,
         follow_up_received=request.follow_up_received,
         created_at=request.created_at,
         updated_at=request.updated_at,
-        warrant=warrant_view(request.warrant),
+        warrant=None if request.warrant is None else WarrantView.model_validate(request.warrant),
     )
 
 
 def evidence_listing(evidence: EvidenceSummary) -> EvidenceListing:
-    return EvidenceListing(
-        request_id=evidence.request_id,
-        files=[
-            EvidenceFileView(
-                jti=f.jti, device=f.device, clip_id=f.clip_id, sha256=f.sha256,
-                bytes=f.bytes, clip_start=f.clip_start, clip_end=f.clip_end,
-                manifest_sha256=f.manifest_sha256, upload_started_at=f.upload_started_at,
-                received_at=f.received_at, accepted_at=f.accepted_at, download=f.download,
-            )
-            for f in evidence.files
-        ],
-        manifests=evidence.manifests,
-        tokens=evidence.tokens,
-        device_certificates=evidence.device_certificates,
-        trust_root=evidence.trust_root,
-    )
+    return EvidenceListing.model_validate(evidence)
 
 
 def manifest_accepted(receipt: ManifestReceipt) -> ManifestAccepted:
-    return ManifestAccepted(jti=receipt.jti, accepted=receipt.accepted,
-                            manifest_sha256=receipt.manifest_sha256)
+    return ManifestAccepted.model_validate(receipt)
 
 
 def as_json(model: BaseModel) -> Any:
