@@ -54,14 +54,20 @@ class InboundWorker:
         DeviceTopics(parts[0], self._prefix)
         return parts[0], parts[1]
 
-    def _escrow(self, topic: str, payload: bytes) -> tuple[str, EpochEscrow]:
-        """The device of the topic and the escrow, strictly parsed. Raises
-        `HostileInputError` for a bad payload or topic."""
+    def _from_device(self, topic: str, payload: bytes, expected: str) -> str:
+        """The device of the topic, once the payload is within the cap and the topic's
+        leaf is `expected`. Raises `HostileInputError` otherwise."""
         if len(payload) > self._max_payload:
             raise HostileInputError(f"payload of {len(payload)} bytes over the cap")
         device_id, leaf = self._split(topic)
-        if leaf != "escrow":
-            raise HostileInputError(f"{leaf} from {device_id} is not an escrow")
+        if leaf != expected:
+            raise HostileInputError(f"{leaf} from {device_id} where {expected} was expected")
+        return device_id
+
+    def _escrow(self, topic: str, payload: bytes) -> tuple[str, EpochEscrow]:
+        """The device of the topic and the escrow, strictly parsed. Raises
+        `HostileInputError` for a bad payload or topic."""
+        device_id = self._from_device(topic, payload, "escrow")
         try:
             msg = parse_escrow(payload)
             return device_id, EpochEscrow(
@@ -74,11 +80,7 @@ class InboundWorker:
     def _result(self, topic: str, payload: bytes) -> tuple[str, Result]:
         """The device of the topic and the token result, strictly parsed. Raises
         `HostileInputError` for a bad payload or topic."""
-        if len(payload) > self._max_payload:
-            raise HostileInputError(f"payload of {len(payload)} bytes over the cap")
-        device_id, leaf = self._split(topic)
-        if leaf != "result":
-            raise HostileInputError(f"{leaf} from {device_id} is not a result")
+        device_id = self._from_device(topic, payload, "result")
         try:
             res = parse_result(payload)
             return device_id, Result(
