@@ -40,12 +40,8 @@ def mqtt_rig(deployment: TestDeployment, broker: Broker, tmp_path: Path) -> Iter
 @pytest.fixture
 def cloud_side(mqtt_rig: DeviceRig, evidence_cloud: EvidenceCloud
                ) -> Iterator[EvidenceEndpoint]:
-    server = EvidenceEndpoint(mqtt_rig, evidence_cloud)
-    server.start()
-    try:
+    with EvidenceEndpoint(mqtt_rig, evidence_cloud) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_token_over_mqtt_uploads_and_reports(
