@@ -78,6 +78,10 @@ def _enroll(args: argparse.Namespace) -> int:
     print("hand it to the owner's application, then delete it here.")
     print(f"broker ACL {result.acl} now names {owner_mqtt_user(result.device_id)}; "
           + RELOAD_ADVICE)
+    if not result.certified:
+        print(f"no identity certificate for {result.device_id}: the root keys are not on "
+              "this host. Agencies need it to check this device's evidence: run "
+              "`cloud-stub root certify --keys DIR` where the root keys are.")
     return 0
 
 

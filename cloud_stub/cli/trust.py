@@ -1,8 +1,11 @@
-"""`cloud-stub courts add`, `cloud-stub root show|sign`: preparing and signing trust roots
-(`cloud_stub.provision.trust_roots`, docs/adr/0013-trust-root-v2.md).
+"""`cloud-stub courts add`, `cloud-stub root show|sign|certify`: preparing and signing
+trust roots (`cloud_stub.provision.trust_roots`, docs/adr/0013-trust-root-v2.md), and
+certifying the identity keys of devices enrolled after the root keys went offline
+(`cloud_stub.provision.device_certs`).
 
-`root sign --keys DIR` is run where the root keys are (the directory `init` asked to move
-offline); it needs the deployment's public files only, never the service's secrets."""
+`root sign --keys DIR` and `root certify --keys DIR` are run where the root keys are (the
+directory `init` asked to move offline); they need the deployment's public files only,
+never the service's secrets."""
 
 from __future__ import annotations
 
@@ -17,16 +20,20 @@ from cloud_stub.cli._common import add_deployment_args, guarded, subcommands
 from cloud_stub.config import load_deployment
 from cloud_stub.errors import ConfigError
 from cloud_stub.provision.deployment import write_broker_acl
+from cloud_stub.provision.device_certs import certify_enrolled
 from cloud_stub.provision.trust_roots import (
     add_court,
     add_reviewer,
+    current_root,
     load_draft,
+    load_root_keys,
     remove_reviewer,
     save_draft,
     set_log_policy,
     sign_draft,
 )
 from protocol.bundle import DeploymentLayout
+from protocol.keys import key_id
 from protocol.trust_root_v2 import TrustRootV2
 
 
@@ -112,6 +119,23 @@ def _sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _certify(args: argparse.Namespace) -> int:
+    layout = DeploymentLayout(args.deployment)
+    now = _now()
+    role = current_root(layout, now).root_role
+    signers = [k for k in load_root_keys(args.keys) if key_id(k.public_key()) in role.keyids]
+    if len(signers) < role.threshold:
+        raise ConfigError(f"{args.keys}: holds {len(signers)} of the root role's keys of the "
+                          f"trust root in force; a certificate needs {role.threshold}")
+    done = certify_enrolled(layout, signers, now)
+    if done:
+        print(f"identity certificates made for {len(done)} device(s): {', '.join(done)}; "
+              "agencies now receive them with the evidence.")
+    else:
+        print("every enrolled device has its identity certificate already.")
+    return 0
+
+
 def register(sub: Any) -> None:
     courts = sub.add_parser("courts", help="courts of the trust root")
     courts_sub = courts.add_subparsers(dest="courts_command", required=True, metavar="COMMAND")
@@ -148,3 +172,10 @@ def register(sub: Any) -> None:
                       help="directory holding the root keys (root-1.key, root-2.key)")
     add_deployment_args(sign)
     sign.set_defaults(handler=guarded("root sign", _sign))
+    certify = root_sub.add_parser(
+        "certify", help="certify the identity keys of enrolled devices that have no "
+                        "certificate yet, with the offline root keys")
+    certify.add_argument("--keys", type=Path, required=True,
+                         help="directory holding the root keys (root-1.key, root-2.key)")
+    add_deployment_args(certify)
+    certify.set_defaults(handler=guarded("root certify", _certify))

@@ -100,6 +100,7 @@ class Enrollment:
     tar_path: Path | None
     owner_bundle: OwnerBundleLayout
     acl: Path
+    certified: bool = True  # False: the root keys are offline (`cloud-stub root certify`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,7 +326,7 @@ def enroll_device(
         write_public(record / "mqtt.pem", mqtt.cert_pem)
         # The agency's proof of this identity key, made here while the root keys are on
         # this host (cloud_stub/provision/device_certs.py; ADR 0013 moves them offline after init).
-        device_certificate(layout, device_id, identity.public_hex, now)
+        certified = device_certificate(layout, device_id, identity.public_hex, now) is not None
         # Last in the record: the registry counts a device with this file as enrolled.
         write_public(layout.owner_mqtt_cert(device_id), owner_mqtt.cert_pem)
         acl_touched = True
@@ -345,4 +346,4 @@ def enroll_device(
         raise
     return Enrollment(device_id=device_id, record=record, bundle=bundle,
                       tar_path=options.tar_path, owner_bundle=OwnerBundleLayout(owner_root),
-                      acl=acl)
+                      acl=acl, certified=certified)
