@@ -6,15 +6,8 @@ It sits on the floor beside `protocol`: it imports paho, the standard library an
 """
 
 from mqtt_session.inbound import Inbound, InboundQueue
-from mqtt_session.session import (
-    Delivery,
-    ErrorFactory,
-    ProblemLog,
-    Session,
-    SessionSettings,
-    Watcher,
-    Will,
-)
+from mqtt_session.session import Delivery, ErrorFactory, Session, SessionSettings, Will
+from mqtt_session.watcher import ProblemLog, Watcher
 
 __all__ = [
     "Delivery",
