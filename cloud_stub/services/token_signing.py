@@ -9,13 +9,15 @@ Under trust root v1 the root names two release keys, ``policy`` and ``review``, 
 threshold of 2. `TokenSigner` loads both, checks at start-up that they are release keys
 of the deployment's trust root and together meet its threshold, and `sign` applies both
 in one call when a request is approved: the policy key's signature first, then the
-review key's. Both keys on one host is what trust root v2 removes (ADR 0013).
+review key's. Both keys on one host is what trust root v2 removes (ADR 0013), so
+`sign` reads the trust root in force again before it signs: once the operator signed a
+v2 root, a service started under v1 signs nothing more by itself, restarted or not.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -60,6 +62,7 @@ class TokenSigner:
     root: AnyTrustRoot
     policy_key: Ed25519PrivateKey
     review_key: Ed25519PrivateKey | None  # v1 only
+    layout: DeploymentLayout | None = field(default=None, compare=False)  # root re-read
 
     @classmethod
     def load(cls, layout: DeploymentLayout, now: datetime) -> TokenSigner:
@@ -67,7 +70,7 @@ class TokenSigner:
         trust root's release threshold."""
         root = load_deployment_root(layout, now)
         review = None if isinstance(root, TrustRootV2) else _load_key(layout, REVIEW_SIGNER)
-        signer = cls(root, _load_key(layout, POLICY_SIGNER), review)
+        signer = cls(root, _load_key(layout, POLICY_SIGNER), review, layout)
         signer.check()
         return signer
 
@@ -101,7 +104,7 @@ class TokenSigner:
     def sign(self, claims: ReleaseClaims) -> bytes:
         """The token with both signatures. Raises `SigningError` for claims that a device
         would refuse as malformed."""
-        if self.review_key is None:
+        if self.review_key is None or self._v2_in_force(claims.iat):
             raise SigningError("under trust root v2 reviewers sign on their own machines: "
                                "use GET /v1/requests/{id}/signing-payload and "
                                "POST /v1/requests/{id}/signatures",
@@ -111,3 +114,16 @@ class TokenSigner:
             return add_signature(token, self.review_key)
         except ValueError as exc:
             raise SigningError(f"cannot sign token {claims.jti}: {exc}") from exc
+
+    def _v2_in_force(self, iat: int) -> bool:
+        """True when the deployment's trust root in force at `iat` is v2 (the operator
+        rotated it while this service ran). Raises `SigningError` when it cannot be read:
+        nothing is signed against a root that cannot be checked."""
+        if self.layout is None:
+            return False
+        try:
+            current = load_deployment_root(self.layout, datetime.fromtimestamp(iat, UTC))
+        except ConfigError as exc:
+            raise SigningError(f"cannot check the trust root in force: {exc.message}") from exc
+        return isinstance(current, TrustRootV2)
+

@@ -19,9 +19,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud_stub.policy.courts import load_court_key
-from protocol.keys import private_key_from_pem, private_key_to_pem
+from cloud_stub.provision.trust_roots import add_reviewer, load_draft, save_draft, sign_draft
+from protocol.keys import private_key_from_pem, private_key_to_pem, public_key_hex
 from protocol.release_check import verify_release
 from protocol.release_signing import sign_detached
 from protocol.token import VerificationContext
@@ -208,3 +210,40 @@ def test_an_unsigned_payload_that_expired_is_prepared_again(v2_cloud: V2Cloud) -
         statuses = sorted(session.execute(
             select(Token.status).where(Token.request_id == request_id)).scalars())
     assert statuses == ["discarded", "prepared"]
+
+
+def test_a_service_started_under_v1_signs_nothing_by_itself_once_v2_is_in_force(
+    fresh_deployment: TestDeployment, tmp_path: Path
+) -> None:
+    # The operator signs the v2 root while `serve` runs: its v1 path (policy and review
+    # keys on this host) stops at that moment, not at the next restart.
+    d = fresh_deployment
+    store = f"sqlite:///{tmp_path / 'cloud.sqlite3'}"
+    for cloud in open_cloud(d, tmp_path, store_url=store):
+        reviewer = cloud.principal("reviewer", org="acme-review")
+        before, _ = _warrant_request(cloud, d.layout.root)
+        response = cloud.http.post(f"/v1/requests/{before}/approve", headers=reviewer.headers,
+                                   json={"reason": "warrant checked with the clerk"})
+        assert response.status_code == 200, response.text  # v1: the service signs both
+
+        after, _ = _warrant_request(cloud, d.layout.root)
+        now = datetime.now(UTC)
+        alice = private_key_to_pem(Ed25519PrivateKey.generate())
+        save_draft(d.layout, add_reviewer(load_draft(d.layout, now), "alice", "acme-review",
+                                          public_key_hex(private_key_from_pem(alice))))
+        away = d.move_keys_off_host()
+        assert sign_draft(d.layout, away / "offline-root", now).version == 2
+
+        response = cloud.http.post(f"/v1/requests/{after}/approve", headers=reviewer.headers,
+                                   json={"reason": "warrant checked with the clerk"})
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "reviewer_signature_required"
+        with cloud.service.store.read() as session:
+            from sqlalchemy import func, select
+
+            from cloud_stub.store.models import Token
+
+            issued = session.execute(select(func.count()).select_from(Token)
+                                     .where(Token.request_id == after)).scalar_one()
+        assert issued == 0
+        break
