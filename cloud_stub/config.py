@@ -67,6 +67,10 @@ class ServiceLimits:
     max_mqtt_payload: int = 256 * 1024  # bytes: escrow blobs and results are small
     request_skew_s: int = 300  # seconds: a device request's timestamp window
     epoch_lead_s: int = 3600  # seconds: epochs starting this long before a window overlap it
+    # Approvals and re-issues that check, seal and sign at the same time; the rest wait
+    # their turn, so device results are recorded meanwhile (docs/architecture.md,
+    # "One approval signs at a time").
+    signing_at_once: int = 1
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:

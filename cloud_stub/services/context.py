@@ -10,12 +10,13 @@ the caller as an argument, and raises the service's errors (`NotFound`, `Forbidd
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -87,6 +88,31 @@ def caller_of(row: Principal) -> PrincipalCaller:
     return PrincipalCaller(id=row.id, name=row.name, role=row.role, org=row.org)
 
 
+class _HasCore(Protocol):
+    core: ServiceCore
+
+
+_S = TypeVar("_S", bound=_HasCore)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def takes_a_signing_slot(
+    method: Callable[Concatenate[_S, _P], _R],
+) -> Callable[Concatenate[_S, _P], _R]:
+    """Run the service method only while holding one of `ServiceCore.signing_slots`:
+    approvals and re-issues are CPU-bound (the legal check again, sealing epoch keys to
+    each device, signing), and twenty at once on one interpreter starve the MQTT worker
+    that records device results (docs/architecture.md, "One approval signs at a time")."""
+
+    @functools.wraps(method)
+    def holding_a_slot(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self.core.signing_slots:
+            return method(self, *args, **kwargs)
+
+    return holding_a_slot
+
+
 class ServiceCore:
     """State shared by the service's parts. Construct through `CloudService`."""
 
@@ -108,6 +134,7 @@ class ServiceCore:
         self.files = EvidenceFiles(layout.evidence_dir)
         self.publisher: ReleasePublisher | None = None
         self._publisher_lock = threading.Lock()
+        self.signing_slots = threading.BoundedSemaphore(limits.signing_at_once)
 
     def now(self) -> datetime:
         value = self.clock()

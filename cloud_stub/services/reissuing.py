@@ -33,7 +33,7 @@ from cloud_stub.domain.lifecycle import RequestStatus, TokenStatus
 from cloud_stub.domain.review_rules import Reviewer, check_reason, check_reviewer
 from cloud_stub.domain.summaries import RequestSummary
 from cloud_stub.errors import Conflict, NotFound
-from cloud_stub.services.context import PrincipalCaller, ServiceCore
+from cloud_stub.services.context import PrincipalCaller, ServiceCore, takes_a_signing_slot
 from cloud_stub.services.intake import Intake
 from cloud_stub.services.issuing import Issued, Issuer
 from cloud_stub.services.publishing import Publisher
@@ -103,6 +103,7 @@ class Reissuing:
             )
         return out
 
+    @takes_a_signing_slot
     def reissue(self, caller: PrincipalCaller, request_id: str, reason: str) -> RequestSummary:
         """Re-issue the refused tokens of an approved request; returns the request.
 

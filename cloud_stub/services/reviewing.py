@@ -15,7 +15,7 @@ from cloud_stub.domain.lifecycle import RequestStatus
 from cloud_stub.domain.review_rules import Action, PriorDecision, Reviewer, check_reason, decide
 from cloud_stub.domain.summaries import RequestSummary
 from cloud_stub.errors import NotFound
-from cloud_stub.services.context import PrincipalCaller, ServiceCore
+from cloud_stub.services.context import PrincipalCaller, ServiceCore, takes_a_signing_slot
 from cloud_stub.services.intake import Intake
 from cloud_stub.services.issuing import Issuer
 from cloud_stub.services.publishing import Publisher
@@ -32,6 +32,7 @@ class Reviewing:
         self.publisher = publisher
         self.intake = intake
 
+    @takes_a_signing_slot
     def decide(self, caller: PrincipalCaller, request_id: str, action: Action, reason: str
                ) -> RequestSummary:
         """Record the decision; on the last approval issue the tokens, then publish them.

@@ -31,7 +31,7 @@ from cloud_stub.errors import Conflict, Forbidden, HostileInputError, NotFound, 
 from cloud_stub.policy.courts import WarrantStatement
 from cloud_stub.policy.requests import WarrantRequest, parse_request
 from cloud_stub.provision.trust_roots import current_root
-from cloud_stub.services.context import PrincipalCaller, ServiceCore
+from cloud_stub.services.context import PrincipalCaller, ServiceCore, takes_a_signing_slot
 from cloud_stub.services.intake import Intake
 from cloud_stub.services.issuing import Issuer, case_ref, hold_days, notify_after
 from cloud_stub.services.publishing import Publisher
@@ -94,6 +94,7 @@ class SignedReview:
 
     # --- the payload ---------------------------------------------------------------------
 
+    @takes_a_signing_slot
     def signing_payload(self, caller: PrincipalCaller, request_id: str) -> dict[str, Any]:
         """The prepared payloads of a request waiting for review (prepared on first ask).
 
@@ -237,6 +238,7 @@ class SignedReview:
 
     # --- the signatures ------------------------------------------------------------------
 
+    @takes_a_signing_slot
     def submit(self, caller: PrincipalCaller, request_id: str, kid: str, reason: str,
                signatures: list[Submitted]) -> RequestSummary:
         """Record one reviewer's approval by signature; on the last one, finish.
