@@ -87,7 +87,11 @@ def set_api_url(deployment: TestDeployment, url: str) -> None:
 def start_cloud(deployment: TestDeployment, store_url: str, port: int, broker_port: int,
                 log: Path) -> subprocess.Popen[bytes]:
     """`cloud-stub serve` in its own process; returns once /healthz answers 200.
-    Raises RuntimeError (after stopping it) when it exits or does not answer in time."""
+    Raises RuntimeError (after stopping it) when it exits or does not answer in time.
+
+    The deployment's root, court and test reviewers' keys are moved off the host first,
+    as an operator does: `serve` refuses to start while it can read them (ADR 0013)."""
+    deployment.move_keys_off_host()
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [str(CLOUD_STUB), "serve", "--deployment", str(deployment.layout.root),
