@@ -218,6 +218,10 @@ def _bounded(value: Any, bounds: list[Bounds]) -> Any:
     return value
 
 
+def _with_bounds(convert: Converter, bounds: Bounds) -> Converter:
+    return lambda value: _bounded(convert(value), [bounds])
+
+
 def _dict(value: Any, key: Converter, item: Converter) -> dict[Any, Any]:
     if not isinstance(value, Mapping):
         raise _Invalid("Input should be a table")
@@ -247,7 +251,7 @@ class _Fields:
                 bounds = field.metadata.get("bounds")
                 check = converter(hints[field.name])
                 if bounds is not None:
-                    check = (lambda c, b: lambda v: _bounded(c(v), [b]))(check, bounds)
+                    check = _with_bounds(check, bounds)
                 specs[field.name] = FieldSpec(field.name, hints[field.name], default, bounds,
                                               check)
             type.__setattr__(owner, "_specs", specs)
