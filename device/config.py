@@ -2,7 +2,7 @@
 
 An unknown key, a missing required key or an ill-typed value raises `ConfigError`
 whose message names the key (dotted path) and the file. Every key, its default and
-its meaning: docs/agent-config.md. The sections are frozen dataclasses checked by
+its meaning: docs/agent-config.md. The sections are frozen records checked by
 `device.config_schema`, standard library only (ADR 0019: no pydantic on the device).
 Owner settings under ``[release]`` may only tighten the trust root's limits; the
 release code enforces that, this file only types them.
@@ -14,7 +14,6 @@ import os
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,14 +21,12 @@ from device.config_schema import PositiveInt, SchemaError, Section, setting
 from device.errors import ConfigError
 
 
-@dataclass(frozen=True, kw_only=True)
 class AgentSettings(Section):
     device_id: str = "sim-doorbell"
     state_dir: Path = Path("/var/lib/doorbell")
     control_socket: Path | None = None  # default: {state_dir}/agent.sock
 
 
-@dataclass(frozen=True, kw_only=True)
 class CameraSettings(Section):
     source: Literal["sim", "file", "v4l2", "pi"] = "sim"
     scene: Literal["visitor", "passerby", "empty"] = "visitor"
@@ -44,14 +41,13 @@ class CameraSettings(Section):
     realtime: bool = True  # pace simulated/file frames at the frame rate
 
 
-@dataclass(frozen=True, kw_only=True)
 class MotionSettings(Section):
     threshold: int = setting(25, ge=1, le=255)  # per-pixel difference, 0..255
     min_area: float = setting(0.004, gt=0, lt=1)  # fraction of the frame that must change
     blur: int = setting(5, ge=1, le=31)  # Gaussian kernel size (odd)
     background_alpha: float = setting(0.05, gt=0, le=1)  # running-average weight
     # x, y, w, h as fractions
-    exclusion_zones: list[tuple[float, float, float, float]] = field(default_factory=list)
+    exclusion_zones: list[tuple[float, float, float, float]] = []
     start_frames: int = setting(2, ge=1, le=30)  # consecutive changed frames to start
     quiet_s: float = setting(1.0, gt=0, le=60)  # no change for this long ends motion
     downscale: int = setting(2, ge=1, le=8)  # analyse blocks of NxN lores pixels
@@ -68,7 +64,6 @@ class MotionSettings(Section):
 Basis = Literal["warrant", "emergency", "preservation"]
 
 
-@dataclass(frozen=True, kw_only=True)
 class RecorderSettings(Section):
     pre_roll_s: float = setting(5.0, ge=0, le=30)
     post_roll_s: float = setting(10.0, ge=0.5, le=300)
@@ -77,14 +72,12 @@ class RecorderSettings(Section):
     bitrate: int = setting(2_000_000, ge=100_000)
 
 
-@dataclass(frozen=True, kw_only=True)
 class StorageSettings(Section):
     max_age_days: float = setting(30, gt=0)
     quota_bytes: int = setting(8 * 1024**3, gt=0)
     min_free_bytes: int = setting(256 * 1024**2, ge=0)
 
 
-@dataclass(frozen=True, kw_only=True)
 class KeySettings(Section):
     owner_recipient: str  # age1...
     escrow_recipient: str  # age1... of the cloud's escrow identity
@@ -93,7 +86,6 @@ class KeySettings(Section):
     transport_identity: Path | None = None  # age identity from the device bundle
 
 
-@dataclass(frozen=True, kw_only=True)
 class MqttSettings(Section):
     enabled: bool = False
     host: str = "localhost"
@@ -108,21 +100,19 @@ class MqttSettings(Section):
     inbound_queue: int = setting(64, ge=1, le=10_000)
 
 
-@dataclass(frozen=True, kw_only=True)
 class ReleaseSettings(Section):
     trust_root: Path | None = None
     cloud_url: str | None = None  # not read: bundles of older enrolments carry it
     # Owner tightening: None keeps the trust root's limit, a number may only lower it.
     allowed_bases: list[Basis] | None = None
-    max_window_s: dict[Basis, PositiveInt] = field(default_factory=dict)
-    max_token_life_s: dict[Basis, PositiveInt] = field(default_factory=dict)
+    max_window_s: dict[Basis, PositiveInt] = {}
+    max_token_life_s: dict[Basis, PositiveInt] = {}
     clock_skew_s: int = setting(60, ge=0, le=600)
     # "kernel": trust the clock only once NTP has synchronized it (adjtimex; ADR 0009).
     # "unsafe-assume-synchronized": development machines and containers only.
     clock: Literal["kernel", "unsafe-assume-synchronized"] = "kernel"
 
 
-@dataclass(frozen=True, kw_only=True)
 class ButtonSettings(Section):
     kind: Literal["sim", "gpio"] = "sim"
     pin: int = setting(17, ge=0, le=40)
@@ -174,7 +164,6 @@ class _PortByTls(int):
 _PORT_BY_TLS = _PortByTls(HA_PORT)
 
 
-@dataclass(frozen=True, kw_only=True)
 class HomeAssistantSettings(Section):
     """The owner's Home Assistant broker. `port` defaults to 8883 with ``tls = true`` and
     to 1883 without; an explicit port is kept either way. The files are checked at load
@@ -251,18 +240,17 @@ class HomeAssistantSettings(Section):
         return password
 
 
-@dataclass(frozen=True, kw_only=True)
 class AgentConfig(Section):
-    agent: AgentSettings = field(default_factory=AgentSettings)
-    camera: CameraSettings = field(default_factory=CameraSettings)
-    motion: MotionSettings = field(default_factory=MotionSettings)
-    recorder: RecorderSettings = field(default_factory=RecorderSettings)
-    storage: StorageSettings = field(default_factory=StorageSettings)
+    agent: AgentSettings = AgentSettings()
+    camera: CameraSettings = CameraSettings()
+    motion: MotionSettings = MotionSettings()
+    recorder: RecorderSettings = RecorderSettings()
+    storage: StorageSettings = StorageSettings()
     keys: KeySettings
-    mqtt: MqttSettings = field(default_factory=MqttSettings)
-    release: ReleaseSettings = field(default_factory=ReleaseSettings)
-    button: ButtonSettings = field(default_factory=ButtonSettings)
-    home_assistant: HomeAssistantSettings = field(default_factory=HomeAssistantSettings)
+    mqtt: MqttSettings = MqttSettings()
+    release: ReleaseSettings = ReleaseSettings()
+    button: ButtonSettings = ButtonSettings()
+    home_assistant: HomeAssistantSettings = HomeAssistantSettings()
 
 
 def _describe(error: SchemaError, path: Path) -> str:

@@ -1,14 +1,16 @@
 """Typed, closed, frozen records for the agent's configuration (`device.config`), standard
-library only: the agent's start-up does not pay for a validation framework
-(docs/adr/0019-agent-memory-and-uplink-benchmarks.md).
+library only: the agent's start-up does not pay for a validation framework, nor for
+generating dataclass methods (docs/adr/0019-agent-memory-and-uplink-benchmarks.md).
 
-A section is a frozen, keyword-only dataclass deriving from `Section`. Its annotations
-say the types; `setting(default, ge=..., gt=..., le=..., lt=...)` adds bounds. Values are
-checked strictly, as TOML types them: a bool is not an integer, a string is not a
-number, an integer is a fine number (and becomes a float); a path is a string or a
-`Path`. Building a section, from keywords or with `model_validate(mapping)`, checks every
-value and raises `SchemaError` listing each problem with its location; `model_copy`
-replaces values without checking them again.
+A section is a class deriving from `Section` whose annotations are its keys (type
+checkers see a frozen, keyword-only dataclass: `typing.dataclass_transform`). A key's
+default is its class attribute; `setting(default, ge=..., gt=..., le=..., lt=...)` adds
+bounds; a key without a default is required. Values are checked strictly, as TOML types
+them: a bool is not an integer, a string is not a number, an integer is a fine number
+(and becomes a float); a path is a string or a `Path`. Defaults are not checked.
+Building a section, from keywords or with `model_validate(mapping)`, checks every value
+and raises `SchemaError` listing each problem with its location; `model_copy` replaces
+values without checking them again; setting an attribute raises FrozenInstanceError.
 
 A section may refine the checks: `_check_field(name, value, checked)` sees each value
 that passed its type and bounds, with the values checked before it, and raises
@@ -19,23 +21,30 @@ set; `_check_whole()` raises ValueError, named at the section, once every value 
 from __future__ import annotations
 
 import copy
-import dataclasses
+import inspect
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, dataclass_transform
 
 T = TypeVar("T")
 Kind = Literal["unknown", "missing", "invalid"]
+Converter = Callable[[Any], Any]
 
 
-@dataclass(frozen=True, slots=True)
 class Problem:
-    loc: tuple[str, ...]  # keys from the section down, list indexes as strings
-    kind: Kind
-    message: str
+    """One refused value: where (keys from the section down, list indexes as strings),
+    what kind of problem and what is wrong."""
+
+    __slots__ = ("kind", "loc", "message")
+
+    def __init__(self, loc: tuple[str, ...], kind: Kind, message: str) -> None:
+        self.loc, self.kind, self.message = loc, kind, message
+
+    def under(self, key: str) -> Problem:
+        return Problem((key, *self.loc), self.kind, self.message)
 
 
 class SchemaError(ValueError):
@@ -45,24 +54,31 @@ class SchemaError(ValueError):
         self.problems = problems
         super().__init__("; ".join(f"{'.'.join(p.loc)}: {p.message}" for p in problems))
 
-    def under(self, key: str) -> list[Problem]:
-        return [Problem((key, *p.loc), p.kind, p.message) for p in self.problems]
-
 
 class _Invalid(Exception):
+    """Raised by converters: the problems of one value, located inside it."""
+
     def __init__(self, message: str, loc: tuple[str, ...] = ()) -> None:
         super().__init__(message)
-        self.message, self.loc = message, loc
+        self.problems = [Problem(loc, "invalid", message)]
+
+    @classmethod
+    def of(cls, problems: list[Problem]) -> _Invalid:
+        error = cls(problems[0].message)
+        error.problems = problems
+        return error
 
 
-@dataclass(frozen=True, slots=True)
 class Bounds:
-    ge: float | None = None
-    gt: float | None = None
-    le: float | None = None
-    lt: float | None = None
+    """ge: >=, gt: >, le: <=, lt: <."""
 
-    def check(self, value: float) -> None:
+    __slots__ = ("ge", "gt", "le", "lt")
+
+    def __init__(self, ge: float | None = None, gt: float | None = None,
+                 le: float | None = None, lt: float | None = None) -> None:
+        self.ge, self.gt, self.le, self.lt = ge, gt, le, lt
+
+    def check(self, value: Any) -> None:
         if self.ge is not None and not value >= self.ge:
             raise _Invalid(f"Input should be greater than or equal to {self.ge}")
         if self.gt is not None and not value > self.gt:
@@ -76,6 +92,13 @@ class Bounds:
 PositiveInt = Annotated[int, Bounds(gt=0)]
 
 
+class _Setting:
+    __slots__ = ("bounds", "default")
+
+    def __init__(self, default: Any, bounds: Bounds) -> None:
+        self.default, self.bounds = default, bounds
+
+
 def setting(
     default: T,
     *,
@@ -84,30 +107,37 @@ def setting(
     le: float | None = None,
     lt: float | None = None,
 ) -> T:
-    """A field with a default and bounds (ge: >=, gt: >, le: <=, lt: <)."""
-    field: T = dataclasses.field(default=default, metadata={"bounds": Bounds(ge, gt, le, lt)})
-    return field
+    """A key's default with bounds (ge: >=, gt: >, le: <=, lt: <)."""
+    spec: Any = _Setting(default, Bounds(ge, gt, le, lt))
+    return typing.cast(T, spec)
 
 
-REQUIRED: Any = dataclasses.MISSING
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
 
 
-@dataclass(frozen=True, slots=True)
+REQUIRED: Any = _Required()
+
+
 class FieldSpec:
     """One key of a section: its type (as annotated), default, bounds and check."""
 
-    name: str
-    annotation: Any
-    default: Any  # REQUIRED when the key must be given
-    bounds: Bounds | None
-    convert: Callable[[Any], Any]
+    __slots__ = ("annotation", "bounds", "convert", "default", "name")
+
+    def __init__(self, name: str, annotation: Any, default: Any, bounds: Bounds | None
+                 ) -> None:
+        self.name, self.annotation, self.default, self.bounds = name, annotation, default, bounds
+        convert = converter(annotation)
+        self.convert: Converter = convert if bounds is None else (
+            lambda value: _bounded(convert(value), [bounds])
+        )
 
     @property
     def required(self) -> bool:
         return self.default is REQUIRED
 
 
-Converter = Callable[[Any], Any]
 _NAMES = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
 
@@ -146,27 +176,23 @@ def _literal(choices: tuple[Any, ...]) -> Converter:
     return convert
 
 
-class _Many(_Invalid):
-    def __init__(self, problems: list[_Invalid]) -> None:
-        super().__init__(problems[0].message, problems[0].loc)
-        self.problems = problems
-
-
-def _under(key: str, exc: _Invalid) -> list[_Invalid]:
-    inner = exc.problems if isinstance(exc, _Many) else [exc]
-    return [_Invalid(p.message, (key, *p.loc)) for p in inner]
-
-
-def _items(value: Any, convert: Callable[[int, Any], Any]) -> list[Any]:
+def _all(pairs: list[tuple[str, Any]], convert: Callable[[int, Any], Any]) -> list[Any]:
+    """Each (key, value) converted, or _Invalid with every problem located by its key."""
     out, problems = [], []
-    for index, item in enumerate(value):
+    for index, (key, value) in enumerate(pairs):
         try:
-            out.append(convert(index, item))
+            out.append(convert(index, value))
         except _Invalid as exc:
-            problems.extend(_under(str(index), exc))
+            problems += [p.under(key) for p in exc.problems]
     if problems:
-        raise _Many(problems)
+        raise _Invalid.of(problems)
     return out
+
+
+def _bounded(value: Any, bounds: list[Bounds]) -> Any:
+    for bound in bounds:
+        bound.check(value)
+    return value
 
 
 def converter(annotation: Any) -> Converter:
@@ -188,7 +214,7 @@ def converter(annotation: Any) -> Converter:
         def convert_list(value: Any) -> list[Any]:
             if not isinstance(value, list | tuple):
                 raise _Invalid("Input should be a valid list")
-            return _items(value, lambda _, x: item(x))
+            return _all([(str(i), x) for i, x in enumerate(value)], lambda _, x: item(x))
 
         return convert_list
     if origin is tuple:
@@ -197,12 +223,20 @@ def converter(annotation: Any) -> Converter:
         def convert_tuple(value: Any) -> tuple[Any, ...]:
             if not isinstance(value, list | tuple) or len(value) != len(parts):
                 raise _Invalid(f"Input should be a list of {len(parts)} items")
-            return tuple(_items(value, lambda i, x: parts[i](x)))
+            pairs = [(str(i), x) for i, x in enumerate(value)]
+            return tuple(_all(pairs, lambda i, x: parts[i](x)))
 
         return convert_tuple
     if origin is dict:
         key, item = converter(args[0]), converter(args[1])
-        return lambda value: _dict(value, key, item)
+
+        def convert_table(value: Any) -> dict[Any, Any]:
+            if not isinstance(value, Mapping):
+                raise _Invalid("Input should be a table")
+            pairs = [(str(k), (k, v)) for k, v in value.items()]
+            return dict(_all(pairs, lambda _, kv: (key(kv[0]), item(kv[1]))))
+
+        return convert_table
     if annotation is Path:
         return _path
     if annotation in _NAMES:
@@ -212,59 +246,46 @@ def converter(annotation: Any) -> Converter:
     raise TypeError(f"unsupported type {annotation}")
 
 
-def _bounded(value: Any, bounds: list[Bounds]) -> Any:
-    for bound in bounds:
-        bound.check(value)
-    return value
-
-
-def _with_bounds(convert: Converter, bounds: Bounds) -> Converter:
-    return lambda value: _bounded(convert(value), [bounds])
-
-
-def _dict(value: Any, key: Converter, item: Converter) -> dict[Any, Any]:
-    if not isinstance(value, Mapping):
-        raise _Invalid("Input should be a table")
-    out, problems = {}, []
-    for k, v in value.items():
-        try:
-            out[key(k)] = item(v)
-        except _Invalid as exc:
-            problems.extend(_under(str(k), exc))
-    if problems:
-        raise _Many(problems)
-    return out
-
-
 class _Fields:
     """`Section.model_fields`: the class's FieldSpecs by name, built at first use."""
 
     def __get__(self, instance: object, owner: type[Section]) -> dict[str, FieldSpec]:
         specs: dict[str, FieldSpec] | None = owner.__dict__.get("_specs")
         if specs is None:
-            specs = {}
             hints = typing.get_type_hints(owner, include_extras=True)
-            for field in dataclasses.fields(owner):  # type: ignore[arg-type]
-                default = field.default
-                if field.default_factory is not dataclasses.MISSING:
-                    default = field.default_factory()
-                bounds = field.metadata.get("bounds")
-                check = converter(hints[field.name])
-                if bounds is not None:
-                    check = _with_bounds(check, bounds)
-                specs[field.name] = FieldSpec(field.name, hints[field.name], default, bounds,
-                                              check)
+            specs = {}
+            for name, default in owner._declared.items():
+                bounds = None
+                if isinstance(default, _Setting):
+                    default, bounds = default.default, default.bounds
+                specs[name] = FieldSpec(name, hints[name], default, bounds)
             type.__setattr__(owner, "_specs", specs)
         return specs
 
 
+@dataclass_transform(kw_only_default=True, frozen_default=True)
 class Section:
-    """The base of a configuration section (see the module's docstring)."""
+    """The base of a configuration section (see the module's docstring). A section's keys
+    are its own annotations: sections do not inherit keys from one another."""
 
     model_fields: ClassVar[_Fields] = _Fields()
+    _declared: ClassVar[dict[str, Any]]  # key -> default (REQUIRED, a value or _Setting)
 
-    def __post_init__(self) -> None:
-        self._set(self._checked({name: getattr(self, name) for name in self.model_fields}))
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = inspect.get_annotations(cls)
+        cls._declared = {
+            name: cls.__dict__.get(name, REQUIRED)
+            for name, annotation in own.items()
+            if not str(annotation).startswith("ClassVar")
+        }
+        for name, default in cls._declared.items():
+            if isinstance(default, _Setting):
+                type.__setattr__(cls, name, default.default)
+
+    def __init__(self, **values: Any) -> None:
+        """Every key checked; raises SchemaError naming each problem."""
+        self._build(values)
 
     @classmethod
     def model_validate(cls, data: object) -> Self:
@@ -277,52 +298,39 @@ class Section:
             return data
         if not isinstance(data, Mapping):
             raise SchemaError([Problem((), "invalid", "Input should be a table")])
-        fields = cls.model_fields
-        values: dict[str, Any] = {}
-        problems: list[Problem] = []
-        for name, spec in fields.items():
-            if name in data:
-                values[name] = data[name]
-            elif spec.required:
-                problems.append(Problem((name,), "missing", "Field required"))
-            else:
-                values[name] = spec.default
-        problems += [Problem((str(key),), "unknown", "Extra inputs are not permitted")
-                     for key in data if key not in fields]
         instance = object.__new__(cls)
-        instance._set(cls._checked(values, problems))
+        instance._build(data)
         return instance
 
-    @classmethod
-    def _checked(cls, values: Mapping[str, Any], problems: list[Problem] | None = None
-                 ) -> dict[str, Any]:
-        """`values` converted and checked, defaults as they are; raises SchemaError."""
-        problems = list(problems or ())
+    def _build(self, data: Mapping[Any, Any]) -> None:
+        fields = self.model_fields
+        problems = [Problem((str(key),), "unknown", "Extra inputs are not permitted")
+                    for key in data if key not in fields]
         checked: dict[str, Any] = {}
-        for name, value in values.items():
-            spec = cls.model_fields[name]
-            if value is spec.default:
-                checked[name] = value
+        for name, spec in fields.items():
+            if name not in data:
+                if spec.required:
+                    problems.append(Problem((name,), "missing", "Field required"))
+                else:  # a list or table default: every section has its own
+                    default = spec.default
+                    checked[name] = copy.copy(default) if type(default) in (list, dict) else default
                 continue
             try:
-                converted = spec.convert(value)
-                cls._check_field(name, converted, checked)
+                converted = spec.convert(data[name])
+                self._check_field(name, converted, checked)
             except SchemaError as exc:
-                problems.extend(exc.under(name))
+                problems += [p.under(name) for p in exc.problems]
             except _Invalid as exc:
-                problems.extend(Problem(p.loc, "invalid", p.message) for p in _under(name, exc))
+                problems += [p.under(name) for p in exc.problems]
             except ValueError as exc:
                 problems.append(Problem((name,), "invalid", str(exc)))
             else:
                 checked[name] = converted
         if problems:
-            order = {name: index for index, name in enumerate(cls.model_fields)}
-            problems.sort(key=lambda p: order.get(p.loc[0], len(order)) if p.loc else -1)
+            order = {name: index for index, name in enumerate(fields)}
+            problems.sort(key=lambda p: order.get(p.loc[0], len(order)))
             raise SchemaError(problems)
-        return cls._resolve(checked)
-
-    def _set(self, checked: Mapping[str, Any]) -> None:
-        for name, value in checked.items():
+        for name, value in self._resolve(checked).items():
             object.__setattr__(self, name, value)
         try:
             self._check_whole()
@@ -350,3 +358,24 @@ class Section:
         for name, value in (update or {}).items():
             object.__setattr__(clone, name, value)
         return clone
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self._declared)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        pairs = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._declared)
+        return f"{type(self).__name__}({pairs})"
