@@ -46,8 +46,7 @@ class MotionSettings(Section):
     min_area: float = setting(0.004, gt=0, lt=1)  # fraction of the frame that must change
     blur: int = setting(5, ge=1, le=31)  # Gaussian kernel size (odd)
     background_alpha: float = setting(0.05, gt=0, le=1)  # running-average weight
-    # x, y, w, h as fractions
-    exclusion_zones: list[tuple[float, float, float, float]] = []
+    exclusion_zones: list[tuple[float, float, float, float]] = []  # x, y, w, h as fractions
     start_frames: int = setting(2, ge=1, le=30)  # consecutive changed frames to start
     quiet_s: float = setting(1.0, gt=0, le=60)  # no change for this long ends motion
     downscale: int = setting(2, ge=1, le=8)  # analyse blocks of NxN lores pixels
@@ -59,9 +58,6 @@ class MotionSettings(Section):
         for x, y, w, h in value:
             if not (0 <= x < 1 and 0 <= y < 1 and w > 0 and h > 0 and x + w <= 1 and y + h <= 1):
                 raise ValueError(f"zone {[x, y, w, h]} is not inside the frame (fractions 0..1)")
-
-
-Basis = Literal["warrant", "emergency", "preservation"]
 
 
 class RecorderSettings(Section):
@@ -98,6 +94,9 @@ class MqttSettings(Section):
     session_expiry_s: int = setting(7 * 86400, ge=0)
     max_payload_bytes: int = setting(256 * 1024, ge=1024, le=16 * 1024**2)
     inbound_queue: int = setting(64, ge=1, le=10_000)
+
+
+Basis = Literal["warrant", "emergency", "preservation"]  # the legal bases of a release
 
 
 class ReleaseSettings(Section):
