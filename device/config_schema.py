@@ -52,7 +52,9 @@ class SchemaError(ValueError):
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
-        super().__init__("; ".join(f"{'.'.join(p.loc)}: {p.message}" for p in problems))
+        super().__init__("; ".join(
+            f"{'.'.join(p.loc)}: {p.message}" if p.loc else p.message for p in problems
+        ))
 
 
 class _Invalid(Exception):
@@ -318,9 +320,7 @@ class Section:
             try:
                 converted = spec.convert(data[name])
                 self._check_field(name, converted, checked)
-            except SchemaError as exc:
-                problems += [p.under(name) for p in exc.problems]
-            except _Invalid as exc:
+            except (SchemaError, _Invalid) as exc:
                 problems += [p.under(name) for p in exc.problems]
             except ValueError as exc:
                 problems.append(Problem((name,), "invalid", str(exc)))
