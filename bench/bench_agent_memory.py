@@ -41,7 +41,7 @@ GROWTH_TOLERANCE_MIB = 4.0
 
 # In the order the agent's start loads them; the last ones only when configured.
 IMPORTS: tuple[tuple[str, str], ...] = (
-    ("pydantic", "configuration"),
+    ("device.config", "configuration (standard library only, no pydantic)"),
     ("numpy", "frames"),
     ("av", "MP4 muxing; libx264 for the sim/v4l2/file cameras"),
     ("cryptography.hazmat.primitives.ciphers.aead", "age payload sealing"),

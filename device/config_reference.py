@@ -14,11 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
-
 from device.config import AgentConfig
+from device.config_schema import FieldSpec, Section
 
 SECTIONS: dict[str, str] = {
     "agent": "The agent process: which device it is and where it keeps its state.",
@@ -156,18 +153,17 @@ def _type(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
-def _bounds(info: FieldInfo) -> str:
+def _bounds(info: FieldSpec) -> str:
     parts = []
-    for item in info.metadata:
-        for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
-            value = getattr(item, attr, None)
-            if value is not None:
-                parts.append(f"{sign} {value}")
+    for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        value = getattr(info.bounds, attr, None)
+        if value is not None:
+            parts.append(f"{sign} {value}")
     return ", ".join(parts)
 
 
-def _default(info: FieldInfo) -> str:
-    if info.default is PydanticUndefined:
+def _default(info: FieldSpec) -> str:
+    if info.required:
         return "required"
     value = info.default
     if value is None:
@@ -179,11 +175,11 @@ def _default(info: FieldInfo) -> str:
     return f"`{value}`"
 
 
-def keys() -> Iterator[tuple[str, str, FieldInfo]]:
+def keys() -> Iterator[tuple[str, str, FieldSpec]]:
     """(section, key, field) for every key of the model, in the model's order."""
     for section, info in AgentConfig.model_fields.items():
         model = info.annotation
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        if not (isinstance(model, type) and issubclass(model, Section)):
             raise TypeError(f"section {section} is not a model")
         for key, field in model.model_fields.items():
             yield section, key, field

@@ -3,9 +3,11 @@ uplink-benchmarks.md).
 
 Each case runs in a fresh interpreter and reports which of the heavy modules ended up in
 `sys.modules`: `doorbell-agent status` loads no video stack, an agent with a `pi`
-camera (tests/standins/picamera2) never loads the software encoder nor OpenCV, and a
-disabled Home Assistant bridge loads neither the bridge nor a paho client. A sim agent
-is the control: it must load the software encoder, or the check itself is broken.
+camera (tests/standins/picamera2) never loads the software encoder nor OpenCV, a
+disabled Home Assistant bridge loads neither the bridge nor a paho client, and neither
+the configuration nor `doorbell-agent run` loads pydantic (device/config_schema.py). A
+sim agent is the control: it must load the software encoder, or the check itself is
+broken; the cloud stub's configuration, still pydantic, is the control for pydantic.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ WATCHED = (
     "device.camera.sim",
     "device.homeassistant",
     "device.agent",
+    "pydantic",
 )
 
 REPORT = """
@@ -54,6 +57,29 @@ from device.clock import KernelClock
 agent = Agent.from_config(load_config(Path(sys.argv[1])), clock=KernelClock())
 agent.run(duration_s=1.0)
 assert agent.status()["camera"]["frames"] > 0, agent.status()
+"""
+
+
+LOAD_CONFIG = """
+import sys
+from pathlib import Path
+import device.cli, device.cli.agent, device.compose
+from device.config import load_config
+load_config(Path(sys.argv[1]))
+"""
+
+LOAD_CLOUD_CONFIG = """
+import cloud_stub.config
+"""
+
+# `doorbell-agent run` as systemd starts it, stopped by SIGTERM once it has recorded a
+# while (its store opens after the first frame, in a thread of its own).
+RUN_DAEMON = """
+import os, signal, sys, threading
+from device.cli import main
+threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+code = main(["--config", sys.argv[1], "run"])
+assert code == 0, code
 """
 
 
@@ -101,3 +127,15 @@ def test_control_a_sim_agent_loads_the_software_encoder(agent_env: AgentEnv) -> 
     loaded = loaded_modules(RUN_AGENT, agent_env.config_path)
     assert {"device.camera.h264", "device.camera.sim", "av", "numpy"} <= loaded, loaded
     assert "cv2" not in loaded, loaded
+
+
+def test_the_configuration_loads_no_pydantic(agent_env: AgentEnv) -> None:
+    assert "pydantic" not in loaded_modules(LOAD_CONFIG, agent_env.config_path)
+    assert "pydantic" in loaded_modules(LOAD_CLOUD_CONFIG, agent_env.config_path)  # control
+
+
+@pytest.mark.slow
+def test_the_daemon_loads_no_pydantic(agent_env: AgentEnv) -> None:
+    loaded = loaded_modules(RUN_DAEMON, agent_env.config_path)
+    assert {"device.agent", "device.camera.sim", "av"} <= loaded, loaded  # it really ran
+    assert "pydantic" not in loaded, loaded

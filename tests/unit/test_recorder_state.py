@@ -104,7 +104,8 @@ def run(
 
 def make(store: MemoryStore, **settings: float) -> Recorder:
     values = {"pre_roll_s": 3.0, "post_roll_s": 4.0, **settings}
-    return Recorder(store, RecorderSettings(**values), width=W, height=H, fps=FPS, retry_s=2.0)
+    limits = RecorderSettings.model_validate(values)
+    return Recorder(store, limits, width=W, height=H, fps=FPS, retry_s=2.0)
 
 
 def probe(clip: MemoryClip, tmp_path: Path) -> tuple[float, list[str]]:
