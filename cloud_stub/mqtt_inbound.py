@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from cloud_stub.domain.lifecycle import TokenStatus
 from cloud_stub.errors import CloudError, EnvironmentFault, HostileInputError, TransportError
@@ -24,6 +26,8 @@ from mqtt_session import Delivery, Inbound, InboundQueue, Session
 from protocol.errors import MessageError
 from protocol.messages import EscrowAck, parse_escrow, parse_notice, parse_result, parse_status
 from protocol.topics import DeviceTopics
+
+_T = TypeVar("_T")
 
 log = logging.getLogger("cloud_stub.mqtt")  # one logger for the whole link
 
@@ -195,21 +199,28 @@ class InboundWorker:
             log.exception("unexpected error handling %s; dropped", item.topic[:120])
         self._ack(item)
 
+    def _parse_run(self, items: list[Inbound], parse: Callable[[str, bytes], tuple[str, _T]]
+                   ) -> list[tuple[Inbound, str, _T]]:
+        """Each of `items` with its device and its message as `parse` reads them; one that
+        does not parse is dropped alone (logged and acknowledged, as `_handle_one` does)."""
+        parsed: list[tuple[Inbound, str, _T]] = []
+        for item in items:
+            try:
+                device_id, message = parse(item.topic, item.payload)
+            except HostileInputError as exc:
+                log.warning("dropped message on %s: %s", item.topic[:120], exc)
+                self._ack(item)
+                continue
+            parsed.append((item, device_id, message))
+        return parsed
+
     def _handle_escrows(self, items: list[Inbound]) -> None:
         """Store a run of escrows in one transaction, then publish each escrow-ack: the
         device drops its copy on the ack, so no ack goes out before the commit
         (docs/architecture.md, "Escrows in batches"). A bad escrow is dropped alone, as
         `_handle_one` drops it; a store failure leaves the whole run unacknowledged for
         redelivery, and a failed ack publish leaves its own message so."""
-        parsed: list[tuple[Inbound, str, EpochEscrow]] = []
-        for item in items:
-            try:
-                device_id, escrow = self._escrow(item.topic, item.payload)
-            except HostileInputError as exc:
-                log.warning("dropped message on %s: %s", item.topic[:120], exc)
-                self._ack(item)
-                continue
-            parsed.append((item, device_id, escrow))
+        parsed = self._parse_run(items, self._escrow)
         if not parsed:
             return
         verdicts: list[CloudError | None]
@@ -256,15 +267,7 @@ class InboundWorker:
         alone, as `_handle_one` drops it; when the batch fails (the store failed, or
         picked it as a deadlock's victim), nothing of it was recorded and each result is
         handled on its own, as without batches."""
-        parsed: list[tuple[Inbound, str, Result]] = []
-        for item in items:
-            try:
-                device_id, result = self._result(item.topic, item.payload)
-            except HostileInputError as exc:
-                log.warning("dropped message on %s: %s", item.topic[:120], exc)
-                self._ack(item)
-                continue
-            parsed.append((item, device_id, result))
+        parsed = self._parse_run(items, self._result)
         if not parsed:
             return
         try:
