@@ -120,10 +120,7 @@ class TrustRoot:
             "version": self.version,
             "expires": format_time(self.expires.replace(microsecond=0)),
             "issuer": self.issuer,
-            "keys": {
-                kid: {"keytype": "ed25519", "public": public_key_hex(key)}
-                for kid, key in self.keys.items()
-            },
+            "keys": keys_to_json(self.keys),
             "roles": {
                 name: {"keyids": sorted(role.keyids), "threshold": role.threshold}
                 for name, role in self.roles.items()
@@ -212,6 +209,12 @@ def check_size(data: bytes) -> None:
         raise fail(
             RejectionCode.oversized, f"trust root is {len(data)} bytes, the cap is {MAX_ROOT_BYTES}"
         )
+
+
+def keys_to_json(keys: Mapping[str, Ed25519PublicKey]) -> dict[str, dict[str, str]]:
+    """The ``keys`` object `parse_keys` reads: kid -> {keytype, public hex}."""
+    return {kid: {"keytype": "ed25519", "public": public_key_hex(key)}
+            for kid, key in keys.items()}
 
 
 def parse_keys(raw_keys: Any) -> dict[str, Ed25519PublicKey]:

@@ -17,9 +17,16 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from protocol.keys import key_id, public_key_hex
+from protocol.keys import key_id
 from protocol.timefmt import format_time, require_aware
-from protocol.trust_root import BASES, DEFAULT_LIMITS, BasisLimits, Role, TrustRoot
+from protocol.trust_root import (
+    BASES,
+    DEFAULT_LIMITS,
+    BasisLimits,
+    Role,
+    TrustRoot,
+    keys_to_json,
+)
 from protocol.warrant import COURT_ID_RE
 
 ROOT_TYPE_V2: Final = "doorbell-root-v2"
@@ -130,10 +137,7 @@ class TrustRootV2:
             "version": self.version,
             "expires": format_time(self.expires.replace(microsecond=0)),
             "issuer": self.issuer,
-            "keys": {
-                kid: {"keytype": "ed25519", "public": public_key_hex(key)}
-                for kid, key in self.keys.items()
-            },
+            "keys": keys_to_json(self.keys),
             "roles": {
                 "root": {
                     "keyids": sorted(self.root_role.keyids),
