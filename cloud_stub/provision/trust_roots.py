@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from cloud_stub.errors import ConfigError
 from cloud_stub.policy.courts import load_court_registry
@@ -129,13 +129,18 @@ def _without_unused_keys(root: TrustRootV2) -> TrustRootV2:
     )
 
 
-def add_reviewer(draft: TrustRootV2, name: str, org: str, public_hex: str) -> TrustRootV2:
-    """The draft with reviewer `name` of `org` holding `public_hex`. Raises ConfigError."""
+def _public_key_arg(public_hex: str) -> tuple[str, Ed25519PublicKey]:
+    """The key id and key of a ``--public-key`` (64 hex). Raises ConfigError."""
     try:
         key = public_key_from_hex(public_hex.strip())
     except KeyFormatError as exc:
         raise ConfigError(f"--public-key: {exc}") from exc
-    kid = key_id(key)
+    return key_id(key), key
+
+
+def add_reviewer(draft: TrustRootV2, name: str, org: str, public_hex: str) -> TrustRootV2:
+    """The draft with reviewer `name` of `org` holding `public_hex`. Raises ConfigError."""
+    kid, key = _public_key_arg(public_hex)
     if kid in draft.keys and kid not in draft.reviewers:
         raise ConfigError("this key already has another role in the trust root")
     reviewers = {k: r for k, r in draft.reviewers.items() if r.name != name}
@@ -159,11 +164,7 @@ def remove_reviewer(draft: TrustRootV2, name: str) -> TrustRootV2:
 
 def add_court(draft: TrustRootV2, court_id: str, name: str, public_hex: str) -> TrustRootV2:
     """The draft with court `court_id` (replacing its key if it had one)."""
-    try:
-        key = public_key_from_hex(public_hex.strip())
-    except KeyFormatError as exc:
-        raise ConfigError(f"--public-key: {exc}") from exc
-    kid = key_id(key)
+    kid, key = _public_key_arg(public_hex)
     courts = dict(draft.courts)
     if kid in draft.keys and kid != getattr(courts.get(court_id), "keyid", None):
         raise ConfigError("this key already has another role in the trust root")
