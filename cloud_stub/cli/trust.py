@@ -19,7 +19,7 @@ from typing import Any
 from cloud_stub.cli._common import add_deployment_args, guarded, subcommands
 from cloud_stub.config import load_deployment
 from cloud_stub.errors import ConfigError
-from cloud_stub.provision.deployment import write_broker_acl
+from cloud_stub.provision.deployment import enrolled_device_ids, write_broker_acl
 from cloud_stub.provision.device_certs import certify_enrolled
 from cloud_stub.provision.trust_roots import (
     add_court,
@@ -32,6 +32,7 @@ from cloud_stub.provision.trust_roots import (
     set_log_policy,
     sign_draft,
 )
+from cloud_stub.services.device_registry import read_device_record
 from protocol.bundle import DeploymentLayout
 from protocol.keys import key_id
 from protocol.trust_root_v2 import TrustRootV2
@@ -127,7 +128,14 @@ def _certify(args: argparse.Namespace) -> int:
     if len(signers) < role.threshold:
         raise ConfigError(f"{args.keys}: holds {len(signers)} of the root role's keys of the "
                           f"trust root in force; a certificate needs {role.threshold}")
-    done = certify_enrolled(layout, signers, now)
+    identities = {}
+    for device_id in enrolled_device_ids(layout):
+        try:
+            record = read_device_record(layout.device_record(device_id))
+        except ValueError as exc:
+            raise ConfigError(f"cannot certify device {device_id}: {exc}") from exc
+        identities[device_id] = record.identity_pub
+    done = certify_enrolled(layout, identities, signers, now)
     if done:
         print(f"identity certificates made for {len(done)} device(s): {', '.join(done)}; "
               "agencies now receive them with the evidence.")

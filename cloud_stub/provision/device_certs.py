@@ -17,14 +17,13 @@ none.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from cloud_stub.errors import ConfigError
-from cloud_stub.provision.deployment import enrolled_device_ids
 from cloud_stub.provision.trust import ROOT_SIGNERS
 from protocol.bundle import DeploymentLayout
 from protocol.device_identity import DeviceIdentity, sign_device_identity
@@ -71,20 +70,13 @@ def kept_certificate(layout: DeploymentLayout, device_id: str,
     return kept if f'"public":"{identity_pub}"'.encode() in kept else None
 
 
-def certify_enrolled(layout: DeploymentLayout, signers: Sequence[Ed25519PrivateKey],
-                     now: datetime) -> list[str]:
-    """Certify, with the root keys `signers`, every enrolled device whose kept certificate
-    is missing or certifies another key; the ids certified, sorted. Raises ConfigError
-    for a device record whose identity key cannot be read, DeploymentError when the
-    registry cannot be listed."""
+def certify_enrolled(layout: DeploymentLayout, identities: Mapping[str, str],
+                     signers: Sequence[Ed25519PrivateKey], now: datetime) -> list[str]:
+    """Certify, with the root keys `signers`, each device of `identities` (device id ->
+    its enrolled identity key, hex) whose kept certificate is missing or certifies another
+    key; the ids certified, sorted. Raises ConfigError for a key that does not parse."""
     done = []
-    for device_id in enrolled_device_ids(layout):
-        pub_path = layout.device_record(device_id) / "identity.pub"
-        try:
-            identity_pub = pub_path.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{pub_path}: cannot read the enrolled identity key: "
-                              f"{exc}") from exc
+    for device_id, identity_pub in sorted(identities.items()):
         if kept_certificate(layout, device_id, identity_pub) is None:
             _certify(layout, device_id, identity_pub, signers, now)
             done.append(device_id)
