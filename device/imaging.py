@@ -126,11 +126,15 @@ def linear_resize(src: F32, width: int, height: int) -> F32:
     """
     src = np.asarray(src, dtype=np.float32)
     left, right, across = _linear_taps(src.shape[1], width)
-    columns = src[:, left] * (1 - across)  # across first, on the fewer source rows
+    columns = src[:, left]  # across first, on the fewer source rows
+    columns *= 1 - across
     columns += src[:, right] * across
     top, bottom, down = _linear_taps(src.shape[0], height)
-    out = columns[top] * (1 - down)[:, None]  # then whole rows, gathered contiguously
-    out += columns[bottom] * down[:, None]
+    out = columns[top]  # then whole rows, gathered contiguously, in place: two full-size
+    out *= (1 - down)[:, None]  # planes at most
+    lower = columns[bottom]
+    lower *= down[:, None]
+    out += lower
     return out
 
 
