@@ -14,7 +14,6 @@ systemd-timesyncd all clear `STA_UNSYNC` once they have disciplined the clock.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -70,11 +69,8 @@ class KernelClock:
 
 
 def _load_adjtime() -> Callable[..., int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        libc = ctypes.CDLL(name, use_errno=True)
+    try:  # the C library the interpreter already runs on: no `ldconfig -p` child process
+        libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
     for symbol in ("ntp_adjtime", "adjtimex"):

@@ -19,14 +19,18 @@ import numpy.typing as npt
 
 U8 = npt.NDArray[np.uint8]
 F32 = npt.NDArray[np.float32]
+Index = npt.NDArray[np.intp]
 
-# OpenCV's fixed kernels for sigma <= 0 and sizes up to 7 (getGaussianKernel);
+# OpenCV's fixed kernels for sigma <= 0 and sizes up to 9 (getGaussianKernel; the
+# 9-tap one is [4, 13, 30, 51, 60, 51, 30, 13, 4] / 256, pinned by tests/unit/test_imaging.py);
 # larger sizes use sigma = 0.3 * ((size - 1) / 2 - 1) + 0.8, as OpenCV does.
 _SMALL_KERNELS: dict[int, tuple[float, ...]] = {
     1: (1.0,),
     3: (0.25, 0.5, 0.25),
     5: (0.0625, 0.25, 0.375, 0.25, 0.0625),
     7: (0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125),
+    9: (0.015625, 0.05078125, 0.1171875, 0.19921875, 0.234375, 0.19921875, 0.1171875,
+        0.05078125, 0.015625),
 }
 
 
@@ -100,28 +104,38 @@ def area_downscale(src: U8, width: int, height: int) -> U8:
 
 
 @cache
-def _linear_weights(source: int, target: int) -> F32:
-    """A (target x source) matrix of linear interpolation with pixel centres aligned
-    (OpenCV's INTER_LINEAR for an upscale)."""
-    weights = np.zeros((target, source), dtype=np.float32)
-    rows = np.arange(target)
-    # The same float64 arithmetic per row as a loop would do, in one pass (a 1280-wide
-    # resize is on the camera's start-up path); `right == left` only where frac is 0.
-    x = np.minimum(np.maximum((rows + 0.5) * (source / target) - 0.5, 0.0), source - 1.0)
+def _linear_taps(source: int, target: int) -> tuple[Index, Index, F32]:
+    """For each of `target` pixels, its two source pixels and the weight of the right
+    one: linear interpolation with pixel centres aligned (OpenCV's INTER_LINEAR for an
+    upscale), edges clamped; `right == left` only where the weight is 0."""
+    x = np.arange(target, dtype=np.float64)
+    x = np.minimum(np.maximum((x + 0.5) * (source / target) - 0.5, 0.0), source - 1.0)
     left = np.floor(x).astype(np.intp)
     right = np.minimum(left + 1, source - 1)
-    frac = x - left
-    weights[rows, left] += (1.0 - frac).astype(np.float32)
-    np.add.at(weights, (rows, right), frac.astype(np.float32))
-    return weights
+    return left, right, (x - left).astype(np.float32)
 
 
 def linear_resize(src: F32, width: int, height: int) -> F32:
-    """Resize float32 `src` to `width` x `height` by linear interpolation."""
-    src_h, src_w = src.shape
-    rows = _linear_weights(src_h, height)
-    cols = _linear_weights(src_w, width)
-    return np.asarray(rows @ src.astype(np.float32) @ cols.T, dtype=np.float32)
+    """Resize float32 `src` to `width` x `height` by linear interpolation.
+
+    Two taps per pixel, gathered, one axis after the other. A dense matrix product
+    would multiply every source pixel into every output pixel (over 300 million
+    multiply-adds for the sim camera's 1280x720 background, on the start-up path) and
+    make the BLAS library allocate its buffers in the running agent
+    (docs/adr/0019-agent-memory-and-uplink-benchmarks.md).
+    """
+    src = np.asarray(src, dtype=np.float32)
+    left, right, across = _linear_taps(src.shape[1], width)
+    columns = src[:, left]  # across first, on the fewer source rows
+    columns *= 1 - across
+    columns += src[:, right] * across
+    top, bottom, down = _linear_taps(src.shape[0], height)
+    out = columns[top]  # then whole rows, gathered contiguously, in place: two full-size
+    out *= (1 - down)[:, None]  # planes at most
+    lower = columns[bottom]
+    lower *= down[:, None]
+    out += lower
+    return out
 
 
 def lookup(src: U8, table: U8, out: U8 | None = None) -> U8:

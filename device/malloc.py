@@ -7,7 +7,6 @@ the agent.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 M_TRIM_THRESHOLD = -1  # glibc <malloc.h> mallopt parameters
 M_MMAP_THRESHOLD = -3
@@ -28,12 +27,8 @@ def tune_malloc() -> bool:
     bounded number of arenas stops helper threads from each holding their own.
     Returns False where libc has no `mallopt` (musl) or refuses; the agent works anyway.
     """
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+    try:  # the C library the interpreter already runs on: no `ldconfig -p` child process
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

@@ -115,8 +115,8 @@ def _background(rng: np.random.Generator, width: int, height: int) -> npt.NDArra
     texture = rng.normal(0.0, 8.0, (max(2, height // 40), max(2, width // 40))).astype(np.float32)
     small += linear_resize(texture, sw, sh)
     small_u8 = np.clip(small, 0, 255).astype(np.uint8)
-    base = np.clip(np.rint(linear_resize(small_u8.astype(np.float32), width, height)), 0, 255)
-    base = base.astype(np.uint8)
+    smooth = linear_resize(small_u8.astype(np.float32), width, height)
+    base = np.clip(np.rint(smooth, out=smooth), 0, 255, out=smooth).astype(np.uint8)
     door_w, door_h = int(width * 0.22), int(height * 0.7)
     left = int(width * (0.5 + rng.uniform(-0.08, 0.08))) - door_w // 2
     top = int(height * 0.18)
