@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -17,7 +16,7 @@ from cloud_stub.api.deps import check_every_route_is_guarded
 from cloud_stub.api.problems import status_for
 from cloud_stub.console.pages import router
 from cloud_stub.console.sessions import SessionStore, SignInLimiter
-from cloud_stub.console.settings import ConsoleSettings, approval_mode
+from cloud_stub.console.settings import ConsoleSettings
 from cloud_stub.console.web import (
     PREFIX,
     Console,
@@ -78,9 +77,6 @@ def create_console(service: CloudService, settings: ConsoleSettings | None = Non
     """The console as an application to mount at ``/console``. Raises RuntimeError when a
     route declares no audience."""
     settings = settings or ConsoleSettings()
-    if settings.approval is None:
-        has_review_key = service.signer.review_key is not None
-        settings = replace(settings, approval=approval_mode(has_review_key))
     app = FastAPI(title="sealed-doorbell review console", docs_url=None, redoc_url=None,
                   openapi_url=None)
     clock = service.core.now

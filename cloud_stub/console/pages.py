@@ -209,7 +209,7 @@ def _request_page(request: Request, user: User, request_id: str, *, status_code:
                   and all(d.reviewer != user.caller.name for d in view.decisions))
     return page(request, "request.html", status_code, user=user, detail=detail, view=view,
                 line=line, may_decide=may_decide, problem=problem, reason=reason,
-                approval=console.settings.approval, modes=ApprovalMode,
+                approval=console.approval(), modes=ApprovalMode,
                 review_command=console.settings.review_command,
                 api_url=console.service.core.settings.api.url)
 
@@ -228,7 +228,7 @@ def decide(request: Request, request_id: str, user: User,
     reason kept and the service's message."""
     check_csrf(user.session, csrf)
     console = console_of(request)
-    if action is Action.APPROVE and console.settings.approval is ApprovalMode.REVIEWER_COMMAND:
+    if action is Action.APPROVE and console.approval() is ApprovalMode.REVIEWER_COMMAND:
         raise Forbidden("approvals are signed with the reviewer's own key: run the command "
                         "shown on the request page")
     try:

@@ -27,7 +27,7 @@ class ConsoleSettings:
     sign_in_attempts: int = 10  # per client address per sign_in_window_s
     sign_in_window_s: int = 60
     page_size: int = 50
-    approval: ApprovalMode | None = None  # None: by the service's keys (`approval_mode`)
+    approval: ApprovalMode | None = None  # None: by the trust root in force, per page
     review_command: str = "doorbell-review"
 
     def __post_init__(self) -> None:
@@ -36,8 +36,8 @@ class ConsoleSettings:
             raise ValueError("console settings must be positive")
 
 
-def approval_mode(has_review_key: bool) -> ApprovalMode:
-    """`service` while the service holds the review signer key (trust root v1); once
-    reviewers sign on their own machines the service has none (trust root v2, ADR 0013)
-    and the panel shows the reviewer's command."""
-    return ApprovalMode.SERVICE if has_review_key else ApprovalMode.REVIEWER_COMMAND
+def approval_mode(reviewers_sign: bool) -> ApprovalMode:
+    """`service` while the service signs approvals with its own review key (trust root
+    v1); `reviewer_command` once reviewers sign on their own machines (trust root v2 in
+    force, ADR 0013), which the console asks at every page (`Console.approval`)."""
+    return ApprovalMode.REVIEWER_COMMAND if reviewers_sign else ApprovalMode.SERVICE

@@ -25,7 +25,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 
 from cloud_stub.api.deps import AUDIENCE_MARK
 from cloud_stub.console.sessions import ConsoleSession, SessionStore, SignInLimiter
-from cloud_stub.console.settings import ConsoleSettings
+from cloud_stub.console.settings import ApprovalMode, ConsoleSettings, approval_mode
 from cloud_stub.console.text import inert
 from cloud_stub.services.cloud_service import CloudService
 from cloud_stub.services.context import PrincipalCaller, caller_of
@@ -87,6 +87,14 @@ class Console:
     sessions: SessionStore
     limiter: SignInLimiter
     templates: Environment
+
+    def approval(self) -> ApprovalMode:
+        """How the approve panel works now: as configured, or else by the trust root in
+        force at this moment, so that a rotation to v2 while the service runs changes
+        the panel at the next page, not at the next restart."""
+        if self.settings.approval is not None:
+            return self.settings.approval
+        return approval_mode(self.service.signer.reviewers_sign(self.service.core.now()))
 
 
 def _when(value: datetime | None) -> str:

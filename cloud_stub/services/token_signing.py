@@ -115,6 +115,18 @@ class TokenSigner:
         except ValueError as exc:
             raise SigningError(f"cannot sign token {claims.jti}: {exc}") from exc
 
+    def reviewers_sign(self, now: datetime) -> bool:
+        """True when approvals must be signed by the reviewers on their own machines at
+        `now`: this service holds no review key, or the trust root in force is v2 (the
+        operator may have rotated it while the service ran). A root that cannot be read
+        counts as True: `sign` would refuse anyway, and nothing offers to sign."""
+        if self.review_key is None:
+            return True
+        try:
+            return self._v2_in_force(int(now.timestamp()))
+        except SigningError:
+            return True
+
     def _v2_in_force(self, iat: int) -> bool:
         """True when the deployment's trust root in force at `iat` is v2 (the operator
         rotated it while this service ran). Raises `SigningError` when it cannot be read:

@@ -3,12 +3,16 @@ the pages on a phone's screen."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from playwright.sync_api import Browser, expect
 
 from cloud_stub.console import ApprovalMode, ConsoleSettings
+from cloud_stub.provision.trust_roots import add_reviewer, load_draft, save_draft, sign_draft
+from protocol.keys import public_key_hex
 from tests.browser.conftest import ConsoleServer, open_console
 from tests.fixtures.cloud import window_ago
 from tests.fixtures.deployment import TestDeployment
@@ -49,6 +53,39 @@ def test_reviewer_command_mode_shows_the_command_and_takes_no_approval(
         page.get_by_label("Reason").fill("The window is wider than the warrant allows.")
         page.get_by_role("button", name="Deny").click()
         expect(page.locator("#request-status")).to_contain_text("denied")
+
+
+def test_the_panel_follows_a_rotation_to_v2_without_a_restart(
+    fresh_deployment: TestDeployment, tmp_path: Path, browser: Browser
+) -> None:
+    # Trust root v1: the service holds the review key and the reviewer approves on the
+    # page. The operator signs v2 while the console runs: the next page shows the
+    # reviewer's command and the service refuses a page approval.
+    d = fresh_deployment
+    with open_console(d, tmp_path, browser) as console:
+        request_id = _warrant(console)
+        watched = console.sign_in(console.cloud.principal("reviewer", org="court-liaison"))
+        page = watched.page
+        page.goto(f"{console.url}/requests/{request_id}")
+        expect(page.get_by_role("button", name="Approve")).to_be_visible()
+        assert page.locator("#review-command").count() == 0
+
+        now = datetime.now(UTC)
+        alice = public_key_hex(Ed25519PrivateKey.generate())
+        save_draft(d.layout, add_reviewer(load_draft(d.layout, now), "alice", "acme-review",
+                                          alice))
+        away = d.move_keys_off_host()
+        assert sign_draft(d.layout, away / "offline-root", now).version == 2
+
+        page.goto(f"{console.url}/requests/{request_id}")
+        expect(page.locator("#review-command")).to_contain_text(f"approve {request_id}")
+        assert page.get_by_role("button", name="Approve").count() == 0
+        csrf = page.locator("input[name=csrf]").first.get_attribute("value") or ""
+        answer = page.request.post(f"{console.url}/requests/{request_id}/decide",
+                                   form={"action": "approve", "reason": REASON, "csrf": csrf})
+        assert answer.status == 403
+        assert "own key" in answer.text()
+        expect(page.locator("#request-status")).to_contain_text("pending")
 
 
 def test_the_session_cookie_is_secure_behind_tls(console: ConsoleServer) -> None:

@@ -111,6 +111,6 @@ def test_after_sign_in_only_a_console_path() -> None:
         assert safe_next(hostile) == "/", hostile
 
 
-def test_the_approve_panel_follows_the_service_keys() -> None:
-    assert approval_mode(has_review_key=True) is ApprovalMode.SERVICE
-    assert approval_mode(has_review_key=False) is ApprovalMode.REVIEWER_COMMAND
+def test_the_approve_panel_follows_who_signs() -> None:
+    assert approval_mode(reviewers_sign=False) is ApprovalMode.SERVICE
+    assert approval_mode(reviewers_sign=True) is ApprovalMode.REVIEWER_COMMAND
