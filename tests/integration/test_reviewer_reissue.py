@@ -34,7 +34,7 @@ from cloud_stub.store.models import AuditRow, Request, Token
 from protocol.errors import TokenRejected
 from protocol.keys import key_id, private_key_from_pem
 from protocol.release_check import verify_release
-from protocol.release_signing import assemble, sign_detached
+from protocol.release_signing import DetachedSignature, assemble, sign_detached
 from protocol.token import ReleaseClaims, VerificationContext
 from protocol.trust_root_v2 import TrustRootV2, load_any_trust_root
 from tests.fixtures.cloud import CloudServer, DeviceSigner, Principal, open_cloud
@@ -366,3 +366,64 @@ def test_the_service_alone_cannot_make_a_reissued_token_the_device_accepts(v2: V
     forged = assemble(entry["payload"], [sign_detached(entry["payload"], policy)]).decode()
     verdict = device_verdict(cloud, stale.device.device_id, forged, Replay(stale.b))
     assert verdict == "review_signature_missing"
+
+
+def test_an_emergency_is_reissued_only_by_reviewers_of_two_organisations(v2: V2) -> None:
+    """As its approval did, an emergency's re-issue needs two reviewers of two
+    organisations; after the first, the service holds nothing a device accepts."""
+    cloud = v2.cloud
+    agency = cloud.principal("agency", org="metro-pd")
+    device = cloud.enroll()
+    now = datetime.now(UTC).replace(microsecond=0)
+    cloud.escrow_epoch(device.device_id, now - timedelta(hours=40), now)
+    world = PolicyWorld(now=now, recipient=agency.recipient or "")
+    response = cloud.submit(agency, world.emergency(device_ids=[device.device_id]))
+    assert response.status_code == 201, response.text
+    request_id = str(response.json()["id"])
+    for reviewer in (v2.alice, v2.bob):
+        approved = reviewer.review(cloud, "approve", request_id, "--reason", APPROVE)
+        assert approved.returncode == 0, approved.stderr
+    [old] = _tokens(cloud, request_id)
+    # the device came back after the token's exp
+    late = VerificationContext(device_id=device.device_id, now=old.expires_at.replace(
+        tzinfo=UTC) + timedelta(minutes=5), clock_synchronized=True)
+    with pytest.raises(TokenRejected) as refused:
+        verify_release(old.jws.encode(), root=_root(cloud), context=late, replay=None)
+    assert refused.value.code == "expired"
+    _refuse(cloud, device.device_id, old, "expired")
+
+    first = v2.alice.review(cloud, "reissue", request_id, "--reason", REISSUE)
+    assert first.returncode == 0, first.stderr
+    assert "2 reviewer signature(s) needed" in first.stdout
+    assert _status(cloud, request_id) == "rejected"
+    assert _audit(cloud, "token.reissued") == []
+    shown = cloud.http.get(f"/v1/requests/{request_id}/reissue-payload",
+                           headers=v2.bob.headers).json()
+    assert shown["reviewers_required"] == 2
+    [entry] = shown["payloads"]
+    assert entry["signed_by"] == ["alice"]
+    # what the service holds now (policy key, alice's signature) is refused by the device
+    with cloud.service.store.read() as session:
+        prepared = session.get(Token, entry["jti"])
+        assert prepared is not None
+        collected = json.loads(prepared.jws)["signatures"]
+    policy = sign_detached(entry["payload"], cloud.service.issuer.signer.policy_key)
+    half = assemble(entry["payload"], [policy, *(DetachedSignature(s["protected"],
+                                                                   s["signature"])
+                                                 for s in collected)]).decode()
+    assert device_verdict(cloud, device.device_id, half, None) == "review_signature_missing"
+    again = v2.alice.review(cloud, "reissue", request_id, "--reason", REISSUE)
+    assert again.returncode == 1
+    assert "[already_decided]" in again.stderr
+
+    second = v2.bob.review(cloud, "reissue", request_id, "--reason", REISSUE)
+    assert second.returncode == 0, second.stderr
+    assert _status(cloud, request_id) == "released"
+    superseded, new = _tokens(cloud, request_id)
+    assert superseded.status == "superseded"
+    assert new.jti == entry["jti"]
+    claims = device_verdict(cloud, device.device_id, new.jws, None)
+    assert isinstance(claims, ReleaseClaims), claims
+    [audited] = _audit(cloud, "token.reissued")
+    assert [(r["name"], r["org"]) for r in audited["reviewers"]] == [
+        ("alice", "acme-review"), ("bob", "beta-review")]
