@@ -20,6 +20,10 @@ new ``jti``, next ``seq``, same window, basis, case and recipient, a fresh life 
 marks the refused token ``superseded``, audits ``token.reissued`` (old and new jti,
 reviewer, reason), puts a ``rejected`` request back to ``released``, and after the commit
 publishes the new tokens like any other. A refusal changes nothing.
+
+Under trust root v2 the service holds no reviewer's key and `sign_for_device` answers
+``reviewer_signature_required``: reviewers re-issue by signing the new payloads on their
+own machines (`cloud_stub.services.signed_reissue`, which uses `Reissuing.candidates`).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from cloud_stub.domain.lifecycle import TokenStatus
 from cloud_stub.policy.courts import load_court_key
@@ -427,3 +427,31 @@ def test_an_emergency_is_reissued_only_by_reviewers_of_two_organisations(v2: V2)
     [audited] = _audit(cloud, "token.reissued")
     assert [(r["name"], r["org"]) for r in audited["reviewers"]] == [
         ("alice", "acme-review"), ("bob", "beta-review")]
+
+
+def test_an_expired_reissue_payload_is_refused_then_prepared_again(v2: V2) -> None:
+    """A signature over a prepared payload that has expired since is ``payload_outdated``
+    and changes nothing; the next ask prepares a new one (the old one ``discarded``)."""
+    cloud = v2.cloud
+    stale = _make_stale(v2)
+    [entry] = cloud.http.get(f"/v1/requests/{stale.request_id}/reissue-payload",
+                             headers=v2.alice.headers).json()["payloads"]
+    with cloud.service.store.transaction() as session:
+        session.execute(update(Token).where(Token.jti == entry["jti"])
+                        .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    before = _snapshot(cloud, stale.request_id)
+    response = cloud.http.post(
+        f"/v1/requests/{stale.request_id}/reissue-signatures", headers=v2.alice.headers,
+        json={"kid": key_id(v2.alice.key().public_key()), "reason": REISSUE,
+              "signatures": [{"jti": entry["jti"], **sign_detached(
+                  entry["payload"], v2.alice.key()).to_json()}]})
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == "payload_outdated"
+    assert _snapshot(cloud, stale.request_id) == before
+
+    done = v2.alice.review(cloud, "reissue", stale.request_id, "--reason", REISSUE)
+    assert done.returncode == 0, done.stderr
+    statuses = {t.jti: t.status for t in _tokens(cloud, stale.request_id)}
+    assert statuses.pop(entry["jti"]) == "discarded"
+    assert statuses.pop(stale.a.jti) == "superseded"
+    assert list(statuses.values()) in (["issued"], ["published"])
