@@ -43,3 +43,17 @@ def check_payload(request: Mapping[str, Any], entry: Mapping[str, Any],
     if claims.window.length_s > limit.max_window_s:
         raise SignatureRefused("the window is longer than the trust root allows")
     return claims
+
+
+def check_reissue(request: Mapping[str, Any], entry: Mapping[str, Any],
+                  limits: Mapping[str, BasisLimits] = DEFAULT_LIMITS) -> ReleaseClaims:
+    """`check_payload` for a re-issue payload, which also names the refused token it
+    replaces: the new token must be another token with a later ``seq``. Raises
+    SignatureRefused naming the difference."""
+    claims = check_payload(request, entry, limits)
+    replaces = entry.get("replaces") or {}
+    if not replaces.get("jti") or claims.jti == replaces["jti"]:
+        raise SignatureRefused("the re-issue payload names no other token it replaces")
+    if not isinstance(replaces.get("seq"), int) or claims.seq <= replaces["seq"]:
+        raise SignatureRefused("the re-issue payload's seq is not after the refused token's")
+    return claims

@@ -1,4 +1,4 @@
-"""`doorbell-review`: keygen, queue, show, approve, deny (docs/adr/0013-trust-root-v2.md).
+"""`doorbell-review`: keygen, queue, show, approve, deny, reissue (docs/adr/0013-trust-root-v2.md).
 
 The API address and key come from ``--api``/``--api-key`` or the environment
 (``DOORBELL_REVIEW_API``, ``DOORBELL_REVIEW_API_KEY``); the signing key from ``--key``
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from doorbell_review.checks import check_payload
+from doorbell_review.checks import check_payload, check_reissue
 from doorbell_review.client import ApiError, ReviewApi
 from doorbell_review.keys import ReviewKeyError, default_key_path, generate, load
 from protocol.errors import TrustRootError
@@ -133,6 +133,37 @@ def _approve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reissue(args: argparse.Namespace) -> int:
+    """Sign the new tokens that replace the ones a device refused (``stale_seq``,
+    ``expired``), after the same checks as `approve` and that each replaces another."""
+    key = load(args.key)
+    kid = key_id(key.public_key())
+    limits, root = _limits(args)
+    if root is not None and kid not in root.reviewers:
+        raise UsageError(f"your key {kid[:16]}... is not a reviewer of that trust root")
+    api = _api(args)
+    try:
+        request = api.request(args.request_id)
+        prepared = api.reissue_payload(args.request_id)
+        _print_payloads(request, prepared)
+        signatures = []
+        for entry in prepared["payloads"]:
+            replaces = entry.get("replaces") or {}
+            print(f"  token {entry['jti']} replaces {replaces.get('jti')} "
+                  f"(refused {replaces.get('refused')})")
+            check_reissue(request, entry, limits)
+            detached = sign_detached(entry["payload"], key)
+            signatures.append({"jti": entry["jti"], **detached.to_json()})
+        result = api.reissue_sign(args.request_id,
+                                  {"kid": kid, "reason": args.reason, "signatures": signatures})
+    finally:
+        api.close()
+    print(f"signed {len(signatures)} re-issued token(s) with key {kid[:16]}...; request "
+          f"{result['id']} is now {result['status']} "
+          f"({prepared['reviewers_required']} reviewer signature(s) needed)")
+    return 0
+
+
 def _deny(args: argparse.Namespace) -> int:
     api = _api(args)
     try:
@@ -159,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("request_id")
     show.set_defaults(handler=_show)
     for name, handler, text in (("approve", _approve, "check, sign locally, post"),
-                                ("deny", _deny, "deny with a reason")):
+                                ("deny", _deny, "deny with a reason"),
+                                ("reissue", _reissue, "check, sign and post new tokens "
+                                 "for ones a device refused (stale_seq, expired)")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("request_id")
         cmd.add_argument("--reason", required=True)

@@ -45,5 +45,11 @@ class ReviewApi:
     def sign(self, request_id: str, body: dict[str, Any]) -> dict[str, Any]:
         return dict(self._call("POST", f"/v1/requests/{request_id}/signatures", body))
 
+    def reissue_payload(self, request_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/requests/{request_id}/reissue-payload"))
+
+    def reissue_sign(self, request_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call("POST", f"/v1/requests/{request_id}/reissue-signatures", body))
+
     def deny(self, request_id: str, reason: str) -> dict[str, Any]:
         return dict(self._call("POST", f"/v1/requests/{request_id}/deny", {"reason": reason}))

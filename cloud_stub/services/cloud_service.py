@@ -33,6 +33,7 @@ from cloud_stub.services.issuing import Issuer
 from cloud_stub.services.publishing import Publisher
 from cloud_stub.services.reissuing import Reissuing
 from cloud_stub.services.reviewing import Reviewing
+from cloud_stub.services.signed_reissue import SignedReissue
 from cloud_stub.services.signed_review import SignedReview
 from cloud_stub.services.token_signing import TokenSigner
 from cloud_stub.store import Store
@@ -79,6 +80,8 @@ class CloudService:
         self.signed_review = SignedReview(core, self.issuer, self.releaser,
                                           self.intake)  # trust root v2
         self.reissuing = Reissuing(core, self.issuer, self.releaser, self.intake)
+        self.signed_reissue = SignedReissue(core, self.signed_review, self.reissuing,
+                                            self.releaser, self.intake)  # trust root v2
         self.evidence = Evidence(core)
         self.events = DeviceEvents(core, escrow)
 

@@ -20,6 +20,10 @@ new ``jti``, next ``seq``, same window, basis, case and recipient, a fresh life 
 marks the refused token ``superseded``, audits ``token.reissued`` (old and new jti,
 reviewer, reason), puts a ``rejected`` request back to ``released``, and after the commit
 publishes the new tokens like any other. A refusal changes nothing.
+
+Under trust root v2 the service holds no reviewer's key and `sign_for_device` answers
+``reviewer_signature_required``: reviewers re-issue by signing the new payloads on their
+own machines (`cloud_stub.services.signed_reissue`, which uses `Reissuing.candidates`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud_stub.domain.lifecycle import RequestStatus, TokenStatus
+from cloud_stub.domain.lifecycle import UNISSUED, RequestStatus, TokenStatus
 from cloud_stub.domain.review_rules import Reviewer, check_reason, check_reviewer
 from cloud_stub.domain.summaries import RequestSummary
 from cloud_stub.errors import Conflict, NotFound
@@ -49,7 +53,9 @@ _NEVER_RELEASED = (RequestStatus.REFUSED, RequestStatus.PENDING_REVIEW, RequestS
 
 
 @dataclass(frozen=True, slots=True)
-class _Candidate:
+class Candidate:
+    """A device's refused token of the request, which a new one may replace."""
+
     old: Token
     device: Device
 
@@ -64,11 +70,14 @@ class Reissuing:
         self.publisher = publisher
         self.intake = intake
 
-    def _candidates(self, session: Session, row: Request) -> list[_Candidate]:
-        """Per device, its latest token of this request when a new one may replace it.
+    def candidates(self, session: Session, row: Request) -> list[Candidate]:
+        """Per device, its latest token of this request when a new one may replace it
+        (payloads prepared for reviewers to sign and never issued do not count).
         Raises `Conflict` (``not_reissuable``) when there is none, naming what was found."""
         tokens = session.execute(
-            select(Token).where(Token.request_id == row.id).order_by(Token.device_id, Token.seq)
+            select(Token).where(Token.request_id == row.id,
+                                Token.status.not_in(UNISSUED))
+            .order_by(Token.device_id, Token.seq)
         ).scalars().all()
         if row.status in _NEVER_RELEASED or not tokens:
             raise Conflict(f"the request is {row.status}: it was never released, there is "
@@ -81,7 +90,7 @@ class Reissuing:
         ).scalars())
         evidence = {t.device_id for t in tokens if t.jti in accepted}
         found: list[str] = []
-        out: list[_Candidate] = []
+        out: list[Candidate] = []
         for device_id, token in sorted(latest.items()):
             state = f"{device_id}: token {token.jti} is {token.status}" + (
                 f" ({token.status_reason})" if token.status_reason else "")
@@ -94,7 +103,7 @@ class Reissuing:
             device = session.get(Device, device_id)
             if device is None:
                 raise NotFound(f"device {device_id} is not enrolled")
-            out.append(_Candidate(token, device))
+            out.append(Candidate(token, device))
         if not out:
             raise Conflict(
                 "only a token the device rejected as " + " or ".join(REISSUE_REASONS)
@@ -117,7 +126,7 @@ class Reissuing:
             row = self.core.load_request(session, request_id, lock=True)
             check_reviewer(Reviewer(caller.id, caller.role, caller.org), row.org)
             text = check_reason(reason)
-            candidates = self._candidates(session, row)
+            candidates = self.candidates(session, row)
             self.intake.require_lawful_now(session, row, now)
             agency = session.get(Principal, row.agency_id)
             if agency is None:

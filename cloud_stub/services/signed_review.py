@@ -63,12 +63,13 @@ class Submitted:
     signature: DetachedSignature
 
 
-def _aware(at: datetime) -> datetime:
+def aware_utc(at: datetime) -> datetime:
     """Stored times come back naive from SQLite; they are UTC."""
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
-def _stored(token: Token) -> tuple[str, list[DetachedSignature]]:
+def stored(token: Token) -> tuple[str, list[DetachedSignature]]:
+    """The payload segment of a prepared token row and the signatures collected on it."""
     doc = json.loads(token.jws)
     return doc["payload"], [DetachedSignature(s["protected"], s["signature"])
                             for s in doc["signatures"]]
@@ -108,13 +109,13 @@ class SignedReview:
                 raise Conflict(f"the request is {row.status}, not waiting for review",
                                code="not_pending")
             tokens = self._prepared(session, row.id)
-            if tokens and min(_aware(t.expires_at) for t in tokens) <= now:
+            if tokens and min(aware_utc(t.expires_at) for t in tokens) <= now:
                 tokens = self._expired(session, row, tokens)
             if not tokens:
                 tokens = self._prepare(session, row, root, now)
             payloads = []
             for token in tokens:
-                segment, _ = _stored(token)
+                segment, _ = stored(token)
                 claims = claims_of(segment)
                 payloads.append({
                     "device": token.device_id,
@@ -129,7 +130,7 @@ class SignedReview:
     def _expired(self, session: Any, row: Request, tokens: list[Token]) -> list[Token]:
         """Prepared payloads that expired before the approvals were in: prepared again when
         nobody has signed them yet; otherwise Conflict (the signers would sign again)."""
-        if any(_stored(t)[1] for t in tokens):
+        if any(stored(t)[1] for t in tokens):
             raise Conflict("the prepared payload expired after a reviewer signed it: deny the "
                            "request and have the agency submit it again", code="expired")
         for token in tokens:
@@ -149,30 +150,15 @@ class SignedReview:
         agency = session.get(Principal, row.agency_id)
         if agency is None:
             raise NotFound(f"the agency of request {row.id} no longer exists")
-        warrant = self._warrant_claim(row) if root.rules[row.basis].court else None
+        warrant = self.warrant_claim(row) if root.rules[row.basis].court else None
         out = []
         for device_id in [str(d) for d in row.devices]:
             device = session.get(Device, device_id)
             if device is None or device.revoked_at is not None:
                 continue
-            claims = self._claims(session, row, device, agency.name, root, warrant, now)
-            if claims is None:
-                continue
-            segment = payload_segment(claims)
-            token = Token(
-                jti=claims.jti, request_id=row.id, device_id=device_id, seq=claims.seq,
-                basis=row.basis, window_start=claims.window.start,
-                window_end=claims.window.end, issued_at=now,
-                expires_at=now + timedelta(seconds=claims.exp - claims.iat),
-                hold_until=claims.hold_until,
-                size_cap=0 if claims.is_preservation
-                else self.core.limits.max_evidence_per_token,
-                status=TokenStatus.PREPARED.value, status_reason="",
-                jws=canonical_json({"payload": segment, "signatures": []}).decode(),
-                updated_at=now,
-            )
-            session.add(token)
-            out.append(token)
+            token = self.prepared_token(session, row, device, agency.name, root, warrant, now)
+            if token is not None:
+                out.append(token)
         if not out:
             raise Conflict("no device of this request has escrowed footage in the window",
                            code="no_footage")
@@ -183,8 +169,33 @@ class SignedReview:
                                        "root_version": root.version})
         return out
 
+    def prepared_token(self, session: Any, row: Request, device: Device, agency_name: str,
+                       root: TrustRootV2, warrant: WarrantClaim | None, now: datetime,
+                       status_reason: str = "") -> Token | None:
+        """A new token row in status ``prepared`` holding the exact payload for `device`
+        (next ``seq``, new ``jti``, sealed keys), added to the session; None when no
+        escrowed epoch key of the device overlaps the window."""
+        claims = self._claims(session, row, device, agency_name, root, warrant, now)
+        if claims is None:
+            return None
+        segment = payload_segment(claims)
+        token = Token(
+            jti=claims.jti, request_id=row.id, device_id=device.id, seq=claims.seq,
+            basis=row.basis, window_start=claims.window.start,
+            window_end=claims.window.end, issued_at=now,
+            expires_at=now + timedelta(seconds=claims.exp - claims.iat),
+            hold_until=claims.hold_until,
+            size_cap=0 if claims.is_preservation
+            else self.core.limits.max_evidence_per_token,
+            status=TokenStatus.PREPARED.value, status_reason=status_reason,
+            jws=canonical_json({"payload": segment, "signatures": []}).decode(),
+            updated_at=now,
+        )
+        session.add(token)
+        return token
+
     @staticmethod
-    def _warrant_claim(row: Request) -> WarrantClaim:
+    def warrant_claim(row: Request) -> WarrantClaim:
         request = parse_request(row.body)
         if not isinstance(request, WarrantRequest) or request.court_signature is None:
             raise SigningError(f"request {row.id} carries no court-signed warrant",
@@ -266,7 +277,7 @@ class SignedReview:
                 raise HostileInputError("sign every prepared payload of the request once: "
                                         f"{', '.join(sorted(tokens))}")
             for jti, token in tokens.items():
-                segment, _ = _stored(token)
+                segment, _ = stored(token)
                 try:
                     check_detached(segment, given[jti], kid, root.keys[kid])
                 except SignatureRefused as exc:
@@ -288,7 +299,7 @@ class SignedReview:
             session.add(Decision(request_id=row.id, reviewer_id=caller.id, org=caller.org,
                                  action=Action.APPROVE.value, reason=text, at=now))
             for jti, token in tokens.items():
-                segment, collected = _stored(token)
+                segment, collected = stored(token)
                 token.jws = canonical_json(
                     {"payload": segment,
                      "signatures": [d.to_json() for d in [*collected, given[jti]]]}).decode()
@@ -322,7 +333,7 @@ class SignedReview:
             return []
         policy = self.issuer.signer.policy_key
         for token in tokens:
-            segment, collected = _stored(token)
+            segment, collected = stored(token)
             token.jws = assemble(segment, [sign_detached(segment, policy), *collected]).decode()
             token.status = TokenStatus.ISSUED.value
             token.updated_at = now

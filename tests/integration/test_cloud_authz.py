@@ -132,6 +132,18 @@ MATRIX: dict[str, tuple[Call, dict[str, object]]] = {
                                          "signature": "A" * 86}]}).encode()), {
             "agency_a": 403, "agency_b": 403, "reviewer": ALLOW, "admin": 403,
             "none": 401, "device": 401}),
+    # trust root v2 re-issue by signature (ADR 0013): 409 trust_root_v1 here too
+    "GET /v1/requests/{id}/reissue-payload": (
+        call("GET", lambda w: f"/v1/requests/{w.open.request_id}/reissue-payload"), {
+            "agency_a": 403, "agency_b": 403, "reviewer": ALLOW, "admin": 403,
+            "none": 401, "device": 401}),
+    "POST /v1/requests/{id}/reissue-signatures": (
+        call("POST", lambda w: f"/v1/requests/{w.open.request_id}/reissue-signatures",
+             json.dumps({"kid": "a" * 64, "reason": "Reviewed against the warrant.",
+                         "signatures": [{"jti": "x", "protected": "e30",
+                                         "signature": "A" * 86}]}).encode()), {
+            "agency_a": 403, "agency_b": 403, "reviewer": ALLOW, "admin": 403,
+            "none": 401, "device": 401}),
     "GET /v1/requests/{id}/evidence": (
         call("GET", lambda w: f"/v1/requests/{w.closed.request_id}/evidence"), {
             "agency_a": ALLOW, "agency_b": 404, "reviewer": 403, "admin": 403,

@@ -1,5 +1,5 @@
-"""Approval by signature under trust root v2: the prepared payload a reviewer signs on
-their own machine, and the signatures they post (docs/adr/0013-trust-root-v2.md)."""
+"""Approval and re-issue by signature under trust root v2: the prepared payload a reviewer
+signs on their own machine, and the signatures they post (docs/adr/0013-trust-root-v2.md)."""
 
 from __future__ import annotations
 
@@ -54,4 +54,34 @@ def signatures(request: Request, request_id: str, body: SignaturesBody, caller: 
     items = [Submitted(s.jti, DetachedSignature(s.protected, s.signature))
              for s in body.signatures]
     return request_view(service_of(request).signed_review.submit(
+        caller, request_id, body.kid, body.reason, items))
+
+
+@router.get("/v1/requests/{request_id}/reissue-payload",
+            summary="The exact payloads of new tokens replacing the ones a device refused "
+                    "(stale_seq, expired), prepared once, with what they release and replace",
+            description="Trust root v2 only. The request must be re-issuable and pass the "
+                        "legal check now; the caller must be a reviewer of another "
+                        "organisation than the submitter's. Each payload names the token it "
+                        "replaces (`replaces`) and who signed it so far (`signed_by`); "
+                        "`reviewers_required` is how many reviewers, each of another "
+                        "organisation, must sign.")
+def reissue_payload(request: Request, request_id: str, caller: Reviewer) -> dict[str, Any]:
+    return service_of(request).signed_reissue.payload(caller, request_id)
+
+
+@router.post("/v1/requests/{request_id}/reissue-signatures", response_model=RequestView,
+             summary="Re-issue by signing the prepared re-issue payloads with the reviewer's "
+                     "own key",
+             description="Trust root v2 only. Accepted only from the reviewer whose key the "
+                         "trust root lists under their name and organisation, over exactly "
+                         "the prepared payloads, while the request is still re-issuable and "
+                         "lawful. When enough reviewers signed, the service adds the policy "
+                         "signature, supersedes the refused tokens and publishes the new "
+                         "ones.")
+def reissue_signatures(request: Request, request_id: str, body: SignaturesBody,
+                       caller: Reviewer) -> RequestView:
+    items = [Submitted(s.jti, DetachedSignature(s.protected, s.signature))
+             for s in body.signatures]
+    return request_view(service_of(request).signed_reissue.submit(
         caller, request_id, body.kid, body.reason, items))

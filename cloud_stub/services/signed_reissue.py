@@ -1,0 +1,307 @@
+"""Re-issuing a refused token by the reviewers' signatures under trust root v2
+(docs/adr/0013-trust-root-v2.md, "Re-issue by signature").
+
+Under v1 the service signs a re-issued token by itself (`cloud_stub.services.reissuing`).
+Under v2 it holds only the policy key, so a re-issue goes the way of approval by signature
+(`cloud_stub.services.signed_review`):
+
+- a reviewer asks for the re-issue payload (`payload`): the service checks the request is
+  re-issuable (`Reissuing.candidates`: per device, its latest token refused ``stale_seq``
+  or ``expired`` without accepted evidence) and still lawful now
+  (`Intake.require_lawful_now`), and prepares, once, one payload per such device: new
+  ``jti``, next ``seq``, the same window, basis, case, recipient and warrant, a fresh life
+  capped at the warrant's expiry, the keys sealed again. It is stored as a token row in
+  status ``prepared`` whose ``status_reason`` names the token it replaces; every reviewer
+  is shown the same bytes;
+- each reviewer signs them on their own machine (`doorbell-review reissue`) and posts the
+  signatures with a written reason (`submit`). The service takes them only from the
+  reviewer whose key id the trust root lists under that reviewer's name and organisation,
+  over exactly the prepared payloads, from a reviewer allowed to review the request (not
+  the submitter's organisation), once per reviewer and organisation; and it runs the legal
+  check and the re-issuability again at that moment;
+- a re-issue needs as many reviewers, of as many organisations, as approving the request
+  did: ``max(approvals_required, rules[basis].review)`` reviewers, each of another
+  organisation (an emergency: two). When the last one is in, the service adds the policy
+  signature, marks the refused token ``superseded``, audits ``token.reissued`` (old and
+  new jti, the reviewers, their reasons and key ids) and publishes after the commit.
+
+A refusal changes nothing (the transaction is rolled back).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cloud_stub.domain.lifecycle import UNISSUED, RequestStatus, TokenStatus
+from cloud_stub.domain.review_rules import Reviewer, check_reason, check_reviewer, organisation_key
+from cloud_stub.domain.summaries import RequestSummary
+from cloud_stub.errors import Conflict, Forbidden, HostileInputError, NotFound
+from cloud_stub.services.context import PrincipalCaller, ServiceCore, takes_a_signing_slot
+from cloud_stub.services.intake import Intake
+from cloud_stub.services.publishing import Publisher
+from cloud_stub.services.reissuing import REISSUED_ACTION, Candidate, Reissuing
+from cloud_stub.services.signed_review import SignedReview, Submitted, aware_utc, stored
+from cloud_stub.store.models import Principal, Request, Token
+from cloud_stub.store.sequence import lock_counters
+from protocol.keys import canonical_json
+from protocol.release_signing import (
+    SignatureRefused,
+    assemble,
+    check_detached,
+    claims_of,
+    describe,
+    payload_sha256,
+    sign_detached,
+)
+from protocol.trust_root_v2 import TrustRootV2
+
+REISSUE_OF = "re-issue of "  # a prepared re-issue row's status_reason: + the refused jti
+SIGNED_ACTION = "token.reissue_signed"
+PREPARED_ACTION = "token.reissue_prepared"
+
+
+def replaced_jti(token: Token) -> str:
+    """The jti of the refused token a prepared re-issue row replaces ("" for another row)."""
+    reason = token.status_reason or ""
+    return reason.removeprefix(REISSUE_OF) if reason.startswith(REISSUE_OF) else ""
+
+
+def _reviews(token: Token) -> list[dict[str, str]]:
+    """The reviewers who signed a prepared re-issue row so far: kid, name, org, reason."""
+    return list(json.loads(token.jws).get("reviews", []))
+
+
+def reviewers_required(root: TrustRootV2, row: Request) -> int:
+    """How many reviewers, each of another organisation, a re-issue of `row` needs: as
+    many as its approval (the request's rule and the trust root's rule for its basis)."""
+    rule = root.rules[row.basis]
+    return max(row.approvals_required, rule.review, rule.review_orgs)
+
+
+class SignedReissue:
+    """Prepare re-issue payloads, accept reviewer signatures, finish with the policy key."""
+
+    def __init__(self, core: ServiceCore, signed_review: SignedReview, reissuing: Reissuing,
+                 publisher: Publisher, intake: Intake) -> None:
+        self.core = core
+        self.signed_review = signed_review
+        self.reissuing = reissuing
+        self.publisher = publisher
+        self.intake = intake
+
+    # --- the payload ---------------------------------------------------------------------
+
+    @takes_a_signing_slot
+    def payload(self, caller: PrincipalCaller, request_id: str) -> dict[str, Any]:
+        """The prepared re-issue payloads of a request (prepared on first ask, and again
+        when the ones stored expired or no longer match what is re-issuable).
+
+        Raises Forbidden (not a reviewer, separation of duties), Conflict (v1 root,
+        ``not_reissuable``, the legal check's own code, ``no_escrowed_epochs``), NotFound,
+        SigningError.
+        """
+        now = self.core.now()
+        root = self.signed_review.root(now)
+        with self.core.store.transaction() as session:
+            row = self.core.load_request(session, request_id, lock=True)
+            check_reviewer(Reviewer(caller.id, caller.role, caller.org), row.org)
+            candidates = self.reissuing.candidates(session, row)
+            self.intake.require_lawful_now(session, row, now)
+            tokens = self._prepared(session, row.id)
+            if tokens and self._outdated(session, tokens, candidates, now):
+                for token in tokens:
+                    token.status = TokenStatus.DISCARDED.value
+                    token.updated_at = now
+                session.flush()
+                tokens = []
+            if not tokens:
+                tokens = self._prepare(session, row, root, candidates, now)
+            replaced = {c.old.jti: c.old for c in candidates}
+            payloads = []
+            for token in tokens:
+                segment, _ = stored(token)
+                old = replaced[replaced_jti(token)]
+                payloads.append({
+                    "device": token.device_id,
+                    "jti": token.jti,
+                    "payload": segment,
+                    "payload_sha256": payload_sha256(segment),
+                    "summary": describe(claims_of(segment)),
+                    "replaces": {"jti": old.jti, "seq": old.seq,
+                                 "refused": old.status_reason},
+                    "signed_by": [r["name"] for r in _reviews(token)],
+                })
+            return {"request_id": row.id, "basis": row.basis, "root_version": root.version,
+                    "reviewers_required": reviewers_required(root, row),
+                    "payloads": payloads}
+
+    def _prepared(self, session: Session, request_id: str) -> list[Token]:
+        return [t for t in session.execute(
+            select(Token).where(Token.request_id == request_id,
+                                Token.status == TokenStatus.PREPARED)
+            .order_by(Token.device_id)).scalars() if replaced_jti(t)]
+
+    @staticmethod
+    def _outdated(session: Session, tokens: list[Token], candidates: list[Candidate],
+                  now: datetime) -> str:
+        """Why prepared re-issue payloads can no longer be signed ("" when they can): one
+        expired, they replace other tokens than the ones re-issuable now, or a later token
+        was issued to the device since (the new one would be refused ``stale_seq``)."""
+        if min(aware_utc(t.expires_at) for t in tokens) <= now:
+            return "the prepared payload expired"
+        if sorted(replaced_jti(t) for t in tokens) != sorted(c.old.jti for c in candidates):
+            return "the tokens to re-issue changed since the payload was prepared"
+        for token in tokens:
+            later = session.execute(
+                select(func.count()).select_from(Token)
+                .where(Token.device_id == token.device_id, Token.seq > token.seq,
+                       Token.status.not_in(UNISSUED))).scalar_one()
+            if later:
+                return f"a later token was issued to {token.device_id} since"
+        return ""
+
+    def _prepare(self, session: Session, row: Request, root: TrustRootV2,
+                 candidates: list[Candidate], now: datetime) -> list[Token]:
+        agency = session.get(Principal, row.agency_id)
+        if agency is None:
+            raise NotFound(f"the agency of request {row.id} no longer exists")
+        warrant = self.signed_review.warrant_claim(row) if root.rules[row.basis].court else None
+        lock_counters(session, [c.device.id for c in candidates])
+        out = []
+        for candidate in candidates:
+            token = self.signed_review.prepared_token(
+                session, row, candidate.device, agency.name, root, warrant, now,
+                status_reason=REISSUE_OF + candidate.old.jti)
+            if token is None:  # the escrowed epochs are gone: nothing to seal
+                raise Conflict(f"no escrowed epoch key overlaps the window for "
+                               f"{candidate.device.id} any more", code="no_escrowed_epochs")
+            out.append(token)
+        session.flush()
+        self.core.audit.append(session, at=now, actor="service:policy",
+                               action=PREPARED_ACTION, subject=f"request:{row.id}",
+                               detail={"tokens": [t.jti for t in out],
+                                       "replaces": [replaced_jti(t) for t in out],
+                                       "root_version": root.version})
+        return out
+
+    # --- the signatures ------------------------------------------------------------------
+
+    @takes_a_signing_slot
+    def submit(self, caller: PrincipalCaller, request_id: str, kid: str, reason: str,
+               signatures: list[Submitted]) -> RequestSummary:
+        """Record one reviewer's signatures over the prepared re-issue payloads; on the
+        last one needed, issue the new tokens and publish them after the commit.
+
+        Raises Forbidden (not this reviewer's key, separation of duties, an organisation
+        that signed already), Conflict (``not_prepared``, ``payload_outdated``,
+        ``already_decided``, ``not_reissuable``, the legal check's own code),
+        HostileInputError (a signature not over the prepared payload, a missing or extra
+        one, no reason), NotFound.
+        """
+        now = self.core.now()
+        root = self.signed_review.root(now)
+        enrolled = root.reviewers.get(kid)
+        if enrolled is None or (enrolled.name, enrolled.org) != (caller.name, caller.org):
+            raise Forbidden(f"key {kid[:16]}... is not the key the trust root lists for "
+                            f"reviewer {caller.name} of {caller.org}")
+        text = check_reason(reason)
+        issued: list[str] = []
+        with self.core.store.transaction() as session:
+            row = self.core.load_request(session, request_id, lock=True)
+            check_reviewer(Reviewer(caller.id, caller.role, caller.org), row.org)
+            tokens = {t.jti: t for t in self._prepared(session, row.id)}
+            if not tokens:
+                raise Conflict("no re-issue is prepared for this request: fetch the "
+                               "re-issue payload first", code="not_prepared")
+            given = {s.jti: s.signature for s in signatures}
+            if len(given) != len(signatures) or set(given) != set(tokens):
+                raise HostileInputError("sign every prepared re-issue payload of the request "
+                                        f"once: {', '.join(sorted(tokens))}")
+            for jti, token in tokens.items():
+                try:
+                    check_detached(stored(token)[0], given[jti], kid, root.keys[kid])
+                except SignatureRefused as exc:
+                    raise HostileInputError(f"token {jti}: {exc}") from None
+            # re-issuability and the law as they are now, not as when it was prepared
+            candidates = self.reissuing.candidates(session, row)
+            self.intake.require_lawful_now(session, row, now)
+            why = self._outdated(session, list(tokens.values()), candidates, now)
+            if why:
+                raise Conflict(f"{why}: fetch the re-issue payload again and sign it",
+                               code="payload_outdated")
+            reviews = _reviews(next(iter(tokens.values())))
+            if any(r["kid"] == kid or r["name"] == caller.name for r in reviews):
+                raise Conflict("this reviewer already signed this re-issue",
+                               code="already_decided")
+            if any(organisation_key(r["org"]) == organisation_key(caller.org)
+                   for r in reviews):
+                raise Forbidden("a reviewer of this organisation already signed this "
+                                "re-issue; the next must come from another organisation",
+                                code="same_organisation")
+            review = {"kid": kid, "name": caller.name, "org": caller.org, "reason": text}
+            reviews = [*reviews, review]
+            for jti, token in tokens.items():
+                segment, collected = stored(token)
+                token.jws = canonical_json(
+                    {"payload": segment,
+                     "signatures": [d.to_json() for d in [*collected, given[jti]]],
+                     "reviews": reviews}).decode()
+                token.updated_at = now
+            required = reviewers_required(root, row)
+            self.core.audit.append_at_commit(
+                session, at=now, actor=caller.label, action=SIGNED_ACTION,
+                subject=f"request:{row.id}",
+                detail={"tokens": sorted(tokens), "reason": text, "org": caller.org,
+                        "kid": kid, "signatures": len(reviews), "required": required})
+            if len(reviews) >= required:
+                old = {c.old.jti: c.old for c in candidates}
+                issued = self._finish(session, row, list(tokens.values()), old, reviews,
+                                      caller, now)
+            row.updated_at = now
+        self.publisher.publish(issued)
+        with self.core.store.transaction() as session:
+            return self.core.summary(session, self.core.load_request(session, request_id))
+
+    def _finish(self, session: Session, row: Request, tokens: list[Token],
+                old: dict[str, Token], reviews: list[dict[str, str]],
+                caller: PrincipalCaller, now: datetime) -> list[str]:
+        policy = self.signed_review.issuer.signer.policy_key
+        for token in tokens:
+            segment, collected = stored(token)
+            jti = replaced_jti(token)
+            if jti not in old:  # `_outdated` checked this; a mismatch is a bug: fail closed
+                raise Conflict(f"token {token.jti} replaces no re-issuable token",
+                               code="not_reissuable")
+            refused_token = old[jti]
+            token.jws = assemble(segment, [sign_detached(segment, policy), *collected]).decode()
+            token.status = TokenStatus.ISSUED.value
+            token.status_reason = ""
+            token.updated_at = now
+            refused = refused_token.status_reason
+            refused_token.status = TokenStatus.SUPERSEDED.value
+            refused_token.status_reason = f"rejected {refused}; re-issued as {token.jti}"
+            refused_token.updated_at = now
+            self.core.audit.append_at_commit(
+                session, at=now, actor="service:signer", action="token.issued",
+                subject=f"token:{token.jti}",
+                detail={"request": row.id, "device": token.device_id, "seq": token.seq,
+                        "basis": row.basis, "signers": ["policy", "review"],
+                        "reissue_of": refused_token.jti})
+            self.core.audit.append_at_commit(
+                session, at=now, actor=caller.label, action=REISSUED_ACTION,
+                subject=f"token:{refused_token.jti}",
+                detail={"request": row.id, "device": token.device_id,
+                        "old_jti": refused_token.jti, "old_seq": refused_token.seq,
+                        "refused": refused, "new_jti": token.jti, "new_seq": token.seq,
+                        "reviewer": caller.name, "org": caller.org,
+                        "reason": reviews[-1]["reason"], "kid": reviews[-1]["kid"],
+                        "reviewers": reviews})
+        if row.status == RequestStatus.REJECTED:
+            row.status = RequestStatus.RELEASED.value
+        return [t.jti for t in tokens]
+
