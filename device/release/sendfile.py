@@ -22,13 +22,20 @@ ends before `length` raises `FileEnded`, an OSError, as the uploader documents.
 from __future__ import annotations
 
 import http.client
+import os
 import select
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from typing import BinaryIO
 
 import httpx
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
 
 
 class FileEnded(OSError):
@@ -55,11 +62,29 @@ class FileBody(httpx.SyncByteStream):
             yield piece
 
     def send(self, sock: socket.socket) -> None:
-        """Send the bytes with sendfile(2). Raises FileEnded, else OSError or
-        TimeoutError from the socket."""
-        sent = sock.sendfile(self.handle, self.offset, self.length)
-        if sent != self.length:
-            raise FileEnded(f"{self._name()}: ended {self.length - sent} bytes early")
+        """Send the bytes with sendfile(2), the socket blocking for the while with its
+        timeout as SO_SNDTIMEO: the kernel waits for room in the socket, not a Python
+        loop around poll(2) (the uplink drains the socket many times per clip). Raises
+        FileEnded, TimeoutError when no byte left for the socket's timeout, else
+        OSError from the socket."""
+        timeout = sock.gettimeout()
+        seconds = timeout if timeout is not None else 0.0
+        sock.setblocking(True)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(seconds))
+        try:
+            offset, left = self.offset, self.length
+            while left:
+                try:
+                    sent = os.sendfile(sock.fileno(), self.handle.fileno(), offset, left)
+                except BlockingIOError as exc:  # SO_SNDTIMEO passed without progress
+                    raise TimeoutError(f"no byte sent for {seconds:g} s") from exc
+                if sent == 0:
+                    raise FileEnded(f"{self._name()}: ended {left} bytes early")
+                offset += sent
+                left -= sent
+        finally:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(0.0))
+            sock.settimeout(timeout)
 
     def _name(self) -> str:
         return str(getattr(self.handle, "name", "file"))

@@ -1,12 +1,14 @@
 """`SendfileTransport` against a real HTTP/1.1 server (the standard library's, in a
 thread): a `FileBody` arrives byte for byte with httpx's headers, connections are kept
 alive and reused, one the server closed is not, a file that ends early raises OSError
-and leaves no half-sent request behind, and other requests go to the inner transport."""
+and leaves no half-sent request behind, a peer that stops reading is a write timeout,
+and other requests go to the inner transport."""
 
 from __future__ import annotations
 
 import http.server
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,3 +157,19 @@ def test_a_refused_connection_is_httpx_connect_error(tmp_path: Path) -> None:
     with httpx.Client(transport=SendfileTransport(Inner(), timeout_s=10)) as client, \
             path.open("rb") as handle, pytest.raises(httpx.ConnectError):
         put(client, "http://127.0.0.1:9/p", FileBody(handle, 0, 10, read_bytes=4))
+
+
+def test_a_peer_that_stops_reading_is_a_write_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "clip.age"
+    path.write_bytes(b"w" * (32 * 1024 * 1024))  # more than both sockets' buffers hold
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/p"
+    try:
+        with httpx.Client(transport=SendfileTransport(Inner(), timeout_s=0.5)) as client, \
+                path.open("rb") as handle, pytest.raises(httpx.WriteTimeout):
+            put(client, url, FileBody(handle, 0, 32 * 1024 * 1024, read_bytes=4096))
+    finally:
+        for sock in (*accepted, listener):
+            sock.close()
