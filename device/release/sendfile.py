@@ -90,6 +90,13 @@ class FileBody(httpx.SyncByteStream):
         return str(getattr(self.handle, "name", "file"))
 
 
+def _readable(sock: socket.socket) -> bool:
+    """True when `sock` has something to read now (poll(2): any descriptor number)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class _Failed(Exception):
     """Which step failed, for the httpx error it becomes."""
 
@@ -150,8 +157,7 @@ class SendfileTransport(httpx.BaseTransport):
                 connection = idle.pop() if idle else None
             if connection is None:
                 return http.client.HTTPConnection(key[0], key[1], timeout=self._timeout_s)
-            sock = connection.sock
-            if sock is not None and not select.select([sock], [], [], 0)[0]:
+            if connection.sock is not None and not _readable(connection.sock):
                 return connection  # nothing to read on an idle connection: still open
             connection.close()  # closed by the server (or it sent what we did not ask)
 
