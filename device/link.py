@@ -80,6 +80,10 @@ class MqttLink(Protocol):
 
     def receive(self, timeout: float) -> Inbound | None: ...
 
+    def wake(self) -> None:
+        """Make a `receive` in progress return None now (the worker is being stopped)."""
+        ...
+
     def ack(self, message: Inbound) -> None: ...
 
     def close(self, *, final_payload: bytes | None = None) -> None: ...
@@ -194,6 +198,9 @@ class PahoLink:
 
     def receive(self, timeout: float) -> Inbound | None:
         return self._inbound.get(timeout)
+
+    def wake(self) -> None:
+        self._inbound.wake()
 
     def ack(self, message: Inbound) -> None:
         """Acknowledge a QoS 1 message once its outcome is durable (no-op for QoS 0)."""

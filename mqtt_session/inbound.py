@@ -89,9 +89,15 @@ class InboundQueue:
                 item = self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
-        if item is None:  # the wake-up `close` left
+        if item is None:  # the wake-up `wake` or `close` left
             return self.get(0) if self._closed.is_set() else None
         return item
+
+    def wake(self) -> None:
+        """Make a worker waiting in `get` return None now (one that is not waiting gets
+        None from its next `get`). A full queue needs no wake-up: its worker is busy."""
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
 
     def close(self) -> None:
         """Take no more messages and wake a worker waiting in `get`."""

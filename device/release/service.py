@@ -10,7 +10,9 @@ retained status with the agent's health. The job thread runs accepted jobs (re-s
 upload can take minutes; a job that hit a transport failure waits with exponential
 backoff), so a long upload never stalls the intake of tokens; when a job ends, the job
 thread publishes its result at once (the outbox is locked, so both threads may flush
-it).
+it). Neither thread polls faster than its work needs: the intake's chores run after
+each message and once per `ServiceTiming.poll_s`; the job thread sleeps until a token
+is accepted or a retry falls due (docs/architecture.md, "Release threads").
 """
 
 from __future__ import annotations
@@ -53,13 +55,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ServiceTiming:
-    """Seconds. `poll_s` bounds how long the worker waits for a message between chores."""
+    """Seconds. `poll_s` bounds how long the intake thread waits for a message between
+    its chores (a message is handled as it arrives, and the chores run after it); each
+    pass reads the release database and lists the escrow outbox, so an idle device pays
+    for every pass (docs/architecture.md, "Release threads"). `jobs_idle_s` bounds the
+    job thread's sleep while no job waits for a retry: an accepted token wakes it."""
 
-    poll_s: float = 0.2
+    poll_s: float = 1.0
     status_every_s: float = 60.0
     retry_initial_s: float = 2.0
     retry_max_s: float = 300.0
     publish_timeout_s: float = 30.0  # unacknowledged this long: publish again
+    jobs_idle_s: float = 60.0
 
 
 def link_settings(
@@ -221,6 +228,7 @@ class ReleaseService:
         """Stop both threads (an upload stops between chunks), publish `offline`, close."""
         self._stop.set()
         self._job_wakeup.set()
+        self.link.wake()  # the intake thread may be waiting `poll_s` for a message
         for thread in (self._thread, self._jobs_thread):
             if thread is not None:
                 thread.join(timeout=30)
@@ -280,14 +288,27 @@ class ReleaseService:
                 self._stop.wait(1.0)
 
     def _job_loop(self) -> None:
+        wait = 0.0  # the first pass at once: jobs an earlier run left running
         while not self._stop.is_set():
-            self._job_wakeup.wait(self._timing.poll_s * 5)
+            self._job_wakeup.wait(wait)
             self._job_wakeup.clear()
             try:
                 self.run_jobs()
             except Exception:  # a job's unexpected error must not end the thread
                 log.exception("release job error")
                 self._stop.wait(1.0)
+                wait = self._timing.poll_s  # the disk or the database: look again soon
+                continue
+            wait = self._job_wait()
+
+    def _job_wait(self) -> float:
+        """Seconds the job thread sleeps unless woken: until the first job waiting for a
+        retry falls due, else `jobs_idle_s`. Every job left running after a pass waits
+        for a retry; a new one sets the wake-up."""
+        with self._jobs_lock:
+            dues = [due for due, _ in self._retry_at.values()]
+        now = time.monotonic()
+        return max(0.0, min(dues, default=now + self._timing.jobs_idle_s) - now)
 
     def chores(self) -> bool:
         """The intake thread's pass between messages: deferred tokens, the outbox, escrow

@@ -20,8 +20,10 @@ answer was lost, or whose agent stopped before it recorded the end). It raises
 
 A chunk is never held in memory: it is hashed from the file for the signature (unless
 it is the whole file and the caller passed the file's digest, which the re-seal took
-as it wrote), then streamed from the file again as the body with its `Content-Length` (reads of
-`UploadLimits.read_bytes`), so a worker's memory does not grow with the chunk size.
+as it wrote), then sent from the file again as the body with its `Content-Length`: by
+sendfile(2) over plain HTTP (`device.release.sendfile`: the bytes do not pass through
+Python), else in reads of `UploadLimits.read_bytes`; a worker's memory does not grow
+with the chunk size.
 The re-sealed file is the device's own and is not written while it is uploaded; a file
 that comes up short between the two reads raises OSError.
 """
@@ -41,6 +43,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from device.release.errors import UploadFailed, UploadRefused
+from device.release.sendfile import FileBody, SendfileTransport
 from protocol.errors import RequestSignatureError
 from protocol.request_signing import signed_headers
 
@@ -120,13 +123,16 @@ class HttpUploader:
         now: Callable[[], float] = time.time,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        """`transport` replaces httpx's own (tests put a faulty network under it)."""
+        """`transport` replaces the uploader's own, a `SendfileTransport` over httpx's
+        (tests put a faulty network under it)."""
         self._now = now
         self._device = device_id
         self._identity = identity
         self._limits = limits
         self._sleep = sleep
         self._stop = stop or threading.Event()
+        if transport is None:
+            transport = SendfileTransport(httpx.HTTPTransport(), timeout_s=limits.timeout_s)
         self._client = httpx.Client(timeout=limits.timeout_s, follow_redirects=False,
                                     transport=transport)
 
@@ -151,13 +157,18 @@ class HttpUploader:
         return self._send(method, url, jti, hashlib.sha256(body).hexdigest(), body, len(body))
 
     def _send(self, method: str, url: str, jti: str, body_sha256: str,
-              content: bytes | Iterator[bytes], length: int) -> httpx.Response:
+              content: bytes | FileBody, length: int) -> httpx.Response:
         headers = self._headers(method, url, jti, body_sha256)
         if length:
             headers["Content-Type"] = "application/octet-stream"
             headers["Content-Length"] = str(length)
         try:
-            response = self._client.request(method, url, content=content, headers=headers)
+            if isinstance(content, FileBody):
+                request = self._client.build_request(method, url, headers=headers)
+                request.stream = content  # as it is, for the transport to send by sendfile
+                response = self._client.send(request)
+            else:
+                response = self._client.request(method, url, content=content, headers=headers)
         except httpx.HTTPError as exc:  # connection reset, timeout, protocol error
             raise _Retryable(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 500 or response.status_code == 429:
@@ -225,8 +236,8 @@ class HttpUploader:
             for piece in self._pieces(handle, offset, length):
                 hasher.update(piece)
             digest = hasher.hexdigest()
-        return self._send("PUT", f"{url}?offset={offset}", jti, digest,
-                          self._pieces(handle, offset, length), length)
+        body = FileBody(handle, offset, length, read_bytes=self._limits.read_bytes)
+        return self._send("PUT", f"{url}?offset={offset}", jti, digest, body, length)
 
     def upload_file(self, *, upload: str, jti: str, clip_id: str, path: Path,
                     sha256: str | None = None) -> int:
