@@ -38,6 +38,9 @@ def _timeval(seconds: float) -> bytes:
     return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
 
 
+MAX_ANSWER_BYTES = 64 * 1024  # read no more of an answer to a PUT than this
+
+
 class FileEnded(OSError):
     """The file ended before the body's length."""
 
@@ -186,9 +189,12 @@ class SendfileTransport(httpx.BaseTransport):
             raise _Failed("write", exc) from exc
         try:
             answer = connection.getresponse()
-            content = answer.read()
+            content = answer.read(MAX_ANSWER_BYTES + 1)
         except (OSError, http.client.HTTPException) as exc:
             raise _Failed("read", exc) from exc
+        if len(content) > MAX_ANSWER_BYTES:  # the endpoint answers in a few hundred bytes
+            raise _Failed("read", http.client.HTTPException(
+                f"an answer of over {MAX_ANSWER_BYTES} bytes to a PUT"))
         return answer.status, answer.getheaders(), content, not answer.will_close
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from device.release.sendfile import FileBody, FileEnded, SendfileTransport
+from device.release.sendfile import MAX_ANSWER_BYTES, FileBody, FileEnded, SendfileTransport
 
 
 class Received:
@@ -25,6 +25,7 @@ class Received:
         self.headers: list[dict[str, str]] = []
         self.peers: list[tuple[str, int]] = []
         self.close_next = False
+        self.answer_bytes = 0  # > 0: answer with this many bytes instead
 
 
 def serve(received: Received) -> tuple[http.server.ThreadingHTTPServer, str]:
@@ -37,6 +38,8 @@ def serve(received: Received) -> tuple[http.server.ThreadingHTTPServer, str]:
             received.headers.append({k.lower(): v for k, v in self.headers.items()})
             received.peers.append(self.client_address)
             body = b'{"offset": %d}' % length
+            if received.answer_bytes:
+                body = b"x" * received.answer_bytes
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -173,3 +176,17 @@ def test_a_peer_that_stops_reading_is_a_write_timeout(tmp_path: Path) -> None:
     finally:
         for sock in (*accepted, listener):
             sock.close()
+
+
+def test_an_answer_larger_than_any_the_endpoint_gives_is_not_read_whole(
+    received: tuple[Received, str], tmp_path: Path
+) -> None:
+    got, url = received
+    got.answer_bytes = MAX_ANSWER_BYTES + 1
+    path = tmp_path / "clip.age"
+    path.write_bytes(b"sealed")
+    with httpx.Client(transport=SendfileTransport(Inner(), timeout_s=10)) as client, \
+            path.open("rb") as handle, pytest.raises(httpx.RemoteProtocolError,
+                                                     match="an answer of over"):
+        put(client, f"{url}/v1/evidence/j/c?offset=0", FileBody(handle, 0, 6, read_bytes=4096))
+    assert got.bodies == [b"sealed"]
