@@ -43,7 +43,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from device.release.errors import UploadFailed, UploadRefused
-from device.release.sendfile import FileBody, SendfileTransport
+from device.release.sendfile import MAX_ANSWER_BYTES, FileBody, SendfileTransport
 from protocol.errors import RequestSignatureError
 from protocol.request_signing import signed_headers
 
@@ -102,6 +102,18 @@ def _problem_code(response: httpx.Response) -> str:
     error = body.get("error") if isinstance(body, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
     return code if isinstance(code, str) else ""
+
+
+def _read_capped(response: httpx.Response) -> bytes:
+    """The answer's body, at most `MAX_ANSWER_BYTES` of it (the endpoint answers in a few
+    hundred bytes). Raises httpx.RemoteProtocolError for a longer one."""
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise httpx.RemoteProtocolError(
+                f"an answer of over {MAX_ANSWER_BYTES} bytes", request=response.request)
+    return bytes(body)
 
 
 class HttpUploader:
@@ -166,11 +178,20 @@ class HttpUploader:
             if isinstance(content, FileBody):
                 request = self._client.build_request(method, url, headers=headers)
                 request.stream = content  # as it is, for the transport to send by sendfile
-                response = self._client.send(request)
             else:
-                response = self._client.request(method, url, content=content, headers=headers)
+                request = self._client.build_request(method, url, content=content,
+                                                     headers=headers)
+            response = self._client.send(request, stream=True)
+            try:
+                answer = _read_capped(response)
+            finally:
+                response.close()
         except httpx.HTTPError as exc:  # connection reset, timeout, protocol error
             raise _Retryable(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+        headers_read = [(k, v) for k, v in response.headers.multi_items()
+                        if k.lower() not in ("content-encoding", "content-length")]
+        response = httpx.Response(response.status_code, headers=headers_read,
+                                  content=answer, request=request)  # decoded already
         if response.status_code >= 500 or response.status_code == 429:
             raise _Retryable(f"{method} {url}: {response.status_code}")
         return response

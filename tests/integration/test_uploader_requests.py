@@ -16,7 +16,9 @@ with the manifest.
 from __future__ import annotations
 
 import hashlib
+import http.server
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +28,7 @@ import httpx
 import pytest
 
 from cloud_stub.store.models import Upload
+from device.release.errors import UploadFailed
 from device.release.uploader import HttpUploader, UploadLimits
 from tests.fixtures.cloud import CloudServer
 from tests.fixtures.release import CuttingProxy
@@ -263,3 +266,53 @@ def test_the_upload_row_is_written_before_the_first_bytes_and_closed_with_the_ma
     assert row() == first
     accept_and_download(cloud, released, uploader, clip)
     assert row() == (len(clip), first[1])  # closed with the manifest: the size received
+
+
+def test_an_answer_too_long_for_the_endpoint_is_not_read_into_memory(
+    released: Released, tmp_path: Path
+) -> None:
+    """A peer in the cloud's place answers every request with 8 MiB: the uploader reads
+    no more than its cap of each answer (over httpx for the manifest, over sendfile for a
+    clip's PUT) and gives up after its bounded retries, naming the cause."""
+    answers: list[int] = []
+
+    class Flood(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _flood(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            answers.append(1)
+            self.send_response(200)
+            self.send_header("Content-Length", str(8 * 1024 * 1024))
+            self.end_headers()
+            try:
+                for _ in range(128):
+                    self.wfile.write(b"{" * 65536)
+            except OSError:
+                pass  # the uploader stopped reading and closed
+
+        do_PUT = do_POST = do_GET = _flood
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flood)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    upload = f"http://127.0.0.1:{server.server_address[1]}/v1/evidence/{released.jti}"
+    (tmp_path / "clip.age").write_bytes(b"sealed bytes")
+    uploader = HttpUploader(
+        device_id=released.device.device_id, identity=released.device.key,
+        limits=UploadLimits(max_failures=2, backoff_initial_s=0.01, backoff_max_s=0.02,
+                            timeout_s=10))
+    try:
+        with pytest.raises(UploadFailed, match="an answer of over"):
+            uploader.upload_manifest(upload=upload, jti=released.jti, manifest=b"{}")
+        with pytest.raises(UploadFailed, match="an answer of over"):
+            uploader.upload_file(upload=upload, jti=released.jti, clip_id="clip",
+                                 path=tmp_path / "clip.age")
+    finally:
+        uploader.close()
+        server.shutdown()
+        server.server_close()
+    assert 4 <= len(answers) <= 6  # two attempts each (the PUT's retry may ask with a GET)
