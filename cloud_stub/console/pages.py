@@ -1,6 +1,7 @@
-"""The console's pages: sign-in and out, the queue, a request with its decision panel,
-a token's life, evidence custody, the audit chain, the transparency report, an agency's
-own requests. Each reads and acts through the service (`CloudService`), as the API does.
+"""The console's pages: sign-in and out, the queue, a request with its decision and
+re-issue panels, a token's life, evidence custody, the audit chain, the transparency
+report, an agency's own requests. Each reads and acts through the service
+(`CloudService`), as the API does.
 """
 
 from __future__ import annotations
@@ -191,7 +192,9 @@ def mine(request: Request, user: User) -> HTMLResponse:
 
 
 def _request_page(request: Request, user: User, request_id: str, *, status_code: int = 200,
-                  problem: str | None = None, reason: str = "") -> HTMLResponse:
+                  problem: str | None = None, reason: str = "",
+                  reissue_problem: str | None = None, reissue_reason: str = ""
+                  ) -> HTMLResponse:
     console = console_of(request)
     detail = reads.request_page(console.service, user.caller, request_id)
     view = detail.view
@@ -207,8 +210,11 @@ def _request_page(request: Request, user: User, request_id: str, *, status_code:
     may_decide = (user.caller.role == "reviewer" and view.status == RequestStatus.PENDING_REVIEW
                   and view.org != user.caller.org
                   and all(d.reviewer != user.caller.name for d in view.decisions))
+    refused = console.service.reissuing.reissuable(user.caller, view.id)
     return page(request, "request.html", status_code, user=user, detail=detail, view=view,
                 line=line, may_decide=may_decide, problem=problem, reason=reason,
+                refused=refused, reissue_problem=reissue_problem,
+                reissue_reason=reissue_reason,
                 approval=console.approval(), modes=ApprovalMode,
                 review_command=console.settings.review_command,
                 api_url=console.service.core.settings.api.url)
@@ -239,13 +245,36 @@ def decide(request: Request, request_id: str, user: User,
     return redirect(f"/requests/{request_id[:64]}")
 
 
+@router.post("/requests/{request_id}/reissue", response_class=HTMLResponse)
+def reissue(request: Request, request_id: str, user: User, reason: Text = "",
+            csrf: Csrf = None) -> Response:
+    """Re-issue the request's refused tokens through the service (`Reissuing.reissue`,
+    which checks who may, what is re-issuable and the law now, and audits
+    ``token.reissued``). Under trust root v2 reviewers sign the new tokens on their own
+    machines: 403. A refusal shows the page again with the reason kept."""
+    check_csrf(user.session, csrf)
+    console = console_of(request)
+    if console.approval() is ApprovalMode.REVIEWER_COMMAND:
+        raise Forbidden("re-issued tokens are signed with the reviewers' own keys: run the "
+                        "command shown on the request page")
+    try:
+        console.service.reissuing.reissue(user.caller, request_id[:64], reason)
+    except CloudError as exc:
+        return _request_page(request, user, request_id[:64], status_code=status_for(exc),
+                             reissue_problem=str(exc), reissue_reason=reason)
+    return redirect(f"/requests/{request_id[:64]}")
+
+
 # --- tokens, evidence, audit, transparency -----------------------------------------------
 
 
 @router.get("/tokens/{jti}", response_class=HTMLResponse)
 def token(request: Request, jti: str, user: User) -> HTMLResponse:
-    life = reads.token_life(console_of(request).service, user.caller, jti[:64])
-    return page(request, "token.html", user=user, life=life)
+    service = console_of(request).service
+    life = reads.token_life(service, user.caller, jti[:64])
+    reissuable = any(r.jti == life.token.jti
+                     for r in service.reissuing.reissuable(user.caller, life.request_id))
+    return page(request, "token.html", user=user, life=life, reissuable=reissuable)
 
 
 @router.get("/requests/{request_id}/evidence", response_class=HTMLResponse)

@@ -24,6 +24,10 @@ publishes the new tokens like any other. A refusal changes nothing.
 Under trust root v2 the service holds no reviewer's key and `sign_for_device` answers
 ``reviewer_signature_required``: reviewers re-issue by signing the new payloads on their
 own machines (`cloud_stub.services.signed_reissue`, which uses `Reissuing.candidates`).
+
+`Reissuing.reissuable` reads, by the same rules and without changing anything, which
+tokens a caller may have re-issued: the review console shows its re-issue panel from it
+(docs/adr/0015-review-console.md, section 9).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from sqlalchemy.orm import Session
 from cloud_stub.domain.lifecycle import UNISSUED, RequestStatus, TokenStatus
 from cloud_stub.domain.review_rules import Reviewer, check_reason, check_reviewer
 from cloud_stub.domain.summaries import RequestSummary
-from cloud_stub.errors import Conflict, NotFound
+from cloud_stub.errors import Conflict, Forbidden, NotFound
 from cloud_stub.services.context import PrincipalCaller, ServiceCore, takes_a_signing_slot
 from cloud_stub.services.intake import Intake
 from cloud_stub.services.issuing import Issued, Issuer
@@ -58,6 +62,16 @@ class Candidate:
 
     old: Token
     device: Device
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A refused token a reviewer may have re-issued, as a page names it."""
+
+    jti: str
+    device: str
+    seq: int
+    reason: str  # the device's refusal: one of `REISSUE_REASONS`
 
 
 class Reissuing:
@@ -111,6 +125,21 @@ class Reissuing:
                 code=NOT_REISSUABLE,
             )
         return out
+
+    def reissuable(self, caller: PrincipalCaller, request_id: str) -> list[Refused]:
+        """The tokens of the request that `caller` may have re-issued now, by the rules
+        `reissue` applies (`check_reviewer`, `candidates`); empty when the caller may not
+        review the request or nothing is re-issuable. The legal check is left to the
+        re-issue itself. Changes nothing. Raises `NotFound` (no such request)."""
+        with self.core.store.read() as session:
+            row = self.core.load_request(session, request_id)
+            try:
+                check_reviewer(Reviewer(caller.id, caller.role, caller.org), row.org)
+                candidates = self.candidates(session, row)
+            except (Forbidden, Conflict, NotFound):
+                return []
+            return [Refused(c.old.jti, c.old.device_id, c.old.seq, c.old.status_reason or "")
+                    for c in candidates]
 
     @takes_a_signing_slot
     def reissue(self, caller: PrincipalCaller, request_id: str, reason: str) -> RequestSummary:

@@ -37,26 +37,14 @@ from protocol.topics import DeviceTopics
 from protocol.trust_root import load_trust_root
 from tests.fixtures.broker import Broker, Inbox, publish, subscribe
 from tests.fixtures.cloud import CloudServer, DeviceSigner, Principal
+from tests.fixtures.reissue import Replay
+from tests.fixtures.reissue import tokens as _tokens
 from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 
 APPROVE = "Warrant checked against the court docket; scope is one porch camera."
 REISSUE = "The broker lost the first token; the device took a later one. Same warrant."
-
-
-class Replay:
-    """The device's replay state after it accepted `accepted` (a `ReplayView`)."""
-
-    def __init__(self, accepted: Token) -> None:
-        self.jtis = {accepted.jti}
-        self.seq = accepted.seq
-
-    def seen(self, jti: str) -> bool:
-        return jti in self.jtis
-
-    def last_seq(self) -> int:
-        return self.seq
 
 
 def device_verdict(cloud: CloudServer, device: DeviceSigner, token: Token,
@@ -84,13 +72,6 @@ class Stale:
     request_id: str
     a: Token
     b: Token
-
-
-def _tokens(cloud: CloudServer, request_id: str) -> list[Token]:
-    with cloud.service.store.read() as session:
-        return list(session.execute(
-            select(Token).where(Token.request_id == request_id).order_by(Token.seq)
-        ).scalars())
 
 
 def _request_status(cloud: CloudServer, request_id: str) -> str:

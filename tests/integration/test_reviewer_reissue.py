@@ -28,8 +28,6 @@ from sqlalchemy import select, update
 
 from cloud_stub.domain.lifecycle import TokenStatus
 from cloud_stub.policy.courts import load_court_key
-from cloud_stub.services.device_events import Result
-from cloud_stub.services.issuing import issued_sha256
 from cloud_stub.store.models import AuditRow, Request, Token
 from protocol.errors import TokenRejected
 from protocol.keys import key_id, private_key_from_pem
@@ -40,6 +38,9 @@ from protocol.trust_root_v2 import TrustRootV2, load_any_trust_root
 from tests.fixtures.cloud import CloudServer, DeviceSigner, Principal, open_cloud
 from tests.fixtures.deployment import TestDeployment
 from tests.fixtures.policy import COURT_ID, PolicyWorld
+from tests.fixtures.reissue import Replay
+from tests.fixtures.reissue import refuse as _refuse
+from tests.fixtures.reissue import tokens as _tokens
 
 BIN = Path(sys.executable).parent
 APPROVE = "warrant checked against the court's docket"
@@ -110,20 +111,6 @@ def v2(fresh_deployment: TestDeployment, tmp_path: Path) -> Iterator[V2]:
         break
 
 
-class Replay:
-    """The device's replay state after it accepted `accepted` (a `ReplayView`)."""
-
-    def __init__(self, accepted: Token) -> None:
-        self.jtis = {accepted.jti}
-        self.seq = accepted.seq
-
-    def seen(self, jti: str) -> bool:
-        return jti in self.jtis
-
-    def last_seq(self) -> int:
-        return self.seq
-
-
 def _root(cloud: CloudServer) -> TrustRootV2:
     root = load_any_trust_root(cloud.deployment.layout.trust_root.read_bytes(),
                                now=datetime.now(UTC))
@@ -140,13 +127,6 @@ def device_verdict(cloud: CloudServer, device_id: str, jws: str,
         return verify_release(jws.encode(), root=_root(cloud), context=context, replay=replay)
     except TokenRejected as exc:
         return str(exc.code)
-
-
-def _tokens(cloud: CloudServer, request_id: str) -> list[Token]:
-    with cloud.service.store.read() as session:
-        return list(session.execute(
-            select(Token).where(Token.request_id == request_id).order_by(Token.seq)
-        ).scalars())
 
 
 def _status(cloud: CloudServer, request_id: str) -> str:
@@ -190,13 +170,6 @@ def _approved(v2: V2, agency: Principal, device: DeviceSigner) -> str:
     approved = v2.alice.review(v2.cloud, "approve", request_id, "--reason", APPROVE)
     assert approved.returncode == 0, approved.stderr
     return request_id
-
-
-def _refuse(cloud: CloudServer, device_id: str, token: Token, reason: str) -> None:
-    """The device reports `token` rejected for `reason`, naming the bytes it judged."""
-    assert cloud.service.events.result_received(device_id, Result(
-        jti=token.jti, status=TokenStatus.REJECTED, reason=reason, detail="", clips=(),
-        token_sha256=issued_sha256(token)))
 
 
 def _make_stale(v2: V2) -> Stale:

@@ -22,8 +22,10 @@
   document.addEventListener("DOMContentLoaded", function () {
     tick();
     window.setInterval(tick, 30000);
-    var problem = document.getElementById("decide-problem");
-    var reason = document.getElementById("reason");
-    if (problem && reason) { reason.focus(); }
+    [["decide-problem", "reason"], ["reissue-problem", "reissue-reason"]].forEach(function (ids) {
+      var problem = document.getElementById(ids[0]);
+      var reason = document.getElementById(ids[1]);
+      if (problem && reason) { reason.focus(); }
+    });
   });
 })();
