@@ -5,7 +5,9 @@ process with a post-roll long enough that it records the whole time (clips are c
 `max_clip_s` = 120 s and continue), and samples the child's VmRSS/VmHWM from /proc
 while reading the simulated time from its status file. Figures: peak RSS against the
 110 MiB target (and the former 150 MiB budget), and RSS at minute ten against RSS at
-minute two (baseline, same run): the growth must stay within 4 MiB.
+minute two (baseline, same run): the growth must stay within 4 MiB. It also prints
+the largest anonymous and file-backed parts it sampled (RssAnon, RssFile): the second
+is the shared libraries' pages, whose count depends on the page cache (bench/README.md).
 
 First it prints what each import costs: a fresh interpreter imports the agent's
 libraries one after the other, in the order the agent loads them, and reports the
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -70,8 +73,10 @@ for name in sys.argv[1:]:
 def import_costs() -> None:
     """Print the RSS each import adds in a fresh interpreter, in the agent's order."""
     names = [name for name, _ in IMPORTS]
+    env = {"OPENBLAS_NUM_THREADS": "1", **os.environ}  # as the agent's commands set it
     out = subprocess.run([sys.executable, "-c", IMPORT_PROBE, *names], capture_output=True,
-                         text=True, check=True, cwd=Path(__file__).resolve().parents[1]).stdout
+                         text=True, check=True, cwd=Path(__file__).resolve().parents[1],
+                         env=env).stdout
     why = dict(IMPORTS)
     print("RSS added by each import (fresh interpreter, agent order):")
     for line in out.splitlines():
@@ -79,8 +84,11 @@ def import_costs() -> None:
         print(f"  {name:<46} {float(value):6.1f} MiB  {why.get(name, 'the interpreter')}")
 
 
-def proc_memory(pid: int) -> tuple[int, int] | None:
-    """(VmRSS, VmHWM) in bytes, None once the process is gone."""
+STATUS_KEYS = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
+
+
+def proc_memory(pid: int) -> tuple[int, int, int, int] | None:
+    """(VmRSS, VmHWM, RssAnon, RssFile) in bytes, None once the process is gone."""
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
@@ -88,11 +96,12 @@ def proc_memory(pid: int) -> tuple[int, int] | None:
     values = {}
     for line in text.splitlines():
         key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
+        if key in STATUS_KEYS:
             values[key] = int(rest.split()[0]) * 1024
-    if len(values) < 2:
+    if len(values) < len(STATUS_KEYS):
         return None
-    return values["VmRSS"], values["VmHWM"]
+    rss, hwm, anon, file = (values[key] for key in STATUS_KEYS)
+    return rss, hwm, anon, file
 
 
 def simulated_seconds(status: Path, start: datetime | None) -> tuple[float, datetime | None]:
@@ -143,14 +152,15 @@ def main() -> None:
         ]
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         per_minute: dict[int, int] = {}
-        peak = 0
+        peak = peak_anon = peak_file = 0
         start: datetime | None = None
         began = time.monotonic()
         while proc.poll() is None:
             sample = proc_memory(proc.pid)
             if sample is not None:
-                rss, hwm = sample
+                rss, hwm, anon, file = sample
                 peak = max(peak, hwm)
+                peak_anon, peak_file = max(peak_anon, anon), max(peak_file, file)
                 seconds, start = simulated_seconds(state / "status.json", start)
                 minute = int(seconds // 60)
                 if 1 <= minute <= args.minutes and minute not in per_minute:
@@ -167,6 +177,9 @@ def main() -> None:
             raise SystemExit(f"agent failed with {proc.returncode}")
         clips = json.loads(out.strip().splitlines()[-1])["clips_sealed"]
     print(f"  clips sealed: {clips}")
+    print(f"  sampled: anonymous up to {peak_anon / MiB:.1f} MiB, file-backed up to "
+          f"{peak_file / MiB:.1f} MiB (shared libraries' pages: how many count depends on "
+          "the page cache, see bench/README.md)")
     print(ratio_line("agent peak RSS, 1280x720 (vs target)", peak / MiB, TARGET_MIB, "MiB",
                      "target <= 1.00"))
     print(ratio_line("agent peak RSS, 1280x720 (vs former budget)", peak / MiB,

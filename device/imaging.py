@@ -138,9 +138,29 @@ def linear_resize(src: F32, width: int, height: int) -> F32:
     return out
 
 
+LOOKUP_BLOCK = 8192  # pixels per step of `lookup`: a 64 KiB index array, on the heap
+
+
 def lookup(src: U8, table: U8, out: U8 | None = None) -> U8:
-    """Map every pixel through a 256-entry table (OpenCV's LUT)."""
+    """Map every pixel through a 256-entry table (OpenCV's LUT).
+
+    NumPy indexes with 8-byte integers: one `take` over a 1280x720 plane would convert
+    it into a 7 MiB index array, and with `out` also buffer the result (another plane),
+    on every frame of the simulated camera. In blocks of `LOOKUP_BLOCK` pixels the
+    temporaries stay at 64 KiB, in glibc's heap rather than fresh mappings
+    (docs/adr/0019-agent-memory-and-uplink-benchmarks.md). A uint8 index cannot leave a
+    256-entry table, so ``mode="clip"`` changes no value and spares NumPy the buffer.
+    """
+    if src.dtype != np.uint8 or table.shape != (256,):
+        raise ValueError(f"lookup maps uint8 pixels through 256 entries, not {src.dtype} "
+                         f"through {table.shape}")
     if out is None:
-        return np.take(table, src)
-    np.take(table, src, out=out)
+        out = np.empty(src.shape, dtype=table.dtype)
+    elif out.shape != src.shape or not out.flags.c_contiguous:
+        raise ValueError(f"lookup needs a C-contiguous output of shape {src.shape}")
+    flat_src = src.reshape(-1)
+    flat_out = out.reshape(-1)
+    for start in range(0, flat_src.size, LOOKUP_BLOCK):
+        block = slice(start, start + LOOKUP_BLOCK)
+        np.take(table, flat_src[block], out=flat_out[block], mode="clip")
     return out

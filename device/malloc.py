@@ -1,12 +1,15 @@
-"""`tune_malloc`: glibc's allocator settings for a long-running video daemon.
+"""`tune_malloc`: glibc's allocator settings for a long-running video daemon, and
+`limit_blas_threads`: no idle OpenBLAS workers beside it.
 
-Standard library only (ctypes), so the command line calls it first, before it imports
-the agent.
+Standard library only (ctypes), so the command line calls them first, before it
+imports the agent (and with it NumPy).
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
+from collections.abc import MutableMapping
 
 M_TRIM_THRESHOLD = -1  # glibc <malloc.h> mallopt parameters
 M_MMAP_THRESHOLD = -3
@@ -39,3 +42,15 @@ def tune_malloc() -> bool:
         mallopt(M_ARENA_MAX, MALLOC_ARENAS),
     ]
     return all(results)
+
+
+def limit_blas_threads(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Ask OpenBLAS for one thread, unless the environment already chose; call it before
+    NumPy is imported (OpenBLAS reads the variable when it loads).
+
+    The agent makes no BLAS call (device/imaging.py gathers instead of multiplying
+    matrices), yet OpenBLAS starts a worker per extra core when NumPy loads, three on a
+    Raspberry Pi Zero 2 W, each with its stack and buffers
+    (docs/adr/0019-agent-memory-and-uplink-benchmarks.md).
+    """
+    environ.setdefault("OPENBLAS_NUM_THREADS", "1")

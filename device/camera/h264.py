@@ -73,6 +73,31 @@ class H264Encoder:
         self._ctx = ctx
         self._rate = rate
         self._last_pts = -1
+        self._frame = av.VideoFrame(width, height, "yuv420p")
+
+    def _picture(self, image: Yuv420Image) -> av.VideoFrame:
+        """`image` copied into the one reused input frame.
+
+        A new frame per call (`VideoFrame.from_ndarray`) would map and unmap 1.4 MiB at
+        720p on every frame. libx264 copies the picture into its own before `encode`
+        returns; should libavcodec still hold the buffer, `make_writable` gives the
+        frame a new one first (docs/adr/0019-agent-memory-and-uplink-benchmarks.md).
+        """
+        frame = self._frame
+        frame.make_writable()
+        h, w = self.height, self.width
+        flat = image.reshape(-1)
+        luma, chroma = h * w, (h // 2) * (w // 2)
+        sources = (
+            flat[:luma].reshape(h, w),
+            flat[luma : luma + chroma].reshape(h // 2, w // 2),
+            flat[luma + chroma :].reshape(h // 2, w // 2),
+        )
+        for plane, source in zip(frame.planes, sources, strict=True):
+            rows = np.frombuffer(memoryview(plane), np.uint8, plane.line_size * plane.height)
+            view = rows.reshape(plane.height, plane.line_size)[:, : plane.width]
+            np.copyto(view, source)
+        return frame
 
     def encode(
         self, image: Yuv420Image, index: int, pts_s: float | None = None
@@ -82,7 +107,7 @@ class H264Encoder:
             raise CameraError(
                 f"encoder expects I420 {self.width}x{self.height} uint8, got {image.shape}"
             )
-        frame = av.VideoFrame.from_ndarray(image, format="yuv420p")
+        frame = self._picture(image)
         pts = index if pts_s is None else round(pts_s * self._rate)
         pts = max(pts, self._last_pts + 1)
         self._last_pts = pts

@@ -29,6 +29,7 @@ from device.errors import CameraError
 from device.imaging import area_downscale, linear_resize, lookup
 
 NOISE_BANK = 16  # distinct noise fields cycled through; enough that no pattern repeats visibly
+BACKGROUND_U, BACKGROUND_V = 122, 134
 
 
 class SceneRenderer:
@@ -50,8 +51,6 @@ class SceneRenderer:
         rng = np.random.default_rng(seed)
         luma = _background(rng, width, height)
         self._bg_y = luma
-        self._bg_u = np.full((height // 2, width // 2), 122, dtype=np.uint8)
-        self._bg_v = np.full((height // 2, width // 2), 134, dtype=np.uint8)
         lores = area_downscale(luma, lores_width, lores_height)
         self._bg_lores = lores.astype(np.int16)
         # The noise fields are drawn from the same generator, in bank order, when a
@@ -88,8 +87,8 @@ class SceneRenderer:
         v_plane = out[h + h // 4 :].reshape(h // 2, w // 2)
         offset = round(self.scene.lighting(t))
         lookup(self._bg_y, _shift_table(offset), out=y_plane)
-        np.copyto(u_plane, self._bg_u)
-        np.copyto(v_plane, self._bg_v)
+        u_plane.fill(BACKGROUND_U)  # the doorstep's chroma is flat
+        v_plane.fill(BACKGROUND_V)
         for walk, x, y, pressing in self.scene.figures(t):
             luma = int(np.clip(walk.luma + offset, 0, 255))
             _draw_figure(y_plane, walk, x, y, pressing, luma)

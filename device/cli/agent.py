@@ -59,6 +59,12 @@ def register(sub: Any) -> None:
     status.set_defaults(handler=cmd_status)
 
 
+def _before_numpy() -> None:
+    from device.malloc import limit_blas_threads
+
+    limit_blas_threads()
+
+
 def _logging() -> None:
     from device.malloc import tune_malloc
 
@@ -85,6 +91,7 @@ def _with_state_dir(config: AgentConfig, state_dir: Path | None) -> AgentConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    _before_numpy()
     from device.agent import Agent
 
     _logging()
@@ -114,6 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    _before_numpy()
     from device.agent import Agent
 
     _logging()

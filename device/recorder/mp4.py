@@ -6,6 +6,12 @@ pictures, so the output never needs a seek and every finished fragment is playab
 even if the clip is cut short. The muxer needs the stream's SPS/PPS before the header
 is written; they are taken from the first packet, which must be a keyframe.
 
+The stream has no codec context (`add_mux_stream`, PyAV 18): PyAV takes the SPS/PPS
+for the `avcC` box from that first packet. A stream added by codec name would open
+that codec's encoder (libx264, about 5 MiB at 720p) when the header is written, only
+to copy packets through, and its `avcC` would hold that idle encoder's parameter sets
+rather than the camera's (docs/adr/0019-agent-memory-and-uplink-benchmarks.md).
+
 libavformat writes through its own buffer into `_SinkFile`, a write-only file object
 around the clip writer. An exception from the writer is caught there (raising through
 C code would leave the muxer in an undefined state), remembered, and re-raised as
@@ -120,16 +126,15 @@ class FragmentedMp4Muxer:
         if not first.keyframe:
             raise BadStream("a clip must start on a keyframe")
         try:
-            extradata = parameter_sets(first.data)
+            parameter_sets(first.data)  # PyAV reads them from this packet for `avcC`
         except ValueError as exc:
             raise BadStream(str(exc)) from exc
         try:
             container = av.open(self._sink, mode="w", format="mp4", options={"movflags": MOVFLAGS})
-            stream = container.add_stream("h264", rate=1 / self._frame)
-            stream.width = self._width
-            stream.height = self._height
+            stream = container.add_mux_stream(
+                "h264", rate=1 / self._frame, width=self._width, height=self._height
+            )
             stream.time_base = TIME_BASE
-            stream.codec_context.extradata = extradata
         except av.error.FFmpegError as exc:
             raise SinkFailed(f"cannot start the mp4 muxer: {exc}", exc, from_writer=False) from exc
         self._container = container

@@ -5,7 +5,8 @@ Each case runs in a fresh interpreter and reports which of the heavy modules end
 `sys.modules`: `doorbell-agent status` loads no video stack, an agent with a `pi`
 camera (tests/standins/picamera2) never loads the software encoder nor OpenCV, a
 disabled Home Assistant bridge loads neither the bridge nor a paho client, and neither
-the configuration nor `doorbell-agent run` loads pydantic (device/config_schema.py). A
+the configuration nor `doorbell-agent run` loads pydantic (device/config_schema.py), the
+daemon loads NumPy with OpenBLAS asked for one thread (device/malloc.py). A
 sim agent is the control: it must load the software encoder, or the check itself is
 broken; the cloud stub's configuration, still pydantic, is the control for pydantic.
 """
@@ -139,3 +140,31 @@ def test_the_daemon_loads_no_pydantic(agent_env: AgentEnv) -> None:
     loaded = loaded_modules(RUN_DAEMON, agent_env.config_path)
     assert {"device.agent", "device.camera.sim", "av"} <= loaded, loaded  # it really ran
     assert "pydantic" not in loaded, loaded
+
+
+# Which OPENBLAS_NUM_THREADS NumPy found when it was first imported (OpenBLAS reads it
+# as it loads); the daemon's command sets it before it imports the agent.
+BLAS_SPY = """
+import os, sys
+seen = []
+class Spy:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name == "numpy" and not seen:
+            seen.append(os.environ.get("OPENBLAS_NUM_THREADS"))
+        return None
+sys.meta_path.insert(0, Spy)
+"""
+
+
+@pytest.mark.slow
+def test_the_daemon_loads_numpy_with_one_openblas_thread(agent_env: AgentEnv) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    env["PYTHONPATH"] = str(ROOT)
+    script = BLAS_SPY + RUN_DAEMON + "print('BLAS', seen)\n"
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(agent_env.config_path)],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "BLAS ['1']" in result.stdout.splitlines(), result.stdout

@@ -1,16 +1,19 @@
 """device/imaging.py against OpenCV, whose operations it stands in for.
 
 OpenCV is installed for the `v4l2` camera; the agent's motion detector and simulated
-camera use these NumPy versions instead, and must see the same pictures.
+camera use these NumPy versions instead, and must see the same pictures. `lookup` also
+works in bounded memory: blocks, not one frame-sized index array.
 """
 
 from __future__ import annotations
+
+import tracemalloc
 
 import cv2
 import numpy as np
 import pytest
 
-from device.imaging import area_downscale, gaussian_blur, linear_resize, lookup
+from device.imaging import LOOKUP_BLOCK, area_downscale, gaussian_blur, linear_resize, lookup
 
 SHAPES_UP = [((18, 32), (180, 320)), ((180, 320), (720, 1280)), ((7, 5), (23, 61)),
              ((2, 2), (2, 2)), ((3, 9), (3, 40)), ((40, 3), (41, 3))]
@@ -62,3 +65,40 @@ def test_lookup_matches_opencv_lut() -> None:
     src = np.random.default_rng(10).integers(0, 256, (50, 60), dtype=np.uint8)
     table = np.clip(np.arange(256) - 25, 0, 255).astype(np.uint8)
     assert np.array_equal(lookup(src, table), cv2.LUT(src, table))
+
+
+TABLE = np.clip(np.arange(256, dtype=np.int16) - 25, 0, 255).astype(np.uint8)
+
+
+def frame(height: int = 720, width: int = 1280) -> np.ndarray:
+    return np.random.default_rng(7).integers(0, 256, (height, width), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("shape", [(720, 1280), (3, 5), (1, LOOKUP_BLOCK + 1)])
+def test_lookup_maps_every_pixel_through_the_table(shape: tuple[int, int]) -> None:
+    src = frame(*shape)
+    expected = TABLE[src.astype(np.intp)]
+    assert np.array_equal(lookup(src, TABLE), expected)
+    out = np.empty_like(src)
+    assert lookup(src, TABLE, out=out) is out
+    assert np.array_equal(out, expected)
+
+
+def test_lookup_into_a_plane_allocates_no_frame_sized_temporary() -> None:
+    # One take over 1280x720 would convert the pixels into 7 MiB of 8-byte indices.
+    src, out = frame(), np.empty((720, 1280), dtype=np.uint8)
+    tracemalloc.start()
+    try:
+        lookup(src, TABLE, out=out)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= 2 * LOOKUP_BLOCK * np.dtype(np.intp).itemsize
+
+
+def test_lookup_refuses_what_it_cannot_map_in_place() -> None:
+    src = frame(8, 8)
+    with pytest.raises(ValueError, match="uint8 pixels"):
+        lookup(src.astype(np.int16), TABLE)
+    with pytest.raises(ValueError, match="C-contiguous output"):
+        lookup(src, TABLE, out=np.empty((8, 16), dtype=np.uint8)[:, ::2])

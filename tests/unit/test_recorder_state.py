@@ -7,6 +7,7 @@ keyframe, post-roll, the maximum length, events, and what a failing store does.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import subprocess
@@ -15,10 +16,12 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
 from device.camera import CameraFrame, EncodedPacket, EncoderSettings
+from device.camera.base import parameter_sets, split_nal_units
 from device.camera.h264 import H264Encoder
 from device.config import RecorderSettings
 from device.motion import MotionUpdate
@@ -331,3 +334,18 @@ def test_a_reopened_camera_starts_a_new_timeline_and_recording_goes_on() -> None
     assert second.start == at(30.0 + 2.0)  # keyframe at or before 5 s - 3 s, new stream
     assert [kind for kind, _ in second.events] == ["button"]
     assert second.data[4:8] == b"ftyp"
+
+
+def test_a_clip_describes_the_cameras_own_parameter_sets() -> None:
+    # The mp4 stream has no encoder of its own: the avcC box holds the SPS and PPS the
+    # camera sent with its keyframe, not those of an idle libx264 opened by the muxer.
+    store = MemoryStore()
+    run(make(store), 12, presses=(6.0,))
+    [clip] = store.finished
+    with av.open(io.BytesIO(bytes(clip.data))) as container:
+        avcc = container.streams.video[0].codec_context.extradata
+    assert avcc is not None
+    units = split_nal_units(parameter_sets(packets(12)[0].data))
+    assert [unit[0] & 0x1F for unit in units] == [7, 8]
+    for unit in units:
+        assert len(unit).to_bytes(2, "big") + unit in avcc
