@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from doorbell_review.checks import check_payload, check_reissue
 from doorbell_review.client import ApiError, ReviewApi
@@ -107,22 +109,38 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _approve(args: argparse.Namespace) -> int:
+def _reviewer_key(args: argparse.Namespace
+                  ) -> tuple[Ed25519PrivateKey, str, dict[str, BasisLimits]]:
+    """The reviewer's signing key, its key id and the limits to check payloads against.
+    Raises UsageError when the trust root given does not list the key as a reviewer."""
     key = load(args.key)
     kid = key_id(key.public_key())
     limits, root = _limits(args)
     if root is not None and kid not in root.reviewers:
         raise UsageError(f"your key {kid[:16]}... is not a reviewer of that trust root")
+    return key, kid, limits
+
+
+def _sign_each(prepared: dict[str, Any], key: Ed25519PrivateKey,
+               check: Callable[[dict[str, Any]], object]) -> list[dict[str, Any]]:
+    """Each prepared payload checked by `check` (which raises to refuse), then signed."""
+    signatures = []
+    for entry in prepared["payloads"]:
+        check(entry)
+        detached = sign_detached(entry["payload"], key)
+        signatures.append({"jti": entry["jti"], **detached.to_json()})
+    return signatures
+
+
+def _approve(args: argparse.Namespace) -> int:
+    key, kid, limits = _reviewer_key(args)
     api = _api(args)
     try:
         request = api.request(args.request_id)
         prepared = api.signing_payload(args.request_id)
         _print_payloads(request, prepared)
-        signatures = []
-        for entry in prepared["payloads"]:
-            check_payload(request, entry, limits)
-            detached = sign_detached(entry["payload"], key)
-            signatures.append({"jti": entry["jti"], **detached.to_json()})
+        signatures = _sign_each(prepared, key,
+                                lambda entry: check_payload(request, entry, limits))
         result = api.sign(args.request_id,
                           {"kid": kid, "reason": args.reason, "signatures": signatures})
     finally:
@@ -136,24 +154,20 @@ def _approve(args: argparse.Namespace) -> int:
 def _reissue(args: argparse.Namespace) -> int:
     """Sign the new tokens that replace the ones a device refused (``stale_seq``,
     ``expired``), after the same checks as `approve` and that each replaces another."""
-    key = load(args.key)
-    kid = key_id(key.public_key())
-    limits, root = _limits(args)
-    if root is not None and kid not in root.reviewers:
-        raise UsageError(f"your key {kid[:16]}... is not a reviewer of that trust root")
+    key, kid, limits = _reviewer_key(args)
     api = _api(args)
     try:
         request = api.request(args.request_id)
         prepared = api.reissue_payload(args.request_id)
         _print_payloads(request, prepared)
-        signatures = []
-        for entry in prepared["payloads"]:
+
+        def check(entry: dict[str, Any]) -> object:
             replaces = entry.get("replaces") or {}
             print(f"  token {entry['jti']} replaces {replaces.get('jti')} "
                   f"(refused {replaces.get('refused')})")
-            check_reissue(request, entry, limits)
-            detached = sign_detached(entry["payload"], key)
-            signatures.append({"jti": entry["jti"], **detached.to_json()})
+            return check_reissue(request, entry, limits)
+
+        signatures = _sign_each(prepared, key, check)
         result = api.reissue_sign(args.request_id,
                                   {"kid": kid, "reason": args.reason, "signatures": signatures})
     finally:

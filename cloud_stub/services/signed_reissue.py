@@ -40,22 +40,26 @@ from sqlalchemy.orm import Session
 from cloud_stub.domain.lifecycle import UNISSUED, RequestStatus, TokenStatus
 from cloud_stub.domain.review_rules import Reviewer, check_reason, check_reviewer, organisation_key
 from cloud_stub.domain.summaries import RequestSummary
-from cloud_stub.errors import Conflict, Forbidden, HostileInputError, NotFound
+from cloud_stub.errors import Conflict, Forbidden, NotFound
 from cloud_stub.services.context import PrincipalCaller, ServiceCore, takes_a_signing_slot
 from cloud_stub.services.intake import Intake
 from cloud_stub.services.publishing import Publisher
 from cloud_stub.services.reissuing import REISSUED_ACTION, Candidate, Reissuing
-from cloud_stub.services.signed_review import SignedReview, Submitted, aware_utc, stored
+from cloud_stub.services.signed_review import (
+    SignedReview,
+    Submitted,
+    aware_utc,
+    check_reviewer_key,
+    check_signatures,
+    payload_view,
+    prepared_rows,
+    stored,
+)
 from cloud_stub.store.models import Principal, Request, Token
 from cloud_stub.store.sequence import lock_counters
 from protocol.keys import canonical_json
 from protocol.release_signing import (
-    SignatureRefused,
     assemble,
-    check_detached,
-    claims_of,
-    describe,
-    payload_sha256,
     sign_detached,
 )
 from protocol.trust_root_v2 import TrustRootV2
@@ -124,14 +128,9 @@ class SignedReissue:
             replaced = {c.old.jti: c.old for c in candidates}
             payloads = []
             for token in tokens:
-                segment, _ = stored(token)
                 old = replaced[replaced_jti(token)]
                 payloads.append({
-                    "device": token.device_id,
-                    "jti": token.jti,
-                    "payload": segment,
-                    "payload_sha256": payload_sha256(segment),
-                    "summary": describe(claims_of(segment)),
+                    **payload_view(token),
                     "replaces": {"jti": old.jti, "seq": old.seq,
                                  "refused": old.status_reason},
                     "signed_by": [r["name"] for r in _reviews(token)],
@@ -141,10 +140,7 @@ class SignedReissue:
                     "payloads": payloads}
 
     def _prepared(self, session: Session, request_id: str) -> list[Token]:
-        return [t for t in session.execute(
-            select(Token).where(Token.request_id == request_id,
-                                Token.status == TokenStatus.PREPARED)
-            .order_by(Token.device_id)).scalars() if replaced_jti(t)]
+        return [t for t in prepared_rows(session, request_id) if replaced_jti(t)]
 
     @staticmethod
     def _outdated(session: Session, tokens: list[Token], candidates: list[Candidate],
@@ -205,10 +201,7 @@ class SignedReissue:
         """
         now = self.core.now()
         root = self.signed_review.root(now)
-        enrolled = root.reviewers.get(kid)
-        if enrolled is None or (enrolled.name, enrolled.org) != (caller.name, caller.org):
-            raise Forbidden(f"key {kid[:16]}... is not the key the trust root lists for "
-                            f"reviewer {caller.name} of {caller.org}")
+        check_reviewer_key(root, kid, caller)
         text = check_reason(reason)
         issued: list[str] = []
         with self.core.store.transaction() as session:
@@ -218,15 +211,8 @@ class SignedReissue:
             if not tokens:
                 raise Conflict("no re-issue is prepared for this request: fetch the "
                                "re-issue payload first", code="not_prepared")
-            given = {s.jti: s.signature for s in signatures}
-            if len(given) != len(signatures) or set(given) != set(tokens):
-                raise HostileInputError("sign every prepared re-issue payload of the request "
-                                        f"once: {', '.join(sorted(tokens))}")
-            for jti, token in tokens.items():
-                try:
-                    check_detached(stored(token)[0], given[jti], kid, root.keys[kid])
-                except SignatureRefused as exc:
-                    raise HostileInputError(f"token {jti}: {exc}") from None
+            given = check_signatures(root, kid, tokens, signatures,
+                                     "prepared re-issue payload")
             # re-issuability and the law as they are now, not as when it was prepared
             candidates = self.reissuing.candidates(session, row)
             self.intake.require_lawful_now(session, row, now)

@@ -75,6 +75,54 @@ def stored(token: Token) -> tuple[str, list[DetachedSignature]]:
                             for s in doc["signatures"]]
 
 
+def prepared_rows(session: Any, request_id: str) -> list[Token]:
+    """The request's token rows waiting for reviewer signatures, by device."""
+    return list(session.execute(
+        select(Token).where(Token.request_id == request_id,
+                            Token.status == TokenStatus.PREPARED)
+        .order_by(Token.device_id)
+    ).scalars())
+
+
+def payload_view(token: Token) -> dict[str, Any]:
+    """A prepared row as a reviewer is shown it: the exact payload, its digest and the
+    summary `doorbell-review` recomputes from it."""
+    segment, _ = stored(token)
+    return {
+        "device": token.device_id,
+        "jti": token.jti,
+        "payload": segment,
+        "payload_sha256": payload_sha256(segment),
+        "summary": describe(claims_of(segment)),
+    }
+
+
+def check_reviewer_key(root: TrustRootV2, kid: str, caller: PrincipalCaller) -> None:
+    """Raises Forbidden unless `kid` is the key the trust root lists for the caller (the
+    reviewer's name and organisation)."""
+    enrolled = root.reviewers.get(kid)
+    if enrolled is None or (enrolled.name, enrolled.org) != (caller.name, caller.org):
+        raise Forbidden(f"key {kid[:16]}... is not the key the trust root lists for "
+                        f"reviewer {caller.name} of {caller.org}")
+
+
+def check_signatures(root: TrustRootV2, kid: str, tokens: dict[str, Token],
+                     signatures: list[Submitted], what: str) -> dict[str, DetachedSignature]:
+    """The signatures by jti, when there is exactly one for each prepared token in
+    `tokens` and each is `kid`'s over exactly that token's payload. Raises
+    HostileInputError naming the token (`what` names the payloads in the message)."""
+    given = {s.jti: s.signature for s in signatures}
+    if len(given) != len(signatures) or set(given) != set(tokens):
+        raise HostileInputError(f"sign every {what} of the request once: "
+                                f"{', '.join(sorted(tokens))}")
+    for jti, token in tokens.items():
+        try:
+            check_detached(stored(token)[0], given[jti], kid, root.keys[kid])
+        except SignatureRefused as exc:
+            raise HostileInputError(f"token {jti}: {exc}") from None
+    return given
+
+
 class SignedReview:
     """Prepare payloads, accept reviewer signatures, finish with the policy signature."""
 
@@ -108,24 +156,13 @@ class SignedReview:
             if row.status != RequestStatus.PENDING_REVIEW:
                 raise Conflict(f"the request is {row.status}, not waiting for review",
                                code="not_pending")
-            tokens = self._prepared(session, row.id)
+            tokens = prepared_rows(session, row.id)
             if tokens and min(aware_utc(t.expires_at) for t in tokens) <= now:
                 tokens = self._expired(session, row, tokens)
             if not tokens:
                 tokens = self._prepare(session, row, root, now)
-            payloads = []
-            for token in tokens:
-                segment, _ = stored(token)
-                claims = claims_of(segment)
-                payloads.append({
-                    "device": token.device_id,
-                    "jti": token.jti,
-                    "payload": segment,
-                    "payload_sha256": payload_sha256(segment),
-                    "summary": describe(claims),
-                })
             return {"request_id": row.id, "basis": row.basis, "root_version": root.version,
-                    "payloads": payloads}
+                    "payloads": [payload_view(token) for token in tokens]}
 
     def _expired(self, session: Any, row: Request, tokens: list[Token]) -> list[Token]:
         """Prepared payloads that expired before the approvals were in: prepared again when
@@ -137,13 +174,6 @@ class SignedReview:
             token.status = TokenStatus.DISCARDED.value
         session.flush()
         return []
-
-    def _prepared(self, session: Any, request_id: str) -> list[Token]:
-        return list(session.execute(
-            select(Token).where(Token.request_id == request_id,
-                                Token.status == TokenStatus.PREPARED)
-            .order_by(Token.device_id)
-        ).scalars())
 
     def _prepare(self, session: Any, row: Request, root: TrustRootV2, now: datetime
                  ) -> list[Token]:
@@ -260,28 +290,16 @@ class SignedReview:
         """
         now = self.core.now()
         root = self.root(now)
-        enrolled = root.reviewers.get(kid)
-        if enrolled is None or (enrolled.name, enrolled.org) != (caller.name, caller.org):
-            raise Forbidden(f"key {kid[:16]}... is not the key the trust root lists for "
-                            f"reviewer {caller.name} of {caller.org}")
+        check_reviewer_key(root, kid, caller)
         text = check_reason(reason)
         issued: list[str] = []
         with self.core.store.transaction() as session:
             row = self.core.load_request(session, request_id, lock=True)
-            tokens = {t.jti: t for t in self._prepared(session, row.id)}
+            tokens = {t.jti: t for t in prepared_rows(session, row.id)}
             if not tokens:
                 raise Conflict("nothing is prepared for this request: fetch the signing "
                                "payload first", code="not_prepared")
-            given = {s.jti: s.signature for s in signatures}
-            if len(given) != len(signatures) or set(given) != set(tokens):
-                raise HostileInputError("sign every prepared payload of the request once: "
-                                        f"{', '.join(sorted(tokens))}")
-            for jti, token in tokens.items():
-                segment, _ = stored(token)
-                try:
-                    check_detached(segment, given[jti], kid, root.keys[kid])
-                except SignatureRefused as exc:
-                    raise HostileInputError(f"token {jti}: {exc}") from None
+            given = check_signatures(root, kid, tokens, signatures, "prepared payload")
             prior_rows = list(session.execute(
                 select(Decision).where(Decision.request_id == row.id)).scalars())
             if row.basis == "emergency" and any(
@@ -352,7 +370,7 @@ class SignedReview:
             row = self.core.load_request(session, request_id, lock=True)
             if row.status == RequestStatus.PENDING_REVIEW:
                 return 0
-            tokens = self._prepared(session, request_id)
+            tokens = prepared_rows(session, request_id)
             for token in tokens:
                 token.status = TokenStatus.DISCARDED.value
                 token.updated_at = self.core.now()
