@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 
 from cloud_stub.console import ApprovalMode, ConsoleSettings
 from cloud_stub.provision.trust_roots import add_reviewer, load_draft, save_draft, sign_draft
@@ -31,6 +31,15 @@ def _warrant(console: ConsoleServer) -> str:
     return str(answer.json()["id"])
 
 
+def _page_approval_is_refused(console: ConsoleServer, page: Page, request_id: str) -> None:
+    """An approve form posted anyway (the panel shows none) is refused: reviewers sign."""
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value") or ""
+    answer = page.request.post(f"{console.url}/requests/{request_id}/decide",
+                               form={"action": "approve", "reason": REASON, "csrf": csrf})
+    assert answer.status == 403
+    assert "own key" in answer.text()
+
+
 def test_reviewer_command_mode_shows_the_command_and_takes_no_approval(
     deployment: TestDeployment, tmp_path: Path, browser: Browser
 ) -> None:
@@ -44,11 +53,7 @@ def test_reviewer_command_mode_shows_the_command_and_takes_no_approval(
             f"doorbell-review --api {console.cloud.url} approve {request_id} "
             '--reason "<your reason>"')
         assert page.get_by_role("button", name="Approve").count() == 0
-        csrf = page.locator("input[name=csrf]").first.get_attribute("value") or ""
-        answer = page.request.post(f"{console.url}/requests/{request_id}/decide",
-                                   form={"action": "approve", "reason": REASON, "csrf": csrf})
-        assert answer.status == 403
-        assert "own key" in answer.text()
+        _page_approval_is_refused(console, page, request_id)
         watched.check_accessible()
         page.get_by_label("Reason").fill("The window is wider than the warrant allows.")
         page.get_by_role("button", name="Deny").click()
@@ -80,11 +85,7 @@ def test_the_panel_follows_a_rotation_to_v2_without_a_restart(
         page.goto(f"{console.url}/requests/{request_id}")
         expect(page.locator("#review-command")).to_contain_text(f"approve {request_id}")
         assert page.get_by_role("button", name="Approve").count() == 0
-        csrf = page.locator("input[name=csrf]").first.get_attribute("value") or ""
-        answer = page.request.post(f"{console.url}/requests/{request_id}/decide",
-                                   form={"action": "approve", "reason": REASON, "csrf": csrf})
-        assert answer.status == 403
-        assert "own key" in answer.text()
+        _page_approval_is_refused(console, page, request_id)
         expect(page.locator("#request-status")).to_contain_text("pending")
 
 
