@@ -5,7 +5,10 @@ An approval stands on the law at the moment it is given: every approval runs the
 legal check again at ``now`` (`Intake.require_lawful_now`, as a re-issue does), so a
 warrant that expired while it waited for review is refused ``warrant_expired`` and an
 emergency whose follow-up is overdue is refused with its code; the refusal changes
-nothing (the request still waits, and a reviewer may deny it)."""
+nothing (the request still waits, and a reviewer may deny it).
+
+Under trust root v2 a denial also discards the payloads prepared for the reviewers to
+sign (`cloud_stub.services.prepared`): nothing will sign them now."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from cloud_stub.errors import NotFound
 from cloud_stub.services.context import PrincipalCaller, ServiceCore, takes_a_signing_slot
 from cloud_stub.services.intake import Intake
 from cloud_stub.services.issuing import Issuer
+from cloud_stub.services.prepared import REQUEST_CLOSED, discard, prepared_rows
 from cloud_stub.services.publishing import Publisher
 from cloud_stub.store.models import Decision, Principal
 
@@ -91,6 +95,10 @@ class Reviewing:
                     "status": verdict.status.value,
                 },
             )
+            if verdict.status is RequestStatus.DENIED:  # trust root v2 (ADR 0013)
+                discard(self.core.audit, session, prepared_rows(session, row.id, reissue=False),
+                        code=REQUEST_CLOSED, why="a reviewer denied the request",
+                        actor=caller.label, now=now)
             if verdict.status is RequestStatus.APPROVED:
                 agency = session.get(Principal, row.agency_id)
                 if agency is None:

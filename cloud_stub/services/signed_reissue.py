@@ -43,6 +43,16 @@ from cloud_stub.domain.summaries import RequestSummary
 from cloud_stub.errors import Conflict, Forbidden, NotFound
 from cloud_stub.services.context import PrincipalCaller, ServiceCore, takes_a_signing_slot
 from cloud_stub.services.intake import Intake
+from cloud_stub.services.prepared import (
+    EXPIRED,
+    LATER_ISSUED,
+    REISSUE_OF,
+    TOKENS_CHANGED,
+    discard,
+    prepared_rows,
+    replaced_jti,
+    stored,
+)
 from cloud_stub.services.publishing import Publisher
 from cloud_stub.services.reissuing import REISSUED_ACTION, Candidate, Reissuing
 from cloud_stub.services.signed_review import (
@@ -52,8 +62,6 @@ from cloud_stub.services.signed_review import (
     check_reviewer_key,
     check_signatures,
     payload_view,
-    prepared_rows,
-    stored,
 )
 from cloud_stub.store.models import Principal, Request, Token
 from cloud_stub.store.sequence import lock_counters
@@ -64,15 +72,8 @@ from protocol.release_signing import (
 )
 from protocol.trust_root_v2 import TrustRootV2
 
-REISSUE_OF = "re-issue of "  # a prepared re-issue row's status_reason: + the refused jti
 SIGNED_ACTION = "token.reissue_signed"
 PREPARED_ACTION = "token.reissue_prepared"
-
-
-def replaced_jti(token: Token) -> str:
-    """The jti of the refused token a prepared re-issue row replaces ("" for another row)."""
-    reason = token.status_reason or ""
-    return reason.removeprefix(REISSUE_OF) if reason.startswith(REISSUE_OF) else ""
 
 
 def _reviews(token: Token) -> list[dict[str, str]]:
@@ -114,52 +115,80 @@ class SignedReissue:
         with self.core.store.transaction() as session:
             row = self.core.load_request(session, request_id, lock=True)
             check_reviewer(Reviewer(caller.id, caller.role, caller.org), row.org)
-            candidates = self.reissuing.candidates(session, row)
-            self.intake.require_lawful_now(session, row, now)
             tokens = self._prepared(session, row.id)
-            if tokens and self._outdated(session, tokens, candidates, now):
-                for token in tokens:
-                    token.status = TokenStatus.DISCARDED.value
-                    token.updated_at = now
-                session.flush()
-                tokens = []
-            if not tokens:
-                tokens = self._prepare(session, row, root, candidates, now)
-            replaced = {c.old.jti: c.old for c in candidates}
-            payloads = []
-            for token in tokens:
-                old = replaced[replaced_jti(token)]
-                payloads.append({
-                    **payload_view(token),
-                    "replaces": {"jti": old.jti, "seq": old.seq,
-                                 "refused": old.status_reason},
-                    "signed_by": [r["name"] for r in _reviews(token)],
-                })
-            return {"request_id": row.id, "basis": row.basis, "root_version": root.version,
-                    "reviewers_required": reviewers_required(root, row),
-                    "payloads": payloads}
+            candidates, refusal, outdated = self._recheck(session, row, tokens, caller.label,
+                                                          now)
+            if outdated:
+                tokens = []  # discarded: prepared again below
+            if refusal is None and not tokens:
+                try:
+                    with session.begin_nested():  # a refusal keeps the discards above
+                        tokens = self._prepare(session, row, root, candidates, now)
+                except Conflict as exc:
+                    refusal = exc
+            if refusal is None:
+                return self._shown(row, root, tokens, candidates)
+        raise refusal  # after the commit: the discarded payloads stay discarded
+
+    def _shown(self, row: Request, root: TrustRootV2, tokens: list[Token],
+               candidates: list[Candidate]) -> dict[str, Any]:
+        """The prepared re-issue payloads as a reviewer is shown them."""
+        replaced = {c.old.jti: c.old for c in candidates}
+        payloads = []
+        for token in tokens:
+            old = replaced[replaced_jti(token)]
+            payloads.append({
+                **payload_view(token),
+                "replaces": {"jti": old.jti, "seq": old.seq,
+                             "refused": old.status_reason},
+                "signed_by": [r["name"] for r in _reviews(token)],
+            })
+        return {"request_id": row.id, "basis": row.basis, "root_version": root.version,
+                "reviewers_required": reviewers_required(root, row),
+                "payloads": payloads}
 
     def _prepared(self, session: Session, request_id: str) -> list[Token]:
-        return [t for t in prepared_rows(session, request_id) if replaced_jti(t)]
+        return prepared_rows(session, request_id, reissue=True)
+
+    def _recheck(self, session: Session, row: Request, tokens: list[Token], actor: str,
+                 now: datetime) -> tuple[list[Candidate], Conflict | None, str]:
+        """The re-issuability and the law as they are now, not as when `tokens` (the
+        request's prepared re-issue rows) were prepared: the tokens re-issuable now, the
+        refusal to raise after the commit (None when there is none), and why `tokens`
+        can no longer be signed ("" when they can). Tokens that can no longer be signed
+        are discarded with the refusal's code or `_outdated`'s reason."""
+        try:
+            candidates = self.reissuing.candidates(session, row)
+            self.intake.require_lawful_now(session, row, now)
+        except Conflict as exc:
+            discard(self.core.audit, session, tokens, code=exc.code, why=str(exc),
+                    actor=actor, now=now)
+            return [], exc, str(exc) if tokens else ""
+        code, why = self._outdated(session, tokens, candidates, now) if tokens else ("", "")
+        if why:
+            discard(self.core.audit, session, tokens, code=code, why=why, actor=actor,
+                    now=now)
+        return candidates, None, why
 
     @staticmethod
     def _outdated(session: Session, tokens: list[Token], candidates: list[Candidate],
-                  now: datetime) -> str:
-        """Why prepared re-issue payloads can no longer be signed ("" when they can): one
-        expired, they replace other tokens than the ones re-issuable now, or a later token
-        was issued to the device since (the new one would be refused ``stale_seq``)."""
+                  now: datetime) -> tuple[str, str]:
+        """Why prepared re-issue payloads can no longer be signed, as a named reason and
+        words (("", "") when they can): one expired, they replace other tokens than the
+        ones re-issuable now, or a later token was issued to the device since (the new
+        one would be refused ``stale_seq``: the device accepted something newer)."""
         if min(aware_utc(t.expires_at) for t in tokens) <= now:
-            return "the prepared payload expired"
+            return EXPIRED, "the prepared payload expired"
         if sorted(replaced_jti(t) for t in tokens) != sorted(c.old.jti for c in candidates):
-            return "the tokens to re-issue changed since the payload was prepared"
+            return TOKENS_CHANGED, "the tokens to re-issue changed since the payload was prepared"
         for token in tokens:
             later = session.execute(
                 select(func.count()).select_from(Token)
                 .where(Token.device_id == token.device_id, Token.seq > token.seq,
                        Token.status.not_in(UNISSUED))).scalar_one()
             if later:
-                return f"a later token was issued to {token.device_id} since"
-        return ""
+                return LATER_ISSUED, f"a later token was issued to {token.device_id} since"
+        return "", ""
 
     def _prepare(self, session: Session, row: Request, root: TrustRootV2,
                  candidates: list[Candidate], now: datetime) -> list[Token]:
@@ -211,47 +240,57 @@ class SignedReissue:
             if not tokens:
                 raise Conflict("no re-issue is prepared for this request: fetch the "
                                "re-issue payload first", code="not_prepared")
-            given = check_signatures(root, kid, tokens, signatures,
-                                     "prepared re-issue payload")
-            # re-issuability and the law as they are now, not as when it was prepared
-            candidates = self.reissuing.candidates(session, row)
-            self.intake.require_lawful_now(session, row, now)
-            why = self._outdated(session, list(tokens.values()), candidates, now)
-            if why:
-                raise Conflict(f"{why}: fetch the re-issue payload again and sign it",
-                               code="payload_outdated")
-            reviews = _reviews(next(iter(tokens.values())))
-            if any(r["kid"] == kid or r["name"] == caller.name for r in reviews):
-                raise Conflict("this reviewer already signed this re-issue",
-                               code="already_decided")
-            if any(organisation_key(r["org"]) == organisation_key(caller.org)
-                   for r in reviews):
-                raise Forbidden("a reviewer of this organisation already signed this "
-                                "re-issue; the next must come from another organisation",
-                                code="same_organisation")
-            review = {"kid": kid, "name": caller.name, "org": caller.org, "reason": text}
-            reviews = [*reviews, review]
-            for jti, token in tokens.items():
-                segment, collected = stored(token)
-                token.jws = canonical_json(
-                    {"payload": segment,
-                     "signatures": [d.to_json() for d in [*collected, given[jti]]],
-                     "reviews": reviews}).decode()
-                token.updated_at = now
-            required = reviewers_required(root, row)
-            self.core.audit.append_at_commit(
-                session, at=now, actor=caller.label, action=SIGNED_ACTION,
-                subject=f"request:{row.id}",
-                detail={"tokens": sorted(tokens), "reason": text, "org": caller.org,
-                        "kid": kid, "signatures": len(reviews), "required": required})
-            if len(reviews) >= required:
-                old = {c.old.jti: c.old for c in candidates}
-                issued = self._finish(session, row, list(tokens.values()), old, reviews,
-                                      caller, now)
-            row.updated_at = now
+            candidates, refusal, why = self._recheck(session, row, list(tokens.values()),
+                                                     caller.label, now)
+            if refusal is None and why:
+                refusal = Conflict(f"{why}: fetch the re-issue payload again and sign it",
+                                   code="payload_outdated")
+            if refusal is None:
+                issued = self._sign(session, row, root, kid, text, caller, tokens,
+                                    signatures, candidates, now)
+        if refusal is not None:
+            raise refusal  # after the commit: the discarded payloads stay discarded
         self.publisher.publish(issued)
         with self.core.store.transaction() as session:
             return self.core.summary(session, self.core.load_request(session, request_id))
+
+    def _sign(self, session: Session, row: Request, root: TrustRootV2, kid: str, text: str,
+              caller: PrincipalCaller, tokens: dict[str, Token], signatures: list[Submitted],
+              candidates: list[Candidate], now: datetime) -> list[str]:
+        """Record the caller's signatures over the prepared re-issue payloads; the tokens
+        issued when they were the last needed."""
+        given = check_signatures(root, kid, tokens, signatures,
+                                 "prepared re-issue payload")
+        reviews = _reviews(next(iter(tokens.values())))
+        if any(r["kid"] == kid or r["name"] == caller.name for r in reviews):
+            raise Conflict("this reviewer already signed this re-issue",
+                           code="already_decided")
+        if any(organisation_key(r["org"]) == organisation_key(caller.org)
+               for r in reviews):
+            raise Forbidden("a reviewer of this organisation already signed this "
+                            "re-issue; the next must come from another organisation",
+                            code="same_organisation")
+        review = {"kid": kid, "name": caller.name, "org": caller.org, "reason": text}
+        reviews = [*reviews, review]
+        for jti, token in tokens.items():
+            segment, collected = stored(token)
+            token.jws = canonical_json(
+                {"payload": segment,
+                 "signatures": [d.to_json() for d in [*collected, given[jti]]],
+                 "reviews": reviews}).decode()
+            token.updated_at = now
+        required = reviewers_required(root, row)
+        self.core.audit.append_at_commit(
+            session, at=now, actor=caller.label, action=SIGNED_ACTION,
+            subject=f"request:{row.id}",
+            detail={"tokens": sorted(tokens), "reason": text, "org": caller.org,
+                    "kid": kid, "signatures": len(reviews), "required": required})
+        row.updated_at = now
+        if len(reviews) >= required:
+            old = {c.old.jti: c.old for c in candidates}
+            return self._finish(session, row, list(tokens.values()), old, reviews,
+                                caller, now)
+        return []
 
     def _finish(self, session: Session, row: Request, tokens: list[Token],
                 old: dict[str, Token], reviews: list[dict[str, str]],

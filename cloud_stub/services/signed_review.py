@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from cloud_stub.domain.lifecycle import RequestStatus, TokenStatus
 from cloud_stub.domain.review_rules import Action, PriorDecision, Reviewer, check_reason, decide
@@ -34,6 +34,7 @@ from cloud_stub.provision.trust_roots import current_root
 from cloud_stub.services.context import PrincipalCaller, ServiceCore, takes_a_signing_slot
 from cloud_stub.services.intake import Intake
 from cloud_stub.services.issuing import Issuer, case_ref, hold_days, notify_after
+from cloud_stub.services.prepared import EXPIRED, REQUEST_CLOSED, discard, prepared_rows, stored
 from cloud_stub.services.publishing import Publisher
 from cloud_stub.store.models import Decision, Device, Principal, Request, Token
 from cloud_stub.store.sequence import allocate_seq
@@ -66,22 +67,6 @@ class Submitted:
 def aware_utc(at: datetime) -> datetime:
     """Stored times come back naive from SQLite; they are UTC."""
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
-def stored(token: Token) -> tuple[str, list[DetachedSignature]]:
-    """The payload segment of a prepared token row and the signatures collected on it."""
-    doc = json.loads(token.jws)
-    return doc["payload"], [DetachedSignature(s["protected"], s["signature"])
-                            for s in doc["signatures"]]
-
-
-def prepared_rows(session: Any, request_id: str) -> list[Token]:
-    """The request's token rows waiting for reviewer signatures, by device."""
-    return list(session.execute(
-        select(Token).where(Token.request_id == request_id,
-                            Token.status == TokenStatus.PREPARED)
-        .order_by(Token.device_id)
-    ).scalars())
 
 
 def payload_view(token: Token) -> dict[str, Any]:
@@ -153,26 +138,41 @@ class SignedReview:
         root = self.root(now)
         with self.core.store.transaction() as session:
             row = self.core.load_request(session, request_id, lock=True)
-            if row.status != RequestStatus.PENDING_REVIEW:
-                raise Conflict(f"the request is {row.status}, not waiting for review",
-                               code="not_pending")
-            tokens = prepared_rows(session, row.id)
-            if tokens and min(aware_utc(t.expires_at) for t in tokens) <= now:
-                tokens = self._expired(session, row, tokens)
-            if not tokens:
-                tokens = self._prepare(session, row, root, now)
-            return {"request_id": row.id, "basis": row.basis, "root_version": root.version,
-                    "payloads": [payload_view(token) for token in tokens]}
+            tokens = prepared_rows(session, row.id, reissue=False)
+            refusal = self.closed(session, row, tokens, caller.label, now)
+            if refusal is None:
+                if tokens and min(aware_utc(t.expires_at) for t in tokens) <= now:
+                    tokens = self._expired(session, tokens, caller.label, now)
+                if not tokens:
+                    tokens = self._prepare(session, row, root, now)
+                return {"request_id": row.id, "basis": row.basis,
+                        "root_version": root.version,
+                        "payloads": [payload_view(token) for token in tokens]}
+        raise refusal  # after the commit: the discarded payloads stay discarded
 
-    def _expired(self, session: Any, row: Request, tokens: list[Token]) -> list[Token]:
-        """Prepared payloads that expired before the approvals were in: prepared again when
-        nobody has signed them yet; otherwise Conflict (the signers would sign again)."""
+    def closed(self, session: Session, row: Request, tokens: list[Token], actor: str,
+               now: datetime) -> Conflict | None:
+        """None while `row` waits for review; otherwise the refusal (``not_pending``) to
+        raise after the commit, its prepared `tokens` discarded ``request_closed``."""
+        if row.status == RequestStatus.PENDING_REVIEW:
+            return None
+        why = f"the request is {row.status}, not waiting for review"
+        discard(self.core.audit, session, tokens, code=REQUEST_CLOSED, why=why, actor=actor,
+                now=now)
+        return Conflict(why, code="not_pending")
+
+    def _expired(self, session: Session, tokens: list[Token], actor: str, now: datetime
+                 ) -> list[Token]:
+        """Prepared payloads that expired before the approvals were in: discarded
+        ``expired`` (and prepared again) when nobody has signed them yet; otherwise
+        Conflict, and they stay as they are: the approvals recorded stand on them, so
+        the request is denied (which discards them) and submitted again."""
         if any(stored(t)[1] for t in tokens):
             raise Conflict("the prepared payload expired after a reviewer signed it: deny the "
                            "request and have the agency submit it again", code="expired")
-        for token in tokens:
-            token.status = TokenStatus.DISCARDED.value
-        session.flush()
+        discard(self.core.audit, session, tokens, code=EXPIRED,
+                why="the prepared payload expired before anyone signed it", actor=actor,
+                now=now)
         return []
 
     def _prepare(self, session: Any, row: Request, root: TrustRootV2, now: datetime
@@ -193,10 +193,11 @@ class SignedReview:
             raise Conflict("no device of this request has escrowed footage in the window",
                            code="no_footage")
         session.flush()
-        self.core.audit.append(session, at=now, actor="service:policy",
-                               action="request.prepared", subject=f"request:{row.id}",
-                               detail={"tokens": [t.jti for t in out],
-                                       "root_version": root.version})
+        self.core.audit.append_at_commit(session, at=now, actor="service:policy",
+                                         action="request.prepared",
+                                         subject=f"request:{row.id}",
+                                         detail={"tokens": [t.jti for t in out],
+                                                 "root_version": root.version})
         return out
 
     def prepared_token(self, session: Any, row: Request, device: Device, agency_name: str,
@@ -291,51 +292,67 @@ class SignedReview:
         now = self.core.now()
         root = self.root(now)
         check_reviewer_key(root, kid, caller)
-        text = check_reason(reason)
+        check_reason(reason)
         issued: list[str] = []
         with self.core.store.transaction() as session:
             row = self.core.load_request(session, request_id, lock=True)
-            tokens = {t.jti: t for t in prepared_rows(session, row.id)}
-            if not tokens:
+            tokens = {t.jti: t for t in prepared_rows(session, row.id, reissue=False)}
+            refusal = self.closed(session, row, list(tokens.values()), caller.label, now)
+            if refusal is not None:
+                pass  # raised after the commit: the discarded payloads stay discarded
+            elif not tokens:
                 raise Conflict("nothing is prepared for this request: fetch the signing "
                                "payload first", code="not_prepared")
-            given = check_signatures(root, kid, tokens, signatures, "prepared payload")
-            prior_rows = list(session.execute(
-                select(Decision).where(Decision.request_id == row.id)).scalars())
-            if row.basis == "emergency" and any(
-                d.action == Action.APPROVE.value and d.org == caller.org for d in prior_rows
-            ):
-                raise Forbidden("an emergency needs reviewers of two organisations; "
-                                f"{caller.org} has approved already")
-            verdict = decide(
-                status=row.status, submitter_org=row.org,
-                approvals_required=row.approvals_required,
-                prior=[PriorDecision(d.reviewer_id, Action(d.action)) for d in prior_rows],
-                reviewer=Reviewer(caller.id, caller.role, caller.org),
-                action=Action.APPROVE, reason=reason,
-            )
-            session.add(Decision(request_id=row.id, reviewer_id=caller.id, org=caller.org,
-                                 action=Action.APPROVE.value, reason=text, at=now))
-            for jti, token in tokens.items():
-                segment, collected = stored(token)
-                token.jws = canonical_json(
-                    {"payload": segment,
-                     "signatures": [d.to_json() for d in [*collected, given[jti]]]}).decode()
-                token.updated_at = now
-            row.status = verdict.status.value
-            row.updated_at = now
-            session.flush()
-            self.core.audit.append_at_commit(session, at=now, actor=caller.label,
-                                   action="request.approve", subject=f"request:{row.id}",
-                                   detail={"reason": text, "org": caller.org, "kid": kid,
-                                           "approvals": verdict.approvals,
-                                           "required": verdict.required,
-                                           "status": verdict.status.value})
-            if verdict.status is RequestStatus.APPROVED:
-                issued = self._finish(session, row, list(tokens.values()), now)
+            else:
+                issued = self._approve(session, row, root, kid, reason, caller, tokens,
+                                       signatures, now)
+        if refusal is not None:
+            raise refusal
         self.publisher.publish(issued)
         with self.core.store.transaction() as session:
             return self.core.summary(session, self.core.load_request(session, request_id))
+
+    def _approve(self, session: Session, row: Request, root: TrustRootV2, kid: str,
+                 reason: str, caller: PrincipalCaller, tokens: dict[str, Token],
+                 signatures: list[Submitted], now: datetime) -> list[str]:
+        """Record the caller's approval and signatures; the tokens issued when it was the
+        last approval needed."""
+        text = check_reason(reason)
+        given = check_signatures(root, kid, tokens, signatures, "prepared payload")
+        prior_rows = list(session.execute(
+            select(Decision).where(Decision.request_id == row.id)).scalars())
+        if row.basis == "emergency" and any(
+            d.action == Action.APPROVE.value and d.org == caller.org for d in prior_rows
+        ):
+            raise Forbidden("an emergency needs reviewers of two organisations; "
+                            f"{caller.org} has approved already")
+        verdict = decide(
+            status=row.status, submitter_org=row.org,
+            approvals_required=row.approvals_required,
+            prior=[PriorDecision(d.reviewer_id, Action(d.action)) for d in prior_rows],
+            reviewer=Reviewer(caller.id, caller.role, caller.org),
+            action=Action.APPROVE, reason=reason,
+        )
+        session.add(Decision(request_id=row.id, reviewer_id=caller.id, org=caller.org,
+                             action=Action.APPROVE.value, reason=text, at=now))
+        for jti, token in tokens.items():
+            segment, collected = stored(token)
+            token.jws = canonical_json(
+                {"payload": segment,
+                 "signatures": [d.to_json() for d in [*collected, given[jti]]]}).decode()
+            token.updated_at = now
+        row.status = verdict.status.value
+        row.updated_at = now
+        session.flush()
+        self.core.audit.append_at_commit(session, at=now, actor=caller.label,
+                               action="request.approve", subject=f"request:{row.id}",
+                               detail={"reason": text, "org": caller.org, "kid": kid,
+                                       "approvals": verdict.approvals,
+                                       "required": verdict.required,
+                                       "status": verdict.status.value})
+        if verdict.status is RequestStatus.APPROVED:
+            return self._finish(session, row, list(tokens.values()), now)
+        return []
 
     def _finish(self, session: Any, row: Request, tokens: list[Token], now: datetime
                 ) -> list[str]:
@@ -343,11 +360,12 @@ class SignedReview:
         if reasons:  # the law changed under the request: nothing is released
             row.status = RequestStatus.REFUSED.value
             row.reasons = [*row.reasons, *reasons]
-            for token in tokens:
-                token.status = TokenStatus.DISCARDED.value
             self.core.audit.append_at_commit(session, at=now, actor="service:policy",
                                    action="request.refused", subject=f"request:{row.id}",
                                    detail={"reasons": reasons, "at": "approval"})
+            discard(self.core.audit, session, tokens, code=reasons[0]["code"],
+                    why=f"the request no longer passes the legal check: "
+                        f"{reasons[0]['reason']}", actor="service:policy", now=now)
             return []
         policy = self.issuer.signer.policy_key
         for token in tokens:
@@ -362,16 +380,3 @@ class SignedReview:
                                            "signers": ["policy", "review"]})
         row.status = RequestStatus.RELEASED.value
         return [t.jti for t in tokens]
-
-    def discard_if_closed(self, request_id: str) -> int:
-        """Mark the prepared payloads of a request no longer waiting for review (denied)
-        as discarded: they will never be signed. Returns how many."""
-        with self.core.store.transaction() as session:
-            row = self.core.load_request(session, request_id, lock=True)
-            if row.status == RequestStatus.PENDING_REVIEW:
-                return 0
-            tokens = prepared_rows(session, request_id)
-            for token in tokens:
-                token.status = TokenStatus.DISCARDED.value
-                token.updated_at = self.core.now()
-            return len(tokens)

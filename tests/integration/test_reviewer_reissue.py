@@ -143,6 +143,14 @@ def _audit(cloud: CloudServer, action: str) -> list[dict[str, Any]]:
             .order_by(AuditRow.seq)).scalars()]
 
 
+def _audited(cloud: CloudServer, action: str) -> list[tuple[str, dict[str, Any]]]:
+    """The audit entries of `action`: actor and detail."""
+    with cloud.service.store.read() as session:
+        return [(r.actor, dict(r.detail)) for r in session.execute(
+            select(AuditRow).where(AuditRow.action == action).order_by(AuditRow.seq)
+        ).scalars()]
+
+
 def _snapshot(cloud: CloudServer, request_id: str) -> tuple[Any, ...]:
     return (_status(cloud, request_id), len(_audit(cloud, "token.reissued")),
             [(t.jti, t.seq, t.status, t.status_reason) for t in _tokens(cloud, request_id)
@@ -300,12 +308,26 @@ def test_a_request_no_longer_lawful_is_refused_when_the_signature_arrives(v2: V2
         cloud.service.core.clock = real
     assert response.status_code == 409, response.text
     assert response.json()["error"]["code"] == "warrant_expired"
-    assert _snapshot(cloud, stale.request_id) == before
+    # nothing is re-issued, and the payload the law refused leaves `prepared` for good
+    # (docs/adr/0013-trust-root-v2.md, "Prepared payloads that can no longer be signed")
+    assert _snapshot(cloud, stale.request_id)[:2] == before[:2]
     assert _audit(cloud, "token.reissue_signed") == []
-    # the same signature, the law unchanged: re-issued
+    [discarded] = [t for t in _tokens(cloud, stale.request_id) if t.jti == entry["jti"]]
+    assert discarded.status == "discarded"
+    assert discarded.status_reason.startswith("warrant_expired: ")
+    assert discarded.status_reason.endswith(f"(re-issue of {stale.a.jti})")
+    [audited] = _audit(cloud, "token.prepared_discarded")
+    assert audited["code"] == "warrant_expired"
+    assert [t["jti"] for t in audited["tokens"]] == [entry["jti"]]
+    # the same signature, the law unchanged: that payload is not signed any more; a new
+    # one is prepared and signed
     response = cloud.http.post(f"/v1/requests/{stale.request_id}/reissue-signatures",
                                headers=v2.alice.headers, json=body)
-    assert response.status_code == 200, response.text
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == "not_prepared"
+    done = v2.alice.review(cloud, "reissue", stale.request_id, "--reason", REISSUE)
+    assert done.returncode == 0, done.stderr
+    assert _status(cloud, stale.request_id) == "released"
 
 
 def test_nothing_reissuable_is_refused_and_nothing_is_prepared(v2: V2) -> None:
@@ -404,7 +426,8 @@ def test_an_emergency_is_reissued_only_by_reviewers_of_two_organisations(v2: V2)
 
 def test_an_expired_reissue_payload_is_refused_then_prepared_again(v2: V2) -> None:
     """A signature over a prepared payload that has expired since is ``payload_outdated``
-    and changes nothing; the next ask prepares a new one (the old one ``discarded``)."""
+    and re-issues nothing; the payload is ``discarded`` (``expired``, audited) at that
+    moment, and the next ask prepares a new one."""
     cloud = v2.cloud
     stale = _make_stale(v2)
     [entry] = cloud.http.get(f"/v1/requests/{stale.request_id}/reissue-payload",
@@ -420,7 +443,12 @@ def test_an_expired_reissue_payload_is_refused_then_prepared_again(v2: V2) -> No
                   entry["payload"], v2.alice.key()).to_json()}]})
     assert response.status_code == 409, response.text
     assert response.json()["error"]["code"] == "payload_outdated"
-    assert _snapshot(cloud, stale.request_id) == before
+    assert _snapshot(cloud, stale.request_id)[:2] == before[:2]
+    [discarded] = [t for t in _tokens(cloud, stale.request_id) if t.jti == entry["jti"]]
+    assert (discarded.status, discarded.status_reason) == (
+        "discarded", f"expired: the prepared payload expired (re-issue of {stale.a.jti})")
+    [audited] = _audit(cloud, "token.prepared_discarded")
+    assert (audited["code"], audited["tokens"][0]["jti"]) == ("expired", entry["jti"])
 
     done = v2.alice.review(cloud, "reissue", stale.request_id, "--reason", REISSUE)
     assert done.returncode == 0, done.stderr
@@ -428,3 +456,84 @@ def test_an_expired_reissue_payload_is_refused_then_prepared_again(v2: V2) -> No
     assert statuses.pop(entry["jti"]) == "discarded"
     assert statuses.pop(stale.a.jti) == "superseded"
     assert list(statuses.values()) in (["issued"], ["published"])
+
+
+def test_a_payload_the_law_no_longer_allows_leaves_prepared_when_asked_for_again(
+    v2: V2,
+) -> None:
+    """Nobody signed the payload; the warrant expired since. The next reviewer who asks
+    for it is refused with the law's code, and at that moment the payload is discarded
+    with that reason and audited: it is never left ``prepared`` with nothing to sign it.
+    The request's token list shows why."""
+    cloud = v2.cloud
+    stale = _make_stale(v2)
+    [entry] = cloud.http.get(f"/v1/requests/{stale.request_id}/reissue-payload",
+                             headers=v2.alice.headers).json()["payloads"]
+    real = cloud.service.core.clock
+    cloud.service.core.clock = lambda: real() + timedelta(days=11)  # the warrant expired
+    try:
+        response = cloud.http.get(f"/v1/requests/{stale.request_id}/reissue-payload",
+                                  headers=v2.bob.headers)
+    finally:
+        cloud.service.core.clock = real
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == "warrant_expired"
+    view = cloud.http.get(f"/v1/requests/{stale.request_id}", headers=v2.bob.headers).json()
+    [listed] = [t for t in view["tokens"] if t["jti"] == entry["jti"]]
+    assert listed["status"] == "discarded"
+    assert listed["status_reason"].startswith("warrant_expired: the request no longer passes")
+    assert listed["status_reason"].endswith(f"(re-issue of {stale.a.jti})")
+    [(actor, detail)] = _audited(cloud, "token.prepared_discarded")
+    assert actor == "reviewer:bob"
+    assert detail["code"] == "warrant_expired"
+    assert detail["tokens"] == [{"jti": entry["jti"], "device": stale.device.device_id,
+                                 "replaces": stale.a.jti, "signatures_dropped": []}]
+    assert _audit(cloud, "token.reissue_prepared") != []
+    assert cloud.service.core.audit.verify().entries > 0
+
+
+def test_signatures_dropped_when_a_reissue_is_prepared_again_are_audited(v2: V2) -> None:
+    """An emergency's re-issue needs two organisations; alice signed, then the device
+    was issued a later token (the payload would be refused ``stale_seq``). When bob asks,
+    a new payload is prepared and alice's signature is dropped with the old one: the
+    audit says who asked, which token, why, and whose signature went."""
+    cloud = v2.cloud
+    agency = cloud.principal("agency", org="metro-pd")
+    device = cloud.enroll()
+    now = datetime.now(UTC).replace(microsecond=0)
+    cloud.escrow_epoch(device.device_id, now - timedelta(hours=40), now)
+    world = PolicyWorld(now=now, recipient=agency.recipient or "")
+    response = cloud.submit(agency, world.emergency(device_ids=[device.device_id]))
+    assert response.status_code == 201, response.text
+    request_id = str(response.json()["id"])
+    for reviewer in (v2.alice, v2.bob):
+        approved = reviewer.review(cloud, "approve", request_id, "--reason", APPROVE)
+        assert approved.returncode == 0, approved.stderr
+    [old] = _tokens(cloud, request_id)
+    _refuse(cloud, device.device_id, old, "expired")
+    first = v2.alice.review(cloud, "reissue", request_id, "--reason", REISSUE)
+    assert first.returncode == 0, first.stderr
+    [signed] = [t for t in _tokens(cloud, request_id) if t.status == TokenStatus.PREPARED]
+
+    later = _approved(v2, agency, device)  # the device is issued a later token
+    [newer] = _tokens(cloud, later)
+    assert newer.seq > signed.seq
+
+    shown = cloud.http.get(f"/v1/requests/{request_id}/reissue-payload",
+                           headers=v2.bob.headers).json()
+    [entry] = shown["payloads"]
+    assert entry["jti"] != signed.jti
+    assert entry["signed_by"] == []
+    [(actor, detail)] = _audited(cloud, "token.prepared_discarded")
+    assert actor == "reviewer:bob"
+    assert detail["code"] == "later_token"
+    assert detail["reason"] == f"a later token was issued to {device.device_id} since"
+    assert detail["tokens"] == [{
+        "jti": signed.jti, "device": device.device_id, "replaces": old.jti,
+        "signatures_dropped": [{"kid": key_id(v2.alice.key().public_key()),
+                                "name": "alice", "org": "acme-review"}]}]
+    statuses = {t.jti: (t.status, t.status_reason) for t in _tokens(cloud, request_id)}
+    assert statuses[signed.jti] == (
+        "discarded", f"later_token: a later token was issued to {device.device_id} since "
+                     f"(re-issue of {old.jti})")
+    assert statuses[entry["jti"]] == ("prepared", f"re-issue of {old.jti}")

@@ -195,7 +195,7 @@ def test_a_denial_discards_the_prepared_payloads(v2_cloud: V2Cloud) -> None:
 def test_an_unsigned_payload_that_expired_is_prepared_again(v2_cloud: V2Cloud) -> None:
     from sqlalchemy import select, update
 
-    from cloud_stub.store.models import Token
+    from cloud_stub.store.models import AuditRow, Token
 
     cloud, _home, api_key, away = v2_cloud
     request_id, _ = _warrant_request(cloud, away)
@@ -210,6 +210,51 @@ def test_an_unsigned_payload_that_expired_is_prepared_again(v2_cloud: V2Cloud) -
         statuses = sorted(session.execute(
             select(Token.status).where(Token.request_id == request_id)).scalars())
     assert statuses == ["discarded", "prepared"]
+    with cloud.service.store.read() as session:
+        discarded = session.get(Token, first["payloads"][0]["jti"])
+        assert discarded is not None
+        assert discarded.status_reason == (
+            "expired: the prepared payload expired before anyone signed it")
+        [(actor, detail)] = [(r.actor, r.detail) for r in session.execute(
+            select(AuditRow).where(AuditRow.action == "token.prepared_discarded")).scalars()]
+    assert actor == "reviewer:alice"
+    assert detail["code"] == "expired"
+    assert [t["jti"] for t in detail["tokens"]] == [first["payloads"][0]["jti"]]
+
+
+def test_a_denial_anywhere_discards_the_prepared_payloads_with_its_reason(
+    v2_cloud: V2Cloud, tmp_path: Path
+) -> None:
+    """The operator's `cloud-stub requests deny` (and the console, through the same
+    `Reviewing.decide`) discards the payloads prepared for signing as the API's denial
+    does, names the reason and audits it, with the signature dropped."""
+    from sqlalchemy import select
+
+    from cloud_stub.store.models import AuditRow, Token
+
+    cloud, _home, api_key, away = v2_cloud
+    request_id, _ = _warrant_request(cloud, away)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    [entry] = cloud.http.get(f"/v1/requests/{request_id}/signing-payload",
+                             headers=headers).json()["payloads"]
+    bob = cloud.principal("reviewer", org="beta-review")
+    with cloud.service.store.read() as session:
+        assert session.get(Token, entry["jti"]) is not None
+    store = f"sqlite:///{tmp_path / 'cloud.sqlite3'}"
+    denied = _cloud_stub(cloud.deployment, store, "requests", "deny", request_id,
+                         "--reviewer", bob.name, "--reason",
+                         "The window is broader than the affidavit supports.")
+    assert denied.returncode == 0, denied.stderr
+    view = cloud.http.get(f"/v1/requests/{request_id}", headers=headers).json()
+    assert view["status"] == "denied"
+    assert [(t["jti"], t["status"], t["status_reason"]) for t in view["tokens"]] == [
+        (entry["jti"], "discarded", "request_closed: a reviewer denied the request")]
+    with cloud.service.store.read() as session:
+        [(actor, detail)] = [(r.actor, r.detail) for r in session.execute(
+            select(AuditRow).where(AuditRow.action == "token.prepared_discarded")).scalars()]
+    assert actor == f"reviewer:{bob.name}"
+    assert detail["code"] == "request_closed"
+    assert detail["tokens"][0]["jti"] == entry["jti"]
 
 
 def test_a_service_started_under_v1_signs_nothing_by_itself_once_v2_is_in_force(
