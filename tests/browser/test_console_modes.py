@@ -3,7 +3,7 @@ the pages on a phone's screen."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -87,6 +87,43 @@ def test_the_panel_follows_a_rotation_to_v2_without_a_restart(
         assert page.get_by_role("button", name="Approve").count() == 0
         _page_approval_is_refused(console, page, request_id)
         expect(page.locator("#request-status")).to_contain_text("pending")
+
+
+def test_a_denial_on_the_page_discards_the_payload_prepared_for_signing(
+    fresh_deployment: TestDeployment, tmp_path: Path, browser: Browser
+) -> None:
+    # Under v2 a reviewer fetched the payload to sign (`doorbell-review show`); another
+    # denies the request on the page. Nothing will sign that payload now: it leaves
+    # `prepared` at once, and the request's token list says why
+    # (docs/adr/0013-trust-root-v2.md, "Prepared payloads that can no longer be signed").
+    d = fresh_deployment
+    with open_console(d, tmp_path, browser) as console:
+        now = datetime.now(UTC)
+        save_draft(d.layout, add_reviewer(load_draft(d.layout, now), "alice", "acme-review",
+                                          public_key_hex(Ed25519PrivateKey.generate())))
+        assert sign_draft(d.layout, d.move_keys_off_host() / "offline-root", now).version == 2
+        request_id = _warrant(console)
+        cloud = console.cloud
+        [device] = cloud.http.get(f"/v1/requests/{request_id}", headers=cloud.principal(
+            "reviewer", org="court-liaison").headers).json()["devices"]
+        cloud.escrow_epoch(device, now - timedelta(hours=4), now)
+        shower = cloud.principal("reviewer", org="court-liaison")
+        shown = cloud.http.get(f"/v1/requests/{request_id}/signing-payload",
+                               headers=shower.headers)
+        assert shown.status_code == 200, shown.text
+        [entry] = shown.json()["payloads"]
+
+        watched = console.sign_in(cloud.principal("reviewer", org="ethics-board"))
+        page = watched.page
+        page.goto(f"{console.url}/requests/{request_id}")
+        expect(page.locator("#tokens")).to_contain_text("prepared")
+        page.get_by_label("Reason").fill("The window is wider than the warrant allows.")
+        page.get_by_role("button", name="Deny").click()
+        expect(page.locator("#request-status")).to_contain_text("denied")
+        expect(page.locator("#tokens")).to_contain_text(
+            f"token {entry['jti'][:8]} for {device}: discarded "
+            "(request_closed: a reviewer denied the request)")
+        watched.check_accessible()
 
 
 def test_the_session_cookie_is_secure_behind_tls(console: ConsoleServer) -> None:
