@@ -25,7 +25,9 @@ Under v2 it holds only the policy key, so a re-issue goes the way of approval by
   signature, marks the refused token ``superseded``, audits ``token.reissued`` (old and
   new jti, the reviewers, their reasons and key ids) and publishes after the commit.
 
-A refusal changes nothing (the transaction is rolled back).
+A refusal changes nothing (the transaction is rolled back), except that prepared payloads
+it shows can no longer be signed are discarded with its reason and audited, committed
+before it is raised (`cloud_stub.services.prepared`).
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ accepts them only from the reviewer whose key id the trust root lists under that
 reviewer's name and organisation, over exactly the prepared payload, and keeps
 separation of duties (not the submitter's organisation; an emergency needs reviewers of
 two organisations). When the approvals are in it runs the legal check again, adds the
-policy signature (the only release key it holds) and publishes the tokens.
+policy signature (the only release key it holds) and publishes the tokens. A prepared
+payload that can no longer be signed leaves ``prepared`` with its reason, audited, at the
+step that learns it (`cloud_stub.services.prepared`).
 """
 
 from __future__ import annotations
