@@ -83,7 +83,8 @@ def create_console(service: CloudService, settings: ConsoleSettings | None = Non
     app.state.console = Console(
         service=service,
         settings=settings,
-        sessions=SessionStore(clock=clock, idle=timedelta(seconds=settings.idle_s),
+        sessions=SessionStore(store=service.store, clock=clock,
+                              idle=timedelta(seconds=settings.idle_s),
                               absolute=timedelta(seconds=settings.absolute_s)),
         limiter=SignInLimiter(clock=clock, attempts=settings.sign_in_attempts,
                               per=timedelta(seconds=settings.sign_in_window_s)),

@@ -1,27 +1,38 @@
-"""Console sessions: server-side, with idle and absolute expiry, a CSRF token each, and a
-sign-in rate limit. Pure state over an injected clock (docs/adr/0015-review-console.md).
+"""Console sessions: in the service's store, with idle and absolute expiry, a CSRF token
+each, and a sign-in rate limit. Pure state over an injected clock
+(docs/adr/0015-review-console.md, section 3).
 
 The browser holds only a random session id (256 bits) in an httpOnly, SameSite=Strict
-cookie; the principal, the CSRF token and the times live here. A session that has been
-idle longer than ``idle`` or exists longer than ``absolute`` is gone: `get` answers
-None and forgets it. Signing in always makes a new id (no session fixation); the
-anonymous session of the sign-in form only carries the form's CSRF token.
+cookie; the store keeps the sha256 of that id (table ``console_sessions``), the
+principal, the CSRF token and the times, so sessions outlive a restart of `serve` and
+every process serving the same store shares them, while a copy of the store signs nobody
+in. A session that has been idle longer than ``idle``, exists longer than ``absolute``
+or was signed out (its row revoked) is gone: `get` answers None. Signing in always makes
+a new id (no session fixation); the anonymous session of the sign-in form only carries
+the form's CSRF token.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from cloud_stub.store.engine import Store
+from cloud_stub.store.models import ConsoleSessionRow
+
 ID_BYTES = 32
 CSRF_BYTES = 32
-MAX_SESSIONS = 10_000  # a flood of anonymous sign-in forms cannot grow memory forever
+MAX_SESSIONS = 10_000  # a flood of anonymous sign-in forms cannot grow the table forever
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,67 +51,85 @@ class ConsoleSession:
         return hmac.compare_digest(presented.encode(), self.csrf.encode())
 
 
+def id_sha256(session_id: str) -> str:
+    """What the store keeps of a session's id."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
 @dataclass
 class SessionStore:
-    """Sessions by id, in this process's memory (a restart signs everyone out)."""
+    """Sessions in the service's store, by the sha256 of their id. Raises `StoreError`
+    when the database fails."""
 
+    store: Store
     clock: Callable[[], datetime]
     idle: timedelta
     absolute: timedelta
-    _sessions: dict[str, ConsoleSession] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _live(self, session: ConsoleSession, now: datetime) -> bool:
-        return (now - session.last_seen <= self.idle
-                and now - session.created_at <= self.absolute)
+    def _live(self, row: ConsoleSessionRow, now: datetime) -> bool:
+        return (row.revoked_at is None and now - row.last_seen <= self.idle
+                and now - row.created_at <= self.absolute)
 
-    def _prune(self, now: datetime) -> None:
-        for sid in [s.id for s in self._sessions.values() if not self._live(s, now)]:
-            del self._sessions[sid]
-        while len(self._sessions) >= MAX_SESSIONS:  # oldest first
-            oldest = min(self._sessions.values(), key=lambda s: s.last_seen)
-            del self._sessions[oldest.id]
+    def _prune(self, session: Session, now: datetime) -> None:
+        """Delete the rows that can never be used again, then the least recently used
+        ones over `MAX_SESSIONS`."""
+        session.execute(delete(ConsoleSessionRow).where(or_(
+            ConsoleSessionRow.revoked_at.is_not(None),
+            ConsoleSessionRow.last_seen < now - self.idle,
+            ConsoleSessionRow.created_at < now - self.absolute)))
+        count = session.execute(select(func.count()).select_from(ConsoleSessionRow)
+                                ).scalar_one()
+        if count >= MAX_SESSIONS:
+            oldest = select(ConsoleSessionRow.id_sha256).order_by(
+                ConsoleSessionRow.last_seen).limit(count - MAX_SESSIONS + 1)
+            session.execute(delete(ConsoleSessionRow).where(
+                ConsoleSessionRow.id_sha256.in_(oldest.scalar_subquery())))
 
     def open(self, principal_id: str | None = None) -> ConsoleSession:
         now = self.clock()
-        session = ConsoleSession(
+        opened = ConsoleSession(
             id=secrets.token_urlsafe(ID_BYTES),
             csrf=secrets.token_urlsafe(CSRF_BYTES),
             created_at=now,
             last_seen=now,
             principal_id=principal_id,
         )
-        with self._lock:
-            self._prune(now)
-            self._sessions[session.id] = session
-        return session
+        with self.store.transaction() as session:
+            self._prune(session, now)
+            session.add(ConsoleSessionRow(
+                id_sha256=id_sha256(opened.id), csrf=opened.csrf, principal_id=principal_id,
+                created_at=now, last_seen=now))
+        return opened
 
     def get(self, session_id: str | None) -> ConsoleSession | None:
-        """The live session, its idle clock restarted; None when unknown or expired."""
+        """The live session, its idle clock restarted; None when unknown, expired or
+        signed out."""
         if not session_id:
             return None
         now = self.clock()
-        with self._lock:
-            session = self._sessions.get(session_id)
-            if session is None:
+        with self.store.transaction() as session:
+            row = session.get(ConsoleSessionRow, id_sha256(session_id))
+            if row is None or not self._live(row, now):
                 return None
-            if not self._live(session, now):
-                del self._sessions[session_id]
-                return None
-            session = replace(session, last_seen=now)
-            self._sessions[session_id] = session
-            return session
+            row.last_seen = now
+            return ConsoleSession(id=session_id, csrf=row.csrf, created_at=row.created_at,
+                                  last_seen=now, principal_id=row.principal_id)
 
     def close(self, session_id: str | None) -> None:
+        """Sign out: the session's row is revoked, in every process at once."""
         if session_id:
-            with self._lock:
-                self._sessions.pop(session_id, None)
+            with self.store.transaction() as session:
+                session.execute(update(ConsoleSessionRow)
+                                .where(ConsoleSessionRow.id_sha256 == id_sha256(session_id))
+                                .values(revoked_at=self.clock()))
 
     def close_principal(self, principal_id: str) -> None:
         """End every session of a principal (a disabled key)."""
-        with self._lock:
-            for sid in [s.id for s in self._sessions.values() if s.principal_id == principal_id]:
-                del self._sessions[sid]
+        with self.store.transaction() as session:
+            session.execute(update(ConsoleSessionRow)
+                            .where(ConsoleSessionRow.principal_id == principal_id,
+                                   ConsoleSessionRow.revoked_at.is_(None))
+                            .values(revoked_at=self.clock()))
 
 
 class Admission(StrEnum):

@@ -275,3 +275,24 @@ class AuditLock(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     head_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     head_hash: Mapped[str] = mapped_column(String(64))
+
+
+class ConsoleSessionRow(Base):
+    """A review console session (docs/adr/0015-review-console.md, section 3). The browser
+    holds the session's secret id; only its sha256 is kept, so a copy of the store signs
+    nobody in. ``revoked_at`` is set by sign-out (and a disabled key); an expired or
+    revoked row is refused and later deleted."""
+
+    __tablename__ = "console_sessions"
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    principal_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    created_at: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (
+        Index("ix_console_sessions_principal", "principal_id"),
+        Index("ix_console_sessions_last_seen", "last_seen"),
+    )

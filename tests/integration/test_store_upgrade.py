@@ -289,15 +289,15 @@ def test_tables_the_models_do_not_know_only_warn(
 
 # --- a store behind the head -----------------------------------------------------------
 #
-# This version has one revision, so "behind" needs a second: the fixture copies the
-# package's revisions and adds one like the first real change will be (ADR 0016, "Adding
-# a revision"): a nullable column on `tokens` backfilled with the sha256 of each row's
+# "Behind" needs a revision after this version's head: the fixture copies the package's
+# revisions and adds one after the head like a real change (ADR 0016, "Adding a
+# revision"): a nullable column on `tokens` backfilled with the sha256 of each row's
 # `jws`. The cloud stub is pointed at the copy (`migrate.MIGRATIONS`).
 
-SECOND_REVISION = '''"""Add tokens.test_sha256, the sha256 of the issued token, backfilled.
+NEXT_REVISION = '''"""Add tokens.test_sha256, the sha256 of the issued token, backfilled.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: {revision}
+Revises: {head}
 """
 
 from __future__ import annotations
@@ -308,8 +308,8 @@ import sqlalchemy as sa
 from alembic import op
 from alembic.util import CommandError
 
-revision: str = "0002"
-down_revision: str | None = "0001"
+revision: str = "{revision}"
+down_revision: str | None = "{head}"
 branch_labels: str | None = None
 depends_on: str | None = None
 
@@ -336,10 +336,13 @@ def second_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     copy = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS, copy,
                     ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / "versions" / "0002_test_sha256.py").write_text(SECOND_REVISION)
+    head = migrate.head_revision()
+    revision = f"{int(head) + 1:04d}"
+    (copy / "versions" / f"{revision}_test_sha256.py").write_text(
+        NEXT_REVISION.format(revision=revision, head=head))
     monkeypatch.setattr(migrate, "MIGRATIONS", copy)
     migrate._scripts.cache_clear()
-    yield "0002"
+    yield revision
     migrate._scripts.cache_clear()  # the real revisions again once the patch is undone
 
 
@@ -356,13 +359,15 @@ def _token_sha256(op: Operator) -> list[tuple[str, str, str | None]]:
 def test_a_store_behind_the_head_is_refused_then_upgraded_with_its_data(
     operator: Operator, monkeypatch: pytest.MonkeyPatch, second_revision: str,
 ) -> None:
-    """A store at 0001 under a version whose head is 0002: refused by name with the
-    revision to apply; `--dry-run` prints the ALTER TABLE; `upgrade` applies it, backfills
-    every token and keeps every other row; the audit entry records from and to."""
+    """A store at this release's head under a version with one revision more: refused by
+    name with the revision to apply; `--dry-run` prints the ALTER TABLE; `upgrade`
+    applies it, backfills every token and keeps every other row; the audit entry records
+    from and to."""
     op = operator
-    with monkeypatch.context() as patch:  # the store as this release made it: at 0001
+    with monkeypatch.context() as patch:  # the store as this release made it: at its head
         patch.setattr(migrate, "MIGRATIONS", Path(migrate.__file__).resolve().parent / "migrations")
         migrate._scripts.cache_clear()
+        made_at = migrate.head_revision()
         store = op.store()
         try:
             store.create_schema()
@@ -370,12 +375,13 @@ def test_a_store_behind_the_head_is_refused_then_upgraded_with_its_data(
             store.dispose()
     migrate._scripts.cache_clear()
     assert op.state() is StoreState.BEHIND
-    op.refused(f"is at revision {BASELINE}", f"needs revision {second_revision}",
-               "0002 (Add tokens.test_sha256", "cloud-stub store upgrade --deployment")
+    op.refused(f"is at revision {made_at}", f"needs revision {second_revision}",
+               f"{second_revision} (Add tokens.test_sha256",
+               "cloud-stub store upgrade --deployment")
 
     code, out, err = op.run("store", "upgrade", "--dry-run")
     assert code == 0, err
-    assert "apply revision 0002" in out
+    assert f"apply revision {second_revision}" in out
     assert "ALTER TABLE tokens ADD COLUMN test_sha256 VARCHAR(64)" in out
     assert op.state() is StoreState.BEHIND
 
@@ -388,7 +394,7 @@ def test_a_store_behind_the_head_is_refused_then_upgraded_with_its_data(
             last = session.execute(select(AuditRow).order_by(AuditRow.seq.desc())).scalars().first()
             assert last is not None
             assert last.action == "store.upgraded"
-            assert last.detail["from"] == BASELINE
+            assert last.detail["from"] == made_at
             assert last.detail["to"] == second_revision
             assert last.detail["revisions"] == [second_revision]
     finally:
@@ -399,7 +405,8 @@ def test_a_previous_release_store_is_stamped_then_brought_past_the_baseline(
     operator: Operator, second_revision: str,
 ) -> None:
     """The previous release's store, holding data, under a version with a revision after
-    the baseline: stamped at 0001, then 0002 adds and backfills the column; every other
+    the baseline: stamped at 0001, then the revisions after it apply, the last adding and
+    backfilling the column; every other
     row is unchanged and the audit chain verifies."""
     op = operator
     entries = make_previous_release_store(op.store_url)

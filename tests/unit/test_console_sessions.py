@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
 
 from cloud_stub.console.charts import bar_chart, timeline
 from cloud_stub.console.sessions import Admission, SessionStore, SignInLimiter
 from cloud_stub.console.settings import ApprovalMode, approval_mode
 from cloud_stub.console.text import inert
 from cloud_stub.console.web import safe_next
+from cloud_stub.store.engine import Store
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Store]:
+    """The service's store the sessions live in (SQLite in a temporary directory)."""
+    made = Store.sqlite(tmp_path / "cloud.sqlite3")
+    made.create_schema()
+    yield made
+    made.dispose()
 
 
 class Clock:
@@ -21,9 +35,10 @@ class Clock:
         return self.now
 
 
-def test_a_session_ends_after_idle_time_and_after_its_absolute_life() -> None:
+def test_a_session_ends_after_idle_time_and_after_its_absolute_life(db: Store) -> None:
     clock = Clock()
-    store = SessionStore(clock=clock, idle=timedelta(minutes=15), absolute=timedelta(hours=1))
+    store = SessionStore(store=db, clock=clock, idle=timedelta(minutes=15),
+                         absolute=timedelta(hours=1))
     session = store.open("p1")
     for _ in range(5):  # used every 14 minutes: alive until the absolute limit
         clock.now += timedelta(minutes=14)
@@ -38,8 +53,9 @@ def test_a_session_ends_after_idle_time_and_after_its_absolute_life() -> None:
     assert store.get("not-a-session") is None
 
 
-def test_sign_out_and_closing_a_principal_end_sessions() -> None:
-    store = SessionStore(clock=Clock(), idle=timedelta(minutes=5), absolute=timedelta(hours=1))
+def test_sign_out_and_closing_a_principal_end_sessions(db: Store) -> None:
+    store = SessionStore(store=db, clock=Clock(), idle=timedelta(minutes=5),
+                         absolute=timedelta(hours=1))
     a, b, other = store.open("p1"), store.open("p1"), store.open("p2")
     store.close(a.id)
     assert store.get(a.id) is None
@@ -48,8 +64,8 @@ def test_sign_out_and_closing_a_principal_end_sessions() -> None:
     assert store.get(other.id) is not None
 
 
-def test_csrf_compares_the_whole_token() -> None:
-    session = SessionStore(clock=Clock(), idle=timedelta(minutes=5),
+def test_csrf_compares_the_whole_token(db: Store) -> None:
+    session = SessionStore(store=db, clock=Clock(), idle=timedelta(minutes=5),
                            absolute=timedelta(hours=1)).open()
     assert session.csrf_matches(session.csrf)
     assert not session.csrf_matches(session.csrf[:-1])
