@@ -65,6 +65,7 @@ class SessionStore:
     clock: Callable[[], datetime]
     idle: timedelta
     absolute: timedelta
+    max_sessions: int = MAX_SESSIONS
 
     def _live(self, row: ConsoleSessionRow, now: datetime) -> bool:
         return (row.revoked_at is None and now - row.last_seen <= self.idle
@@ -72,16 +73,16 @@ class SessionStore:
 
     def _prune(self, session: Session, now: datetime) -> None:
         """Delete the rows that can never be used again, then the least recently used
-        ones over `MAX_SESSIONS`."""
+        ones over ``max_sessions``."""
         session.execute(delete(ConsoleSessionRow).where(or_(
             ConsoleSessionRow.revoked_at.is_not(None),
             ConsoleSessionRow.last_seen < now - self.idle,
             ConsoleSessionRow.created_at < now - self.absolute)))
         count = session.execute(select(func.count()).select_from(ConsoleSessionRow)
                                 ).scalar_one()
-        if count >= MAX_SESSIONS:
+        if count >= self.max_sessions:
             oldest = select(ConsoleSessionRow.id_sha256).order_by(
-                ConsoleSessionRow.last_seen).limit(count - MAX_SESSIONS + 1)
+                ConsoleSessionRow.last_seen).limit(count - self.max_sessions + 1)
             session.execute(delete(ConsoleSessionRow).where(
                 ConsoleSessionRow.id_sha256.in_(oldest.scalar_subquery())))
 
