@@ -236,7 +236,7 @@ def report(name: str, run: Run) -> None:
 def compare_files(installed: Run, rebooted: Run, rows: int = 10) -> None:
     """The files whose mapped pages differ most between the two states (minute 2)."""
     paths = {path for path in set(installed.by_file) | set(rebooted.by_file)
-             if installed.by_file.get(path, 0) != rebooted.by_file.get(path, 0)}
+             if abs(installed.by_file.get(path, 0) - rebooted.by_file.get(path, 0)) >= 64 * 1024}
     diff = sorted(paths, key=lambda p: rebooted.by_file.get(p, 0) - installed.by_file.get(p, 0))
     total = sum(installed.by_file.values()) - sum(rebooted.by_file.values())
     print(f"RSS of mapped files at minute 2, as installed -> after a reboot "
