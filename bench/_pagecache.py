@@ -94,9 +94,12 @@ def rewrite(files: list[Path]) -> None:
     """Replace each file by a fresh copy of its bytes (same mode), renamed over it."""
     for path in files:
         fresh = path.with_name(f".{path.name}.rewrite")
-        fresh.write_bytes(path.read_bytes())
-        shutil.copymode(path, fresh)
-        os.replace(fresh, path)
+        try:
+            fresh.write_bytes(path.read_bytes())
+            shutil.copymode(path, fresh)
+            os.replace(fresh, path)
+        finally:
+            fresh.unlink(missing_ok=True)
 
 
 def mapped_by_file(pid: int) -> dict[str, int]:

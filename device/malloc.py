@@ -64,10 +64,10 @@ def no_huge_pages() -> bool:
     libx264 asks for huge pages on each of its buffers of 2 MiB or more (madvise
     MADV_HUGEPAGE; six of them, 14 MiB, at 720p on x86-64), and a kernel whose THP mode
     is `madvise` or `always` then fills each 2 MiB at a time, parts the encoder never
-    touches included: 4.5 MiB of the sim agent's 52 MiB anonymous at 1280x720, for
-    about 1 % of the encoder's CPU (docs/adr/0019-agent-memory-and-uplink-benchmarks.md,
-    "Measured"). Children inherit the setting. Returns False where prctl is missing or
-    refuses (not Linux, a kernel before 3.15); the agent works anyway.
+    touches included: 4.5-5 MiB of the sim agent's 52 MiB anonymous at 1280x720, for
+    about 2 % more of the encoder's CPU (docs/adr/0019-agent-memory-and-uplink-
+    benchmarks.md, "Measured"). Children inherit the setting. Returns False where prctl
+    is missing or refuses (not Linux, a kernel before 3.15); the agent works anyway.
     """
     try:
         prctl = ctypes.CDLL(None).prctl
