@@ -239,7 +239,7 @@ def compare_files(installed: Run, rebooted: Run, rows: int = 10) -> None:
              if abs(installed.by_file.get(path, 0) - rebooted.by_file.get(path, 0)) >= 64 * 1024}
     diff = sorted(paths, key=lambda p: rebooted.by_file.get(p, 0) - installed.by_file.get(p, 0))
     total = sum(installed.by_file.values()) - sum(rebooted.by_file.values())
-    print(f"RSS of mapped files at minute 2, as installed -> after a reboot "
+    print("RSS of mapped files at the second minute's sample, as installed -> after a reboot "
           f"(all files: {total / MiB:+.1f} MiB apart; the {rows} furthest apart):")
     for path in diff[:rows]:
         before, after = installed.by_file.get(path, 0), rebooted.by_file.get(path, 0)
@@ -263,7 +263,11 @@ def main() -> None:
     print(f"page cache as found: {describe_cache(libraries)}")
     runs: dict[str, Run] = {}
     if args.state in ("both", "installed"):
-        _pagecache.rewrite(libraries)
+        try:
+            _pagecache.rewrite(libraries)
+        except OSError as exc:  # a virtualenv this user cannot write: the state is not made
+            raise SystemExit(f"cannot write the virtualenv's libraries anew ({exc}); "
+                             "--state after-reboot measures without writing them") from exc
         print("== as installed (the virtualenv's libraries written anew first, as pip "
               f"writes them): {describe_cache(libraries)}")
         import_costs()
@@ -281,7 +285,8 @@ def main() -> None:
         compare_files(runs["as installed"], runs["after a reboot"])
     judged = "after a reboot" if "after a reboot" in runs else "as installed"
     for name, run in runs.items():
-        verdict = "target <= 1.00" if name == judged else "informative: not the judged state"
+        verdict = ("target <= 1.00" if name == "after a reboot"
+                   else "informative: not the judged state")
         print(ratio_line(f"agent peak RSS, 1280x720, {name} (vs target)", run.peak / MiB,
                          TARGET_MIB, "MiB", verdict))
     run = runs[judged]
