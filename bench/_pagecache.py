@@ -3,12 +3,13 @@
 How many of the libraries' pages the agent's RSS counts depends on how the page cache
 holds them (bench/README.md, "Memory: the page-cache state"): freshly written by pip,
 ext4 on recent kernels keeps them in large folios, and a fault maps a whole folio; read
-back after a reboot, they come in small folios. This module says which state a run
-measured and drops the libraries from the cache, as a reboot would:
+back after a reboot, they come in small folios. This module makes each state (writes
+the libraries anew, as pip would; drops them from the cache, as a reboot would) and
+says which one a run measured:
 
 - `library_files`: the shared libraries under a prefix (the virtualenv).
 - `resident_bytes`: how many of their bytes the page cache holds (mincore(2)).
-- `drop`: posix_fadvise(DONTNEED) on each, which evicts the pages nothing maps.
+- `drop`: fdatasync and posix_fadvise(DONTNEED) on each: evicts the pages nothing maps.
 - `rewrite`: writes each anew with the same bytes, as pip does when it installs: a new
   file renamed over the old one (running processes keep the old), freshly in the cache.
 - `mapped_by_file`: a process's RSS per mapped file (/proc/PID/smaps).
