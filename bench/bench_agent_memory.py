@@ -6,8 +6,18 @@ process with a post-roll long enough that it records the whole time (clips are c
 while reading the simulated time from its status file. Figures: peak RSS against the
 110 MiB target (and the former 150 MiB budget), and RSS at minute ten against RSS at
 minute two (baseline, same run): the growth must stay within 4 MiB. It also prints
-the largest anonymous and file-backed parts it sampled (RssAnon, RssFile): the second
-is the shared libraries' pages, whose count depends on the page cache (bench/README.md).
+the largest anonymous and file-backed parts it sampled (RssAnon, RssFile) and Pss.
+
+The file-backed part is the shared libraries' pages, and how many the agent maps
+depends on how the page cache holds them (bench/README.md, "Memory: the page-cache
+state"), so the agent runs in two states, each named: as installed (the virtualenv's
+shared libraries written anew first, same bytes, as pip writes them: on this kernel
+they sit in large folios) and after a reboot (the same files dropped from the page
+cache first, as a power cut does; they are read back as the agent faults them in).
+The target is judged after a reboot, the state a doorbell runs in for all but its
+first start after an install, and the state install.sh leaves it in; the other is
+printed beside it. Which files' pages differ between the two is printed too, and, as
+root, the share of the mapped library pages that sit in large folios.
 
 First it prints what each import costs: a fresh interpreter imports the agent's
 libraries one after the other, in the order the agent loads them, and reports the
@@ -16,6 +26,7 @@ beside the modules a `pi` camera or a disabled service no longer loads
 (docs/adr/0019-agent-memory-and-uplink-benchmarks.md).
 
 Run: .venv/bin/python bench/bench_agent_memory.py [--minutes 10]
+     [--state both|installed|after-reboot]
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -35,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pyrage
 import tomli_w
 
+from bench import _pagecache
 from bench._report import ratio_line
 
 MiB = 1024 * 1024
@@ -115,12 +128,36 @@ def simulated_seconds(status: Path, start: datetime | None) -> tuple[float, date
     return (now - start).total_seconds(), start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--minutes", type=int, default=10)
-    args = parser.parse_args()
-    import_costs()
+def proc_pss(pid: int) -> int | None:
+    """Pss from /proc/PID/smaps_rollup in bytes (shared pages divided among mappers)."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+@dataclass
+class Run:
+    """What one agent run sampled (bytes); `per_minute` is VmRSS at each minute."""
+
+    peak: int = 0
+    anon: int = 0
+    file: int = 0
+    pss: int = 0
+    large_folios: float | None = None
+    by_file: dict[str, int] = field(default_factory=dict)
+    per_minute: dict[int, int] = field(default_factory=dict)
+    clips: int = 0
+
+
+def run_agent(minutes: int, prefix: Path) -> Run:
+    """Run the agent for `minutes` simulated minutes at 1280x720, sampling its memory."""
     agent = Path(sys.executable).parent / "doorbell-agent"
+    run = Run()
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         root = Path(tmp)
         state = root / "state"
@@ -138,7 +175,7 @@ def main() -> None:
                 }
             )
         )
-        duration = 60 * args.minutes + 20  # minute N is sampled while still recording
+        duration = 60 * minutes + 20  # minute N is sampled while still recording
         command = [
             str(agent),
             "--config",
@@ -151,23 +188,25 @@ def main() -> None:
             "--fast",
         ]
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        per_minute: dict[int, int] = {}
-        peak = peak_anon = peak_file = 0
         start: datetime | None = None
         began = time.monotonic()
         while proc.poll() is None:
             sample = proc_memory(proc.pid)
             if sample is not None:
                 rss, hwm, anon, file = sample
-                peak = max(peak, hwm)
-                peak_anon, peak_file = max(peak_anon, anon), max(peak_file, file)
+                run.peak = max(run.peak, hwm)
+                run.anon, run.file = max(run.anon, anon), max(run.file, file)
                 seconds, start = simulated_seconds(state / "status.json", start)
                 minute = int(seconds // 60)
-                if 1 <= minute <= args.minutes and minute not in per_minute:
-                    per_minute[minute] = rss
+                if 1 <= minute <= minutes and minute not in run.per_minute:
+                    run.per_minute[minute] = rss
+                    run.pss = max(run.pss, proc_pss(proc.pid) or 0)
+                    if minute == min(2, minutes):
+                        run.large_folios = _pagecache.large_folio_share(proc.pid, prefix)
+                        run.by_file = _pagecache.mapped_by_file(proc.pid)
                     print(
                         f"  minute {minute:2d}: RSS {rss / MiB:7.1f} MiB "
-                        f"(peak so far {peak / MiB:6.1f} MiB, "
+                        f"(peak so far {run.peak / MiB:6.1f} MiB, "
                         f"wall {time.monotonic() - began:5.0f} s)",
                         flush=True,
                     )
@@ -175,23 +214,92 @@ def main() -> None:
         out = proc.stdout.read().decode() if proc.stdout else ""
         if proc.returncode != 0:
             raise SystemExit(f"agent failed with {proc.returncode}")
-        clips = json.loads(out.strip().splitlines()[-1])["clips_sealed"]
-    print(f"  clips sealed: {clips}")
-    print(f"  sampled: anonymous up to {peak_anon / MiB:.1f} MiB, file-backed up to "
-          f"{peak_file / MiB:.1f} MiB (shared libraries' pages: how many count depends on "
-          "the page cache, see bench/README.md)")
-    print(ratio_line("agent peak RSS, 1280x720 (vs target)", peak / MiB, TARGET_MIB, "MiB",
-                     "target <= 1.00"))
-    print(ratio_line("agent peak RSS, 1280x720 (vs former budget)", peak / MiB,
+        run.clips = json.loads(out.strip().splitlines()[-1])["clips_sealed"]
+    return run
+
+
+def describe_cache(libraries: list[Path]) -> str:
+    resident, total = _pagecache.resident_bytes(libraries)
+    return (f"the virtualenv's {len(libraries)} shared libraries: {resident / MiB:.1f} of "
+            f"{total / MiB:.1f} MiB in the page cache")
+
+
+def report(name: str, run: Run) -> None:
+    share = ("not readable (needs root)" if run.large_folios is None
+             else f"{100 * run.large_folios:.0f} %")
+    print(f"  {name}: clips sealed {run.clips}; sampled RssAnon up to {run.anon / MiB:.1f} MiB, "
+          f"RssFile up to {run.file / MiB:.1f} MiB, Pss up to {run.pss / MiB:.1f} MiB "
+          f"(at the minute samples); the virtualenv's library pages it mapped that sit in "
+          f"large folios: {share}")
+
+
+def compare_files(installed: Run, rebooted: Run, rows: int = 10) -> None:
+    """The files whose mapped pages differ most between the two states (minute 2)."""
+    paths = {path for path in set(installed.by_file) | set(rebooted.by_file)
+             if abs(installed.by_file.get(path, 0) - rebooted.by_file.get(path, 0)) >= 64 * 1024}
+    diff = sorted(paths, key=lambda p: rebooted.by_file.get(p, 0) - installed.by_file.get(p, 0))
+    total = sum(installed.by_file.values()) - sum(rebooted.by_file.values())
+    print("RSS of mapped files at the second minute's sample, as installed -> after a reboot "
+          f"(all files: {total / MiB:+.1f} MiB apart; the {rows} furthest apart):")
+    for path in diff[:rows]:
+        before, after = installed.by_file.get(path, 0), rebooted.by_file.get(path, 0)
+        print(f"  {before / MiB:6.1f} -> {after / MiB:5.1f} MiB  {Path(path).name}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=int, default=10)
+    parser.add_argument(
+        "--state",
+        choices=("both", "installed", "after-reboot"),
+        default="both",
+        help="page-cache state(s) to measure: 'installed' writes the virtualenv's shared "
+        "libraries anew first (same bytes, as pip does), 'after-reboot' drops them from the "
+        "page cache first, as a power cut does; default both, in that order",
+    )
+    args = parser.parse_args()
+    prefix = Path(sys.prefix)
+    libraries = _pagecache.library_files(prefix)
+    print(f"page cache as found: {describe_cache(libraries)}")
+    runs: dict[str, Run] = {}
+    if args.state in ("both", "installed"):
+        try:
+            _pagecache.rewrite(libraries)
+        except OSError as exc:  # a virtualenv this user cannot write: the state is not made
+            raise SystemExit(f"cannot write the virtualenv's libraries anew ({exc}); "
+                             "--state after-reboot measures without writing them") from exc
+        print("== as installed (the virtualenv's libraries written anew first, as pip "
+              f"writes them): {describe_cache(libraries)}")
+        import_costs()
+        runs["as installed"] = run_agent(args.minutes, prefix)
+        report("as installed", runs["as installed"])
+    if args.state in ("both", "after-reboot"):
+        _pagecache.drop(libraries)
+        print("== after a reboot (the virtualenv's libraries dropped from the page cache "
+              f"first): {describe_cache(libraries)}")
+        import_costs()
+        _pagecache.drop(libraries)  # the import probe read some back
+        runs["after a reboot"] = run_agent(args.minutes, prefix)
+        report("after a reboot", runs["after a reboot"])
+    if len(runs) == 2:
+        compare_files(runs["as installed"], runs["after a reboot"])
+    judged = "after a reboot" if "after a reboot" in runs else "as installed"
+    for name, run in runs.items():
+        verdict = ("target <= 1.00" if name == "after a reboot"
+                   else "informative: not the judged state")
+        print(ratio_line(f"agent peak RSS, 1280x720, {name} (vs target)", run.peak / MiB,
+                         TARGET_MIB, "MiB", verdict))
+    run = runs[judged]
+    print(ratio_line(f"agent peak RSS, {judged} (vs former budget)", run.peak / MiB,
                      FORMER_BUDGET_MIB, "MiB", "informative: the stage-one budget"))
-    first, last = 2, max(per_minute)
-    if first in per_minute:
-        growth = (per_minute[last] - per_minute[first]) / MiB
+    first, last = 2, max(run.per_minute)
+    if first in run.per_minute:
+        growth = (run.per_minute[last] - run.per_minute[first]) / MiB
         print(
             ratio_line(
-                f"RSS at minute {last} (vs minute {first})",
-                per_minute[last] / MiB,
-                per_minute[first] / MiB,
+                f"RSS at minute {last} (vs minute {first}), {judged}",
+                run.per_minute[last] / MiB,
+                run.per_minute[first] / MiB,
                 "MiB",
                 f"growth {growth:+.1f} MiB, target within {GROWTH_TOLERANCE_MIB:g} MiB",
             )

@@ -1,5 +1,6 @@
-"""`tune_malloc`: glibc's allocator settings for a long-running video daemon, and
-`limit_blas_threads`: no idle OpenBLAS workers beside it.
+"""`tune_malloc`: glibc's allocator settings for a long-running video daemon,
+`limit_blas_threads`: no idle OpenBLAS workers beside it, and `no_huge_pages`: its
+anonymous memory in base pages.
 
 Standard library only (ctypes), so the command line calls them first, before it
 imports the agent (and with it NumPy).
@@ -17,6 +18,7 @@ M_ARENA_MAX = -8
 MALLOC_ARENAS = 2
 MMAP_THRESHOLD = 128 * 1024  # glibc's initial value, made fixed
 TRIM_THRESHOLD = 1024 * 1024
+PR_SET_THP_DISABLE = 41  # <linux/prctl.h>
 
 
 def tune_malloc() -> bool:
@@ -54,3 +56,24 @@ def limit_blas_threads(environ: MutableMapping[str, str] = os.environ) -> None:
     (docs/adr/0019-agent-memory-and-uplink-benchmarks.md).
     """
     environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def no_huge_pages() -> bool:
+    """Keep the process's anonymous memory out of transparent huge pages (Linux).
+
+    libx264 asks for huge pages on each of its buffers of 2 MiB or more (madvise
+    MADV_HUGEPAGE; six of them, 14 MiB, at 720p on x86-64), and a kernel whose THP mode
+    is `madvise` or `always` then fills each 2 MiB at a time, parts the encoder never
+    touches included: 4.5-5 MiB of the sim agent's 52 MiB anonymous at 1280x720, for
+    about 2 % more of the encoder's CPU (docs/adr/0019-agent-memory-and-uplink-
+    benchmarks.md, "Measured"). Children inherit the setting. Returns False where prctl
+    is missing or refuses (not Linux, a kernel before 3.15); the agent works anyway.
+    """
+    try:
+        prctl = ctypes.CDLL(None).prctl
+    except (OSError, AttributeError):
+        return False
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                      ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return bool(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0)

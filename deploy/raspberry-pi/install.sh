@@ -230,8 +230,31 @@ install_agent() {
   "${VENV}/bin/pip" install --quiet --upgrade pip
   "${VENV}/bin/pip" install --quiet --upgrade --constraint "${constraints}" "${SOURCE}[pi]"
   check_imports
+  drop_written_libraries
   install -d -m 0755 "${SHARE}"
   install -m 0644 "${SOURCE}/docs/raspberry-pi.md" "${SHARE}/raspberry-pi.md"
+}
+
+# pip has just written the venv's shared libraries. A kernel whose ext4 keeps freshly
+# written files in large folios (6.16 and later) lets the agent map them in pieces of up
+# to 1 MiB until they leave the page cache: about 20 MiB more RSS than after a reboot on
+# the machine where this was measured (docs/adr/0019-agent-memory-and-uplink-benchmarks.md,
+# "The page-cache state"). Dropping them from the cache (written out first) makes the
+# agent's first start read them back as it does after a power cut.
+drop_written_libraries() {
+  "${VENV}/bin/python" - "${VENV}" <<'PY' \
+    || say "warning: the venv's libraries stay in the page cache as written"
+import os, pathlib, sys
+for path in pathlib.Path(sys.argv[1]).rglob("*"):
+    if (path.suffix == ".so" or ".so." in path.name) and path.is_file() \
+            and not path.is_symlink():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+PY
 }
 
 # Import picamera2, gpiozero and lgpio as the service user, in a working directory of

@@ -60,9 +60,10 @@ def register(sub: Any) -> None:
 
 
 def _before_numpy() -> None:
-    from device.malloc import limit_blas_threads
+    from device.malloc import limit_blas_threads, no_huge_pages
 
     limit_blas_threads()
+    no_huge_pages()  # before the encoder's first buffer is touched
 
 
 def _logging() -> None:

@@ -6,7 +6,8 @@ Each case runs in a fresh interpreter and reports which of the heavy modules end
 camera (tests/standins/picamera2) never loads the software encoder nor OpenCV, a
 disabled Home Assistant bridge loads neither the bridge nor a paho client, and neither
 the configuration nor `doorbell-agent run` loads pydantic (device/config_schema.py), the
-daemon loads NumPy with OpenBLAS asked for one thread (device/malloc.py). A
+daemon loads NumPy with OpenBLAS asked for one thread and runs without transparent huge
+pages (device/malloc.py). A
 sim agent is the control: it must load the software encoder, or the check itself is
 broken; the cloud stub's configuration, still pydantic, is the control for pydantic.
 """
@@ -168,3 +169,19 @@ def test_the_daemon_loads_numpy_with_one_openblas_thread(agent_env: AgentEnv) ->
     )
     assert result.returncode == 0, result.stderr
     assert "BLAS ['1']" in result.stdout.splitlines(), result.stdout
+
+
+@pytest.mark.slow
+def test_the_daemon_runs_without_transparent_huge_pages(agent_env: AgentEnv) -> None:
+    if "THP_enabled" not in Path("/proc/self/status").read_text():
+        pytest.skip("this kernel does not report THP_enabled")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    script = RUN_DAEMON + (
+        "print(next(l for l in open('/proc/self/status') if l.startswith('THP_enabled')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(agent_env.config_path)],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "THP_enabled:\t0" in result.stdout.splitlines(), result.stdout
