@@ -1,7 +1,8 @@
 """Release over a real uplink: ten 5 MB clips from a device whose network is a shaped
 20 Mbit/s link with 40 ms of round-trip latency, against what that link allows.
 
-The device (its release service over a real sealed store, in this process) runs in a
+The device (its release service over a real sealed store, in this process, with the
+deployed timing and MQTT keepalive, not the tests' shorter ones) runs in a
 network namespace of its own; mosquitto (TLS, ACL) and the cloud stub as deployed
 (`cloud-stub serve`) run in a second one. A veth pair joins them (bench/netns.py); the
 device side's egress is shaped by `tc ... tbf` to 20 Mbit/s. netem is not available
@@ -91,6 +92,7 @@ from bench.bench_release import (
 )
 from bench.netns import SVC_ADDRESS, ShapedLink
 from cloud_stub.services.cloud_service import CloudService
+from device.config import MqttSettings
 from device.release.service import ReleaseService, ServiceTiming
 from device.release.vaultview import StoreVault
 from device.vault.outbox import EscrowOutbox
@@ -231,7 +233,8 @@ def main() -> int:
             assert watcher_thread is not None
         with link.enter("dev"):
             rig = make_rig(deployment, work, broker_host=mqtt_host, broker_port=mqtt_port,
-                           bundle=device.bundle, release={"cloud_url": device_url})
+                           bundle=device.bundle, release={"cloud_url": device_url},
+                           keepalive_s=MqttSettings.keepalive_s)  # deployed, not the tests' 5 s
             rig.clock.set(datetime.now(UTC).replace(microsecond=0))
             base = rig.clock.now() - timedelta(minutes=50)
             records = [rig.record(base + timedelta(minutes=2 * i), 60, payload=os.urandom(size))
