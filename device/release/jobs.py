@@ -11,7 +11,10 @@
 A finished job keeps its final `result` payload (`Job.result`): an identical re-delivery
 of its token is answered with those same bytes (`ReleaseHandler`, ADR 0011).
 
-Every method is one SQLite transaction; raises ReleaseStateError.
+Every method is one SQLite transaction; raises ReleaseStateError. This store is the
+only writer of its database (one agent per state directory), so it remembers when it
+last found the deferred queue or the outbox empty and answers the release service's
+idle passes from memory until it writes a row there again.
 """
 
 from __future__ import annotations
@@ -83,6 +86,10 @@ class JobStore:
     def __init__(self, db: ReleaseDb, *, max_deferred: int = 64) -> None:
         self._db = db
         self._max_deferred = max_deferred
+        # Known empty since the last read found no row (both under the database's lock;
+        # a write that adds a row clears its flag inside its transaction).
+        self._no_deferred = False
+        self._no_outbox = False
 
     # deferred tokens ---------------------------------------------------------------
     def defer(self, sha256: str, token: bytes) -> bool:
@@ -90,6 +97,7 @@ class JobStore:
         with self._db.transaction() as conn:
             if conn.execute("SELECT 1 FROM deferred WHERE sha256 = ?", (sha256,)).fetchone():
                 return False
+            self._no_deferred = False
             conn.execute(
                 "INSERT INTO deferred (sha256, token, received_at) VALUES (?, ?, ?)",
                 (sha256, token, _now()),
@@ -102,7 +110,11 @@ class JobStore:
             return True
 
     def deferred(self) -> list[tuple[str, bytes]]:
-        rows = self._db.query("SELECT sha256, token FROM deferred ORDER BY rowid")
+        with self._db.lock:
+            if self._no_deferred:
+                return []
+            rows = self._db.query("SELECT sha256, token FROM deferred ORDER BY rowid")
+            self._no_deferred = not rows
         return [(str(sha), bytes(tok)) for sha, tok in rows]
 
     def is_deferred(self, sha256: str) -> bool:
@@ -246,15 +258,21 @@ class JobStore:
             self._queue(conn, [(topic, payload, retain, due_at)])
             return True
 
-    @staticmethod
-    def _queue(conn: sqlite3.Connection, items: list[tuple[str, bytes, bool, datetime]]) -> None:
+    def _queue(self, conn: sqlite3.Connection,
+               items: list[tuple[str, bytes, bool, datetime]]) -> None:
+        self._no_outbox = False
         conn.executemany(
             "INSERT INTO outbox (topic, payload, retain, due_at) VALUES (?, ?, ?, ?)",
             [(t, p, int(r), format_time(d.replace(microsecond=0))) for t, p, r, d in items],
         )
 
     def due(self, now: datetime) -> list[OutboxItem]:
-        rows = self._db.query("SELECT id, topic, payload, retain, due_at FROM outbox ORDER BY id")
+        with self._db.lock:
+            if self._no_outbox:
+                return []
+            rows = self._db.query(
+                "SELECT id, topic, payload, retain, due_at FROM outbox ORDER BY id")
+            self._no_outbox = not rows
         items = [
             OutboxItem(int(i), str(t), bytes(p), bool(r), parse_time(d)) for i, t, p, r, d in rows
         ]
