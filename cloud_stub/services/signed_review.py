@@ -288,8 +288,9 @@ class SignedReview:
         """Record one reviewer's approval by signature; on the last one, finish.
 
         Raises Forbidden (not this reviewer's key, separation of duties), Conflict (not
-        pending, nothing prepared, already decided), HostileInputError (a signature that
-        is not over the prepared payload, a missing or extra one), NotFound.
+        pending, nothing prepared, the payload expired, already decided),
+        HostileInputError (a signature that is not over the prepared payload, a missing
+        or extra one), NotFound.
         """
         now = self.core.now()
         root = self.root(now)
@@ -305,6 +306,13 @@ class SignedReview:
             elif not tokens:
                 raise Conflict("nothing is prepared for this request: fetch the signing "
                                "payload first", code="not_prepared")
+            elif min(aware_utc(t.expires_at) for t in tokens.values()) <= now:
+                # a token signed now would be issued expired: nobody signed it yet, so it
+                # is discarded and the reviewer fetches a new one (or, signed already,
+                # Conflict from _expired with nothing changed)
+                self._expired(session, list(tokens.values()), caller.label, now)
+                refusal = Conflict("the prepared payload expired before the approvals were "
+                                   "in: fetch the signing payload again", code="expired")
             else:
                 issued = self._approve(session, row, root, kid, reason, caller, tokens,
                                        signatures, now)

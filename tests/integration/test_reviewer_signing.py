@@ -222,6 +222,49 @@ def test_an_unsigned_payload_that_expired_is_prepared_again(v2_cloud: V2Cloud) -
     assert [t["jti"] for t in detail["tokens"]] == [first["payloads"][0]["jti"]]
 
 
+def test_a_signature_over_a_payload_that_expired_is_refused_not_issued(
+    v2_cloud: V2Cloud,
+) -> None:
+    """A token signed after its prepared payload expired would be issued already
+    expired: the service refuses the signature (409 ``expired``), records no approval,
+    discards the payload nobody had signed and prepares a new one on the next ask."""
+    from sqlalchemy import select, update
+
+    from cloud_stub.store.models import AuditRow, Decision, Token
+    from protocol.keys import key_id
+
+    cloud, home, api_key, away = v2_cloud
+    request_id, _ = _warrant_request(cloud, away)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    alice_key = private_key_from_pem((home / "doorbell-review" / "reviewer.key").read_bytes())
+    [entry] = cloud.http.get(f"/v1/requests/{request_id}/signing-payload",
+                             headers=headers).json()["payloads"]
+    signature = {"jti": entry["jti"], **sign_detached(entry["payload"], alice_key).to_json()}
+    with cloud.service.store.transaction() as session:
+        session.execute(update(Token).where(Token.request_id == request_id)
+                        .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    response = cloud.http.post(
+        f"/v1/requests/{request_id}/signatures", headers=headers,
+        json={"kid": key_id(alice_key.public_key()), "reason": "checked the warrant twice",
+              "signatures": [signature]})
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == "expired"
+    view = cloud.http.get(f"/v1/requests/{request_id}", headers=headers).json()
+    assert view["status"] == "pending_review"
+    assert [(t["jti"], t["status"]) for t in view["tokens"]] == [(entry["jti"], "discarded")]
+    with cloud.service.store.read() as session:
+        assert list(session.execute(
+            select(Decision).where(Decision.request_id == request_id)).scalars()) == []
+        [detail] = [r.detail for r in session.execute(
+            select(AuditRow).where(AuditRow.action == "token.prepared_discarded")).scalars()]
+        assert not session.execute(select(AuditRow).where(
+            AuditRow.action.in_(["token.issued", "request.approve"]))).first()
+    assert detail["code"] == "expired"
+    [again] = cloud.http.get(f"/v1/requests/{request_id}/signing-payload",
+                             headers=headers).json()["payloads"]
+    assert again["jti"] != entry["jti"]
+
+
 def test_a_denial_anywhere_discards_the_prepared_payloads_with_its_reason(
     v2_cloud: V2Cloud, tmp_path: Path
 ) -> None:
