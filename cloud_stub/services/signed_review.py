@@ -143,8 +143,7 @@ class SignedReview:
             tokens = prepared_rows(session, row.id, reissue=False)
             refusal = self.closed(session, row, tokens, caller.label, now)
             if refusal is None:
-                if tokens and min(aware_utc(t.expires_at) for t in tokens) <= now:
-                    tokens = self._expired(session, tokens, caller.label, now)
+                tokens = self._unexpired(session, tokens, caller.label, now)
                 if not tokens:
                     tokens = self._prepare(session, row, root, now)
                 return {"request_id": row.id, "basis": row.basis,
@@ -163,12 +162,15 @@ class SignedReview:
                 now=now)
         return Conflict(why, code="not_pending")
 
-    def _expired(self, session: Session, tokens: list[Token], actor: str, now: datetime
-                 ) -> list[Token]:
-        """Prepared payloads that expired before the approvals were in: discarded
-        ``expired`` (and prepared again) when nobody has signed them yet; otherwise
-        Conflict, and they stay as they are: the approvals recorded stand on them, so
-        the request is denied (which discards them) and submitted again."""
+    def _unexpired(self, session: Session, tokens: list[Token], actor: str, now: datetime
+                   ) -> list[Token]:
+        """`tokens`, the request's prepared approval payloads, while none has expired.
+        Once one has, before the approvals were in: [] with them discarded ``expired``
+        (to be prepared again) when nobody has signed them yet; otherwise Conflict, and
+        they stay as they are: the approvals recorded stand on them, so the request is
+        denied (which discards them) and submitted again."""
+        if not tokens or min(aware_utc(t.expires_at) for t in tokens) > now:
+            return tokens
         if any(stored(t)[1] for t in tokens):
             raise Conflict("the prepared payload expired after a reviewer signed it: deny the "
                            "request and have the agency submit it again", code="expired")
@@ -306,11 +308,9 @@ class SignedReview:
             elif not tokens:
                 raise Conflict("nothing is prepared for this request: fetch the signing "
                                "payload first", code="not_prepared")
-            elif min(aware_utc(t.expires_at) for t in tokens.values()) <= now:
-                # a token signed now would be issued expired: nobody signed it yet, so it
-                # is discarded and the reviewer fetches a new one (or, signed already,
-                # Conflict from _expired with nothing changed)
-                self._expired(session, list(tokens.values()), caller.label, now)
+            elif not self._unexpired(session, list(tokens.values()), caller.label, now):
+                # a token signed now would be issued expired; nobody signed it yet, so it
+                # was discarded and the reviewer fetches a new one
                 refusal = Conflict("the prepared payload expired before the approvals were "
                                    "in: fetch the signing payload again", code="expired")
             else:
