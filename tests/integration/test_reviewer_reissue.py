@@ -180,6 +180,24 @@ def _approved(v2: V2, agency: Principal, device: DeviceSigner) -> str:
     return request_id
 
 
+def _approved_emergency(v2: V2) -> tuple[Principal, DeviceSigner, str]:
+    """An emergency request for a new device, approved by alice and bob (two
+    organisations, as an emergency needs): (agency, device, request id)."""
+    cloud = v2.cloud
+    agency = cloud.principal("agency", org="metro-pd")
+    device = cloud.enroll()
+    now = datetime.now(UTC).replace(microsecond=0)
+    cloud.escrow_epoch(device.device_id, now - timedelta(hours=40), now)
+    world = PolicyWorld(now=now, recipient=agency.recipient or "")
+    response = cloud.submit(agency, world.emergency(device_ids=[device.device_id]))
+    assert response.status_code == 201, response.text
+    request_id = str(response.json()["id"])
+    for reviewer in (v2.alice, v2.bob):
+        approved = reviewer.review(cloud, "approve", request_id, "--reason", APPROVE)
+        assert approved.returncode == 0, approved.stderr
+    return agency, device, request_id
+
+
 def _make_stale(v2: V2) -> Stale:
     cloud = v2.cloud
     agency = cloud.principal("agency", org="metro-pd")
@@ -367,17 +385,7 @@ def test_an_emergency_is_reissued_only_by_reviewers_of_two_organisations(v2: V2)
     """As its approval did, an emergency's re-issue needs two reviewers of two
     organisations; after the first, the service holds nothing a device accepts."""
     cloud = v2.cloud
-    agency = cloud.principal("agency", org="metro-pd")
-    device = cloud.enroll()
-    now = datetime.now(UTC).replace(microsecond=0)
-    cloud.escrow_epoch(device.device_id, now - timedelta(hours=40), now)
-    world = PolicyWorld(now=now, recipient=agency.recipient or "")
-    response = cloud.submit(agency, world.emergency(device_ids=[device.device_id]))
-    assert response.status_code == 201, response.text
-    request_id = str(response.json()["id"])
-    for reviewer in (v2.alice, v2.bob):
-        approved = reviewer.review(cloud, "approve", request_id, "--reason", APPROVE)
-        assert approved.returncode == 0, approved.stderr
+    _agency, device, request_id = _approved_emergency(v2)
     [old] = _tokens(cloud, request_id)
     # the device came back after the token's exp
     late = VerificationContext(device_id=device.device_id, now=old.expires_at.replace(
@@ -498,17 +506,7 @@ def test_signatures_dropped_when_a_reissue_is_prepared_again_are_audited(v2: V2)
     a new payload is prepared and alice's signature is dropped with the old one: the
     audit says who asked, which token, why, and whose signature went."""
     cloud = v2.cloud
-    agency = cloud.principal("agency", org="metro-pd")
-    device = cloud.enroll()
-    now = datetime.now(UTC).replace(microsecond=0)
-    cloud.escrow_epoch(device.device_id, now - timedelta(hours=40), now)
-    world = PolicyWorld(now=now, recipient=agency.recipient or "")
-    response = cloud.submit(agency, world.emergency(device_ids=[device.device_id]))
-    assert response.status_code == 201, response.text
-    request_id = str(response.json()["id"])
-    for reviewer in (v2.alice, v2.bob):
-        approved = reviewer.review(cloud, "approve", request_id, "--reason", APPROVE)
-        assert approved.returncode == 0, approved.stderr
+    agency, device, request_id = _approved_emergency(v2)
     [old] = _tokens(cloud, request_id)
     _refuse(cloud, device.device_id, old, "expired")
     first = v2.alice.review(cloud, "reissue", request_id, "--reason", REISSUE)
