@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -27,13 +26,9 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
-    else:
-        url = request.getfixturevalue("postgres_store_url")
-    s = Store(url)
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:  # each backend (tests/fixtures/postgres.py)
+    s = Store(store_url)
     s.create_schema()
     yield s
     s.dispose()
