@@ -57,8 +57,9 @@ log = logging.getLogger(__name__)
 class ServiceTiming:
     """Seconds. `poll_s` bounds how long the intake thread waits for a message between
     its chores (a message is handled as it arrives, and the chores run after it); each
-    pass reads the release database and lists the escrow outbox, so an idle device pays
-    for every pass (docs/architecture.md, "Release threads"). `jobs_idle_s` bounds the
+    pass lists the escrow outbox and reads the release database while its deferred
+    queue or outbox holds a row (`JobStore` remembers them empty), so an idle device
+    pays for every pass (docs/architecture.md, "Release threads"). `jobs_idle_s` bounds the
     job thread's sleep while no job waits for a retry: an accepted token wakes it."""
 
     poll_s: float = 1.0
