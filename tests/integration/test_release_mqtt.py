@@ -8,12 +8,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from device.release.jobs import IMMEDIATE
 from device.release.messages import unverified_id
 from tests.fixtures.broker import Broker
 from tests.fixtures.deployment import TestDeployment
@@ -26,6 +28,8 @@ from tests.fixtures.release import (
 )
 
 pytestmark = pytest.mark.broker
+
+FAR_FUTURE = IMMEDIATE + timedelta(days=365 * 200)  # every row of the outbox is due
 
 
 @pytest.fixture
@@ -160,6 +164,13 @@ def test_replay_after_an_agent_restart_is_rejected(
         watcher.wait(watcher.topics.status, lambda b: b["state"] == "online")
         watcher.publish_token(token)
         watcher.result(claims.jti, "uploaded")
+        # Stop only once the broker acknowledged the result: a result still in the outbox
+        # is published again by the restarted agent (and the same bytes then find it
+        # queued, `result_already_queued`), which is not the re-send this test is about.
+        deadline = time.monotonic() + 20
+        while any(i.topic == service.topics.result for i in service.jobs.due(FAR_FUTURE)):
+            assert time.monotonic() < deadline, "the result was never acknowledged"
+            time.sleep(0.01)
     finally:
         service.stop()
     files = {k: bytes(v.data) for k, v in cloud_side.files.items()}
