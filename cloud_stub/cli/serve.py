@@ -41,15 +41,14 @@ def api_url_mismatch(api_url: str, port: int) -> str | None:
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     check_deployment_dir(args.deployment)
-    service = CloudService.open(args.deployment, store_url=args.store_url)
     held = readable_decisive_keys(DeploymentLayout(args.deployment))
-    if held:  # before any port is bound or the broker is reached
-        service.close()
+    if held:  # before the store is opened, a port bound or the broker reached
         for path, what in held:
             print(f"cloud-stub serve: refusing to start: {path} is {what} and this host can "
                   "read it; move it off the service host (docs/threat-model.md)",
                   file=sys.stderr)
         return 1
+    service = CloudService.open(args.deployment, store_url=args.store_url)
     warning = api_url_mismatch(service.core.settings.api.url, args.port)
     if warning is not None:
         log.warning("%s", warning)

@@ -152,3 +152,25 @@ def test_serve_names_a_broker_it_cannot_reach(
     output = _serve_output(fresh_deployment, tmp_path, port, "--broker-host", "127.0.0.1",
                            "--broker-port", str(nobody))
     assert f"cannot reach the MQTT broker at 127.0.0.1:{nobody}: connection refused" in output
+
+
+def test_serve_beside_a_readable_root_key_refuses_before_it_opens_the_store(
+    fresh_deployment: TestDeployment, tmp_path: Path
+) -> None:
+    """The refusal names each key and is the first thing `serve` prints: no store is
+    created or migrated on a host that should not be running the service at all."""
+    store = tmp_path / "never.sqlite3"
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "cloud-stub"), "serve", "--deployment",
+         str(fresh_deployment.layout.root), "--store-url", f"sqlite:///{store}",
+         "--no-mqtt", "--port", "9"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 1, proc
+    lines = proc.stderr.strip().splitlines()
+    assert lines, proc
+    assert lines[0].startswith("cloud-stub serve: refusing to start: "), lines
+    root_key = sorted(fresh_deployment.layout.offline_root_dir.glob("*.key"))[0]
+    assert any(str(root_key) in line and "is a root key" in line for line in lines), lines
+    assert "alembic" not in proc.stderr
+    assert not store.exists()
