@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import ssl
@@ -14,12 +15,49 @@ import httpx
 from demo.processes import Supervisor
 from demo.steps import StepFailed
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_CHOSEN_PORT = 10_000  # above the well-known and most registered services' ports
 
-def free_port() -> int:
+
+def ephemeral_range(path: Path = EPHEMERAL_RANGE_FILE) -> tuple[int, int]:
+    """The kernel's range for `bind(port 0)` and outgoing connections (Linux's default
+    when the file cannot be read)."""
+    try:
+        low, high = (int(field) for field in path.read_text(encoding="ascii").split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
+
+
+def free_port(*, ephemeral: tuple[int, int] | None = None) -> int:
+    """A loopback port free now, for a service whose port is written into configuration
+    before it starts (the broker's goes into every device bundle).
+
+    Chosen below the kernel's ephemeral range: a port from `bind(port 0)` stays free only
+    until something else asks for one, and the next process that binds port 0 or opens a
+    connection (a witness, a client) may be handed the same number before our service
+    binds it. Ports below the range are never handed out that way. Falls back to the
+    kernel's choice when the range starts too low to leave room."""
+    low, _high = ephemeral or ephemeral_range()
+    if low > LOWEST_CHOSEN_PORT:
+        chooser = random.SystemRandom()
+        for _ in range(64):
+            port = chooser.randrange(LOWEST_CHOSEN_PORT, low)
+            if _bindable(port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def wait_for(what: str, check: Callable[[], bool], *, timeout: float, poll: float = 0.2) -> None:

@@ -208,8 +208,9 @@ class Demo:
              "--port", "9"], capture_output=True, text=True, timeout=120, check=False)
         if refused.returncode != 1 or "refusing to start" not in refused.stderr:
             raise StepFailed(f"serve started while it could read the root keys: {refused}")
+        first = next(line for line in refused.stderr.splitlines() if "refusing to start" in line)
         self._say("`cloud-stub serve` refuses to start: "
-                  + refused.stderr.strip().splitlines()[0].split(": ", 2)[-1][:110] + "...")
+                  + first.split("refusing to start: ", 1)[1][:110] + "...")
         for directory in self.layout.off_host_dirs:
             directory.rename(self.off_host / directory.name)
         self._say(f"root keys, the test court's and test reviewers' keys moved off the service "

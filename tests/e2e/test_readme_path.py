@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.cloud import loopback_socket
+from demo.services import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 
@@ -130,13 +130,6 @@ class Walk:
                     os.killpg(group, signal.SIGKILL)
 
 
-def _free_port() -> int:
-    sock = loopback_socket()
-    port: int = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
 @pytest.fixture
 def walk(tmp_path: Path) -> Iterator[Walk]:
     workdir = tmp_path / "by-hand"
@@ -156,7 +149,7 @@ def walk(tmp_path: Path) -> Iterator[Walk]:
 
 
 def test_the_readme_by_hand_path(walk: Walk) -> None:
-    broker_port, api_port = _free_port(), _free_port()
+    broker_port, api_port = free_port(), free_port()
     text = (ROOT / "README.md").read_text()
     for step in readme_steps(text):
         script = step.script.replace("8883", str(broker_port)).replace("8080", str(api_port))
