@@ -51,7 +51,6 @@ import os
 import resource
 import secrets
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -80,7 +79,7 @@ from device.vault.epochs import Epoch, escrow_message
 from protocol.messages import EscrowAck, parse_escrow_ack
 from protocol.tls import client_context
 from protocol.topics import DeviceTopics, all_devices
-from tests.fixtures.broker import Broker
+from tests.fixtures.broker import Broker, free_port
 from tests.fixtures.deployment import TestDeployment, make_deployment
 from tests.fixtures.policy import COURT_ID, PolicyWorld
 from tests.fixtures.postgres import create_database, postgres_cluster
@@ -334,12 +333,6 @@ class Service:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -58,7 +57,7 @@ from device.release.uploader import HttpUploader, UploadLimits
 from device.vault.outbox import EscrowOutbox
 from device.vault.reseal import reseal
 from protocol.timefmt import format_time
-from tests.fixtures.broker import Broker
+from tests.fixtures.broker import Broker, free_port
 from tests.fixtures.cloud import CloudServer
 from tests.fixtures.deployment import TestDeployment, make_deployment
 from tests.fixtures.release import ResultWatcher, identity_key, make_rig
@@ -67,13 +66,6 @@ REASON = {"reason": "Warrant verified with the issuing court's clerk."}
 START_TIMEOUT_S = 30.0
 CLOUD_STUB = Path(sys.executable).with_name("cloud-stub")
 INTAKE_FLOOR = Path(__file__).with_name("intake_floor.py")
-
-
-def free_port() -> int:
-    """A free loopback port (the kernel's pick; released at once for the server to bind)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def set_api_url(deployment: TestDeployment, url: str) -> None:

@@ -84,7 +84,6 @@ from bench._cpu import ENDED, CpuSample, CpuSplit
 from bench._report import ratio_line
 from bench.bench_release import (
     REASON,
-    free_port,
     reseal_alone,
     set_api_url,
     start_cloud,
@@ -97,7 +96,7 @@ from device.release.service import ReleaseService, ServiceTiming
 from device.release.vaultview import StoreVault
 from device.vault.outbox import EscrowOutbox
 from protocol.timefmt import format_time
-from tests.fixtures.broker import Broker
+from tests.fixtures.broker import Broker, free_port
 from tests.fixtures.cloud import CloudServer
 from tests.fixtures.deployment import make_deployment
 from tests.fixtures.release import ResultWatcher, make_rig
