@@ -26,7 +26,7 @@ from cloud_stub.services.context import caller_of
 from cloud_stub.store import Store
 from cloud_stub.store.models import AuditRow
 from cloud_stub.store.principals import authenticate
-from tests.fixtures.cloud import loopback_socket
+from demo.services import free_port
 from tests.fixtures.deployment import OperatorCli, TestDeployment
 from tests.fixtures.policy import COURT_ID, PolicyWorld
 
@@ -120,9 +120,7 @@ def _serve(deployment: TestDeployment, store: Path) -> tuple[subprocess.Popen[by
     answers /healthz. The port may be taken between the probe and uvicorn's bind (a
     shared machine): then it starts again on another, at most five times."""
     for _ in range(5):
-        sock = loopback_socket()
-        port: int = sock.getsockname()[1]
-        sock.close()
+        port = free_port()
         process = subprocess.Popen(
             [str(Path(sys.executable).parent / "cloud-stub"), "serve", "--deployment",
              str(deployment.layout.root), "--store-url", f"sqlite:///{store}",

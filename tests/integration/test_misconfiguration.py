@@ -23,10 +23,10 @@ import pytest
 
 from cloud_stub.cli.serve import api_url_mismatch
 from cloud_stub.config import load_deployment
+from demo.services import free_port
 from device.agent import Agent
 from device.clock import ManualClock
 from device.config import AgentConfig
-from tests.fixtures.cloud import loopback_socket
 from tests.fixtures.deployment import TestDeployment
 from tests.fixtures.release import rig_config
 from tests.fixtures.waiting import wait_until
@@ -65,9 +65,7 @@ def _release(agent: Agent) -> dict[str, Any]:
 def test_a_wrong_port_is_named_with_its_cause(
     deployment: TestDeployment, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sock = loopback_socket()
-    port = sock.getsockname()[1]
-    sock.close()  # nothing listens there now
+    port = free_port()  # nothing listens there
     caplog.set_level(logging.WARNING, logger=LINK_LOG)
     config = _config(deployment, tmp_path / "state", port=port)
     with _running(config) as agent:
@@ -132,9 +130,7 @@ def test_serve_warns_when_its_port_is_not_the_api_urls(
 ) -> None:
     api_url = load_deployment(fresh_deployment.layout).api.url
     assert api_url_mismatch(api_url, urlsplit(api_url).port or 80) is None
-    sock = loopback_socket()
-    port = sock.getsockname()[1]
-    sock.close()
+    port = free_port()
     output = _serve_output(fresh_deployment, tmp_path, port)
     assert f"serve listens on port {port} but api.url in deployment.toml is {api_url}" in output
     assert "uploads will not reach this server" in output
@@ -143,12 +139,8 @@ def test_serve_warns_when_its_port_is_not_the_api_urls(
 def test_serve_names_a_broker_it_cannot_reach(
     fresh_deployment: TestDeployment, tmp_path: Path
 ) -> None:
-    sock = loopback_socket()
-    nobody = sock.getsockname()[1]
-    sock.close()
-    sock = loopback_socket()
-    port = sock.getsockname()[1]
-    sock.close()
+    nobody = free_port()
+    port = free_port()
     output = _serve_output(fresh_deployment, tmp_path, port, "--broker-host", "127.0.0.1",
                            "--broker-port", str(nobody))
     assert f"cannot reach the MQTT broker at 127.0.0.1:{nobody}: connection refused" in output
