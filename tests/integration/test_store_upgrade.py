@@ -104,6 +104,7 @@ class Operator(OperatorCli):
 def operator(fresh_deployment: TestDeployment, store_url: str,
              capsys: pytest.CaptureFixture[str]) -> Operator:
     fresh_deployment.enroll_device(fresh_deployment.new_device_id("porch"))
+    fresh_deployment.move_keys_off_host()  # `serve` refuses to start beside them (ADR 0013)
     return Operator(fresh_deployment, store_url, capsys)
 
 
