@@ -13,6 +13,8 @@ import hmac
 import io
 import os
 import subprocess
+import sys
+import threading
 from collections.abc import Callable
 
 import pyrage
@@ -317,6 +319,64 @@ def test_reseal_streams_to_the_new_recipient(age_key: Callable[[str], AgeKey]) -
     assert age_decrypt(out, agency).stdout == data
     with pytest.raises(NoMatchingIdentity):
         reseal(io.BytesIO(out), io.BytesIO(), [epoch.identity], [agency.recipient])
+
+
+def test_writers_open_at_once_on_one_thread_keep_their_own_batches(
+    age_key: Callable[[str], AgeKey],
+) -> None:
+    """A closed writer's ciphertext batch goes to the thread's next writer, but two
+    writers open at once never share one: here one writer's sink is another writer,
+    which seals the first one's batch while the first still reads from it. A writer
+    closed on another thread leaves a whole file."""
+    key = age_key("batches")
+    with AgeStreamWriter(io.BytesIO(), [key.recipient]) as done:  # leaves a spare batch
+        done.write(os.urandom(300_000))
+    plain = os.urandom(3 * 1024 * 1024 + 5)
+    outer_sink = io.BytesIO()
+    outer = AgeStreamWriter(outer_sink, [key.recipient])
+    inner = AgeStreamWriter(outer, [key.recipient])
+    for pos in range(0, len(plain), 300_001):
+        inner.write(plain[pos : pos + 300_001])
+    inner.close()
+    closer = threading.Thread(target=outer.close)
+    closer.start()
+    closer.join()
+    identity = [pyrage.x25519.Identity.from_str(key.identity)]
+    assert pyrage.decrypt(pyrage.decrypt(outer_sink.getvalue(), identity), identity) == plain
+
+
+_FAULTS = """
+import os, resource, sys
+from device.malloc import tune_malloc
+if not tune_malloc():
+    print("no-mallopt"); sys.exit(0)
+from device.vault.agestream import AgeStreamWriter
+class Discard:
+    def write(self, data):
+        return len(data)
+data = memoryview(os.urandom(2 * 1024 * 1024))
+def one():
+    with AgeStreamWriter(Discard(), [sys.argv[1]]) as writer:
+        writer.write(data)
+one()
+before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+for _ in range(8):
+    one()
+print(resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before)
+"""
+
+
+def test_a_thread_sealing_file_after_file_maps_no_new_batch(
+    age_key: Callable[[str], AgeKey],
+) -> None:
+    """Under the agent's fixed mmap threshold a fresh 1 MiB batch per file is a fresh
+    mapping: 256 page faults each. Eight files after the first fault in less than one."""
+    key = age_key("faults")
+    proc = subprocess.run([sys.executable, "-c", _FAULTS, key.recipient],
+                          capture_output=True, text=True, check=True)
+    if proc.stdout.strip() == "no-mallopt":
+        pytest.skip("this C library has no mallopt: the agent runs with its own defaults")
+    assert int(proc.stdout) < 256, proc.stdout
 
 
 def test_reseal_of_a_truncated_clip_refuses_unless_asked(
