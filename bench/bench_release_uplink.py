@@ -92,6 +92,7 @@ from bench.bench_release import (
 from bench.netns import SVC_ADDRESS, ShapedLink
 from cloud_stub.services.cloud_service import CloudService
 from device.config import MqttSettings
+from device.malloc import no_huge_pages, tune_malloc
 from device.release.service import ReleaseService, ServiceTiming
 from device.release.vaultview import StoreVault
 from device.vault.outbox import EscrowOutbox
@@ -179,6 +180,10 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench_release_uplink: needs root for network namespaces and tc; not run")
         return 0
+    # The device's threads run in this process: set it up as `doorbell-agent run` does
+    # (its re-seal alone runs here too, under the same settings).
+    tune_malloc()
+    no_huge_pages()
     size = int(args.mb * 1024 * 1024)
     work = Path(tempfile.mkdtemp(prefix="bench-uplink-"))
     link = ShapedLink.create(f"dbup{os.getpid() % 100000}", rate_mbit=args.mbit)
