@@ -86,7 +86,8 @@ def create_console(service: CloudService, settings: ConsoleSettings | None = Non
         sessions=SessionStore(store=service.store, clock=clock,
                               idle=timedelta(seconds=settings.idle_s),
                               absolute=timedelta(seconds=settings.absolute_s)),
-        limiter=SignInLimiter(clock=clock, attempts=settings.sign_in_attempts,
+        limiter=SignInLimiter(store=service.store, clock=clock,
+                              attempts=settings.sign_in_attempts,
                               per=timedelta(seconds=settings.sign_in_window_s)),
         templates=make_templates(),
     )

@@ -1,6 +1,6 @@
 """Console sessions: in the service's store, with idle and absolute expiry, a CSRF token
-each, and a sign-in rate limit. Pure state over an injected clock
-(docs/adr/0015-review-console.md, section 3).
+each; and a sign-in rate limit, counted in the same store. Both over an injected clock
+(docs/adr/0015-review-console.md, sections 3 and 4).
 
 The browser holds only a random session id (256 bits) in an httpOnly, SameSite=Strict
 cookie; the store keeps the sha256 of that id (table ``console_sessions``), the
@@ -17,10 +17,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -28,7 +26,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from cloud_stub.store.engine import Store
-from cloud_stub.store.models import ConsoleSessionRow
+from cloud_stub.store.models import ConsoleSessionRow, ConsoleSignInRow
 
 ID_BYTES = 32
 CSRF_BYTES = 32
@@ -141,39 +139,49 @@ class Admission(StrEnum):
     REFUSED_AGAIN = "refused_again"  # later ones (not audited: no flood of the chain)
 
 
+SIGN_IN_GATE = 0x5D0_0B_E11  # the advisory lock that serializes sign-in counting (PostgreSQL)
+MAX_CLIENT_BYTES = 64  # a client address longer than this is counted by its first 64
+MAX_REFUSAL_MARKS = 10_000  # clients reported in one window; past it, refusals go unreported
+
+
 @dataclass
 class SignInLimiter:
     """At most ``attempts`` sign-in attempts per ``per`` from one client address, and
-    ``attempts * 10`` from all addresses together (a spread-out guessing run)."""
+    ``attempts * 10`` from all addresses together (a spread-out guessing run), counted
+    in the service's store (table ``console_sign_ins``), so every process serving the
+    same store shares one count and a restart of `serve` does not reset it. Each
+    attempt is one transaction, serialized across processes (SQLite's write lock; a
+    transaction-scoped advisory lock on PostgreSQL). Raises `StoreError` when the
+    database fails."""
 
+    store: Store
     clock: Callable[[], datetime]
     attempts: int
     per: timedelta
-    _seen: dict[str, deque[datetime]] = field(default_factory=dict)
-    _all: deque[datetime] = field(default_factory=deque)
-    _refused: set[str] = field(default_factory=set)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def admit(self, client: str) -> Admission:
-        """Count one attempt; a refused attempt is not counted."""
+        """Count one attempt; a refused attempt is not counted. The first refusal of a
+        client in a window is `REFUSED` (the caller audits it), later ones
+        `REFUSED_AGAIN`."""
         now = self.clock()
-        horizon = now - self.per
-        with self._lock:
-            for key in [k for k, q in self._seen.items() if not q or q[-1] < horizon]:
-                del self._seen[key]
-                self._refused.discard(key)
-            mine = self._seen.setdefault(client, deque())
-            for queue in (mine, self._all):
-                while queue and queue[0] < horizon:
-                    queue.popleft()
-            if len(mine) >= self.attempts or len(self._all) >= self.attempts * 10:
-                if client in self._refused:
+        client = client[:MAX_CLIENT_BYTES]
+        row = ConsoleSignInRow
+        with self.store.transaction() as session:
+            if self.store.locks_rows:
+                session.execute(select(func.pg_advisory_xact_lock(SIGN_IN_GATE)))
+            session.execute(delete(row).where(row.at < now - self.per))
+            counted = select(func.count()).select_from(row).where(row.refused.is_(False))
+            mine = session.execute(counted.where(row.client == client)).scalar_one()
+            everyone = session.execute(counted).scalar_one()
+            if mine >= self.attempts or everyone >= self.attempts * 10:
+                marks = select(func.count()).select_from(row).where(row.refused.is_(True))
+                if (session.execute(marks.where(row.client == client)).scalar_one()
+                        or session.execute(marks).scalar_one() >= MAX_REFUSAL_MARKS):
                     return Admission.REFUSED_AGAIN
-                self._refused.add(client)
+                session.add(row(client=client, at=now, refused=True))
                 return Admission.REFUSED
-            self._refused.discard(client)
-            mine.append(now)
-            self._all.append(now)
+            session.execute(delete(row).where(row.client == client, row.refused.is_(True)))
+            session.add(row(client=client, at=now, refused=False))
             return Admission.ALLOWED
 
     def allow(self, client: str) -> bool:

@@ -296,3 +296,22 @@ class ConsoleSessionRow(Base):
         Index("ix_console_sessions_principal", "principal_id"),
         Index("ix_console_sessions_last_seen", "last_seen"),
     )
+
+
+class ConsoleSignInRow(Base):
+    """One sign-in attempt at the review console within the limiter's window, or (with
+    ``refused``) the mark that a client over the limit was reported in this window
+    (docs/adr/0015-review-console.md, section 4). Rows older than the window are deleted
+    at the next attempt, so every process serving the store counts the same attempts."""
+
+    __tablename__ = "console_sign_ins"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    refused: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        Index("ix_console_sign_ins_client", "client", "at"),
+        Index("ix_console_sign_ins_at", "at"),
+    )

@@ -1,19 +1,21 @@
-"""Console sessions in the store on SQLite and the real PostgreSQL
-(docs/adr/0015-review-console.md, section 3): two `SessionStore`s over one store stand
-for two `serve` processes; only the sha256 of the id is kept."""
+"""Console sessions and the sign-in limit in the store on SQLite and the real PostgreSQL
+(docs/adr/0015-review-console.md, sections 3 and 4): two `SessionStore`s or
+`SignInLimiter`s over one store stand for two `serve` processes; only the sha256 of a
+session id is kept, and the attempts of every process are counted together."""
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
-from cloud_stub.console.sessions import SessionStore
+from cloud_stub.console.sessions import Admission, SessionStore, SignInLimiter
 from cloud_stub.store.engine import Store
-from cloud_stub.store.models import ConsoleSessionRow
+from cloud_stub.store.models import ConsoleSessionRow, ConsoleSignInRow
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -93,3 +95,51 @@ def test_the_table_is_capped(store: Store) -> None:
     assert len(_rows(store)) == 3
     assert keep.get(opened[0].id) is None  # the least recently used went first
     assert keep.get(opened[-1].id) is not None
+
+
+def test_two_processes_count_sign_in_attempts_together(store: Store) -> None:
+    clock = Clock()
+    one, two = (SignInLimiter(store=store, clock=clock, attempts=2, per=timedelta(minutes=1))
+                for _ in range(2))
+    assert [one.admit("10.0.0.1"), two.admit("10.0.0.1")] == [Admission.ALLOWED] * 2
+    assert two.admit("10.0.0.1") is Admission.REFUSED
+    assert one.admit("10.0.0.1") is Admission.REFUSED_AGAIN  # reported once, by either
+    assert one.admit("10.0.0.2") is Admission.ALLOWED
+    clock.now += timedelta(minutes=1, seconds=1)
+    assert two.admit("10.0.0.1") is Admission.ALLOWED
+    with store.read() as session:  # the window's rows only: the old ones went
+        rows = list(session.execute(select(ConsoleSignInRow)).scalars())
+    assert [(r.client, r.refused) for r in rows] == [("10.0.0.1", False)]
+
+
+def test_simultaneous_attempts_in_two_processes_never_pass_the_limit(store_url: str) -> None:
+    """Two engines (two connection pools, as two `serve` processes have) and eight
+    threads racing: the count is serialized, so exactly `attempts` are allowed."""
+    stores = [Store(store_url) for _ in range(2)]
+    stores[0].create_schema()
+    clock = Clock()
+    limiters = [SignInLimiter(store=s, clock=clock, attempts=5, per=timedelta(minutes=1))
+                for s in stores]
+    results: list[Admission] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def attempt(limiter: SignInLimiter) -> None:
+        start.wait()
+        for _ in range(3):
+            admission = limiter.admit("203.0.113.9")
+            with lock:
+                results.append(admission)
+
+    threads = [threading.Thread(target=attempt, args=(limiters[i % 2],)) for i in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        for s in stores:
+            s.dispose()
+    assert len(results) == 24
+    assert results.count(Admission.ALLOWED) == 5
+    assert results.count(Admission.REFUSED) == 1

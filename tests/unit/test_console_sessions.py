@@ -73,26 +73,26 @@ def test_csrf_compares_the_whole_token(db: Store) -> None:
     assert not session.csrf_matches(None)
 
 
-def test_sign_in_limit_per_client_and_window() -> None:
+def test_sign_in_limit_per_client_and_window(db: Store) -> None:
     clock = Clock()
-    limiter = SignInLimiter(clock=clock, attempts=3, per=timedelta(minutes=1))
+    limiter = SignInLimiter(store=db, clock=clock, attempts=3, per=timedelta(minutes=1))
     assert [limiter.allow("10.0.0.1") for _ in range(4)] == [True, True, True, False]
     assert limiter.allow("10.0.0.2")
     clock.now += timedelta(minutes=1, seconds=1)
     assert limiter.allow("10.0.0.1")
 
 
-def test_a_limited_client_is_reported_once_per_window() -> None:
+def test_a_limited_client_is_reported_once_per_window(db: Store) -> None:
     clock = Clock()
-    limiter = SignInLimiter(clock=clock, attempts=1, per=timedelta(minutes=1))
+    limiter = SignInLimiter(store=db, clock=clock, attempts=1, per=timedelta(minutes=1))
     assert [limiter.admit("c") for _ in range(3)] == [
         Admission.ALLOWED, Admission.REFUSED, Admission.REFUSED_AGAIN]
     clock.now += timedelta(minutes=2)
     assert [limiter.admit("c") for _ in range(2)] == [Admission.ALLOWED, Admission.REFUSED]
 
 
-def test_sign_in_limit_over_all_clients() -> None:
-    limiter = SignInLimiter(clock=Clock(), attempts=2, per=timedelta(minutes=1))
+def test_sign_in_limit_over_all_clients(db: Store) -> None:
+    limiter = SignInLimiter(store=db, clock=Clock(), attempts=2, per=timedelta(minutes=1))
     allowed = [limiter.allow(f"10.0.{i}.1") for i in range(21)]
     assert allowed.count(True) == 20
     assert allowed[-1] is False
