@@ -81,7 +81,8 @@ class MqttLink(Protocol):
     def receive(self, timeout: float) -> Inbound | None: ...
 
     def wake(self) -> None:
-        """Make a `receive` in progress return None now (the worker is being stopped)."""
+        """Make a `receive` in progress return None now (the worker is being stopped, or
+        has work that is not a message: a new escrow blob, a finished job)."""
         ...
 
     def ack(self, message: Inbound) -> None: ...
@@ -90,17 +91,20 @@ class MqttLink(Protocol):
 
 
 class _LinkWatcher(ProblemLog):
-    """Names why the link is down (logged once per cause) and publishes the online status
-    on every connection."""
+    """Names why the link is down (logged once per cause), and on every connection wakes
+    the worker and publishes the online status."""
 
-    def __init__(self, settings: LinkSettings, session: Callable[[], Session]) -> None:
+    def __init__(self, settings: LinkSettings, session: Callable[[], Session],
+                 on_up: Callable[[], None]) -> None:
         super().__init__(log, f"{settings.host}:{settings.port}")
         self._settings = settings
         self._session = session
+        self._on_up = on_up
 
     def up(self, session_present: bool) -> None:
         super().up(session_present)
         log.info("MQTT link up (session present: %s)", session_present)
+        self._on_up()  # the worker's chores run now (escrow is sent again), not at its next pass
         make_payload = self._settings.online_payload
         if make_payload is None:
             return
@@ -132,7 +136,7 @@ class PahoLink:
         self._inbound = InboundQueue(
             settings.inbound_queue, wait_s=settings.enqueue_timeout_s, log=log
         )
-        self._watcher = _LinkWatcher(settings, lambda: self._session)
+        self._watcher = _LinkWatcher(settings, lambda: self._session, self._inbound.wake)
         self._started = False
         self._session = Session(
             SessionSettings(

@@ -36,6 +36,8 @@ class EscrowSource(Protocol):
 
     def acknowledge(self, epoch_id: str) -> bool: ...
 
+    def on_put(self, listener: Callable[[], None]) -> Callable[[], None]: ...
+
 
 class EscrowPublisher:
     """Moves escrow blobs from the vault's outbox to the cloud and back out on ack."""
@@ -55,6 +57,13 @@ class EscrowPublisher:
         self._resend_s = resend_s
         self._monotonic = monotonic
         self._sent_at: dict[str, float] = {}
+        self._waiting = True  # until a flush has looked
+
+    @property
+    def waiting(self) -> bool:
+        """True unless the last flush found the outbox empty: blobs are waiting to be
+        sent or acknowledged, or nobody has looked yet."""
+        return self._waiting
 
     def reset(self) -> None:
         """Send everything again at the next flush (after a reconnect)."""
@@ -73,7 +82,9 @@ class EscrowPublisher:
             items = list(self._outbox.pending())
         except DoorbellError as exc:
             log.error("escrow outbox unreadable: %s", exc)
+            self._waiting = True
             return 0
+        self._waiting = bool(items)
         for item in items:
             last = self._sent_at.get(item.epoch_id)
             if last is not None and now - last < self._resend_s:

@@ -109,6 +109,12 @@ class JobStore:
             )
             return True
 
+    def quiet(self) -> bool:
+        """True when the last look found the deferred queue and the outbox empty and no
+        row has been written there since: the intake's chores have nothing to do here."""
+        with self._db.lock:
+            return self._no_deferred and self._no_outbox
+
     def deferred(self) -> list[tuple[str, bytes]]:
         with self._db.lock:
             if self._no_deferred:

@@ -11,7 +11,9 @@ upload can take minutes; a job that hit a transport failure waits with exponenti
 backoff), so a long upload never stalls the intake of tokens; when a job ends, the job
 thread publishes its result at once (the outbox is locked, so both threads may flush
 it). Neither thread polls faster than its work needs: the intake's chores run after
-each message and once per `ServiceTiming.poll_s`; the job thread sleeps until a token
+each message, once per `ServiceTiming.poll_s` while one of them has work waiting, and
+otherwise when woken (the link came up, the vault stored an escrow blob, a job ran) or
+when the status falls due, at least every `idle_s`; the job thread sleeps until a token
 is accepted or a retry falls due (docs/architecture.md, "Release threads").
 """
 
@@ -56,18 +58,25 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class ServiceTiming:
     """Seconds. `poll_s` bounds how long the intake thread waits for a message between
-    its chores (a message is handled as it arrives, and the chores run after it); each
-    pass lists the escrow outbox and reads the release database while its deferred
-    queue or outbox holds a row (`JobStore` remembers them empty), so an idle device
-    pays for every pass (docs/architecture.md, "Release threads"). `jobs_idle_s` bounds the
-    job thread's sleep while no job waits for a retry: an accepted token wakes it."""
+    its chores while one of them has work waiting (a deferred token, a message in the
+    outbox, an escrow blob not yet acknowledged, the link down); a message is handled as
+    it arrives, and the chores run after it. With none waiting it waits until the next
+    status is due, at most `idle_s`, unless woken: an idle device's intake wakes a few
+    times a minute, not every second (docs/architecture.md, "Release threads").
+    `jobs_idle_s` bounds the job thread's sleep while no job waits for a retry: an
+    accepted token wakes it."""
 
     poll_s: float = 1.0
+    idle_s: float = 10.0
     status_every_s: float = 60.0
     retry_initial_s: float = 2.0
     retry_max_s: float = 300.0
     publish_timeout_s: float = 30.0  # unacknowledged this long: publish again
     jobs_idle_s: float = 60.0
+
+
+def _nothing() -> None:
+    return None
 
 
 def link_settings(
@@ -206,6 +215,8 @@ class ReleaseService:
             if escrow_outbox is not None
             else None
         )
+        self._unwatch_escrow: Callable[[], None] = (  # a new epoch's key goes out at once
+            escrow_outbox.on_put(self.link.wake) if escrow_outbox is not None else _nothing)
         self._retry_at: dict[str, tuple[float, float]] = {}  # jti -> (monotonic due, delay)
         self._unexpected: dict[str, int] = {}  # jti -> unexpected failures in a row
         self._was_connected = False
@@ -233,6 +244,7 @@ class ReleaseService:
         for thread in (self._thread, self._jobs_thread):
             if thread is not None:
                 thread.join(timeout=30)
+        self._unwatch_escrow()
         self._handover.clear()  # keys of a job that never ran leave memory now
         self.link.close(final_payload=status_payload(False, {}))
         self.uploader.close()
@@ -278,15 +290,28 @@ class ReleaseService:
 
     # --- the worker ---------------------------------------------------------------------
     def _loop(self) -> None:
+        wait = 0.0  # the first pass at once
         while not self._stop.is_set():
             try:
-                message = self.link.receive(self._timing.poll_s)
+                message = self.link.receive(wait)
                 if message is not None:
                     self._on_message(message)
                 self.chores()
+                wait = self._intake_wait()
             except Exception:  # nothing may end the intake; the next pass tries again
                 log.exception("release intake error")
                 self._stop.wait(1.0)
+                wait = self._timing.poll_s
+
+    def _intake_wait(self) -> float:
+        """Seconds the intake waits for a message before its next pass: `poll_s` while a
+        chore has work waiting, else until the status falls due, within `poll_s` and
+        `idle_s`."""
+        if (not self.link.connected() or not self.jobs.quiet()
+                or (self.escrow is not None and self.escrow.waiting)):
+            return self._timing.poll_s
+        status_due = self._last_status + self._timing.status_every_s - time.monotonic()
+        return max(self._timing.poll_s, min(self._timing.idle_s, status_due))
 
     def _job_loop(self) -> None:
         wait = 0.0  # the first pass at once: jobs an earlier run left running
@@ -368,6 +393,7 @@ class ReleaseService:
             ran = self._run_jobs_locked()
         if ran:
             self.outbox.flush()
+            self.link.wake()  # the intake looks at the outbox again while it holds a row
         return ran
 
     def _run_jobs_locked(self) -> bool:

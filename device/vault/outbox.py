@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,7 @@ class EscrowOutbox:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.quarantine = directory / "quarantine"
+        self._listeners: list[Callable[[], None]] = []
         try:
             self.quarantine.mkdir(parents=True, exist_ok=True, mode=0o700)
             for stale in directory.glob(".tmp-*"):  # an interrupted put never completed
@@ -80,7 +82,21 @@ class EscrowOutbox:
             write_atomic(path, payload)
         except OSError as exc:
             raise OutboxError(f"cannot write escrow message for epoch {epoch_id}: {exc}") from exc
+        for listener in list(self._listeners):
+            listener()
         return path
+
+    def on_put(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` (which must not block or raise) after each message is stored:
+        the release side's publisher sleeps until there is something to send. Returns
+        the call that stops it."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
 
     def _next_sequence(self) -> int:
         """Wall-clock nanoseconds, but always above every queued name: a Pi's clock may
