@@ -5,9 +5,13 @@ socket by httpcore: two copies and a pass through h11 per read, about 0.6 ms of 
 released MB on the doorbell, more than a third of re-sealing it. `SendfileTransport`
 sends a `FileBody` with `socket.sendfile` instead (the kernel copies from the page cache
 into the socket), on HTTP/1.1 connections of its own (`http.client`, kept alive and
-reused); every other request, and every body over https (where the bytes must pass
-through TLS), goes to the httpx transport it wraps. The request's headers are httpx's,
-so the bytes on the wire are what httpx would send.
+reused; an idle one the server closed is not reused). The uploader calls its
+`send_file` directly for a clip's PUTs, with the header lines httpx's client would
+build, so the bytes on the wire are what httpx would send and its client's CPU around
+each PUT is saved. As an httpx transport it sends a request whose stream is a
+`FileBody` the same way, with the request's headers; every other request, and every
+body over https (where the bytes must pass through TLS), goes to the httpx transport it
+wraps.
 
 `FileBody` is also an ordinary httpx stream (reads of `read_bytes`), so any transport
 can send it: tests put transports of their own under the uploader.
@@ -123,7 +127,8 @@ def _error(step: str, cause: BaseException) -> httpx.TransportError:
 
 
 class SendfileTransport(httpx.BaseTransport):
-    """Sends `FileBody` requests over plain HTTP with sendfile; the rest through `inner`."""
+    """Sends `FileBody` requests over plain HTTP with sendfile (`send_file`, or as an
+    httpx transport); the rest through `inner`."""
 
     def __init__(self, inner: httpx.BaseTransport, *, timeout_s: float) -> None:
         self._inner = inner

@@ -23,7 +23,11 @@ it is the whole file and the caller passed the file's digest, which the re-seal 
 as it wrote), then sent from the file again as the body with its `Content-Length`: by
 sendfile(2) over plain HTTP (`device.release.sendfile`: the bytes do not pass through
 Python), else in reads of `UploadLimits.read_bytes`; a worker's memory does not grow
-with the chunk size.
+with the chunk size. Over plain HTTP with the uploader's own transport such a PUT goes
+straight to `SendfileTransport.send_file`, not through httpx's client: the same header
+lines, httpx's errors, the answer read as the client reads it, and less CPU. Every
+other request (the GET, the manifest, https, a transport a test injects) goes through
+httpx's client.
 The re-sealed file is the device's own and is not written while it is uploaded; a file
 that comes up short between the two reads raises OSError.
 """

@@ -1,11 +1,11 @@
 """The device's `HttpUploader` against the real cloud stub over HTTP: which requests it
 makes, and what the cloud records of the upload.
 
-Every request the uploader sends is recorded: with httpx event hooks on its client, and
-a clip's PUTs, which bypass the client, by a spy on its sendfile transport. A
-fresh clip goes up with PUTs only, from offset 0, without asking for the resume point;
-a clip the cloud already holds part of costs one refused PUT whose 409 names the
-cloud's offset, and the upload continues from there; after a connection cut mid-upload
+Every request the uploader sends is recorded: with httpx event hooks on its client,
+and a clip's PUTs, which bypass the client, by a spy on its sendfile transport. A fresh
+clip goes up with PUTs only, from offset 0, without asking for the resume point; a clip
+the cloud already holds part of costs one refused PUT whose 409 names the cloud's
+offset, and the upload continues from there; after a connection cut mid-upload
 (`CuttingProxy`) the retry first asks the cloud for its offset (the GET that the first
 attempt skipped; also the positive control that the recorder sees GETs). The cloud's
 custody record, read through the agency's listing, has ``upload_started_at <=
