@@ -5,9 +5,13 @@ socket by httpcore: two copies and a pass through h11 per read, about 0.6 ms of 
 released MB on the doorbell, more than a third of re-sealing it. `SendfileTransport`
 sends a `FileBody` with `socket.sendfile` instead (the kernel copies from the page cache
 into the socket), on HTTP/1.1 connections of its own (`http.client`, kept alive and
-reused); every other request, and every body over https (where the bytes must pass
-through TLS), goes to the httpx transport it wraps. The request's headers are httpx's,
-so the bytes on the wire are what httpx would send.
+reused; an idle one the server closed is not reused). The uploader calls its
+`send_file` directly for a clip's PUTs, with the header lines httpx's client would
+build, so the bytes on the wire are what httpx would send and its client's CPU around
+each PUT is saved. As an httpx transport it sends a request whose stream is a
+`FileBody` the same way, with the request's headers; every other request, and every
+body over https (where the bytes must pass through TLS), goes to the httpx transport it
+wraps.
 
 `FileBody` is also an ordinary httpx stream (reads of `read_bytes`), so any transport
 can send it: tests put transports of their own under the uploader.
@@ -27,7 +31,7 @@ import select
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
 import httpx
@@ -109,20 +113,22 @@ class _Failed(Exception):
         self.cause = cause
 
 
-def _error(step: str, cause: BaseException, request: httpx.Request) -> httpx.TransportError:
+def _error(step: str, cause: BaseException) -> httpx.TransportError:
+    """The httpx error for `cause` at `step` (httpx's client attaches its request)."""
     message = f"{type(cause).__name__}: {cause}"
     if isinstance(cause, http.client.HTTPException):
-        return httpx.RemoteProtocolError(message, request=request)
+        return httpx.RemoteProtocolError(message)
     timeout = isinstance(cause, TimeoutError)
     if step == "connect":
-        return (httpx.ConnectTimeout if timeout else httpx.ConnectError)(message, request=request)
+        return (httpx.ConnectTimeout if timeout else httpx.ConnectError)(message)
     if step == "write":
-        return (httpx.WriteTimeout if timeout else httpx.WriteError)(message, request=request)
-    return (httpx.ReadTimeout if timeout else httpx.ReadError)(message, request=request)
+        return (httpx.WriteTimeout if timeout else httpx.WriteError)(message)
+    return (httpx.ReadTimeout if timeout else httpx.ReadError)(message)
 
 
 class SendfileTransport(httpx.BaseTransport):
-    """Sends `FileBody` requests over plain HTTP with sendfile; the rest through `inner`."""
+    """Sends `FileBody` requests over plain HTTP with sendfile (`send_file`, or as an
+    httpx transport); the rest through `inner`."""
 
     def __init__(self, inner: httpx.BaseTransport, *, timeout_s: float) -> None:
         self._inner = inner
@@ -134,13 +140,26 @@ class SendfileTransport(httpx.BaseTransport):
         body = request.stream
         if not isinstance(body, FileBody) or request.url.scheme != "http":
             return self._inner.handle_request(request)
-        key = (request.url.host, request.url.port or 80)
+        status, headers, content = self.send_file(request.method, request.url,
+                                                  request.headers.raw, body)
+        return httpx.Response(status, headers=headers, content=content, request=request,
+                              extensions={"http_version": b"HTTP/1.1"})
+
+    def send_file(self, method: str, url: httpx.URL, headers: Sequence[tuple[bytes, bytes]],
+                  body: FileBody) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Send `method url` over plain HTTP with exactly the header lines `headers` (Host
+        and Content-Length among them) and `body` by sendfile, on a kept connection to
+        the URL's host; the answer's status, header lines and body, as it came (not
+        decoded; at most MAX_ANSWER_BYTES). Raises httpx.TransportError (the module's
+        docstring says which) and FileEnded."""
+        key = (url.host, url.port or 80)
         connection = self._take(key)
         try:
-            status, headers, content, reusable = self._exchange(connection, request, body)
+            status, answer_headers, content, reusable = self._exchange(
+                connection, method, url.raw_path.decode("ascii"), headers, body)
         except _Failed as failed:
             connection.close()
-            raise _error(failed.step, failed.cause, request) from failed.cause
+            raise _error(failed.step, failed.cause) from failed.cause
         except BaseException:  # FileEnded: the connection is mid-body
             connection.close()
             raise
@@ -149,8 +168,7 @@ class SendfileTransport(httpx.BaseTransport):
                 self._idle.setdefault(key, []).append(connection)
         else:
             connection.close()
-        return httpx.Response(status, headers=headers, content=content, request=request,
-                              extensions={"http_version": b"HTTP/1.1"})
+        return status, answer_headers, content
 
     def _take(self, key: tuple[str, int]) -> http.client.HTTPConnection:
         """An idle connection the server has not closed, else a new one (unconnected)."""
@@ -164,17 +182,17 @@ class SendfileTransport(httpx.BaseTransport):
                 return connection  # nothing to read on an idle connection: still open
             connection.close()  # closed by the server (or it sent what we did not ask)
 
-    def _exchange(self, connection: http.client.HTTPConnection, request: httpx.Request,
-                  body: FileBody) -> tuple[int, list[tuple[str, str]], bytes, bool]:
+    def _exchange(self, connection: http.client.HTTPConnection, method: str, target: str,
+                  headers: Sequence[tuple[bytes, bytes]], body: FileBody
+                  ) -> tuple[int, list[tuple[str, str]], bytes, bool]:
         if connection.sock is None:
             try:
                 connection.connect()
             except (OSError, http.client.HTTPException) as exc:
                 raise _Failed("connect", exc) from exc
         try:
-            connection.putrequest(request.method, request.url.raw_path.decode("ascii"),
-                                  skip_host=True, skip_accept_encoding=True)
-            for name, value in request.headers.raw:
+            connection.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+            for name, value in headers:
                 connection.putheader(name.decode("latin-1"), value)
             connection.endheaders()
         except (OSError, http.client.HTTPException) as exc:

@@ -23,7 +23,11 @@ it is the whole file and the caller passed the file's digest, which the re-seal 
 as it wrote), then sent from the file again as the body with its `Content-Length`: by
 sendfile(2) over plain HTTP (`device.release.sendfile`: the bytes do not pass through
 Python), else in reads of `UploadLimits.read_bytes`; a worker's memory does not grow
-with the chunk size.
+with the chunk size. Over plain HTTP with the uploader's own transport such a PUT goes
+straight to `SendfileTransport.send_file`, not through httpx's client: the same header
+lines, httpx's errors, the answer read as the client reads it, and less CPU. Every
+other request (the GET, the manifest, https, a transport a test injects) goes through
+httpx's client.
 The re-sealed file is the device's own and is not written while it is uploaded; a file
 that comes up short between the two reads raises OSError.
 """
@@ -93,7 +97,7 @@ class EvidenceClosed(UploadRefused):
         self.where = where
 
 
-def _problem_code(response: httpx.Response) -> str:
+def _problem_code(response: Answer) -> str:
     """The ``error.code`` of the cloud's problem JSON, or "" when there is none."""
     try:
         body: Any = response.json()
@@ -114,6 +118,41 @@ def _read_capped(response: httpx.Response) -> bytes:
             raise httpx.RemoteProtocolError(
                 f"an answer of over {MAX_ANSWER_BYTES} bytes", request=response.request)
     return bytes(body)
+
+
+_FRAMING = ("content-encoding", "content-length")  # of the body as sent, not as read
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An answer read whole: its status, its header lines but those of its framing, and
+    its body decoded. `json()` and `text` read the body as httpx does."""
+
+    status_code: int
+    headers: list[tuple[str, str]]
+    content: bytes
+
+    def _as_httpx(self) -> httpx.Response:
+        return httpx.Response(self.status_code, headers=self.headers, content=self.content)
+
+    def json(self) -> Any:
+        return self._as_httpx().json()
+
+    @property
+    def text(self) -> str:
+        return self._as_httpx().text
+
+
+def _answer_as_sent(status: int, headers: list[tuple[str, str]], content: bytes) -> Answer:
+    """The `Answer` of a body as it came: decoded by its Content-Encoding as httpx's client
+    decodes it. Raises httpx.DecodingError, or httpx.RemoteProtocolError when the decoded
+    body is over `MAX_ANSWER_BYTES`."""
+    kept = [(name, value) for name, value in headers if name.lower() not in _FRAMING]
+    if any(name.lower() == "content-encoding" for name, _ in headers):
+        content = httpx.Response(status, headers=headers, content=content).content
+        if len(content) > MAX_ANSWER_BYTES:
+            raise httpx.RemoteProtocolError(f"an answer of over {MAX_ANSWER_BYTES} bytes")
+    return Answer(status, kept, content)
 
 
 class HttpUploader:
@@ -145,6 +184,7 @@ class HttpUploader:
         self._stop = stop or threading.Event()
         if transport is None:
             transport = SendfileTransport(httpx.HTTPTransport(), timeout_s=limits.timeout_s)
+        self._sendfile = transport if isinstance(transport, SendfileTransport) else None
         self._client = httpx.Client(timeout=limits.timeout_s, follow_redirects=False,
                                     transport=transport)
 
@@ -165,38 +205,66 @@ class HttpUploader:
         except RequestSignatureError as exc:
             raise UploadRefused(0, f"cannot sign the request: {exc}") from exc
 
-    def _request(self, method: str, url: str, jti: str, body: bytes = b"") -> httpx.Response:
+    def _request(self, method: str, url: str, jti: str, body: bytes = b"") -> Answer:
         return self._send(method, url, jti, hashlib.sha256(body).hexdigest(), body, len(body))
 
     def _send(self, method: str, url: str, jti: str, body_sha256: str,
-              content: bytes | FileBody, length: int) -> httpx.Response:
+              content: bytes | FileBody, length: int) -> Answer:
         headers = self._headers(method, url, jti, body_sha256)
         if length:
             headers["Content-Type"] = "application/octet-stream"
             headers["Content-Length"] = str(length)
         try:
             if isinstance(content, FileBody):
-                request = self._client.build_request(method, url, headers=headers)
-                request.stream = content  # as it is, for the transport to send by sendfile
+                target = httpx.URL(url)
+                if (self._sendfile is not None and target.scheme == "http"
+                        and not self._client.is_closed and not self._client.cookies):
+                    answer = self._send_file(method, target, headers, content)
+                else:
+                    request = self._client.build_request(method, target, headers=headers)
+                    request.stream = content  # as it is, for a transport to send by sendfile
+                    answer = self._through_client(request)
             else:
-                request = self._client.build_request(method, url, content=content,
-                                                     headers=headers)
-            response = self._client.send(request, stream=True)
-            try:
-                answer = _read_capped(response)
-            finally:
-                response.close()
+                answer = self._through_client(
+                    self._client.build_request(method, url, content=content, headers=headers))
         except httpx.HTTPError as exc:  # connection reset, timeout, protocol error
             raise _Retryable(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
-        headers_read = [(k, v) for k, v in response.headers.multi_items()
-                        if k.lower() not in ("content-encoding", "content-length")]
-        response = httpx.Response(response.status_code, headers=headers_read,
-                                  content=answer, request=request)  # decoded already
-        if response.status_code >= 500 or response.status_code == 429:
-            raise _Retryable(f"{method} {url}: {response.status_code}")
-        return response
+        if answer.status_code >= 500 or answer.status_code == 429:
+            raise _Retryable(f"{method} {url}: {answer.status_code}")
+        return answer
 
-    def _offset_of(self, response: httpx.Response) -> int:
+    def _through_client(self, request: httpx.Request) -> Answer:
+        response = self._client.send(request, stream=True)
+        try:
+            body = _read_capped(response)
+        finally:
+            response.close()
+        return Answer(response.status_code, [
+            (k, v) for k, v in response.headers.multi_items() if k.lower() not in _FRAMING
+        ], body)  # decoded already
+
+    def _send_file(self, method: str, url: httpx.URL, headers: dict[str, str],
+                   body: FileBody) -> Answer:
+        """The request straight through the sendfile transport, without httpx's client
+        around it (docs/architecture.md, "Evidence upload"): the header lines are the
+        ones the client builds (Host, the client's own unless ours name them, ours), and
+        the answer is read as the client reads it (decoded, capped, its cookies kept;
+        `_send` takes this path only while the client holds no cookie to send)."""
+        ours = [(name.encode("ascii"), value.encode("ascii")) for name, value in headers.items()]
+        named = {name.lower() for name, _ in ours}
+        lines = [(b"Host", url.netloc)] if b"host" not in named else []
+        lines += [(name, value) for name, value in self._client.headers.raw
+                  if name.lower() not in named]
+        lines += ours
+        assert self._sendfile is not None
+        status, answer_headers, content = self._sendfile.send_file(method, url, lines, body)
+        if any(name.lower() == "set-cookie" for name, _ in answer_headers):
+            self._client.cookies.extract_cookies(httpx.Response(
+                status, headers=answer_headers,
+                request=httpx.Request(method, url, headers=lines)))
+        return _answer_as_sent(status, answer_headers, content)
+
+    def _offset_of(self, response: Answer) -> int:
         """The offset in `{"offset": N}` (also inside `{"error": {...}}`, a 409's shape)."""
         try:
             body: Any = response.json()
@@ -209,7 +277,7 @@ class HttpUploader:
             raise UploadRefused(response.status_code, f"invalid offset {offset!r:.40}")
         return offset
 
-    def _final(self, response: httpx.Response, where: str) -> UploadRefused:
+    def _final(self, response: Answer, where: str) -> UploadRefused:
         if response.status_code == 409 and _problem_code(response) == CLOSED:
             return EvidenceClosed(where, response.text[:300])
         return UploadRefused(response.status_code, response.text[:300])
@@ -248,7 +316,7 @@ class HttpUploader:
             yield piece
 
     def _put_chunk(self, url: str, jti: str, handle: BinaryIO, offset: int, length: int,
-                   known_sha256: str | None = None) -> httpx.Response:
+                   known_sha256: str | None = None) -> Answer:
         """PUT bytes [offset, offset + length) of the file: hashed in one pass (unless
         the digest of exactly these bytes is known), streamed as the body in a second."""
         digest = known_sha256

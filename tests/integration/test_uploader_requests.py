@@ -1,10 +1,11 @@
 """The device's `HttpUploader` against the real cloud stub over HTTP: which requests it
 makes, and what the cloud records of the upload.
 
-Every request the uploader sends is recorded with httpx event hooks on its client. A
-fresh clip goes up with PUTs only, from offset 0, without asking for the resume point;
-a clip the cloud already holds part of costs one refused PUT whose 409 names the
-cloud's offset, and the upload continues from there; after a connection cut mid-upload
+Every request the uploader sends is recorded: with httpx event hooks on its client,
+and a clip's PUTs, which bypass the client, by a spy on its sendfile transport. A fresh
+clip goes up with PUTs only, from offset 0, without asking for the resume point; a clip
+the cloud already holds part of costs one refused PUT whose 409 names the cloud's
+offset, and the upload continues from there; after a connection cut mid-upload
 (`CuttingProxy`) the retry first asks the cloud for its offset (the GET that the first
 attempt skipped; also the positive control that the recorder sees GETs). The cloud's
 custody record, read through the agency's listing, has ``upload_started_at <=
@@ -19,7 +20,7 @@ import hashlib
 import http.server
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +30,7 @@ import pytest
 
 from cloud_stub.store.models import Upload
 from device.release.errors import UploadFailed
+from device.release.sendfile import FileBody
 from device.release.uploader import HttpUploader, UploadLimits
 from tests.fixtures.cloud import CloudServer
 from tests.fixtures.release import CuttingProxy
@@ -54,23 +56,42 @@ class Sent:
 
 
 class Recorder:
-    """Every request an httpx client sends, with the status of its answer (if any)."""
+    """Every request an uploader sends, with the status of its answer (if any): through
+    its httpx client (event hooks) and, for a clip's PUTs, straight through its sendfile
+    transport (a spy on `SendfileTransport.send_file`)."""
 
-    def __init__(self, client: httpx.Client) -> None:
+    def __init__(self, uploader: HttpUploader) -> None:
         self.sent: list[Sent] = []
         self._open: dict[int, int] = {}
-        client.event_hooks = {"request": [self._request], "response": [self._response]}
+        uploader._client.event_hooks = {"request": [self._request],
+                                        "response": [self._response]}
+        transport = uploader._sendfile
+        assert transport is not None
+        send_file = transport.send_file
+
+        def spy(method: str, url: httpx.URL, headers: Sequence[tuple[bytes, bytes]],
+                body: FileBody) -> tuple[int, list[tuple[str, str]], bytes]:
+            index = self._add(method, url)
+            answer = send_file(method, url, headers, body)
+            self._answered(index, answer[0])
+            return answer
+
+        transport.send_file = spy  # type: ignore[method-assign]
+
+    def _add(self, method: str, url: httpx.URL) -> int:
+        raw = url.params.get("offset")
+        self.sent.append(Sent(method, url.path, None if raw is None else int(raw), None))
+        return len(self.sent) - 1
+
+    def _answered(self, index: int, status: int) -> None:
+        entry = self.sent[index]
+        self.sent[index] = Sent(entry.method, entry.path, entry.offset, status)
 
     def _request(self, request: httpx.Request) -> None:
-        raw = request.url.params.get("offset")
-        self._open[id(request)] = len(self.sent)
-        self.sent.append(Sent(request.method, request.url.path,
-                              None if raw is None else int(raw), None))
+        self._open[id(request)] = self._add(request.method, request.url)
 
     def _response(self, response: httpx.Response) -> None:
-        index = self._open.pop(id(response.request))
-        entry = self.sent[index]
-        self.sent[index] = Sent(entry.method, entry.path, entry.offset, response.status_code)
+        self._answered(self._open.pop(id(response.request)), response.status_code)
 
     def calls(self) -> list[tuple[str, int | None, int | None]]:
         return [(s.method, s.offset, s.status) for s in self.sent]
@@ -134,7 +155,7 @@ def put_offsets(start: int, size: int) -> list[int]:
 def test_a_fresh_clip_goes_up_with_puts_only(cloud: CloudServer, released: Released,
                                             clip: bytes, uploader: HttpUploader,
                                             tmp_path: Path) -> None:
-    recorder = Recorder(uploader._client)
+    recorder = Recorder(uploader)
     held = uploader.upload_file(upload=released.upload, jti=released.jti, clip_id=CLIP_ID,
                                 path=clip_path(tmp_path))
     assert held == len(clip)
@@ -154,7 +175,7 @@ def test_a_clip_the_cloud_holds_part_of_resumes_at_the_409s_offset(
     url = f"{released.upload}/{CLIP_ID}"
     first = device_call(cloud, released, "PUT", f"{url}?offset=0", clip[:prefix])
     assert first.json() == {"offset": prefix}
-    recorder = Recorder(uploader._client)
+    recorder = Recorder(uploader)
     uploader.upload_file(upload=released.upload, jti=released.jti, clip_id=CLIP_ID,
                          path=clip_path(tmp_path))
     assert recorder.calls() == [("PUT", 0, 409)] + [
@@ -173,7 +194,7 @@ def test_after_a_cut_connection_the_retry_asks_for_the_offset_first(
     proxy.start()
     uploader = make_uploader(released)
     try:
-        recorder = Recorder(uploader._client)
+        recorder = Recorder(uploader)
         upload = f"http://127.0.0.1:{proxy.port}/v1/evidence/{released.jti}"
         uploader.upload_file(upload=upload, jti=released.jti, clip_id=CLIP_ID,
                              path=clip_path(tmp_path))

@@ -2,7 +2,9 @@
 thread): a `FileBody` arrives byte for byte with httpx's headers, connections are kept
 alive and reused, one the server closed is not, a file that ends early raises OSError
 and leaves no half-sent request behind, a peer that stops reading is a write timeout,
-and other requests go to the inner transport."""
+and other requests go to the inner transport. The uploader sends a clip's PUTs to the
+transport's `send_file` without httpx's client, in the same bytes as httpx sends, and
+a refused connection is still a retried `ConnectError`."""
 
 from __future__ import annotations
 
@@ -15,8 +17,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from device.release.errors import UploadFailed
 from device.release.sendfile import MAX_ANSWER_BYTES, FileBody, FileEnded, SendfileTransport
+from device.release.uploader import HttpUploader, UploadLimits
 
 
 class Received:
@@ -190,3 +195,115 @@ def test_an_answer_larger_than_any_the_endpoint_gives_is_not_read_whole(
                                                      match="an answer of over"):
         put(client, f"{url}/v1/evidence/j/c?offset=0", FileBody(handle, 0, 6, read_bytes=4096))
     assert got.bodies == [b"sealed"]
+
+
+class Spy(SendfileTransport):
+    """The uploader's transport, noting what reaches it through httpx's client."""
+
+    def __init__(self) -> None:
+        super().__init__(Inner(), timeout_s=10)
+        self.through_client: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.through_client.append(f"{request.method} {request.url.path}")
+        return super().handle_request(request)
+
+
+def uploader(transport: httpx.BaseTransport | None = None, *, failures: int = 8
+             ) -> HttpUploader:
+    return HttpUploader(device_id="dev", identity=KEY, now=lambda: 1_700_000_000.0,
+                        transport=transport,
+                        limits=UploadLimits(chunk_bytes=4000, max_failures=failures,
+                                            backoff_initial_s=0.01, timeout_s=10))
+
+
+KEY = Ed25519PrivateKey.generate()
+
+
+def test_the_uploader_puts_a_clip_through_its_transport_not_httpx_client(
+    received: tuple[Received, str], tmp_path: Path
+) -> None:
+    """Over plain HTTP a clip's PUTs go to `SendfileTransport.send_file` directly, not
+    through httpx's client; the manifest still does."""
+    got, url = received
+    data = os.urandom(10_000)
+    (tmp_path / "clip.age").write_bytes(data)
+    spy = Spy()
+    sender = uploader(spy)
+    try:
+        assert sender.upload_file(upload=f"{url}/v1/evidence/j", jti="j", clip_id="c",
+                                  path=tmp_path / "clip.age") == len(data)
+        sender.upload_manifest(upload=f"{url}/v1/evidence/j", jti="j", manifest=b"{}")
+    finally:
+        sender.close()
+    assert b"".join(got.bodies) == data
+    assert len(got.bodies) == 3  # chunks of 4000
+    assert spy.through_client == ["POST /v1/evidence/j/manifest"]
+
+
+class Capture:
+    """A bare HTTP/1.1 peer that keeps each request's head as it came on the wire."""
+
+    def __init__(self) -> None:
+        self.heads: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        with sock, sock.makefile("rb") as stream:
+            while True:
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = stream.readline()
+                    if not line:
+                        return
+                    head += line
+                self.heads.append(head)
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                stream.read(length)
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+
+
+def test_a_put_straight_through_the_transport_has_the_bytes_httpx_sends(
+    tmp_path: Path
+) -> None:
+    """The same PUT (same key, same clock: the same signature) by the uploader's own
+    path and by httpx's transport, streaming the file: the request heads are equal,
+    byte for byte (request line, Host, httpx's headers and ours, in order)."""
+    (tmp_path / "clip.age").write_bytes(b"s" * 3000)
+    capture = Capture()
+    try:
+        for transport in (None, httpx.HTTPTransport()):
+            sender = uploader(transport)
+            try:
+                sender.upload_file(upload=f"{capture.url}/v1/evidence/j", jti="j",
+                                   clip_id="c", path=tmp_path / "clip.age")
+            finally:
+                sender.close()
+    finally:
+        capture.listener.close()
+    direct, through_httpx = capture.heads
+    assert direct == through_httpx
+    assert direct.startswith(b"PUT /v1/evidence/j/c?offset=0 HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"\r\nUser-Agent: python-httpx/" in direct
+    assert direct.endswith(b"\r\nContent-Length: 3000\r\n\r\n")
+
+
+def test_a_refused_connection_is_retried_as_httpx_connect_error(tmp_path: Path) -> None:
+    (tmp_path / "clip.age").write_bytes(b"z" * 10)
+    sender = uploader(failures=2)
+    try:
+        with pytest.raises(UploadFailed, match=r"gave up after 2 failures: .*ConnectError"):
+            sender.upload_file(upload="http://127.0.0.1:9/v1/evidence/j", jti="j",
+                               clip_id="c", path=tmp_path / "clip.age")
+    finally:
+        sender.close()
