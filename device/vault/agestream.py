@@ -12,11 +12,11 @@ one more byte, because only then is it known not to be the last) and a reused 1 
 ciphertext batch, so each `write` call costs one sink write instead of one per chunk;
 the reader holds one encrypted chunk plus a little look-ahead.
 
-A closed writer hands its ciphertext batch to the next writer of the same thread. The
-agent fixes glibc's mmap threshold (`device.malloc.tune_malloc`), so a new 1 MiB buffer
-is a new mapping whose 256 pages fault in as it fills: about 5 ms of CPU for a release
-of ten clips (bench/README.md, "Device CPU: what is left"). The batch only ever holds
-ciphertext.
+A closed writer hands its ciphertext batch to the next writer of the same thread (a
+thread keeps one, 1 MiB, between writers). The agent fixes glibc's mmap threshold
+(`device.malloc.tune_malloc`), so a new 1 MiB buffer is a new mapping whose 256 pages
+fault in as it fills: about 5 ms of CPU for a release of ten clips (bench/README.md,
+"Device CPU: what is left"). The batch only ever holds ciphertext.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ NONCE_SIZE = 16
 _MAX_COUNTER = (1 << 88) - 1
 _BATCH_CHUNKS = 16  # ciphertext handed to the sink in writes of up to 1 MiB
 _BATCH_BYTES = _BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE
-_SPARE_BATCHES = 2  # closed writers' batches a thread keeps for its next writers
+_SPARE_BATCHES = 1  # a closed writer's batch, kept by its thread for the next writer
 
 
 class _SpareBatches(threading.local):
