@@ -6,9 +6,7 @@ that is not a message: a new epoch's escrow blob, a finished job
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +15,7 @@ from device.release.vaultview import StoreVault
 from protocol.topics import DeviceTopics
 from tests.fixtures.broker import Broker, Inbox, subscribe
 from tests.fixtures.deployment import TestDeployment
-from tests.fixtures.release import DeviceRig, make_rig
+from tests.fixtures.release import DeviceRig
 from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.broker
@@ -40,23 +38,15 @@ class Passes:
         service.chores = counted  # type: ignore[method-assign]
 
 
-@pytest.fixture
-def rig(deployment: TestDeployment, broker: Broker, tmp_path: Path) -> Iterator[DeviceRig]:
-    made = make_rig(deployment, tmp_path, broker_port=broker.port)
-    try:
-        yield made
-    finally:
-        made.close()
-
-
 def _quiet(service: ReleaseService) -> bool:
     return (service.link.connected() and service.jobs.quiet()
             and service.escrow is not None and not service.escrow.waiting)
 
 
 def test_an_idle_intake_sleeps_and_a_new_escrow_blob_wakes_it(
-    rig: DeviceRig, broker: Broker, deployment: TestDeployment
+    mqtt_rig: DeviceRig, broker: Broker, deployment: TestDeployment
 ) -> None:
+    rig = mqtt_rig
     topics = DeviceTopics(rig.device_id, deployment.prefix)
     cloud = broker.client("cloud")
     escrows = Inbox(cloud)

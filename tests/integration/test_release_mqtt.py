@@ -11,7 +11,6 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -24,21 +23,11 @@ from tests.fixtures.release import (
     DeviceRig,
     Minter,
     ResultWatcher,
-    make_rig,
 )
 
 pytestmark = pytest.mark.broker
 
 FAR_FUTURE = IMMEDIATE + timedelta(days=365 * 200)  # every row of the outbox is due
-
-
-@pytest.fixture
-def mqtt_rig(deployment: TestDeployment, broker: Broker, tmp_path: Path) -> Iterator[DeviceRig]:
-    rig = make_rig(deployment, tmp_path, broker_port=broker.port)
-    try:
-        yield rig
-    finally:
-        rig.close()
 
 
 @pytest.fixture
