@@ -58,6 +58,12 @@ class EscrowPublisher:
         self._monotonic = monotonic
         self._sent_at: dict[str, float] = {}
         self._waiting = True  # until a flush has looked
+        # A new epoch's blob wakes the link's worker, whose next pass flushes it at once.
+        self._unwatch = outbox.on_put(link.wake)
+
+    def close(self) -> None:
+        """Stop waking the link's worker for new blobs (the service is stopping)."""
+        self._unwatch()
 
     @property
     def waiting(self) -> bool:

@@ -75,10 +75,6 @@ class ServiceTiming:
     jobs_idle_s: float = 60.0
 
 
-def _nothing() -> None:
-    return None
-
-
 def link_settings(
     config: AgentConfig, topics: DeviceTopics, online: Callable[[], bytes]
 ) -> LinkSettings:
@@ -215,8 +211,6 @@ class ReleaseService:
             if escrow_outbox is not None
             else None
         )
-        self._unwatch_escrow: Callable[[], None] = (  # a new epoch's key goes out at once
-            escrow_outbox.on_put(self.link.wake) if escrow_outbox is not None else _nothing)
         self._retry_at: dict[str, tuple[float, float]] = {}  # jti -> (monotonic due, delay)
         self._unexpected: dict[str, int] = {}  # jti -> unexpected failures in a row
         self._was_connected = False
@@ -244,7 +238,8 @@ class ReleaseService:
         for thread in (self._thread, self._jobs_thread):
             if thread is not None:
                 thread.join(timeout=30)
-        self._unwatch_escrow()
+        if self.escrow is not None:
+            self.escrow.close()
         self._handover.clear()  # keys of a job that never ran leave memory now
         self.link.close(final_payload=status_payload(False, {}))
         self.uploader.close()
