@@ -140,7 +140,7 @@ class Admission(StrEnum):
 
 
 SIGN_IN_GATE = 0x5D0_0B_E11  # the advisory lock that serializes sign-in counting (PostgreSQL)
-MAX_CLIENT_BYTES = 64  # a client address longer than this is counted by its first 64
+MAX_CLIENT_CHARS = 64  # a client address longer than this is counted by its first 64
 MAX_REFUSAL_MARKS = 10_000  # clients reported in one window; past it, refusals go unreported
 
 
@@ -164,7 +164,7 @@ class SignInLimiter:
         client in a window is `REFUSED` (the caller audits it), later ones
         `REFUSED_AGAIN`."""
         now = self.clock()
-        client = client[:MAX_CLIENT_BYTES]
+        client = client[:MAX_CLIENT_CHARS]
         row = ConsoleSignInRow
         with self.store.transaction() as session:
             if self.store.locks_rows:
